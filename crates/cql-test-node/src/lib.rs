@@ -1,0 +1,441 @@
+//! **TEST NODE ONLY** — a CQL native protocol v4 server that serves fixture
+//! tables to the real `scylla` driver in keyrecon's tests. It is not Cassandra
+//! and must never be pointed at by production code.
+//!
+//! What it does: answers the driver's handshake (OPTIONS, STARTUP, optional
+//! PasswordAuthenticator SASL PLAIN, REGISTER), serves the system tables the
+//! driver reads (`system.local`, `system.peers`, `system_schema.*`), and runs a
+//! small SELECT subset over in-memory tables: token-range scans and
+//! single-partition lookups with paging, via QUERY or PREPARE/EXECUTE. Tests can
+//! inject faults and read request statistics at runtime.
+//!
+//! Module map:
+//! - [`protocol`]: frames, request decoding, response encoding (wire format).
+//! - [`cql`]: the hand-written parser of the supported CQL subset.
+//! - [`schema`]: fixture table model and the system tables.
+//! - [`store`]: rows in ring order, insert/delete while serving.
+//! - [`exec`]: planning/validation (Cassandra's rules), paging, prepared ids.
+//! - [`murmur3`]: Cassandra's Murmur3Partitioner token.
+//! - [`faults`]: fault injection and stats.
+//! - [`server`]: accept loop and per-connection protocol state.
+//! - [`fixtures`]: deterministic row generation and CSV loading.
+//!
+//! Invariants kept across modules: rows are served in token order (ties by key
+//! bytes); token-range semantics follow Cassandra exactly (see [`exec`]); faults
+//! only touch page requests on fixture tables, never the driver's metadata
+//! traffic.
+//!
+//! ```no_run
+//! # async fn demo() -> cql_test_node::Result<()> {
+//! use cql_test_node::{ColumnType, Fault, Row, Table, TestNode};
+//! let table = Table::new("ks", "t", "k", ColumnType::Text).column("v", ColumnType::Blob);
+//! let node = TestNode::builder()
+//!     .table(table)
+//!     .rows((0..10).map(|i| Row::new(format!("k{i}")).blob("v", vec![i as u8])))
+//!     .build()
+//!     .start("127.0.0.1:0")
+//!     .await?;
+//! node.faults().fail_next(1, Fault::ReadTimeout);
+//! println!("{} pages served", node.stats().page_requests);
+//! node.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub mod cql;
+pub mod error;
+pub mod exec;
+pub mod faults;
+pub mod fixtures;
+pub mod murmur3;
+pub mod protocol;
+pub mod schema;
+mod server;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use error::{Error, Result};
+pub use faults::{Fault, FaultHandle, Stats};
+pub use schema::{ColumnType, Row, Table, Value};
+pub use store::StoredRow;
+
+use crate::exec::Engine;
+use crate::faults::StatsCell;
+use crate::schema::NodeInfo;
+use crate::server::Shared;
+use crate::store::Store;
+
+/// Default writetime of fixture cells: 2023-11-14T22:13:20Z in microseconds.
+pub const DEFAULT_WRITETIME: i64 = 1_700_000_000_000_000;
+
+/// The token of a serialized partition key (Murmur3Partitioner).
+pub fn token(key: &[u8]) -> i64 {
+    murmur3::token(key)
+}
+
+/// Username and password for the node's PasswordAuthenticator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl Credentials {
+    pub fn new(username: &str, password: &str) -> Credentials {
+        Credentials {
+            username: username.to_string(),
+            password: password.to_string(),
+        }
+    }
+}
+
+/// A configured test node, not yet listening. Create with [`TestNode::builder`].
+pub struct TestNode {
+    b: TestNodeBuilder,
+}
+
+/// Builder for [`TestNode`].
+pub struct TestNodeBuilder {
+    tables: Vec<Table>,
+    rows: Vec<(String, Vec<Row>)>,
+    credentials: Option<Credentials>,
+    num_tokens: usize,
+    tokens: Option<Vec<i64>>,
+    seed: u64,
+    default_writetime: i64,
+    cluster_name: String,
+}
+
+impl TestNodeBuilder {
+    /// Adds a table; a following [`TestNodeBuilder::rows`] fills it.
+    pub fn table(mut self, t: Table) -> Self {
+        self.tables.push(t);
+        self
+    }
+
+    /// Rows for the most recently added table.
+    ///
+    /// # Panics
+    /// If no table was added yet (a test-writing mistake).
+    pub fn rows(mut self, rows: impl IntoIterator<Item = Row>) -> Self {
+        let t = self
+            .tables
+            .last()
+            .expect("TestNodeBuilder::rows called before any table()");
+        let name = format!("{}.{}", t.keyspace, t.name);
+        self.rows.push((name, rows.into_iter().collect()));
+        self
+    }
+
+    /// Rows for the table `keyspace.table`.
+    pub fn rows_for(mut self, table: &str, rows: impl IntoIterator<Item = Row>) -> Self {
+        self.rows
+            .push((table.to_string(), rows.into_iter().collect()));
+        self
+    }
+
+    /// Requires PasswordAuthenticator login (`Some`), or no auth (`None`).
+    pub fn credentials(mut self, c: impl Into<Option<Credentials>>) -> Self {
+        self.credentials = c.into();
+        self
+    }
+
+    /// Number of ring tokens (vnodes) the node owns; default 16 like Cassandra 4.
+    pub fn num_tokens(mut self, n: usize) -> Self {
+        self.num_tokens = n.max(1);
+        self
+    }
+
+    /// Exact ring tokens (overrides `num_tokens`).
+    pub fn tokens(mut self, tokens: Vec<i64>) -> Self {
+        self.tokens = Some(tokens);
+        self
+    }
+
+    /// Seed for the generated tokens and host id.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Writetime (µs) of rows that do not set one.
+    pub fn default_writetime(mut self, micros: i64) -> Self {
+        self.default_writetime = micros;
+        self
+    }
+
+    pub fn cluster_name(mut self, name: &str) -> Self {
+        self.cluster_name = name.to_string();
+        self
+    }
+
+    pub fn build(self) -> TestNode {
+        TestNode { b: self }
+    }
+}
+
+impl TestNode {
+    pub fn builder() -> TestNodeBuilder {
+        TestNodeBuilder {
+            tables: Vec::new(),
+            rows: Vec::new(),
+            credentials: None,
+            num_tokens: 16,
+            tokens: None,
+            seed: 1,
+            default_writetime: DEFAULT_WRITETIME,
+            cluster_name: "cql-test-node".to_string(),
+        }
+    }
+
+    fn into_shared(self) -> Result<Arc<Shared>> {
+        let b = self.b;
+        let store = Store::new(b.tables, b.default_writetime)?;
+        for (table, rows) in b.rows {
+            store.insert_many(&table, rows)?;
+        }
+        let mut tokens = match b.tokens {
+            Some(t) => t,
+            None => {
+                let mut rng = fixtures::SplitMix64::new(b.seed ^ 0x70_6b_65_6e);
+                (0..b.num_tokens).map(|_| rng.next_u64() as i64).collect()
+            }
+        };
+        tokens.retain(|t| *t != murmur3::MIN_TOKEN);
+        tokens.sort_unstable();
+        tokens.dedup();
+        if tokens.is_empty() {
+            tokens.push(0);
+        }
+        let info = NodeInfo {
+            cluster_name: b.cluster_name,
+            host_id: schema::name_uuid(&format!("host-{}", b.seed)),
+            schema_version: schema::name_uuid("schema-1"),
+            tokens,
+        };
+        Ok(Arc::new(Shared {
+            engine: Engine::new(store, info),
+            faults: FaultHandle::default(),
+            stats: StatsCell::default(),
+            credentials: b.credentials.map(|c| (c.username, c.password)),
+        }))
+    }
+
+    /// Binds `addr` (e.g. `127.0.0.1:0`) and serves on the current tokio runtime.
+    pub async fn start(self, addr: &str) -> Result<RunningNode> {
+        let shared = self.into_shared()?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let local = listener.local_addr().map_err(|source| Error::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn(server::serve(listener, shared.clone(), rx));
+        Ok(RunningNode {
+            addr: local,
+            handle: NodeHandle { shared },
+            shutdown: tx,
+            task: Some(task),
+        })
+    }
+
+    /// Starts the node on its own runtime thread, for synchronous tests.
+    pub fn start_blocking(self, addr: &str) -> Result<BlockingNode> {
+        let addr = addr.to_string();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("cql-test-node".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(Error::Runtime(e)));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    match self.start(&addr).await {
+                        Ok(node) => {
+                            let _ = ready_tx.send(Ok((node.addr, node.handle.clone())));
+                            // Stop on request or when the BlockingNode is gone.
+                            let _ = stop_rx.await;
+                            node.shutdown().await;
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                        }
+                    }
+                });
+            })
+            .map_err(Error::Runtime)?;
+        let (addr, handle) = ready_rx.recv().map_err(|_| {
+            Error::Runtime(std::io::Error::other(
+                "test node thread exited before starting",
+            ))
+        })??;
+        Ok(BlockingNode {
+            addr,
+            handle,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+}
+
+/// Runtime access to a node: faults, stats and data. Cheap to clone.
+#[derive(Clone)]
+pub struct NodeHandle {
+    shared: Arc<Shared>,
+}
+
+impl NodeHandle {
+    pub fn faults(&self) -> FaultHandle {
+        self.shared.faults.clone()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.shared.stats.snapshot()
+    }
+
+    pub fn reset_stats(&self) {
+        self.shared.stats.reset()
+    }
+
+    /// Inserts or replaces a partition of `keyspace.table`; true if replaced.
+    pub fn insert(&self, table: &str, row: Row) -> Result<bool> {
+        self.shared.engine.store.insert(table, row)
+    }
+
+    pub fn insert_many(&self, table: &str, rows: impl IntoIterator<Item = Row>) -> Result<usize> {
+        self.shared.engine.store.insert_many(table, rows)
+    }
+
+    /// Deletes a partition by serialized key; true if it existed.
+    pub fn delete(&self, table: &str, key: &[u8]) -> Result<bool> {
+        self.shared.engine.store.delete(table, key)
+    }
+
+    pub fn get(&self, table: &str, key: &[u8]) -> Result<Option<StoredRow>> {
+        self.shared.engine.store.get(table, key)
+    }
+
+    pub fn len(&self, table: &str) -> Result<usize> {
+        self.shared.engine.store.len(table)
+    }
+
+    /// Keys of a table in ring (token) order.
+    pub fn keys(&self, table: &str) -> Result<Vec<Vec<u8>>> {
+        self.shared.engine.store.keys(table)
+    }
+
+    /// The node's ring tokens, sorted.
+    pub fn ring_tokens(&self) -> Vec<i64> {
+        self.shared.engine.info.tokens.clone()
+    }
+}
+
+/// A node serving on the caller's tokio runtime.
+pub struct RunningNode {
+    addr: SocketAddr,
+    handle: NodeHandle,
+    shutdown: watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningNode {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn handle(&self) -> NodeHandle {
+        self.handle.clone()
+    }
+
+    pub fn faults(&self) -> FaultHandle {
+        self.handle.faults()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.handle.stats()
+    }
+
+    /// Stops accepting, closes every connection and waits for the accept loop.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl std::ops::Deref for RunningNode {
+    type Target = NodeHandle;
+    fn deref(&self) -> &NodeHandle {
+        &self.handle
+    }
+}
+
+impl Drop for RunningNode {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+/// A node serving on its own runtime thread; shuts down on drop.
+pub struct BlockingNode {
+    addr: SocketAddr,
+    handle: NodeHandle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BlockingNode {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn handle(&self) -> NodeHandle {
+        self.handle.clone()
+    }
+
+    /// Stops the node and joins its thread.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl std::ops::Deref for BlockingNode {
+    type Target = NodeHandle;
+    fn deref(&self) -> &NodeHandle {
+        &self.handle
+    }
+}
+
+impl Drop for BlockingNode {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The main job on bundled fixtures: build, diff two key dumps (a Cassandra-side and an S3-side dump with
+# awkward keys, duplicates and blank-free lines), print the summary and the first missing keys.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --quiet --bins
+out=target/demo
+rm -rf "$out"
+set +e
+target/release/keyrecon-diff fixtures/keys.source.txt fixtures/keys.target.txt --out "$out" --combined
+code=$?
+set -e
+echo "exit status $code (0 = in sync, 1 = differences, 2 = trouble)"
+echo "--- $out/summary.json"
+cat "$out/summary.json"
+echo "--- first keys missing on target ($(wc -l < "$out/missing-on-target.txt") in $out/missing-on-target.txt)"
+head -n 5 "$out/missing-on-target.txt"
+[ "$code" -le 1 ]

@@ -1,0 +1,387 @@
+//! Chunk sets: a directory of chunk files plus `manifest.json`, written last (temporary name + rename), so
+//! a directory without a manifest is an unfinished chunk set and is refused by readers.
+//!
+//! ```text
+//! CHUNKSET/
+//!   manifest.json        {"format":"keyrecon-chunkset","version":1,"order":"bytewise","disjoint":true,
+//!                         "schema":["key","size"],"records":N,"producer":{..},"chunks":[{"file":..,
+//!                         "records":N,"data_len":N,"checksum":"xxh3:..","first_key_hex":..,"last_key_hex":..}],
+//!                         "info":{..producer specific: bucket, prefix, listing stats..}}
+//!   chunk-000000.krc     sorted chunks (see `chunk` module doc)
+//!   chunk-000001.krc
+//!   rejects.csv          optional: inputs that could not become records, with the reason
+//! ```
+//! Each chunk is strictly increasing. `disjoint: true` means chunk i's last key < chunk i+1's first key in
+//! manifest order, so the set is one sorted, duplicate-free sequence read chunk after chunk. Otherwise
+//! chunks may overlap (e.g. one chunk per Cassandra token range) and readers k-way merge them, removing
+//! duplicates.
+
+use super::reader::ChunkCursor;
+use super::writer::{ChunkStats, ChunkWriter};
+use crate::error::{Error, IoContext, Result};
+use crate::record::Schema;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+pub const MANIFEST: &str = "manifest.json";
+pub const FORMAT: &str = "keyrecon-chunkset";
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ChunkInfo {
+    pub file: String,
+    pub records: u64,
+    pub data_len: u64,
+    pub checksum: String,
+    pub first_key_hex: String,
+    pub last_key_hex: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Producer {
+    pub tool: String,
+    pub version: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+impl Producer {
+    /// The running binary, its version and its command line.
+    pub fn current(tool: &str) -> Self {
+        Producer { tool: tool.to_string(), version: env!("CARGO_PKG_VERSION").to_string(), args: std::env::args().skip(1).collect() }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub format: String,
+    pub version: u32,
+    pub order: String,
+    pub disjoint: bool,
+    pub schema: Vec<String>,
+    pub records: u64,
+    pub producer: Producer,
+    pub created_unix_ms: u64,
+    pub chunks: Vec<ChunkInfo>,
+    #[serde(default)]
+    pub info: serde_json::Value,
+}
+
+impl Manifest {
+    pub fn schema(&self) -> Result<Schema> {
+        Schema::from_names(self.schema.iter().map(|s| s.as_str())).map_err(Error::Other)
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        s.push_str(&format!("{x:02x}"));
+    }
+    s
+}
+
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect()
+}
+
+/// Builds a chunk set. `Sync`: parallel producers each open their own chunk with [`new_chunk`] and hand it
+/// back with [`add_chunk`]; chunk ids come from an atomic counter, the manifest orders chunks by id.
+///
+/// [`new_chunk`]: ChunkSetWriter::new_chunk
+/// [`add_chunk`]: ChunkSetWriter::add_chunk
+pub struct ChunkSetWriter {
+    dir: PathBuf,
+    schema: Schema,
+    next_id: AtomicU64,
+    chunks: Mutex<Vec<(u64, ChunkInfo)>>,
+}
+
+impl ChunkSetWriter {
+    /// Creates `dir` (and parents). A directory that already holds a manifest or chunks is refused unless
+    /// `overwrite`, in which case those files are removed first; other files are never touched.
+    pub fn create(dir: impl AsRef<Path>, schema: Schema, overwrite: bool) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir).ctx(&dir)?;
+        let ours: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .ctx(&dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| is_chunk_set_file(p))
+            .collect();
+        if !ours.is_empty() {
+            if !overwrite {
+                return Err(Error::Usage(format!(
+                    "{}: already holds a chunk set; remove it or pass --force to replace it",
+                    dir.display()
+                )));
+            }
+            for p in ours {
+                std::fs::remove_file(&p).ctx(&p)?;
+            }
+        }
+        Ok(ChunkSetWriter { dir, schema, next_id: AtomicU64::new(0), chunks: Mutex::new(Vec::new()) })
+    }
+
+    /// Reopens an unfinished chunk set (no manifest) to continue it: complete chunks already in `dir` are
+    /// verified and kept, temporary files of chunks that were being written are removed. Returns the
+    /// writer and the names of the chunks kept, so a resuming producer can skip their work.
+    pub fn resume(dir: impl AsRef<Path>, schema: Schema) -> Result<(Self, Vec<String>)> {
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir).ctx(&dir)?;
+        if dir.join(MANIFEST).exists() {
+            return Err(Error::Usage(format!("{}: chunk set is already complete (has {MANIFEST}); nothing to resume", dir.display())));
+        }
+        let mut kept = Vec::new();
+        let mut max_id = None;
+        for e in std::fs::read_dir(&dir).ctx(&dir)? {
+            let p = e.ctx(&dir)?.path();
+            let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            if name.starts_with(".chunk-") && name.ends_with(".tmp") {
+                std::fs::remove_file(&p).ctx(&p)?;
+            } else if let Some(id) = chunk_id(&name) {
+                let c = ChunkCursor::open(&p)?;
+                if c.schema() != schema {
+                    return Err(Error::Usage(format!("{}: schema {} differs from this run's {}", p.display(), c.schema(), schema)));
+                }
+                let info = verify_to_info(&p)?;
+                max_id = Some(max_id.map_or(id, |m: u64| m.max(id)));
+                kept.push((id, info));
+            }
+        }
+        kept.sort_by_key(|(id, _)| *id);
+        let names = kept.iter().map(|(_, i)| i.file.clone()).collect();
+        let w = ChunkSetWriter { dir, schema, next_id: AtomicU64::new(max_id.map_or(0, |m| m + 1)), chunks: Mutex::new(kept) };
+        Ok((w, names))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn schema(&self) -> Schema {
+        self.schema
+    }
+
+    /// Opens the next chunk. Chunks are ordered in the manifest by the order of these calls.
+    pub fn new_chunk(&self) -> Result<ChunkWriter> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        ChunkWriter::create(self.dir.join(chunk_name(id)), self.schema)
+    }
+
+    /// Finishes `w` and records it. Empty chunks leave no file and no entry. Returns the chunk's file name.
+    pub fn add_chunk(&self, w: ChunkWriter) -> Result<Option<String>> {
+        let name = w.path().file_name().unwrap().to_string_lossy().into_owned();
+        let id = chunk_id(&name).expect("writer made by new_chunk");
+        match w.finish()? {
+            None => Ok(None),
+            Some(st) => {
+                self.chunks.lock().unwrap().push((id, info_of(&name, &st)));
+                Ok(Some(name))
+            }
+        }
+    }
+
+    /// Writes the manifest, which makes the set complete. `disjoint` is checked, not trusted.
+    pub fn finish(self, producer: Producer, disjoint: bool, info: serde_json::Value) -> Result<Manifest> {
+        let mut chunks = self.chunks.into_inner().unwrap();
+        chunks.sort_by_key(|(id, _)| *id);
+        let chunks: Vec<ChunkInfo> = chunks.into_iter().map(|(_, c)| c).collect();
+        if disjoint {
+            for w in chunks.windows(2) {
+                let (a, b) = (unhex(&w[0].last_key_hex).unwrap(), unhex(&w[1].first_key_hex).unwrap());
+                if a >= b {
+                    return Err(Error::Other(format!("chunk set {}: {} overlaps {} but the set was declared disjoint", self.dir.display(), w[0].file, w[1].file)));
+                }
+            }
+        }
+        let m = Manifest {
+            format: FORMAT.into(),
+            version: 1,
+            order: "bytewise".into(),
+            disjoint,
+            schema: std::iter::once("key").chain(self.schema.names()).map(String::from).collect(),
+            records: chunks.iter().map(|c| c.records).sum(),
+            producer,
+            created_unix_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+            chunks,
+            info,
+        };
+        let tmp = self.dir.join(format!(".{MANIFEST}.tmp"));
+        let body = serde_json::to_vec_pretty(&m).map_err(|e| Error::Other(e.to_string()))?;
+        std::fs::write(&tmp, body).ctx(&tmp)?;
+        let fin = self.dir.join(MANIFEST);
+        std::fs::rename(&tmp, &fin).ctx(&fin)?;
+        Ok(m)
+    }
+}
+
+fn chunk_name(id: u64) -> String {
+    format!("chunk-{id:06}.krc")
+}
+
+fn chunk_id(name: &str) -> Option<u64> {
+    name.strip_prefix("chunk-")?.strip_suffix(".krc")?.parse().ok()
+}
+
+fn is_chunk_set_file(p: &Path) -> bool {
+    let name = p.file_name().unwrap_or_default().to_string_lossy();
+    name == MANIFEST || chunk_id(&name).is_some() || (name.starts_with(".chunk-") && name.ends_with(".tmp")) || name == "rejects.csv"
+}
+
+fn info_of(name: &str, st: &ChunkStats) -> ChunkInfo {
+    ChunkInfo {
+        file: name.to_string(),
+        records: st.records,
+        data_len: st.data_len,
+        checksum: format!("xxh3:{:016x}", st.checksum),
+        first_key_hex: hex(&st.first_key),
+        last_key_hex: hex(&st.last_key),
+    }
+}
+
+fn verify_to_info(p: &Path) -> Result<ChunkInfo> {
+    use super::reader::SortedCursor;
+    let mut c = ChunkCursor::open(p)?;
+    let (mut first, mut last, mut n) = (Vec::new(), Vec::new(), 0u64);
+    while c.advance()? {
+        if n == 0 {
+            first = c.key().to_vec();
+        }
+        n += 1;
+        if c.consumed() == c.data_len() {
+            last = c.key().to_vec();
+        }
+    }
+    let name = p.file_name().unwrap().to_string_lossy().into_owned();
+    let data_len = c.data_len();
+    let checksum = read_footer_checksum(p)?;
+    Ok(info_of(&name, &ChunkStats { records: n, data_len, checksum, first_key: first, last_key: last }))
+}
+
+fn read_footer_checksum(p: &Path) -> Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(p).ctx(p)?;
+    f.seek(SeekFrom::End(-(super::FOOTER_LEN as i64) + 16)).ctx(p)?;
+    let mut b = [0u8; 8];
+    f.read_exact(&mut b).ctx(p)?;
+    Ok(u64::from_le_bytes(b))
+}
+
+/// A complete chunk set, opened for reading.
+pub struct ChunkSet {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    pub schema: Schema,
+}
+
+impl ChunkSet {
+    /// True if `path` looks like a chunk set (a directory with a manifest).
+    pub fn is_chunk_set(path: &Path) -> bool {
+        path.is_dir() && path.join(MANIFEST).is_file()
+    }
+
+    /// Opens and checks the manifest: every chunk file it names exists with the size it promises.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        let mpath = dir.join(MANIFEST);
+        if !mpath.exists() {
+            return Err(Error::Manifest {
+                path: dir.clone(),
+                msg: format!("no {MANIFEST}: not a chunk set, or one whose producer did not finish (rerun it, or resume)"),
+            });
+        }
+        let body = std::fs::read(&mpath).ctx(&mpath)?;
+        let manifest: Manifest = serde_json::from_slice(&body).map_err(|e| Error::Manifest { path: mpath.clone(), msg: format!("invalid manifest: {e}") })?;
+        if manifest.format != FORMAT || manifest.version != 1 {
+            return Err(Error::Manifest { path: mpath, msg: format!("unsupported format {:?} version {}", manifest.format, manifest.version) });
+        }
+        if manifest.order != "bytewise" {
+            return Err(Error::Manifest { path: mpath, msg: format!("unsupported key order {:?}", manifest.order) });
+        }
+        let schema = manifest.schema().map_err(|e| Error::Manifest { path: mpath.clone(), msg: e.to_string() })?;
+        for c in &manifest.chunks {
+            let p = dir.join(&c.file);
+            let len = std::fs::metadata(&p).ctx(&p)?.len();
+            let want = c.data_len + (super::HEADER_LEN + super::FOOTER_LEN) as u64;
+            if len != want {
+                return Err(Error::corrupt(&p, len, format!("file is {len} bytes, manifest says {want}: truncated or replaced")));
+            }
+        }
+        Ok(ChunkSet { dir, manifest, schema })
+    }
+
+    pub fn records(&self) -> u64 {
+        self.manifest.records
+    }
+    pub fn data_len(&self) -> u64 {
+        self.manifest.chunks.iter().map(|c| c.data_len).sum()
+    }
+
+    /// Opens a cursor per chunk, in manifest order, checking each chunk agrees with the manifest.
+    pub fn cursors(&self) -> Result<Vec<ChunkCursor>> {
+        self.manifest
+            .chunks
+            .iter()
+            .map(|c| {
+                let p = self.dir.join(&c.file);
+                let cur = ChunkCursor::open(&p)?;
+                if cur.expected_records() != c.records || cur.schema() != self.schema {
+                    return Err(Error::corrupt(&p, 0, "chunk footer disagrees with the manifest (records or schema)"));
+                }
+                Ok(cur)
+            })
+            .collect()
+    }
+}
+
+/// A chunk set read as one sorted, duplicate-free stream: chunk after chunk when the set is disjoint,
+/// otherwise a k-way merge.
+pub enum SetStream {
+    Concat(crate::merge::Concat<ChunkCursor>),
+    Merge(crate::merge::Merge<ChunkCursor>),
+}
+
+impl SetStream {
+    pub fn duplicates(&self) -> u64 {
+        match self {
+            SetStream::Concat(_) => 0,
+            SetStream::Merge(m) => m.duplicates(),
+        }
+    }
+}
+
+impl super::reader::SortedCursor for SetStream {
+    #[inline]
+    fn advance(&mut self) -> Result<bool> {
+        match self {
+            SetStream::Concat(c) => c.advance(),
+            SetStream::Merge(m) => m.advance(),
+        }
+    }
+    #[inline]
+    fn key(&self) -> &[u8] {
+        match self {
+            SetStream::Concat(c) => c.key(),
+            SetStream::Merge(m) => m.key(),
+        }
+    }
+    #[inline]
+    fn meta(&self) -> &[u8] {
+        match self {
+            SetStream::Concat(c) => c.meta(),
+            SetStream::Merge(m) => m.meta(),
+        }
+    }
+}
+
+impl ChunkSet {
+    /// The whole set as one sorted stream. Overlapping sets with more chunks than the process may keep
+    /// open should be compacted first (keyrecon-sort does); we open them all here.
+    pub fn stream(&self) -> Result<SetStream> {
+        let cursors = self.cursors()?;
+        Ok(if self.manifest.disjoint { SetStream::Concat(crate::merge::Concat::new(cursors)) } else { SetStream::Merge(crate::merge::Merge::new(cursors, true)) })
+    }
+}

@@ -1,0 +1,662 @@
+//! Diff of unsorted inputs without sorting them: hash partitioning.
+//!
+//! A set difference does not need byte order, only equality. So instead of sorting 2 x N keys we:
+//! ```text
+//!  phase 1 (one thread per side)              phase 2 (rayon, one partition per task)
+//!  key ─► h = xxh3_64(key) ─► partition h>>s   load both sides of partition p (spill file + tail)
+//!          append to fixed buffer of (side,p)   entries (h, off, len), sort by (h, key bytes)
+//!          full ─► append to spill file         walk both sides by (h, key): only-source,
+//!                                               only-target, both ─► outcome collectors
+//!  end: the outcome collectors (external sorters, small in practice) are sorted into byte order
+//!       and replayed through the DiffWriter in one ordered pass.
+//! ```
+//! Exactness: equal hashes are always confirmed by comparing key bytes, so collisions only cost time.
+//! Memory: the phase-1 buffers are allocated once at a fixed size (first touch of fresh memory is slow
+//! on our VMs; large buffers are advised to use huge pages), and the partition count is chosen from the
+//! input sizes so that one partition of both sides fits in a worker's share of `--mem`. When the inputs
+//! fit in memory nothing is spilled at all. A partition that still exceeds its share (unknown input
+//! sizes, or one key repeated millions of times) is diffed by the external sorter instead, which spills.
+//! Deduplication keeps the first occurrence of a key in input order, like `sort -u`.
+
+use crate::chunk::reader::SortedCursor;
+use crate::diff::{Comparator, Counts, DiffWriter};
+use crate::error::{Error, IoContext, Result};
+use crate::input::{RecordSource, SourceStats};
+use crate::record::{get_varint, put_varint, Schema};
+use crate::sort::{SortConfig, SortedOutput, Sorter};
+use rayon::prelude::*;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use xxhash_rust::xxh3::xxh3_64;
+
+#[derive(Clone, Debug)]
+pub struct HashDiffConfig {
+    pub mem: usize,
+    pub tmp_dir: PathBuf,
+    /// Force a partition count (power of two); `None` chooses from input sizes.
+    pub partitions: Option<usize>,
+}
+
+/// Per-side results.
+#[derive(Clone, Debug, Default)]
+pub struct SideResult {
+    pub source: SourceStats,
+    /// Distinct keys.
+    pub unique: u64,
+    /// Duplicate records removed (including those the source removed itself).
+    pub duplicates: u64,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct HashDiffStats {
+    pub partitions: usize,
+    pub spilled_bytes: u64,
+    pub oversized_partitions: u64,
+    pub read_ms: u64,
+    pub match_ms: u64,
+    pub output_ms: u64,
+}
+
+/// Bytes one record takes in a partition buffer.
+#[inline]
+fn encoded_len(key: &[u8], meta: &[u8], with_meta: bool) -> usize {
+    key.len() + 5 + if with_meta { meta.len() + 5 } else { 0 }
+}
+
+/// Allocates an empty Vec with `cap` bytes of capacity and asks for transparent huge pages on it:
+/// first touch of 4 KiB pages costs more than the work we do on them.
+pub fn huge_vec(cap: usize) -> Vec<u8> {
+    let v: Vec<u8> = Vec::with_capacity(cap);
+    #[cfg(target_os = "linux")]
+    if cap >= 4 << 20 {
+        let start = v.as_ptr() as usize;
+        let align = 2 << 20;
+        let a = (start + align - 1) & !(align - 1);
+        let end = (start + cap) & !(align - 1);
+        if end > a {
+            // SAFETY: advisory only, on memory we own; failure is harmless.
+            unsafe {
+                libc::madvise(a as *mut libc::c_void, end - a, libc::MADV_HUGEPAGE);
+            }
+        }
+    }
+    v
+}
+
+struct Part {
+    buf: Vec<u8>,
+    file: Option<File>,
+    spilled: u64,
+}
+
+/// Phase 1 state of one side.
+struct Partitioner<'a> {
+    parts: Vec<Part>,
+    cap: usize,
+    shift: u32,
+    with_meta: bool,
+    dir: &'a Path,
+    side: char,
+    spilled: u64,
+}
+
+impl<'a> Partitioner<'a> {
+    fn new(nparts: usize, cap: usize, with_meta: bool, dir: &'a Path, side: char) -> Self {
+        let parts = (0..nparts).map(|_| Part { buf: Vec::new(), file: None, spilled: 0 }).collect();
+        Partitioner { parts, cap, shift: 64 - nparts.trailing_zeros(), with_meta, dir, side, spilled: 0 }
+    }
+
+    fn spill_path(dir: &Path, side: char, p: usize) -> PathBuf {
+        dir.join(format!("{side}-{p:05}.part"))
+    }
+
+    #[inline]
+    fn push(&mut self, key: &[u8], meta: &[u8]) -> Result<()> {
+        let h = xxh3_64(key);
+        let p = (h >> self.shift) as usize;
+        let need = encoded_len(key, meta, self.with_meta);
+        let part = &mut self.parts[p];
+        if part.buf.len() + need > part.buf.capacity() {
+            if part.buf.capacity() == 0 {
+                part.buf = huge_vec(self.cap.max(need));
+            } else {
+                Self::flush(part, self.dir, self.side, p, &mut self.spilled)?;
+                if need > part.buf.capacity() {
+                    part.buf.reserve_exact(need);
+                }
+            }
+        }
+        put_varint(&mut part.buf, key.len() as u64);
+        part.buf.extend_from_slice(key);
+        if self.with_meta {
+            put_varint(&mut part.buf, meta.len() as u64);
+            part.buf.extend_from_slice(meta);
+        }
+        Ok(())
+    }
+
+    fn flush(part: &mut Part, dir: &Path, side: char, p: usize, spilled: &mut u64) -> Result<()> {
+        let path = Self::spill_path(dir, side, p);
+        if part.file.is_none() {
+            part.file = Some(File::options().create(true).read(true).write(true).truncate(true).open(&path).ctx(&path)?);
+        }
+        part.file.as_mut().unwrap().write_all(&part.buf).ctx(&path)?;
+        part.spilled += part.buf.len() as u64;
+        *spilled += part.buf.len() as u64;
+        part.buf.clear();
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Ent {
+    h: u64,
+    /// Offset of the key in the loaded partition bytes.
+    off: u32,
+    klen: u32,
+}
+
+/// One side of one partition, loaded: bytes and sorted, deduplicated entries.
+#[derive(Default)]
+struct Loaded {
+    bytes: Vec<u8>,
+    ents: Vec<Ent>,
+    duplicates: u64,
+}
+
+impl Loaded {
+    #[inline]
+    fn key(&self, e: &Ent) -> &[u8] {
+        &self.bytes[e.off as usize..e.off as usize + e.klen as usize]
+    }
+    #[inline]
+    fn meta(&self, e: &Ent, with_meta: bool) -> &[u8] {
+        if !with_meta {
+            return &[];
+        }
+        let mut rest = &self.bytes[e.off as usize + e.klen as usize..];
+        let n = get_varint(&mut rest).unwrap_or(0) as usize;
+        &rest[..n]
+    }
+}
+
+/// Parses encoded records of `bytes` into entries, sorts by (hash, key, input order), removes duplicates.
+fn index(l: &mut Loaded, with_meta: bool) -> Result<()> {
+    l.ents.clear();
+    let bytes = &l.bytes[..];
+    let mut pos = 0usize;
+    while pos < bytes.len() {
+        let mut rest = &bytes[pos..];
+        let klen = get_varint(&mut rest).ok_or_else(|| Error::Other("corrupt spill record".into()))? as usize;
+        let koff = bytes.len() - rest.len();
+        let key = &bytes[koff..koff + klen];
+        let mut end = koff + klen;
+        if with_meta {
+            let mut r = &bytes[end..];
+            let mlen = get_varint(&mut r).ok_or_else(|| Error::Other("corrupt spill record".into()))? as usize;
+            end = bytes.len() - r.len() + mlen;
+        }
+        l.ents.push(Ent { h: xxh3_64(key), off: koff as u32, klen: klen as u32 });
+        pos = end;
+    }
+    let key = |e: &Ent| &bytes[e.off as usize..e.off as usize + e.klen as usize];
+    l.ents.sort_unstable_by(|a, b| a.h.cmp(&b.h).then_with(|| key(a).cmp(key(b))).then(a.off.cmp(&b.off)));
+    let before = l.ents.len();
+    l.ents.dedup_by(|b, a| a.h == b.h && a.klen == b.klen && key(a) == key(b));
+    l.duplicates = (before - l.ents.len()) as u64;
+    Ok(())
+}
+
+/// Outcomes gathered by phase 2, sorted at the end.
+struct Collectors {
+    mot: Mutex<Sorter>,
+    mos: Mutex<Sorter>,
+    differ: Mutex<Sorter>,
+    matched: Option<Mutex<Sorter>>,
+}
+
+/// Local outcome list of one partition, pushed to the collectors under one lock each.
+#[derive(Default)]
+struct LocalOut {
+    mot: Vec<u32>,
+    mos: Vec<u32>,
+    differ: Vec<(u32, u32, u8)>,
+    matched: Vec<u32>,
+    counts: Counts,
+    unique_a: u64,
+    unique_b: u64,
+    dup_a: u64,
+    dup_b: u64,
+}
+
+#[derive(Default)]
+struct Workspace {
+    a: Loaded,
+    b: Loaded,
+    out: LocalOut,
+    scratch: Vec<u8>,
+}
+
+/// Runs the diff. `w` receives every outcome in key byte order.
+pub fn hash_diff(
+    src: &dyn RecordSource,
+    tgt: &dyn RecordSource,
+    cfg: &HashDiffConfig,
+    w: &mut DiffWriter,
+    progress: &AtomicU64,
+) -> Result<(SideResult, SideResult, HashDiffStats)> {
+    let t0 = std::time::Instant::now();
+    let (sm, tm) = (!src.schema().is_keys_only(), !tgt.schema().is_keys_only());
+    let mem = cfg.mem.max(16 << 20);
+    let workers = rayon::current_num_threads().max(1);
+    // Budget: phase-1 buffers 40%, phase-2 workers 40% (shared), outcome sorters 20%.
+    let per_worker = mem * 2 / 5 / workers;
+    let known = src.size_hint().zip(tgt.size_hint()).map(|(a, b)| a + b);
+    let total_est = known.unwrap_or(64 << 30) as usize;
+    // Loaded partition: record bytes (about input bytes) + 16 B entries (about half again for ~35 B keys).
+    let load_factor = 2;
+    let nparts = cfg.partitions.unwrap_or_else(|| (total_est * load_factor / per_worker.max(1)).next_power_of_two().clamp(16, 4096));
+    let fits = known.is_some() && total_est * 11 / 10 <= mem * 3 / 5;
+    let cap = if fits {
+        // Everything stays in memory: size buffers for the expected share plus hashing skew headroom.
+        (total_est / 2 / nparts * 3 / 2).max(64 << 10)
+    } else {
+        (mem * 2 / 5 / (2 * nparts)).max(64 << 10)
+    };
+    let spill_dir = cfg.tmp_dir.join(format!("keyrecon-diff-{}-{:x}", std::process::id(), rand::random::<u32>()));
+    std::fs::create_dir_all(&spill_dir).ctx(&spill_dir)?;
+    let _guard = DirGuard(spill_dir.clone());
+
+    // Phase 1: both sides at once, one thread each.
+    let (ra, rb) = std::thread::scope(|s| {
+        let dir = &spill_dir;
+        let ha = s.spawn(move || -> Result<(Partitioner, SourceStats)> {
+            let mut p = Partitioner::new(nparts, cap, sm, dir, 's');
+            let st = src.for_each(progress, &mut |k, m| p.push(k, m))?;
+            Ok((p, st))
+        });
+        let hb = s.spawn(move || -> Result<(Partitioner, SourceStats)> {
+            let mut p = Partitioner::new(nparts, cap, tm, dir, 't');
+            let st = tgt.for_each(progress, &mut |k, m| p.push(k, m))?;
+            Ok((p, st))
+        });
+        (ha.join().expect("source reader panicked"), hb.join().expect("target reader panicked"))
+    });
+    let (pa, sa) = ra?;
+    let (pb, sb) = rb?;
+    let mut stats = HashDiffStats { partitions: nparts, spilled_bytes: pa.spilled + pb.spilled, ..Default::default() };
+    stats.read_ms = t0.elapsed().as_millis() as u64;
+    let t1 = std::time::Instant::now();
+
+    // Phase 2.
+    let sort_mem = (mem / 5 / if w.wants_matches() { 4 } else { 3 }).max(1 << 20);
+    let sorter = |schema: Schema| Mutex::new(Sorter::new(SortConfig::new(sort_mem, &cfg.tmp_dir, schema)));
+    let coll = Collectors {
+        mot: sorter(if sm { Schema(Schema::ALL) } else { Schema::KEYS_ONLY }),
+        mos: sorter(if tm { Schema(Schema::ALL) } else { Schema::KEYS_ONLY }),
+        differ: sorter(Schema(Schema::ALL)),
+        matched: w.wants_matches().then(|| sorter(Schema::KEYS_ONLY)),
+    };
+    let cmp = w.comparator();
+    let parts: Vec<(Part, Part)> = pa.parts.into_iter().zip(pb.parts).collect();
+    let oversized = AtomicU64::new(0);
+    let totals = Mutex::new(LocalOut::default());
+    let limit = per_worker;
+    parts
+        .into_par_iter()
+        .enumerate()
+        .map_init(Workspace::default, |ws, (p, (a, b))| -> Result<()> {
+            let size = a.spilled as usize + a.buf.len() + b.spilled as usize + b.buf.len();
+            let est_load = size * load_factor;
+            let (ap, bp) = (Partitioner::spill_path(&spill_dir, 's', p), Partitioner::spill_path(&spill_dir, 't', p));
+            if est_load > limit.max(size + 1) * 3 / 2 && size > (8 << 20) {
+                oversized.fetch_add(1, Ordering::Relaxed);
+                diff_partition_by_sorting(a, &ap, b, &bp, sm, tm, cfg, limit, &coll, &cmp, ws)?;
+            } else {
+                load(&mut ws.a, a, &ap)?;
+                load(&mut ws.b, b, &bp)?;
+                index(&mut ws.a, sm)?;
+                index(&mut ws.b, tm)?;
+                walk_partition(ws, sm, tm, &cmp, coll.matched.is_some());
+                emit_partition(ws, sm, tm, &coll)?;
+            }
+            let mut t = totals.lock().unwrap();
+            add_local(&mut t, &ws.out);
+            ws.out = LocalOut::default();
+            Ok(())
+        })
+        .collect::<Result<()>>()?;
+    stats.oversized_partitions = oversized.into_inner();
+    stats.match_ms = t1.elapsed().as_millis() as u64;
+    let t2 = std::time::Instant::now();
+
+    // Replay in byte order.
+    let totals = totals.into_inner().unwrap();
+    w.counts.add_comparisons(&totals.counts);
+    let fin = |m: Mutex<Sorter>| m.into_inner().unwrap().finish();
+    let mut mot = fin(coll.mot)?;
+    let mut mos = fin(coll.mos)?;
+    let mut dif = fin(coll.differ)?;
+    let mut mat = coll.matched.map(fin).transpose()?;
+    replay(&mut mot, &mut mos, &mut dif, mat.as_mut(), w)?;
+    stats.output_ms = t2.elapsed().as_millis() as u64;
+
+    let side = |s: SourceStats, unique: u64, dup: u64| SideResult { duplicates: dup + s.duplicates, source: s, unique };
+    Ok((side(sa, totals.unique_a, totals.dup_a), side(sb, totals.unique_b, totals.dup_b), stats))
+}
+
+fn add_local(t: &mut LocalOut, o: &LocalOut) {
+    t.counts.add_comparisons(&o.counts);
+    t.unique_a += o.unique_a;
+    t.unique_b += o.unique_b;
+    t.dup_a += o.dup_a;
+    t.dup_b += o.dup_b;
+}
+
+/// Brings one side of a partition into `l.bytes`: spilled bytes first (input order), then the tail.
+fn load(l: &mut Loaded, mut part: Part, path: &Path) -> Result<()> {
+    l.bytes.clear();
+    let total = part.spilled as usize + part.buf.len();
+    if total > u32::MAX as usize {
+        return Err(Error::Other(format!("{}: partition of {total} bytes exceeds 4 GiB; raise --partitions", path.display())));
+    }
+    if let Some(mut f) = part.file.take() {
+        use std::io::Seek;
+        f.seek(std::io::SeekFrom::Start(0)).ctx(path)?;
+        if l.bytes.capacity() < total {
+            l.bytes = huge_vec(total.next_power_of_two());
+        }
+        l.bytes.resize(part.spilled as usize, 0);
+        f.read_exact(&mut l.bytes[..]).ctx(path)?;
+        drop(f);
+        std::fs::remove_file(path).ctx(path)?;
+        l.bytes.extend_from_slice(&part.buf);
+    } else {
+        // Nothing spilled: take the phase-1 buffer itself, no copy.
+        std::mem::swap(&mut l.bytes, &mut part.buf);
+    }
+    Ok(())
+}
+
+/// Walks both sorted sides of a partition by (hash, key) and records outcomes in `ws.out`.
+fn walk_partition(ws: &mut Workspace, sm: bool, tm: bool, cmp: &Comparator, want_matches: bool) {
+    let (a, b, out) = (&ws.a, &ws.b, &mut ws.out);
+    out.unique_a += a.ents.len() as u64;
+    out.unique_b += b.ents.len() as u64;
+    out.dup_a += a.duplicates;
+    out.dup_b += b.duplicates;
+    let (mut i, mut j) = (0usize, 0usize);
+    while i < a.ents.len() && j < b.ents.len() {
+        let (x, y) = (&a.ents[i], &b.ents[j]);
+        let ord = x.h.cmp(&y.h).then_with(|| a.key(x).cmp(b.key(y)));
+        match ord {
+            std::cmp::Ordering::Less => {
+                out.mot.push(i as u32);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.mos.push(j as u32);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                let bits = cmp.differs(a.meta(x, sm), b.meta(y, tm), &mut out.counts);
+                if bits != 0 {
+                    out.differ.push((i as u32, j as u32, bits));
+                } else if want_matches {
+                    out.matched.push(i as u32);
+                }
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out.mot.extend(i as u32..a.ents.len() as u32);
+    out.mos.extend(j as u32..b.ents.len() as u32);
+}
+
+/// Pushes a partition's outcomes to the shared collectors.
+fn emit_partition(ws: &mut Workspace, sm: bool, tm: bool, coll: &Collectors) -> Result<()> {
+    let (a, b, out) = (&ws.a, &ws.b, &mut ws.out);
+    if !out.mot.is_empty() {
+        let mut s = coll.mot.lock().unwrap();
+        for &i in &out.mot {
+            let e = &a.ents[i as usize];
+            s.push(a.key(e), a.meta(e, sm))?;
+        }
+    }
+    if !out.mos.is_empty() {
+        let mut s = coll.mos.lock().unwrap();
+        for &j in &out.mos {
+            let e = &b.ents[j as usize];
+            s.push(b.key(e), b.meta(e, tm))?;
+        }
+    }
+    if !out.differ.is_empty() {
+        let mut s = coll.differ.lock().unwrap();
+        for &(i, j, bits) in &out.differ {
+            let (x, y) = (&a.ents[i as usize], &b.ents[j as usize]);
+            ws.scratch.clear();
+            encode_differ(&mut ws.scratch, bits, a.meta(x, sm), b.meta(y, tm));
+            s.push(a.key(x), &ws.scratch)?;
+        }
+    }
+    if let Some(m) = &coll.matched {
+        if !out.matched.is_empty() {
+            let mut s = m.lock().unwrap();
+            for &i in &out.matched {
+                s.push(a.key(&a.ents[i as usize]), b"")?;
+            }
+        }
+    }
+    out.mot.clear();
+    out.mos.clear();
+    out.differ.clear();
+    out.matched.clear();
+    Ok(())
+}
+
+fn encode_differ(out: &mut Vec<u8>, bits: u8, smeta: &[u8], tmeta: &[u8]) {
+    out.push(bits);
+    put_varint(out, smeta.len() as u64);
+    out.extend_from_slice(smeta);
+    out.extend_from_slice(tmeta);
+}
+
+fn decode_differ(m: &[u8]) -> (u8, &[u8], &[u8]) {
+    let bits = m[0];
+    let mut rest = &m[1..];
+    let n = get_varint(&mut rest).unwrap_or(0) as usize;
+    (bits, &rest[..n], &rest[n..])
+}
+
+/// Feeds the writer from the four sorted outcome streams in global key order (each key is in one).
+fn replay(mot: &mut SortedOutput, mos: &mut SortedOutput, dif: &mut SortedOutput, mut mat: Option<&mut SortedOutput>, w: &mut DiffWriter) -> Result<()> {
+    let mut live = [mot.advance()?, mos.advance()?, dif.advance()?, match mat.as_mut() { Some(m) => m.advance()?, None => false }];
+    loop {
+        let mut best: Option<usize> = None;
+        for s in 0..4 {
+            if !live[s] {
+                continue;
+            }
+            let k = match s {
+                0 => mot.key(),
+                1 => mos.key(),
+                2 => dif.key(),
+                _ => mat.as_ref().unwrap().key(),
+            };
+            let better = match best {
+                None => true,
+                Some(b) => {
+                    let bk = match b {
+                        0 => mot.key(),
+                        1 => mos.key(),
+                        2 => dif.key(),
+                        _ => mat.as_ref().unwrap().key(),
+                    };
+                    k < bk
+                }
+            };
+            if better {
+                best = Some(s);
+            }
+        }
+        let Some(s) = best else { return Ok(()) };
+        match s {
+            0 => {
+                w.only_source(mot.key(), mot.meta())?;
+                live[0] = mot.advance()?;
+            }
+            1 => {
+                w.only_target(mos.key(), mos.meta())?;
+                live[1] = mos.advance()?;
+            }
+            2 => {
+                let (bits, sm, tm) = decode_differ(dif.meta());
+                w.differ(dif.key(), sm, tm, bits)?;
+                live[2] = dif.advance()?;
+            }
+            _ => {
+                let m = mat.as_mut().unwrap();
+                w.matched(m.key())?;
+                live[3] = m.advance()?;
+            }
+        }
+    }
+}
+
+/// Fallback for a partition too large for a worker's memory share: external sort of both sides, then
+/// the ordinary sorted walk. Slower, but bounded in memory whatever the key distribution.
+#[allow(clippy::too_many_arguments)]
+fn diff_partition_by_sorting(
+    a: Part,
+    ap: &Path,
+    b: Part,
+    bp: &Path,
+    sm: bool,
+    tm: bool,
+    cfg: &HashDiffConfig,
+    limit: usize,
+    coll: &Collectors,
+    cmp: &Comparator,
+    ws: &mut Workspace,
+) -> Result<()> {
+    let sort_side = |part: Part, path: &Path, with_meta: bool| -> Result<SortedOutput> {
+        let schema = if with_meta { Schema(Schema::ALL) } else { Schema::KEYS_ONLY };
+        let mut s = Sorter::new(SortConfig::new(limit / 2, &cfg.tmp_dir, schema));
+        let mut feed = |bytes: &[u8]| -> Result<()> {
+            let mut rest = bytes;
+            while !rest.is_empty() {
+                let klen = get_varint(&mut rest).ok_or_else(|| Error::Other("corrupt spill record".into()))? as usize;
+                let (key, r) = rest.split_at(klen);
+                rest = r;
+                let mut meta: &[u8] = &[];
+                if with_meta {
+                    let mlen = get_varint(&mut rest).ok_or_else(|| Error::Other("corrupt spill record".into()))? as usize;
+                    let (m, r) = rest.split_at(mlen);
+                    meta = m;
+                    rest = r;
+                }
+                s.push(key, meta)?;
+            }
+            Ok(())
+        };
+        if let Some(f) = part.file {
+            // Stream the spill file in blocks; records may straddle blocks, so carry the remainder.
+            let mut r = std::io::BufReader::with_capacity(4 << 20, f);
+            use std::io::{Seek, SeekFrom};
+            r.seek(SeekFrom::Start(0)).ctx(path)?;
+            let mut carry: Vec<u8> = Vec::new();
+            let mut block = vec![0u8; 4 << 20];
+            loop {
+                let n = r.read(&mut block).ctx(path)?;
+                if n == 0 {
+                    break;
+                }
+                carry.extend_from_slice(&block[..n]);
+                let complete = complete_prefix(&carry, with_meta);
+                feed(&carry[..complete])?;
+                carry.drain(..complete);
+            }
+            if !carry.is_empty() {
+                return Err(Error::corrupt(path, 0, "spill file ends inside a record"));
+            }
+            std::fs::remove_file(path).ctx(path)?;
+        }
+        feed(&part.buf)?;
+        s.finish()
+    };
+    let mut sa = sort_side(a, ap, sm)?;
+    let mut sb = sort_side(b, bp, tm)?;
+    let out = &mut ws.out;
+    let (mut ha, mut hb) = (sa.advance()?, sb.advance()?);
+    let mut mot = coll.mot.lock().unwrap();
+    let mut mos = coll.mos.lock().unwrap();
+    let mut dif = coll.differ.lock().unwrap();
+    let mut mat = coll.matched.as_ref().map(|m| m.lock().unwrap());
+    while ha || hb {
+        let ord = match (ha, hb) {
+            (true, true) => sa.key().cmp(sb.key()),
+            (true, false) => std::cmp::Ordering::Less,
+            _ => std::cmp::Ordering::Greater,
+        };
+        match ord {
+            std::cmp::Ordering::Less => {
+                mot.push(sa.key(), sa.meta())?;
+                ha = sa.advance()?;
+            }
+            std::cmp::Ordering::Greater => {
+                mos.push(sb.key(), sb.meta())?;
+                hb = sb.advance()?;
+            }
+            std::cmp::Ordering::Equal => {
+                let bits = cmp.differs(sa.meta(), sb.meta(), &mut out.counts);
+                if bits != 0 {
+                    ws.scratch.clear();
+                    encode_differ(&mut ws.scratch, bits, sa.meta(), sb.meta());
+                    dif.push(sa.key(), &ws.scratch)?;
+                } else if let Some(m) = mat.as_mut() {
+                    m.push(sa.key(), b"")?;
+                }
+                ha = sa.advance()?;
+                hb = sb.advance()?;
+            }
+        }
+    }
+    let (xa, xb) = (sa.stats(), sb.stats());
+    out.unique_a += xa.unique;
+    out.unique_b += xb.unique;
+    out.dup_a += xa.duplicates;
+    out.dup_b += xb.duplicates;
+    Ok(())
+}
+
+/// Length of the longest prefix of `buf` made of whole encoded records.
+fn complete_prefix(buf: &[u8], with_meta: bool) -> usize {
+    let mut pos = 0;
+    loop {
+        let mut rest = &buf[pos..];
+        let Some(klen) = get_varint(&mut rest) else { return pos };
+        if rest.len() < klen as usize {
+            return pos;
+        }
+        rest = &rest[klen as usize..];
+        if with_meta {
+            let Some(mlen) = get_varint(&mut rest) else { return pos };
+            if rest.len() < mlen as usize {
+                return pos;
+            }
+            rest = &rest[mlen as usize..];
+        }
+        pos = buf.len() - rest.len();
+    }
+}
+
+struct DirGuard(PathBuf);
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

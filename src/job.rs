@@ -1,0 +1,328 @@
+//! The jobs behind the binaries: a validated config in, a summary out. Binaries only parse flags into
+//! these configs and map the summary to an exit code.
+
+use crate::chunk::reader::SortedCursor;
+use crate::chunk::set::Producer;
+use crate::chunk::{ChunkSet, ChunkSetWriter};
+use crate::diff::{walk, DiffOptions, DiffSummary, DiffWriter, SideStats, Timings};
+use crate::error::{Error, Result};
+use crate::hashdiff::{hash_diff, HashDiffConfig};
+use crate::input::{FileSource, InputSpec, InputStats, RecordSource, Rejects};
+use crate::progress::{peak_rss_bytes, Progress, Unit};
+use crate::record::Schema;
+use crate::sort::{SortConfig, SortStats, Sorter};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+/// One side of a diff: a chunk set directory, or a key file / stdin.
+pub enum Side {
+    ChunkSet(ChunkSet),
+    File(InputSpec),
+}
+
+impl Side {
+    /// A directory with a manifest is a chunk set; a directory without one is an error (an unfinished
+    /// chunk set must not be read as "no keys"); anything else is a key file.
+    pub fn open(spec: InputSpec) -> Result<Side> {
+        if !spec.is_stdin() && spec.path.is_dir() {
+            return Ok(Side::ChunkSet(ChunkSet::open(&spec.path)?));
+        }
+        Ok(Side::File(spec))
+    }
+    fn schema(&self) -> Schema {
+        match self {
+            Side::ChunkSet(c) => c.schema,
+            Side::File(_) => Schema::KEYS_ONLY,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// Sorted merge when both sides are chunk sets, hash partitioning otherwise.
+    Auto,
+    Hash,
+    /// External sort of each file side, then the sorted walk (a second, independent implementation).
+    Sort,
+}
+
+pub struct DiffConfig {
+    pub source: Side,
+    pub target: Side,
+    pub out_dir: PathBuf,
+    /// Field names to compare; `None`: `size` when both sides carry it.
+    pub compare: Option<Vec<String>>,
+    pub write_match: bool,
+    pub combined: bool,
+    pub term: u8,
+    pub mem: usize,
+    pub tmp_dir: PathBuf,
+    pub engine: Engine,
+    pub quiet: bool,
+}
+
+fn compare_bits(cfg: &DiffConfig) -> Result<u8> {
+    let (s, t) = (cfg.source.schema(), cfg.target.schema());
+    match &cfg.compare {
+        None => Ok(if s.has(Schema::SIZE) && t.has(Schema::SIZE) { Schema::SIZE } else { 0 }),
+        Some(names) => {
+            let mut bits = 0;
+            for n in names {
+                let b = Schema::from_names([n.as_str()]).map_err(Error::Usage)?.0;
+                if b & !(Schema::SIZE | Schema::ETAG | Schema::MTIME) != 0 {
+                    return Err(Error::Usage(format!("--compare {n}: only size, etag and mtime can be compared")));
+                }
+                for (side, schema) in [("source", s), ("target", t)] {
+                    if !schema.has(b) {
+                        return Err(Error::Usage(format!("--compare {n}: the {side} carries no {n} (its records have {schema})")));
+                    }
+                }
+                bits |= b;
+            }
+            Ok(bits)
+        }
+    }
+}
+
+fn side_stats(side: &Side) -> SideStats {
+    match side {
+        Side::ChunkSet(c) => SideStats { input: c.dir.display().to_string(), kind: "chunkset".into(), ..Default::default() },
+        Side::File(f) => SideStats { input: f.display(), kind: "file".into(), ..Default::default() },
+    }
+}
+
+fn fill(st: &mut SideStats, input: &InputStats, unique: u64, duplicates: u64) {
+    st.records_read = input.records_read;
+    st.blank_lines = input.blank;
+    st.rejected = input.rejected;
+    st.bytes = input.bytes;
+    st.unique_keys = unique;
+    st.duplicates = duplicates;
+}
+
+/// Runs keyrecon-diff. Errors that stop the run are returned; the summary carries everything else.
+pub fn diff(cfg: DiffConfig) -> Result<DiffSummary> {
+    let t0 = Instant::now();
+    if let (Side::File(a), Side::File(b)) = (&cfg.source, &cfg.target) {
+        if a.is_stdin() && b.is_stdin() {
+            return Err(Error::Usage("SOURCE and TARGET cannot both be - (stdin)".into()));
+        }
+    }
+    let compare = compare_bits(&cfg)?;
+    std::fs::create_dir_all(&cfg.out_dir).map_err(|e| Error::io(&cfg.out_dir, e))?;
+    let rejects = Rejects::new(Some(cfg.out_dir.join("rejects.csv")));
+    let mut w = DiffWriter::create(DiffOptions {
+        out_dir: cfg.out_dir.clone(),
+        compare,
+        write_match: cfg.write_match,
+        combined: cfg.combined,
+        term: cfg.term,
+        source_schema: cfg.source.schema(),
+        target_schema: cfg.target.schema(),
+    })?;
+    let mut summary = DiffSummary { source: side_stats(&cfg.source), target: side_stats(&cfg.target), mem_budget_bytes: cfg.mem as u64, ..Default::default() };
+    summary.compared = Schema(compare).names().into_iter().map(String::from).collect();
+    let both_sets = matches!((&cfg.source, &cfg.target), (Side::ChunkSet(_), Side::ChunkSet(_)));
+    let engine = match cfg.engine {
+        Engine::Auto if both_sets => Engine::Sort,
+        Engine::Auto => Engine::Hash,
+        e => e,
+    };
+    let total = size_hint(&cfg.source).zip(size_hint(&cfg.target)).map(|(a, b)| a + b);
+    let progress = if cfg.quiet { Progress::hidden() } else { Progress::start("keyrecon-diff", "reading", Unit::Bytes, total, false) };
+    match engine {
+        Engine::Hash => {
+            summary.engine = "hash".into();
+            let src = as_source(&cfg.source, &rejects);
+            let tgt = as_source(&cfg.target, &rejects);
+            let hc = HashDiffConfig { mem: cfg.mem, tmp_dir: cfg.tmp_dir.clone(), partitions: None };
+            let (a, b, hs) = hash_diff(src.as_ref(), tgt.as_ref(), &hc, &mut w, &progress.counter)?;
+            fill(&mut summary.source, &a.source.input, a.unique, a.duplicates);
+            fill(&mut summary.target, &b.source.input, b.unique, b.duplicates);
+            summary.timings.read_ms = hs.read_ms;
+            summary.timings.diff_ms = hs.match_ms + hs.output_ms;
+        }
+        Engine::Sort | Engine::Auto => {
+            summary.engine = if both_sets { "merge".into() } else { "sort".into() };
+            let half = cfg.mem / 2;
+            let mut a = sorted_side(&cfg.source, half, &cfg.tmp_dir, &rejects, &progress.counter)?;
+            let mut b = sorted_side(&cfg.target, half, &cfg.tmp_dir, &rejects, &progress.counter)?;
+            summary.timings.read_ms = t0.elapsed().as_millis() as u64;
+            let t1 = Instant::now();
+            walk(&mut a, &mut b, &mut w)?;
+            summary.timings.diff_ms = t1.elapsed().as_millis() as u64;
+            let (ia, ua, da) = a.stats();
+            let (ib, ub, db) = b.stats();
+            fill(&mut summary.source, &ia, ua, da);
+            fill(&mut summary.target, &ib, ub, db);
+        }
+    }
+    progress.finish();
+    rejects.flush()?;
+    let counts = w.finish()?;
+    summary.missing_on_target = counts.missing_on_target;
+    summary.missing_on_source = counts.missing_on_source;
+    summary.differ = counts.differ;
+    summary.matched = counts.matched;
+    summary.details = counts;
+    summary.timings = Timings { total_ms: t0.elapsed().as_millis() as u64, ..summary.timings };
+    summary.peak_rss_bytes = peak_rss_bytes();
+    summary.exit_code = summary.compute_exit_code();
+    summary.write(&cfg.out_dir)?;
+    Ok(summary)
+}
+
+fn size_hint(s: &Side) -> Option<u64> {
+    match s {
+        Side::ChunkSet(c) => Some(c.data_len()),
+        Side::File(f) => f.len_hint(),
+    }
+}
+
+fn as_source<'a>(side: &'a Side, rejects: &Rejects) -> Box<dyn RecordSource + 'a> {
+    match side {
+        Side::ChunkSet(c) => Box::new(ChunkSetRef(c)),
+        Side::File(f) => Box::new(FileSource { spec: f.clone(), rejects: rejects.clone() }),
+    }
+}
+
+struct ChunkSetRef<'a>(&'a ChunkSet);
+impl RecordSource for ChunkSetRef<'_> {
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+    fn kind(&self) -> &'static str {
+        "chunkset"
+    }
+    fn schema(&self) -> Schema {
+        self.0.schema
+    }
+    fn size_hint(&self) -> Option<u64> {
+        self.0.size_hint()
+    }
+    fn for_each(&self, p: &AtomicU64, f: &mut dyn FnMut(&[u8], &[u8]) -> Result<()>) -> Result<crate::input::SourceStats> {
+        self.0.for_each(p, f)
+    }
+}
+
+/// A side as one sorted, duplicate-free stream, with its statistics.
+enum SortedSide {
+    Set { stream: crate::chunk::set::SetStream, unique: u64, data_len: u64 },
+    Sorted { out: crate::sort::SortedOutput, input: InputStats },
+}
+
+impl SortedSide {
+    /// (input statistics, unique keys, duplicates); final once the stream is exhausted.
+    fn stats(&self) -> (InputStats, u64, u64) {
+        match self {
+            SortedSide::Set { stream, unique, data_len } => {
+                let d = stream.duplicates();
+                (InputStats { records_read: unique + d, bytes: *data_len, ..Default::default() }, *unique, d)
+            }
+            SortedSide::Sorted { out, input } => {
+                let st = out.stats();
+                (input.clone(), st.unique, st.duplicates)
+            }
+        }
+    }
+}
+
+impl SortedCursor for SortedSide {
+    #[inline]
+    fn advance(&mut self) -> Result<bool> {
+        match self {
+            SortedSide::Set { stream, unique, .. } => {
+                let more = stream.advance()?;
+                *unique += more as u64;
+                Ok(more)
+            }
+            SortedSide::Sorted { out, .. } => out.advance(),
+        }
+    }
+    #[inline]
+    fn key(&self) -> &[u8] {
+        match self {
+            SortedSide::Set { stream, .. } => stream.key(),
+            SortedSide::Sorted { out, .. } => out.key(),
+        }
+    }
+    #[inline]
+    fn meta(&self) -> &[u8] {
+        match self {
+            SortedSide::Set { stream, .. } => stream.meta(),
+            SortedSide::Sorted { out, .. } => out.meta(),
+        }
+    }
+}
+
+fn sorted_side(side: &Side, mem: usize, tmp: &std::path::Path, rejects: &Rejects, progress: &AtomicU64) -> Result<SortedSide> {
+    match side {
+        Side::ChunkSet(c) => Ok(SortedSide::Set { stream: c.stream()?, unique: 0, data_len: c.data_len() }),
+        Side::File(spec) => {
+            let mut sorter = Sorter::new(SortConfig::new(mem, tmp, Schema::KEYS_ONLY));
+            let input = crate::input::for_each_key(spec, rejects, progress, |k| sorter.push(k, b""))?;
+            Ok(SortedSide::Sorted { out: sorter.finish()?, input })
+        }
+    }
+}
+
+/// Runs keyrecon-sort: inputs into a chunk set of disjoint chunks.
+pub struct SortJobConfig {
+    pub inputs: Vec<InputSpec>,
+    pub out: PathBuf,
+    pub overwrite: bool,
+    pub mem: usize,
+    pub tmp_dir: PathBuf,
+    pub chunk_bytes: u64,
+    pub quiet: bool,
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct SortSummary {
+    pub inputs: Vec<String>,
+    pub input: InputStats,
+    pub sort: SortStats,
+    pub chunks: usize,
+    pub records: u64,
+    pub peak_rss_bytes: u64,
+    pub total_ms: u64,
+    pub exit_code: i32,
+}
+
+pub fn sort(cfg: SortJobConfig) -> Result<SortSummary> {
+    let t0 = Instant::now();
+    let writer = ChunkSetWriter::create(&cfg.out, Schema::KEYS_ONLY, cfg.overwrite)?;
+    let rejects = Rejects::new(Some(cfg.out.join("rejects.csv")));
+    let total = cfg.inputs.iter().map(|i| i.len_hint()).sum::<Option<u64>>();
+    let progress = if cfg.quiet { Progress::hidden() } else { Progress::start("keyrecon-sort", "reading", Unit::Bytes, total, false) };
+    let mut sorter = Sorter::new(SortConfig::new(cfg.mem, &cfg.tmp_dir, Schema::KEYS_ONLY));
+    let mut input = InputStats::default();
+    for spec in &cfg.inputs {
+        let st = crate::input::for_each_key(spec, &rejects, &progress.counter, |k| sorter.push(k, b""))?;
+        input.records_read += st.records_read;
+        input.blank += st.blank;
+        input.rejected += st.rejected;
+        input.bytes += st.bytes;
+    }
+    let sort = sorter.finish_into(&writer, cfg.chunk_bytes)?;
+    progress.finish();
+    rejects.flush()?;
+    let info = serde_json::json!({
+        "inputs": cfg.inputs.iter().map(|i| i.display()).collect::<Vec<_>>(),
+        "records_read": input.records_read, "duplicates": sort.duplicates, "blank": input.blank, "rejected": input.rejected,
+    });
+    let m = writer.finish(Producer::current("keyrecon-sort"), true, info)?;
+    let mut s = SortSummary {
+        inputs: cfg.inputs.iter().map(|i| i.display()).collect(),
+        input,
+        sort,
+        chunks: m.chunks.len(),
+        records: m.records,
+        peak_rss_bytes: peak_rss_bytes(),
+        total_ms: t0.elapsed().as_millis() as u64,
+        exit_code: 0,
+    };
+    s.exit_code = if s.input.rejected > 0 { 2 } else { 0 };
+    Ok(s)
+}

@@ -1,0 +1,36 @@
+//! keyrecon: find and repair what a large data migration lost.
+//!
+//! Module map (data flows top to bottom):
+//! ```text
+//!  input ──► sort ──────────► chunk (chunk files, chunk sets) ◄── sources::{s3, cassandra}
+//!   │                              │
+//!   │                              ▼
+//!   └──────► hashdiff        merge (k-way, dedup)
+//!               │                  │
+//!               └──────► diff (two-sided walk, outcome files, summary) ──► repair
+//! ```
+//! - [`record`]: key bytes + optional metadata and their encoding.
+//! - [`chunk`]: the on-disk sorted chunk format and chunk sets (manifest).
+//! - [`input`]: key files (lines, NUL, CSV) into records; rejects.
+//! - [`sort`]: memory-budgeted parallel external sort into chunk sets.
+//! - [`merge`]: loser-tree k-way merge of sorted cursors, with deduplication.
+//! - [`diff`]: the two-sided walk over sorted streams and the outcome sinks.
+//! - [`hashdiff`]: diff of unsorted inputs by hash partitioning (no full sort).
+//! - [`progress`]: progress bars, counters, summaries.
+//!
+//! Invariants: keys are bytes and compare in byte order everywhere; nothing is dropped silently (bad
+//! input is rejected with a reason, failures are counted and make the exit code 2).
+
+pub mod chunk;
+pub mod cli;
+pub mod diff;
+pub mod hashdiff;
+pub mod input;
+pub mod job;
+pub mod merge;
+pub mod progress;
+pub mod sort;
+pub mod error;
+pub mod record;
+
+pub use error::{Error, Result};

@@ -1,0 +1,306 @@
+//! K-way merge of sorted cursors through a loser tree, removing duplicate keys.
+//!
+//! ```text
+//!            tree[0] = overall winner (smallest key)
+//!                    │
+//!                 [ 1 ]          internal nodes hold the LOSER of the match played there
+//!                /     \
+//!            [ 2 ]     [ 3 ]
+//!            /  \      /  \
+//!          c0   c1   c2   c3     leaves: cursors (leaf i sits at position k + i)
+//! ```
+//! After the winner advances only its path to the root is replayed: log2(k) comparisons per record, and
+//! each comparison looks at one new key (a heap would look at two). Ties are broken by cursor index, so
+//! among equal keys the record of the lowest-indexed input wins and the others count as duplicates: the
+//! result is deterministic whatever the chunk sizes were.
+
+use crate::chunk::reader::SortedCursor;
+use crate::error::Result;
+
+pub struct Merge<C: SortedCursor> {
+    cursors: Vec<C>,
+    live: Vec<bool>,
+    tree: Vec<usize>,
+    started: bool,
+    dedup: bool,
+    last: Vec<u8>,
+    has_last: bool,
+    duplicates: u64,
+    records: u64,
+}
+
+const EMPTY: usize = usize::MAX;
+
+impl<C: SortedCursor> Merge<C> {
+    /// `dedup`: drop records whose key equals the previous output key (counted in [`duplicates`]).
+    ///
+    /// [`duplicates`]: Merge::duplicates
+    pub fn new(cursors: Vec<C>, dedup: bool) -> Self {
+        let k = cursors.len();
+        Merge { live: vec![false; k], cursors, tree: vec![EMPTY; k.max(1)], started: false, dedup, last: Vec::new(), has_last: false, duplicates: 0, records: 0 }
+    }
+
+    /// Records dropped because their key equalled the previous one.
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates
+    }
+    /// Records handed out.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+    pub fn into_cursors(self) -> Vec<C> {
+        self.cursors
+    }
+
+    /// Does cursor `a` come before cursor `b`? Exhausted cursors come last.
+    #[inline]
+    fn beats(&self, a: usize, b: usize) -> bool {
+        match (self.live[a], self.live[b]) {
+            (false, _) => false,
+            (true, false) => true,
+            (true, true) => match self.cursors[a].key().cmp(self.cursors[b].key()) {
+                std::cmp::Ordering::Less => true,
+                std::cmp::Ordering::Greater => false,
+                std::cmp::Ordering::Equal => a < b,
+            },
+        }
+    }
+
+    fn init(&mut self) -> Result<()> {
+        let k = self.cursors.len();
+        for i in 0..k {
+            self.live[i] = self.cursors[i].advance()?;
+        }
+        for i in 0..k {
+            let mut winner = i;
+            let mut node = (i + k) / 2;
+            let mut placed = false;
+            while node != 0 {
+                let other = self.tree[node];
+                if other == EMPTY {
+                    self.tree[node] = winner;
+                    placed = true;
+                    break;
+                }
+                if self.beats(other, winner) {
+                    self.tree[node] = winner;
+                    winner = other;
+                }
+                node /= 2;
+            }
+            if !placed {
+                self.tree[0] = winner;
+            }
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn replay(&mut self, leaf: usize) {
+        let k = self.cursors.len();
+        let mut winner = leaf;
+        let mut node = (leaf + k) / 2;
+        while node != 0 {
+            let other = self.tree[node];
+            if self.beats(other, winner) {
+                self.tree[node] = winner;
+                winner = other;
+            }
+            node /= 2;
+        }
+        self.tree[0] = winner;
+    }
+
+    #[inline]
+    fn winner(&self) -> usize {
+        self.tree[0]
+    }
+}
+
+impl<C: SortedCursor> SortedCursor for Merge<C> {
+    fn advance(&mut self) -> Result<bool> {
+        if self.cursors.is_empty() {
+            return Ok(false);
+        }
+        if !self.started {
+            self.started = true;
+            self.init()?;
+        } else {
+            // Remember the key we handed out last, then move its cursor on.
+            let w = self.winner();
+            if self.dedup {
+                self.last.clear();
+                self.last.extend_from_slice(self.cursors[w].key());
+                self.has_last = true;
+            }
+            self.live[w] = self.cursors[w].advance()?;
+            self.replay(w);
+        }
+        loop {
+            let w = self.winner();
+            if !self.live[w] {
+                return Ok(false);
+            }
+            if self.dedup && self.has_last && self.cursors[w].key() == &self.last[..] {
+                self.duplicates += 1;
+                self.live[w] = self.cursors[w].advance()?;
+                self.replay(w);
+                continue;
+            }
+            self.records += 1;
+            return Ok(true);
+        }
+    }
+
+    #[inline]
+    fn key(&self) -> &[u8] {
+        self.cursors[self.winner()].key()
+    }
+    #[inline]
+    fn meta(&self) -> &[u8] {
+        self.cursors[self.winner()].meta()
+    }
+}
+
+/// Cursors whose key ranges are disjoint and in order, read one after the other (no comparisons).
+pub struct Concat<C: SortedCursor> {
+    cursors: Vec<C>,
+    at: usize,
+}
+
+impl<C: SortedCursor> Concat<C> {
+    pub fn new(cursors: Vec<C>) -> Self {
+        Concat { cursors, at: 0 }
+    }
+}
+
+impl<C: SortedCursor> SortedCursor for Concat<C> {
+    fn advance(&mut self) -> Result<bool> {
+        while self.at < self.cursors.len() {
+            if self.cursors[self.at].advance()? {
+                return Ok(true);
+            }
+            self.at += 1;
+        }
+        Ok(false)
+    }
+    #[inline]
+    fn key(&self) -> &[u8] {
+        self.cursors[self.at].key()
+    }
+    #[inline]
+    fn meta(&self) -> &[u8] {
+        self.cursors[self.at].meta()
+    }
+}
+
+/// A sorted run in memory (tests, small outputs): records must already be sorted.
+pub struct VecCursor {
+    recs: Vec<(Vec<u8>, Vec<u8>)>,
+    at: usize,
+}
+
+impl VecCursor {
+    pub fn new(recs: Vec<(Vec<u8>, Vec<u8>)>) -> Self {
+        VecCursor { recs, at: usize::MAX }
+    }
+}
+
+impl SortedCursor for VecCursor {
+    fn advance(&mut self) -> Result<bool> {
+        self.at = self.at.wrapping_add(1);
+        Ok(self.at < self.recs.len())
+    }
+    fn key(&self) -> &[u8] {
+        &self.recs[self.at].0
+    }
+    fn meta(&self) -> &[u8] {
+        &self.recs[self.at].1
+    }
+}
+
+impl SortedCursor for Box<dyn SortedCursor + Send> {
+    fn advance(&mut self) -> Result<bool> {
+        (**self).advance()
+    }
+    fn key(&self) -> &[u8] {
+        (**self).key()
+    }
+    fn meta(&self) -> &[u8] {
+        (**self).meta()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn run(inputs: Vec<Vec<&[u8]>>) -> (Vec<Vec<u8>>, u64) {
+        let cursors = inputs.into_iter().map(|v| VecCursor::new(v.into_iter().map(|k| (k.to_vec(), vec![])).collect())).collect();
+        let mut m = Merge::new(cursors, true);
+        let mut out = Vec::new();
+        while m.advance().unwrap() {
+            out.push(m.key().to_vec());
+        }
+        (out, m.duplicates())
+    }
+
+    #[test]
+    fn table() {
+        let cases: Vec<(Vec<Vec<&[u8]>>, Vec<&[u8]>, u64)> = vec![
+            (vec![], vec![], 0),
+            (vec![vec![]], vec![], 0),
+            (vec![vec![], vec![]], vec![], 0),
+            (vec![vec![b"a"]], vec![b"a"], 0),
+            (vec![vec![b"a", b"c"], vec![b"b"]], vec![b"a", b"b", b"c"], 0),
+            (vec![vec![b"a"], vec![b"a"], vec![b"a"]], vec![b"a"], 2),
+            (vec![vec![b"ab", b"abc"], vec![b"a", b"abc\xff"]], vec![b"a", b"ab", b"abc", b"abc\xff"], 0),
+            (vec![vec![b"\xff"], vec![b"\x00"], vec![b"\x7f"], vec![], vec![b"\x00"]], vec![b"\x00", b"\x7f", b"\xff"], 1),
+        ];
+        for (inp, want, dups) in cases {
+            let (got, d) = run(inp.clone());
+            assert_eq!(got, want.iter().map(|k| k.to_vec()).collect::<Vec<_>>(), "inputs {inp:?}");
+            assert_eq!(d, dups, "inputs {inp:?}");
+        }
+    }
+
+    #[test]
+    fn ties_go_to_the_lowest_input() {
+        let a = VecCursor::new(vec![(b"k".to_vec(), b"from0".to_vec())]);
+        let b = VecCursor::new(vec![(b"k".to_vec(), b"from1".to_vec())]);
+        let mut m = Merge::new(vec![b, a], true);
+        assert!(m.advance().unwrap());
+        assert_eq!(m.meta(), b"from1");
+        assert!(!m.advance().unwrap());
+    }
+
+    #[test]
+    fn random_against_sort_dedup() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for k in [1usize, 2, 3, 5, 8, 13, 64, 100] {
+            let mut all = Vec::new();
+            let inputs: Vec<Vec<Vec<u8>>> = (0..k)
+                .map(|_| {
+                    let n = rng.gen_range(0..200);
+                    let mut v: Vec<Vec<u8>> = (0..n).map(|_| (0..rng.gen_range(0..4)).map(|_| rng.gen_range(0..3u8) * 127).collect()).collect();
+                    v.sort();
+                    v.dedup();
+                    all.extend(v.iter().cloned());
+                    v
+                })
+                .collect();
+            let n_all = all.len() as u64;
+            all.sort();
+            all.dedup();
+            let cursors = inputs.into_iter().map(|v| VecCursor::new(v.into_iter().map(|k| (k, vec![])).collect())).collect();
+            let mut m = Merge::new(cursors, true);
+            let mut out = Vec::new();
+            while m.advance().unwrap() {
+                out.push(m.key().to_vec());
+            }
+            assert_eq!(out, all, "k={k}");
+            assert_eq!(m.duplicates() + out.len() as u64, n_all);
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! Memory-budgeted external sort of records into byte order, removing duplicates.
+//!
+//! ```text
+//!  push(key, meta) ──► run buffer (one arena of record bytes + one array of 16-byte entries)
+//!                         │ full (bytes, not records, decide: --mem)
+//!                         ▼
+//!                      sort entries in parallel (rayon) by cached 8-byte prefix, then key bytes;
+//!                      drop duplicates ──► run-NNNNNN.krc in the spill directory (chunk format)
+//!  finish() ──► no spill: the buffer itself is the sorted result
+//!           └─► spills: k-way merge (loser tree) of the runs; more runs than `fanin` are first
+//!               merged in groups (multi-level merge) so open files stay bounded
+//! ```
+//! The arena and entry array are allocated once and reused for every run: first touch of fresh memory
+//! is slow on the VMs we run on, and the budget is then an honest ceiling on resident memory.
+//! Ties among equal keys keep the first record pushed (runs are merged with ties broken by run order),
+//! so `sort -u`-like "first wins" holds for metadata as well.
+
+use crate::chunk::reader::{ChunkCursor, SortedCursor};
+use crate::chunk::{ChunkSetWriter, ChunkWriter};
+use crate::error::{Error, IoContext, Result};
+use crate::merge::Merge;
+use crate::record::{get_varint, put_varint, Schema};
+use rayon::prelude::*;
+use std::path::PathBuf;
+
+#[derive(Clone, Debug)]
+pub struct SortConfig {
+    /// Memory for the run buffer, in bytes.
+    pub mem: usize,
+    /// Parent directory for spill files (a private subdirectory is created lazily and removed at the end).
+    pub tmp_dir: PathBuf,
+    /// Most runs merged at once.
+    pub fanin: usize,
+    pub schema: Schema,
+}
+
+impl SortConfig {
+    pub fn new(mem: usize, tmp_dir: impl Into<PathBuf>, schema: Schema) -> Self {
+        SortConfig { mem, tmp_dir: tmp_dir.into(), fanin: 128, schema }
+    }
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct SortStats {
+    pub records_in: u64,
+    pub duplicates: u64,
+    pub unique: u64,
+    pub runs_spilled: u64,
+    pub bytes_spilled: u64,
+    pub merge_passes: u64,
+}
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Entry {
+    /// First 8 key bytes, big endian, zero padded: integer order = byte order on this prefix.
+    prefix: u64,
+    /// Offset of the record in the arena: key bytes, then (if schema) varint meta length + meta.
+    off: u32,
+    klen: u32,
+}
+
+#[inline]
+fn prefix8(key: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = key.len().min(8);
+    b[..n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(b)
+}
+
+pub struct Sorter {
+    cfg: SortConfig,
+    arena: Vec<u8>,
+    entries: Vec<Entry>,
+    arena_cap: usize,
+    entries_cap: usize,
+    spill_dir: Option<PathBuf>,
+    runs: Vec<PathBuf>,
+    next_run: u64,
+    stats: SortStats,
+}
+
+impl Sorter {
+    pub fn new(cfg: SortConfig) -> Self {
+        // Bytes decide: 3/4 for record bytes, 1/4 for entries (~40-byte keys fill both about evenly).
+        let mem = cfg.mem.max(4096);
+        let entries_cap = (mem / 4 / std::mem::size_of::<Entry>()).max(16);
+        let arena_cap = (mem - entries_cap * std::mem::size_of::<Entry>()).min(u32::MAX as usize);
+        Sorter { cfg, arena: Vec::new(), entries: Vec::new(), arena_cap, entries_cap, spill_dir: None, runs: Vec::new(), next_run: 0, stats: SortStats::default() }
+    }
+
+    pub fn stats(&self) -> &SortStats {
+        &self.stats
+    }
+
+    #[inline]
+    pub fn push(&mut self, key: &[u8], meta: &[u8]) -> Result<()> {
+        let need = key.len() + if self.cfg.schema.is_keys_only() { 0 } else { meta.len() + 10 };
+        if self.arena.len() + need > self.arena_cap || self.entries.len() >= self.entries_cap {
+            if need > self.arena_cap {
+                return Err(Error::Usage(format!("a record of {need} bytes does not fit in --mem {}", self.cfg.mem)));
+            }
+            self.spill()?;
+        }
+        if self.arena.capacity() == 0 {
+            self.arena.reserve_exact(self.arena_cap);
+            self.entries.reserve_exact(self.entries_cap);
+        }
+        let off = self.arena.len() as u32;
+        self.arena.extend_from_slice(key);
+        if !self.cfg.schema.is_keys_only() {
+            put_varint(&mut self.arena, meta.len() as u64);
+            self.arena.extend_from_slice(meta);
+        }
+        self.entries.push(Entry { prefix: prefix8(key), off, klen: key.len() as u32 });
+        self.stats.records_in += 1;
+        Ok(())
+    }
+
+    /// Sorts the buffer and drops duplicates (first pushed wins). Leaves `entries` sorted and unique.
+    fn sort_buffer(&mut self) {
+        let arena = &self.arena[..];
+        let key = |e: &Entry| &arena[e.off as usize..e.off as usize + e.klen as usize];
+        // Stable order among equal keys: offsets grow with push order, so ties break by offset.
+        self.entries.par_sort_unstable_by(|a, b| a.prefix.cmp(&b.prefix).then_with(|| key(a).cmp(key(b))).then(a.off.cmp(&b.off)));
+        let before = self.entries.len();
+        self.entries.dedup_by(|b, a| a.prefix == b.prefix && a.klen == b.klen && key(a) == key(b));
+        self.stats.duplicates += (before - self.entries.len()) as u64;
+    }
+
+    fn meta_of(&self, e: &Entry) -> &[u8] {
+        if self.cfg.schema.is_keys_only() {
+            return &[];
+        }
+        let mut rest = &self.arena[e.off as usize + e.klen as usize..];
+        let n = get_varint(&mut rest).expect("arena holds what push wrote") as usize;
+        &rest[..n]
+    }
+
+    fn spill_dir(&mut self) -> Result<PathBuf> {
+        if let Some(d) = &self.spill_dir {
+            return Ok(d.clone());
+        }
+        let d = self.cfg.tmp_dir.join(format!("keyrecon-sort-{}-{:x}", std::process::id(), rand::random::<u32>()));
+        std::fs::create_dir_all(&d).ctx(&d)?;
+        self.spill_dir = Some(d.clone());
+        Ok(d)
+    }
+
+    fn new_run(&mut self) -> Result<ChunkWriter> {
+        let dir = self.spill_dir()?;
+        self.next_run += 1;
+        ChunkWriter::create(dir.join(format!("run-{:06}.krc", self.next_run)), self.cfg.schema)
+    }
+
+    fn spill(&mut self) -> Result<()> {
+        if self.entries.is_empty() {
+            return Ok(());
+        }
+        self.sort_buffer();
+        let mut w = self.new_run()?;
+        for e in &self.entries {
+            let k = &self.arena[e.off as usize..e.off as usize + e.klen as usize];
+            w.push(k, self.meta_of(e))?;
+        }
+        let path = w.path().to_path_buf();
+        let st = w.finish()?.expect("non-empty run");
+        self.stats.runs_spilled += 1;
+        self.stats.bytes_spilled += st.data_len;
+        self.runs.push(path);
+        self.arena.clear();
+        self.entries.clear();
+        Ok(())
+    }
+
+    /// Merges runs level by level, each group of `fanin` consecutive runs into one run that takes the
+    /// group's place, until one merge can take them all. Keeping runs in push order keeps "first pushed
+    /// wins" among duplicates.
+    fn reduce_runs(&mut self) -> Result<()> {
+        while self.runs.len() > self.cfg.fanin {
+            self.stats.merge_passes += 1;
+            let level = std::mem::take(&mut self.runs);
+            for group in level.chunks(self.cfg.fanin) {
+                if group.len() == 1 {
+                    self.runs.push(group[0].clone());
+                    continue;
+                }
+                let cursors = group.iter().map(ChunkCursor::open).collect::<Result<Vec<_>>>()?;
+                let mut m = Merge::new(cursors, true);
+                let mut w = self.new_run()?;
+                while m.advance()? {
+                    w.push(m.key(), m.meta())?;
+                }
+                self.stats.duplicates += m.duplicates();
+                let path = w.path().to_path_buf();
+                w.finish()?;
+                self.runs.push(path);
+                for p in group {
+                    std::fs::remove_file(p).ctx(p)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends input and returns the sorted, duplicate-free records as a cursor. Spill files are removed
+    /// when the cursor is dropped.
+    pub fn finish(mut self) -> Result<SortedOutput> {
+        if self.runs.is_empty() {
+            self.sort_buffer();
+            self.stats.unique = self.entries.len() as u64;
+            let stats = self.stats.clone();
+            return Ok(SortedOutput { inner: Inner::Mem { sorter: self, at: usize::MAX }, stats, dup_base: 0, _spill: None });
+        }
+        self.spill()?;
+        self.reduce_runs()?;
+        let cursors = self.runs.iter().map(ChunkCursor::open).collect::<Result<Vec<_>>>()?;
+        let stats = self.stats.clone();
+        let guard = SpillGuard(self.spill_dir.take());
+        Ok(SortedOutput { inner: Inner::Merge(Merge::new(cursors, true)), dup_base: stats.duplicates, stats, _spill: Some(guard) })
+    }
+
+    /// Ends input and writes the result into `out` as disjoint chunks of about `chunk_bytes` each.
+    pub fn finish_into(self, out: &ChunkSetWriter, chunk_bytes: u64) -> Result<SortStats> {
+        let mut sorted = self.finish()?;
+        let mut w = out.new_chunk()?;
+        while sorted.advance()? {
+            if w.data_len() >= chunk_bytes {
+                out.add_chunk(std::mem::replace(&mut w, out.new_chunk()?))?;
+            }
+            w.push(sorted.key(), sorted.meta())?;
+        }
+        out.add_chunk(w)?;
+        Ok(sorted.stats())
+    }
+}
+
+impl Drop for Sorter {
+    fn drop(&mut self) {
+        if let Some(d) = self.spill_dir.take() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+struct SpillGuard(Option<PathBuf>);
+impl Drop for SpillGuard {
+    fn drop(&mut self) {
+        if let Some(d) = self.0.take() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+enum Inner {
+    Mem { sorter: Sorter, at: usize },
+    Merge(Merge<ChunkCursor>),
+}
+
+/// The sorted result of a [`Sorter`].
+pub struct SortedOutput {
+    inner: Inner,
+    stats: SortStats,
+    dup_base: u64,
+    _spill: Option<SpillGuard>,
+}
+
+impl SortedOutput {
+    /// Statistics; `duplicates` and `unique` are final once the cursor is exhausted.
+    pub fn stats(&self) -> SortStats {
+        let mut s = self.stats.clone();
+        if let Inner::Merge(m) = &self.inner {
+            s.duplicates = self.dup_base + m.duplicates();
+            s.unique = m.records();
+        }
+        s
+    }
+}
+
+impl SortedCursor for SortedOutput {
+    #[inline]
+    fn advance(&mut self) -> Result<bool> {
+        match &mut self.inner {
+            Inner::Mem { sorter, at } => {
+                *at = at.wrapping_add(1);
+                Ok(*at < sorter.entries.len())
+            }
+            Inner::Merge(m) => m.advance(),
+        }
+    }
+    #[inline]
+    fn key(&self) -> &[u8] {
+        match &self.inner {
+            Inner::Mem { sorter, at } => {
+                let e = &sorter.entries[*at];
+                &sorter.arena[e.off as usize..e.off as usize + e.klen as usize]
+            }
+            Inner::Merge(m) => m.key(),
+        }
+    }
+    #[inline]
+    fn meta(&self) -> &[u8] {
+        match &self.inner {
+            Inner::Mem { sorter, at } => sorter.meta_of(&sorter.entries[*at]),
+            Inner::Merge(m) => m.meta(),
+        }
+    }
+}
+
+/// Default spill directory: `$TMPDIR` or /tmp.
+pub fn default_tmp() -> PathBuf {
+    std::env::temp_dir()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn sorted(keys: &[Vec<u8>], mem: usize, fanin: usize) -> (Vec<Vec<u8>>, SortStats) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = SortConfig::new(mem, dir.path(), Schema::KEYS_ONLY);
+        cfg.fanin = fanin;
+        let mut s = Sorter::new(cfg);
+        for k in keys {
+            s.push(k, b"").unwrap();
+        }
+        let mut out = s.finish().unwrap();
+        let mut v = Vec::new();
+        while out.advance().unwrap() {
+            v.push(out.key().to_vec());
+        }
+        let st = out.stats();
+        drop(out);
+        // Spill directories are cleaned up.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        (v, st)
+    }
+
+    #[test]
+    fn random_against_sort_dedup_many_budgets() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+        for round in 0..12 {
+            let n = rng.gen_range(0..5000);
+            let alphabet: &[u8] = if round % 2 == 0 { b"ab" } else { b"\x00\x01\x7f\x80\xff/x" };
+            let keys: Vec<Vec<u8>> = (0..n)
+                .map(|_| {
+                    let len = rng.gen_range(1..if round % 3 == 0 { 40 } else { 12 });
+                    let mut k: Vec<u8> = if round % 4 == 1 { b"images/2024/01/".to_vec() } else { vec![] };
+                    k.extend((0..len).map(|_| alphabet[rng.gen_range(0..alphabet.len())]));
+                    k
+                })
+                .collect();
+            let mut want = keys.clone();
+            want.sort();
+            want.dedup();
+            for (mem, fanin) in [(4096, 2), (4096, 3), (1 << 14, 4), (1 << 30, 128)] {
+                let (got, st) = sorted(&keys, mem, fanin);
+                assert_eq!(got, want, "round {round} mem {mem} fanin {fanin}");
+                assert_eq!(st.unique + st.duplicates, n as u64, "round {round} mem {mem}");
+                if mem == 4096 && n > 3000 {
+                    assert!(st.runs_spilled > 2 && st.merge_passes > 0, "budget should force multi-level merges: {st:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn first_pushed_metadata_wins_across_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Sorter::new(SortConfig::new(1 << 16, dir.path(), Schema(Schema::SIZE)));
+        for i in 0..20000u32 {
+            let k = format!("k{:05}", i % 5000);
+            s.push(k.as_bytes(), &i.to_le_bytes()).unwrap();
+        }
+        let mut out = s.finish().unwrap();
+        let mut n = 0;
+        while out.advance().unwrap() {
+            let i = u32::from_le_bytes(out.meta().try_into().unwrap());
+            assert!(i < 5000, "key {:?} kept a later duplicate's metadata ({i})", String::from_utf8_lossy(out.key()));
+            n += 1;
+        }
+        assert_eq!(n, 5000);
+        assert_eq!(out.stats().duplicates, 15000);
+    }
+}
