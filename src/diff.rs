@@ -473,6 +473,8 @@ pub struct DiffSummary {
     pub details: Counts,
     pub compared: Vec<String>,
     pub engine: String,
+    /// Engine internals (partitions, spilled bytes, fallbacks) for tuning and tests.
+    pub engine_stats: serde_json::Value,
     pub mem_budget_bytes: u64,
     pub peak_rss_bytes: u64,
     pub timings: Timings,

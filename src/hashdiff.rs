@@ -225,6 +225,8 @@ struct LocalOut {
     mos: Vec<u32>,
     differ: Vec<(u32, u32, u8)>,
     matched: Vec<u32>,
+    /// Keys in both with equal metadata (counted here; written only when the run wants them).
+    matched_n: u64,
     counts: Counts,
     unique_a: u64,
     unique_b: u64,
@@ -250,7 +252,7 @@ pub fn hash_diff(
 ) -> Result<(SideResult, SideResult, HashDiffStats)> {
     let t0 = std::time::Instant::now();
     let (sm, tm) = (!src.schema().is_keys_only(), !tgt.schema().is_keys_only());
-    let mem = cfg.mem.max(16 << 20);
+    let mem = cfg.mem.max(1 << 20);
     let workers = rayon::current_num_threads().max(1);
     // Budget: phase-1 buffers 40%, phase-2 workers 40% (shared), outcome sorters 20%.
     let per_worker = mem * 2 / 5 / workers;
@@ -312,7 +314,7 @@ pub fn hash_diff(
             let size = a.spilled as usize + a.buf.len() + b.spilled as usize + b.buf.len();
             let est_load = size * load_factor;
             let (ap, bp) = (Partitioner::spill_path(&spill_dir, 's', p), Partitioner::spill_path(&spill_dir, 't', p));
-            if est_load > limit.max(size + 1) * 3 / 2 && size > (8 << 20) {
+            if est_load > limit * 3 / 2 {
                 oversized.fetch_add(1, Ordering::Relaxed);
                 diff_partition_by_sorting(a, &ap, b, &bp, sm, tm, cfg, limit, &coll, &cmp, ws)?;
             } else {
@@ -336,6 +338,10 @@ pub fn hash_diff(
     // Replay in byte order.
     let totals = totals.into_inner().unwrap();
     w.counts.add_comparisons(&totals.counts);
+    if !w.wants_matches() {
+        // Matches were counted, not collected: nothing to replay for them.
+        w.counts.matched += totals.matched_n;
+    }
     let fin = |m: Mutex<Sorter>| m.into_inner().unwrap().finish();
     let mut mot = fin(coll.mot)?;
     let mut mos = fin(coll.mos)?;
@@ -354,6 +360,7 @@ fn add_local(t: &mut LocalOut, o: &LocalOut) {
     t.unique_b += o.unique_b;
     t.dup_a += o.dup_a;
     t.dup_b += o.dup_b;
+    t.matched_n += o.matched_n;
 }
 
 /// Brings one side of a partition into `l.bytes`: spilled bytes first (input order), then the tail.
@@ -405,8 +412,11 @@ fn walk_partition(ws: &mut Workspace, sm: bool, tm: bool, cmp: &Comparator, want
                 let bits = cmp.differs(a.meta(x, sm), b.meta(y, tm), &mut out.counts);
                 if bits != 0 {
                     out.differ.push((i as u32, j as u32, bits));
-                } else if want_matches {
-                    out.matched.push(i as u32);
+                } else {
+                    out.matched_n += 1;
+                    if want_matches {
+                        out.matched.push(i as u32);
+                    }
                 }
                 i += 1;
                 j += 1;
@@ -617,8 +627,11 @@ fn diff_partition_by_sorting(
                     ws.scratch.clear();
                     encode_differ(&mut ws.scratch, bits, sa.meta(), sb.meta());
                     dif.push(sa.key(), &ws.scratch)?;
-                } else if let Some(m) = mat.as_mut() {
-                    m.push(sa.key(), b"")?;
+                } else {
+                    out.matched_n += 1;
+                    if let Some(m) = mat.as_mut() {
+                        m.push(sa.key(), b"")?;
+                    }
                 }
                 ha = sa.advance()?;
                 hb = sb.advance()?;

@@ -141,6 +141,7 @@ pub fn diff(cfg: DiffConfig) -> Result<DiffSummary> {
             fill(&mut summary.source, &a.source.input, a.unique, a.duplicates);
             fill(&mut summary.target, &b.source.input, b.unique, b.duplicates);
             summary.timings.read_ms = hs.read_ms;
+            summary.engine_stats = serde_json::to_value(&hs).unwrap_or_default();
             summary.timings.diff_ms = hs.match_ms + hs.output_ms;
         }
         Engine::Sort | Engine::Auto => {
