@@ -90,6 +90,7 @@ struct Part {
     buf: Vec<u8>,
     file: Option<File>,
     spilled: u64,
+    records: u64,
 }
 
 /// Phase 1 state of one side.
@@ -105,7 +106,7 @@ struct Partitioner<'a> {
 
 impl<'a> Partitioner<'a> {
     fn new(nparts: usize, cap: usize, with_meta: bool, dir: &'a Path, side: char) -> Self {
-        let parts = (0..nparts).map(|_| Part { buf: Vec::new(), file: None, spilled: 0 }).collect();
+        let parts = (0..nparts).map(|_| Part { buf: Vec::new(), file: None, spilled: 0, records: 0 }).collect();
         Partitioner { parts, cap, shift: 64 - nparts.trailing_zeros(), with_meta, dir, side, spilled: 0 }
     }
 
@@ -129,6 +130,7 @@ impl<'a> Partitioner<'a> {
                 }
             }
         }
+        part.records += 1;
         put_varint(&mut part.buf, key.len() as u64);
         part.buf.extend_from_slice(key);
         if self.with_meta {
@@ -159,12 +161,14 @@ struct Ent {
     klen: u32,
 }
 
-/// One side of one partition, loaded: bytes and sorted, deduplicated entries.
+/// One side of one partition, loaded.
 #[derive(Default)]
 struct Loaded {
     bytes: Vec<u8>,
+    /// Records in `bytes` (counted in phase 1): sizes the join tables.
+    records: usize,
+    /// Source side: unique keys in input order. Target side: keys that must be reported.
     ents: Vec<Ent>,
-    duplicates: u64,
 }
 
 impl Loaded {
@@ -183,33 +187,6 @@ impl Loaded {
     }
 }
 
-/// Parses encoded records of `bytes` into entries, sorts by (hash, key, input order), removes duplicates.
-fn index(l: &mut Loaded, with_meta: bool) -> Result<()> {
-    l.ents.clear();
-    let bytes = &l.bytes[..];
-    let mut pos = 0usize;
-    while pos < bytes.len() {
-        let mut rest = &bytes[pos..];
-        let klen = get_varint(&mut rest).ok_or_else(|| Error::Other("corrupt spill record".into()))? as usize;
-        let koff = bytes.len() - rest.len();
-        let key = &bytes[koff..koff + klen];
-        let mut end = koff + klen;
-        if with_meta {
-            let mut r = &bytes[end..];
-            let mlen = get_varint(&mut r).ok_or_else(|| Error::Other("corrupt spill record".into()))? as usize;
-            end = bytes.len() - r.len() + mlen;
-        }
-        l.ents.push(Ent { h: xxh3_64(key), off: koff as u32, klen: klen as u32 });
-        pos = end;
-    }
-    let key = |e: &Ent| &bytes[e.off as usize..e.off as usize + e.klen as usize];
-    l.ents.sort_unstable_by(|a, b| a.h.cmp(&b.h).then_with(|| key(a).cmp(key(b))).then(a.off.cmp(&b.off)));
-    let before = l.ents.len();
-    l.ents.dedup_by(|b, a| a.h == b.h && a.klen == b.klen && key(a) == key(b));
-    l.duplicates = (before - l.ents.len()) as u64;
-    Ok(())
-}
-
 /// Outcomes gathered by phase 2, sorted at the end.
 struct Collectors {
     mot: Mutex<Sorter>,
@@ -221,8 +198,11 @@ struct Collectors {
 /// Local outcome list of one partition, pushed to the collectors under one lock each.
 #[derive(Default)]
 struct LocalOut {
+    /// Source entries (indices into `a.ents`) only in the source.
     mot: Vec<u32>,
+    /// Target entries (indices into `b.ents`) only in the target.
     mos: Vec<u32>,
+    /// (source entry, target entry, differing fields).
     differ: Vec<(u32, u32, u8)>,
     matched: Vec<u32>,
     /// Keys in both with equal metadata (counted here; written only when the run wants them).
@@ -240,6 +220,10 @@ struct Workspace {
     b: Loaded,
     out: LocalOut,
     scratch: Vec<u8>,
+    /// Hash join tables (reused across partitions): source keys, target-only keys.
+    table: Vec<u64>,
+    btable: Vec<u64>,
+    matched: Vec<bool>,
 }
 
 /// Runs the diff. `w` receives every outcome in key byte order.
@@ -260,8 +244,16 @@ pub fn hash_diff(
     let total_est = known.unwrap_or(64 << 30) as usize;
     // Loaded partition: record bytes (about input bytes) + 16 B entries (about half again for ~35 B keys).
     let load_factor = 2;
-    let nparts = cfg.partitions.unwrap_or_else(|| (total_est * load_factor / per_worker.max(1)).next_power_of_two().clamp(16, 4096));
-    let fits = known.is_some() && total_est * 11 / 10 <= mem * 3 / 5;
+    let env_parts = std::env::var("KEYRECON_PARTITIONS").ok().and_then(|v| v.parse::<usize>().ok()).map(|p| p.next_power_of_two());
+    // Enough partitions that one partition fits a worker's memory share, and that its join tables
+    // (~32K keys a side, assuming ~32-byte keys) stay in L2 cache; but not so many that phase-1 buffers
+    // drop under 64 KiB (small writes) within their 40% of the budget.
+    let by_mem = total_est * load_factor / per_worker.max(1);
+    let by_cache = total_est / 32 / 2 / 32_768;
+    let max_by_buffers = (mem * 2 / 5 / (2 * (64 << 10))).max(16);
+    let max_by_buffers = 1usize << (usize::BITS - 1 - max_by_buffers.leading_zeros());
+    let nparts = cfg.partitions.or(env_parts).unwrap_or_else(|| by_mem.max(by_cache.min(max_by_buffers)).next_power_of_two().clamp(16, 4096));
+    let fits = known.is_some() && total_est * 11 / 10 <= mem * 3 / 4;
     let cap = if fits {
         // Everything stays in memory: size buffers for the expected share plus hashing skew headroom.
         (total_est / 2 / nparts * 3 / 2).max(64 << 10)
@@ -320,9 +312,7 @@ pub fn hash_diff(
             } else {
                 load(&mut ws.a, a, &ap)?;
                 load(&mut ws.b, b, &bp)?;
-                index(&mut ws.a, sm)?;
-                index(&mut ws.b, tm)?;
-                walk_partition(ws, sm, tm, &cmp, coll.matched.is_some());
+                join_partition(ws, sm, tm, &cmp, coll.matched.is_some())?;
                 emit_partition(ws, sm, tm, &coll)?;
             }
             let mut t = totals.lock().unwrap();
@@ -366,6 +356,7 @@ fn add_local(t: &mut LocalOut, o: &LocalOut) {
 /// Brings one side of a partition into `l.bytes`: spilled bytes first (input order), then the tail.
 fn load(l: &mut Loaded, mut part: Part, path: &Path) -> Result<()> {
     l.bytes.clear();
+    l.records = part.records as usize;
     let total = part.spilled as usize + part.buf.len();
     if total > u32::MAX as usize {
         return Err(Error::Other(format!("{}: partition of {total} bytes exceeds 4 GiB; raise --partitions", path.display())));
@@ -388,43 +379,160 @@ fn load(l: &mut Loaded, mut part: Part, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Walks both sorted sides of a partition by (hash, key) and records outcomes in `ws.out`.
-fn walk_partition(ws: &mut Workspace, sm: bool, tm: bool, cmp: &Comparator, want_matches: bool) {
-    let (a, b, out) = (&ws.a, &ws.b, &mut ws.out);
+/// Diffs one partition by a hash join: the source side goes into an open-addressing table in input
+/// order (a duplicate is found on insert, so the first occurrence wins, like `sort -u`), then the target
+/// side streams through it in input order. Only the table and the source key are random accesses, and a
+/// partition is sized to stay in cache. Nothing is sorted here: outcomes are sorted at the end, and they
+/// are few. (This replaced a sort-by-hash + merge walk that spent most of its time sorting and in
+/// cache-missing `memcmp`s.)
+fn join_partition(ws: &mut Workspace, sm: bool, tm: bool, cmp: &Comparator, want_matches: bool) -> Result<()> {
+    let Workspace { a, b, out, table, matched, btable, .. } = ws;
+    // Source side: parse and insert.
+    a.ents.clear();
+    let cap = (a.records * 2).next_power_of_two().max(64);
+    table.clear();
+    table.resize(cap, 0);
+    let mask = cap - 1;
+    let abytes = &a.bytes[..];
+    let mut pos = 0usize;
+    while pos < abytes.len() {
+        let (koff, klen, end) = next_record(abytes, pos, sm)?;
+        let key = &abytes[koff..koff + klen];
+        let h = xxh3_64(key);
+        let tag = ((h >> 32) as u32) | 1;
+        let mut slot = h as usize & mask;
+        // The partition is chosen by the top bits of h, so slots use the low bits and the tag the high
+        // 32 (its partition bits are constant here; the rest still filter almost every false probe).
+        let mut dup = false;
+        loop {
+            let v = table[slot];
+            if v == 0 {
+                break;
+            }
+            if (v >> 32) as u32 == tag {
+                let e = &a.ents[(v & 0xffff_ffff) as usize];
+                if e.h == h && &abytes[e.off as usize..e.off as usize + e.klen as usize] == key {
+                    dup = true;
+                    break;
+                }
+            }
+            slot = (slot + 1) & mask;
+        }
+        if dup {
+            out.dup_a += 1;
+        } else {
+            if a.ents.len() * 2 >= cap {
+                return Err(Error::Other("hash join table overflow".into()));
+            }
+            table[slot] = ((tag as u64) << 32) | a.ents.len() as u64;
+            a.ents.push(Ent { h, off: koff as u32, klen: klen as u32 });
+        }
+        pos = end;
+    }
     out.unique_a += a.ents.len() as u64;
-    out.unique_b += b.ents.len() as u64;
-    out.dup_a += a.duplicates;
-    out.dup_b += b.duplicates;
-    let (mut i, mut j) = (0usize, 0usize);
-    while i < a.ents.len() && j < b.ents.len() {
-        let (x, y) = (&a.ents[i], &b.ents[j]);
-        let ord = x.h.cmp(&y.h).then_with(|| a.key(x).cmp(b.key(y)));
-        match ord {
-            std::cmp::Ordering::Less => {
-                out.mot.push(i as u32);
-                i += 1;
+    matched.clear();
+    matched.resize(a.ents.len(), false);
+    // Target side: stream and probe; target-only keys are deduplicated in a second table.
+    b.ents.clear();
+    let bcap = (b.records * 2).next_power_of_two().max(64);
+    btable.clear();
+    btable.resize(bcap, 0);
+    let bmask = bcap - 1;
+    let bbytes = &b.bytes[..];
+    let mut pos = 0usize;
+    while pos < bbytes.len() {
+        let (koff, klen, end) = next_record(bbytes, pos, tm)?;
+        let key = &bbytes[koff..koff + klen];
+        let h = xxh3_64(key);
+        let tag = ((h >> 32) as u32) | 1;
+        let mut slot = h as usize & mask;
+        let mut found = None;
+        loop {
+            let v = table[slot];
+            if v == 0 {
+                break;
             }
-            std::cmp::Ordering::Greater => {
-                out.mos.push(j as u32);
-                j += 1;
+            if (v >> 32) as u32 == tag {
+                let j = (v & 0xffff_ffff) as usize;
+                let e = &a.ents[j];
+                if e.h == h && &abytes[e.off as usize..e.off as usize + e.klen as usize] == key {
+                    found = Some(j);
+                    break;
+                }
             }
-            std::cmp::Ordering::Equal => {
-                let bits = cmp.differs(a.meta(x, sm), b.meta(y, tm), &mut out.counts);
+            slot = (slot + 1) & mask;
+        }
+        let this = Ent { h, off: koff as u32, klen: klen as u32 };
+        match found {
+            Some(j) if matched[j] => out.dup_b += 1,
+            Some(j) => {
+                matched[j] = true;
+                out.unique_b += 1;
+                let bits = cmp.differs(a.meta(&a.ents[j], sm), b.meta(&this, tm), &mut out.counts);
                 if bits != 0 {
-                    out.differ.push((i as u32, j as u32, bits));
+                    out.differ.push((j as u32, b.ents.len() as u32, bits));
+                    b.ents.push(this);
                 } else {
                     out.matched_n += 1;
                     if want_matches {
-                        out.matched.push(i as u32);
+                        out.matched.push(j as u32);
                     }
                 }
-                i += 1;
-                j += 1;
+            }
+            None => {
+                // Target only: first time we see it?
+                let mut slot = h as usize & bmask;
+                let mut dup = false;
+                loop {
+                    let v = btable[slot];
+                    if v == 0 {
+                        break;
+                    }
+                    if (v >> 32) as u32 == tag {
+                        let e = &b.ents[(v & 0xffff_ffff) as usize];
+                        if e.h == h && &bbytes[e.off as usize..e.off as usize + e.klen as usize] == key {
+                            dup = true;
+                            break;
+                        }
+                    }
+                    slot = (slot + 1) & bmask;
+                }
+                if dup {
+                    out.dup_b += 1;
+                } else {
+                    btable[slot] = ((tag as u64) << 32) | b.ents.len() as u64;
+                    out.mos.push(b.ents.len() as u32);
+                    out.unique_b += 1;
+                    b.ents.push(this);
+                }
             }
         }
+        pos = end;
     }
-    out.mot.extend(i as u32..a.ents.len() as u32);
-    out.mos.extend(j as u32..b.ents.len() as u32);
+    for (j, m) in matched.iter().enumerate() {
+        if !m {
+            out.mot.push(j as u32);
+        }
+    }
+    Ok(())
+}
+
+/// Decodes the record at `pos`: (key offset, key length, end of record).
+#[inline(always)]
+fn next_record(bytes: &[u8], pos: usize, with_meta: bool) -> Result<(usize, usize, usize)> {
+    let mut rest = &bytes[pos..];
+    let klen = get_varint(&mut rest).ok_or_else(|| Error::Other("corrupt partition record".into()))? as usize;
+    let koff = bytes.len() - rest.len();
+    let mut end = koff + klen;
+    if end > bytes.len() {
+        return Err(Error::Other("corrupt partition record".into()));
+    }
+    if with_meta {
+        let mut r = &bytes[end..];
+        let mlen = get_varint(&mut r).ok_or_else(|| Error::Other("corrupt partition record".into()))? as usize;
+        end = bytes.len() - r.len() + mlen;
+    }
+    Ok((koff, klen, end))
 }
 
 /// Pushes a partition's outcomes to the shared collectors.
