@@ -89,7 +89,7 @@ pub fn main_with(tool: &str, body: impl FnOnce() -> anyhow::Result<i32>) -> ! {
     let code = match body() {
         Ok(c) => c,
         Err(e) => {
-            if e.chain().any(|c| crate::error::is_broken_pipe(c)) {
+            if e.chain().any(crate::error::is_broken_pipe) {
                 0
             } else {
                 eprintln!("{tool}: error: {e:#}");

@@ -213,11 +213,11 @@ impl DiffWriter {
                 c.key(b"+ ", key, t)?;
             }
         }
-        if self.mot_csv.is_some() {
+        if let Some(csv) = &mut self.mot_csv {
             let row = meta_row(&mut self.scratch, key, meta, self.opt.source_schema);
             self.counts.bad_metadata += row.is_err() as u64;
             let fields: Vec<&[u8]> = self.scratch.iter().map(|v| &v[..]).collect();
-            self.mot_csv.as_mut().unwrap().row(&fields)?;
+            csv.row(&fields)?;
         }
         Ok(())
     }
@@ -232,11 +232,11 @@ impl DiffWriter {
                 c.key(b"- ", key, t)?;
             }
         }
-        if self.mos_csv.is_some() {
+        if let Some(csv) = &mut self.mos_csv {
             let row = meta_row(&mut self.scratch, key, meta, self.opt.target_schema);
             self.counts.bad_metadata += row.is_err() as u64;
             let fields: Vec<&[u8]> = self.scratch.iter().map(|v| &v[..]).collect();
-            self.mos_csv.as_mut().unwrap().row(&fields)?;
+            csv.row(&fields)?;
         }
         Ok(())
     }
@@ -295,8 +295,8 @@ impl DiffWriter {
     #[inline]
     pub fn matched(&mut self, key: &[u8]) -> Result<()> {
         self.counts.matched += 1;
-        if self.matched.is_some() || self.combined.is_some() {
-            if self.writable(key) {
+        if (self.matched.is_some() || self.combined.is_some()) && self.writable(key) {
+            {
                 let t = self.opt.term;
                 if let Some(m) = &mut self.matched {
                     m.key(b"", key, t)?;

@@ -337,7 +337,7 @@ pub fn hash_diff(
     let mut mos = fin(coll.mos)?;
     let mut dif = fin(coll.differ)?;
     let mut mat = coll.matched.map(fin).transpose()?;
-    replay(&mut mot, &mut mos, &mut dif, mat.as_mut(), w)?;
+    replay([Some(&mut mot), Some(&mut mos), Some(&mut dif), mat.as_mut()], w)?;
     stats.output_ms = t2.elapsed().as_millis() as u64;
 
     let side = |s: SourceStats, unique: u64, dup: u64| SideResult { duplicates: dup + s.duplicates, source: s, unique };
@@ -590,58 +590,30 @@ fn decode_differ(m: &[u8]) -> (u8, &[u8], &[u8]) {
     (bits, &rest[..n], &rest[n..])
 }
 
-/// Feeds the writer from the four sorted outcome streams in global key order (each key is in one).
-fn replay(mot: &mut SortedOutput, mos: &mut SortedOutput, dif: &mut SortedOutput, mut mat: Option<&mut SortedOutput>, w: &mut DiffWriter) -> Result<()> {
-    let mut live = [mot.advance()?, mos.advance()?, dif.advance()?, match mat.as_mut() { Some(m) => m.advance()?, None => false }];
+/// Feeds the writer from the sorted outcome streams (missing on target, missing on source, differ,
+/// matched) in global key order; each key is in exactly one stream.
+fn replay(mut streams: [Option<&mut SortedOutput>; 4], w: &mut DiffWriter) -> Result<()> {
+    let mut live = [false; 4];
+    for (l, s) in live.iter_mut().zip(streams.iter_mut()) {
+        *l = match s {
+            Some(s) => s.advance()?,
+            None => false,
+        };
+    }
     loop {
-        let mut best: Option<usize> = None;
-        for s in 0..4 {
-            if !live[s] {
-                continue;
-            }
-            let k = match s {
-                0 => mot.key(),
-                1 => mos.key(),
-                2 => dif.key(),
-                _ => mat.as_ref().unwrap().key(),
-            };
-            let better = match best {
-                None => true,
-                Some(b) => {
-                    let bk = match b {
-                        0 => mot.key(),
-                        1 => mos.key(),
-                        2 => dif.key(),
-                        _ => mat.as_ref().unwrap().key(),
-                    };
-                    k < bk
-                }
-            };
-            if better {
-                best = Some(s);
-            }
-        }
-        let Some(s) = best else { return Ok(()) };
-        match s {
-            0 => {
-                w.only_source(mot.key(), mot.meta())?;
-                live[0] = mot.advance()?;
-            }
-            1 => {
-                w.only_target(mos.key(), mos.meta())?;
-                live[1] = mos.advance()?;
-            }
+        let key = |i: usize| streams[i].as_ref().expect("live stream").key();
+        let Some(i) = (0..4).filter(|&i| live[i]).min_by(|&a, &b| key(a).cmp(key(b))) else { return Ok(()) };
+        let s = streams[i].as_mut().expect("live stream");
+        match i {
+            0 => w.only_source(s.key(), s.meta())?,
+            1 => w.only_target(s.key(), s.meta())?,
             2 => {
-                let (bits, sm, tm) = decode_differ(dif.meta());
-                w.differ(dif.key(), sm, tm, bits)?;
-                live[2] = dif.advance()?;
+                let (bits, sm, tm) = decode_differ(s.meta());
+                w.differ(s.key(), sm, tm, bits)?
             }
-            _ => {
-                let m = mat.as_mut().unwrap();
-                w.matched(m.key())?;
-                live[3] = m.advance()?;
-            }
+            _ => w.matched(s.key())?,
         }
+        live[i] = s.advance()?;
     }
 }
 

@@ -267,7 +267,7 @@ fn read_csv(
             h.iter().position(|c| c == n.as_bytes()).ok_or_else(|| Error::Parse {
                 path: spec.path.clone(),
                 line: 1,
-                msg: format!("no column named {n:?} in the header ({})", String::from_utf8_lossy(&h.as_slice().to_vec())),
+                msg: format!("no column named {n:?} in the header ({})", String::from_utf8_lossy(h.as_slice())),
             })?
         }
     };
@@ -400,6 +400,9 @@ mod tests {
     }
 }
 
+/// The per-record callback of a [`RecordSource`]: `(key, meta)`.
+pub type RecordFn<'a> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'a;
+
 /// Anything that yields records: a key file or a chunk set. Used by engines that do not need sorted input.
 pub trait RecordSource: Send + Sync {
     fn describe(&self) -> String;
@@ -409,7 +412,7 @@ pub trait RecordSource: Send + Sync {
     /// Bytes of input if known (for sizing partitions and progress).
     fn size_hint(&self) -> Option<u64>;
     /// Calls `f(key, meta)` for every record. `progress` advances by input bytes.
-    fn for_each(&self, progress: &AtomicU64, f: &mut dyn FnMut(&[u8], &[u8]) -> Result<()>) -> Result<SourceStats>;
+    fn for_each(&self, progress: &AtomicU64, f: &mut RecordFn) -> Result<SourceStats>;
 }
 
 /// What a source saw. `duplicates` are those the source itself removed (a chunk set's merge).
@@ -438,7 +441,7 @@ impl RecordSource for FileSource {
     fn size_hint(&self) -> Option<u64> {
         self.spec.len_hint()
     }
-    fn for_each(&self, progress: &AtomicU64, f: &mut dyn FnMut(&[u8], &[u8]) -> Result<()>) -> Result<SourceStats> {
+    fn for_each(&self, progress: &AtomicU64, f: &mut RecordFn) -> Result<SourceStats> {
         let input = for_each_key(&self.spec, &self.rejects, progress, |k| f(k, &[]))?;
         Ok(SourceStats { input, duplicates: 0 })
     }
@@ -457,7 +460,7 @@ impl RecordSource for crate::chunk::ChunkSet {
     fn size_hint(&self) -> Option<u64> {
         Some(self.data_len())
     }
-    fn for_each(&self, progress: &AtomicU64, f: &mut dyn FnMut(&[u8], &[u8]) -> Result<()>) -> Result<SourceStats> {
+    fn for_each(&self, progress: &AtomicU64, f: &mut RecordFn) -> Result<SourceStats> {
         use crate::chunk::reader::SortedCursor;
         let mut s = self.stream()?;
         let mut st = InputStats::default();

@@ -202,7 +202,7 @@ impl RecordSource for ChunkSetRef<'_> {
     fn size_hint(&self) -> Option<u64> {
         self.0.size_hint()
     }
-    fn for_each(&self, p: &AtomicU64, f: &mut dyn FnMut(&[u8], &[u8]) -> Result<()>) -> Result<crate::input::SourceStats> {
+    fn for_each(&self, p: &AtomicU64, f: &mut crate::input::RecordFn) -> Result<crate::input::SourceStats> {
         self.0.for_each(p, f)
     }
 }

@@ -247,6 +247,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn table() {
         let cases: Vec<(Vec<Vec<&[u8]>>, Vec<&[u8]>, u64)> = vec![
             (vec![], vec![], 0),

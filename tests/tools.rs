@@ -182,6 +182,7 @@ fn fixture_equals_gnu_sort_and_comm_byte_for_byte() {
 }
 
 #[test]
+#[allow(clippy::type_complexity)]
 fn edge_cases_table() {
     // (source, target, missing-on-target, missing-on-source)
     let cases: Vec<(&[u8], &[u8], &[u8], &[u8])> = vec![
