@@ -13,8 +13,8 @@
 //! ```
 //! Segment files are complete (renamed into place) before their journal line is written, so after a
 //! kill -9 the journal never names a missing file; files the journal does not name are orphans and are
-//! deleted on resume. A torn last line (killed mid-write) is ignored. Only process crashes are covered:
-//! the journal is not fsynced per line.
+//! deleted on resume. A torn last line (killed mid-write, no newline yet) is cut off on resume. Only
+//! process crashes are covered: the journal is not fsynced per line.
 //!
 //! `next` is one token *before* the last listed row's token, so resuming re-lists the rows with that
 //! token (a page may have ended between rows sharing a token); the final merge drops the duplicates.
@@ -105,11 +105,13 @@ impl Journal {
     pub fn open(work: &Path) -> Result<(Journal, Replay)> {
         let path = work.join(JOURNAL);
         let text = std::fs::read_to_string(&path).ctx(&path)?;
-        let replay = replay(&path, &text)?;
+        // Every event ends with a newline; bytes after the last one are a line torn by a kill. Cut them
+        // off so the next event starts a line of its own.
+        let complete = text.rfind('\n').map_or(0, |i| i + 1);
+        let replay = replay(&path, &text[..complete])?;
         let file = std::fs::OpenOptions::new().append(true).open(&path).ctx(&path)?;
-        // A torn last line must not glue onto the next event.
-        if !text.is_empty() && !text.ends_with('\n') {
-            (&file).write_all(b"\n").ctx(&path)?;
+        if complete < text.len() {
+            file.set_len(complete as u64).ctx(&path)?;
         }
         Ok((Journal { path, file: Mutex::new(file) }, replay))
     }
@@ -124,17 +126,11 @@ impl Journal {
 
 fn replay(path: &Path, text: &str) -> Result<Replay> {
     let mut r = Replay::default();
-    let lines: Vec<&str> = text.lines().collect();
-    for (i, line) in lines.iter().enumerate() {
+    for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let e: Event = match serde_json::from_str(line) {
-            Ok(e) => e,
-            // Torn by a kill mid-write: only the last line can be.
-            Err(_) if i + 1 == lines.len() => break,
-            Err(e) => return Err(Error::Parse { path: path.to_path_buf(), line: i as u64 + 1, msg: format!("bad journal event: {e}") }),
-        };
+        let e: Event = serde_json::from_str(line).map_err(|e| Error::Parse { path: path.to_path_buf(), line: i as u64 + 1, msg: format!("bad journal event: {e}") })?;
         match e {
             Event::Plan(p) => {
                 r.ranges = p.ranges.iter().map(|&x| (tr(x), RangeState::Pending { next: x.0 })).collect();
