@@ -37,8 +37,10 @@ struct Args {
     /// Nodes to connect to first, as HOST:PORT,... (the driver discovers the others).
     #[arg(long, value_delimiter = ',', required = true)]
     contact_points: Vec<String>,
+    /// Keyspace of the table.
     #[arg(long)]
     keyspace: String,
+    /// Table to list.
     #[arg(long)]
     table: String,
     /// The partition key column (text, ascii, blob, integer or uuid; single-column keys).
@@ -113,8 +115,14 @@ struct Args {
     /// Keep only rows written before this time (e.g. the dual-write cutoff). Needs --writetime-of.
     #[arg(long, value_name = "TIME", value_parser = cass::parse_writetime, requires = "writetime_of")]
     written_before: Option<i64>,
-    /// Key mapping rules, inline (`;` between rules) or @FILE; see keyrecon's keymap docs. The mapped key
-    /// is compared, the Cassandra key is kept as the record's origin; rejected keys go to rejects.csv.
+    /// Key mapping rules, inline (`;` between rules) or @FILE (one rule per line, # comments). The mapped
+    /// key is compared; the Cassandra key is kept as the record's origin; rejected keys go to rejects.csv.
+    /// A rule is `[if COND [and COND]... then] ACTION`, applied in order to the current key.
+    /// COND: length (==|!=|<|<=|>|>=) N, starts-with S, ends-with S, contains S, matches REGEX, not COND.
+    /// ACTION: strip-prefix S, strip-suffix S, add-prefix S, add-suffix S, replace REGEX TEMPLATE ($1,
+    /// ${name}), require-prefix S, require-suffix S, require REGEX, reject REASON, stop.
+    /// S: word, "quoted \" string" or 'raw string'. Example: 'if length == 21 and ends-with _1 then
+    /// strip-suffix _1; require-prefix t01'.
     #[arg(long, value_name = "RULES|@FILE")]
     key_map: Option<String>,
 
