@@ -58,7 +58,7 @@ R2=$(measure "$TD/keyrecon-list-cassandra" --contact-points "127.0.0.1:$PORT" --
 N2=$(python3 -c "import json;print(json.load(open('$DIR/meta.chunks/summary.json'))['records'])")
 report "keyrecon-list-cassandra +meta" "$N2" "$R2"
 
-echo "== keyrecon-list-cassandra --concurrency 1 (one core's worth)"
+echo "== keyrecon-list-cassandra pinned to one core (taskset -c 0)"
 R3=$(measure taskset -c 0 "$TD/keyrecon-list-cassandra" --contact-points "127.0.0.1:$PORT" --keyspace ks --table t --key-column k \
   --out "$DIR/one.chunks" --page-size 5000 --concurrency 4 --splits 256 -q)
 report "keyrecon-list-cassandra 1 core" "$N1" "$R3"
