@@ -27,9 +27,11 @@ pub mod diff;
 pub mod hashdiff;
 pub mod input;
 pub mod job;
+pub mod keymap;
 pub mod merge;
 pub mod progress;
 pub mod sort;
+pub mod sources;
 pub mod error;
 pub mod record;
 

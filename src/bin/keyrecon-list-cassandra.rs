@@ -1,0 +1,226 @@
+//! keyrecon-list-cassandra: list a Cassandra table's partition keys into a chunk set.
+use clap::Parser;
+use keyrecon::cli::{main_with, parse_size};
+use keyrecon::keymap::KeyMap;
+use keyrecon::sources::cassandra::session::{parse_consistency, Connect, Selection, SizeSource};
+use keyrecon::sources::cassandra::{self as cass, ListConfig};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// List every partition key of a Cassandra table (with size and writetime if asked) into a chunk set
+/// that keyrecon-diff reads directly.
+///
+/// The Murmur3 token ring is cut into --splits ranges (along the nodes' vnode boundaries); at most
+/// --concurrency ranges are scanned at once with `token(k) > ? AND token(k) <= ?` and manual paging.
+/// Timeouts, unavailable and overloaded errors are retried with backoff; a range that keeps failing is
+/// split in two and retried, then reported (exit status 2). Concurrency is halved when timeouts occur
+/// or the page latency rises above --latency-target and grows back slowly (each change is logged).
+///
+/// Progress is journaled in CHUNKSET/.keyrecon-scan: after a crash or kill, rerun the same command
+/// with --resume; finished ranges are not listed again and the result equals an uninterrupted run.
+///
+/// Credentials: KEYRECON_CASSANDRA_USERNAME / KEYRECON_CASSANDRA_PASSWORD (preferred: flags show up
+/// in `ps`). They are never logged or written to the manifest.
+///
+/// Output: CHUNKSET/ (manifest.json, chunks), CHUNKSET/summary.json, CHUNKSET/rejects.csv
+/// (table,token,reason,key) for keys --key-map rejected.
+///
+/// Example:
+///   keyrecon-list-cassandra --contact-points 10.0.0.1:9042,10.0.0.2:9042 --local-dc dc1 \
+///     --keyspace media --table objects --key-column id --writetime-of data \
+///     --key-map 'if length == 21 and ends-with _1 then strip-suffix _1; require-prefix t01' \
+///     --out cassandra.chunks
+///   keyrecon-diff cassandra.chunks s3.chunks --out diff/
+#[derive(Parser, Debug)]
+#[command(name = "keyrecon-list-cassandra", version, verbatim_doc_comment)]
+struct Args {
+    /// Nodes to connect to first, as HOST:PORT,... (the driver discovers the others).
+    #[arg(long, value_delimiter = ',', required = true)]
+    contact_points: Vec<String>,
+    /// Keyspace of the table.
+    #[arg(long)]
+    keyspace: String,
+    /// Table to list.
+    #[arg(long)]
+    table: String,
+    /// The partition key column (text, ascii, blob, integer or uuid; single-column keys).
+    #[arg(long)]
+    key_column: String,
+    /// Chunk set directory to write.
+    #[arg(long, short = 'o', value_name = "CHUNKSET")]
+    out: PathBuf,
+    /// Continue an interrupted listing in --out.
+    #[arg(long, conflicts_with = "force")]
+    resume: bool,
+    /// Replace what --out holds (a chunk set or an unfinished listing).
+    #[arg(long)]
+    force: bool,
+
+    /// Datacenter to read from (no failover to other DCs).
+    #[arg(long, value_name = "DC")]
+    local_dc: Option<String>,
+    /// Consistency level of the scan.
+    #[arg(long, default_value = "LOCAL_ONE", value_parser = parse_consistency)]
+    consistency: scylla::statement::Consistency,
+    /// Username (default: $KEYRECON_CASSANDRA_USERNAME).
+    #[arg(long)]
+    username: Option<String>,
+    /// Password (default: $KEYRECON_CASSANDRA_PASSWORD; prefer the environment).
+    #[arg(long)]
+    password: Option<String>,
+    /// Connect with TLS, verifying nodes against this PEM CA bundle (needs a build with `--features tls`).
+    #[arg(long, value_name = "PEM")]
+    tls_ca: Option<PathBuf>,
+    /// Client-side timeout of one page request, in seconds.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    request_timeout: f64,
+
+    /// Number of token ranges to cut the ring into (at least one per vnode range).
+    #[arg(long, default_value_t = 1024)]
+    splits: usize,
+    /// Rows per page.
+    #[arg(long, default_value_t = 5000)]
+    page_size: i32,
+    /// Ranges scanned at once (the AIMD limit never goes above this).
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Cap on rows per second over all ranges.
+    #[arg(long, value_name = "ROWS/S")]
+    rate: Option<f64>,
+    /// Halve concurrency when the smoothed page latency exceeds this many milliseconds.
+    #[arg(long, default_value_t = 2000, value_name = "MS")]
+    latency_target: u64,
+    /// Retries of one page on timeouts/unavailable/overloaded before the range is split.
+    #[arg(long, default_value_t = 6)]
+    retries: u32,
+    /// How many times a failing range may be split in two before it is reported as failed.
+    #[arg(long, default_value_t = 3)]
+    split_depth: u32,
+
+    /// Record each key's size as the byte length of this blob/text column. COSTS: every blob is
+    /// transferred from Cassandra to be measured (the scan moves the whole table's data); use
+    /// --size-column when a length column exists.
+    #[arg(long, value_name = "COL", conflicts_with = "size_column")]
+    size_of: Option<String>,
+    /// Record each key's size from this integer column (cheap: no blob is fetched).
+    #[arg(long, value_name = "COL")]
+    size_column: Option<String>,
+    /// Record writetime(COL) as the key's mtime (µs), for edit detection (keyrecon-diff --compare mtime)
+    /// and the --written-* cutoffs. Costs 8 bytes per row.
+    #[arg(long, value_name = "COL")]
+    writetime_of: Option<String>,
+    /// Keep only rows written at or after this time (RFC 3339 or µs since the epoch). Needs --writetime-of.
+    #[arg(long, value_name = "TIME", value_parser = cass::parse_writetime, requires = "writetime_of")]
+    written_after: Option<i64>,
+    /// Keep only rows written before this time (e.g. the dual-write cutoff). Needs --writetime-of.
+    #[arg(long, value_name = "TIME", value_parser = cass::parse_writetime, requires = "writetime_of")]
+    written_before: Option<i64>,
+    /// Key mapping rules, inline (`;` between rules) or @FILE (one rule per line, # comments). The mapped
+    /// key is compared; the Cassandra key is kept as the record's origin; rejected keys go to rejects.csv.
+    /// A rule is `[if COND [and COND]... then] ACTION`, applied in order to the current key.
+    /// COND: length (==|!=|<|<=|>|>=) N, starts-with S, ends-with S, contains S, matches REGEX, not COND.
+    /// ACTION: strip-prefix S, strip-suffix S, add-prefix S, add-suffix S, replace REGEX TEMPLATE ($1,
+    /// ${name}), require-prefix S, require-suffix S, require REGEX, reject REASON, stop.
+    /// S: word, "quoted \" string" or 'raw string'. Example: 'if length == 21 and ends-with _1 then
+    /// strip-suffix _1; require-prefix t01'.
+    #[arg(long, value_name = "RULES|@FILE")]
+    key_map: Option<String>,
+
+    /// Memory for buffered rows over all workers.
+    #[arg(long, default_value = "512M", value_parser = parse_size)]
+    mem: usize,
+    /// Target size of each chunk file.
+    #[arg(long, default_value = "256M", value_parser = parse_size)]
+    chunk_size: usize,
+    /// No progress, no summary, no throttle log on stderr.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+fn main() {
+    main_with(cass::TOOL, || {
+        let mut a = Args::parse();
+        a.username = a.username.take().or_else(|| std::env::var("KEYRECON_CASSANDRA_USERNAME").ok());
+        a.password = a.password.take().or_else(|| std::env::var("KEYRECON_CASSANDRA_PASSWORD").ok());
+        if a.username.is_some() != a.password.is_some() {
+            anyhow::bail!("give both a username and a password (or neither)");
+        }
+        if a.page_size < 1 || a.concurrency < 1 || a.splits < 1 {
+            anyhow::bail!("--page-size, --concurrency and --splits must be at least 1");
+        }
+        if a.rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
+            anyhow::bail!("--rate must be positive");
+        }
+        let keymap = a.key_map.as_deref().map(KeyMap::from_arg).transpose().map_err(|e| anyhow::anyhow!("--key-map: {e}"))?;
+        let size = match (&a.size_of, &a.size_column) {
+            (Some(c), _) => Some(SizeSource::BlobLength(c.clone())),
+            (_, Some(c)) => Some(SizeSource::Column(c.clone())),
+            _ => None,
+        };
+        let cfg = ListConfig {
+            connect: Connect {
+                contact_points: a.contact_points.clone(),
+                local_dc: a.local_dc.clone(),
+                consistency: a.consistency,
+                username: a.username.clone(),
+                password: a.password.clone(),
+                request_timeout: Duration::from_secs_f64(a.request_timeout.max(0.001)),
+                connect_timeout: Duration::from_secs(10),
+                tls_ca: a.tls_ca.clone(),
+                keyspace: a.keyspace.clone(),
+            },
+            selection: Selection { keyspace: a.keyspace.clone(), table: a.table.clone(), key_column: a.key_column.clone(), writetime_of: a.writetime_of.clone(), size },
+            out: a.out.clone(),
+            resume: a.resume,
+            force: a.force,
+            splits: a.splits,
+            page_size: a.page_size,
+            concurrency: a.concurrency,
+            rate: a.rate,
+            latency_target: Duration::from_millis(a.latency_target),
+            retries: a.retries,
+            split_depth: a.split_depth,
+            keymap,
+            written_after: a.written_after,
+            written_before: a.written_before,
+            mem: a.mem,
+            chunk_bytes: a.chunk_size as u64,
+            quiet: a.quiet,
+            args: cass::redacted_args(std::env::args().skip(1)),
+        };
+        let s = cass::list(cfg)?;
+        if !a.quiet {
+            let failed = if s.failed_ranges.is_empty() {
+                String::new()
+            } else {
+                let list: Vec<String> = s.failed_ranges.iter().map(|f| format!("({}, {}]: {}", f.lo, f.hi, f.error)).collect();
+                format!(" NOT LISTED ({} ranges): {}.", s.failed_ranges.len(), list.join("; "))
+            };
+            eprintln!(
+                "{}: {}.{}: {} rows read in {} pages over {} ranges{}; {} records in {} ({} duplicates, {} rejected, {} outside the writetime window); {} retries, {} ranges split, {} throttle events (lowest concurrency {}); scan {:.2}s ({:.0} rows/s), merge {:.2}s, peak RSS {} MiB.{}",
+                cass::TOOL,
+                s.keyspace,
+                s.table,
+                s.rows_read,
+                s.pages,
+                s.ranges,
+                if s.resumed { format!(" (resumed, {} ranges were already done)", s.ranges_resumed_done) } else { String::new() },
+                s.records,
+                s.out,
+                s.duplicates,
+                s.rejects,
+                s.outside_window,
+                s.retries,
+                s.ranges_split,
+                s.throttle_events,
+                s.min_concurrency,
+                s.timings.scan_ms as f64 / 1000.0,
+                s.timings.rows_per_sec,
+                s.timings.merge_ms as f64 / 1000.0,
+                s.peak_rss_bytes >> 20,
+                failed
+            );
+        }
+        Ok(s.exit_code())
+    })
+}

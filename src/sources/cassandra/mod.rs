@@ -1,0 +1,519 @@
+//! keyrecon-list-cassandra's engine: list every partition key of a Cassandra table (with optional size
+//! and writetime) into a chunk set, gently, resumably and exactly.
+//!
+//! ```text
+//!  connect (session) ─► ring tokens ─► split_ring (ring) ─► queue ─► workers (scan) ─► segments
+//!                                                                        │ journal (checkpoint)
+//!  finish: k-way merge of all segments (dedup) ─► disjoint chunk set + rejects.csv + summary.json
+//! ```
+//! Why segments and a final merge rather than one in-memory sorter: rows arrive in token order, i.e.
+//! in random key order, and a kill -9 must not lose what was listed. Each worker sorts what it buffered
+//! (at most `mem / concurrency` bytes) into a segment file and journals it, so a resume only re-lists
+//! the unflushed tail of unfinished ranges, and memory stays bounded whatever the table size. The merge
+//! at the end (one loser-tree pass, I/O bound) produces a *disjoint* chunk set, so every later
+//! keyrecon-diff reads it sequentially instead of k-way merging thousands of overlapping per-range
+//! chunks each time. Because segments are merged in a fixed order (by range, then position) and
+//! duplicates are dropped, an interrupted and resumed run produces the same chunk set as a clean one.
+//!
+//! Records: key = the (mapped) key; meta per [`Schema`]: `size` (`--size-of`/`--size-column`),
+//! `mtime` = writetime in microseconds (`--writetime-of`), `origin` = the Cassandra key when
+//! `--key-map` is given (always present then, even when the mapping left the key unchanged).
+
+pub mod checkpoint;
+pub mod ring;
+pub mod scan;
+pub mod session;
+
+use crate::chunk::reader::{ChunkCursor, SortedCursor};
+use crate::chunk::set::Producer;
+use crate::chunk::ChunkSetWriter;
+use crate::error::{Error, IoContext, Result};
+use crate::keymap::KeyMap;
+use crate::merge::Merge;
+use crate::progress::{peak_rss_bytes, Progress, Unit};
+use crate::record::{MetaRef, Schema};
+use checkpoint::{Journal, Plan, RangeState, Replay, WORK_DIR};
+use scan::{Counters, Scan, Task, Throttle};
+use serde::Serialize;
+use session::{Connect, Selection, SizeSource};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const TOOL: &str = "keyrecon-list-cassandra";
+
+/// A validated listing job.
+pub struct ListConfig {
+    pub connect: Connect,
+    pub selection: Selection,
+    pub out: PathBuf,
+    pub resume: bool,
+    pub force: bool,
+    /// Target number of token ranges (at least one per vnode range).
+    pub splits: usize,
+    pub page_size: i32,
+    pub concurrency: usize,
+    /// Rows per second cap over all workers.
+    pub rate: Option<f64>,
+    /// Smoothed page latency above which concurrency is halved.
+    pub latency_target: Duration,
+    pub retries: u32,
+    pub split_depth: u32,
+    pub keymap: Option<KeyMap>,
+    /// Keep rows with writetime >= this (µs).
+    pub written_after: Option<i64>,
+    /// Keep rows with writetime < this (µs).
+    pub written_before: Option<i64>,
+    /// Memory for buffered rows over all workers.
+    pub mem: usize,
+    pub chunk_bytes: u64,
+    pub quiet: bool,
+    /// The command line with secrets removed (for the manifest).
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct ListSummary {
+    pub keyspace: String,
+    pub table: String,
+    pub out: String,
+    pub schema: String,
+    pub complete: bool,
+    /// Rows received from Cassandra in this run (a resumed run counts only its own).
+    pub rows_read: u64,
+    /// Records in the chunk set (distinct comparison keys).
+    pub records: u64,
+    /// Rows listed more than once (re-listed after a retry/resume) or mapped onto an existing key.
+    pub duplicates: u64,
+    /// Distinct rejected keys (rows of rejects.csv).
+    pub rejects: u64,
+    pub outside_window: u64,
+    pub no_writetime: u64,
+    pub pages: u64,
+    pub empty_pages: u64,
+    pub retries: u64,
+    pub ranges: u64,
+    pub ranges_resumed_done: u64,
+    pub ranges_split: u64,
+    pub failed_ranges: Vec<FailedRange>,
+    pub throttle_events: u64,
+    pub min_concurrency: usize,
+    pub resumed: bool,
+    pub timings: Timings,
+    pub peak_rss_bytes: u64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct FailedRange {
+    pub lo: i64,
+    pub hi: i64,
+    pub error: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Timings {
+    pub connect_ms: u64,
+    pub scan_ms: u64,
+    pub merge_ms: u64,
+    pub total_ms: u64,
+    pub rows_per_sec: f64,
+}
+
+impl ListSummary {
+    pub fn exit_code(&self) -> i32 {
+        if self.complete && self.failed_ranges.is_empty() {
+            0
+        } else {
+            2
+        }
+    }
+}
+
+fn schema_of(cfg: &ListConfig) -> Schema {
+    let mut s = 0;
+    if cfg.selection.size.is_some() {
+        s |= Schema::SIZE;
+    }
+    if cfg.selection.writetime_of.is_some() {
+        s |= Schema::MTIME;
+    }
+    if cfg.keymap.is_some() {
+        s |= Schema::ORIGIN;
+    }
+    Schema(s)
+}
+
+/// What must not change between a run and its resume.
+fn params(cfg: &ListConfig, schema: Schema) -> serde_json::Value {
+    serde_json::json!({
+        "selection": cfg.selection,
+        "key_map": cfg.keymap.as_ref().map(|k| k.source()),
+        "written_after": cfg.written_after,
+        "written_before": cfg.written_before,
+        "schema": schema.to_string(),
+    })
+}
+
+/// Runs the listing. Errors that stop the run are returned; failed ranges are in the summary.
+pub fn list(cfg: ListConfig) -> Result<ListSummary> {
+    let t0 = Instant::now();
+    let schema = schema_of(&cfg);
+    let work = cfg.out.join(WORK_DIR);
+    prepare_out(&cfg, &work)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Error::Other(format!("tokio runtime: {e}")))?;
+    let mut sum = ListSummary {
+        keyspace: cfg.selection.keyspace.clone(),
+        table: cfg.selection.table.clone(),
+        out: cfg.out.display().to_string(),
+        schema: schema.to_string(),
+        resumed: cfg.resume,
+        ..Default::default()
+    };
+    let scanned = rt.block_on(scan_all(&cfg, schema, &work, &mut sum))?;
+    sum.timings.connect_ms = scanned.connect_ms;
+    sum.timings.scan_ms = scanned.scan_ms;
+    drop(rt);
+
+    // Finish: merge what the journal says was listed.
+    let t_merge = Instant::now();
+    let (_, replay) = Journal::open(&work)?;
+    sum.failed_ranges = replay
+        .ranges
+        .iter()
+        .filter_map(|(r, st)| match st {
+            RangeState::Failed { next, error } => Some(FailedRange { lo: *next, hi: r.hi, error: error.clone() }),
+            _ => None,
+        })
+        .collect();
+    let unfinished = replay.ranges.values().filter(|s| matches!(s, RangeState::Pending { .. })).count();
+    sum.ranges = replay.ranges.len() as u64;
+    sum.complete = unfinished == 0;
+    let (records, duplicates, rejects) = merge_segments(&cfg, schema, &work, &replay, &sum)?;
+    sum.records = records;
+    sum.duplicates = duplicates;
+    sum.rejects = rejects;
+    sum.timings.merge_ms = t_merge.elapsed().as_millis() as u64;
+    sum.timings.total_ms = t0.elapsed().as_millis() as u64;
+    sum.timings.rows_per_sec = sum.rows_read as f64 / (sum.timings.scan_ms.max(1) as f64 / 1000.0);
+    sum.peak_rss_bytes = peak_rss_bytes();
+    let body = serde_json::to_vec_pretty(&sum).map_err(|e| Error::Other(e.to_string()))?;
+    let sp = cfg.out.join("summary.json");
+    std::fs::write(&sp, body).ctx(&sp)?;
+    if sum.exit_code() == 0 {
+        // Everything is in the chunk set now; the work directory only mattered for resuming.
+        std::fs::remove_dir_all(&work).ctx(&work)?;
+    }
+    Ok(sum)
+}
+
+/// Checks the output directory against `--resume`/`--force`.
+fn prepare_out(cfg: &ListConfig, work: &Path) -> Result<()> {
+    let has_work = work.join(checkpoint::JOURNAL).exists();
+    let has_set = cfg.out.join(crate::chunk::set::MANIFEST).exists();
+    if cfg.resume {
+        if !has_work {
+            return Err(Error::Usage(format!("{}: nothing to resume (no {}/{})", cfg.out.display(), WORK_DIR, checkpoint::JOURNAL)));
+        }
+        return Ok(());
+    }
+    if (has_work || has_set) && !cfg.force {
+        let what = if has_work { "an unfinished listing (continue it with --resume)" } else { "a chunk set" };
+        return Err(Error::Usage(format!("{}: already holds {what}; pass --force to start over", cfg.out.display())));
+    }
+    if work.exists() {
+        std::fs::remove_dir_all(work).ctx(work)?;
+    }
+    Ok(())
+}
+
+struct Scanned {
+    connect_ms: u64,
+    scan_ms: u64,
+}
+
+async fn scan_all(cfg: &ListConfig, schema: Schema, work: &Path, sum: &mut ListSummary) -> Result<Scanned> {
+    let t0 = Instant::now();
+    let session = session::connect(&cfg.connect).await?;
+    let cql = cfg.selection.cql();
+    let mut stmt = session.prepare(cql.as_str()).await.map_err(|e| Error::Other(format!("preparing {cql:?}: {e}")))?;
+    stmt.set_page_size(cfg.page_size);
+    // A token-range read changes nothing: safe to retry anywhere.
+    stmt.set_is_idempotent(true);
+    let guard = stmt.get_current_result_set_col_specs();
+    let specs = guard.get();
+    let key_kind = scan::key_kind(specs.get_by_index(0).unwrap().typ()).map_err(Error::Usage)?;
+    let wt_idx = 2;
+    let size_idx = wt_idx + cfg.selection.writetime_of.is_some() as usize;
+    let size_kind = match &cfg.selection.size {
+        None => None,
+        Some(s) => Some(scan::size_kind(specs.get_by_index(size_idx).unwrap().typ(), matches!(s, SizeSource::BlobLength(_))).map_err(Error::Usage)?),
+    };
+    let connect_ms = t0.elapsed().as_millis() as u64;
+
+    // The plan: fresh from the ring, or replayed from the journal.
+    let (journal, tasks) = if cfg.resume {
+        let (j, replay) = Journal::open(work)?;
+        let plan = replay.plan.as_ref().unwrap();
+        let want = params(cfg, schema);
+        if plan.params != want {
+            return Err(Error::Usage(format!(
+                "--resume: this run's table, columns, key map or window differ from the interrupted run's:\n  was {}\n  now {}",
+                plan.params, want
+            )));
+        }
+        remove_orphans(work, &replay)?;
+        let mut tasks = Vec::new();
+        for (r, st) in &replay.ranges {
+            match st {
+                RangeState::Pending { next } | RangeState::Failed { next, .. } => tasks.push(Task { range: *r, next: *next, depth: 0 }),
+                RangeState::Done => sum.ranges_resumed_done += 1,
+            }
+        }
+        if !cfg.quiet {
+            eprintln!("{TOOL}: resuming: {} of {} ranges done, {} to list", sum.ranges_resumed_done, replay.ranges.len(), tasks.len());
+        }
+        (j, tasks)
+    } else {
+        let tokens: Vec<i64> = session.get_cluster_state().replica_locator().ring().iter().map(|(t, _)| t.value()).collect();
+        let ranges = ring::split_ring(&tokens, cfg.splits);
+        ring::check_cover(&ranges).map_err(Error::Other)?;
+        let plan = Plan { params: params(cfg, schema), ranges: ranges.iter().map(|r| (r.lo, r.hi)).collect() };
+        let j = Journal::create(work, plan)?;
+        (j, ranges.iter().map(|r| Task { range: *r, next: r.lo, depth: 0 }).collect())
+    };
+    let next_seg = max_segment_id(work)?.map_or(0, |m| m + 1);
+
+    let progress = Progress::start(TOOL, &format!("{}.{}", cfg.selection.keyspace, cfg.selection.table), Unit::Items("rows"), None, cfg.quiet);
+    let n_tasks = tasks.len();
+    let sh = Arc::new(Scan {
+        session,
+        stmt,
+        key_kind,
+        has_writetime: cfg.selection.writetime_of.is_some(),
+        size_kind,
+        keymap: cfg.keymap.clone(),
+        written_after: cfg.written_after,
+        written_before: cfg.written_before,
+        schema,
+        work: work.to_path_buf(),
+        journal,
+        next_seg: AtomicU64::new(next_seg),
+        retries: cfg.retries,
+        split_depth: cfg.split_depth,
+        buf_bytes: (cfg.mem / cfg.concurrency.max(1)).max(64 << 10),
+        throttle: Throttle::new(cfg.concurrency.max(1), cfg.rate, cfg.page_size.max(1) as usize, cfg.latency_target, cfg.quiet),
+        counters: Counters::default(),
+        queue: Mutex::new(VecDeque::from(tasks)),
+        outstanding: AtomicUsize::new(n_tasks),
+        failed: Mutex::new(Vec::new()),
+        fatal: Mutex::new(None),
+        stop: AtomicBool::new(false),
+        progress: progress.counter.clone(),
+        quiet: cfg.quiet,
+    });
+    let t_scan = Instant::now();
+    let workers: Vec<_> = (0..cfg.concurrency.max(1)).map(|_| tokio::spawn(scan::worker(sh.clone()))).collect();
+    for w in workers {
+        w.await.map_err(|e| Error::Other(format!("scan worker panicked: {e}")))?;
+    }
+    progress.finish();
+    let scan_ms = t_scan.elapsed().as_millis() as u64;
+    let c = &sh.counters;
+    sum.rows_read = c.rows.load(Relaxed);
+    sum.rejects = c.rejects.load(Relaxed);
+    sum.outside_window = c.outside_window.load(Relaxed);
+    sum.no_writetime = c.no_writetime.load(Relaxed);
+    sum.pages = c.pages.load(Relaxed);
+    sum.empty_pages = c.empty_pages.load(Relaxed);
+    sum.retries = c.retries.load(Relaxed);
+    sum.ranges_split = c.ranges_split.load(Relaxed);
+    sum.throttle_events = sh.throttle.events.load(Relaxed);
+    sum.min_concurrency = sh.throttle.min_limit.load(Relaxed);
+    if let Some(e) = sh.fatal.lock().unwrap().take() {
+        return Err(Error::Other(format!("listing {}.{} stopped: {e} (rerun with --resume to continue)", cfg.selection.keyspace, cfg.selection.table)));
+    }
+    Ok(Scanned { connect_ms, scan_ms })
+}
+
+fn seg_id(name: &str) -> Option<u64> {
+    let rest = name.strip_prefix("seg-").or_else(|| name.strip_prefix("rej-"))?;
+    rest.strip_suffix(".krc")?.parse().ok()
+}
+
+fn max_segment_id(work: &Path) -> Result<Option<u64>> {
+    let mut max = None;
+    for e in std::fs::read_dir(work).ctx(work)? {
+        let name = e.ctx(work)?.file_name().to_string_lossy().into_owned();
+        if let Some(id) = seg_id(&name) {
+            max = Some(max.map_or(id, |m: u64| m.max(id)));
+        }
+    }
+    Ok(max)
+}
+
+/// Deletes segment files the journal does not name (written just before a kill) and temporaries.
+fn remove_orphans(work: &Path, replay: &Replay) -> Result<()> {
+    let known: std::collections::HashSet<&str> = replay.segments.iter().flat_map(|s| s.keys.iter().chain(s.rejects.iter())).map(String::as_str).collect();
+    for e in std::fs::read_dir(work).ctx(work)? {
+        let p = e.ctx(work)?.path();
+        let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        if (seg_id(&name).is_some() && !known.contains(name.as_str())) || name.ends_with(".tmp") {
+            std::fs::remove_file(&p).ctx(&p)?;
+        }
+    }
+    Ok(())
+}
+
+/// Merges the journal's segments into the chunk set and writes rejects.csv.
+/// Returns (records, duplicates, rejects).
+fn merge_segments(cfg: &ListConfig, schema: Schema, work: &Path, replay: &Replay, sum: &ListSummary) -> Result<(u64, u64, u64)> {
+    // A fixed order (range, then position in it) makes "first wins" among equal keys deterministic.
+    let mut segs: Vec<&checkpoint::Segment> = replay.segments.iter().collect();
+    segs.sort_by_key(|s| (s.range.0, s.next));
+    let open = |names: Vec<&String>| names.into_iter().map(|n| ChunkCursor::open(work.join(n))).collect::<Result<Vec<_>>>();
+    let keys = open(segs.iter().filter_map(|s| s.keys.as_ref()).collect())?;
+    let rejects = open(segs.iter().filter_map(|s| s.rejects.as_ref()).collect())?;
+
+    let out = ChunkSetWriter::create(&cfg.out, schema, true)?;
+    let mut m = Merge::new(keys, true);
+    let mut w = out.new_chunk()?;
+    while m.advance()? {
+        if w.data_len() >= cfg.chunk_bytes {
+            out.add_chunk(std::mem::replace(&mut w, out.new_chunk()?))?;
+        }
+        w.push(m.key(), m.meta())?;
+    }
+    out.add_chunk(w)?;
+    let (records, dups) = (m.records(), m.duplicates());
+
+    let n_rejects = write_rejects(&cfg.out.join("rejects.csv"), &format!("{}.{}", cfg.selection.keyspace, cfg.selection.table), rejects)?;
+    let info = serde_json::json!({
+        "source": "cassandra",
+        "keyspace": cfg.selection.keyspace,
+        "table": cfg.selection.table,
+        "key_column": cfg.selection.key_column,
+        "writetime_of": cfg.selection.writetime_of,
+        "size": cfg.selection.size,
+        "key_map": cfg.keymap.as_ref().map(|k| k.source()),
+        "written_after": cfg.written_after,
+        "written_before": cfg.written_before,
+        "complete": sum.complete && sum.failed_ranges.is_empty(),
+        "failed_ranges": sum.failed_ranges,
+        "rejects": n_rejects,
+    });
+    let producer = Producer { tool: TOOL.into(), version: env!("CARGO_PKG_VERSION").into(), args: cfg.args.clone() };
+    out.finish(producer, true, info)?;
+    Ok((records, dups, n_rejects))
+}
+
+/// rejects.csv: `table,token,reason,key`, sorted by key. Returns how many (0: no file).
+fn write_rejects(path: &Path, table: &str, cursors: Vec<ChunkCursor>) -> Result<u64> {
+    let mut m = Merge::new(cursors, true);
+    let mut w: Option<csv::Writer<std::fs::File>> = None;
+    let err = |e: csv::Error| Error::Other(format!("{}: {e}", path.display()));
+    while m.advance()? {
+        if w.is_none() {
+            let mut nw = csv::Writer::from_writer(std::fs::File::create(path).ctx(path)?);
+            nw.write_record(["table", "token", "reason", "key"]).map_err(err)?;
+            w = Some(nw);
+        }
+        let meta = MetaRef::decode(m.meta()).map_err(|e| Error::corrupt(path, 0, e))?;
+        let token = meta.mtime.unwrap_or_default().to_string();
+        w.as_mut().unwrap().write_record([table.as_bytes(), token.as_bytes(), meta.class.unwrap_or_default(), m.key()]).map_err(err)?;
+    }
+    if let Some(mut w) = w {
+        w.flush().ctx(path)?;
+    }
+    Ok(m.records())
+}
+
+/// Removes the values of secret-bearing flags from a command line (for manifests and logs).
+pub fn redacted_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut hide_next = false;
+    for a in args {
+        if hide_next {
+            out.push("<redacted>".into());
+            hide_next = false;
+        } else if a == "--password" {
+            out.push(a);
+            hide_next = true;
+        } else if a.starts_with("--password=") {
+            out.push("--password=<redacted>".into());
+        } else {
+            out.push(a);
+        }
+    }
+    out
+}
+
+/// Parses a writetime cutoff: microseconds since the epoch (Cassandra's writetime unit) or an RFC 3339
+/// UTC/offset time like `2024-03-01T12:00:00Z`, `2024-03-01T12:00:00.5+01:00`, `2024-03-01`.
+pub fn parse_writetime(s: &str) -> std::result::Result<i64, String> {
+    let s = s.trim();
+    if let Ok(v) = s.parse::<i64>() {
+        return Ok(v);
+    }
+    let bad = || format!("{s:?} is not a time (use 2024-03-01T12:00:00Z or microseconds since the epoch)");
+    let num = |a: usize, b: usize| s.get(a..b).and_then(|x| x.parse::<i64>().ok()).ok_or_else(bad);
+    let (y, mo, d) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    if s.get(4..5) != Some("-") || s.get(7..8) != Some("-") || !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
+        return Err(bad());
+    }
+    let (mut secs, mut micros) = (0i64, 0i64);
+    let mut rest = &s[10..];
+    if !rest.is_empty() {
+        if !rest.starts_with(['T', 't', ' ']) || rest.len() < 9 {
+            return Err(bad());
+        }
+        let (h, mi, se) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
+        secs = h * 3600 + mi * 60 + se;
+        rest = &s[19..];
+        if let Some(f) = rest.strip_prefix('.') {
+            let n = f.find(|c: char| !c.is_ascii_digit()).unwrap_or(f.len());
+            let digits = &f[..n];
+            let mut frac = format!("{digits:0<6}");
+            frac.truncate(6);
+            micros = frac.parse().map_err(|_| bad())?;
+            rest = &f[n..];
+        }
+        match rest {
+            "Z" | "z" | "" => {}
+            o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) => {
+                let off = o[1..3].parse::<i64>().map_err(|_| bad())? * 3600 + o[4..6].parse::<i64>().map_err(|_| bad())? * 60;
+                secs -= if o.starts_with('+') { off } else { -off };
+            }
+            _ => return Err(bad()),
+        }
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * (if mo > 2 { mo - 3 } else { mo + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    Ok((days * 86400 + secs) * 1_000_000 + micros)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn writetime_cutoffs_parse() {
+        assert_eq!(parse_writetime("1700000000000000").unwrap(), 1_700_000_000_000_000);
+        assert_eq!(parse_writetime("2023-11-14T22:13:20Z").unwrap(), 1_700_000_000_000_000);
+        assert_eq!(parse_writetime("2023-11-14T23:13:20.25+01:00").unwrap(), 1_700_000_000_250_000);
+        assert_eq!(parse_writetime("1970-01-01").unwrap(), 0);
+        assert_eq!(parse_writetime("1969-12-31T23:59:59Z").unwrap(), -1_000_000);
+        assert!(parse_writetime("yesterday").is_err());
+        assert!(parse_writetime("2023-13-01").is_err());
+    }
+    #[test]
+    fn passwords_are_redacted() {
+        let a = redacted_args(["--password".to_string(), "s3cret".into(), "--password=x".into(), "--keyspace".into(), "ks".into()]);
+        assert_eq!(a, vec!["--password", "<redacted>", "--password=<redacted>", "--keyspace", "ks"]);
+    }
+}

@@ -1,0 +1,655 @@
+//! The parallel token-range scanner: `--concurrency` workers take ranges from a queue, page through each with
+//! `execute_single_page` (manual paging, so the position is ours to checkpoint), decode rows straight
+//! from the response frame, map keys, and flush sorted segments to the work directory.
+//!
+//! ```text
+//!  queue of ranges ──► workers ──► gate (pages in flight < AIMD limit, pause, --rate) ──► one page
+//!        ▲                    │ rows: key, token, [writetime], [size] as raw frame slices
+//!        │ split halves       ▼
+//!        └── range failed  RunBuffer (arena + index, reused) ──full/range done──► seg-N.krc + journal
+//! ```
+//! Errors: timeouts, unavailable, overloaded and dropped connections are retried on the same page
+//! with exponential backoff; after `retries` the rest of the range is split in two and re-queued, up to
+//! `split_depth` times, then reported as failed. Anything else (bad query, auth) stops the scan.
+//!
+//! Gentleness: the concurrency limit is AIMD (halved on timeouts/overload or when the smoothed page
+//! latency exceeds the target; +1 after a window of fast pages), at limit 1 the scan pauses instead;
+//! `--rate` is a rows/s token bucket shared by all workers. Every change is logged and counted.
+
+use super::checkpoint::{Event, Journal, Segment};
+use super::ring::TokenRange;
+use crate::chunk::ChunkWriter;
+use crate::error::{Error, Result};
+use crate::keymap::KeyMap;
+use crate::record::{put_bytes, put_varint, Schema};
+use scylla::client::session::Session;
+use scylla::deserialize::row::ColumnIterator;
+use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
+use scylla::frame::response::result::{ColumnType, NativeType};
+use scylla::response::PagingState;
+use scylla::statement::prepared::PreparedStatement;
+use std::collections::VecDeque;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How the key column's bytes become key bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    /// text, ascii, varchar, blob: the bytes as stored.
+    Raw,
+    /// bigint, int, smallint, tinyint: decimal text.
+    Int,
+    /// uuid, timeuuid: lowercase hyphenated text.
+    Uuid,
+}
+
+/// How the size column becomes a size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SizeKind {
+    /// Byte length of the value (blob/text); null = 0.
+    Length,
+    /// Big-endian integer value (bigint/int/...); null = no size.
+    Int,
+}
+
+pub fn key_kind(t: &ColumnType) -> std::result::Result<KeyKind, String> {
+    match t {
+        ColumnType::Native(NativeType::Text | NativeType::Ascii | NativeType::Blob) => Ok(KeyKind::Raw),
+        ColumnType::Native(NativeType::BigInt | NativeType::Int | NativeType::SmallInt | NativeType::TinyInt) => Ok(KeyKind::Int),
+        ColumnType::Native(NativeType::Uuid | NativeType::Timeuuid) => Ok(KeyKind::Uuid),
+        o => Err(format!("key column type {o:?} is not supported (text, ascii, blob, integers, uuid)")),
+    }
+}
+
+pub fn size_kind(t: &ColumnType, measure: bool) -> std::result::Result<SizeKind, String> {
+    match (t, measure) {
+        (_, true) => Ok(SizeKind::Length),
+        (ColumnType::Native(NativeType::BigInt | NativeType::Int | NativeType::SmallInt | NativeType::TinyInt | NativeType::Varint), false) => Ok(SizeKind::Int),
+        (o, false) => Err(format!("--size-column must be an integer column, not {o:?}")),
+    }
+}
+
+/// Everything the workers share.
+pub struct Scan {
+    pub session: Session,
+    pub stmt: PreparedStatement,
+    pub key_kind: KeyKind,
+    pub has_writetime: bool,
+    pub size_kind: Option<SizeKind>,
+    pub keymap: Option<KeyMap>,
+    pub written_after: Option<i64>,
+    pub written_before: Option<i64>,
+    pub schema: Schema,
+    pub work: PathBuf,
+    pub journal: Journal,
+    pub next_seg: AtomicU64,
+    pub retries: u32,
+    pub split_depth: u32,
+    /// Bytes a worker buffers before flushing a segment.
+    pub buf_bytes: usize,
+    pub throttle: Throttle,
+    pub counters: Counters,
+    pub queue: Mutex<VecDeque<Task>>,
+    /// Tasks queued or running; workers exit when it reaches 0.
+    pub outstanding: AtomicUsize,
+    pub failed: Mutex<Vec<(TokenRange, String)>>,
+    pub fatal: Mutex<Option<String>>,
+    pub stop: AtomicBool,
+    pub progress: Arc<AtomicU64>,
+    pub quiet: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Task {
+    /// The range as planned (journal key).
+    pub range: TokenRange,
+    /// List `(next, range.hi]`.
+    pub next: i64,
+    pub depth: u32,
+}
+
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub rows: AtomicU64,
+    pub listed: AtomicU64,
+    pub pages: AtomicU64,
+    pub empty_pages: AtomicU64,
+    pub retries: AtomicU64,
+    pub rejects: AtomicU64,
+    pub outside_window: AtomicU64,
+    pub no_writetime: AtomicU64,
+    pub ranges_done: AtomicU64,
+    pub ranges_split: AtomicU64,
+    pub segments: AtomicU64,
+}
+
+enum Fail {
+    /// Retries exhausted; `(next, hi]` is still to list.
+    Transient { next: i64, error: String },
+    Fatal(String),
+}
+
+/// Is this error worth retrying (the cluster is busy or a node is away), and is it a load signal?
+fn classify(e: &ExecutionError) -> Option<bool> {
+    match e {
+        ExecutionError::LastAttemptError(RequestAttemptError::DbError(db, _)) => match db {
+            DbError::ReadTimeout { .. } | DbError::ReadFailure { .. } | DbError::Overloaded | DbError::RateLimitReached { .. } => Some(true),
+            DbError::Unavailable { .. } | DbError::ServerError | DbError::IsBootstrapping | DbError::TruncateError => Some(false),
+            _ => None,
+        },
+        ExecutionError::LastAttemptError(RequestAttemptError::BrokenConnectionError(_) | RequestAttemptError::UnableToAllocStreamId) => Some(false),
+        ExecutionError::RequestTimeout(_) => Some(true),
+        ExecutionError::ConnectionPoolError(_) | ExecutionError::EmptyPlan => Some(false),
+        _ => None,
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    let base = 100u64.saturating_mul(1 << attempt.min(6).saturating_sub(1)).min(5000);
+    Duration::from_millis(base + rand::random::<u64>() % (base / 2 + 1))
+}
+
+pub async fn worker(sh: Arc<Scan>) {
+    let mut buf = RunBuffer::default();
+    loop {
+        if sh.stop.load(Relaxed) {
+            return;
+        }
+        let task = sh.queue.lock().unwrap().pop_front();
+        let Some(task) = task else {
+            if sh.outstanding.load(Relaxed) == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        let r = scan_range(&sh, task, &mut buf).await;
+        buf.clear();
+        let res = match r {
+            Ok(()) => {
+                sh.counters.ranges_done.fetch_add(1, Relaxed);
+                sh.journal.append(&Event::Done((task.range.lo, task.range.hi)))
+            }
+            Err(Fail::Transient { next, error }) => give_up_or_split(&sh, task, next, error),
+            Err(Fail::Fatal(e)) => Err(Error::Other(e)),
+        };
+        if let Err(e) = res {
+            sh.fatal.lock().unwrap().get_or_insert(e.to_string());
+            sh.stop.store(true, Relaxed);
+        }
+        sh.outstanding.fetch_sub(1, Relaxed);
+    }
+}
+
+fn give_up_or_split(sh: &Scan, task: Task, next: i64, error: String) -> Result<()> {
+    let rest = TokenRange { lo: next, hi: task.range.hi };
+    if task.depth < sh.split_depth && rest.width() >= 2 {
+        let parts = rest.split(2);
+        sh.counters.ranges_split.fetch_add(1, Relaxed);
+        if !sh.quiet {
+            eprintln!("keyrecon-list-cassandra: range {} still failing after {} retries ({error}); splitting {rest} in two", task.range, sh.retries);
+        }
+        // Journal first: on resume the parts replace the range.
+        sh.journal.append(&Event::Split { range: (task.range.lo, task.range.hi), into: parts.iter().map(|p| (p.lo, p.hi)).collect() })?;
+        let mut q = sh.queue.lock().unwrap();
+        for p in parts {
+            sh.outstanding.fetch_add(1, Relaxed);
+            q.push_back(Task { range: p, next: p.lo, depth: task.depth + 1 });
+        }
+        Ok(())
+    } else {
+        if !sh.quiet {
+            eprintln!("keyrecon-list-cassandra: giving up on {rest} of range {}: {error}", task.range);
+        }
+        sh.journal.append(&Event::Failed { range: (task.range.lo, task.range.hi), error: error.clone() })?;
+        sh.failed.lock().unwrap().push((rest, error));
+        Ok(())
+    }
+}
+
+async fn scan_range(sh: &Scan, task: Task, buf: &mut RunBuffer) -> std::result::Result<(), Fail> {
+    let (lo, hi) = (task.next, task.range.hi);
+    let mut state = PagingState::start();
+    let mut attempts = 0u32;
+    let mut last_token: Option<i64> = None;
+    let mut scratch = Vec::new();
+    let fatal = |e: &dyn std::fmt::Display| Fail::Fatal(format!("range ({lo}, {hi}]: {e}"));
+    loop {
+        if sh.stop.load(Relaxed) {
+            return Err(Fail::Fatal("stopped".into()));
+        }
+        let permit = sh.throttle.gate().await;
+        let t0 = Instant::now();
+        let r = sh.session.execute_single_page(&sh.stmt, (lo, hi), state.clone()).await;
+        let latency = t0.elapsed();
+        drop(permit);
+        match r {
+            Ok((res, next)) => {
+                attempts = 0;
+                let rows = res.into_rows_result().map_err(|e| fatal(&e))?;
+                let n = rows.rows_num();
+                sh.throttle.on_page(latency, n);
+                sh.counters.pages.fetch_add(1, Relaxed);
+                if n == 0 {
+                    sh.counters.empty_pages.fetch_add(1, Relaxed);
+                }
+                for row in rows.rows::<ColumnIterator>().map_err(|e| fatal(&e))? {
+                    let cols = row.map_err(|e| fatal(&e))?;
+                    let t = sh.add_row(cols, buf, &mut scratch).map_err(|e| fatal(&e))?;
+                    last_token = Some(t);
+                }
+                sh.counters.rows.fetch_add(n as u64, Relaxed);
+                sh.progress.fetch_add(n as u64, Relaxed);
+                match next.into_paging_control_flow() {
+                    // Only the server's "no more pages" ends a range: a page may be short or empty.
+                    ControlFlow::Break(()) => {
+                        sh.flush(task, hi, buf).map_err(|e| fatal(&e))?;
+                        return Ok(());
+                    }
+                    ControlFlow::Continue(ps) => state = ps,
+                }
+                if buf.bytes() >= sh.buf_bytes {
+                    let next = resume_point(lo, last_token);
+                    sh.flush(task, next, buf).map_err(|e| fatal(&e))?;
+                }
+            }
+            Err(e) => {
+                let Some(load) = classify(&e) else { return Err(fatal(&e)) };
+                attempts += 1;
+                sh.counters.retries.fetch_add(1, Relaxed);
+                sh.throttle.on_error(load, &e);
+                if attempts > sh.retries {
+                    // Keep what was listed; the caller decides about the rest.
+                    let next = resume_point(lo, last_token);
+                    sh.flush(task, next, buf).map_err(|e| fatal(&e))?;
+                    return Err(Fail::Transient { next, error: e.to_string() });
+                }
+                tokio::time::sleep(backoff(attempts)).await;
+            }
+        }
+    }
+}
+
+/// Where to continue after rows up to `last` were listed: one token earlier, so rows sharing the last
+/// token are listed again rather than lost (duplicates are merged away).
+fn resume_point(lo: i64, last: Option<i64>) -> i64 {
+    last.map_or(lo, |t| t.saturating_sub(1).max(lo))
+}
+
+impl Scan {
+    /// Decodes one row into `buf`; returns its token.
+    #[inline]
+    fn add_row(&self, mut cols: ColumnIterator<'_, '_>, buf: &mut RunBuffer, scratch: &mut Vec<u8>) -> std::result::Result<i64, String> {
+        let mut next = || cols.next().ok_or("short row").and_then(|c| c.map_err(|_| "bad column")).map(|c| c.slice.map(|s| s.as_slice()));
+        let key = next()?.ok_or("null partition key")?;
+        let token = be_int(next()?.ok_or("null token")?)?;
+        let wt = if self.has_writetime { next()?.map(be_int).transpose()? } else { None };
+        let size = match self.size_kind {
+            None => None,
+            Some(SizeKind::Length) => Some(next()?.map_or(0, |b| b.len() as u64)),
+            Some(SizeKind::Int) => next()?.map(be_int).transpose()?.map(|v| v.max(0) as u64),
+        };
+        if self.written_after.is_some() || self.written_before.is_some() {
+            match wt {
+                None => {
+                    self.counters.no_writetime.fetch_add(1, Relaxed);
+                }
+                Some(w) => {
+                    if self.written_after.is_some_and(|a| w < a) || self.written_before.is_some_and(|b| w >= b) {
+                        self.counters.outside_window.fetch_add(1, Relaxed);
+                        return Ok(token);
+                    }
+                }
+            }
+        }
+        let key: &[u8] = match self.key_kind {
+            KeyKind::Raw => key,
+            KeyKind::Int => {
+                scratch.clear();
+                let v = be_int(key)?;
+                use std::io::Write;
+                let _ = write!(scratch, "{v}");
+                scratch
+            }
+            KeyKind::Uuid => {
+                scratch.clear();
+                for (i, b) in key.iter().enumerate() {
+                    if matches!(i, 4 | 6 | 8 | 10) {
+                        scratch.push(b'-');
+                    }
+                    scratch.extend_from_slice(&[HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+                }
+                scratch
+            }
+        };
+        match &self.keymap {
+            None => buf.push(key, self.schema, size, wt, None),
+            Some(km) => match km.map_into(key, &mut buf.mapped) {
+                Ok(()) => {
+                    let mapped = std::mem::take(&mut buf.mapped);
+                    buf.push(&mapped, self.schema, size, wt, Some(key));
+                    buf.mapped = mapped;
+                }
+                Err(reason) => {
+                    self.counters.rejects.fetch_add(1, Relaxed);
+                    buf.reject(key, token, &reason);
+                }
+            },
+        }
+        Ok(token)
+    }
+
+    /// Writes the buffer as segment files and journals that `(next, hi]` is what remains.
+    fn flush(&self, task: Task, next: i64, buf: &mut RunBuffer) -> Result<()> {
+        let id = self.next_seg.fetch_add(1, Relaxed);
+        let keys = buf.write_keys(&self.work.join(format!("seg-{id:06}.krc")), self.schema)?;
+        let rejects = buf.write_rejects(&self.work.join(format!("rej-{id:06}.krc")))?;
+        let rows = buf.rows;
+        buf.clear();
+        if keys.is_some() || rejects.is_some() || next != task.next {
+            self.counters.segments.fetch_add(keys.is_some() as u64, Relaxed);
+            self.journal.append(&Event::Segment(Segment { range: (task.range.lo, task.range.hi), next, keys, rejects, rows }))?;
+        }
+        Ok(())
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn be_int(b: &[u8]) -> std::result::Result<i64, String> {
+    if b.is_empty() || b.len() > 8 {
+        return Err(format!("integer of {} bytes", b.len()));
+    }
+    let mut v: i64 = if b[0] & 0x80 != 0 { -1 } else { 0 };
+    for &x in b {
+        v = (v << 8) | x as i64;
+    }
+    Ok(v)
+}
+
+/// Schema of reject segments: key = the original key, mtime = its token, class = the reason.
+pub const REJECT_SCHEMA: Schema = Schema(Schema::MTIME | Schema::CLASS);
+
+/// One worker's records between flushes: an arena of `key | meta` and an index, both reused.
+#[derive(Default)]
+pub struct RunBuffer {
+    data: Vec<u8>,
+    idx: Vec<(u32, u32, u32)>,
+    rej: Vec<u8>,
+    rej_idx: Vec<(u32, u32, u32)>,
+    mapped: Vec<u8>,
+    rows: u64,
+}
+
+impl RunBuffer {
+    fn bytes(&self) -> usize {
+        self.data.len() + self.rej.len() + 12 * (self.idx.len() + self.rej_idx.len())
+    }
+    fn clear(&mut self) {
+        self.data.clear();
+        self.idx.clear();
+        self.rej.clear();
+        self.rej_idx.clear();
+        self.rows = 0;
+    }
+
+    #[inline]
+    fn push(&mut self, key: &[u8], schema: Schema, size: Option<u64>, mtime: Option<i64>, origin: Option<&[u8]>) {
+        let off = self.data.len() as u32;
+        self.data.extend_from_slice(key);
+        if !schema.is_keys_only() {
+            let mut presence = 0u8;
+            let mstart = self.data.len();
+            self.data.push(0);
+            if let (true, Some(s)) = (schema.has(Schema::SIZE), size) {
+                presence |= Schema::SIZE;
+                put_varint(&mut self.data, s);
+            }
+            if let (true, Some(m)) = (schema.has(Schema::MTIME), mtime) {
+                presence |= Schema::MTIME;
+                put_varint(&mut self.data, ((m << 1) ^ (m >> 63)) as u64);
+            }
+            if let (true, Some(o)) = (schema.has(Schema::ORIGIN), origin) {
+                presence |= Schema::ORIGIN;
+                put_bytes(&mut self.data, o);
+            }
+            self.data[mstart] = presence;
+            self.idx.push((off, key.len() as u32, (self.data.len() - mstart) as u32));
+        } else {
+            self.idx.push((off, key.len() as u32, 0));
+        }
+        self.rows += 1;
+    }
+
+    fn reject(&mut self, key: &[u8], token: i64, reason: &str) {
+        let off = self.rej.len() as u32;
+        self.rej.extend_from_slice(key);
+        let mstart = self.rej.len();
+        self.rej.push(Schema::MTIME | Schema::CLASS);
+        put_varint(&mut self.rej, ((token << 1) ^ (token >> 63)) as u64);
+        put_bytes(&mut self.rej, reason.as_bytes());
+        self.rej_idx.push((off, key.len() as u32, (self.rej.len() - mstart) as u32));
+        self.rows += 1;
+    }
+
+    fn write_keys(&mut self, path: &std::path::Path, schema: Schema) -> Result<Option<String>> {
+        write_sorted(&self.data, &mut self.idx, path, schema)
+    }
+    fn write_rejects(&mut self, path: &std::path::Path) -> Result<Option<String>> {
+        write_sorted(&self.rej, &mut self.rej_idx, path, REJECT_SCHEMA)
+    }
+}
+
+/// Sorts `idx` by key (ties: first pushed wins) and writes a chunk; `None` if empty.
+fn write_sorted(data: &[u8], idx: &mut [(u32, u32, u32)], path: &std::path::Path, schema: Schema) -> Result<Option<String>> {
+    if idx.is_empty() {
+        return Ok(None);
+    }
+    let key = |e: &(u32, u32, u32)| &data[e.0 as usize..(e.0 + e.1) as usize];
+    idx.sort_unstable_by(|a, b| key(a).cmp(key(b)).then(a.0.cmp(&b.0)));
+    let mut w = ChunkWriter::create(path, schema)?;
+    let mut prev: Option<&[u8]> = None;
+    for e in idx.iter() {
+        let k = key(e);
+        if prev == Some(k) {
+            continue;
+        }
+        let m0 = (e.0 + e.1) as usize;
+        w.push(k, &data[m0..m0 + e.2 as usize])?;
+        prev = Some(k);
+    }
+    w.finish()?;
+    Ok(Some(path.file_name().unwrap().to_string_lossy().into_owned()))
+}
+
+/// Concurrency limit (AIMD), pauses and the rows/s cap, shared by all workers.
+pub struct Throttle {
+    pub max: usize,
+    pub limit: AtomicUsize,
+    inflight: AtomicUsize,
+    pub rate: Option<f64>,
+    pub page_size: usize,
+    pub target: Duration,
+    pub events: AtomicU64,
+    pub min_limit: AtomicUsize,
+    pub quiet: bool,
+    next_free: Mutex<Instant>,
+    st: Mutex<Aimd>,
+}
+
+struct Aimd {
+    ewma_ms: f64,
+    last_change: Instant,
+    good: usize,
+    pause_until: Option<Instant>,
+}
+
+/// One page request in flight; counted down on drop (also on errors and cancellation).
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Smallest time between two concurrency changes: let the cluster react first.
+const COOLDOWN: Duration = Duration::from_millis(1000);
+
+impl Throttle {
+    pub fn new(max: usize, rate: Option<f64>, page_size: usize, target: Duration, quiet: bool) -> Throttle {
+        let now = Instant::now();
+        Throttle {
+            max,
+            limit: AtomicUsize::new(max),
+            inflight: AtomicUsize::new(0),
+            rate,
+            page_size,
+            target,
+            events: AtomicU64::new(0),
+            min_limit: AtomicUsize::new(max),
+            quiet,
+            next_free: Mutex::new(now),
+            st: Mutex::new(Aimd { ewma_ms: 0.0, last_change: now - COOLDOWN, good: 0, pause_until: None }),
+        }
+    }
+
+    /// Waits until a page request may be sent: fewer than `limit` in flight, no pause, and the rate
+    /// allows it. The request counts as in flight until the returned guard is dropped.
+    async fn gate(&self) -> InFlight<'_> {
+        loop {
+            let pause = self.st.lock().unwrap().pause_until;
+            if let Some(p) = pause.filter(|p| *p > Instant::now()) {
+                tokio::time::sleep_until(p.into()).await;
+                continue;
+            }
+            let cur = self.inflight.load(Relaxed);
+            if cur < self.limit.load(Relaxed) && self.inflight.compare_exchange(cur, cur + 1, Relaxed, Relaxed).is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let guard = InFlight(&self.inflight);
+        if let Some(rate) = self.rate {
+            // Reserve a full page of rows; `on_page` gives back what the page did not use.
+            let at = {
+                let mut nf = self.next_free.lock().unwrap();
+                let now = Instant::now();
+                if *nf < now {
+                    *nf = now;
+                }
+                let at = *nf;
+                *nf += Duration::from_secs_f64(self.page_size as f64 / rate);
+                at
+            };
+            tokio::time::sleep_until(at.into()).await;
+        }
+        guard
+    }
+
+    fn on_page(&self, latency: Duration, rows: usize) {
+        if let Some(rate) = self.rate {
+            let unused = self.page_size.saturating_sub(rows) as f64 / rate;
+            let mut nf = self.next_free.lock().unwrap();
+            let floor = Instant::now();
+            *nf = nf.checked_sub(Duration::from_secs_f64(unused)).unwrap_or(floor).max(floor);
+        }
+        let ms = latency.as_secs_f64() * 1000.0;
+        let target = self.target.as_secs_f64() * 1000.0;
+        let mut st = self.st.lock().unwrap();
+        st.ewma_ms = if st.ewma_ms == 0.0 { ms } else { 0.8 * st.ewma_ms + 0.2 * ms };
+        if st.ewma_ms > target {
+            let why = format!("page latency {:.0} ms (smoothed) above the {:.0} ms target", st.ewma_ms, target);
+            self.decrease(&mut st, &why);
+        } else if st.ewma_ms < target / 2.0 {
+            st.good += 1;
+            let limit = self.limit.load(Relaxed);
+            if limit < self.max && st.good >= limit * 4 && st.last_change.elapsed() >= COOLDOWN {
+                self.limit.store(limit + 1, Relaxed);
+                st.last_change = Instant::now();
+                st.good = 0;
+                self.log(&format!("concurrency {limit} -> {} (page latency {:.0} ms is well below target)", limit + 1, st.ewma_ms));
+            }
+        }
+    }
+
+    fn on_error(&self, load: bool, e: &ExecutionError) {
+        if load {
+            let mut st = self.st.lock().unwrap();
+            self.decrease(&mut st, &format!("timeout/overload: {e}"));
+        }
+    }
+
+    fn decrease(&self, st: &mut Aimd, why: &str) {
+        st.good = 0;
+        if st.last_change.elapsed() < COOLDOWN {
+            return;
+        }
+        st.last_change = Instant::now();
+        self.events.fetch_add(1, Relaxed);
+        let limit = self.limit.load(Relaxed);
+        if limit > 1 {
+            let new = (limit / 2).max(1);
+            self.limit.store(new, Relaxed);
+            self.min_limit.fetch_min(new, Relaxed);
+            self.log(&format!("concurrency {limit} -> {new} ({why})"));
+        } else {
+            st.pause_until = Some(Instant::now() + COOLDOWN);
+            self.log(&format!("pausing {} ms at concurrency 1 ({why})", COOLDOWN.as_millis()));
+        }
+    }
+
+    fn log(&self, msg: &str) {
+        if !self.quiet {
+            eprintln!("keyrecon-list-cassandra: throttle: {msg}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk::reader::{ChunkCursor, SortedCursor};
+    use crate::record::MetaRef;
+
+    #[test]
+    fn be_ints_and_resume_points() {
+        assert_eq!(be_int(&[0xff, 0xfe]).unwrap(), -2);
+        assert_eq!(be_int(&7i64.to_be_bytes()).unwrap(), 7);
+        assert_eq!(be_int(&i64::MIN.to_be_bytes()).unwrap(), i64::MIN);
+        assert!(be_int(&[]).is_err());
+        assert_eq!(resume_point(10, None), 10);
+        assert_eq!(resume_point(10, Some(11)), 10);
+        assert_eq!(resume_point(10, Some(50)), 49);
+        assert_eq!(resume_point(i64::MIN, Some(i64::MIN + 1)), i64::MIN);
+    }
+
+    #[test]
+    fn run_buffer_sorts_dedups_and_encodes_meta() {
+        let d = tempfile::tempdir().unwrap();
+        let schema = Schema(Schema::SIZE | Schema::MTIME | Schema::ORIGIN);
+        let mut b = RunBuffer::default();
+        b.push(b"b", schema, Some(3), Some(-5), Some(b"B_1"));
+        b.push(b"a", schema, None, Some(7), Some(b"A"));
+        b.push(b"b", schema, Some(9), None, Some(b"other"));
+        b.reject(b"zz", -42, "bad");
+        let p = d.path().join("s.krc");
+        b.write_keys(&p, schema).unwrap();
+        let mut c = ChunkCursor::open(&p).unwrap();
+        let mut got = Vec::new();
+        while c.advance().unwrap() {
+            let m = MetaRef::decode(c.meta()).unwrap();
+            got.push((c.key().to_vec(), m.size, m.mtime, m.origin.map(<[u8]>::to_vec)));
+        }
+        assert_eq!(got, vec![(b"a".to_vec(), None, Some(7), Some(b"A".to_vec())), (b"b".to_vec(), Some(3), Some(-5), Some(b"B_1".to_vec()))]);
+        let r = d.path().join("r.krc");
+        b.write_rejects(&r).unwrap();
+        let mut c = ChunkCursor::open(&r).unwrap();
+        assert!(c.advance().unwrap());
+        let m = MetaRef::decode(c.meta()).unwrap();
+        assert_eq!((c.key(), m.mtime, m.class), (&b"zz"[..], Some(-42), Some(&b"bad"[..])));
+    }
+}

@@ -1,0 +1,178 @@
+//! Connecting the way Cassandra operators expect: contact points, local datacenter, consistency level,
+//! PasswordAuthenticator credentials, TLS, request timeout; and building the scan statement.
+//!
+//! Credentials are held only in [`Connect`] and handed to the driver; they never reach logs, summaries
+//! or manifests (see `redacted_args`).
+
+use crate::error::{Error, Result};
+use scylla::client::execution_profile::ExecutionProfile;
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use scylla::policies::load_balancing::DefaultPolicy;
+use scylla::policies::retry::FallthroughRetryPolicy;
+use scylla::statement::Consistency;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How to reach the cluster.
+#[derive(Clone)]
+pub struct Connect {
+    pub contact_points: Vec<String>,
+    pub local_dc: Option<String>,
+    pub consistency: Consistency,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// PEM CA bundle to verify the nodes with; `Some` turns TLS on (needs the `tls` cargo feature).
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Keyspace whose replication the driver should read (for the ring).
+    pub keyspace: String,
+}
+
+impl std::fmt::Debug for Connect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connect")
+            .field("contact_points", &self.contact_points)
+            .field("local_dc", &self.local_dc)
+            .field("consistency", &self.consistency)
+            .field("username", &self.username.as_ref().map(|_| "<set>"))
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses a consistency level name as cqlsh spells it (`LOCAL_ONE`, `quorum`, ...).
+pub fn parse_consistency(s: &str) -> std::result::Result<Consistency, String> {
+    Ok(match s.to_ascii_uppercase().replace('-', "_").as_str() {
+        "ANY" => Consistency::Any,
+        "ONE" => Consistency::One,
+        "TWO" => Consistency::Two,
+        "THREE" => Consistency::Three,
+        "QUORUM" => Consistency::Quorum,
+        "ALL" => Consistency::All,
+        "LOCAL_QUORUM" => Consistency::LocalQuorum,
+        "EACH_QUORUM" => Consistency::EachQuorum,
+        "LOCAL_ONE" => Consistency::LocalOne,
+        o => return Err(format!("unknown consistency level {o:?} (ONE, LOCAL_ONE, QUORUM, LOCAL_QUORUM, ALL, ...)")),
+    })
+}
+
+/// Opens a session. Retries are ours (see `scan`), so the driver's retry policy is fallthrough.
+pub async fn connect(c: &Connect) -> Result<Session> {
+    let mut policy = DefaultPolicy::builder().token_aware(true);
+    if let Some(dc) = &c.local_dc {
+        policy = policy.prefer_datacenter(dc.clone()).permit_dc_failover(false);
+    }
+    let profile = ExecutionProfile::builder()
+        .consistency(c.consistency)
+        .request_timeout(Some(c.request_timeout))
+        .load_balancing_policy(policy.build())
+        .retry_policy(Arc::new(FallthroughRetryPolicy))
+        .build();
+    let mut b = SessionBuilder::new()
+        .known_nodes(&c.contact_points)
+        .connection_timeout(c.connect_timeout)
+        .keyspaces_to_fetch([c.keyspace.clone()])
+        .default_execution_profile_handle(profile.into_handle());
+    if let (Some(u), Some(p)) = (&c.username, &c.password) {
+        b = b.user(u.clone(), p.clone());
+    }
+    if let Some(ca) = &c.tls_ca {
+        b = tls(b, ca)?;
+    }
+    b.build().await.map_err(|e| Error::Other(format!("connecting to {}: {e}", c.contact_points.join(","))))
+}
+
+#[cfg(feature = "tls")]
+fn tls(b: SessionBuilder, ca: &std::path::Path) -> Result<SessionBuilder> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| Error::Other(format!("{}: {e}", ca.display())))? {
+        let cert = cert.map_err(|e| Error::Other(format!("{}: {e}", ca.display())))?;
+        roots.add(cert).map_err(|e| Error::Other(format!("{}: {e}", ca.display())))?;
+    }
+    let cfg = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    Ok(b.tls_context(Some(Arc::new(cfg))))
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls(_b: SessionBuilder, _ca: &std::path::Path) -> Result<SessionBuilder> {
+    Err(Error::Usage("--tls-ca: this build has no TLS support; rebuild with `cargo build --release --features tls`".into()))
+}
+
+/// Quotes a CQL identifier unless it is a plain lowercase one (Cassandra folds unquoted names).
+pub fn ident(name: &str) -> String {
+    let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+/// Which columns a scan selects, in this order: key, token(key), [writetime(col)], [size source].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Selection {
+    pub keyspace: String,
+    pub table: String,
+    pub key_column: String,
+    pub writetime_of: Option<String>,
+    pub size: Option<SizeSource>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum SizeSource {
+    /// Fetch the blob and measure it (costs transferring every blob).
+    BlobLength(String),
+    /// An integer column that holds the length.
+    Column(String),
+}
+
+impl Selection {
+    pub fn cql(&self) -> String {
+        let k = ident(&self.key_column);
+        let mut cols = vec![k.clone(), format!("token({k})")];
+        if let Some(w) = &self.writetime_of {
+            cols.push(format!("writetime({})", ident(w)));
+        }
+        match &self.size {
+            Some(SizeSource::BlobLength(c)) | Some(SizeSource::Column(c)) => cols.push(ident(c)),
+            None => {}
+        }
+        format!("SELECT {} FROM {}.{} WHERE token({k}) > ? AND token({k}) <= ?", cols.join(", "), ident(&self.keyspace), ident(&self.table))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn cql_text_and_identifiers() {
+        let s = Selection {
+            keyspace: "ks".into(),
+            table: "Objects".into(),
+            key_column: "k".into(),
+            writetime_of: Some("blob".into()),
+            size: Some(SizeSource::BlobLength("blob".into())),
+        };
+        assert_eq!(s.cql(), "SELECT k, token(k), writetime(blob), blob FROM ks.\"Objects\" WHERE token(k) > ? AND token(k) <= ?");
+        assert_eq!(ident("a\"b"), "\"a\"\"b\"");
+        assert!(parse_consistency("local_one").is_ok());
+        assert!(parse_consistency("SOME").is_err());
+        let c = Connect {
+            contact_points: vec!["h:1".into()],
+            local_dc: None,
+            consistency: Consistency::LocalOne,
+            username: Some("u".into()),
+            password: Some("hunter2".into()),
+            request_timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+            tls_ca: None,
+            keyspace: "ks".into(),
+        };
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}
