@@ -45,7 +45,7 @@ fn main() {
     let unique = match which {
         "keyrecon" => {
             let mut s = Sorter::new(SortConfig::new(mem, &tmp, Schema::KEYS_ONLY));
-            for_each_key(&spec, &Rejects::new(None), &AtomicU64::new(0), |k| s.push(k, b"")).unwrap();
+            for_each_key(&spec, &Rejects::new(None), &AtomicU64::new(0), |k, _| s.push(k, b"")).unwrap();
             let mut out = s.finish().unwrap();
             let mut n = 0u64;
             while out.advance().unwrap() {

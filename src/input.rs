@@ -143,12 +143,13 @@ impl Rejects {
     }
 }
 
-/// Calls `f(key)` for every key of `spec`, in input order. `progress` is advanced by bytes read.
+/// Calls `f(key, line)` for every key of `spec`, in input order (`line`: 1-based line or record number,
+/// for messages and rejects). `progress` is advanced by bytes read.
 pub fn for_each_key(
     spec: &InputSpec,
     rejects: &Rejects,
     progress: &AtomicU64,
-    mut f: impl FnMut(&[u8]) -> Result<()>,
+    mut f: impl FnMut(&[u8], u64) -> Result<()>,
 ) -> Result<InputStats> {
     let reader = spec.open()?;
     match &spec.format {
@@ -162,7 +163,7 @@ fn read_delimited(
     spec: &InputSpec,
     rejects: &Rejects,
     progress: &AtomicU64,
-    f: &mut dyn FnMut(&[u8]) -> Result<()>,
+    f: &mut dyn FnMut(&[u8], u64) -> Result<()>,
 ) -> Result<InputStats> {
     let term = spec.format.terminator();
     let mut st = InputStats::default();
@@ -224,7 +225,7 @@ fn emit(
     name: &str,
     rejects: &Rejects,
     st: &mut InputStats,
-    f: &mut dyn FnMut(&[u8]) -> Result<()>,
+    f: &mut dyn FnMut(&[u8], u64) -> Result<()>,
 ) -> Result<()> {
     if key.is_empty() {
         st.blank += 1;
@@ -235,7 +236,7 @@ fn emit(
         return rejects.reject(name, line, &format!("key is {} bytes, longer than --max-key-len {}", key.len(), spec.max_key_len), &key[..256.min(key.len())]);
     }
     st.records_read += 1;
-    f(key)
+    f(key, line)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -247,7 +248,7 @@ fn read_csv(
     delimiter: u8,
     rejects: &Rejects,
     progress: &AtomicU64,
-    f: &mut dyn FnMut(&[u8]) -> Result<()>,
+    f: &mut dyn FnMut(&[u8], u64) -> Result<()>,
 ) -> Result<InputStats> {
     let name = spec.display();
     let counting = CountingReader { inner: reader, progress, bytes: 0 };
@@ -341,7 +342,7 @@ mod tests {
         spec.max_key_len = 16;
         let rej = Rejects::new(Some(dir.path().join("rejects.csv")));
         let mut out = Vec::new();
-        let st = for_each_key(&spec, &rej, &AtomicU64::new(0), |k| {
+        let st = for_each_key(&spec, &rej, &AtomicU64::new(0), |k, _| {
             out.push(k.to_vec());
             Ok(())
         })
@@ -391,7 +392,7 @@ mod tests {
         let mut spec = InputSpec::new(&p, Format::Lines);
         spec.max_key_len = usize::MAX;
         let mut lens = Vec::new();
-        for_each_key(&spec, &Rejects::new(None), &AtomicU64::new(0), |k| {
+        for_each_key(&spec, &Rejects::new(None), &AtomicU64::new(0), |k, _| {
             lens.push(k.len());
             Ok(())
         })
@@ -442,7 +443,7 @@ impl RecordSource for FileSource {
         self.spec.len_hint()
     }
     fn for_each(&self, progress: &AtomicU64, f: &mut RecordFn) -> Result<SourceStats> {
-        let input = for_each_key(&self.spec, &self.rejects, progress, |k| f(k, &[]))?;
+        let input = for_each_key(&self.spec, &self.rejects, progress, |k, _| f(k, &[]))?;
         Ok(SourceStats { input, duplicates: 0 })
     }
 }

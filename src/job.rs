@@ -262,7 +262,7 @@ fn sorted_side(side: &Side, mem: usize, tmp: &std::path::Path, rejects: &Rejects
         Side::ChunkSet(c) => Ok(SortedSide::Set { stream: c.stream()?, unique: 0, data_len: c.data_len() }),
         Side::File(spec) => {
             let mut sorter = Sorter::new(SortConfig::new(mem, tmp, Schema::KEYS_ONLY));
-            let input = crate::input::for_each_key(spec, rejects, progress, |k| sorter.push(k, b""))?;
+            let input = crate::input::for_each_key(spec, rejects, progress, |k, _| sorter.push(k, b""))?;
             Ok(SortedSide::Sorted { out: sorter.finish()?, input })
         }
     }
@@ -277,6 +277,8 @@ pub struct SortJobConfig {
     pub tmp_dir: PathBuf,
     pub chunk_bytes: u64,
     pub quiet: bool,
+    /// Key mapping rules (see `keymap`): records get the mapped key and keep the original as `origin`.
+    pub key_map: Option<crate::keymap::KeyMap>,
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -293,19 +295,37 @@ pub struct SortSummary {
 
 pub fn sort(cfg: SortJobConfig) -> Result<SortSummary> {
     let t0 = Instant::now();
-    let writer = ChunkSetWriter::create(&cfg.out, Schema::KEYS_ONLY, cfg.overwrite)?;
+    let schema = if cfg.key_map.is_some() { Schema(Schema::ORIGIN) } else { Schema::KEYS_ONLY };
+    let writer = ChunkSetWriter::create(&cfg.out, schema, cfg.overwrite)?;
     let rejects = Rejects::new(Some(cfg.out.join("rejects.csv")));
     let total = cfg.inputs.iter().map(|i| i.len_hint()).sum::<Option<u64>>();
     let progress = if cfg.quiet { Progress::hidden() } else { Progress::start("keyrecon-sort", "reading", Unit::Bytes, total, false) };
-    let mut sorter = Sorter::new(SortConfig::new(cfg.mem, &cfg.tmp_dir, Schema::KEYS_ONLY));
+    let mut sorter = Sorter::new(SortConfig::new(cfg.mem, &cfg.tmp_dir, schema));
     let mut input = InputStats::default();
+    let (mut mapped, mut meta) = (Vec::new(), Vec::new());
+    let mut map_rejects = 0u64;
     for spec in &cfg.inputs {
-        let st = crate::input::for_each_key(spec, &rejects, &progress.counter, |k| sorter.push(k, b""))?;
+        let name = spec.display();
+        let st = crate::input::for_each_key(spec, &rejects, &progress.counter, |k, line| match &cfg.key_map {
+            None => sorter.push(k, b""),
+            Some(km) => match km.map_into(k, &mut mapped) {
+                Ok(()) => {
+                    meta.clear();
+                    crate::record::Meta { origin: Some(k.to_vec()), ..Default::default() }.encode(&mut meta);
+                    sorter.push(&mapped, &meta)
+                }
+                Err(reason) => {
+                    map_rejects += 1;
+                    rejects.reject(&name, line, &reason, k)
+                }
+            },
+        })?;
         input.records_read += st.records_read;
         input.blank += st.blank;
         input.rejected += st.rejected;
         input.bytes += st.bytes;
     }
+    input.rejected += map_rejects;
     let sort = sorter.finish_into(&writer, cfg.chunk_bytes)?;
     progress.finish();
     rejects.flush()?;

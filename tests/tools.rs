@@ -317,3 +317,22 @@ fn keys_with_newlines_need_nul_output() {
     assert_eq!(code(&o), 1);
     assert_eq!(w.read("out/missing-on-target.txt"), b"a\nb\0");
 }
+
+#[test]
+fn sort_key_map_carries_origin_into_the_diff_csv_and_rejects_with_line() {
+    let w = Workdir::new();
+    // 21 bytes ending in _1: the seed migration stored it without the suffix.
+    let s = w.write("s", b"t01aaaaaaaaaaaaaaaa_1\nt01bbbb\nxyz\n");
+    let sc = w.path("s.chunks");
+    let rules = "if length == 21 and ends-with _1 then strip-suffix _1; require-prefix t01";
+    let o = run(SORT, &[&s, &"--out", &sc, &"--key-map", &rules]);
+    assert_eq!(code(&o), 2, "a rejected key makes the exit code 2: {}", String::from_utf8_lossy(&o.stderr));
+    let rej = String::from_utf8_lossy(&w.read("s.chunks/rejects.csv")).into_owned();
+    assert!(rej.contains(",3,") && rej.contains("xyz") && rej.contains("t01"), "{rej}");
+    let t = w.write("t", b"t01bbbb\n");
+    let out = w.path("out");
+    let o = run(DIFF, &[&sc, &t, &"--out", &out]);
+    assert_eq!(code(&o), 1, "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(w.read("out/missing-on-target.txt"), b"t01aaaaaaaaaaaaaaaa\n");
+    assert_eq!(String::from_utf8_lossy(&w.read("out/missing-on-target.csv")), "key,origin\nt01aaaaaaaaaaaaaaaa,t01aaaaaaaaaaaaaaaa_1\n");
+}

@@ -35,6 +35,11 @@ struct Args {
     /// Target size of each chunk file.
     #[arg(long, default_value = "256M", value_parser = parse_size)]
     chunk_size: usize,
+    /// Map each key before sorting (rules inline, `;`-separated, or @FILE; language in keyrecon-list-cassandra
+    /// --help and src/keymap.rs). The chunk set then carries the original key as `origin`; keys a rule
+    /// rejects go to rejects.csv with the reason. Example: 'if length == 21 and ends-with _1 then strip-suffix _1'
+    #[arg(long, value_name = "RULES")]
+    key_map: Option<String>,
     /// No progress bar, no summary on stderr.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -57,6 +62,7 @@ fn main() {
             tmp_dir: a.tmp.clone().unwrap_or_else(keyrecon::sort::default_tmp),
             chunk_bytes: a.chunk_size as u64,
             quiet: a.quiet,
+            key_map: a.key_map.as_deref().map(keyrecon::keymap::KeyMap::from_arg).transpose().map_err(anyhow::Error::msg)?,
         })?;
         if !a.quiet {
             eprintln!(
