@@ -203,37 +203,33 @@ impl DiffWriter {
         }
     }
 
+    /// A key only in the source (missing on target).
     #[inline]
     pub fn only_source(&mut self, key: &[u8], meta: &[u8]) -> Result<()> {
         self.counts.missing_on_target += 1;
-        if self.writable(key) {
-            let t = self.opt.term;
-            self.mot.key(b"", key, t)?;
-            if let Some(c) = &mut self.combined {
-                c.key(b"+ ", key, t)?;
-            }
-        }
-        if let Some(csv) = &mut self.mot_csv {
-            let row = meta_row(&mut self.scratch, key, meta, self.opt.source_schema);
-            self.counts.bad_metadata += row.is_err() as u64;
-            let fields: Vec<&[u8]> = self.scratch.iter().map(|v| &v[..]).collect();
-            csv.row(&fields)?;
-        }
-        Ok(())
+        self.one_sided(true, key, meta)
     }
 
+    /// A key only in the target (missing on source).
     #[inline]
     pub fn only_target(&mut self, key: &[u8], meta: &[u8]) -> Result<()> {
         self.counts.missing_on_source += 1;
+        self.one_sided(false, key, meta)
+    }
+
+    #[inline]
+    fn one_sided(&mut self, source: bool, key: &[u8], meta: &[u8]) -> Result<()> {
+        let t = self.opt.term;
         if self.writable(key) {
-            let t = self.opt.term;
-            self.mos.key(b"", key, t)?;
+            let (file, marker) = if source { (&mut self.mot, b"+ ") } else { (&mut self.mos, b"- ") };
+            file.key(b"", key, t)?;
             if let Some(c) = &mut self.combined {
-                c.key(b"- ", key, t)?;
+                c.key(marker, key, t)?;
             }
         }
-        if let Some(csv) = &mut self.mos_csv {
-            let row = meta_row(&mut self.scratch, key, meta, self.opt.target_schema);
+        let (csv, schema) = if source { (&mut self.mot_csv, self.opt.source_schema) } else { (&mut self.mos_csv, self.opt.target_schema) };
+        if let Some(csv) = csv {
+            let row = meta_row(&mut self.scratch, key, meta, schema);
             self.counts.bad_metadata += row.is_err() as u64;
             let fields: Vec<&[u8]> = self.scratch.iter().map(|v| &v[..]).collect();
             csv.row(&fields)?;

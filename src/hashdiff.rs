@@ -389,43 +389,20 @@ fn join_partition(ws: &mut Workspace, sm: bool, tm: bool, cmp: &Comparator, want
     let Workspace { a, b, out, table, matched, btable, .. } = ws;
     // Source side: parse and insert.
     a.ents.clear();
-    let cap = (a.records * 2).next_power_of_two().max(64);
     table.clear();
-    table.resize(cap, 0);
-    let mask = cap - 1;
+    table.resize((a.records * 2).next_power_of_two().max(64), 0);
     let abytes = &a.bytes[..];
     let mut pos = 0usize;
     while pos < abytes.len() {
         let (koff, klen, end) = next_record(abytes, pos, sm)?;
         let key = &abytes[koff..koff + klen];
         let h = xxh3_64(key);
-        let tag = ((h >> 32) as u32) | 1;
-        let mut slot = h as usize & mask;
-        // The partition is chosen by the top bits of h, so slots use the low bits and the tag the high
-        // 32 (its partition bits are constant here; the rest still filter almost every false probe).
-        let mut dup = false;
-        loop {
-            let v = table[slot];
-            if v == 0 {
-                break;
+        match probe(table, h, key, &a.ents, abytes) {
+            Ok(_) => out.dup_a += 1,
+            Err(slot) => {
+                table[slot] = slot_value(h, a.ents.len());
+                a.ents.push(Ent { h, off: koff as u32, klen: klen as u32 });
             }
-            if (v >> 32) as u32 == tag {
-                let e = &a.ents[(v & 0xffff_ffff) as usize];
-                if e.h == h && &abytes[e.off as usize..e.off as usize + e.klen as usize] == key {
-                    dup = true;
-                    break;
-                }
-            }
-            slot = (slot + 1) & mask;
-        }
-        if dup {
-            out.dup_a += 1;
-        } else {
-            if a.ents.len() * 2 >= cap {
-                return Err(Error::Other("hash join table overflow".into()));
-            }
-            table[slot] = ((tag as u64) << 32) | a.ents.len() as u64;
-            a.ents.push(Ent { h, off: koff as u32, klen: klen as u32 });
         }
         pos = end;
     }
@@ -434,38 +411,18 @@ fn join_partition(ws: &mut Workspace, sm: bool, tm: bool, cmp: &Comparator, want
     matched.resize(a.ents.len(), false);
     // Target side: stream and probe; target-only keys are deduplicated in a second table.
     b.ents.clear();
-    let bcap = (b.records * 2).next_power_of_two().max(64);
     btable.clear();
-    btable.resize(bcap, 0);
-    let bmask = bcap - 1;
+    btable.resize((b.records * 2).next_power_of_two().max(64), 0);
     let bbytes = &b.bytes[..];
     let mut pos = 0usize;
     while pos < bbytes.len() {
         let (koff, klen, end) = next_record(bbytes, pos, tm)?;
         let key = &bbytes[koff..koff + klen];
         let h = xxh3_64(key);
-        let tag = ((h >> 32) as u32) | 1;
-        let mut slot = h as usize & mask;
-        let mut found = None;
-        loop {
-            let v = table[slot];
-            if v == 0 {
-                break;
-            }
-            if (v >> 32) as u32 == tag {
-                let j = (v & 0xffff_ffff) as usize;
-                let e = &a.ents[j];
-                if e.h == h && &abytes[e.off as usize..e.off as usize + e.klen as usize] == key {
-                    found = Some(j);
-                    break;
-                }
-            }
-            slot = (slot + 1) & mask;
-        }
         let this = Ent { h, off: koff as u32, klen: klen as u32 };
-        match found {
-            Some(j) if matched[j] => out.dup_b += 1,
-            Some(j) => {
+        match probe(table, h, key, &a.ents, abytes) {
+            Ok(j) if matched[j] => out.dup_b += 1,
+            Ok(j) => {
                 matched[j] = true;
                 out.unique_b += 1;
                 let bits = cmp.differs(a.meta(&a.ents[j], sm), b.meta(&this, tm), &mut out.counts);
@@ -479,33 +436,15 @@ fn join_partition(ws: &mut Workspace, sm: bool, tm: bool, cmp: &Comparator, want
                     }
                 }
             }
-            None => {
-                // Target only: first time we see it?
-                let mut slot = h as usize & bmask;
-                let mut dup = false;
-                loop {
-                    let v = btable[slot];
-                    if v == 0 {
-                        break;
-                    }
-                    if (v >> 32) as u32 == tag {
-                        let e = &b.ents[(v & 0xffff_ffff) as usize];
-                        if e.h == h && &bbytes[e.off as usize..e.off as usize + e.klen as usize] == key {
-                            dup = true;
-                            break;
-                        }
-                    }
-                    slot = (slot + 1) & bmask;
-                }
-                if dup {
-                    out.dup_b += 1;
-                } else {
-                    btable[slot] = ((tag as u64) << 32) | b.ents.len() as u64;
+            Err(_) => match probe(btable, h, key, &b.ents, bbytes) {
+                Ok(_) => out.dup_b += 1,
+                Err(slot) => {
+                    btable[slot] = slot_value(h, b.ents.len());
                     out.mos.push(b.ents.len() as u32);
                     out.unique_b += 1;
                     b.ents.push(this);
                 }
-            }
+            },
         }
         pos = end;
     }
@@ -515,6 +454,36 @@ fn join_partition(ws: &mut Workspace, sm: bool, tm: bool, cmp: &Comparator, want
         }
     }
     Ok(())
+}
+
+/// Looks up `key` (hash `h`) in an open-addressing table of indices into `ents` (whose keys live in
+/// `bytes`): `Ok(index)` if present, `Err(free slot)` where it would go. Slots are `tag << 32 | index`,
+/// 0 is empty; the slot comes from the low bits of `h` (the partition took the top bits) and the tag from
+/// the high 32, so almost every false probe is rejected without touching `ents`.
+#[inline(always)]
+fn probe(table: &[u64], h: u64, key: &[u8], ents: &[Ent], bytes: &[u8]) -> std::result::Result<usize, usize> {
+    let mask = table.len() - 1;
+    let tag = ((h >> 32) as u32) | 1;
+    let mut slot = h as usize & mask;
+    loop {
+        let v = table[slot];
+        if v == 0 {
+            return Err(slot);
+        }
+        if (v >> 32) as u32 == tag {
+            let j = (v & 0xffff_ffff) as usize;
+            let e = &ents[j];
+            if e.h == h && &bytes[e.off as usize..e.off as usize + e.klen as usize] == key {
+                return Ok(j);
+            }
+        }
+        slot = (slot + 1) & mask;
+    }
+}
+
+#[inline(always)]
+fn slot_value(h: u64, index: usize) -> u64 {
+    ((((h >> 32) as u32) | 1) as u64) << 32 | index as u64
 }
 
 /// Decodes the record at `pos`: (key offset, key length, end of record).
