@@ -30,6 +30,7 @@ pub mod job;
 pub mod merge;
 pub mod progress;
 pub mod sort;
+pub mod sources;
 pub mod error;
 pub mod record;
 
