@@ -143,7 +143,8 @@ fn prefix_start_after_and_end_before_select_keys() {
     let g = garage();
     let (bucket, keys) = awkward();
     let t = tmp();
-    let cases: &[(&[&str], Box<dyn Fn(&str) -> bool>)] = &[
+    type Want = Box<dyn Fn(&str) -> bool>;
+    let cases: &[(&[&str], Want)] = &[
         (&["--prefix", "a"], Box::new(|k: &str| k.starts_with('a'))),
         (&["--prefix", "unicodé/"], Box::new(|k: &str| k.starts_with("unicodé/"))),
         (&["--prefix", "nothing-here/"], Box::new(|_: &str| false)),

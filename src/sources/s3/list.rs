@@ -308,8 +308,9 @@ struct Counters {
     ranges_done: AtomicU64,
 }
 
-/// A global pause shared by all streams: `503 SlowDown` pushes it out (doubling up to 10 s), successes
-/// shrink the penalty again.
+/// A global pause shared by all streams: each `503 SlowDown` doubles a penalty (50 ms .. 10 s) and
+/// pauses every stream for about that long; each success halves it. Sustained throttling thus lowers
+/// the request rate of the whole lister, while an isolated 503 costs little.
 struct Throttle {
     state: Mutex<(Instant, Duration)>,
 }
@@ -324,12 +325,13 @@ impl Throttle {
     fn slow_down(&self) {
         let mut s = self.state.lock().unwrap();
         s.1 = (s.1 * 2).clamp(Duration::from_millis(50), Duration::from_secs(10));
-        s.0 = s.0.max(Instant::now() + s.1);
+        let pause = s.1.mul_f64(rand::thread_rng().gen_range(0.5..1.0));
+        s.0 = s.0.max(Instant::now() + pause);
     }
     fn ok(&self) {
         let mut s = self.state.lock().unwrap();
         if !s.1.is_zero() {
-            s.1 = if s.1 < Duration::from_millis(20) { Duration::ZERO } else { s.1 * 7 / 8 };
+            s.1 = if s.1 < Duration::from_millis(50) { Duration::ZERO } else { s.1 / 2 };
         }
     }
 }
@@ -348,6 +350,8 @@ struct Shared {
     throttle: Throttle,
     out: Out,
     messages: Mutex<Vec<String>>,
+    /// Complete parts (of this run and, when resuming, of earlier ones).
+    parts: Mutex<Vec<PartFile>>,
 }
 
 /// One decoded page: keys and metadata in one reused arena.
@@ -438,6 +442,15 @@ pub fn url_decode_into(s: &[u8], out: &mut Vec<u8>) -> Result<()> {
 }
 
 impl Shared {
+    /// Finishes a part file and remembers its key span (for finalization without rereading it).
+    fn close_part(&self, w: ChunkWriter) -> Result<()> {
+        let path = w.path().to_path_buf();
+        if let Some(st) = w.finish()? {
+            self.parts.lock().unwrap().push((st.first_key, st.last_key, path));
+        }
+        Ok(())
+    }
+
     fn note(&self, msg: String) {
         eprintln!("{TOOL}: {msg}");
         let mut m = self.messages.lock().unwrap();
@@ -542,7 +555,7 @@ impl Shared {
                         let w = part.as_mut().unwrap();
                         w.push(page.key(j), page.meta(j))?;
                         if w.records() >= self.cfg.chunk_keys {
-                            part.take().unwrap().finish()?;
+                            self.close_part(part.take().unwrap())?;
                         }
                     }
                     Out::Lines { terminator, .. } => {
@@ -570,7 +583,7 @@ impl Shared {
             }
         };
         if let Some(w) = part.take() {
-            w.finish()?;
+            self.close_part(w)?;
         }
         if outcome == St::Done {
             self.n.ranges_done.fetch_add(1, Relaxed);
@@ -606,14 +619,17 @@ fn part_id(name: &str) -> Option<u64> {
 
 /// Complete part files in `dir` (and chunk files of an interrupted finalization), with first and last
 /// keys. Removes temporary files of parts that were being written.
-fn scan_parts(dir: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>, PathBuf)>> {
+/// A complete part on disk: first key, last key, path.
+type PartFile = (Vec<u8>, Vec<u8>, PathBuf);
+
+fn scan_parts(dir: &Path) -> Result<Vec<PartFile>> {
     let mut v = Vec::new();
     for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let p = e?.path();
         let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
         if (name.starts_with(".part-") || name.starts_with(".chunk-")) && name.ends_with(".tmp") {
             std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
-        } else if part_id(&name).is_some() || (name.starts_with("chunk-") && name.ends_with(".krc")) {
+        } else if part_id(&name).is_some() || ((name.starts_with("chunk-") || name.starts_with("stage-")) && name.ends_with(".krc")) {
             let mut c = ChunkCursor::open(&p)?;
             let (mut first, mut last) = (None, Vec::new());
             while c.advance()? {
@@ -634,8 +650,7 @@ fn scan_parts(dir: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>, PathBuf)>> {
 }
 
 /// Renames parts into `chunk-NNNNNN.krc` in key order and writes the manifest (disjointness checked).
-fn finalize(dir: &Path, info: serde_json::Value) -> Result<u64> {
-    let mut parts = scan_parts(dir)?;
+fn finalize(dir: &Path, mut parts: Vec<PartFile>, info: serde_json::Value) -> Result<u64> {
     parts.sort();
     let staged: Vec<PathBuf> = parts
         .iter()
@@ -676,6 +691,7 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
         cfg.start_after.clone().map(String::into_bytes),
         cfg.end_before.clone().map_or(End::Open, |e| End::Excl(e.into_bytes())),
     );
+    let mut old_parts = Vec::new();
     let (out, slots, checkpoint, resumed) = match &sink {
         Sink::Lines { terminator } => {
             (Out::Lines { out: Mutex::new(std::io::BufWriter::with_capacity(1 << 20, std::io::stdout())), terminator: *terminator }, vec![first], None, false)
@@ -683,7 +699,8 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
         Sink::ChunkSet { dir, force, resume } => {
             let cp_path = dir.join(CHECKPOINT);
             if *resume {
-                let (slots, next) = load_resume(dir, &cp_path, &settings)?;
+                let (slots, next, parts) = load_resume(dir, &cp_path, &settings)?;
+                old_parts = parts;
                 (Out::Parts { dir: dir.clone(), next: AtomicU64::new(next) }, slots, Some(cp_path), true)
             } else {
                 prepare_fresh(dir, *force)?;
@@ -704,6 +721,7 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
         throttle: Throttle { state: Mutex::new((Instant::now(), Duration::ZERO)) },
         out,
         messages: Mutex::new(Vec::new()),
+        parts: Mutex::new(old_parts),
     });
     sh.n.ranges_done.store(done_before, Relaxed);
 
@@ -775,7 +793,8 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
     drop(g);
     if let Sink::ChunkSet { dir, .. } = &sink {
         if sum.complete {
-            sum.chunks = finalize(dir, serde_json::to_value(&sum)?)?;
+            let parts = std::mem::take(&mut *sh.parts.lock().unwrap());
+            sum.chunks = finalize(dir, parts, serde_json::to_value(&sum)?)?;
             let cp = dir.join(CHECKPOINT);
             std::fs::remove_file(&cp).with_context(|| format!("removing {}", cp.display()))?;
         }
@@ -808,8 +827,8 @@ fn prepare_fresh(dir: &Path, force: bool) -> Result<()> {
 }
 
 /// Rebuilds the ranges of an interrupted run: done ranges stay done, the others continue after the last
-/// key of the parts they hold. Returns the slots and the next part id.
-fn load_resume(dir: &Path, cp_path: &Path, settings: &CheckpointSettings) -> Result<(Vec<Slot>, u64)> {
+/// key of the parts they hold. Returns the slots, the next part id and the parts.
+fn load_resume(dir: &Path, cp_path: &Path, settings: &CheckpointSettings) -> Result<(Vec<Slot>, u64, Vec<PartFile>)> {
     let body = std::fs::read(cp_path).with_context(|| format!("--resume: reading {} (nothing to resume?)", cp_path.display()))?;
     let cp: Checkpoint = serde_json::from_slice(&body).with_context(|| format!("parsing {}", cp_path.display()))?;
     if cp.settings != *settings {
@@ -844,7 +863,7 @@ fn load_resume(dir: &Path, cp_path: &Path, settings: &CheckpointSettings) -> Res
             s.pos = Some(last.clone());
         }
     }
-    Ok((slots, next))
+    Ok((slots, next, parts))
 }
 
 fn spawn_ticker(sh: Arc<Shared>) -> tokio::task::JoinHandle<()> {
