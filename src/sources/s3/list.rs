@@ -177,6 +177,8 @@ enum Next {
 
 struct Sched {
     slots: Vec<Slot>,
+    /// Ranges may be split blindly (before their first page) until there are this many.
+    initial_streams: usize,
     pending: VecDeque<usize>,
     active: usize,
     splits: u64,
@@ -198,6 +200,13 @@ impl Sched {
         let mut best: Option<(f64, usize)> = None;
         for (i, s) in self.slots.iter().enumerate() {
             if s.state != St::Active {
+                continue;
+            }
+            // Only a stream that has returned a page is split (its page width says how much is left;
+            // splitting fresh ranges would let idle workers split each other's empty ranges forever),
+            // except for the first range, before any page, to start all streams at once.
+            let fresh = s.pos.is_none() && self.slots.len() < self.initial_streams;
+            if s.pos.is_none() && !fresh {
                 continue;
             }
             let w = ranges::width(s.lo(prefix), &s.end, prefix);
@@ -601,7 +610,9 @@ fn classify<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> (bool, bo
             let code = se.err().code().unwrap_or("");
             let status = Some(se.raw().status().as_u16());
             let slow = status == Some(503) || status == Some(429) || code == "SlowDown" || code == "Throttling";
-            let retryable = slow || status.is_some_and(|s| s >= 500) || matches!(code, "InternalError" | "RequestTimeout");
+            // A 2xx that could not be parsed (truncated or garbled body) is worth another try too.
+            let garbled = code.is_empty() && status.is_some_and(|s| (200..300).contains(&s));
+            let retryable = slow || garbled || status.is_some_and(|s| s >= 500) || matches!(code, "InternalError" | "RequestTimeout");
             (retryable, slow)
         }
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => (true, false),
@@ -710,7 +721,8 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
     };
     let pending: VecDeque<usize> = slots.iter().enumerate().filter(|(_, s)| s.state == St::Pending).map(|(i, _)| i).collect();
     let done_before = slots.iter().filter(|s| s.state == St::Done).count() as u64;
-    let sched = Sched { slots, pending, active: 0, splits: 0, checkpoint, settings };
+    let initial_streams = if resumed { 0 } else { cfg.parallel };
+    let sched = Sched { slots, initial_streams, pending, active: 0, splits: 0, checkpoint, settings };
     sched.save()?;
     let sh = Arc::new(Shared {
         client,

@@ -52,6 +52,9 @@ pub const MAX_KEY: usize = 1024;
 /// The last code point of the printable ASCII range used as a soft upper end for open ranges.
 const SOFT_CAP: u32 = 0x7F;
 
+/// The first printable character (space): split points avoid control characters when they can.
+const PRINTABLE: u32 = 0x20;
+
 /// A key `mid` with `lo < mid` and `mid` strictly inside `end` (for an inclusive end, `mid < end` so
 /// both halves are non-empty key spaces), valid UTF-8, or `None` if there is no such key (or only
 /// keys longer than [`MAX_KEY`]). `prefix` is the listing prefix; it guides guesses for open ends.
@@ -74,6 +77,11 @@ pub fn split_point(lo: &[u8], end: &End, prefix: &[u8]) -> Option<Vec<u8>> {
             }
         }
     };
+    // No control characters in split points unless the keys around have them: servers echo StartAfter
+    // in XML, where most control characters cannot appear (the range just stays whole).
+    if mid.iter().any(|&c| c < PRINTABLE) && !lo_c.iter().any(|&c| c < PRINTABLE) {
+        return None;
+    }
     let mid = to_utf8(&mid);
     debug_assert!(&mid[..] > lo && end.admits(&mid) && end.bound() != Some(&mid[..]));
     (mid.len() <= MAX_KEY).then_some(mid)
@@ -126,7 +134,11 @@ fn between(a: u32, b: u32) -> Option<u32> {
     if b <= a + 1 {
         return None;
     }
-    let m = a + (b - a) / 2;
+    let mut m = a + (b - a) / 2;
+    // Prefer a printable split point: servers echo StartAfter in XML, where control characters break.
+    if m < PRINTABLE && a < PRINTABLE && PRINTABLE < b {
+        m = PRINTABLE;
+    }
     if is_scalar(m) {
         return Some(m);
     }
@@ -157,7 +169,7 @@ fn mid_between(lo: &[u32], hi: &[u32]) -> Option<Vec<u32>> {
         let b = hi[c];
         let mut v = lo.to_vec();
         if b >= 1 {
-            let m = b / 2;
+            let m = if b > PRINTABLE { (b / 2).max(PRINTABLE) } else { b / 2 };
             v.push(if is_scalar(m) { m } else { 0xD7FF });
             return Some(v);
         }
@@ -202,7 +214,7 @@ mod tests {
             ("", End::Incl(b"b".to_vec()), ""),
             ("a", End::Incl(b"b".to_vec()), ""),
             ("a", End::Incl(b"a0".to_vec()), ""),
-            ("a", End::Excl(b"a\x01".to_vec()), ""),
+            ("a\x01", End::Excl(b"a\x03".to_vec()), ""),
             ("ab", End::Incl(b"ac".to_vec()), ""),
             ("abz~~", End::Incl(b"ac".to_vec()), ""),
             ("0000", End::Open, ""),
@@ -221,12 +233,21 @@ mod tests {
         }
         // No key strictly between a key and its successor-by-NUL, or past an exclusive end.
         assert_eq!(check("a", End::Incl(b"a\0".to_vec()), ""), None);
+        assert_eq!(check("", End::Incl(b" ".to_vec()), ""), None, "only control characters below a space");
         assert_eq!(check("b", End::Excl(b"b".to_vec()), ""), None);
         assert_eq!(check("c", End::Incl(b"b".to_vec()), ""), None);
         // Too long to be a key.
         let long = "x".repeat(MAX_KEY);
         let long_hi = format!("{long}\u{1}");
         assert_eq!(check(&long, End::Incl(long_hi.into_bytes()), ""), None);
+    }
+
+    #[test]
+    fn split_points_avoid_control_characters() {
+        for (lo, hi) in [("", "0"), ("", "\""), ("a", "a0"), ("ab", "b")] {
+            let m = check(lo, End::Incl(hi.as_bytes().to_vec()), "").unwrap();
+            assert!(m.chars().all(|c| c >= ' '), "{lo:?} {hi:?} -> {m:?}");
+        }
     }
 
     #[test]
