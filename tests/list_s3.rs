@@ -270,7 +270,7 @@ fn interrupted_listing_resumes_after_kill() {
     let args = ["--bucket", bucket.as_str(), "--out", s(&dir), "-j", "2", "--page-size", "50", "--chunk-keys", "100", "-q"];
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keyrecon-list-s3"))
         .args(args)
-        .args(["--endpoint-url", &p.endpoint, "--region", support_s3::REGION])
+        .args(["--endpoint-url", &p.endpoint, "--region", &g.region])
         .env("AWS_ACCESS_KEY_ID", &g.access_key)
         .env("AWS_SECRET_ACCESS_KEY", &g.secret_key)
         .env("AWS_EC2_METADATA_DISABLED", "true")

@@ -5,7 +5,8 @@
 //! Garage runs from the installed binary (`$GARAGE_BIN`, `PATH` or `~/.cargo/bin`); without it the
 //! tests fail and say to run `scripts/install-garage.sh`. It listens on random free ports of 127.0.0.1,
 //! keeps its data in a temporary directory, and dies with the test process (`PR_SET_PDEATHSIG` on a
-//! thread that lives as long as the process).
+//! thread that lives as long as the process). `KEYRECON_TEST_S3_ENDPOINT` (with `_REGION`, `_ACCESS_KEY`,
+//! `_SECRET_KEY`) runs the same tests against another S3 server instead.
 #![allow(dead_code)]
 
 pub mod proxy;
@@ -25,6 +26,7 @@ pub const REGION: &str = "garage";
 
 pub struct Garage {
     pub endpoint: String,
+    pub region: String,
     pub access_key: String,
     pub secret_key: String,
     pub dir: PathBuf,
@@ -64,6 +66,18 @@ fn rand_hex(n: usize) -> String {
 }
 
 fn start_garage() -> Garage {
+    // Opt-in: the same tests against another S3 server (Ceph, MinIO, moto), never a silent skip.
+    if let Ok(endpoint) = std::env::var("KEYRECON_TEST_S3_ENDPOINT") {
+        let var = |n: &str, d: &str| std::env::var(n).unwrap_or_else(|_| d.to_string());
+        return Garage {
+            endpoint,
+            region: var("KEYRECON_TEST_S3_REGION", "us-east-1"),
+            access_key: var("KEYRECON_TEST_S3_ACCESS_KEY", "test"),
+            secret_key: var("KEYRECON_TEST_S3_SECRET_KEY", "test"),
+            dir: std::env::temp_dir(),
+            pid: 0,
+        };
+    }
     let bin = find_garage();
     let base = std::env::temp_dir();
     // Data directories of earlier test processes that are gone.
@@ -142,7 +156,7 @@ root_domain = ".s3.garage.localhost"
         }
     });
     let pid = rx.recv().unwrap().unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-    let g = Garage { endpoint: format!("http://127.0.0.1:{s3_port}"), access_key, secret_key, dir, pid };
+    let g = Garage { endpoint: format!("http://127.0.0.1:{s3_port}"), region: REGION.to_string(), access_key, secret_key, dir, pid };
     g.wait_ready();
     g
 }
@@ -172,7 +186,7 @@ impl Garage {
         let conf = aws_sdk_s3::config::Builder::new()
             .behavior_version(BehaviorVersion::latest())
             .endpoint_url(&self.endpoint)
-            .region(Region::new(REGION))
+            .region(Region::new(self.region.clone()))
             .credentials_provider(Credentials::new(&self.access_key, &self.secret_key, None, None, "test"))
             .force_path_style(true)
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
@@ -219,7 +233,7 @@ impl Garage {
     pub fn list_via(&self, endpoint: &str, args: &[&str]) -> Output {
         let out = Command::new(env!("CARGO_BIN_EXE_keyrecon-list-s3"))
             .args(args)
-            .args(["--endpoint-url", endpoint, "--region", REGION])
+            .args(["--endpoint-url", endpoint, "--region", &self.region])
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", std::env::temp_dir())
