@@ -6,7 +6,7 @@ set -euo pipefail
 VERSION=2.5.0
 export PATH="$HOME/.cargo/bin:$PATH"
 for cand in "${GARAGE_BIN:-}" "$(command -v garage 2>/dev/null || true)" "$HOME/.cargo/bin/garage"; do
-  if [ -n "$cand" ] && [ -x "$cand" ] && "$cand" --version 2>/dev/null | grep -q "v$VERSION"; then
+  if [ -n "$cand" ] && [ -x "$cand" ] && "$cand" --version 2>/dev/null | grep -Eq "(^|[^0-9.])${VERSION//./\\.}([^0-9]|$)"; then
     echo "garage $VERSION already installed: $cand"
     exit 0
   fi
