@@ -48,7 +48,7 @@ run() { # name, command (stdout = keys or nothing; key count from file when $COU
   local name=$1; shift
   local t0 t1 keys rss
   t0=$(date +%s.%N)
-  keys=$( { /usr/bin/time -f "%M" -o "$DATA/rss" bash -c "$*" ; } | wc -l)
+  keys=$( { /usr/bin/time -f "%M" -o "$DATA/rss" bash -c "$*" || echo "FAILED: $name" >&2; } | wc -l)
   t1=$(date +%s.%N)
   rss=$(( $(cat "$DATA/rss") / 1024 ))
   if [ -n "${COUNT_FROM:-}" ]; then keys=$(python3 -c "import json;print(json.load(open('$COUNT_FROM'))['keys_listed'])"); fi
@@ -60,8 +60,9 @@ COUNT_FROM=$OUT/summary.json run "keyrecon-list-s3 -j $PARALLEL (chunk set)" "$B
 run "keyrecon-list-s3 -j $PARALLEL --out - (lines)" "$BIN --bucket $BUCKET --endpoint-url $S3_ENDPOINT --region garage -j $PARALLEL --out - -q"
 run "keyrecon-list-s3 -j 1 --out - (one stream)" "$BIN --bucket $BUCKET --endpoint-url $S3_ENDPOINT --region garage -j 1 --out - -q"
 run "s5cmd ls" "s5cmd --endpoint-url $S3_ENDPOINT ls 's3://$BUCKET/*'"
-run "rclone lsf -R" "rclone lsf -R garage:$BUCKET"
-run "rclone lsf -R --fast-list" "rclone lsf -R --fast-list garage:$BUCKET"
+# rclone 1.60 cannot combine AWS_CA_BUNDLE (set on some machines) with its own HTTP transport.
+run "rclone lsf -R" "env -u AWS_CA_BUNDLE rclone lsf -R garage:$BUCKET"
+run "rclone lsf -R --fast-list" "env -u AWS_CA_BUNDLE rclone lsf -R --fast-list garage:$BUCKET"
 if [ -z "${SKIP_AWS:-}" ]; then
   run "aws s3api list-objects-v2" "aws --endpoint-url $S3_ENDPOINT s3api list-objects-v2 --bucket $BUCKET --query 'Contents[].[Key]' --output text"
 fi

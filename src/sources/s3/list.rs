@@ -46,6 +46,8 @@ pub const SCHEMA: Schema = Schema(Schema::SIZE | Schema::ETAG | Schema::MTIME | 
 pub const CHECKPOINT: &str = "checkpoint.json";
 pub const SUMMARY: &str = "summary.json";
 const TOOL: &str = "keyrecon-list-s3";
+/// log2 of the number of pages a range must have left (by its last page's width) to be split.
+const MIN_SPLIT_PAGES_LOG2: f64 = 3.0;
 
 /// Retries of one page: up to `max_retries` more attempts, sleeping a random time in
 /// `[0, min(cap, base * 2^attempt))` before each ("full jitter").
@@ -153,13 +155,19 @@ struct Slot {
     /// Last key listed (and written, if inside the age window) by this range's stream.
     pos: Option<Vec<u8>>,
     state: St,
-    /// log2 width of the last page (see [`ranges::width`]); a range narrower than two pages is not split.
+    /// log2 width of the last page (see [`ranges::width`]); a range narrower than 8 pages is not split.
     page_width: f64,
+    /// The range this one was split from, and keys this one listed: an empty split-off range means the
+    /// parent's split point was a bad guess (e.g. the empty key space above the last key).
+    parent: Option<usize>,
+    listed: u64,
+    /// log2 of extra pages required before this range is split again (+1 per empty split-off range).
+    split_penalty: f64,
 }
 
 impl Slot {
     fn new(after: Option<Vec<u8>>, end: End) -> Slot {
-        Slot { after, end, pos: None, state: St::Pending, page_width: f64::NEG_INFINITY }
+        Slot { after, end, pos: None, state: St::Pending, page_width: f64::NEG_INFINITY, parent: None, listed: 0, split_penalty: 0.0 }
     }
     fn lo<'a>(&'a self, prefix: &'a [u8]) -> &'a [u8] {
         self.pos.as_deref().or(self.after.as_deref()).map_or(prefix, |k| k.max(prefix))
@@ -210,7 +218,9 @@ impl Sched {
                 continue;
             }
             let w = ranges::width(s.lo(prefix), &s.end, prefix);
-            if w == f64::NEG_INFINITY || (s.pos.is_some() && w <= s.page_width + 1.0) {
+            // Each split wastes about one page (the old stream's page that crosses the split point), so
+            // only ranges with an estimated 8+ pages left are worth it.
+            if w == f64::NEG_INFINITY || (s.pos.is_some() && w <= s.page_width + MIN_SPLIT_PAGES_LOG2 + s.split_penalty) {
                 continue;
             }
             if best.is_none_or(|(bw, _)| w > bw) {
@@ -223,6 +233,7 @@ impl Sched {
         let upper = std::mem::replace(&mut self.slots[i].end, End::Incl(mid.clone()));
         let mut new = Slot::new(Some(mid), upper);
         new.state = St::Active;
+        new.parent = Some(i);
         self.slots.push(new);
         self.active += 1;
         self.splits += 1;
@@ -232,6 +243,11 @@ impl Sched {
 
     fn finish(&mut self, i: usize, state: St) -> Result<()> {
         self.slots[i].state = state;
+        if state == St::Done && self.slots[i].listed == 0 {
+            if let Some(p) = self.slots[i].parent {
+                self.slots[p].split_penalty += 1.0;
+            }
+        }
         self.active -= 1;
         self.save()
     }
@@ -540,6 +556,7 @@ impl Shared {
                 let mut g = self.sched.lock().unwrap();
                 let s = &mut g.slots[i];
                 let n = (0..page.recs.len()).take_while(|&j| s.end.admits(page.key(j))).count();
+                s.listed += n as u64;
                 if n > 0 {
                     let last = page.key(n - 1);
                     s.page_width = ranges::span(s.lo(prefix), last);
