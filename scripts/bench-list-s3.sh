@@ -57,6 +57,7 @@ run() { # name, command (stdout = keys or nothing; key count from file when $COU
   echo "$name: ${secs}s, $keys keys, ${rss} MiB" >&2
 }
 COUNT_FROM=$OUT/summary.json run "keyrecon-list-s3 -j $PARALLEL (chunk set)" "$BIN --bucket $BUCKET --endpoint-url $S3_ENDPOINT --region garage -j $PARALLEL --out $OUT --force -q"
+COUNT_FROM=$OUT/summary.json run "keyrecon-list-s3 -j 4 (chunk set)" "$BIN --bucket $BUCKET --endpoint-url $S3_ENDPOINT --region garage -j 4 --out $OUT --force -q"
 run "keyrecon-list-s3 -j $PARALLEL --out - (lines)" "$BIN --bucket $BUCKET --endpoint-url $S3_ENDPOINT --region garage -j $PARALLEL --out - -q"
 run "keyrecon-list-s3 -j 1 --out - (one stream)" "$BIN --bucket $BUCKET --endpoint-url $S3_ENDPOINT --region garage -j 1 --out - -q"
 run "s5cmd ls" "s5cmd --endpoint-url $S3_ENDPOINT ls 's3://$BUCKET/*'"
