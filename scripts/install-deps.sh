@@ -8,3 +8,5 @@ need comm || missing+=(coreutils)
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${missing[@]}"
 fi
+# Garage 2.5.0, the S3 server of the keyrecon-list-s3 tests (reuses an installed binary).
+"$(dirname "$0")/install-garage.sh"

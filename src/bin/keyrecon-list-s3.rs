@@ -1,0 +1,197 @@
+//! keyrecon-list-s3: list an S3 bucket (or read its S3 Inventory) into a chunk set for keyrecon-diff.
+//! Flags -> config -> `keyrecon::sources::s3` -> exit code (0 complete, 2 trouble or unfinished ranges).
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use keyrecon::sources::s3::{self, client::ClientOptions, inventory::InventoryConfig, list::{ListConfig, RetryPolicy, Sink}, Cutoff};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// List an S3 bucket with many parallel streams over disjoint key ranges (no dependence on prefixes),
+/// or read an S3 Inventory report, into a chunk set that keyrecon-diff reads directly.
+///
+/// Credentials and region follow the AWS conventions (environment, ~/.aws/config and credentials,
+/// --profile, SSO, instance roles). For S3-compatible servers pass --endpoint-url (path-style then).
+///
+/// Exit codes: 0 complete; 2 trouble, including pages that failed after all retries (their ranges stay
+/// unfinished: rerun with --resume to continue them).
+///
+/// Examples:
+///   keyrecon-list-s3 --bucket photos --parallel 32 --out photos.chunks
+///   keyrecon-list-s3 --bucket photos --prefix 2024/ --max-age 30d --out - | wc -l
+///   keyrecon-list-s3 --inventory s3://inv/photos/all/2024-05-01T01-00Z/manifest.json --out photos.chunks
+#[derive(Parser, Debug)]
+#[command(name = "keyrecon-list-s3", version, verbatim_doc_comment)]
+struct Args {
+    /// Bucket to list (not needed with a local --inventory).
+    #[arg(long)]
+    bucket: Option<String>,
+    /// Only keys starting with this prefix.
+    #[arg(long, default_value = "")]
+    prefix: String,
+    /// Output: a chunk set directory, or `-` for plain keys on stdout.
+    #[arg(long, short)]
+    out: PathBuf,
+    /// Output format: `chunks` (a chunk set) or `lines` (keys, one per line, to --out or stdout).
+    #[arg(long, default_value = "chunks", value_parser = ["chunks", "lines"])]
+    format: String,
+    /// With lines output: NUL-terminate keys instead of newline (keys may contain newlines).
+    #[arg(short = 'z', long = "null-data")]
+    null: bool,
+    /// Parallel list streams (ranges are split dynamically to keep them all busy).
+    #[arg(long, short = 'j', default_value_t = 16)]
+    parallel: usize,
+    /// Keys per ListObjectsV2 request (S3 caps it at 1000).
+    #[arg(long, default_value_t = 1000)]
+    page_size: i32,
+    /// Only keys after this one (exclusive).
+    #[arg(long, value_name = "KEY")]
+    start_after: Option<String>,
+    /// Only keys before this one (exclusive).
+    #[arg(long, value_name = "KEY")]
+    end_before: Option<String>,
+    /// Only objects modified at most this long ago (e.g. 7d, 36h).
+    #[arg(long, value_name = "AGE")]
+    max_age: Option<String>,
+    /// Only objects modified at least this long ago (e.g. 1h).
+    #[arg(long, value_name = "AGE")]
+    min_age: Option<String>,
+    /// Only objects modified at or after this time (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    modified_since: Option<String>,
+    /// Only objects modified at or before this time (RFC 3339), e.g. when dual writes began.
+    #[arg(long, value_name = "TIME")]
+    modified_before: Option<String>,
+    /// Read this S3 Inventory manifest.json (local path or s3://bucket/key) instead of listing.
+    #[arg(long, value_name = "MANIFEST")]
+    inventory: Option<String>,
+    /// S3 endpoint (S3-compatible servers); switches to path-style addressing.
+    #[arg(long, value_name = "URL")]
+    endpoint_url: Option<String>,
+    /// AWS region (default: from the AWS configuration, else us-east-1).
+    #[arg(long)]
+    region: Option<String>,
+    /// AWS profile from ~/.aws/config.
+    #[arg(long)]
+    profile: Option<String>,
+    /// Virtual-host addressing even with --endpoint-url.
+    #[arg(long)]
+    virtual_host: bool,
+    /// Retries of a failed page before it counts as an error.
+    #[arg(long, default_value_t = 10)]
+    max_retries: u32,
+    /// First retry backoff in milliseconds (doubles per retry, random jitter, capped at 20 s).
+    #[arg(long, default_value_t = 100)]
+    retry_base_ms: u64,
+    /// Timeout of one request, in seconds.
+    #[arg(long, default_value_t = 120)]
+    request_timeout: u64,
+    /// Records per chunk file (also how much a resume may relist per range).
+    #[arg(long, default_value_t = 1_000_000)]
+    chunk_keys: u64,
+    /// Continue an interrupted listing in --out (unfinished ranges only).
+    #[arg(long)]
+    resume: bool,
+    /// Replace an existing chunk set or unfinished listing in --out.
+    #[arg(long)]
+    force: bool,
+    /// Memory for sorting an inventory (e.g. 1G).
+    #[arg(long, default_value = "1G", value_parser = keyrecon::cli::parse_size)]
+    mem: usize,
+    /// No progress output.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+fn main() {
+    keyrecon::cli::main_with("keyrecon-list-s3", || run(Args::parse()));
+}
+
+fn run(a: Args) -> Result<i32> {
+    let now = s3::now_us();
+    let mut cutoff = Cutoff::default();
+    if let Some(x) = &a.max_age {
+        cutoff.narrow(Some(now - s3::parse_age(x).context("--max-age")?.as_micros() as i64), None);
+    }
+    if let Some(x) = &a.min_age {
+        cutoff.narrow(None, Some(now - s3::parse_age(x).context("--min-age")?.as_micros() as i64));
+    }
+    if let Some(x) = &a.modified_since {
+        cutoff.narrow(Some(s3::parse_time_us(x).context("--modified-since")?), None);
+    }
+    if let Some(x) = &a.modified_before {
+        cutoff.narrow(None, Some(s3::parse_time_us(x).context("--modified-before")?));
+    }
+    let copts = ClientOptions {
+        endpoint_url: a.endpoint_url.clone(),
+        region: a.region.clone(),
+        profile: a.profile.clone(),
+        path_style: a.virtual_host.then_some(false),
+        attempt_timeout: Some(Duration::from_secs(a.request_timeout)),
+    };
+    let to_stdout = a.out.as_os_str() == "-";
+    let lines = to_stdout || a.format == "lines";
+
+    if let Some(manifest) = &a.inventory {
+        if lines || a.resume {
+            bail!("--inventory writes a chunk set: --out must be a directory, without --format lines or --resume");
+        }
+        let client = if manifest.starts_with("s3://") {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            Some(rt.block_on(s3::client::build(&copts))?)
+        } else {
+            None
+        };
+        let cfg = InventoryConfig {
+            manifest: manifest.clone(),
+            prefix: a.prefix.clone(),
+            start_after: a.start_after.clone(),
+            end_before: a.end_before.clone(),
+            cutoff,
+            parallel: a.parallel,
+            mem: a.mem,
+            tmp_dir: a.out.clone(),
+            chunk_bytes: 256 << 20,
+        };
+        let sum = s3::inventory::read_inventory(client.as_ref(), &cfg, &a.out, a.force)?;
+        if !a.quiet {
+            eprintln!("keyrecon-list-s3: {}", sum.paragraph());
+        }
+        return Ok(0);
+    }
+
+    let Some(bucket) = a.bucket.clone() else { bail!("--bucket is required (or --inventory)") };
+    if lines && a.resume {
+        bail!("--resume needs a chunk-set --out (lines output cannot be resumed)");
+    }
+    if lines && !to_stdout {
+        bail!("--format lines writes to stdout: use --out -");
+    }
+    let cfg = ListConfig {
+        bucket,
+        prefix: a.prefix.clone(),
+        start_after: a.start_after.clone(),
+        end_before: a.end_before.clone(),
+        parallel: a.parallel,
+        page_size: a.page_size.clamp(1, 1000),
+        cutoff,
+        retry: RetryPolicy { max_retries: a.max_retries, base: Duration::from_millis(a.retry_base_ms), cap: Duration::from_secs(20) },
+        chunk_keys: a.chunk_keys.max(1),
+        quiet: a.quiet,
+    };
+    let sink = if lines {
+        Sink::Lines { terminator: if a.null { 0 } else { b'\n' } }
+    } else {
+        Sink::ChunkSet { dir: a.out.clone(), force: a.force, resume: a.resume }
+    };
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build().context("starting tokio")?;
+    let sum = rt.block_on(async {
+        let client = s3::client::build(&copts).await?;
+        s3::list::list(client, cfg, sink).await
+    })?;
+    if !a.quiet || !sum.complete {
+        eprintln!("keyrecon-list-s3: {}", sum.paragraph());
+    }
+    Ok(if sum.complete && sum.errors == 0 { 0 } else { 2 })
+}

@@ -1,0 +1,930 @@
+//! The parallel, range-partitioned lister: `--parallel N` ListObjectsV2 streams over disjoint key ranges
+//! (see [`super::ranges`]), with work stealing, retries, a shared slow-down, a checkpoint for `--resume`,
+//! and output to a chunk set or to stdout.
+//!
+//! ```text
+//!  Sched (mutex): ranges [(after, end, pos, state)]      workers (tokio tasks, N of them)
+//!   pending ──────────────────────────────────────────►  take a pending range, or split the widest
+//!   split(widest active) = (after, Incl(mid)) + (mid, end)   active one (work stealing) and take the
+//!                                                        upper half; list it page by page:
+//!   pos := last key of each page, under the mutex  ◄────  keys admitted by `end` (read under the mutex)
+//!   checkpoint.json rewritten on every split/finish        are written, a key past `end` stops the stream
+//! ```
+//! Invariants: a key is written only by the range that holds it, and only after `pos` (under the mutex)
+//! covers it, and a split point is always above `pos`; so a split never takes a key already written,
+//! and never leaves one out. A page that fails after all retries is counted, reported, leaves its range
+//! unfinished (exit code 2) and is never skipped.
+//!
+//! Chunk-set output: each stream writes "parts" (`part-NNNNNN.krc`, chunk format, sorted, at most
+//! `chunk_keys` records) into the chunk-set directory. When every range is done, parts are renamed into
+//! `chunk-NNNNNN.krc` in key order and the manifest is written with `disjoint: true` (checked by the
+//! chunk-set writer). `checkpoint.json` lists the ranges; on `--resume`, a range continues after the
+//! last key of the parts it holds, so only unfinished work is listed again.
+
+use super::ranges::{self, End};
+use super::{hex, Cutoff};
+use crate::chunk::reader::{ChunkCursor, SortedCursor};
+use crate::chunk::set::{unhex, Producer};
+use crate::chunk::{ChunkSetWriter, ChunkWriter};
+use crate::record::{put_bytes, put_varint, Schema};
+use anyhow::{anyhow, bail, Context, Result};
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
+use aws_sdk_s3::types::EncodingType;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Fields of the records the lister writes.
+pub const SCHEMA: Schema = Schema(Schema::SIZE | Schema::ETAG | Schema::MTIME | Schema::CLASS);
+pub const CHECKPOINT: &str = "checkpoint.json";
+pub const SUMMARY: &str = "summary.json";
+const TOOL: &str = "keyrecon-list-s3";
+/// log2 of the number of pages a range must have left (by its last page's width) to be split.
+const MIN_SPLIT_PAGES_LOG2: f64 = 3.0;
+
+/// Retries of one page: up to `max_retries` more attempts, sleeping a random time in
+/// `[0, min(cap, base * 2^attempt))` before each ("full jitter").
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    pub max_retries: u32,
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { max_retries: 10, base: Duration::from_millis(100), cap: Duration::from_secs(20) }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ListConfig {
+    pub bucket: String,
+    pub prefix: String,
+    pub start_after: Option<String>,
+    pub end_before: Option<String>,
+    pub parallel: usize,
+    /// MaxKeys per request (S3 caps it at 1000).
+    pub page_size: i32,
+    pub cutoff: Cutoff,
+    pub retry: RetryPolicy,
+    /// Records per part file (resume granularity).
+    pub chunk_keys: u64,
+    pub quiet: bool,
+}
+
+/// Where listed records go.
+#[derive(Clone, Debug)]
+pub enum Sink {
+    /// A chunk set directory. `force` replaces an existing set; `resume` continues an unfinished one.
+    ChunkSet { dir: PathBuf, force: bool, resume: bool },
+    /// Plain keys on stdout, `\n`- or NUL-terminated, in listing order (sorted with one stream; with
+    /// several, each stream's keys are sorted but streams interleave).
+    Lines { terminator: u8 },
+}
+
+/// What a listing did; written to `summary.json` and into the manifest's `info`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ListSummary {
+    pub bucket: String,
+    pub prefix: String,
+    pub complete: bool,
+    pub resumed: bool,
+    pub keys_listed: u64,
+    pub keys_written: u64,
+    pub keys_filtered: u64,
+    pub bytes: u64,
+    pub pages: u64,
+    pub retries: u64,
+    pub slowdowns: u64,
+    pub errors: u64,
+    pub error_messages: Vec<String>,
+    pub parallel: usize,
+    pub ranges: u64,
+    pub ranges_done: u64,
+    pub ranges_failed: u64,
+    pub splits: u64,
+    pub chunks: u64,
+    pub elapsed_s: f64,
+    pub keys_per_s: f64,
+    pub peak_rss_bytes: u64,
+}
+
+impl ListSummary {
+    /// The one-paragraph summary printed on stderr.
+    pub fn paragraph(&self) -> String {
+        let mut s = format!(
+            "listed {} keys ({} written, {} outside the age window, {} bytes) from s3://{}/{} in {:.2}s ({:.0} keys/s) with {} streams over {} ranges ({} splits): {} pages, {} retries, {} slow-downs, {} errors; peak RSS {} MiB.",
+            self.keys_listed, self.keys_written, self.keys_filtered, self.bytes, self.bucket, self.prefix, self.elapsed_s,
+            self.keys_per_s, self.parallel, self.ranges, self.splits, self.pages, self.retries, self.slowdowns, self.errors,
+            self.peak_rss_bytes >> 20
+        );
+        if !self.complete {
+            s.push_str(&format!(
+                " INCOMPLETE: {} of {} ranges not finished; rerun with --resume to continue them.",
+                self.ranges - self.ranges_done,
+                self.ranges
+            ));
+        }
+        s
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Ranges and the scheduler
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum St {
+    Pending,
+    Active,
+    Done,
+    Failed,
+}
+
+#[derive(Clone, Debug)]
+struct Slot {
+    after: Option<Vec<u8>>,
+    end: End,
+    /// Last key listed (and written, if inside the age window) by this range's stream.
+    pos: Option<Vec<u8>>,
+    state: St,
+    /// log2 width of the last page (see [`ranges::width`]); a range narrower than 8 pages is not split.
+    page_width: f64,
+    /// The range this one was split from, and keys this one listed: an empty split-off range means the
+    /// parent's split point was a bad guess (e.g. the empty key space above the last key).
+    parent: Option<usize>,
+    listed: u64,
+    /// log2 of extra pages required before this range is split again (+1 per empty split-off range).
+    split_penalty: f64,
+}
+
+impl Slot {
+    fn new(after: Option<Vec<u8>>, end: End) -> Slot {
+        Slot { after, end, pos: None, state: St::Pending, page_width: f64::NEG_INFINITY, parent: None, listed: 0, split_penalty: 0.0 }
+    }
+    fn lo<'a>(&'a self, prefix: &'a [u8]) -> &'a [u8] {
+        self.pos.as_deref().or(self.after.as_deref()).map_or(prefix, |k| k.max(prefix))
+    }
+    fn contains(&self, key: &[u8]) -> bool {
+        self.after.as_deref().is_none_or(|a| key > a) && self.end.admits(key)
+    }
+}
+
+enum Next {
+    Work(usize),
+    Wait,
+    Finished,
+}
+
+struct Sched {
+    slots: Vec<Slot>,
+    /// Ranges may be split blindly (before their first page) until there are this many.
+    initial_streams: usize,
+    pending: VecDeque<usize>,
+    active: usize,
+    splits: u64,
+    checkpoint: Option<PathBuf>,
+    settings: CheckpointSettings,
+}
+
+impl Sched {
+    fn next_work(&mut self, prefix: &[u8]) -> Result<Next> {
+        if let Some(i) = self.pending.pop_front() {
+            self.slots[i].state = St::Active;
+            self.active += 1;
+            return Ok(Next::Work(i));
+        }
+        if self.active == 0 {
+            return Ok(Next::Finished);
+        }
+        // Work stealing: split the widest active range that is more than two pages wide.
+        let mut best: Option<(f64, usize)> = None;
+        for (i, s) in self.slots.iter().enumerate() {
+            if s.state != St::Active {
+                continue;
+            }
+            // Only a stream that has returned a page is split (its page width says how much is left;
+            // splitting fresh ranges would let idle workers split each other's empty ranges forever),
+            // except for the first range, before any page, to start all streams at once.
+            let fresh = s.pos.is_none() && self.slots.len() < self.initial_streams;
+            if s.pos.is_none() && !fresh {
+                continue;
+            }
+            let w = ranges::width(s.lo(prefix), &s.end, prefix);
+            // Each split wastes about one page (the old stream's page that crosses the split point), so
+            // only ranges with an estimated 8+ pages left are worth it.
+            if w == f64::NEG_INFINITY || (s.pos.is_some() && w <= s.page_width + MIN_SPLIT_PAGES_LOG2 + s.split_penalty) {
+                continue;
+            }
+            if best.is_none_or(|(bw, _)| w > bw) {
+                best = Some((w, i));
+            }
+        }
+        let Some((_, i)) = best else { return Ok(Next::Wait) };
+        let s = &self.slots[i];
+        let Some(mid) = ranges::split_point(s.lo(prefix), &s.end, prefix) else { return Ok(Next::Wait) };
+        let upper = std::mem::replace(&mut self.slots[i].end, End::Incl(mid.clone()));
+        let mut new = Slot::new(Some(mid), upper);
+        new.state = St::Active;
+        new.parent = Some(i);
+        self.slots.push(new);
+        self.active += 1;
+        self.splits += 1;
+        self.save()?;
+        Ok(Next::Work(self.slots.len() - 1))
+    }
+
+    fn finish(&mut self, i: usize, state: St) -> Result<()> {
+        self.slots[i].state = state;
+        if state == St::Done && self.slots[i].listed == 0 {
+            if let Some(p) = self.slots[i].parent {
+                self.slots[p].split_penalty += 1.0;
+            }
+        }
+        self.active -= 1;
+        self.save()
+    }
+
+    /// Rewrites the checkpoint (temporary file + rename). Called under the mutex on every change of the
+    /// range set, before the new range's stream writes anything.
+    fn save(&self) -> Result<()> {
+        let Some(path) = &self.checkpoint else { return Ok(()) };
+        let cp = Checkpoint {
+            format: "keyrecon-list-s3-checkpoint".into(),
+            settings: self.settings.clone(),
+            ranges: self
+                .slots
+                .iter()
+                .map(|s| CheckpointRange { after_hex: s.after.as_deref().map(hex), end: end_to_str(&s.end), done: s.state == St::Done })
+                .collect(),
+        };
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&cp)?).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("renaming {} into place", tmp.display()))?;
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct CheckpointSettings {
+    bucket: String,
+    prefix: String,
+    start_after: Option<String>,
+    end_before: Option<String>,
+    min_mtime_us: Option<i64>,
+    max_mtime_us: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CheckpointRange {
+    after_hex: Option<String>,
+    end: String,
+    done: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Checkpoint {
+    format: String,
+    settings: CheckpointSettings,
+    ranges: Vec<CheckpointRange>,
+}
+
+fn end_to_str(e: &End) -> String {
+    match e {
+        End::Open => "open".into(),
+        End::Incl(k) => format!("incl:{}", hex(k)),
+        End::Excl(k) => format!("excl:{}", hex(k)),
+    }
+}
+
+fn end_from_str(s: &str) -> Option<End> {
+    if s == "open" {
+        return Some(End::Open);
+    }
+    let (kind, h) = s.split_once(':')?;
+    let k = unhex(h)?;
+    match kind {
+        "incl" => Some(End::Incl(k)),
+        "excl" => Some(End::Excl(k)),
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Shared state of a run
+
+#[derive(Default)]
+struct Counters {
+    listed: AtomicU64,
+    written: AtomicU64,
+    filtered: AtomicU64,
+    bytes: AtomicU64,
+    pages: AtomicU64,
+    retries: AtomicU64,
+    slowdowns: AtomicU64,
+    errors: AtomicU64,
+    ranges_done: AtomicU64,
+}
+
+/// A global pause shared by all streams: each `503 SlowDown` doubles a penalty (50 ms .. 10 s) and
+/// pauses every stream for about that long; each success halves it. Sustained throttling thus lowers
+/// the request rate of the whole lister, while an isolated 503 costs little.
+struct Throttle {
+    state: Mutex<(Instant, Duration)>,
+}
+
+impl Throttle {
+    async fn wait(&self) {
+        let until = self.state.lock().unwrap().0;
+        if until > Instant::now() {
+            tokio::time::sleep_until(until.into()).await;
+        }
+    }
+    fn slow_down(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.1 = (s.1 * 2).clamp(Duration::from_millis(50), Duration::from_secs(10));
+        let pause = s.1.mul_f64(rand::thread_rng().gen_range(0.5..1.0));
+        s.0 = s.0.max(Instant::now() + pause);
+    }
+    fn ok(&self) {
+        let mut s = self.state.lock().unwrap();
+        if !s.1.is_zero() {
+            s.1 = if s.1 < Duration::from_millis(50) { Duration::ZERO } else { s.1 / 2 };
+        }
+    }
+}
+
+enum Out {
+    Parts { dir: PathBuf, next: AtomicU64 },
+    Lines { out: Mutex<std::io::BufWriter<std::io::Stdout>>, terminator: u8 },
+}
+
+struct Shared {
+    client: aws_sdk_s3::Client,
+    cfg: ListConfig,
+    sched: Mutex<Sched>,
+    wake: tokio::sync::Notify,
+    n: Counters,
+    throttle: Throttle,
+    out: Out,
+    messages: Mutex<Vec<String>>,
+    /// Complete parts (of this run and, when resuming, of earlier ones).
+    parts: Mutex<Vec<PartFile>>,
+}
+
+/// One decoded page: keys and metadata in one reused arena.
+#[derive(Default)]
+struct Page {
+    arena: Vec<u8>,
+    /// (key start, key end, meta end, in age window, size)
+    recs: Vec<(usize, usize, usize, bool, u64)>,
+}
+
+impl Page {
+    fn key(&self, i: usize) -> &[u8] {
+        let r = self.recs[i];
+        &self.arena[r.0..r.1]
+    }
+    fn meta(&self, i: usize) -> &[u8] {
+        let r = self.recs[i];
+        &self.arena[r.1..r.2]
+    }
+
+    fn fill(&mut self, out: &ListObjectsV2Output, url_encoded: bool, cutoff: &Cutoff) -> Result<()> {
+        self.arena.clear();
+        self.recs.clear();
+        for o in out.contents() {
+            let k = o.key().ok_or_else(|| anyhow!("listing returned an object without a key"))?;
+            let start = self.arena.len();
+            if url_encoded {
+                url_decode_into(k.as_bytes(), &mut self.arena).with_context(|| format!("undecodable key {k:?}"))?;
+            } else {
+                self.arena.extend_from_slice(k.as_bytes());
+            }
+            let kend = self.arena.len();
+            let size = o.size().unwrap_or(0).max(0) as u64;
+            let mtime = o.last_modified().map(|t| t.secs() * 1_000_000 + (t.subsec_nanos() / 1000) as i64);
+            let etag = o.e_tag().map(|e| e.trim_matches('"'));
+            let class = o.storage_class().map(|c| c.as_str());
+            encode_meta(&mut self.arena, Some(size), etag.map(str::as_bytes), mtime, class.map(str::as_bytes));
+            self.recs.push((start, kend, self.arena.len(), cutoff.admits(mtime), size));
+        }
+        for w in self.recs.windows(2) {
+            if self.arena[w[0].0..w[0].1] >= self.arena[w[1].0..w[1].1] {
+                bail!("server returned keys out of order: {:?} then {:?}", crate::record::show_key(&self.arena[w[0].0..w[0].1]), crate::record::show_key(&self.arena[w[1].0..w[1].1]));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Appends the record metadata encoding (see [`crate::record`]) of the given fields.
+pub fn encode_meta(out: &mut Vec<u8>, size: Option<u64>, etag: Option<&[u8]>, mtime: Option<i64>, class: Option<&[u8]>) {
+    let presence = size.map_or(0, |_| Schema::SIZE) | etag.map_or(0, |_| Schema::ETAG) | mtime.map_or(0, |_| Schema::MTIME) | class.map_or(0, |_| Schema::CLASS);
+    out.push(presence);
+    if let Some(s) = size {
+        put_varint(out, s);
+    }
+    if let Some(e) = etag {
+        put_bytes(out, e);
+    }
+    if let Some(m) = mtime {
+        put_varint(out, ((m << 1) ^ (m >> 63)) as u64);
+    }
+    if let Some(c) = class {
+        put_bytes(out, c);
+    }
+}
+
+/// Decodes S3's `encoding-type=url` form (`%XX` escapes, `+` for space) onto `out`.
+pub fn url_decode_into(s: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'%' => {
+                let h = s.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+                out.push(h.ok_or_else(|| anyhow!("bad %-escape at byte {i}"))?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Shared {
+    /// Finishes a part file and remembers its key span (for finalization without rereading it).
+    fn close_part(&self, w: ChunkWriter) -> Result<()> {
+        let path = w.path().to_path_buf();
+        if let Some(st) = w.finish()? {
+            self.parts.lock().unwrap().push((st.first_key, st.last_key, path));
+        }
+        Ok(())
+    }
+
+    fn note(&self, msg: String) {
+        eprintln!("{TOOL}: {msg}");
+        let mut m = self.messages.lock().unwrap();
+        if m.len() < 50 {
+            m.push(msg);
+        }
+    }
+
+    /// One page, retried per the policy. `Err` = the page failed for good (already counted).
+    async fn fetch(&self, start_after: Option<&str>, token: Option<&str>) -> std::result::Result<ListObjectsV2Output, String> {
+        let mut attempt = 0u32;
+        loop {
+            self.throttle.wait().await;
+            let mut req = self.client.list_objects_v2().bucket(&self.cfg.bucket).max_keys(self.cfg.page_size).encoding_type(EncodingType::Url);
+            if !self.cfg.prefix.is_empty() {
+                req = req.prefix(&self.cfg.prefix);
+            }
+            match token {
+                Some(t) => req = req.continuation_token(t),
+                None => {
+                    if let Some(s) = start_after {
+                        req = req.start_after(s);
+                    }
+                }
+            }
+            let e = match req.send().await {
+                Ok(o) => {
+                    self.throttle.ok();
+                    self.n.pages.fetch_add(1, Relaxed);
+                    return Ok(o);
+                }
+                Err(e) => e,
+            };
+            let (retryable, slow) = classify(&e);
+            let msg = format!("{}", DisplayErrorContext(&e));
+            if slow {
+                self.n.slowdowns.fetch_add(1, Relaxed);
+                self.throttle.slow_down();
+            }
+            if !retryable || attempt >= self.cfg.retry.max_retries {
+                return Err(format!("after {} attempts: {msg}", attempt + 1));
+            }
+            let ceil = self.cfg.retry.cap.min(self.cfg.retry.base.saturating_mul(1u32 << attempt.min(20)));
+            let sleep = ceil.mul_f64(rand::thread_rng().gen::<f64>());
+            self.n.retries.fetch_add(1, Relaxed);
+            attempt += 1;
+            tokio::time::sleep(sleep).await;
+        }
+    }
+
+    async fn run_range(&self, i: usize) -> Result<()> {
+        let prefix = self.cfg.prefix.as_bytes();
+        let start = {
+            let s = &self.sched.lock().unwrap().slots[i];
+            s.pos.clone().or(s.after.clone())
+        };
+        let mut start_after = match start {
+            Some(k) => Some(String::from_utf8(k).map_err(|_| anyhow!("range start is not UTF-8 (corrupt checkpoint?)"))?),
+            None => None,
+        };
+        let mut token: Option<String> = None;
+        let mut part: Option<ChunkWriter> = None;
+        let mut page = Page::default();
+        let mut lines = Vec::new();
+        let outcome = loop {
+            let out = match self.fetch(start_after.as_deref(), token.as_deref()).await {
+                Ok(o) => o,
+                Err(msg) => {
+                    self.n.errors.fetch_add(1, Relaxed);
+                    self.note(format!("range after {:?}: page failed {msg}", start_after.as_deref().unwrap_or("")));
+                    break St::Failed;
+                }
+            };
+            page.fill(&out, out.encoding_type() == Some(&EncodingType::Url), &self.cfg.cutoff)?;
+            let truncated = out.is_truncated().unwrap_or(false);
+            // Decide under the mutex which keys belong to this range, and advance pos over them.
+            let admitted = {
+                let mut g = self.sched.lock().unwrap();
+                let s = &mut g.slots[i];
+                let n = (0..page.recs.len()).take_while(|&j| s.end.admits(page.key(j))).count();
+                s.listed += n as u64;
+                if n > 0 {
+                    let last = page.key(n - 1);
+                    s.page_width = ranges::span(s.lo(prefix), last);
+                    s.pos = Some(last.to_vec());
+                }
+                n
+            };
+            self.n.listed.fetch_add(admitted as u64, Relaxed);
+            self.n.bytes.fetch_add(page.recs[..admitted].iter().map(|r| r.4).sum::<u64>(), Relaxed);
+            let mut written = 0;
+            for j in 0..admitted {
+                if !page.recs[j].3 {
+                    continue;
+                }
+                written += 1;
+                match &self.out {
+                    Out::Parts { dir, next } => {
+                        if part.is_none() {
+                            let id = next.fetch_add(1, Relaxed);
+                            part = Some(ChunkWriter::create(dir.join(part_name(id)), SCHEMA)?);
+                        }
+                        let w = part.as_mut().unwrap();
+                        w.push(page.key(j), page.meta(j))?;
+                        if w.records() >= self.cfg.chunk_keys {
+                            self.close_part(part.take().unwrap())?;
+                        }
+                    }
+                    Out::Lines { terminator, .. } => {
+                        lines.extend_from_slice(page.key(j));
+                        lines.push(*terminator);
+                    }
+                }
+            }
+            if let Out::Lines { out, .. } = &self.out {
+                if !lines.is_empty() {
+                    out.lock().unwrap().write_all(&lines).context("writing keys to stdout")?;
+                    lines.clear();
+                }
+            }
+            self.n.written.fetch_add(written, Relaxed);
+            self.n.filtered.fetch_add(admitted as u64 - written, Relaxed);
+            if admitted < page.recs.len() || !truncated {
+                break St::Done;
+            }
+            token = out.next_continuation_token().map(str::to_string);
+            if token.is_none() {
+                // Truncated without a token: continue after the last key instead.
+                let g = self.sched.lock().unwrap();
+                start_after = g.slots[i].pos.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()).or(start_after);
+            }
+        };
+        if let Some(w) = part.take() {
+            self.close_part(w)?;
+        }
+        if outcome == St::Done {
+            self.n.ranges_done.fetch_add(1, Relaxed);
+        }
+        self.sched.lock().unwrap().finish(i, outcome)?;
+        self.wake.notify_waiters();
+        Ok(())
+    }
+}
+
+/// (retryable, slow down everyone)
+fn classify<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> (bool, bool) {
+    match e {
+        SdkError::ServiceError(se) => {
+            let code = se.err().code().unwrap_or("");
+            let status = Some(se.raw().status().as_u16());
+            let slow = status == Some(503) || status == Some(429) || code == "SlowDown" || code == "Throttling";
+            // A 2xx that could not be parsed (truncated or garbled body) is worth another try too.
+            let garbled = code.is_empty() && status.is_some_and(|s| (200..300).contains(&s));
+            let retryable = slow || garbled || status.is_some_and(|s| s >= 500) || matches!(code, "InternalError" | "RequestTimeout");
+            (retryable, slow)
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => (true, false),
+        _ => (false, false),
+    }
+}
+
+fn part_name(id: u64) -> String {
+    format!("part-{id:06}.krc")
+}
+
+fn part_id(name: &str) -> Option<u64> {
+    name.strip_prefix("part-")?.strip_suffix(".krc")?.parse().ok()
+}
+
+/// Complete part files in `dir` (and chunk files of an interrupted finalization), with first and last
+/// keys. Removes temporary files of parts that were being written.
+/// A complete part on disk: first key, last key, path.
+type PartFile = (Vec<u8>, Vec<u8>, PathBuf);
+
+fn scan_parts(dir: &Path) -> Result<Vec<PartFile>> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let p = e?.path();
+        let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        if (name.starts_with(".part-") || name.starts_with(".chunk-")) && name.ends_with(".tmp") {
+            std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+        } else if part_id(&name).is_some() || ((name.starts_with("chunk-") || name.starts_with("stage-")) && name.ends_with(".krc")) {
+            let mut c = ChunkCursor::open(&p)?;
+            let (mut first, mut last) = (None, Vec::new());
+            while c.advance()? {
+                if first.is_none() {
+                    first = Some(c.key().to_vec());
+                }
+                if c.consumed() == c.data_len() {
+                    last = c.key().to_vec();
+                }
+            }
+            match first {
+                Some(f) => v.push((f, last, p)),
+                None => std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?,
+            }
+        }
+    }
+    Ok(v)
+}
+
+/// Renames parts into `chunk-NNNNNN.krc` in key order and writes the manifest (disjointness checked).
+fn finalize(dir: &Path, mut parts: Vec<PartFile>, info: serde_json::Value) -> Result<u64> {
+    parts.sort();
+    let staged: Vec<PathBuf> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, (_, _, p))| {
+            let s = dir.join(format!("stage-{i:06}.krc"));
+            std::fs::rename(p, &s).with_context(|| format!("renaming {}", p.display())).map(|_| s)
+        })
+        .collect::<Result<_>>()?;
+    for (i, s) in staged.iter().enumerate() {
+        let c = dir.join(format!("chunk-{i:06}.krc"));
+        std::fs::rename(s, &c).with_context(|| format!("renaming {}", s.display()))?;
+    }
+    let (w, kept) = ChunkSetWriter::resume(dir, SCHEMA)?;
+    w.finish(Producer::current(TOOL), true, info)?;
+    Ok(kept.len() as u64)
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Entry point
+
+/// Lists `cfg` into `sink`. Returns the summary; `summary.complete` is false when some range failed
+/// (the caller exits 2). Errors are trouble that stopped the run (I/O, bad arguments).
+pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Result<ListSummary> {
+    let started = Instant::now();
+    if cfg.parallel == 0 {
+        bail!("--parallel must be at least 1");
+    }
+    let settings = CheckpointSettings {
+        bucket: cfg.bucket.clone(),
+        prefix: cfg.prefix.clone(),
+        start_after: cfg.start_after.clone(),
+        end_before: cfg.end_before.clone(),
+        min_mtime_us: cfg.cutoff.min_mtime_us,
+        max_mtime_us: cfg.cutoff.max_mtime_us,
+    };
+    let first = Slot::new(
+        cfg.start_after.clone().map(String::into_bytes),
+        cfg.end_before.clone().map_or(End::Open, |e| End::Excl(e.into_bytes())),
+    );
+    let mut old_parts = Vec::new();
+    let (out, slots, checkpoint, resumed) = match &sink {
+        Sink::Lines { terminator } => {
+            (Out::Lines { out: Mutex::new(std::io::BufWriter::with_capacity(1 << 20, std::io::stdout())), terminator: *terminator }, vec![first], None, false)
+        }
+        Sink::ChunkSet { dir, force, resume } => {
+            let cp_path = dir.join(CHECKPOINT);
+            if *resume {
+                let (slots, next, parts) = load_resume(dir, &cp_path, &settings)?;
+                old_parts = parts;
+                (Out::Parts { dir: dir.clone(), next: AtomicU64::new(next) }, slots, Some(cp_path), true)
+            } else {
+                prepare_fresh(dir, *force)?;
+                (Out::Parts { dir: dir.clone(), next: AtomicU64::new(0) }, vec![first], Some(cp_path), false)
+            }
+        }
+    };
+    let pending: VecDeque<usize> = slots.iter().enumerate().filter(|(_, s)| s.state == St::Pending).map(|(i, _)| i).collect();
+    let done_before = slots.iter().filter(|s| s.state == St::Done).count() as u64;
+    let initial_streams = if resumed { 0 } else { cfg.parallel };
+    let sched = Sched { slots, initial_streams, pending, active: 0, splits: 0, checkpoint, settings };
+    sched.save()?;
+    let sh = Arc::new(Shared {
+        client,
+        cfg: cfg.clone(),
+        sched: Mutex::new(sched),
+        wake: tokio::sync::Notify::new(),
+        n: Counters::default(),
+        throttle: Throttle { state: Mutex::new((Instant::now(), Duration::ZERO)) },
+        out,
+        messages: Mutex::new(Vec::new()),
+        parts: Mutex::new(old_parts),
+    });
+    sh.n.ranges_done.store(done_before, Relaxed);
+
+    let ticker = spawn_ticker(sh.clone());
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..cfg.parallel {
+        let sh = sh.clone();
+        tasks.spawn(async move {
+            loop {
+                let next = sh.sched.lock().unwrap().next_work(sh.cfg.prefix.as_bytes())?;
+                match next {
+                    Next::Work(i) => sh.run_range(i).await?,
+                    Next::Finished => return Ok::<(), anyhow::Error>(()),
+                    Next::Wait => {
+                        let _ = tokio::time::timeout(Duration::from_millis(20), sh.wake.notified()).await;
+                    }
+                }
+            }
+        });
+    }
+    let mut first_err = None;
+    while let Some(r) = tasks.join_next().await {
+        let r = r.map_err(|e| anyhow!("listing task panicked: {e}")).and_then(|r| r);
+        if let Err(e) = r {
+            if first_err.is_none() {
+                first_err = Some(e);
+                tasks.abort_all();
+            }
+        }
+    }
+    ticker.abort();
+    if !cfg.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprint!("\r\x1b[2K");
+    }
+    if let Out::Lines { out, .. } = &sh.out {
+        out.lock().unwrap().flush().context("writing keys to stdout")?;
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+
+    let g = sh.sched.lock().unwrap();
+    let n = &sh.n;
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut sum = ListSummary {
+        bucket: cfg.bucket.clone(),
+        prefix: cfg.prefix.clone(),
+        complete: g.slots.iter().all(|s| s.state == St::Done),
+        resumed,
+        keys_listed: n.listed.load(Relaxed),
+        keys_written: n.written.load(Relaxed),
+        keys_filtered: n.filtered.load(Relaxed),
+        bytes: n.bytes.load(Relaxed),
+        pages: n.pages.load(Relaxed),
+        retries: n.retries.load(Relaxed),
+        slowdowns: n.slowdowns.load(Relaxed),
+        errors: n.errors.load(Relaxed),
+        error_messages: sh.messages.lock().unwrap().clone(),
+        parallel: cfg.parallel,
+        ranges: g.slots.len() as u64,
+        ranges_done: n.ranges_done.load(Relaxed),
+        ranges_failed: g.slots.iter().filter(|s| s.state == St::Failed).count() as u64,
+        splits: g.splits,
+        chunks: 0,
+        elapsed_s: elapsed,
+        keys_per_s: n.listed.load(Relaxed) as f64 / elapsed.max(1e-9),
+        peak_rss_bytes: crate::progress::peak_rss_bytes(),
+    };
+    drop(g);
+    if let Sink::ChunkSet { dir, .. } = &sink {
+        if sum.complete {
+            let parts = std::mem::take(&mut *sh.parts.lock().unwrap());
+            sum.chunks = finalize(dir, parts, serde_json::to_value(&sum)?)?;
+            let cp = dir.join(CHECKPOINT);
+            std::fs::remove_file(&cp).with_context(|| format!("removing {}", cp.display()))?;
+        }
+        let p = dir.join(SUMMARY);
+        std::fs::write(&p, serde_json::to_vec_pretty(&sum)?).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(sum)
+}
+
+/// Checks a fresh run may use `dir`, clearing what `force` allows.
+fn prepare_fresh(dir: &Path, force: bool) -> Result<()> {
+    ChunkSetWriter::create(dir, SCHEMA, force)?;
+    let mut leftovers = Vec::new();
+    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let p = e?.path();
+        let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        if part_id(&name).is_some() || name == CHECKPOINT || (name.starts_with(".part-") && name.ends_with(".tmp")) || name.starts_with("stage-") {
+            leftovers.push(p);
+        }
+    }
+    if !leftovers.is_empty() {
+        if !force {
+            bail!("{}: holds an unfinished listing (checkpoint/parts); pass --resume to continue it or --force to start over", dir.display());
+        }
+        for p in leftovers {
+            std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Rebuilds the ranges of an interrupted run: done ranges stay done, the others continue after the last
+/// key of the parts they hold. Returns the slots, the next part id and the parts.
+fn load_resume(dir: &Path, cp_path: &Path, settings: &CheckpointSettings) -> Result<(Vec<Slot>, u64, Vec<PartFile>)> {
+    let body = std::fs::read(cp_path).with_context(|| format!("--resume: reading {} (nothing to resume?)", cp_path.display()))?;
+    let cp: Checkpoint = serde_json::from_slice(&body).with_context(|| format!("parsing {}", cp_path.display()))?;
+    if cp.settings != *settings {
+        bail!("--resume: {} was written for {:?}, this run asks for {:?}", cp_path.display(), cp.settings, settings);
+    }
+    let mut slots = Vec::new();
+    for r in &cp.ranges {
+        let after = match &r.after_hex {
+            Some(h) => Some(unhex(h).ok_or_else(|| anyhow!("{}: bad hex {h:?}", cp_path.display()))?),
+            None => None,
+        };
+        let end = end_from_str(&r.end).ok_or_else(|| anyhow!("{}: bad range end {:?}", cp_path.display(), r.end))?;
+        let mut s = Slot::new(after, end);
+        if r.done {
+            s.state = St::Done;
+        }
+        slots.push(s);
+    }
+    let parts = scan_parts(dir)?;
+    let mut next = 0;
+    for (first, last, p) in &parts {
+        let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        next = next.max(part_id(&name).map_or(0, |i| i + 1));
+        let s = slots
+            .iter_mut()
+            .find(|s| s.contains(first))
+            .ok_or_else(|| anyhow!("{}: holds keys outside every checkpointed range", p.display()))?;
+        if !s.contains(last) {
+            bail!("{}: spans more than one checkpointed range", p.display());
+        }
+        if s.pos.as_ref().is_none_or(|pos| last > pos) {
+            s.pos = Some(last.clone());
+        }
+    }
+    Ok((slots, next, parts))
+}
+
+fn spawn_ticker(sh: Arc<Shared>) -> tokio::task::JoinHandle<()> {
+    use std::io::IsTerminal;
+    tokio::spawn(async move {
+        if sh.cfg.quiet {
+            return;
+        }
+        let tty = std::io::stderr().is_terminal();
+        let every = if tty { Duration::from_millis(500) } else { Duration::from_secs(30) };
+        let start = Instant::now();
+        loop {
+            tokio::time::sleep(every).await;
+            let (ranges, active) = {
+                let g = sh.sched.lock().unwrap();
+                (g.slots.len(), g.active)
+            };
+            let listed = sh.n.listed.load(Relaxed);
+            let el = start.elapsed().as_secs_f64();
+            let line = format!(
+                "{TOOL}: {listed} keys ({:.0}/s), ranges {} done / {ranges} ({active} active), {} retries, {} errors, {:.0}s",
+                listed as f64 / el,
+                sh.n.ranges_done.load(Relaxed),
+                sh.n.retries.load(Relaxed),
+                sh.n.errors.load(Relaxed),
+                el
+            );
+            if tty {
+                eprint!("\r\x1b[2K{line}");
+            } else {
+                eprintln!("{line}");
+            }
+        }
+    })
+}
