@@ -284,7 +284,10 @@ pub struct SortJobConfig {
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct SortSummary {
     pub inputs: Vec<String>,
+    /// `input.rejected`: keys that could not be read (too long, bad CSV rows): exit 2.
     pub input: InputStats,
+    /// Keys a `--key-map` rule rejected: deliberate filtering, reported in rejects.csv, not trouble.
+    pub key_map_rejected: u64,
     pub sort: SortStats,
     pub chunks: usize,
     pub records: u64,
@@ -325,18 +328,20 @@ pub fn sort(cfg: SortJobConfig) -> Result<SortSummary> {
         input.rejected += st.rejected;
         input.bytes += st.bytes;
     }
-    input.rejected += map_rejects;
+
     let sort = sorter.finish_into(&writer, cfg.chunk_bytes)?;
     progress.finish();
     rejects.flush()?;
     let info = serde_json::json!({
         "inputs": cfg.inputs.iter().map(|i| i.display()).collect::<Vec<_>>(),
         "records_read": input.records_read, "duplicates": sort.duplicates, "blank": input.blank, "rejected": input.rejected,
+        "key_map_rejected": map_rejects,
     });
     let m = writer.finish(Producer::current("keyrecon-sort"), true, info)?;
     let mut s = SortSummary {
         inputs: cfg.inputs.iter().map(|i| i.display()).collect(),
         input,
+        key_map_rejected: map_rejects,
         sort,
         chunks: m.chunks.len(),
         records: m.records,

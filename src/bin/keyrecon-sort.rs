@@ -10,6 +10,7 @@ use std::path::PathBuf;
 /// The result is a directory of sorted chunk files plus manifest.json. Memory stays within --mem:
 /// larger inputs spill sorted runs to --tmp and are merged. Keys that cannot be used (too long, CSV
 /// rows without the key column) go to CHUNKSET/rejects.csv with the reason, and the exit status is 2.
+/// Keys a --key-map rule rejects also go to rejects.csv and are counted, but are not trouble (exit 0).
 ///
 /// Example:
 ///   keyrecon-sort dump-*.txt --out source.chunks --mem 512M
@@ -66,12 +67,13 @@ fn main() {
         })?;
         if !a.quiet {
             eprintln!(
-                "keyrecon-sort: {} records read, {} unique, {} duplicates, {} blank, {} rejected; {} chunks in {} ({} runs spilled, {} merge passes); {:.2}s, peak RSS {} MiB.",
+                "keyrecon-sort: {} records read, {} unique, {} duplicates, {} blank, {} unreadable, {} rejected by --key-map; {} chunks in {} ({} runs spilled, {} merge passes); {:.2}s, peak RSS {} MiB.",
                 s.input.records_read,
                 s.records,
                 s.sort.duplicates,
                 s.input.blank,
                 s.input.rejected,
+                s.key_map_rejected,
                 s.chunks,
                 a.out.display(),
                 s.sort.runs_spilled,
