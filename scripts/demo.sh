@@ -12,7 +12,7 @@ code=$?
 set -e
 echo "exit status $code (0 = in sync, 1 = differences, 2 = trouble)"
 echo "--- $out/summary.json"
-cat "$out/summary.json"
+cat "$out/summary.json"; echo
 echo "--- first keys missing on target ($(wc -l < "$out/missing-on-target.txt") in $out/missing-on-target.txt)"
 head -n 5 "$out/missing-on-target.txt"
 [ "$code" -le 1 ]
