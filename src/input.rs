@@ -10,7 +10,7 @@
 
 use crate::error::{Error, IoContext, Result};
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -317,19 +317,6 @@ impl Read for CountingReader<'_> {
     }
 }
 
-/// Writes keys one per record with `term` after each. Refuses a key that contains `term` itself, which
-/// would silently become two keys for the next reader.
-pub fn write_key(w: &mut impl Write, key: &[u8], term: u8) -> std::io::Result<()> {
-    if memchr::memchr(term, key).is_some() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("key {:?} contains the record terminator; use -z (NUL-terminated) output", crate::record::show_key(key)),
-        ));
-    }
-    w.write_all(key)?;
-    w.write_all(&[term])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,8 +394,6 @@ pub type RecordFn<'a> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'a;
 /// Anything that yields records: a key file or a chunk set. Used by engines that do not need sorted input.
 pub trait RecordSource: Send + Sync {
     fn describe(&self) -> String;
-    /// "file" or "chunkset".
-    fn kind(&self) -> &'static str;
     fn schema(&self) -> crate::record::Schema;
     /// Bytes of input if known (for sizing partitions and progress).
     fn size_hint(&self) -> Option<u64>;
@@ -433,9 +418,6 @@ impl RecordSource for FileSource {
     fn describe(&self) -> String {
         self.spec.display()
     }
-    fn kind(&self) -> &'static str {
-        "file"
-    }
     fn schema(&self) -> crate::record::Schema {
         crate::record::Schema::KEYS_ONLY
     }
@@ -451,9 +433,6 @@ impl RecordSource for FileSource {
 impl RecordSource for crate::chunk::ChunkSet {
     fn describe(&self) -> String {
         self.dir.display().to_string()
-    }
-    fn kind(&self) -> &'static str {
-        "chunkset"
     }
     fn schema(&self) -> crate::record::Schema {
         self.schema

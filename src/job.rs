@@ -134,10 +134,9 @@ pub fn diff(cfg: DiffConfig) -> Result<DiffSummary> {
     match engine {
         Engine::Hash => {
             summary.engine = "hash".into();
-            let src = as_source(&cfg.source, &rejects);
-            let tgt = as_source(&cfg.target, &rejects);
+            let (fs, ft) = (file_source(&cfg.source, &rejects), file_source(&cfg.target, &rejects));
             let hc = HashDiffConfig { mem: cfg.mem, tmp_dir: cfg.tmp_dir.clone(), partitions: None };
-            let (a, b, hs) = hash_diff(src.as_ref(), tgt.as_ref(), &hc, &mut w, &progress.counter)?;
+            let (a, b, hs) = hash_diff(as_source(&cfg.source, &fs), as_source(&cfg.target, &ft), &hc, &mut w, &progress.counter)?;
             fill(&mut summary.source, &a.source.input, a.unique, a.duplicates);
             fill(&mut summary.target, &b.source.input, b.unique, b.duplicates);
             summary.timings.read_ms = hs.read_ms;
@@ -181,29 +180,19 @@ fn size_hint(s: &Side) -> Option<u64> {
     }
 }
 
-fn as_source<'a>(side: &'a Side, rejects: &Rejects) -> Box<dyn RecordSource + 'a> {
+/// The file source of a file side (a chunk set is its own record source).
+fn file_source(side: &Side, rejects: &Rejects) -> Option<FileSource> {
     match side {
-        Side::ChunkSet(c) => Box::new(ChunkSetRef(c)),
-        Side::File(f) => Box::new(FileSource { spec: f.clone(), rejects: rejects.clone() }),
+        Side::ChunkSet(_) => None,
+        Side::File(f) => Some(FileSource { spec: f.clone(), rejects: rejects.clone() }),
     }
 }
 
-struct ChunkSetRef<'a>(&'a ChunkSet);
-impl RecordSource for ChunkSetRef<'_> {
-    fn describe(&self) -> String {
-        self.0.describe()
-    }
-    fn kind(&self) -> &'static str {
-        "chunkset"
-    }
-    fn schema(&self) -> Schema {
-        self.0.schema
-    }
-    fn size_hint(&self) -> Option<u64> {
-        self.0.size_hint()
-    }
-    fn for_each(&self, p: &AtomicU64, f: &mut crate::input::RecordFn) -> Result<crate::input::SourceStats> {
-        self.0.for_each(p, f)
+fn as_source<'a>(side: &'a Side, file: &'a Option<FileSource>) -> &'a dyn RecordSource {
+    match (side, file) {
+        (Side::ChunkSet(c), _) => c,
+        (Side::File(_), Some(f)) => f,
+        (Side::File(_), None) => unreachable!("file_source made one for every file side"),
     }
 }
 
