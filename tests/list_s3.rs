@@ -268,16 +268,7 @@ fn interrupted_listing_resumes_after_kill() {
     let t = tmp();
     let dir = t.path().join("s3.chunks");
     let args = ["--bucket", bucket.as_str(), "--out", s(&dir), "-j", "2", "--page-size", "50", "--chunk-keys", "100", "-q"];
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keyrecon-list-s3"))
-        .args(args)
-        .args(["--endpoint-url", &p.endpoint, "--region", &g.region])
-        .env("AWS_ACCESS_KEY_ID", &g.access_key)
-        .env("AWS_SECRET_ACCESS_KEY", &g.secret_key)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/nonexistent")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-        .spawn()
-        .unwrap();
+    let mut child = g.command_via(&p.endpoint, &args).spawn().unwrap();
     // Kill once some parts are on disk.
     let t0 = std::time::Instant::now();
     while std::fs::read_dir(&dir).map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("part-")).count()).unwrap_or(0) < 3 {

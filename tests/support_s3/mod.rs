@@ -231,8 +231,13 @@ impl Garage {
     /// Runs keyrecon-list-s3 against `endpoint` (Garage or a proxy in front of it) with credentials in
     /// the environment, as a user would.
     pub fn list_via(&self, endpoint: &str, args: &[&str]) -> Output {
-        let out = Command::new(env!("CARGO_BIN_EXE_keyrecon-list-s3"))
-            .args(args)
+        self.command_via(endpoint, args).output().expect("running keyrecon-list-s3")
+    }
+
+    /// The keyrecon-list-s3 command for `endpoint`, credentials in a clean environment (to spawn and kill).
+    pub fn command_via(&self, endpoint: &str, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_keyrecon-list-s3"));
+        c.args(args)
             .args(["--endpoint-url", endpoint, "--region", &self.region])
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -241,10 +246,8 @@ impl Garage {
             .env("AWS_SECRET_ACCESS_KEY", &self.secret_key)
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("AWS_CONFIG_FILE", "/nonexistent")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-            .output()
-            .expect("running keyrecon-list-s3");
-        out
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
+        c
     }
 
     pub fn list(&self, args: &[&str]) -> Output {
