@@ -244,7 +244,6 @@ pub fn hash_diff(
     let total_est = known.unwrap_or(64 << 30) as usize;
     // Loaded partition: record bytes (about input bytes) + 16 B entries (about half again for ~35 B keys).
     let load_factor = 2;
-    let env_parts = std::env::var("KEYRECON_PARTITIONS").ok().and_then(|v| v.parse::<usize>().ok()).map(|p| p.next_power_of_two());
     // Enough partitions that one partition fits a worker's memory share, and that its join tables
     // (~32K keys a side, assuming ~32-byte keys) stay in L2 cache; but not so many that phase-1 buffers
     // drop under 64 KiB (small writes) within their 40% of the budget.
@@ -252,7 +251,7 @@ pub fn hash_diff(
     let by_cache = total_est / 32 / 2 / 32_768;
     let max_by_buffers = (mem * 2 / 5 / (2 * (64 << 10))).max(16);
     let max_by_buffers = 1usize << (usize::BITS - 1 - max_by_buffers.leading_zeros());
-    let nparts = cfg.partitions.or(env_parts).unwrap_or_else(|| by_mem.max(by_cache.min(max_by_buffers)).next_power_of_two().clamp(16, 4096));
+    let nparts = cfg.partitions.map(usize::next_power_of_two).unwrap_or_else(|| by_mem.max(by_cache.min(max_by_buffers)).next_power_of_two().clamp(16, 4096));
     let fits = known.is_some() && total_est * 11 / 10 <= mem * 3 / 4;
     let cap = if fits {
         // Everything stays in memory: size buffers for the expected share plus hashing skew headroom.
