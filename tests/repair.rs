@@ -442,3 +442,36 @@ fn blobs_above_the_multipart_threshold_are_uploaded_in_parts() {
     assert_eq!(summary(&out)["multipart_uploads"], 1);
     assert_eq!(objects(&b)["big"].0, big);
 }
+
+#[test]
+fn resume_tells_our_interrupted_upload_from_a_live_writers_object() {
+    let node = node_with(
+        vec![Row::new("ours").blob("blob", b"B1".to_vec()), Row::new("theirs").blob("blob", b"B2".to_vec()), Row::new("fresh").blob("blob", b"B3".to_vec())],
+        vec![],
+    );
+    let b = bucket("repair-intent");
+    // A run was killed after PUTting "ours" (intent journaled, outcome not), and while it was about to
+    // PUT "theirs", which a live writer wrote meanwhile with other bytes. The crash tore the last line.
+    put(&b, "ours", b"B1");
+    put(&b, "theirs", b"XX");
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("r");
+    std::fs::create_dir_all(&out).unwrap();
+    let hex = |k: &str| k.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+    std::fs::write(
+        out.join("journal.jsonl"),
+        format!("{{\"o\":\"put\",\"k\":\"{}\"}}\n{{\"o\":\"put\",\"k\":\"{}\"}}\n{{\"o\":\"ok\",\"k\":\"66", hex("ours"), hex("theirs")),
+    )
+    .unwrap();
+    let kf = write_keys(t.path(), &[b"ours", b"theirs", b"fresh"]);
+    let o = repair(&node, &b, &kf, &out, &["--resume", "-q"]);
+    assert_code(&o, 0);
+    let ok = csv_rows(&out.join("ok.csv"));
+    assert_eq!(ok.iter().map(|r| r[0].to_string()).collect::<Vec<_>>(), vec!["fresh", "ours"]);
+    assert!(ok[1][9].contains("interrupted run"), "{:?}", ok[1]);
+    assert_eq!(col(&out.join("exists.csv"), "key"), vec!["theirs"]);
+    let s = summary(&out);
+    assert_eq!(s["completed_by_interrupted_run"], 1, "{s}");
+    assert_eq!(s["journal_torn_tail_dropped"], true, "{s}");
+    assert_eq!(objects(&b)["theirs"].0, b"XX", "the live writer's object is kept");
+}

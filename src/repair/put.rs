@@ -181,6 +181,18 @@ impl Target {
         }
     }
 
+    /// The size of part 1 of a multipart object (`HEAD ?partNumber=1`), from which its ETag can be
+    /// recomputed. `None` when the server does not answer per-part HEADs.
+    pub async fn first_part_size(&self, key: &str) -> Result<Option<u64>, S3Error> {
+        match self.client.head_object().bucket(&self.bucket).key(key).part_number(1).send().await {
+            Ok(o) => Ok(o.content_length().filter(|l| *l > 0).map(|l| l as u64)),
+            Err(e) => match status_of(&e) {
+                Some(400 | 404 | 416 | 501) => Ok(None),
+                _ => Err(S3Error::from_sdk("HEAD partNumber=1", key, e)),
+            },
+        }
+    }
+
     /// Uploads `up.body` under `key` (single PUT or multipart), each request retried by `retry`.
     pub async fn put(&self, retry: &Retry<'_>, attempts: &mut u32, key: &str, up: &Upload) -> Result<Put, S3Error> {
         let (body, md5sum, content_type, if_none_match) = (&up.body, &up.md5, up.content_type.as_deref(), up.if_none_match);
