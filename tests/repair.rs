@@ -289,6 +289,11 @@ fn dry_run_writes_nothing() {
     assert_eq!(col(&out.join("not-found.csv"), "key"), vec!["t01missing"]);
     assert_eq!(col(&out.join("exists.csv"), "key"), vec![s3_key(1)]);
     assert_eq!(summary(&out)["dry_run"], true);
+    // Never into the --out of a real repair: its outcome files would be replaced.
+    std::fs::write(out.join("journal.jsonl"), "").unwrap();
+    let o = repair(&node, &b, &kf, &out, &["--dry-run", "-q"]);
+    assert_code(&o, 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("journal"), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
 #[test]
@@ -474,4 +479,25 @@ fn resume_tells_our_interrupted_upload_from_a_live_writers_object() {
     assert_eq!(s["completed_by_interrupted_run"], 1, "{s}");
     assert_eq!(s["journal_torn_tail_dropped"], true, "{s}");
     assert_eq!(objects(&b)["theirs"].0, b"XX", "the live writer's object is kept");
+}
+
+#[test]
+fn rising_cassandra_latency_lowers_concurrency() {
+    let n = 40;
+    let node = node_with(rows(n, s3_key), vec![]);
+    // Every read takes 150 ms, three times the 50 ms latency target.
+    node.faults().set_delay(Some(std::time::Duration::from_millis(150)));
+    let b = bucket("repair-latency");
+    let t = tempfile::tempdir().unwrap();
+    let keys: Vec<String> = (0..n).map(s3_key).collect();
+    let kr: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+    let kf = write_keys(t.path(), &kr);
+    let out = t.path().join("r");
+    let o = repair(&node, &b, &kf, &out, &["-j", "8", "--latency-target", "50"]);
+    assert_code(&o, 0);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("throttle: concurrency 8 -> 4 (cassandra latency"), "{err}");
+    let s = summary(&out);
+    assert!(s["throttle_events"].as_u64().unwrap() >= 1 && s["min_concurrency"].as_u64().unwrap() <= 4, "{s}");
+    assert_eq!(s["outcomes"]["ok"], n as u64);
 }

@@ -192,6 +192,10 @@ async fn run_async(cfg: RepairConfig) -> Result<RepairSummary> {
     std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
     let keys = keys::read(&cfg.keys, cfg.keys_format, cfg.nul)?;
     let read_ms = t0.elapsed().as_millis() as u64;
+    if cfg.dry_run && cfg.out.join(journal::FILE).exists() {
+        // Its outcome files would replace the real run's.
+        return Err(Error::Usage(format!("--dry-run: {} holds a repair journal; give the dry run its own --out", cfg.out.display())));
+    }
     let (journal, replay) = if cfg.dry_run { (Journal::in_memory(), Default::default()) } else { Journal::open(&cfg.out, cfg.resume, cfg.force)? };
     let mut summary = RepairSummary {
         keys_file: keys.source.clone(),
@@ -389,7 +393,9 @@ async fn repair_permitted(sh: &Shared, it: &Item, mut d: Done, tk: &str) -> Done
         }
     }
     if cfg.dry_run {
-        println!("would copy {tk} ({} bytes from {})", blob.len(), sh.fetcher.name(ti));
+        // Not println!: `--dry-run | head` closes the pipe, which must not panic a worker.
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout().lock(), "would copy {tk} ({} bytes from {})", blob.len(), sh.fetcher.name(ti));
         d.outcome = Outcome::Ok;
         d.error = Some("dry run: not written".into());
         return d;

@@ -122,8 +122,12 @@ impl Throttle {
         self.inflight.load(Relaxed)
     }
 
-    /// Waits for a slot (fewer than `limit` keys in flight, no pause) and for the `--rate` bucket.
+    /// Waits for the `--rate` bucket, then for a slot (fewer than `limit` in flight, no pause). Keys
+    /// waiting for their rate slot do not count as in flight.
     pub async fn acquire(&self) -> Permit<'_> {
+        if let Some(b) = &self.rate {
+            b.take(1.0).await;
+        }
         loop {
             let pause = self.st.lock().unwrap().pause_until;
             if let Some(p) = pause.filter(|p| *p > Instant::now()) {
@@ -141,11 +145,7 @@ impl Throttle {
             // Woken by a finished key; the timeout covers a limit raised with nobody finishing.
             let _ = tokio::time::timeout(Duration::from_millis(50), notified).await;
         }
-        let p = Permit(self);
-        if let Some(b) = &self.rate {
-            b.take(1.0).await;
-        }
-        p
+        Permit(self)
     }
 
     /// Waits until `bytes` more may be sent under `--bandwidth`.
