@@ -11,16 +11,17 @@ use std::time::Duration;
 
 /// Copy the blobs of keys missing in S3 from Cassandra to S3, and record what happened to every key.
 ///
-/// For each key: fetch the blob with `SELECT BLOB FROM KS.TABLE WHERE KEY = ?` (prepared once per
-/// table) from --source, then each --fallback in order; HEAD the target (an object that arrived since
-/// the listing is recorded as `exists`, or `differ` when its size is not the blob's, and is NOT
-/// overwritten unless --overwrite); PUT it from memory with Content-MD5 (multipart above
+/// For each key: fetch the blob with `SELECT <blob-column> FROM <ks.table> WHERE <key-column> = ?`
+/// (prepared once per table) from --source, then each --fallback in order; HEAD the target (an object
+/// that arrived since the listing is recorded as `exists`, or `differ` when its size is not the blob's,
+/// and is NOT overwritten unless --overwrite); PUT it from memory with Content-MD5 (multipart above
 /// --multipart-threshold, Content-MD5 per part) and a Content-Type sniffed from the bytes for
 /// jpeg/png/gif/webp unless --content-type.
 ///
 /// Input (--keys FILE or - for stdin): keyrecon-diff's missing-on-target.csv (its `key` is the S3 key,
 /// its `origin` the Cassandra key when a --key-map mapped it), a CSV with a `key` column (e.g. an
-/// ok.csv), or one key per line (-z: NUL-terminated). The S3 key is --prefix + key.
+/// ok.csv), or one key per line (-z: NUL-terminated), e.g. missing-on-target.txt when the listings
+/// carried no metadata. The S3 key is --prefix + key.
 ///
 /// Manners: at most --concurrency keys in flight; the limit is halved on S3 503 SlowDown, timeouts,
 /// Cassandra ReadTimeout/Overloaded and latency above --latency-target, and grows back by one when
@@ -38,7 +39,8 @@ use std::time::Duration;
 /// Credentials: Cassandra from KEYRECON_CASSANDRA_USERNAME / KEYRECON_CASSANDRA_PASSWORD (or flags);
 /// S3 from the AWS chain (environment, ~/.aws, --profile, SSO, instance role).
 ///
-/// Example (list both sides, diff, repair, check that nothing is missing any more):
+/// Example (list both sides, diff, repair; keyrecon-diff exits 1 when it found keys to repair, hence
+/// `test $? -le 1` rather than `&&`):
 ///   keyrecon-list-cassandra --contact-points 10.0.0.1:9042 --keyspace media --table objects \
 ///     --key-column id --size-of data --key-map @keymap.rules --out cass.chunks
 ///   keyrecon-list-s3 --bucket photos --out s3.chunks
