@@ -445,7 +445,14 @@ fn blobs_above_the_multipart_threshold_are_uploaded_in_parts() {
     assert_eq!(ok["big"], "3");
     assert_eq!(ok["small"], "0");
     assert_eq!(summary(&out)["multipart_uploads"], 1);
-    assert_eq!(objects(&b)["big"].0, big);
+    let objs = objects(&b);
+    assert_eq!(objs["big"].0, big);
+
+    // --content-type overrides the sniffing (and the default of none).
+    let b2 = bucket("repair-content-type");
+    let o = repair(&node, &b2, &kf, &t.path().join("r2"), &["--content-type", "application/x-keyrecon", "-q"]);
+    assert_code(&o, 0);
+    assert_eq!(objects(&b2)["small"].1.as_deref(), Some("application/x-keyrecon"));
 }
 
 #[test]

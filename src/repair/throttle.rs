@@ -256,4 +256,15 @@ mod tests {
         // 5 objects at 10/s: the 5th may start 0.4 s after the first.
         assert_eq!(t0.elapsed(), Duration::from_millis(400));
     }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn bandwidth_bucket_spaces_bytes() {
+        let t = Throttle::new("test", 4, None, Some(1000.0), Duration::from_secs(1), true);
+        let t0 = tokio::time::Instant::now();
+        for _ in 0..3 {
+            t.bandwidth(1000).await;
+        }
+        // 3 x 1000 bytes at 1000 B/s: the third may start 2 s after the first.
+        assert_eq!(t0.elapsed(), Duration::from_secs(2));
+    }
 }
