@@ -17,6 +17,8 @@
 //! - [`diff`]: the two-sided walk over sorted streams and the outcome sinks.
 //! - [`hashdiff`]: diff of unsorted inputs by hash partitioning (no full sort).
 //! - [`progress`]: progress bars, counters, summaries.
+//! - [`repair`]: keyrecon-repair (Cassandra blob -> S3 PUT, journal, throttle).
+//! - [`verify`]: keyrecon-verify (HEAD, and with --deep compare size and MD5/ETag with the blob).
 //!
 //! Invariants: keys are bytes and compare in byte order everywhere; nothing is dropped silently (bad
 //! input is rejected with a reason, failures are counted and make the exit code 2).
@@ -34,5 +36,7 @@ pub mod sort;
 pub mod sources;
 pub mod error;
 pub mod record;
+pub mod repair;
+pub mod verify;
 
 pub use error::{Error, Result};

@@ -1,0 +1,267 @@
+//! keyrecon-repair: copy the blobs of missing keys from Cassandra to S3, resumably, gently, exactly.
+use clap::Parser;
+use keyrecon::cli::{main_with, parse_size};
+use keyrecon::repair::fetch::TableRef;
+use keyrecon::repair::keys::KeysFormat;
+use keyrecon::repair::{self, RepairConfig, TOOL};
+use keyrecon::sources::cassandra::session::{parse_consistency, Connect};
+use keyrecon::sources::s3::client::ClientOptions;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Copy the blobs of keys missing in S3 from Cassandra to S3, and record what happened to every key.
+///
+/// For each key: fetch the blob with `SELECT <blob-column> FROM <ks.table> WHERE <key-column> = ?`
+/// (prepared once per table) from --source, then each --fallback in order; HEAD the target (an object
+/// that arrived since the listing is recorded as `exists`, or `differ` when its size is not the blob's,
+/// and is NOT overwritten unless --overwrite); PUT it from memory with Content-MD5 (multipart above
+/// --multipart-threshold, Content-MD5 per part) and a Content-Type sniffed from the bytes for
+/// jpeg/png/gif/webp unless --content-type.
+///
+/// Input (--keys FILE or - for stdin): keyrecon-diff's missing-on-target.csv (its `key` is the S3 key,
+/// its `origin` the Cassandra key when a --key-map mapped it), a CSV with a `key` column (e.g. an
+/// ok.csv), or one key per line (-z: NUL-terminated), e.g. missing-on-target.txt when the listings
+/// carried no metadata. The S3 key is --prefix + key.
+///
+/// Manners: at most --concurrency keys in flight; the limit is halved on S3 503 SlowDown, timeouts,
+/// Cassandra ReadTimeout/Overloaded and latency above --latency-target, and grows back by one when
+/// things are fast (each change is logged). --rate and --bandwidth cap objects/s and bytes/s. Failed
+/// requests are retried with exponential backoff and jitter, --max-attempts in all.
+///
+/// Outcomes in --out DIR: ok.csv, not-found.csv (in no table), failed.csv (with the last error),
+/// exists.csv (exists / differ), summary.json (counts, bytes, rates, timings, retries, throttling),
+/// journal.jsonl. After a crash or kill, rerun the same command with --resume: keys with a final
+/// outcome are skipped, failed ones are tried again, nothing is copied twice or lost.
+///
+/// Exit status: 0 every key ok or exists; 1 some not found or existing with another size (differ);
+/// 2 some failed (or the run could not start).
+///
+/// Credentials: Cassandra from KEYRECON_CASSANDRA_USERNAME / KEYRECON_CASSANDRA_PASSWORD (or flags);
+/// S3 from the AWS chain (environment, ~/.aws, --profile, SSO, instance role).
+///
+/// Example (list both sides, diff, repair; keyrecon-diff exits 1 when it found keys to repair, hence
+/// `test $? -le 1` rather than `&&`):
+///   keyrecon-list-cassandra --contact-points 10.0.0.1:9042 --keyspace media --table objects \
+///     --key-column id --size-of data --key-map @keymap.rules --out cass.chunks
+///   keyrecon-list-s3 --bucket photos --out s3.chunks
+///   keyrecon-diff cass.chunks s3.chunks --out diff/ ; test $? -le 1 &&
+///   keyrecon-repair --keys diff/missing-on-target.csv --contact-points 10.0.0.1:9042 \
+///     --source media.objects --fallback media_old.objects --key-column id --blob-column data \
+///     --bucket photos --concurrency 32 --out repair/
+///   # dry run first: add --dry-run (prints what would be copied, writes nothing to S3)
+#[derive(Parser, Debug)]
+#[command(name = "keyrecon-repair", version, verbatim_doc_comment)]
+struct Args {
+    /// Keys to repair: missing-on-target.csv, a CSV with a `key` column, a key-per-line file, or - (stdin).
+    #[arg(long, value_name = "FILE|-")]
+    keys: PathBuf,
+    /// Input format: auto (CSV when the first line is `key` or starts with `key,`), csv or lines.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "csv", "lines"])]
+    format: String,
+    /// Plain keys are NUL-terminated (S3 keys may contain newlines).
+    #[arg(short = 'z', long = "null-data")]
+    null: bool,
+    /// Directory for the outcome files, summary.json and the journal.
+    #[arg(long, short = 'o', value_name = "DIR")]
+    out: PathBuf,
+    /// Continue an interrupted repair in --out (skips keys the journal has a final outcome for).
+    #[arg(long, conflicts_with = "force")]
+    resume: bool,
+    /// Start over in an --out that holds an earlier repair's journal.
+    #[arg(long)]
+    force: bool,
+
+    /// Table to fetch blobs from, as KEYSPACE.TABLE.
+    #[arg(long, value_name = "KS.TABLE", value_parser = TableRef::parse)]
+    source: TableRef,
+    /// Table to try when the previous ones lack the key (repeatable, tried in order).
+    #[arg(long, value_name = "KS.TABLE", value_parser = TableRef::parse)]
+    fallback: Vec<TableRef>,
+    /// The partition key column (text, ascii, blob, integer or uuid).
+    #[arg(long)]
+    key_column: String,
+    /// The column holding the object's bytes.
+    #[arg(long, default_value = "blob")]
+    blob_column: String,
+    /// Nodes to connect to first, as HOST:PORT,... (the driver discovers the others).
+    #[arg(long, value_delimiter = ',', required = true)]
+    contact_points: Vec<String>,
+    /// Datacenter to read from (no failover to other DCs).
+    #[arg(long, value_name = "DC")]
+    local_dc: Option<String>,
+    /// Consistency level of the reads.
+    #[arg(long, default_value = "LOCAL_QUORUM", value_parser = parse_consistency)]
+    consistency: scylla::statement::Consistency,
+    /// Username (default: $KEYRECON_CASSANDRA_USERNAME).
+    #[arg(long)]
+    username: Option<String>,
+    /// Password (default: $KEYRECON_CASSANDRA_PASSWORD; prefer the environment).
+    #[arg(long)]
+    password: Option<String>,
+    /// Connect with TLS, verifying nodes against this PEM CA bundle (needs a build with `--features tls`).
+    #[arg(long, value_name = "PEM")]
+    tls_ca: Option<PathBuf>,
+    /// Client-side timeout of one Cassandra read, in seconds.
+    #[arg(long, default_value_t = 12.0, value_name = "SECS")]
+    request_timeout: f64,
+
+    /// Target bucket.
+    #[arg(long)]
+    bucket: String,
+    /// Prepended to every key to form the S3 key.
+    #[arg(long, default_value = "")]
+    prefix: String,
+    /// S3-compatible endpoint (Garage, Ceph, MinIO); path-style addressing then.
+    #[arg(long, value_name = "URL")]
+    endpoint_url: Option<String>,
+    /// AWS region (default: from the AWS configuration, else us-east-1).
+    #[arg(long)]
+    region: Option<String>,
+    /// AWS profile from ~/.aws/config.
+    #[arg(long)]
+    profile: Option<String>,
+    /// Timeout of one S3 request attempt, in seconds.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    s3_timeout: u64,
+    /// Replace objects that already exist (no HEAD re-check, no If-None-Match).
+    #[arg(long)]
+    overwrite: bool,
+    /// HEAD each key before writing, so keys that arrived since the listing are recorded as `exists`
+    /// instead of overwritten (default: on).
+    #[arg(long, overrides_with = "no_recheck")]
+    recheck: bool,
+    /// Skip the HEAD before PUT (faster; relies on If-None-Match, which Garage ignores).
+    #[arg(long, overrides_with = "recheck")]
+    no_recheck: bool,
+    /// Print what would be copied (fetching blobs, HEADing targets), write nothing to S3 and no journal.
+    #[arg(long)]
+    dry_run: bool,
+    /// Content-Type for every object (default: image types sniffed from the bytes, else none).
+    #[arg(long, value_name = "TYPE")]
+    content_type: Option<String>,
+    /// Objects larger than this are uploaded in parts.
+    #[arg(long, default_value = "64M", value_parser = parse_size)]
+    multipart_threshold: usize,
+    /// Part size of multipart uploads.
+    #[arg(long, default_value = "16M", value_parser = parse_size)]
+    part_size: usize,
+
+    /// Keys in flight at most (each holds its blob in memory: memory ~ concurrency x object size).
+    #[arg(long, short = 'j', default_value_t = 32)]
+    concurrency: usize,
+    /// Cap on objects per second.
+    #[arg(long, value_name = "OBJ/S")]
+    rate: Option<f64>,
+    /// Cap on bytes per second uploaded (K/M/G suffixes).
+    #[arg(long, value_name = "BYTES/S", value_parser = parse_size)]
+    bandwidth: Option<usize>,
+    /// Halve concurrency when the smoothed latency of Cassandra or S3 requests exceeds this (ms).
+    #[arg(long, default_value_t = 2000, value_name = "MS")]
+    latency_target: u64,
+    /// Attempts per request (first try included) before the key is recorded as failed.
+    #[arg(long, default_value_t = 6)]
+    max_attempts: u32,
+    /// Seconds between progress log lines when stderr is not a terminal.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    log_every: u64,
+    /// No progress, no throttle log, no summary line on stderr.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+fn main() {
+    main_with(TOOL, || {
+        let mut a = Args::parse();
+        a.username = a.username.take().or_else(|| std::env::var("KEYRECON_CASSANDRA_USERNAME").ok());
+        a.password = a.password.take().or_else(|| std::env::var("KEYRECON_CASSANDRA_PASSWORD").ok());
+        if a.username.is_some() != a.password.is_some() {
+            anyhow::bail!("give both a username and a password (or neither)");
+        }
+        if a.concurrency < 1 || a.max_attempts < 1 {
+            anyhow::bail!("--concurrency and --max-attempts must be at least 1");
+        }
+        if a.rate.is_some_and(|r| r.is_nan() || r <= 0.0) || a.bandwidth == Some(0) {
+            anyhow::bail!("--rate and --bandwidth must be positive");
+        }
+        if a.part_size < 1 {
+            anyhow::bail!("--part-size must be at least 1 byte");
+        }
+        let mut tables = vec![a.source.clone()];
+        tables.extend(a.fallback.iter().cloned());
+        let cfg = RepairConfig {
+            keys: a.keys.clone(),
+            keys_format: match a.format.as_str() {
+                "csv" => KeysFormat::Csv,
+                "lines" => KeysFormat::Lines,
+                _ => KeysFormat::Auto,
+            },
+            nul: a.null,
+            connect: Connect {
+                contact_points: a.contact_points.clone(),
+                local_dc: a.local_dc.clone(),
+                consistency: a.consistency,
+                username: a.username.clone(),
+                password: a.password.clone(),
+                request_timeout: Duration::from_secs_f64(a.request_timeout.max(0.001)),
+                connect_timeout: Duration::from_secs(10),
+                tls_ca: a.tls_ca.clone(),
+                keyspace: a.source.keyspace.clone(),
+            },
+            tables,
+            key_column: a.key_column.clone(),
+            blob_column: a.blob_column.clone(),
+            s3: ClientOptions {
+                endpoint_url: a.endpoint_url.clone(),
+                region: a.region.clone(),
+                profile: a.profile.clone(),
+                path_style: None,
+                attempt_timeout: Some(Duration::from_secs(a.s3_timeout.max(1))),
+            },
+            bucket: a.bucket.clone(),
+            prefix: a.prefix.clone().into_bytes(),
+            concurrency: a.concurrency,
+            rate: a.rate,
+            bandwidth: a.bandwidth.map(|b| b as f64),
+            latency_target: Duration::from_millis(a.latency_target),
+            max_attempts: a.max_attempts,
+            overwrite: a.overwrite,
+            dry_run: a.dry_run,
+            recheck: !a.no_recheck,
+            content_type: a.content_type.clone(),
+            multipart_threshold: a.multipart_threshold,
+            part_size: a.part_size,
+            out: a.out.clone(),
+            resume: a.resume,
+            force: a.force,
+            quiet: a.quiet,
+            log_every: Duration::from_secs(a.log_every.max(1)),
+        };
+        let s = repair::run(cfg)?;
+        if !a.quiet {
+            let o = &s.outcomes;
+            eprintln!(
+                "{TOOL}: {} keys{}: {} ok, {} not found, {} failed, {} exist, {} differ{}; this run: {} keys, {:.1} MB at {:.0} objects/s ({:.1} MB/s), {} from fallbacks, {} multipart; retries {} cassandra / {} s3; {} throttle events (lowest concurrency {}); see {}",
+                s.keys_input,
+                if s.skipped_done_earlier > 0 { format!(" ({} done by an earlier run)", s.skipped_done_earlier) } else { String::new() },
+                o.ok,
+                o.not_found,
+                o.failed,
+                o.exists,
+                o.differ,
+                if s.dry_run { " (dry run: nothing written)" } else { "" },
+                s.processed,
+                s.bytes_copied as f64 / 1e6,
+                s.objects_per_sec,
+                s.bytes_per_sec / 1e6,
+                s.from_fallback,
+                s.multipart_uploads,
+                s.retries_cassandra,
+                s.retries_s3,
+                s.throttle_events,
+                s.min_concurrency,
+                a.out.display()
+            );
+        }
+        Ok(s.exit_code())
+    })
+}

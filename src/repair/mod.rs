@@ -1,0 +1,434 @@
+//! keyrecon-repair's engine: copy the blobs of missing keys from Cassandra to S3 and bring every key
+//! to a final, recorded outcome.
+//!
+//! ```text
+//!  keys (missing-on-target.csv | key file | stdin)
+//!    │  minus keys the journal says are done (--resume)
+//!    ▼
+//!  N tokio workers, each key: permit (AIMD limit, --rate) ─► fetch (source, fallbacks) ─► HEAD ─►
+//!                             --bandwidth ─► journal "put" intent ─► PUT / multipart (Content-MD5)
+//!    │ outcome: ok | not_found | failed | exists | differ
+//!    ▼
+//!  journal.jsonl (append, batched fsync) ─► outcome CSVs + summary.json (rendered from the journal)
+//! ```
+//!
+//! Why this order:
+//! - Fetch before HEAD: an object that exists is only `exists` if it has the blob's size; otherwise it
+//!   is `differ`. Existing objects are rare (keys that arrived since the listing), so the extra read
+//!   is cheap, and not-found keys are reported without touching S3.
+//! - HEAD before PUT (`--recheck`, on by default, off with `--overwrite`): Garage ignores
+//!   `If-None-Match: *`, so the HEAD is what keeps a repair from overwriting a live writer's object.
+//!   The PUT still sends If-None-Match for servers that honour it (a 412 becomes `exists`).
+//! - The intent record before the PUT: a key killed between PUT and journal record is PUT again by
+//!   `--resume`, whose HEAD then finds an object. If the journal has an intent for that key and the
+//!   object's ETag is the blob's MD5 (or its multipart ETag), it is our own upload: `ok`, not `exists`.
+//!   So a kill -9 at any point leaves every key in ok.csv exactly once after the resume.
+//! - Bodies are `Bytes` in memory: a retry resends the same bytes; memory is bounded by the number of
+//!   keys in flight × the object size.
+
+pub mod fetch;
+pub mod journal;
+pub mod keys;
+pub mod live;
+pub mod outcome;
+pub mod put;
+pub mod retry;
+pub mod throttle;
+
+use crate::error::{Error, Result};
+use crate::sources::cassandra::session::Connect;
+use crate::sources::s3::client::ClientOptions;
+use bytes::Bytes;
+use fetch::{FetchError, Fetcher, Lookup, TableRef};
+use journal::{Done, Journal, Outcome};
+use keys::{Item, KeysFormat};
+use live::{Live, Ticker};
+use put::Target;
+use retry::{Retry, Transient};
+use serde::Serialize;
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use throttle::{Side, Throttle};
+
+pub const TOOL: &str = "keyrecon-repair";
+
+/// A validated repair job.
+#[derive(Debug, Clone)]
+pub struct RepairConfig {
+    pub keys: PathBuf,
+    pub keys_format: KeysFormat,
+    pub nul: bool,
+    pub connect: Connect,
+    /// The source first, then the fallbacks, in lookup order.
+    pub tables: Vec<TableRef>,
+    pub key_column: String,
+    pub blob_column: String,
+    pub s3: ClientOptions,
+    pub bucket: String,
+    /// Prepended to every key to form the S3 key.
+    pub prefix: Vec<u8>,
+    pub concurrency: usize,
+    pub rate: Option<f64>,
+    pub bandwidth: Option<f64>,
+    pub latency_target: Duration,
+    pub max_attempts: u32,
+    pub overwrite: bool,
+    pub dry_run: bool,
+    pub recheck: bool,
+    /// Fixed Content-Type; `None` = sniff images, else leave it to the server.
+    pub content_type: Option<String>,
+    pub multipart_threshold: usize,
+    pub part_size: usize,
+    pub out: PathBuf,
+    pub resume: bool,
+    pub force: bool,
+    pub quiet: bool,
+    pub log_every: Duration,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct RepairSummary {
+    pub keys_file: String,
+    pub bucket: String,
+    pub tables: Vec<String>,
+    pub dry_run: bool,
+    pub resumed: bool,
+    /// Keys read from the input (after dropping duplicates).
+    pub keys_input: u64,
+    pub duplicate_keys_in_input: u64,
+    /// Keys skipped because the journal of an earlier run has their final outcome.
+    pub skipped_done_earlier: u64,
+    /// Keys processed by this run.
+    pub processed: u64,
+    /// Outcomes of every key over all runs of this --out (= rows of the outcome files).
+    pub outcomes: outcome::Counts,
+    /// Outcomes of this run alone.
+    pub this_run: outcome::Counts,
+    pub bytes_copied: u64,
+    pub objects_per_sec: f64,
+    pub bytes_per_sec: f64,
+    pub from_fallback: u64,
+    pub multipart_uploads: u64,
+    /// Keys an interrupted run had uploaded but not journaled (found with matching ETag on resume).
+    pub completed_by_interrupted_run: u64,
+    pub retries_cassandra: u64,
+    pub retries_s3: u64,
+    pub throttle_events: u64,
+    pub min_concurrency: usize,
+    pub final_concurrency: usize,
+    pub journal_torn_tail_dropped: bool,
+    pub timings: Timings,
+    pub peak_rss_bytes: u64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Timings {
+    pub read_keys_ms: u64,
+    pub connect_ms: u64,
+    pub repair_ms: u64,
+    pub total_ms: u64,
+    /// Mean time of a successful blob fetch (all tables tried).
+    pub fetch_mean_ms: f64,
+    /// Mean time of a successful upload, retries included.
+    pub put_mean_ms: f64,
+}
+
+impl RepairSummary {
+    pub fn exit_code(&self) -> i32 {
+        self.outcomes.exit_code()
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    from_fallback: AtomicU64,
+    multipart: AtomicU64,
+    completed_earlier: AtomicU64,
+    retries: [AtomicU64; 2],
+    fetch_us: AtomicU64,
+    fetches: AtomicU64,
+    put_us: AtomicU64,
+    puts: AtomicU64,
+}
+
+struct Shared {
+    cfg: RepairConfig,
+    fetcher: Fetcher,
+    target: Target,
+    throttle: Throttle,
+    journal: Journal,
+    intents: HashSet<Vec<u8>>,
+    todo: Vec<Item>,
+    next: AtomicUsize,
+    live: Arc<Live>,
+    counters: Counters,
+    this_run: Mutex<outcome::Counts>,
+    fatal: Mutex<Option<Error>>,
+}
+
+impl Transient for FetchError {
+    fn retry(&self) -> bool {
+        self.retry
+    }
+    fn load(&self) -> bool {
+        self.load
+    }
+    fn describe(&self) -> String {
+        self.msg.clone()
+    }
+}
+
+/// Runs a repair to the end and writes its outcome files and summary into `cfg.out`.
+pub fn run(cfg: RepairConfig) -> Result<RepairSummary> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Error::Other(format!("tokio runtime: {e}")))?;
+    rt.block_on(run_async(cfg))
+}
+
+async fn run_async(cfg: RepairConfig) -> Result<RepairSummary> {
+    let t0 = Instant::now();
+    std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
+    let keys = keys::read(&cfg.keys, cfg.keys_format, cfg.nul)?;
+    let read_ms = t0.elapsed().as_millis() as u64;
+    if cfg.dry_run && cfg.out.join(journal::FILE).exists() {
+        // Its outcome files would replace the real run's.
+        return Err(Error::Usage(format!("--dry-run: {} holds a repair journal; give the dry run its own --out", cfg.out.display())));
+    }
+    let (journal, replay) = if cfg.dry_run { (Journal::in_memory(), Default::default()) } else { Journal::open(&cfg.out, cfg.resume, cfg.force)? };
+    let mut summary = RepairSummary {
+        keys_file: keys.source.clone(),
+        bucket: cfg.bucket.clone(),
+        tables: cfg.tables.iter().map(|t| t.to_string()).collect(),
+        dry_run: cfg.dry_run,
+        resumed: cfg.resume,
+        keys_input: keys.items.len() as u64,
+        duplicate_keys_in_input: keys.duplicates,
+        journal_torn_tail_dropped: replay.torn_tail,
+        ..Default::default()
+    };
+    let todo: Vec<Item> = keys.items.into_iter().filter(|i| replay.done(&i.key).is_none()).collect();
+    summary.skipped_done_earlier = summary.keys_input - todo.len() as u64;
+
+    let tc = Instant::now();
+    let fetcher = Fetcher::connect(&cfg.connect, &cfg.tables, &cfg.key_column, &cfg.blob_column).await?;
+    let client = crate::sources::s3::client::build(&cfg.s3).await.map_err(|e| Error::Other(format!("S3 client: {e:#}")))?;
+    let target = Target { client, bucket: cfg.bucket.clone(), multipart_threshold: cfg.multipart_threshold, part_size: cfg.part_size };
+    let connect_ms = tc.elapsed().as_millis() as u64;
+
+    let throttle = Throttle::new(TOOL, cfg.concurrency, cfg.rate, cfg.bandwidth, cfg.latency_target, cfg.quiet);
+    let live = Arc::new(Live::default());
+    let total = todo.len() as u64;
+    let workers = cfg.concurrency.min(todo.len()).max(1);
+    let sh = Arc::new(Shared {
+        cfg,
+        fetcher,
+        target,
+        throttle,
+        journal,
+        intents: replay.intents,
+        todo,
+        next: AtomicUsize::new(0),
+        live: live.clone(),
+        counters: Counters::default(),
+        this_run: Mutex::new(Default::default()),
+        fatal: Mutex::new(None),
+    });
+    live.limit.store(sh.throttle.limit(), Relaxed);
+    let ticker = Ticker::start(TOOL, total, live.clone(), sh.cfg.quiet, sh.cfg.log_every);
+    let tr = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..workers {
+        let sh = sh.clone();
+        handles.push(tokio::spawn(async move { worker(&sh).await }));
+    }
+    for h in handles {
+        h.await.map_err(|e| Error::Other(format!("repair worker: {e}")))?;
+    }
+    let repair_ms = tr.elapsed().as_millis() as u64;
+    ticker.finish();
+    if let Some(e) = sh.fatal.lock().unwrap().take() {
+        return Err(e);
+    }
+
+    let mut finals = sh.journal.finals()?;
+    summary.outcomes = outcome::write(&sh.cfg.out, &mut finals, &sh.cfg.prefix, sh.cfg.dry_run)?;
+    summary.this_run = sh.this_run.lock().unwrap().clone();
+    summary.processed = summary.this_run.total();
+    let c = &sh.counters;
+    summary.bytes_copied = live.bytes.load(Relaxed);
+    let secs = (repair_ms as f64 / 1000.0).max(1e-3);
+    summary.objects_per_sec = summary.this_run.ok as f64 / secs;
+    summary.bytes_per_sec = summary.bytes_copied as f64 / secs;
+    summary.from_fallback = c.from_fallback.load(Relaxed);
+    summary.multipart_uploads = c.multipart.load(Relaxed);
+    summary.completed_by_interrupted_run = c.completed_earlier.load(Relaxed);
+    summary.retries_cassandra = c.retries[0].load(Relaxed);
+    summary.retries_s3 = c.retries[1].load(Relaxed);
+    summary.throttle_events = sh.throttle.events.load(Relaxed);
+    summary.min_concurrency = sh.throttle.min_limit.load(Relaxed);
+    summary.final_concurrency = sh.throttle.limit();
+    let mean = |us: &AtomicU64, n: &AtomicU64| us.load(Relaxed) as f64 / 1000.0 / n.load(Relaxed).max(1) as f64;
+    summary.timings = Timings {
+        read_keys_ms: read_ms,
+        connect_ms,
+        repair_ms,
+        total_ms: t0.elapsed().as_millis() as u64,
+        fetch_mean_ms: mean(&c.fetch_us, &c.fetches),
+        put_mean_ms: mean(&c.put_us, &c.puts),
+    };
+    summary.peak_rss_bytes = crate::progress::peak_rss_bytes();
+    let p = sh.cfg.out.join("summary.json");
+    let mut json = serde_json::to_vec_pretty(&summary).map_err(|e| Error::Other(e.to_string()))?;
+    json.push(b'\n');
+    std::fs::write(&p, json).map_err(|e| Error::io(&p, e))?;
+    Ok(summary)
+}
+
+async fn worker(sh: &Shared) {
+    loop {
+        if sh.fatal.lock().unwrap().is_some() {
+            return;
+        }
+        let i = sh.next.fetch_add(1, Relaxed);
+        let Some(item) = sh.todo.get(i) else { return };
+        let d = repair_one(sh, item).await;
+        if let Err(e) = sh.journal.record(&d) {
+            sh.fatal.lock().unwrap().get_or_insert(e);
+            return;
+        }
+        sh.this_run.lock().unwrap().add(d.outcome);
+        sh.live.done.fetch_add(1, Relaxed);
+        sh.live.inflight.store(sh.throttle.inflight(), Relaxed);
+        sh.live.limit.store(sh.throttle.limit(), Relaxed);
+    }
+}
+
+fn fail(mut d: Done, stage: &str, error: String) -> Done {
+    d.outcome = Outcome::Failed;
+    d.stage = Some(stage.to_string());
+    d.error = Some(error);
+    d
+}
+
+/// Does an existing object hold exactly `blob` (ETag = MD5, or the multipart ETag for `part_size`)?
+fn same_upload(etag: Option<&str>, blob: &[u8], md5hex: &str, part_size: usize) -> bool {
+    match etag {
+        Some(e) if e.contains('-') => e.eq_ignore_ascii_case(&put::multipart_etag(blob, part_size)),
+        Some(e) => e.eq_ignore_ascii_case(md5hex),
+        None => false,
+    }
+}
+
+async fn repair_one(sh: &Shared, it: &Item) -> Done {
+    let cfg = &sh.cfg;
+    let d = Done::new(Outcome::Failed, &it.key, it.origin.as_deref());
+    let tk = match String::from_utf8([&cfg.prefix[..], &it.key].concat()) {
+        Ok(s) => s,
+        Err(_) => return fail(d, "key", "target key is not valid UTF-8 (S3 keys are UTF-8 strings): nothing fetched or written".into()),
+    };
+    let _permit = sh.throttle.acquire().await;
+    sh.live.inflight.store(sh.throttle.inflight(), Relaxed);
+    sh.live.limit.store(sh.throttle.limit(), Relaxed);
+    repair_permitted(sh, it, d, &tk).await
+}
+
+async fn repair_permitted(sh: &Shared, it: &Item, mut d: Done, tk: &str) -> Done {
+    let cfg = &sh.cfg;
+    let c = &sh.counters;
+    let retry = Retry { throttle: &sh.throttle, max_attempts: cfg.max_attempts, retries: [&c.retries[0], &c.retries[1]] };
+
+    // Fetch: the source, then each fallback.
+    let tf = Instant::now();
+    let mut tried = Vec::new();
+    let mut found = None;
+    for i in 0..sh.fetcher.len() {
+        match retry.run(Side::Cassandra, &mut d.attempts, || sh.fetcher.get(i, it.origin())).await {
+            Ok(Lookup::Found(b)) => {
+                found = Some((i, b));
+                break;
+            }
+            Ok(Lookup::Absent) => tried.push(sh.fetcher.name(i).to_string()),
+            Ok(Lookup::NotAKey(why)) => tried.push(format!("{} ({why})", sh.fetcher.name(i))),
+            Err(e) => return fail(d, "fetch", format!("key {:?}: {}", String::from_utf8_lossy(it.origin()), e.msg)),
+        }
+    }
+    let Some((ti, blob)) = found else {
+        d.outcome = Outcome::NotFound;
+        d.error = Some(format!("not in {}", tried.join(", ")));
+        return d;
+    };
+    c.fetch_us.fetch_add(tf.elapsed().as_micros() as u64, Relaxed);
+    c.fetches.fetch_add(1, Relaxed);
+    if ti > 0 {
+        c.from_fallback.fetch_add(1, Relaxed);
+    }
+    let blob = Bytes::from(blob);
+    let sum = put::md5(&blob);
+    let md5hex = journal::hex(&sum);
+    let ct = cfg.content_type.clone().or_else(|| put::sniff(&blob).map(str::to_string));
+    d.table = Some(sh.fetcher.name(ti).to_string());
+    d.size = Some(blob.len() as u64);
+    d.md5 = Some(md5hex.clone());
+    d.content_type = ct.clone();
+
+    // Re-check the target.
+    let interrupted = sh.intents.contains(&it.key);
+    if !cfg.overwrite && (cfg.recheck || interrupted) {
+        match retry.run(Side::S3, &mut d.attempts, || sh.target.head(tk)).await {
+            Err(e) => return fail(d, "head", e.msg),
+            Ok(None) => {}
+            Ok(Some(h)) => {
+                if interrupted && h.size == blob.len() as u64 && same_upload(h.etag.as_deref(), &blob, &md5hex, cfg.part_size) {
+                    c.completed_earlier.fetch_add(1, Relaxed);
+                    d.outcome = Outcome::Ok;
+                    d.error = Some("uploaded by an interrupted run (ETag matches the blob)".into());
+                    return d;
+                }
+                d.existing = Some(h.size);
+                d.outcome = if h.size == blob.len() as u64 { Outcome::Exists } else { Outcome::Differ };
+                return d;
+            }
+        }
+    }
+    if cfg.dry_run {
+        // Not println!: `--dry-run | head` closes the pipe, which must not panic a worker.
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout().lock(), "would copy {tk} ({} bytes from {})", blob.len(), sh.fetcher.name(ti));
+        d.outcome = Outcome::Ok;
+        d.error = Some("dry run: not written".into());
+        return d;
+    }
+
+    sh.throttle.bandwidth(blob.len()).await;
+    if let Err(e) = sh.journal.intent(&it.key) {
+        return fail(d, "journal", e.to_string());
+    }
+    let tp = Instant::now();
+    let up = put::Upload { body: blob, md5: sum, content_type: ct, if_none_match: !cfg.overwrite };
+    match sh.target.put(&retry, &mut d.attempts, tk, &up).await {
+        Ok(p) => {
+            c.put_us.fetch_add(tp.elapsed().as_micros() as u64, Relaxed);
+            c.puts.fetch_add(1, Relaxed);
+            if p.parts > 0 {
+                c.multipart.fetch_add(1, Relaxed);
+            }
+            sh.live.bytes.fetch_add(up.body.len() as u64, Relaxed);
+            d.parts = p.parts;
+            d.outcome = Outcome::Ok;
+            d
+        }
+        Err(e) if e.is_precondition_failed() => {
+            // The server honoured If-None-Match: someone wrote the key since our HEAD.
+            if let Ok(Some(h)) = sh.target.head(tk).await {
+                d.existing = Some(h.size);
+                d.outcome = if h.size == up.body.len() as u64 { Outcome::Exists } else { Outcome::Differ };
+            } else {
+                d.outcome = Outcome::Exists;
+            }
+            d
+        }
+        Err(e) => fail(d, "put", e.msg),
+    }
+}

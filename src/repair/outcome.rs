@@ -1,0 +1,144 @@
+//! Outcome files of a repair, rendered from the journal's final records (one row per key, keys in
+//! byte order), so they are exact even across kill -9 and `--resume`:
+//!
+//! | file | columns |
+//! |---|---|
+//! | `ok.csv` (`would-copy.csv` with `--dry-run`) | key, origin, target_key, size, table, md5, content_type, parts, attempts, note |
+//! | `not-found.csv` | key, origin, tables (the tables tried) |
+//! | `failed.csv` | key, origin, stage (key, fetch, head, put), attempts, error (the last one) |
+//! | `exists.csv` | key, origin, outcome (`exists`: same size, `differ`: other size), existing_size, size |
+//!
+//! `origin` is empty when the Cassandra key is the key itself.
+
+use super::journal::{Done, Outcome};
+use crate::error::{Error, IoContext, Result};
+use serde::Serialize;
+use std::fs::File;
+use std::path::Path;
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Counts {
+    pub ok: u64,
+    pub not_found: u64,
+    pub failed: u64,
+    pub exists: u64,
+    pub differ: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, o: Outcome) {
+        match o {
+            Outcome::Ok => self.ok += 1,
+            Outcome::NotFound => self.not_found += 1,
+            Outcome::Failed => self.failed += 1,
+            Outcome::Exists => self.exists += 1,
+            Outcome::Differ => self.differ += 1,
+        }
+    }
+    pub fn total(&self) -> u64 {
+        self.ok + self.not_found + self.failed + self.exists + self.differ
+    }
+    /// 0: every key ok/exists; 1: some not found or existing with another size; 2: some failed.
+    pub fn exit_code(&self) -> i32 {
+        if self.failed > 0 {
+            2
+        } else if self.not_found > 0 || self.differ > 0 {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+struct Csv<'a> {
+    path: std::path::PathBuf,
+    w: csv::Writer<File>,
+    _p: std::marker::PhantomData<&'a ()>,
+}
+
+impl Csv<'_> {
+    fn create(dir: &Path, name: &str, header: &[&str]) -> Result<Self> {
+        let path = dir.join(name);
+        let f = File::create(&path).ctx(&path)?;
+        let mut w = csv::WriterBuilder::new().buffer_capacity(1 << 16).from_writer(f);
+        w.write_record(header).map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+        Ok(Csv { path, w, _p: std::marker::PhantomData })
+    }
+    fn row(&mut self, fields: &[&[u8]]) -> Result<()> {
+        self.w.write_record(fields).map_err(|e| Error::Other(format!("{}: {e}", self.path.display())))
+    }
+    fn finish(mut self) -> Result<()> {
+        self.w.flush().ctx(&self.path)
+    }
+}
+
+fn num(v: Option<u64>) -> Vec<u8> {
+    v.map(|v| v.to_string().into_bytes()).unwrap_or_default()
+}
+
+/// Writes the outcome files for `finals` into `dir` and returns the counts.
+pub fn write(dir: &Path, finals: &mut [Done], prefix: &[u8], dry_run: bool) -> Result<Counts> {
+    finals.sort_by(|a, b| a.key.cmp(&b.key));
+    let ok_name = if dry_run { "would-copy.csv" } else { "ok.csv" };
+    let mut ok = Csv::create(dir, ok_name, &["key", "origin", "target_key", "size", "table", "md5", "content_type", "parts", "attempts", "note"])?;
+    let mut nf = Csv::create(dir, "not-found.csv", &["key", "origin", "tables"])?;
+    let mut failed = Csv::create(dir, "failed.csv", &["key", "origin", "stage", "attempts", "error"])?;
+    let mut exists = Csv::create(dir, "exists.csv", &["key", "origin", "outcome", "existing_size", "size"])?;
+    let mut c = Counts::default();
+    let s = |o: &Option<String>| o.clone().unwrap_or_default().into_bytes();
+    for d in finals.iter() {
+        c.add(d.outcome);
+        let origin = d.origin.clone().unwrap_or_default();
+        match d.outcome {
+            Outcome::Ok => {
+                let tk = [prefix, &d.key].concat();
+                ok.row(&[
+                    &d.key,
+                    &origin,
+                    &tk,
+                    &num(d.size),
+                    &s(&d.table),
+                    &s(&d.md5),
+                    &s(&d.content_type),
+                    d.parts.to_string().as_bytes(),
+                    d.attempts.to_string().as_bytes(),
+                    &s(&d.error),
+                ])?
+            }
+            Outcome::NotFound => nf.row(&[&d.key, &origin, &s(&d.error)])?,
+            Outcome::Failed => failed.row(&[&d.key, &origin, &s(&d.stage), d.attempts.to_string().as_bytes(), &s(&d.error)])?,
+            Outcome::Exists | Outcome::Differ => exists.row(&[&d.key, &origin, d.outcome.name().as_bytes(), &num(d.existing), &num(d.size)])?,
+        }
+    }
+    ok.finish()?;
+    nf.finish()?;
+    failed.finish()?;
+    exists.finish()?;
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_row_per_key_in_byte_order_with_exit_codes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = vec![Done::new(Outcome::Ok, b"b", Some(b"b_1")), Done::new(Outcome::Ok, b"a\xff", None), Done::new(Outcome::Differ, b"c", None)];
+        v[0].size = Some(3);
+        let mut f = Done::new(Outcome::Failed, b"d", None);
+        f.error = Some("PUT \"d\": 503 SlowDown".into());
+        f.stage = Some("put".into());
+        v.push(f);
+        let c = write(dir.path(), &mut v, b"p/", false).unwrap();
+        assert_eq!(c, Counts { ok: 2, not_found: 0, failed: 1, exists: 0, differ: 1 });
+        assert_eq!(c.exit_code(), 2);
+        let ok = std::fs::read(dir.path().join("ok.csv")).unwrap();
+        assert!(ok.starts_with(b"key,origin,target_key,size,table,md5,content_type,parts,attempts,note\na\xff,,p/a\xff,"), "{}", String::from_utf8_lossy(&ok));
+        assert!(String::from_utf8_lossy(&ok).contains("\nb,b_1,p/b,3,"));
+        let failed = std::fs::read_to_string(dir.path().join("failed.csv")).unwrap();
+        assert!(failed.contains("d,,put,0,\"PUT \"\"d\"\": 503 SlowDown\""), "{failed}");
+        assert_eq!(Counts { differ: 1, ..Counts::default() }.exit_code(), 1);
+        assert_eq!(Counts { ok: 1, exists: 1, ..Counts::default() }.exit_code(), 0);
+    }
+}

@@ -1,0 +1,127 @@
+//! Bounded retries with exponential backoff and jitter, feeding the throttle.
+//!
+//! Every request of repair/verify goes through [`Retry::run`]: a success or a non-load error reports
+//! its latency to the [`Throttle`] (rising latency slows everything down), a load error (503 SlowDown,
+//! timeout, Cassandra ReadTimeout/Overloaded) is an overload signal, and a retryable error is tried
+//! again after `100 ms × 2^(n-1)` (capped at 10 s) with jitter, up to `max_attempts` attempts in all.
+//! Bodies are in memory (`bytes::Bytes`), so an attempt never resends a half-consumed stream.
+
+use super::throttle::{Side, Throttle};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// An error that knows whether it is worth another attempt.
+pub trait Transient {
+    fn retry(&self) -> bool;
+    fn load(&self) -> bool;
+    fn describe(&self) -> String;
+}
+
+pub struct Retry<'a> {
+    pub throttle: &'a Throttle,
+    pub max_attempts: u32,
+    /// Retries counted per side (summary).
+    pub retries: [&'a AtomicU64; 2],
+}
+
+pub fn backoff(attempt: u32) -> Duration {
+    let full = 100u64.saturating_mul(1 << attempt.clamp(1, 8).saturating_sub(1)).min(10_000);
+    Duration::from_millis(full / 2 + rand::random::<u64>() % (full / 2 + 1))
+}
+
+impl Retry<'_> {
+    /// Runs `f` until it succeeds, fails for good, or `max_attempts` are used. `attempts` counts the
+    /// requests made (for the outcome record).
+    pub async fn run<T, E, F, Fut>(&self, side: Side, attempts: &mut u32, mut f: F) -> Result<T, E>
+    where
+        E: Transient,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let mut n = 0;
+        loop {
+            n += 1;
+            *attempts += 1;
+            let t0 = Instant::now();
+            let r = f().await;
+            let latency = t0.elapsed();
+            match r {
+                Ok(v) => {
+                    self.throttle.on_latency(side, latency);
+                    return Ok(v);
+                }
+                Err(e) => {
+                    if e.load() {
+                        self.throttle.on_overload(side, &e.describe());
+                    } else {
+                        self.throttle.on_latency(side, latency);
+                    }
+                    if !e.retry() || n >= self.max_attempts {
+                        return Err(e);
+                    }
+                    self.retries[side as usize].fetch_add(1, Relaxed);
+                    tokio::time::sleep(backoff(n)).await;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct E(bool);
+    impl Transient for E {
+        fn retry(&self) -> bool {
+            self.0
+        }
+        fn load(&self) -> bool {
+            true
+        }
+        fn describe(&self) -> String {
+            "e".into()
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn bounded_attempts_and_permanent_errors() {
+        let t = Throttle::new("test", 4, None, None, Duration::from_secs(1), true);
+        let (a, b) = (AtomicU64::new(0), AtomicU64::new(0));
+        let r = Retry { throttle: &t, max_attempts: 3, retries: [&a, &b] };
+        let mut att = 0;
+        let mut calls = 0;
+        let res: Result<(), E> = r
+            .run(Side::S3, &mut att, || {
+                calls += 1;
+                async { Err(E(true)) }
+            })
+            .await;
+        assert!(res.is_err());
+        assert_eq!((att, calls, b.load(Relaxed)), (3, 3, 2));
+        let mut att = 0;
+        let res: Result<(), E> = r.run(Side::Cassandra, &mut att, || async { Err(E(false)) }).await;
+        assert!(res.is_err());
+        assert_eq!(att, 1);
+        let mut att = 0;
+        let mut left = 2;
+        let res: Result<u8, E> = r
+            .run(Side::Cassandra, &mut att, || {
+                left -= 1;
+                let fail = left > 0;
+                async move {
+                    if fail {
+                        Err(E(true))
+                    } else {
+                        Ok(7)
+                    }
+                }
+            })
+            .await;
+        assert_eq!((res.ok(), att, a.load(Relaxed)), (Some(7), 2, 1));
+        for n in 1..20 {
+            assert!(backoff(n) <= Duration::from_secs(10) && backoff(n) >= Duration::from_millis(50));
+        }
+    }
+}

@@ -1,0 +1,409 @@
+//! keyrecon-verify's engine: check that keys are in S3 and, with `--deep`, that each object holds its
+//! Cassandra blob.
+//!
+//! Per key: HEAD `prefix + key` (absent: `missing`). With `--deep`, fetch the blob (the source table,
+//! then the fallbacks, like repair) and compare:
+//! 1. size: the object's Content-Length against the blob's length;
+//! 2. content, by the ETag:
+//!    - a plain ETag (no `-`) is the MD5 of the bytes on S3 and on Garage: compared with the blob's MD5
+//!      (comparison `md5`);
+//!    - a multipart ETag (`md5-of-part-md5s-N`) is not an MD5 of the content. It is recomputed from the
+//!      blob with the object's part size — `--part-size` when given, else the size of part 1 from
+//!      `HEAD ?partNumber=1` — and compared (comparison `multipart-etag(part size P)`); when the
+//!      part size cannot be known the content is not compared (comparison `size-only`, said so in
+//!      ok.csv);
+//!    - no ETag: `size-only`.
+//!
+//! Outcome files (rows in key byte order) in `--out`:
+//!
+//! | file | columns |
+//! |---|---|
+//! | `ok.csv` | key, origin, target_key, size, etag, comparison |
+//! | `missing.csv` | key, origin, target_key |
+//! | `differ.csv` | key, origin, target_key, s3_size, blob_size, s3_etag, blob_md5, comparison, reason |
+//! | `failed.csv` | key, origin, stage (key, head, fetch), attempts, error |
+//!
+//! plus `summary.json`. Exit status: 0 all ok, 1 some missing or different, 2 some failed. Verify only
+//! reads, so it keeps no journal: an interrupted verify is simply run again.
+
+use crate::error::{Error, IoContext, Result};
+use crate::repair::fetch::{Fetcher, Lookup, TableRef};
+use crate::repair::journal::hex;
+use crate::repair::keys::{self, Item, KeysFormat};
+use crate::repair::live::{Live, Ticker};
+use crate::repair::put::{self, Head, Target};
+use crate::repair::retry::Retry;
+use crate::repair::throttle::{Side, Throttle};
+use crate::sources::cassandra::session::Connect;
+use crate::sources::s3::client::ClientOptions;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const TOOL: &str = "keyrecon-verify";
+
+/// Where `--deep` fetches blobs.
+#[derive(Debug, Clone)]
+pub struct DeepSource {
+    pub connect: Connect,
+    pub tables: Vec<TableRef>,
+    pub key_column: String,
+    pub blob_column: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct VerifyConfig {
+    pub keys: PathBuf,
+    pub keys_format: KeysFormat,
+    pub nul: bool,
+    pub s3: ClientOptions,
+    pub bucket: String,
+    pub prefix: Vec<u8>,
+    /// `Some`: compare with the Cassandra blobs.
+    pub deep: Option<DeepSource>,
+    /// Part size of multipart uploads, when known (else asked per object).
+    pub part_size: Option<usize>,
+    pub concurrency: usize,
+    pub rate: Option<f64>,
+    pub latency_target: Duration,
+    pub max_attempts: u32,
+    pub out: PathBuf,
+    pub quiet: bool,
+    pub log_every: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Verdict {
+    Ok,
+    Missing,
+    Differ,
+    Failed,
+}
+
+/// One key's result.
+#[derive(Clone, Debug)]
+pub struct Checked {
+    pub verdict: Verdict,
+    pub item: Item,
+    pub s3_size: Option<u64>,
+    pub s3_etag: Option<String>,
+    pub blob_size: Option<u64>,
+    pub blob_md5: Option<String>,
+    /// Which comparison was made: `exists` (no --deep), `md5`, `multipart-etag(part size P)`, `size-only`.
+    pub comparison: String,
+    /// differ: what differs; failed: the last error.
+    pub reason: String,
+    pub stage: String,
+    pub attempts: u32,
+}
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct VerifyCounts {
+    pub ok: u64,
+    pub missing: u64,
+    pub differ: u64,
+    pub failed: u64,
+}
+
+impl VerifyCounts {
+    pub fn exit_code(&self) -> i32 {
+        if self.failed > 0 {
+            2
+        } else if self.missing > 0 || self.differ > 0 {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct VerifySummary {
+    pub keys_file: String,
+    pub bucket: String,
+    pub deep: bool,
+    pub keys_input: u64,
+    pub duplicate_keys_in_input: u64,
+    pub outcomes: VerifyCounts,
+    /// ok/differ keys by the comparison made.
+    pub compared_md5: u64,
+    pub compared_multipart_etag: u64,
+    pub compared_size_only: u64,
+    pub not_in_source: u64,
+    pub bytes_compared: u64,
+    pub objects_per_sec: f64,
+    pub retries_cassandra: u64,
+    pub retries_s3: u64,
+    pub throttle_events: u64,
+    pub min_concurrency: usize,
+    pub elapsed_ms: u64,
+    pub peak_rss_bytes: u64,
+}
+
+struct Shared {
+    cfg: VerifyConfig,
+    fetcher: Option<Fetcher>,
+    target: Target,
+    throttle: Throttle,
+    items: Vec<Item>,
+    next: AtomicUsize,
+    live: Arc<Live>,
+    retries: [AtomicU64; 2],
+    results: Mutex<Vec<Checked>>,
+}
+
+pub fn run(cfg: VerifyConfig) -> Result<VerifySummary> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Error::Other(format!("tokio runtime: {e}")))?;
+    rt.block_on(run_async(cfg))
+}
+
+async fn run_async(cfg: VerifyConfig) -> Result<VerifySummary> {
+    let t0 = Instant::now();
+    std::fs::create_dir_all(&cfg.out).ctx(&cfg.out)?;
+    let keys = keys::read(&cfg.keys, cfg.keys_format, cfg.nul)?;
+    let fetcher = match &cfg.deep {
+        Some(d) => Some(Fetcher::connect(&d.connect, &d.tables, &d.key_column, &d.blob_column).await?),
+        None => None,
+    };
+    let client = crate::sources::s3::client::build(&cfg.s3).await.map_err(|e| Error::Other(format!("S3 client: {e:#}")))?;
+    let target = Target { client, bucket: cfg.bucket.clone(), multipart_threshold: usize::MAX, part_size: 0 };
+    let mut summary = VerifySummary {
+        keys_file: keys.source.clone(),
+        bucket: cfg.bucket.clone(),
+        deep: cfg.deep.is_some(),
+        keys_input: keys.items.len() as u64,
+        duplicate_keys_in_input: keys.duplicates,
+        ..Default::default()
+    };
+    let total = keys.items.len() as u64;
+    let workers = cfg.concurrency.min(keys.items.len()).max(1);
+    let live = Arc::new(Live::default());
+    let sh = Arc::new(Shared {
+        throttle: Throttle::new(TOOL, cfg.concurrency, cfg.rate, None, cfg.latency_target, cfg.quiet),
+        cfg,
+        fetcher,
+        target,
+        items: keys.items,
+        next: AtomicUsize::new(0),
+        live: live.clone(),
+        retries: Default::default(),
+        results: Mutex::new(Vec::new()),
+    });
+    live.limit.store(sh.throttle.limit(), Relaxed);
+    let ticker = Ticker::start(TOOL, total, live.clone(), sh.cfg.quiet, sh.cfg.log_every);
+    let tr = Instant::now();
+    let mut hs = Vec::new();
+    for _ in 0..workers {
+        let sh = sh.clone();
+        hs.push(tokio::spawn(async move {
+            loop {
+                let i = sh.next.fetch_add(1, Relaxed);
+                let Some(item) = sh.items.get(i) else { return };
+                let c = check(&sh, item).await;
+                sh.results.lock().unwrap().push(c);
+                sh.live.done.fetch_add(1, Relaxed);
+                sh.live.inflight.store(sh.throttle.inflight(), Relaxed);
+                sh.live.limit.store(sh.throttle.limit(), Relaxed);
+            }
+        }));
+    }
+    for h in hs {
+        h.await.map_err(|e| Error::Other(format!("verify worker: {e}")))?;
+    }
+    let secs = tr.elapsed().as_secs_f64().max(1e-3);
+    ticker.finish();
+
+    let mut results = std::mem::take(&mut *sh.results.lock().unwrap());
+    results.sort_by(|a, b| a.item.key.cmp(&b.item.key));
+    for r in &results {
+        match r.verdict {
+            Verdict::Ok => summary.outcomes.ok += 1,
+            Verdict::Missing => summary.outcomes.missing += 1,
+            Verdict::Differ => summary.outcomes.differ += 1,
+            Verdict::Failed => summary.outcomes.failed += 1,
+        }
+        if matches!(r.verdict, Verdict::Ok | Verdict::Differ) {
+            match r.comparison.as_str() {
+                "md5" => summary.compared_md5 += 1,
+                "size-only" => summary.compared_size_only += 1,
+                c if c.starts_with("multipart-etag") => summary.compared_multipart_etag += 1,
+                _ => {}
+            }
+        }
+        if r.stage == "fetch" && r.reason.starts_with("not in ") {
+            summary.not_in_source += 1;
+        }
+    }
+    write_outcomes(&sh.cfg, &results)?;
+    summary.bytes_compared = live.bytes.load(Relaxed);
+    summary.objects_per_sec = total as f64 / secs;
+    summary.retries_cassandra = sh.retries[0].load(Relaxed);
+    summary.retries_s3 = sh.retries[1].load(Relaxed);
+    summary.throttle_events = sh.throttle.events.load(Relaxed);
+    summary.min_concurrency = sh.throttle.min_limit.load(Relaxed);
+    summary.elapsed_ms = t0.elapsed().as_millis() as u64;
+    summary.peak_rss_bytes = crate::progress::peak_rss_bytes();
+    let p = sh.cfg.out.join("summary.json");
+    let mut json = serde_json::to_vec_pretty(&summary).map_err(|e| Error::Other(e.to_string()))?;
+    json.push(b'\n');
+    std::fs::write(&p, json).ctx(&p)?;
+    Ok(summary)
+}
+
+fn checked(item: &Item, verdict: Verdict) -> Checked {
+    Checked {
+        verdict,
+        item: item.clone(),
+        s3_size: None,
+        s3_etag: None,
+        blob_size: None,
+        blob_md5: None,
+        comparison: String::new(),
+        reason: String::new(),
+        stage: String::new(),
+        attempts: 0,
+    }
+}
+
+fn failed(mut c: Checked, stage: &str, reason: String) -> Checked {
+    c.verdict = Verdict::Failed;
+    c.stage = stage.into();
+    c.reason = reason;
+    c
+}
+
+async fn check(sh: &Shared, item: &Item) -> Checked {
+    let mut c = checked(item, Verdict::Failed);
+    let tk = match String::from_utf8([&sh.cfg.prefix[..], &item.key].concat()) {
+        Ok(s) => s,
+        Err(_) => return failed(c, "key", "target key is not valid UTF-8 (S3 keys are UTF-8 strings)".into()),
+    };
+    let _permit = sh.throttle.acquire().await;
+    let retry = Retry { throttle: &sh.throttle, max_attempts: sh.cfg.max_attempts, retries: [&sh.retries[0], &sh.retries[1]] };
+    let head = match retry.run(Side::S3, &mut c.attempts, || sh.target.head(&tk)).await {
+        Err(e) => return failed(c, "head", e.msg),
+        Ok(None) => {
+            c.verdict = Verdict::Missing;
+            return c;
+        }
+        Ok(Some(h)) => h,
+    };
+    c.s3_size = Some(head.size);
+    c.s3_etag = head.etag.clone();
+    let Some(fetcher) = &sh.fetcher else {
+        c.verdict = Verdict::Ok;
+        c.comparison = "exists".into();
+        return c;
+    };
+    let mut tried = Vec::new();
+    let mut blob = None;
+    for i in 0..fetcher.len() {
+        match retry.run(Side::Cassandra, &mut c.attempts, || fetcher.get(i, item.origin())).await {
+            Ok(Lookup::Found(b)) => {
+                blob = Some(b);
+                break;
+            }
+            Ok(Lookup::Absent) => tried.push(fetcher.name(i).to_string()),
+            Ok(Lookup::NotAKey(why)) => tried.push(format!("{} ({why})", fetcher.name(i))),
+            Err(e) => return failed(c, "fetch", format!("key {:?}: {}", String::from_utf8_lossy(item.origin()), e.msg)),
+        }
+    }
+    let Some(blob) = blob else { return failed(c, "fetch", format!("not in {}: nothing to compare the object with", tried.join(", "))) };
+    sh.live.bytes.fetch_add(blob.len() as u64, Relaxed);
+    let md5 = hex(&put::md5(&blob));
+    c.blob_size = Some(blob.len() as u64);
+    c.blob_md5 = Some(md5.clone());
+    match compare(sh, &retry, &mut c.attempts, &tk, &head, &blob, &md5).await {
+        Err(e) => failed(c, "head", e),
+        Ok((comparison, None)) => {
+            c.verdict = Verdict::Ok;
+            c.comparison = comparison;
+            c
+        }
+        Ok((comparison, Some(reason))) => {
+            c.verdict = Verdict::Differ;
+            c.comparison = comparison;
+            c.reason = reason;
+            c
+        }
+    }
+}
+
+/// (comparison made, what differs).
+async fn compare(
+    sh: &Shared,
+    retry: &Retry<'_>,
+    attempts: &mut u32,
+    tk: &str,
+    head: &Head,
+    blob: &[u8],
+    md5: &str,
+) -> std::result::Result<(String, Option<String>), String> {
+    let size_differs = (head.size != blob.len() as u64).then(|| format!("size: S3 {} bytes, blob {} bytes", head.size, blob.len()));
+    let Some(etag) = head.etag.as_deref() else { return Ok(("size-only".into(), size_differs)) };
+    if let Some(reason) = size_differs {
+        // A different size is a difference whatever the ETag says; say which comparison decided it.
+        return Ok(("size".into(), Some(reason)));
+    }
+    if !etag.contains('-') {
+        let differs = (!etag.eq_ignore_ascii_case(md5)).then(|| format!("md5: S3 ETag {etag}, blob MD5 {md5}"));
+        return Ok(("md5".into(), differs));
+    }
+    let part = match sh.cfg.part_size {
+        Some(p) => Some(p as u64),
+        None => retry.run(Side::S3, attempts, || sh.target.first_part_size(tk)).await.map_err(|e| e.msg)?,
+    };
+    let Some(part) = part.filter(|p| *p > 0) else { return Ok(("size-only".into(), None)) };
+    let want = put::multipart_etag(blob, part as usize);
+    let comparison = format!("multipart-etag(part size {part})");
+    let differs = (!etag.eq_ignore_ascii_case(&want)).then(|| format!("multipart ETag: S3 {etag}, from the blob {want}"));
+    Ok((comparison, differs))
+}
+
+fn write_outcomes(cfg: &VerifyConfig, results: &[Checked]) -> Result<()> {
+    let open = |name: &str, header: &[&str]| -> Result<(PathBuf, csv::Writer<std::fs::File>)> {
+        let p = cfg.out.join(name);
+        let mut w = csv::Writer::from_writer(std::fs::File::create(&p).ctx(&p)?);
+        w.write_record(header).map_err(|e| Error::Other(format!("{}: {e}", p.display())))?;
+        Ok((p, w))
+    };
+    let mut ok = open("ok.csv", &["key", "origin", "target_key", "size", "etag", "comparison"])?;
+    let mut missing = open("missing.csv", &["key", "origin", "target_key"])?;
+    let mut differ = open("differ.csv", &["key", "origin", "target_key", "s3_size", "blob_size", "s3_etag", "blob_md5", "comparison", "reason"])?;
+    let mut failed = open("failed.csv", &["key", "origin", "stage", "attempts", "error"])?;
+    let n = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default().into_bytes();
+    let s = |v: &Option<String>| v.clone().unwrap_or_default().into_bytes();
+    for r in results {
+        let origin = r.item.origin.clone().unwrap_or_default();
+        let tk = [&cfg.prefix[..], &r.item.key].concat();
+        let (w, row): (&mut (PathBuf, csv::Writer<std::fs::File>), Vec<Vec<u8>>) = match r.verdict {
+            Verdict::Ok => (&mut ok, vec![r.item.key.clone(), origin, tk, n(r.s3_size), s(&r.s3_etag), r.comparison.clone().into_bytes()]),
+            Verdict::Missing => (&mut missing, vec![r.item.key.clone(), origin, tk]),
+            Verdict::Differ => (
+                &mut differ,
+                vec![
+                    r.item.key.clone(),
+                    origin,
+                    tk,
+                    n(r.s3_size),
+                    n(r.blob_size),
+                    s(&r.s3_etag),
+                    s(&r.blob_md5),
+                    r.comparison.clone().into_bytes(),
+                    r.reason.clone().into_bytes(),
+                ],
+            ),
+            Verdict::Failed => (
+                &mut failed,
+                vec![r.item.key.clone(), origin, r.stage.clone().into_bytes(), r.attempts.to_string().into_bytes(), r.reason.clone().into_bytes()],
+            ),
+        };
+        w.1.write_record(&row).map_err(|e| Error::Other(format!("{}: {e}", w.0.display())))?;
+    }
+    for (p, mut w) in [ok, missing, differ, failed] {
+        w.flush().ctx(&p)?;
+    }
+    Ok(())
+}

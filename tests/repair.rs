@@ -1,0 +1,510 @@
+//! keyrecon-repair end to end: blobs in the CQL test node (the real scylla driver on the wire), a real
+//! Garage S3 server (one per test binary), the fault-injecting proxy in front of it for S3 errors and
+//! the node's own fault injection for Cassandra timeouts. No mocks, no timing assertions.
+
+mod support_s3;
+
+use cql_test_node::{BlockingNode, ColumnType, Fault, Row, Table, TestNode};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use support_s3::{assert_code, garage, proxy, runtime, summary};
+
+const REPAIR: &str = env!("CARGO_BIN_EXE_keyrecon-repair");
+const LIST_CASSANDRA: &str = env!("CARGO_BIN_EXE_keyrecon-list-cassandra");
+const DIFF: &str = env!("CARGO_BIN_EXE_keyrecon-diff");
+
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR fake png body";
+const JPEG: &[u8] = b"\xff\xd8\xff\xe0\0\x10JFIF fake jpeg body";
+
+/// Cassandra key of row i (21 bytes, `_1` suffix the migration dropped) and its S3 key.
+fn cass_key(i: usize) -> String {
+    format!("t01{i:016x}_1")
+}
+fn s3_key(i: usize) -> String {
+    format!("t01{i:016x}")
+}
+fn blob(i: usize) -> Vec<u8> {
+    match i {
+        3 => PNG.to_vec(),
+        4 => JPEG.to_vec(),
+        _ => (0..(20 + i % 300)).map(|j| (i * 31 + j * 7) as u8).collect(),
+    }
+}
+
+fn objects_table(name: &str) -> Table {
+    Table::new("media", name, "id", ColumnType::Text).column("blob", ColumnType::Blob)
+}
+
+/// A node serving media.objects (rows `range` with keys by `key`) and an empty media.old.
+fn node_with(rows: Vec<Row>, old: Vec<Row>) -> BlockingNode {
+    TestNode::builder()
+        .table(objects_table("objects"))
+        .rows(rows)
+        .table(objects_table("old"))
+        .rows(old)
+        .build()
+        .start_blocking("127.0.0.1:0")
+        .expect("start CQL test node")
+}
+
+fn rows(n: usize, key: fn(usize) -> String) -> Vec<Row> {
+    (0..n).map(|i| Row::new(key(i)).blob("blob", blob(i))).collect()
+}
+
+fn bucket(name: &str) -> String {
+    let g = garage();
+    let c = g.client();
+    runtime().block_on(async {
+        c.create_bucket().bucket(name).send().await.unwrap_or_else(|e| panic!("create bucket {name}: {}", aws_sdk_s3::error::DisplayErrorContext(e)))
+    });
+    name.to_string()
+}
+
+fn put(bucket: &str, key: &str, body: &[u8]) {
+    let c = garage().client();
+    runtime().block_on(async { c.put_object().bucket(bucket).key(key).body(body.to_vec().into()).send().await.expect("put fixture") });
+}
+
+/// Every object of `bucket`: key -> (bytes, content type).
+fn objects(bucket: &str) -> BTreeMap<String, (Vec<u8>, Option<String>)> {
+    let c = garage().client();
+    runtime().block_on(async {
+        let mut out = BTreeMap::new();
+        let mut p = c.list_objects_v2().bucket(bucket).into_paginator().send();
+        while let Some(page) = p.next().await {
+            for o in page.expect("list").contents() {
+                let k = o.key().unwrap().to_string();
+                let g = c.get_object().bucket(bucket).key(&k).send().await.expect("get");
+                let ct = g.content_type().map(str::to_string);
+                let b = g.body.collect().await.unwrap().into_bytes().to_vec();
+                out.insert(k, (b, ct));
+            }
+        }
+        out
+    })
+}
+
+/// The repair command with the node, Garage (or `endpoint`) and credentials in a clean environment.
+fn repair_cmd(node: &BlockingNode, endpoint: &str, bucket: &str, keys: &Path, out: &Path, extra: &[&str]) -> Command {
+    let g = garage();
+    let mut c = Command::new(REPAIR);
+    c.arg("--keys")
+        .arg(keys)
+        .arg("--out")
+        .arg(out)
+        .args(["--contact-points", &node.addr().to_string(), "--source", "media.objects", "--key-column", "id"])
+        .args(["--bucket", bucket, "--endpoint-url", endpoint, "--region", &g.region, "--consistency", "ONE"])
+        .args(extra)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", std::env::temp_dir())
+        .env("AWS_ACCESS_KEY_ID", &g.access_key)
+        .env("AWS_SECRET_ACCESS_KEY", &g.secret_key)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
+    c
+}
+
+fn repair(node: &BlockingNode, bucket: &str, keys: &Path, out: &Path, extra: &[&str]) -> Output {
+    repair_cmd(node, &garage().endpoint, bucket, keys, out, extra).output().expect("run keyrecon-repair")
+}
+
+fn csv_rows(path: &Path) -> Vec<csv::StringRecord> {
+    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    r.records().map(|r| r.unwrap()).collect()
+}
+
+fn col(path: &Path, name: &str) -> Vec<String> {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    let i = r.headers().unwrap().iter().position(|h| h == name).unwrap_or_else(|| panic!("{}: no column {name}", path.display()));
+    r.records().map(|r| r.unwrap()[i].to_string()).collect()
+}
+
+fn write_keys(dir: &Path, keys: &[&[u8]]) -> std::path::PathBuf {
+    let p = dir.join("keys.txt");
+    let mut v = Vec::new();
+    for k in keys {
+        v.extend_from_slice(k);
+        v.push(b'\n');
+    }
+    std::fs::write(&p, v).unwrap();
+    p
+}
+
+fn list_and_diff(node: &BlockingNode, bucket: &str, dir: &Path, tag: &str) -> (Output, std::path::PathBuf) {
+    let (cs, ss, out) = (dir.join(format!("cass-{tag}.chunks")), dir.join(format!("s3-{tag}.chunks")), dir.join(format!("diff-{tag}")));
+    let o = Command::new(LIST_CASSANDRA)
+        .args(["--contact-points", &node.addr().to_string(), "--keyspace", "media", "--table", "objects", "--key-column", "id", "-q"])
+        .args(["--size-of", "blob", "--key-map", "if length == 21 and ends-with _1 then strip-suffix _1; require-prefix t01", "--out"])
+        .arg(&cs)
+        .env_remove("KEYRECON_CASSANDRA_USERNAME")
+        .env_remove("KEYRECON_CASSANDRA_PASSWORD")
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let o = garage().list(&["--bucket", bucket, "--out", ss.to_str().unwrap(), "-q"]);
+    assert_code(&o, 0);
+    let o = Command::new(DIFF).arg(&cs).arg(&ss).arg("--out").arg(&out).args(["--compare", "size", "-q"]).output().unwrap();
+    (o, out)
+}
+
+#[test]
+fn diff_repair_diff_leaves_nothing_missing_and_every_object_equals_its_blob() {
+    let n = 300;
+    let node = node_with(rows(n, cass_key), vec![]);
+    let b = bucket("repair-loop");
+    // The migration copied all but every 5th key (3 = the PNG is missed, 4 = the JPEG is copied).
+    for i in (0..n).filter(|i| i % 5 != 0 && *i != 3) {
+        put(&b, &s3_key(i), &blob(i));
+    }
+    let t = tempfile::tempdir().unwrap();
+    let (o, d1) = list_and_diff(&node, &b, t.path(), "before");
+    assert_code(&o, 1);
+    let missing = d1.join("missing-on-target.csv");
+    assert_eq!(csv_rows(&missing).len(), n / 5 + 1);
+
+    let out = t.path().join("repair");
+    let o = repair(&node, &b, &missing, &out, &["--concurrency", "8", "-q"]);
+    assert_code(&o, 0);
+    let s = summary(&out);
+    assert_eq!(s["outcomes"]["ok"], (n / 5 + 1) as u64, "{s}");
+    assert_eq!(s["outcomes"]["failed"], 0);
+    let mut ok = col(&out.join("ok.csv"), "key");
+    let mut want: Vec<String> = (0..n).filter(|i| i % 5 == 0 || *i == 3).map(s3_key).collect();
+    want.sort();
+    ok.sort();
+    assert_eq!(ok, want);
+    // The Cassandra key (origin) was fetched, the S3 key written.
+    assert!(col(&out.join("ok.csv"), "origin").contains(&cass_key(5)));
+
+    let (o, d2) = list_and_diff(&node, &b, t.path(), "after");
+    assert_code(&o, 0);
+    assert_eq!(std::fs::read_to_string(d2.join("missing-on-target.txt")).unwrap(), "");
+    let objs = objects(&b);
+    assert_eq!(objs.len(), n);
+    for i in 0..n {
+        assert_eq!(objs[&s3_key(i)].0, blob(i), "object {} holds the blob", s3_key(i));
+    }
+    assert_eq!(objs[&s3_key(3)].1.as_deref(), Some("image/png"), "repaired PNG gets its Content-Type");
+    // A JPEG repaired into another bucket: sniffed too.
+    let b2 = bucket("repair-jpeg");
+    let keys = t.path().join("jpeg.csv");
+    std::fs::write(&keys, format!("key,origin\n{},{}\n", s3_key(4), cass_key(4))).unwrap();
+    let o = repair(&node, &b2, &keys, &t.path().join("r2"), &["-q"]);
+    assert_code(&o, 0);
+    let objs = objects(&b2);
+    assert_eq!(objs[&s3_key(4)], (JPEG.to_vec(), Some("image/jpeg".to_string())));
+}
+
+#[test]
+fn not_found_goes_to_not_found_csv_and_the_fallback_table_is_used() {
+    let node = node_with(
+        vec![Row::new("in-source").blob("blob", b"S".to_vec())],
+        vec![Row::new("in-old").blob("blob", b"OLD".to_vec()), Row::new("in-source").blob("blob", b"stale".to_vec())],
+    );
+    let b = bucket("repair-fallback");
+    let t = tempfile::tempdir().unwrap();
+    let keys = write_keys(t.path(), &[b"in-source", b"in-old", b"nowhere"]);
+    // Without the fallback: two not found.
+    let o = repair(&node, &bucket("repair-no-fallback"), &keys, &t.path().join("r1"), &["-q"]);
+    assert_code(&o, 1);
+    assert_eq!(col(&t.path().join("r1/not-found.csv"), "key"), vec!["in-old", "nowhere"]);
+    // With it: only the key in no table.
+    let out = t.path().join("r2");
+    let o = repair(&node, &b, &keys, &out, &["--fallback", "media.old", "-q"]);
+    assert_code(&o, 1);
+    let nf = csv_rows(&out.join("not-found.csv"));
+    assert_eq!(nf.len(), 1);
+    assert_eq!(&nf[0][0], "nowhere");
+    assert!(nf[0][2].contains("media.objects") && nf[0][2].contains("media.old"), "tables tried: {:?}", nf[0]);
+    let ok = csv_rows(&out.join("ok.csv"));
+    let tables: BTreeMap<String, String> = ok.iter().map(|r| (r[0].to_string(), r[4].to_string())).collect();
+    assert_eq!(tables["in-old"], "media.old");
+    assert_eq!(tables["in-source"], "media.objects", "the source wins over the fallback");
+    let objs = objects(&b);
+    assert_eq!(objs["in-old"].0, b"OLD");
+    assert_eq!(objs["in-source"].0, b"S");
+    assert_eq!(summary(&out)["from_fallback"], 1);
+}
+
+#[test]
+fn existing_objects_are_not_overwritten_without_overwrite() {
+    let node = node_with(
+        vec![
+            Row::new("same").blob("blob", b"new!".to_vec()),
+            Row::new("other").blob("blob", b"new bytes".to_vec()),
+            Row::new("fresh").blob("blob", b"f".to_vec()),
+        ],
+        vec![],
+    );
+    let b = bucket("repair-exists");
+    put(&b, "same", b"old!");
+    put(&b, "other", b"x");
+    let t = tempfile::tempdir().unwrap();
+    let keys = write_keys(t.path(), &[b"same", b"other", b"fresh"]);
+    let out = t.path().join("r1");
+    let o = repair(&node, &b, &keys, &out, &["-q"]);
+    assert_code(&o, 1); // `differ` needs a look
+    let ex: BTreeMap<String, String> = csv_rows(&out.join("exists.csv")).iter().map(|r| (r[0].to_string(), r[2].to_string())).collect();
+    assert_eq!(ex, BTreeMap::from([("other".into(), "differ".into()), ("same".into(), "exists".into())]));
+    let objs = objects(&b);
+    assert_eq!((objs["same"].0.as_slice(), objs["other"].0.as_slice(), objs["fresh"].0.as_slice()), (&b"old!"[..], &b"x"[..], &b"f"[..]));
+    let s = summary(&out);
+    assert_eq!((s["outcomes"]["exists"].as_u64(), s["outcomes"]["differ"].as_u64(), s["outcomes"]["ok"].as_u64()), (Some(1), Some(1), Some(1)));
+
+    // A rerun in the same --out needs --resume or --force.
+    let o = repair(&node, &b, &keys, &out, &["-q"]);
+    assert_code(&o, 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--resume"), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let out = t.path().join("r2");
+    let o = repair(&node, &b, &keys, &out, &["--overwrite", "-q"]);
+    assert_code(&o, 0);
+    assert_eq!(col(&out.join("ok.csv"), "key"), vec!["fresh", "other", "same"]);
+    let objs = objects(&b);
+    assert_eq!((objs["same"].0.as_slice(), objs["other"].0.as_slice()), (&b"new!"[..], &b"new bytes"[..]));
+}
+
+#[test]
+fn dry_run_writes_nothing() {
+    let node = node_with(rows(20, s3_key), vec![]);
+    let b = bucket("repair-dry");
+    put(&b, &s3_key(1), &blob(1));
+    let t = tempfile::tempdir().unwrap();
+    let keys: Vec<String> = (0..20).map(s3_key).chain(["t01missing".to_string()]).collect();
+    let kr: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+    let kf = write_keys(t.path(), &kr);
+    let out = t.path().join("dry");
+    let o = repair(&node, &b, &kf, &out, &["--dry-run", "-q"]);
+    assert_code(&o, 1);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("would copy ")).count(), 19, "{stdout}");
+    assert!(stdout.contains(&format!("would copy {} ({} bytes from media.objects)", s3_key(2), blob(2).len())), "{stdout}");
+    assert_eq!(objects(&b).keys().cloned().collect::<Vec<_>>(), vec![s3_key(1)], "nothing written");
+    assert!(!out.join("journal.jsonl").exists(), "a dry run leaves nothing to resume");
+    assert_eq!(csv_rows(&out.join("would-copy.csv")).len(), 19);
+    assert_eq!(col(&out.join("not-found.csv"), "key"), vec!["t01missing"]);
+    assert_eq!(col(&out.join("exists.csv"), "key"), vec![s3_key(1)]);
+    assert_eq!(summary(&out)["dry_run"], true);
+    // Never into the --out of a real repair: its outcome files would be replaced.
+    std::fs::write(out.join("journal.jsonl"), "").unwrap();
+    let o = repair(&node, &b, &kf, &out, &["--dry-run", "-q"]);
+    assert_code(&o, 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("journal"), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn kill_9_mid_repair_then_resume_copies_every_key_exactly_once() {
+    let n = 400;
+    let node = node_with(rows(n, s3_key), vec![]);
+    let b = bucket("repair-kill");
+    let t = tempfile::tempdir().unwrap();
+    let keys: Vec<String> = (0..n).map(s3_key).collect();
+    let kr: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+    let kf = write_keys(t.path(), &kr);
+    let out = t.path().join("r");
+    let mut child =
+        repair_cmd(&node, &garage().endpoint, &b, &kf, &out, &["--rate", "100", "-j", "8", "-q"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let journal = out.join("journal.jsonl");
+    loop {
+        let done = std::fs::read_to_string(&journal).unwrap_or_default().matches("\"o\":\"ok\"").count();
+        if done >= 60 {
+            break;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "repair ended before it could be killed");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let before = objects(&b).len();
+    assert!(before < n, "killed mid-way ({before} of {n} copied)");
+
+    let o = repair(&node, &b, &kf, &out, &["--resume", "-j", "8", "-q"]);
+    assert_code(&o, 0);
+    let mut ok = col(&out.join("ok.csv"), "key");
+    assert_eq!(ok.len(), n, "every key exactly once in ok.csv");
+    ok.dedup();
+    assert_eq!(ok.len(), n);
+    assert_eq!(ok, keys);
+    assert_eq!(csv_rows(&out.join("exists.csv")).len(), 0, "our own interrupted uploads are not `exists`");
+    let s = summary(&out);
+    assert!(s["skipped_done_earlier"].as_u64().unwrap() >= 60, "{s}");
+    let objs = objects(&b);
+    assert_eq!(objs.len(), n);
+    for i in 0..n {
+        assert_eq!(objs[&s3_key(i)].0, blob(i));
+    }
+}
+
+#[test]
+fn s3_503_500_and_cassandra_timeouts_are_retried_and_throttled() {
+    let n = 120;
+    let node = node_with(rows(n, s3_key), vec![]);
+    node.faults().fail_next(6, Fault::ReadTimeout);
+    let b = bucket("repair-faults");
+    // Of the PUTs, those that are every 3rd request get 503 SlowDown, every 7th 500; each passes in the end.
+    // (Not HEADs: the proxy's error responses carry a body, which a HEAD response must not.)
+    let p = proxy::start(
+        &garage().endpoint,
+        Arc::new(|line: &str, n: u64| {
+            if !line.starts_with("PUT ") {
+                None
+            } else if n % 3 == 1 {
+                Some(503)
+            } else if n % 7 == 5 {
+                Some(500)
+            } else {
+                None
+            }
+        }),
+    );
+    let t = tempfile::tempdir().unwrap();
+    let keys: Vec<String> = (0..n).map(s3_key).collect();
+    let kr: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+    let kf = write_keys(t.path(), &kr);
+    let out = t.path().join("r");
+    let o = repair_cmd(&node, &p.endpoint, &b, &kf, &out, &["-j", "16", "--max-attempts", "10"]).output().unwrap();
+    assert_code(&o, 0);
+    let s = summary(&out);
+    assert_eq!(s["outcomes"]["ok"], n as u64, "{s}");
+    assert!(s["retries_s3"].as_u64().unwrap() > 10, "{s}");
+    assert!(s["retries_cassandra"].as_u64().unwrap() >= 6, "every ReadTimeout retried: {s}");
+    assert!(s["throttle_events"].as_u64().unwrap() >= 1, "{s}");
+    assert!(s["min_concurrency"].as_u64().unwrap() < 16, "{s}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("throttle: concurrency 16 -> 8"), "the throttle logs its changes: {err}");
+    let objs = objects(&b);
+    assert_eq!(objs.len(), n);
+    for i in 0..n {
+        assert_eq!(objs[&s3_key(i)].0, blob(i));
+    }
+}
+
+#[test]
+fn a_request_that_keeps_failing_lands_in_failed_csv_with_its_error() {
+    let node = node_with(rows(10, s3_key), vec![]);
+    let b = bucket("repair-failing");
+    let bad = s3_key(7);
+    let p = proxy::start(&garage().endpoint, Arc::new(move |line: &str, _| (line.starts_with("PUT ") && line.contains(&bad)).then_some(500)));
+    let t = tempfile::tempdir().unwrap();
+    let keys: Vec<String> = (0..10).map(s3_key).collect();
+    let kr: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+    let kf = write_keys(t.path(), &kr);
+    let out = t.path().join("r");
+    let o = repair_cmd(&node, &p.endpoint, &b, &kf, &out, &["--max-attempts", "3", "-q"]).output().unwrap();
+    assert_code(&o, 2);
+    let f = csv_rows(&out.join("failed.csv"));
+    assert_eq!(f.len(), 1);
+    assert_eq!((&f[0][0], &f[0][2]), (s3_key(7).as_str(), "put"));
+    assert!(f[0][4].contains("500") && f[0][4].contains("InternalError"), "last error recorded: {:?}", f[0]);
+    assert_eq!(&f[0][3], "5", "1 fetch + 1 HEAD + 3 PUT attempts");
+    assert_eq!(csv_rows(&out.join("ok.csv")).len(), 9);
+
+    // The failed key is tried again by --resume (here without the fault).
+    let o = repair(&node, &b, &kf, &out, &["--resume", "-q"]);
+    assert_code(&o, 0);
+    assert_eq!(csv_rows(&out.join("ok.csv")).len(), 10);
+    assert_eq!(csv_rows(&out.join("failed.csv")).len(), 0);
+}
+
+#[test]
+fn non_utf8_keys_fail_with_a_reason_and_do_not_stop_the_others() {
+    let t = Table::new("media", "objects", "id", ColumnType::Blob).column("blob", ColumnType::Blob);
+    let node = TestNode::builder()
+        .table(t)
+        .rows([Row::new(b"ok-key".to_vec()).blob("blob", b"fine".to_vec()), Row::new(b"bad\xff".to_vec()).blob("blob", b"unwritable".to_vec())])
+        .build()
+        .start_blocking("127.0.0.1:0")
+        .unwrap();
+    let b = bucket("repair-utf8");
+    let dir = tempfile::tempdir().unwrap();
+    let kf = write_keys(dir.path(), &[b"ok-key", b"bad\xff"]);
+    let out = dir.path().join("r");
+    let o = repair(&node, &b, &kf, &out, &["-q"]);
+    assert_code(&o, 2);
+    let data = std::fs::read(out.join("failed.csv")).unwrap();
+    assert!(data.starts_with(b"key,origin,stage,attempts,error\nbad\xff,,key,0,"), "{}", String::from_utf8_lossy(&data));
+    assert!(String::from_utf8_lossy(&data).contains("not valid UTF-8"));
+    assert_eq!(objects(&b)["ok-key"].0, b"fine");
+}
+
+#[test]
+fn blobs_above_the_multipart_threshold_are_uploaded_in_parts() {
+    let big: Vec<u8> = (0..(300 * 1024 + 17)).map(|i| (i * 13 % 251) as u8).collect();
+    let node = node_with(vec![Row::new("big").blob("blob", big.clone()), Row::new("small").blob("blob", b"s".to_vec())], vec![]);
+    let b = bucket("repair-multipart");
+    let t = tempfile::tempdir().unwrap();
+    let kf = write_keys(t.path(), &[b"big", b"small"]);
+    let out = t.path().join("r");
+    let o = repair(&node, &b, &kf, &out, &["--multipart-threshold", "100K", "--part-size", "128K", "-q"]);
+    assert_code(&o, 0);
+    let ok: BTreeMap<String, String> = csv_rows(&out.join("ok.csv")).iter().map(|r| (r[0].to_string(), r[7].to_string())).collect();
+    assert_eq!(ok["big"], "3");
+    assert_eq!(ok["small"], "0");
+    assert_eq!(summary(&out)["multipart_uploads"], 1);
+    let objs = objects(&b);
+    assert_eq!(objs["big"].0, big);
+
+    // --content-type overrides the sniffing (and the default of none).
+    let b2 = bucket("repair-content-type");
+    let o = repair(&node, &b2, &kf, &t.path().join("r2"), &["--content-type", "application/x-keyrecon", "-q"]);
+    assert_code(&o, 0);
+    assert_eq!(objects(&b2)["small"].1.as_deref(), Some("application/x-keyrecon"));
+}
+
+#[test]
+fn resume_tells_our_interrupted_upload_from_a_live_writers_object() {
+    let node = node_with(
+        vec![Row::new("ours").blob("blob", b"B1".to_vec()), Row::new("theirs").blob("blob", b"B2".to_vec()), Row::new("fresh").blob("blob", b"B3".to_vec())],
+        vec![],
+    );
+    let b = bucket("repair-intent");
+    // A run was killed after PUTting "ours" (intent journaled, outcome not), and while it was about to
+    // PUT "theirs", which a live writer wrote meanwhile with other bytes. The crash tore the last line.
+    put(&b, "ours", b"B1");
+    put(&b, "theirs", b"XX");
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("r");
+    std::fs::create_dir_all(&out).unwrap();
+    let hex = |k: &str| k.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+    std::fs::write(
+        out.join("journal.jsonl"),
+        format!("{{\"o\":\"put\",\"k\":\"{}\"}}\n{{\"o\":\"put\",\"k\":\"{}\"}}\n{{\"o\":\"ok\",\"k\":\"66", hex("ours"), hex("theirs")),
+    )
+    .unwrap();
+    let kf = write_keys(t.path(), &[b"ours", b"theirs", b"fresh"]);
+    let o = repair(&node, &b, &kf, &out, &["--resume", "-q"]);
+    assert_code(&o, 0);
+    let ok = csv_rows(&out.join("ok.csv"));
+    assert_eq!(ok.iter().map(|r| r[0].to_string()).collect::<Vec<_>>(), vec!["fresh", "ours"]);
+    assert!(ok[1][9].contains("interrupted run"), "{:?}", ok[1]);
+    assert_eq!(col(&out.join("exists.csv"), "key"), vec!["theirs"]);
+    let s = summary(&out);
+    assert_eq!(s["completed_by_interrupted_run"], 1, "{s}");
+    assert_eq!(s["journal_torn_tail_dropped"], true, "{s}");
+    assert_eq!(objects(&b)["theirs"].0, b"XX", "the live writer's object is kept");
+}
+
+#[test]
+fn rising_cassandra_latency_lowers_concurrency() {
+    let n = 16;
+    let node = node_with(rows(n, s3_key), vec![]);
+    // Every read takes 600 ms, twice the 300 ms latency target (S3 requests stay well below it).
+    node.faults().set_delay(Some(std::time::Duration::from_millis(600)));
+    let b = bucket("repair-latency");
+    let t = tempfile::tempdir().unwrap();
+    let keys: Vec<String> = (0..n).map(s3_key).collect();
+    let kr: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+    let kf = write_keys(t.path(), &kr);
+    let out = t.path().join("r");
+    let o = repair(&node, &b, &kf, &out, &["-j", "8", "--latency-target", "300"]);
+    assert_code(&o, 0);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("keyrecon-repair: throttle: concurrency ") && err.contains(" (cassandra latency "), "the change and its reason are logged: {err}");
+    let s = summary(&out);
+    assert!(s["throttle_events"].as_u64().unwrap() >= 1 && s["min_concurrency"].as_u64().unwrap() <= 4, "{s}");
+    assert_eq!(s["outcomes"]["ok"], n as u64);
+}
