@@ -8,8 +8,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    /// The io error is part of the message, not a `source()`: `{:#}` would print it twice.
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: std::io::Error },
 
     /// A chunk file or manifest does not hold what its own footer/manifest promises: truncated, bit-flipped,
     /// or written by something else. Never treated as "fewer keys".
@@ -36,7 +37,7 @@ pub enum Error {
 
 impl Error {
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        Error::Io { path: path.as_ref().to_path_buf(), source }
+        Error::Io { path: path.as_ref().to_path_buf(), error: source }
     }
     pub fn corrupt(path: impl AsRef<Path>, offset: u64, msg: impl Into<String>) -> Self {
         Error::Corrupt { path: path.as_ref().to_path_buf(), offset, msg: msg.into() }
@@ -63,8 +64,8 @@ pub fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
                 return true;
             }
         }
-        if let Some(Error::Io { source, .. }) = err.downcast_ref::<Error>() {
-            if source.kind() == std::io::ErrorKind::BrokenPipe {
+        if let Some(Error::Io { error, .. }) = err.downcast_ref::<Error>() {
+            if error.kind() == std::io::ErrorKind::BrokenPipe {
                 return true;
             }
         }
