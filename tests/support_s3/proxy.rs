@@ -12,6 +12,10 @@ use tokio::net::{TcpListener, TcpStream};
 /// sequence number: `Some(status)` injects an error, `None` forwards it.
 pub type Rule = Arc<dyn Fn(&str, u64) -> Option<u16> + Send + Sync>;
 
+/// Decides how long to hold a request (same arguments as [`Rule`]) before handling it, without blocking
+/// the other connections.
+pub type Delay = Arc<dyn Fn(&str, u64) -> Option<std::time::Duration> + Send + Sync>;
+
 #[derive(Default)]
 pub struct Stats {
     pub requests: AtomicU64,
@@ -26,6 +30,11 @@ pub struct Proxy {
 /// Starts a proxy to `upstream` (`http://host:port`) on a free port of 127.0.0.1, served by a thread
 /// that lives as long as the test process.
 pub fn start(upstream: &str, rule: Rule) -> Proxy {
+    start_with_delay(upstream, rule, Arc::new(|_: &str, _| None))
+}
+
+/// [`start`], holding the requests `delay` picks for the time it says.
+pub fn start_with_delay(upstream: &str, rule: Rule, delay: Delay) -> Proxy {
     let up: SocketAddr = upstream.trim_start_matches("http://").parse().expect("upstream host:port");
     let stats = Arc::new(Stats::default());
     let (tx, rx) = std::sync::mpsc::channel();
@@ -37,9 +46,9 @@ pub fn start(upstream: &str, rule: Rule) -> Proxy {
             tx.send(l.local_addr().unwrap()).unwrap();
             loop {
                 let Ok((c, _)) = l.accept().await else { continue };
-                let (rule, st) = (rule.clone(), st.clone());
+                let (rule, delay, st) = (rule.clone(), delay.clone(), st.clone());
                 tokio::spawn(async move {
-                    let _ = serve(c, up, rule, st).await;
+                    let _ = serve(c, up, rule, delay, st).await;
                 });
             }
         });
@@ -82,7 +91,7 @@ async fn copy_exact<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(r: &mut R, w: &
     Ok(())
 }
 
-async fn serve(client: TcpStream, upstream: SocketAddr, rule: Rule, st: Arc<Stats>) -> std::io::Result<()> {
+async fn serve(client: TcpStream, upstream: SocketAddr, rule: Rule, delay: Delay, st: Arc<Stats>) -> std::io::Result<()> {
     let (cr, mut cw) = client.into_split();
     let mut cr = BufReader::new(cr);
     let mut up: Option<(BufReader<tokio::net::tcp::OwnedReadHalf>, tokio::net::tcp::OwnedWriteHalf)> = None;
@@ -93,6 +102,9 @@ async fn serve(client: TcpStream, upstream: SocketAddr, rule: Rule, st: Arc<Stat
         let mut body = vec![0u8; clen as usize];
         cr.read_exact(&mut body).await?;
         let n = st.requests.fetch_add(1, Relaxed);
+        if let Some(d) = delay(&line, n) {
+            tokio::time::sleep(d).await;
+        }
         if let Some(status) = rule(&line, n) {
             st.injected.fetch_add(1, Relaxed);
             let (reason, code) = match status {

@@ -15,15 +15,17 @@
 //! and never leaves one out. A page that fails after all retries is counted, reported, leaves its range
 //! unfinished (exit code 2) and is never skipped.
 //!
-//! Chunk-set output: each stream writes "parts" (`part-NNNNNN.krc`, chunk format, sorted, at most
-//! `chunk_keys` records) into the chunk-set directory. When every range is done, parts are renamed into
-//! `chunk-NNNNNN.krc` in key order and the manifest is written with `disjoint: true` (checked by the
-//! chunk-set writer). `checkpoint.json` lists the ranges; on `--resume`, a range continues after the
-//! last key of the parts it holds, so only unfinished work is listed again.
+//! Chunk-set output: each stream writes its keys into chunks of the chunk set (sorted, at most
+//! `chunk_keys` records each) opened from one shared [`ChunkSetWriter`]. Ranges are disjoint, so the set
+//! is the concatenation of the chunks in key order: when every range is done the writer lists them in
+//! the manifest by first key ([`ChunkSetWriter::finish_key_ordered`], overlap checked), from the
+//! counts, checksums and key spans their writers computed. Nothing is renamed or read back, so memory
+//! stays flat in the key count. `checkpoint.json` lists the ranges; on `--resume`, the finished chunks
+//! are verified once and a range continues after the last key of the chunks it holds, so only
+//! unfinished work is listed again.
 
 use super::ranges::{self, End};
 use super::{hex, Cutoff};
-use crate::chunk::reader::{ChunkCursor, SortedCursor};
 use crate::chunk::set::{unhex, Producer};
 use crate::chunk::{ChunkSetWriter, ChunkWriter};
 use crate::record::{put_bytes, put_varint, Schema};
@@ -362,7 +364,7 @@ impl Throttle {
 }
 
 enum Out {
-    Parts { dir: PathBuf, next: AtomicU64 },
+    Chunks(ChunkSetWriter),
     Lines { out: Mutex<std::io::BufWriter<std::io::Stdout>>, terminator: u8 },
 }
 
@@ -375,8 +377,6 @@ struct Shared {
     throttle: Throttle,
     out: Out,
     messages: Mutex<Vec<String>>,
-    /// Complete parts (of this run and, when resuming, of earlier ones).
-    parts: Mutex<Vec<PartFile>>,
 }
 
 /// One decoded page: keys and metadata in one reused arena.
@@ -467,11 +467,10 @@ pub fn url_decode_into(s: &[u8], out: &mut Vec<u8>) -> Result<()> {
 }
 
 impl Shared {
-    /// Finishes a part file and remembers its key span (for finalization without rereading it).
+    /// Finishes a chunk and hands it to the chunk-set writer, which keeps its key span.
     fn close_part(&self, w: ChunkWriter) -> Result<()> {
-        let path = w.path().to_path_buf();
-        if let Some(st) = w.finish()? {
-            self.parts.lock().unwrap().push((st.first_key, st.last_key, path));
+        if let Out::Chunks(set) = &self.out {
+            set.add_chunk(w)?;
         }
         Ok(())
     }
@@ -573,10 +572,9 @@ impl Shared {
                 }
                 written += 1;
                 match &self.out {
-                    Out::Parts { dir, next } => {
+                    Out::Chunks(set) => {
                         if part.is_none() {
-                            let id = next.fetch_add(1, Relaxed);
-                            part = Some(ChunkWriter::create(dir.join(part_name(id)), SCHEMA)?);
+                            part = Some(set.new_chunk()?);
                         }
                         let w = part.as_mut().unwrap();
                         w.push(page.key(j), page.meta(j))?;
@@ -637,64 +635,9 @@ fn classify<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> (bool, bo
     }
 }
 
-fn part_name(id: u64) -> String {
-    format!("part-{id:06}.krc")
-}
-
-fn part_id(name: &str) -> Option<u64> {
-    name.strip_prefix("part-")?.strip_suffix(".krc")?.parse().ok()
-}
-
-/// Complete part files in `dir` (and chunk files of an interrupted finalization), with first and last
-/// keys. Removes temporary files of parts that were being written.
-/// A complete part on disk: first key, last key, path.
-type PartFile = (Vec<u8>, Vec<u8>, PathBuf);
-
-fn scan_parts(dir: &Path) -> Result<Vec<PartFile>> {
-    let mut v = Vec::new();
-    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let p = e?.path();
-        let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
-        if (name.starts_with(".part-") || name.starts_with(".chunk-")) && name.ends_with(".tmp") {
-            std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
-        } else if part_id(&name).is_some() || ((name.starts_with("chunk-") || name.starts_with("stage-")) && name.ends_with(".krc")) {
-            let mut c = ChunkCursor::open(&p)?;
-            let (mut first, mut last) = (None, Vec::new());
-            while c.advance()? {
-                if first.is_none() {
-                    first = Some(c.key().to_vec());
-                }
-                if c.consumed() == c.data_len() {
-                    last = c.key().to_vec();
-                }
-            }
-            match first {
-                Some(f) => v.push((f, last, p)),
-                None => std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?,
-            }
-        }
-    }
-    Ok(v)
-}
-
-/// Renames parts into `chunk-NNNNNN.krc` in key order and writes the manifest (disjointness checked).
-fn finalize(dir: &Path, mut parts: Vec<PartFile>, info: serde_json::Value) -> Result<u64> {
-    parts.sort();
-    let staged: Vec<PathBuf> = parts
-        .iter()
-        .enumerate()
-        .map(|(i, (_, _, p))| {
-            let s = dir.join(format!("stage-{i:06}.krc"));
-            std::fs::rename(p, &s).with_context(|| format!("renaming {}", p.display())).map(|_| s)
-        })
-        .collect::<Result<_>>()?;
-    for (i, s) in staged.iter().enumerate() {
-        let c = dir.join(format!("chunk-{i:06}.krc"));
-        std::fs::rename(s, &c).with_context(|| format!("renaming {}", s.display()))?;
-    }
-    let (w, kept) = ChunkSetWriter::resume(dir, SCHEMA)?;
-    w.finish(Producer::current(TOOL), true, info)?;
-    Ok(kept.len() as u64)
+/// Files of an unfinished listing written by keyrecon-list-s3 before chunks went straight into the set.
+fn is_legacy_part(name: &str) -> bool {
+    (name.starts_with("part-") || name.starts_with("stage-") || name.starts_with(".part-")) && (name.ends_with(".krc") || name.ends_with(".tmp"))
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -719,7 +662,6 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
         cfg.start_after.clone().map(String::into_bytes),
         cfg.end_before.clone().map_or(End::Open, |e| End::Excl(e.into_bytes())),
     );
-    let mut old_parts = Vec::new();
     let (out, slots, checkpoint, resumed) = match &sink {
         Sink::Lines { terminator } => {
             (Out::Lines { out: Mutex::new(std::io::BufWriter::with_capacity(1 << 20, std::io::stdout())), terminator: *terminator }, vec![first], None, false)
@@ -727,12 +669,11 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
         Sink::ChunkSet { dir, force, resume } => {
             let cp_path = dir.join(CHECKPOINT);
             if *resume {
-                let (slots, next, parts) = load_resume(dir, &cp_path, &settings)?;
-                old_parts = parts;
-                (Out::Parts { dir: dir.clone(), next: AtomicU64::new(next) }, slots, Some(cp_path), true)
+                let (set, slots) = load_resume(dir, &cp_path, &settings)?;
+                (Out::Chunks(set), slots, Some(cp_path), true)
             } else {
-                prepare_fresh(dir, *force)?;
-                (Out::Parts { dir: dir.clone(), next: AtomicU64::new(0) }, vec![first], Some(cp_path), false)
+                let set = prepare_fresh(dir, *force)?;
+                (Out::Chunks(set), vec![first], Some(cp_path), false)
             }
         }
     };
@@ -750,7 +691,6 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
         throttle: Throttle { state: Mutex::new((Instant::now(), Duration::ZERO)) },
         out,
         messages: Mutex::new(Vec::new()),
-        parts: Mutex::new(old_parts),
     });
     sh.n.ranges_done.store(done_before, Relaxed);
 
@@ -782,6 +722,7 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
         }
     }
     ticker.abort();
+    let _ = ticker.await; // its clone of the run state is dropped before we take it back below
     if !cfg.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         eprint!("\r\x1b[2K");
     }
@@ -821,9 +762,10 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
     };
     drop(g);
     if let Sink::ChunkSet { dir, .. } = &sink {
-        if sum.complete {
-            let parts = std::mem::take(&mut *sh.parts.lock().unwrap());
-            sum.chunks = finalize(dir, parts, serde_json::to_value(&sum)?)?;
+        let sh = Arc::into_inner(sh).ok_or_else(|| anyhow!("listing tasks still hold the run state"))?;
+        if let (true, Out::Chunks(set)) = (sum.complete, sh.out) {
+            sum.chunks = set.chunks().len() as u64;
+            set.finish_key_ordered(Producer::current(TOOL), serde_json::to_value(&sum)?)?;
             let cp = dir.join(CHECKPOINT);
             std::fs::remove_file(&cp).with_context(|| format!("removing {}", cp.display()))?;
         }
@@ -833,31 +775,33 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
     Ok(sum)
 }
 
-/// Checks a fresh run may use `dir`, clearing what `force` allows.
-fn prepare_fresh(dir: &Path, force: bool) -> Result<()> {
-    ChunkSetWriter::create(dir, SCHEMA, force)?;
+/// Checks a fresh run may use `dir`, clearing what `force` allows, and opens the chunk-set writer.
+fn prepare_fresh(dir: &Path, force: bool) -> Result<ChunkSetWriter> {
     let mut leftovers = Vec::new();
-    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let p = e?.path();
-        let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
-        if part_id(&name).is_some() || name == CHECKPOINT || (name.starts_with(".part-") && name.ends_with(".tmp")) || name.starts_with("stage-") {
-            leftovers.push(p);
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd {
+            let p = e?.path();
+            let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            if name == CHECKPOINT || name == SUMMARY || is_legacy_part(&name) {
+                leftovers.push(p);
+            }
         }
     }
-    if !leftovers.is_empty() {
-        if !force {
-            bail!("{}: holds an unfinished listing (checkpoint/parts); pass --resume to continue it or --force to start over", dir.display());
-        }
+    if leftovers.iter().any(|p| p.ends_with(CHECKPOINT)) && !force {
+        bail!("{}: holds an unfinished listing (checkpoint.json); pass --resume to continue it or --force to start over", dir.display());
+    }
+    let set = ChunkSetWriter::create(dir, SCHEMA, force)?;
+    if force {
         for p in leftovers {
             std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
         }
     }
-    Ok(())
+    Ok(set)
 }
 
 /// Rebuilds the ranges of an interrupted run: done ranges stay done, the others continue after the last
-/// key of the parts they hold. Returns the slots, the next part id and the parts.
-fn load_resume(dir: &Path, cp_path: &Path, settings: &CheckpointSettings) -> Result<(Vec<Slot>, u64, Vec<PartFile>)> {
+/// key of the chunks they hold. Returns the reopened chunk-set writer and the slots.
+fn load_resume(dir: &Path, cp_path: &Path, settings: &CheckpointSettings) -> Result<(ChunkSetWriter, Vec<Slot>)> {
     let body = std::fs::read(cp_path).with_context(|| format!("--resume: reading {} (nothing to resume?)", cp_path.display()))?;
     let cp: Checkpoint = serde_json::from_slice(&body).with_context(|| format!("parsing {}", cp_path.display()))?;
     if cp.settings != *settings {
@@ -876,23 +820,25 @@ fn load_resume(dir: &Path, cp_path: &Path, settings: &CheckpointSettings) -> Res
         }
         slots.push(s);
     }
-    let parts = scan_parts(dir)?;
-    let mut next = 0;
-    for (first, last, p) in &parts {
-        let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
-        next = next.max(part_id(&name).map_or(0, |i| i + 1));
+    if let Some(old) = std::fs::read_dir(dir)?.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).find(|n| is_legacy_part(n)) {
+        bail!("{}: {old} was written by an older keyrecon-list-s3 that cannot be resumed by this one; rerun with --force", dir.display());
+    }
+    let (set, _) = ChunkSetWriter::resume(dir, SCHEMA)?;
+    for c in set.chunks() {
+        let p = dir.join(&c.file);
+        let (first, last) = (unhex(&c.first_key_hex).unwrap_or_default(), unhex(&c.last_key_hex).unwrap_or_default());
         let s = slots
             .iter_mut()
-            .find(|s| s.contains(first))
+            .find(|s| s.contains(&first))
             .ok_or_else(|| anyhow!("{}: holds keys outside every checkpointed range", p.display()))?;
-        if !s.contains(last) {
+        if !s.contains(&last) {
             bail!("{}: spans more than one checkpointed range", p.display());
         }
-        if s.pos.as_ref().is_none_or(|pos| last > pos) {
-            s.pos = Some(last.clone());
+        if s.pos.as_ref().is_none_or(|pos| last > *pos) {
+            s.pos = Some(last);
         }
     }
-    Ok((slots, next, parts))
+    Ok((set, slots))
 }
 
 fn spawn_ticker(sh: Arc<Shared>) -> tokio::task::JoinHandle<()> {
