@@ -212,6 +212,26 @@ fn transient_faults_are_retried_counted_and_lose_nothing() {
     assert_eq!(sum["errors"], 0);
 }
 
+/// keyrecon parses ListObjectsV2 bodies itself (listxml): a 200 whose body is not a listing must be
+/// retried like any failed page, never taken as a short or empty page.
+#[test]
+fn garbled_200_responses_are_retried_not_taken_as_short_pages() {
+    let g = garage();
+    let (bucket, keys) = awkward();
+    // Every 4th request: "200" with an <Error> body instead of a listing.
+    let p = proxy::start(&g.endpoint, Arc::new(|line: &str, n: u64| (line.contains("list-type=2") && n % 4 == 2).then_some(200)));
+    let t = tmp();
+    let dir = t.path().join("s3.chunks");
+    let o = g.list_via(&p.endpoint, &["--bucket", bucket, "--out", s(&dir), "-j", "5", "--page-size", "170", "--retry-base-ms", "1"]);
+    assert_code(&o, 0);
+    assert_eq!(&keys_of(&read_set(&dir)), keys, "exact key set despite garbled pages");
+    let sum = summary(&dir);
+    let injected = p.stats.injected.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(injected > 3, "the proxy garbled some pages ({injected})");
+    assert_eq!(sum["retries"], injected, "every garbled page was retried: {sum}");
+    assert_eq!(sum["errors"], 0);
+}
+
 #[test]
 fn a_range_that_always_fails_exits_2_and_resume_completes_it() {
     let g = garage();

@@ -32,7 +32,7 @@ use crate::record::{put_bytes, put_varint, Schema};
 use anyhow::{anyhow, bail, Context, Result};
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
+use super::listxml::{Page, PageInfo};
 use aws_sdk_s3::types::EncodingType;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -379,52 +379,6 @@ struct Shared {
     messages: Mutex<Vec<String>>,
 }
 
-/// One decoded page: keys and metadata in one reused arena.
-#[derive(Default)]
-struct Page {
-    arena: Vec<u8>,
-    /// (key start, key end, meta end, in age window, size)
-    recs: Vec<(usize, usize, usize, bool, u64)>,
-}
-
-impl Page {
-    fn key(&self, i: usize) -> &[u8] {
-        let r = self.recs[i];
-        &self.arena[r.0..r.1]
-    }
-    fn meta(&self, i: usize) -> &[u8] {
-        let r = self.recs[i];
-        &self.arena[r.1..r.2]
-    }
-
-    fn fill(&mut self, out: &ListObjectsV2Output, url_encoded: bool, cutoff: &Cutoff) -> Result<()> {
-        self.arena.clear();
-        self.recs.clear();
-        for o in out.contents() {
-            let k = o.key().ok_or_else(|| anyhow!("listing returned an object without a key"))?;
-            let start = self.arena.len();
-            if url_encoded {
-                url_decode_into(k.as_bytes(), &mut self.arena).with_context(|| format!("undecodable key {k:?}"))?;
-            } else {
-                self.arena.extend_from_slice(k.as_bytes());
-            }
-            let kend = self.arena.len();
-            let size = o.size().unwrap_or(0).max(0) as u64;
-            let mtime = o.last_modified().map(|t| t.secs() * 1_000_000 + (t.subsec_nanos() / 1000) as i64);
-            let etag = o.e_tag().map(|e| e.trim_matches('"'));
-            let class = o.storage_class().map(|c| c.as_str());
-            encode_meta(&mut self.arena, Some(size), etag.map(str::as_bytes), mtime, class.map(str::as_bytes));
-            self.recs.push((start, kend, self.arena.len(), cutoff.admits(mtime), size));
-        }
-        for w in self.recs.windows(2) {
-            if self.arena[w[0].0..w[0].1] >= self.arena[w[1].0..w[1].1] {
-                bail!("server returned keys out of order: {:?} then {:?}", crate::record::show_key(&self.arena[w[0].0..w[0].1]), crate::record::show_key(&self.arena[w[1].0..w[1].1]));
-            }
-        }
-        Ok(())
-    }
-}
-
 /// Appends the record metadata encoding (see [`crate::record`]) of the given fields.
 pub fn encode_meta(out: &mut Vec<u8>, size: Option<u64>, etag: Option<&[u8]>, mtime: Option<i64>, class: Option<&[u8]>) {
     let presence = size.map_or(0, |_| Schema::SIZE) | etag.map_or(0, |_| Schema::ETAG) | mtime.map_or(0, |_| Schema::MTIME) | class.map_or(0, |_| Schema::CLASS);
@@ -483,8 +437,10 @@ impl Shared {
         }
     }
 
-    /// One page, retried per the policy. `Err` = the page failed for good (already counted).
-    async fn fetch(&self, start_after: Option<&str>, token: Option<&str>) -> std::result::Result<ListObjectsV2Output, String> {
+    /// One page into `page`, retried per the policy. `Err` = the page failed for good (already counted).
+    /// The body is parsed by [`Page::parse`], not by the SDK (see `listxml`); a body that does not parse
+    /// is retried like any garbled response.
+    async fn fetch(&self, start_after: Option<&str>, token: Option<&str>, page: &mut Page) -> std::result::Result<PageInfo, String> {
         let mut attempt = 0u32;
         loop {
             self.throttle.wait().await;
@@ -500,16 +456,22 @@ impl Shared {
                     }
                 }
             }
-            let e = match req.send().await {
-                Ok(o) => {
-                    self.throttle.ok();
-                    self.n.pages.fetch_add(1, Relaxed);
-                    return Ok(o);
+            let (retryable, slow, msg) = match super::listxml::capture(req.send()).await {
+                (Ok(_), Some(body)) => match page.parse(&body.into_bytes(), &self.cfg.cutoff) {
+                    Ok(info) => {
+                        self.throttle.ok();
+                        self.n.pages.fetch_add(1, Relaxed);
+                        return Ok(info);
+                    }
+                    Err(e) => (true, false, format!("unreadable ListObjectsV2 response: {e:#}")),
+                },
+                // The capturing connector did not see this request: a bug, not a page to skip.
+                (Ok(_), None) => return Err("internal error: the ListObjectsV2 response body was not captured".into()),
+                (Err(e), _) => {
+                    let (retryable, slow) = classify(&e);
+                    (retryable, slow, format!("{}", DisplayErrorContext(&e)))
                 }
-                Err(e) => e,
             };
-            let (retryable, slow) = classify(&e);
-            let msg = format!("{}", DisplayErrorContext(&e));
             if slow {
                 self.n.slowdowns.fetch_add(1, Relaxed);
                 self.throttle.slow_down();
@@ -540,16 +502,15 @@ impl Shared {
         let mut page = Page::default();
         let mut lines = Vec::new();
         let outcome = loop {
-            let out = match self.fetch(start_after.as_deref(), token.as_deref()).await {
-                Ok(o) => o,
+            let info = match self.fetch(start_after.as_deref(), token.as_deref(), &mut page).await {
+                Ok(i) => i,
                 Err(msg) => {
                     self.n.errors.fetch_add(1, Relaxed);
                     self.note(format!("range after {:?}: page failed {msg}", start_after.as_deref().unwrap_or("")));
                     break St::Failed;
                 }
             };
-            page.fill(&out, out.encoding_type() == Some(&EncodingType::Url), &self.cfg.cutoff)?;
-            let truncated = out.is_truncated().unwrap_or(false);
+            let truncated = info.truncated;
             // Decide under the mutex which keys belong to this range, and advance pos over them.
             let admitted = {
                 let mut g = self.sched.lock().unwrap();
@@ -599,7 +560,7 @@ impl Shared {
             if admitted < page.recs.len() || !truncated {
                 break St::Done;
             }
-            token = out.next_continuation_token().map(str::to_string);
+            token = info.next_token;
             if token.is_none() {
                 // Truncated without a token: continue after the last key instead.
                 let g = self.sched.lock().unwrap();

@@ -3,6 +3,7 @@
 //! - [`client`]: an aws-sdk-s3 client from AWS conventions (credential chain, profiles, endpoint, region).
 //! - [`ranges`]: key-space ranges and UTF-8-safe split points.
 //! - [`list`]: the parallel lister (work stealing, retries, slow-down, checkpoint/resume, output).
+//! - [`listxml`]: ListObjectsV2 bodies taken from the SDK's HTTP client and parsed byte-level.
 //! - [`inventory`]: S3 Inventory manifests and their CSV.gz files.
 //!
 //! Records carry key, size, ETag (without quotes), LastModified (microseconds since the epoch) and storage
@@ -12,6 +13,7 @@
 pub mod client;
 pub mod inventory;
 pub mod list;
+pub mod listxml;
 pub mod ranges;
 
 use anyhow::{anyhow, bail, Result};
