@@ -128,14 +128,36 @@ fn parse_s3_url(u: &str) -> Option<(String, String)> {
 }
 
 /// Reads the report into a new chunk set at `dir`. `client` is needed for `s3://` manifests.
-pub fn read_inventory(client: Option<&aws_sdk_s3::Client>, cfg: &InventoryConfig, dir: &Path, force: bool) -> Result<InventorySummary> {
+pub fn read_inventory(
+    client: Option<&aws_sdk_s3::Client>,
+    cfg: &InventoryConfig,
+    dir: &Path,
+    force: bool,
+) -> Result<InventorySummary> {
     let started = std::time::Instant::now();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("starting tokio")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting tokio")?;
     let get = |bucket: &str, key: &str| -> Result<Vec<u8>> {
         let c = client.ok_or_else(|| anyhow!("an s3:// inventory needs an S3 client"))?;
         rt.block_on(async {
-            let o = c.get_object().bucket(bucket).key(key).send().await.map_err(|e| anyhow!("{}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
-            Ok::<_, anyhow::Error>(o.body.collect().await.context("reading object body")?.into_bytes().to_vec())
+            let o = c
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(|e| anyhow!("{}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+            Ok::<_, anyhow::Error>(
+                o.body
+                    .collect()
+                    .await
+                    .context("reading object body")?
+                    .into_bytes()
+                    .to_vec(),
+            )
         })
         .with_context(|| format!("fetching s3://{bucket}/{key}"))
     };
@@ -145,23 +167,45 @@ pub fn read_inventory(client: Option<&aws_sdk_s3::Client>, cfg: &InventoryConfig
         Some((b, k)) => (get(&b, &k)?, None),
         None => {
             let p = PathBuf::from(&cfg.manifest);
-            (std::fs::read(&p).with_context(|| format!("reading inventory manifest {}", p.display()))?, Some(p))
+            (
+                std::fs::read(&p)
+                    .with_context(|| format!("reading inventory manifest {}", p.display()))?,
+                Some(p),
+            )
         }
     };
-    let m: Manifest = serde_json::from_slice(&body).with_context(|| format!("parsing inventory manifest {}", cfg.manifest))?;
+    let m: Manifest = serde_json::from_slice(&body)
+        .with_context(|| format!("parsing inventory manifest {}", cfg.manifest))?;
     if !m.file_format.is_empty() && !m.file_format.eq_ignore_ascii_case("CSV") {
-        bail!("inventory {}: fileFormat {:?} is not supported (only CSV)", cfg.manifest, m.file_format);
+        bail!(
+            "inventory {}: fileFormat {:?} is not supported (only CSV)",
+            cfg.manifest,
+            m.file_format
+        );
     }
-    let cols = Columns::parse(&m.file_schema).with_context(|| format!("inventory manifest {}", cfg.manifest))?;
-    let dest_bucket = m.destination_bucket.rsplit(':').next().unwrap_or("").to_string();
+    let cols = Columns::parse(&m.file_schema)
+        .with_context(|| format!("inventory manifest {}", cfg.manifest))?;
+    let dest_bucket = m
+        .destination_bucket
+        .rsplit(':')
+        .next()
+        .unwrap_or("")
+        .to_string();
     let locations: Vec<Location> = m
         .files
         .iter()
         .map(|f| match &base {
             Some(mp) => resolve_local(mp, &f.key).map(Location::Local),
             None => {
-                let bucket = if dest_bucket.is_empty() { parse_s3_url(&cfg.manifest).unwrap().0 } else { dest_bucket.clone() };
-                Ok(Location::S3 { bucket, key: f.key.clone() })
+                let bucket = if dest_bucket.is_empty() {
+                    parse_s3_url(&cfg.manifest).unwrap().0
+                } else {
+                    dest_bucket.clone()
+                };
+                Ok(Location::S3 {
+                    bucket,
+                    key: f.key.clone(),
+                })
             }
         })
         .collect::<Result<_>>()?;
@@ -170,29 +214,41 @@ pub fn read_inventory(client: Option<&aws_sdk_s3::Client>, cfg: &InventoryConfig
     let mut sorter = Sorter::new(SortConfig::new(cfg.mem, &cfg.tmp_dir, SCHEMA));
     let n = Counters::default();
     let (tx, rx) = crossbeam::channel::bounded::<Batch>(4);
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.parallel.max(1)).build().context("starting reader threads")?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.parallel.max(1))
+        .build()
+        .context("starting reader threads")?;
     let (locs, files, nref, pool, get) = (&locations, &m.files, &n, &pool, &get);
     let read_result = std::thread::scope(|s| -> Result<Result<()>> {
         let readers = s.spawn(move || {
             let tx = tx;
             pool.install(|| {
-                locs.par_iter().zip(files).try_for_each(|(loc, f)| -> Result<()> {
-                    let gz = match loc {
-                        Location::Local(p) => std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
-                        Location::S3 { bucket, key } => get(bucket, key)?,
-                    };
-                    read_file(&gz, cols, cfg, nref, &tx).with_context(|| format!("inventory file {}", f.key))
-                })
+                locs.par_iter()
+                    .zip(files)
+                    .try_for_each(|(loc, f)| -> Result<()> {
+                        let gz = match loc {
+                            Location::Local(p) => std::fs::read(p)
+                                .with_context(|| format!("reading {}", p.display()))?,
+                            Location::S3 { bucket, key } => get(bucket, key)?,
+                        };
+                        read_file(&gz, cols, cfg, nref, &tx)
+                            .with_context(|| format!("inventory file {}", f.key))
+                    })
             })
         });
         // Ends when every reader is done (all senders dropped).
         let mut pushed = Ok(());
         for b in &rx {
             if pushed.is_ok() {
-                pushed = b.recs.iter().try_for_each(|r| sorter.push(&b.arena[r.0..r.1], &b.arena[r.1..r.2]));
+                pushed = b
+                    .recs
+                    .iter()
+                    .try_for_each(|r| sorter.push(&b.arena[r.0..r.1], &b.arena[r.1..r.2]));
             }
         }
-        let read = readers.join().map_err(|_| anyhow!("inventory reader panicked"))?;
+        let read = readers
+            .join()
+            .map_err(|_| anyhow!("inventory reader panicked"))?;
         pushed?;
         Ok(read)
     })?;
@@ -214,9 +270,14 @@ pub fn read_inventory(client: Option<&aws_sdk_s3::Client>, cfg: &InventoryConfig
         keys_per_s: rows as f64 / elapsed.max(1e-9),
         peak_rss_bytes: crate::progress::peak_rss_bytes(),
     };
-    out.finish(Producer::current("keyrecon-list-s3"), true, serde_json::to_value(&sum)?)?;
+    out.finish(
+        Producer::current("keyrecon-list-s3"),
+        true,
+        serde_json::to_value(&sum)?,
+    )?;
     let p = dir.join(super::list::SUMMARY);
-    std::fs::write(&p, serde_json::to_vec_pretty(&sum)?).with_context(|| format!("writing {}", p.display()))?;
+    std::fs::write(&p, serde_json::to_vec_pretty(&sum)?)
+        .with_context(|| format!("writing {}", p.display()))?;
     Ok(sum)
 }
 
@@ -240,13 +301,28 @@ fn field(row: &csv::ByteRecord, i: Option<usize>) -> Option<&[u8]> {
     i.and_then(|i| row.get(i)).filter(|f| !f.is_empty())
 }
 
-fn read_file(gz: &[u8], cols: Columns, cfg: &InventoryConfig, n: &Counters, tx: &crossbeam::channel::Sender<Batch>) -> Result<()> {
+fn read_file(
+    gz: &[u8],
+    cols: Columns,
+    cfg: &InventoryConfig,
+    n: &Counters,
+    tx: &crossbeam::channel::Sender<Batch>,
+) -> Result<()> {
     let dec = flate2::read::MultiGzDecoder::new(gz);
-    let mut rdr = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(std::io::BufReader::with_capacity(1 << 16, dec));
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(std::io::BufReader::with_capacity(1 << 16, dec));
     let mut row = csv::ByteRecord::new();
-    let mut b = Batch { arena: Vec::with_capacity(BATCH_BYTES + 4096), recs: Vec::new() };
+    let mut b = Batch {
+        arena: Vec::with_capacity(BATCH_BYTES + 4096),
+        recs: Vec::new(),
+    };
     let prefix = cfg.prefix.as_bytes();
-    while rdr.read_byte_record(&mut row).with_context(|| "reading CSV (is the file gzip'd CSV?)")? {
+    while rdr
+        .read_byte_record(&mut row)
+        .with_context(|| "reading CSV (is the file gzip'd CSV?)")?
+    {
         n.rows.fetch_add(1, Relaxed);
         let line = row.position().map_or(0, |p| p.line());
         if field(&row, cols.is_latest).is_some_and(|v| v.eq_ignore_ascii_case(b"false"))
@@ -256,7 +332,9 @@ fn read_file(gz: &[u8], cols: Columns, cfg: &InventoryConfig, n: &Counters, tx: 
             continue;
         }
         let start = b.arena.len();
-        let raw = row.get(cols.key).ok_or_else(|| anyhow!("line {line}: no Key column"))?;
+        let raw = row
+            .get(cols.key)
+            .ok_or_else(|| anyhow!("line {line}: no Key column"))?;
         url_decode_into(raw, &mut b.arena).with_context(|| format!("line {line}: key"))?;
         let kend = b.arena.len();
         let key = &b.arena[start..kend];
@@ -264,7 +342,10 @@ fn read_file(gz: &[u8], cols: Columns, cfg: &InventoryConfig, n: &Counters, tx: 
             && cfg.start_after.as_ref().is_none_or(|s| key > s.as_bytes())
             && cfg.end_before.as_ref().is_none_or(|e| key < e.as_bytes());
         let mtime = match field(&row, cols.mtime) {
-            Some(t) => Some(parse_time_us(std::str::from_utf8(t).unwrap_or("")).with_context(|| format!("line {line}: LastModifiedDate"))?),
+            Some(t) => Some(
+                parse_time_us(std::str::from_utf8(t).unwrap_or(""))
+                    .with_context(|| format!("line {line}: LastModifiedDate"))?,
+            ),
             None => None,
         };
         if !in_keys || !cfg.cutoff.admits(mtime) {
@@ -273,7 +354,14 @@ fn read_file(gz: &[u8], cols: Columns, cfg: &InventoryConfig, n: &Counters, tx: 
             continue;
         }
         let size = match field(&row, cols.size) {
-            Some(s) => Some(std::str::from_utf8(s).ok().and_then(|s| s.parse::<u64>().ok()).ok_or_else(|| anyhow!("line {line}: bad Size {:?}", String::from_utf8_lossy(s)))?),
+            Some(s) => Some(
+                std::str::from_utf8(s)
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        anyhow!("line {line}: bad Size {:?}", String::from_utf8_lossy(s))
+                    })?,
+            ),
             None => None,
         };
         n.bytes.fetch_add(size.unwrap_or(0), Relaxed);
@@ -282,7 +370,13 @@ fn read_file(gz: &[u8], cols: Columns, cfg: &InventoryConfig, n: &Counters, tx: 
         encode_meta(&mut b.arena, size, etag.as_deref(), mtime, class.as_deref());
         b.recs.push((start, kend, b.arena.len()));
         if b.arena.len() >= BATCH_BYTES {
-            let full = std::mem::replace(&mut b, Batch { arena: Vec::with_capacity(BATCH_BYTES + 4096), recs: Vec::new() });
+            let full = std::mem::replace(
+                &mut b,
+                Batch {
+                    arena: Vec::with_capacity(BATCH_BYTES + 4096),
+                    recs: Vec::new(),
+                },
+            );
             tx.send(full).map_err(|_| anyhow!("sorter stopped"))?;
         }
     }
@@ -302,13 +396,24 @@ fn resolve_local(manifest: &Path, key: &str) -> Result<PathBuf> {
             return Ok(p);
         }
     }
-    let name = Path::new(key).file_name().ok_or_else(|| anyhow!("inventory file key {key:?} has no file name"))?;
-    for p in [dir.join(name), dir.join("data").join(name), dir.join("..").join("data").join(name)] {
+    let name = Path::new(key)
+        .file_name()
+        .ok_or_else(|| anyhow!("inventory file key {key:?} has no file name"))?;
+    for p in [
+        dir.join(name),
+        dir.join("data").join(name),
+        dir.join("..").join("data").join(name),
+    ] {
         if p.is_file() {
             return Ok(p);
         }
     }
-    bail!("inventory file {key:?} not found below {} or its parents (nor as {}/data/{})", dir.display(), dir.display(), name.to_string_lossy())
+    bail!(
+        "inventory file {key:?} not found below {} or its parents (nor as {}/data/{})",
+        dir.display(),
+        dir.display(),
+        name.to_string_lossy()
+    )
 }
 
 #[cfg(test)]
@@ -318,7 +423,10 @@ mod tests {
     #[test]
     fn columns_from_schema() {
         let c = Columns::parse("Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag, StorageClass").unwrap();
-        assert_eq!((c.key, c.size, c.etag, c.is_latest, c.is_delete_marker), (1, Some(5), Some(7), Some(3), Some(4)));
+        assert_eq!(
+            (c.key, c.size, c.etag, c.is_latest, c.is_delete_marker),
+            (1, Some(5), Some(7), Some(3), Some(4))
+        );
         assert!(Columns::parse("Bucket, Size").is_err());
     }
 }

@@ -24,6 +24,7 @@
 //! are verified once and a range continues after the last key of the chunks it holds, so only
 //! unfinished work is listed again.
 
+use super::listxml::{Page, PageInfo};
 use super::ranges::{self, End};
 use super::{hex, Cutoff};
 use crate::chunk::set::{unhex, Producer};
@@ -32,7 +33,6 @@ use crate::record::{put_bytes, put_varint, Schema};
 use anyhow::{anyhow, bail, Context, Result};
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use super::listxml::{Page, PageInfo};
 use aws_sdk_s3::types::EncodingType;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -62,7 +62,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { max_retries: 10, base: Duration::from_millis(100), cap: Duration::from_secs(20) }
+        RetryPolicy {
+            max_retries: 10,
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(20),
+        }
     }
 }
 
@@ -86,7 +90,11 @@ pub struct ListConfig {
 #[derive(Clone, Debug)]
 pub enum Sink {
     /// A chunk set directory. `force` replaces an existing set; `resume` continues an unfinished one.
-    ChunkSet { dir: PathBuf, force: bool, resume: bool },
+    ChunkSet {
+        dir: PathBuf,
+        force: bool,
+        resume: bool,
+    },
     /// Plain keys on stdout, `\n`- or NUL-terminated, in listing order (sorted with one stream; with
     /// several, each stream's keys are sorted but streams interleave).
     Lines { terminator: u8 },
@@ -169,10 +177,22 @@ struct Slot {
 
 impl Slot {
     fn new(after: Option<Vec<u8>>, end: End) -> Slot {
-        Slot { after, end, pos: None, state: St::Pending, page_width: f64::NEG_INFINITY, parent: None, listed: 0, split_penalty: 0.0 }
+        Slot {
+            after,
+            end,
+            pos: None,
+            state: St::Pending,
+            page_width: f64::NEG_INFINITY,
+            parent: None,
+            listed: 0,
+            split_penalty: 0.0,
+        }
     }
     fn lo<'a>(&'a self, prefix: &'a [u8]) -> &'a [u8] {
-        self.pos.as_deref().or(self.after.as_deref()).map_or(prefix, |k| k.max(prefix))
+        self.pos
+            .as_deref()
+            .or(self.after.as_deref())
+            .map_or(prefix, |k| k.max(prefix))
     }
     fn contains(&self, key: &[u8]) -> bool {
         self.after.as_deref().is_none_or(|a| key > a) && self.end.admits(key)
@@ -222,16 +242,22 @@ impl Sched {
             let w = ranges::width(s.lo(prefix), &s.end, prefix);
             // Each split wastes about one page (the old stream's page that crosses the split point), so
             // only ranges with an estimated 8+ pages left are worth it.
-            if w == f64::NEG_INFINITY || (s.pos.is_some() && w <= s.page_width + MIN_SPLIT_PAGES_LOG2 + s.split_penalty) {
+            if w == f64::NEG_INFINITY
+                || (s.pos.is_some() && w <= s.page_width + MIN_SPLIT_PAGES_LOG2 + s.split_penalty)
+            {
                 continue;
             }
             if best.is_none_or(|(bw, _)| w > bw) {
                 best = Some((w, i));
             }
         }
-        let Some((_, i)) = best else { return Ok(Next::Wait) };
+        let Some((_, i)) = best else {
+            return Ok(Next::Wait);
+        };
         let s = &self.slots[i];
-        let Some(mid) = ranges::split_point(s.lo(prefix), &s.end, prefix) else { return Ok(Next::Wait) };
+        let Some(mid) = ranges::split_point(s.lo(prefix), &s.end, prefix) else {
+            return Ok(Next::Wait);
+        };
         let upper = std::mem::replace(&mut self.slots[i].end, End::Incl(mid.clone()));
         let mut new = Slot::new(Some(mid), upper);
         new.state = St::Active;
@@ -257,19 +283,27 @@ impl Sched {
     /// Rewrites the checkpoint (temporary file + rename). Called under the mutex on every change of the
     /// range set, before the new range's stream writes anything.
     fn save(&self) -> Result<()> {
-        let Some(path) = &self.checkpoint else { return Ok(()) };
+        let Some(path) = &self.checkpoint else {
+            return Ok(());
+        };
         let cp = Checkpoint {
             format: "keyrecon-list-s3-checkpoint".into(),
             settings: self.settings.clone(),
             ranges: self
                 .slots
                 .iter()
-                .map(|s| CheckpointRange { after_hex: s.after.as_deref().map(hex), end: end_to_str(&s.end), done: s.state == St::Done })
+                .map(|s| CheckpointRange {
+                    after_hex: s.after.as_deref().map(hex),
+                    end: end_to_str(&s.end),
+                    done: s.state == St::Done,
+                })
                 .collect(),
         };
         let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&cp)?).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("renaming {} into place", tmp.display()))?;
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&cp)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("renaming {} into place", tmp.display()))?;
         Ok(())
     }
 }
@@ -358,14 +392,21 @@ impl Throttle {
     fn ok(&self) {
         let mut s = self.state.lock().unwrap();
         if !s.1.is_zero() {
-            s.1 = if s.1 < Duration::from_millis(50) { Duration::ZERO } else { s.1 / 2 };
+            s.1 = if s.1 < Duration::from_millis(50) {
+                Duration::ZERO
+            } else {
+                s.1 / 2
+            };
         }
     }
 }
 
 enum Out {
     Chunks(ChunkSetWriter),
-    Lines { out: Mutex<std::io::BufWriter<std::io::Stdout>>, terminator: u8 },
+    Lines {
+        out: Mutex<std::io::BufWriter<std::io::Stdout>>,
+        terminator: u8,
+    },
 }
 
 struct Shared {
@@ -380,8 +421,17 @@ struct Shared {
 }
 
 /// Appends the record metadata encoding (see [`crate::record`]) of the given fields.
-pub fn encode_meta(out: &mut Vec<u8>, size: Option<u64>, etag: Option<&[u8]>, mtime: Option<i64>, class: Option<&[u8]>) {
-    let presence = size.map_or(0, |_| Schema::SIZE) | etag.map_or(0, |_| Schema::ETAG) | mtime.map_or(0, |_| Schema::MTIME) | class.map_or(0, |_| Schema::CLASS);
+pub fn encode_meta(
+    out: &mut Vec<u8>,
+    size: Option<u64>,
+    etag: Option<&[u8]>,
+    mtime: Option<i64>,
+    class: Option<&[u8]>,
+) {
+    let presence = size.map_or(0, |_| Schema::SIZE)
+        | etag.map_or(0, |_| Schema::ETAG)
+        | mtime.map_or(0, |_| Schema::MTIME)
+        | class.map_or(0, |_| Schema::CLASS);
     out.push(presence);
     if let Some(s) = size {
         put_varint(out, s);
@@ -403,7 +453,10 @@ pub fn url_decode_into(s: &[u8], out: &mut Vec<u8>) -> Result<()> {
     while i < s.len() {
         match s[i] {
             b'%' => {
-                let h = s.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+                let h = s
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 out.push(h.ok_or_else(|| anyhow!("bad %-escape at byte {i}"))?);
                 i += 3;
             }
@@ -440,11 +493,21 @@ impl Shared {
     /// One page into `page`, retried per the policy. `Err` = the page failed for good (already counted).
     /// The body is parsed by [`Page::parse`], not by the SDK (see `listxml`); a body that does not parse
     /// is retried like any garbled response.
-    async fn fetch(&self, start_after: Option<&str>, token: Option<&str>, page: &mut Page) -> std::result::Result<PageInfo, String> {
+    async fn fetch(
+        &self,
+        start_after: Option<&str>,
+        token: Option<&str>,
+        page: &mut Page,
+    ) -> std::result::Result<PageInfo, String> {
         let mut attempt = 0u32;
         loop {
             self.throttle.wait().await;
-            let mut req = self.client.list_objects_v2().bucket(&self.cfg.bucket).max_keys(self.cfg.page_size).encoding_type(EncodingType::Url);
+            let mut req = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.cfg.bucket)
+                .max_keys(self.cfg.page_size)
+                .encoding_type(EncodingType::Url);
             if !self.cfg.prefix.is_empty() {
                 req = req.prefix(&self.cfg.prefix);
             }
@@ -463,10 +526,18 @@ impl Shared {
                         self.n.pages.fetch_add(1, Relaxed);
                         return Ok(info);
                     }
-                    Err(e) => (true, false, format!("unreadable ListObjectsV2 response: {e:#}")),
+                    Err(e) => (
+                        true,
+                        false,
+                        format!("unreadable ListObjectsV2 response: {e:#}"),
+                    ),
                 },
                 // The capturing connector did not see this request: a bug, not a page to skip.
-                (Ok(_), None) => return Err("internal error: the ListObjectsV2 response body was not captured".into()),
+                (Ok(_), None) => {
+                    return Err(
+                        "internal error: the ListObjectsV2 response body was not captured".into(),
+                    )
+                }
                 (Err(e), _) => {
                     let (retryable, slow) = classify(&e);
                     (retryable, slow, format!("{}", DisplayErrorContext(&e)))
@@ -479,7 +550,11 @@ impl Shared {
             if !retryable || attempt >= self.cfg.retry.max_retries {
                 return Err(format!("after {} attempts: {msg}", attempt + 1));
             }
-            let ceil = self.cfg.retry.cap.min(self.cfg.retry.base.saturating_mul(1u32 << attempt.min(20)));
+            let ceil = self
+                .cfg
+                .retry
+                .cap
+                .min(self.cfg.retry.base.saturating_mul(1u32 << attempt.min(20)));
             let sleep = ceil.mul_f64(rand::thread_rng().gen::<f64>());
             self.n.retries.fetch_add(1, Relaxed);
             attempt += 1;
@@ -494,7 +569,10 @@ impl Shared {
             s.pos.clone().or(s.after.clone())
         };
         let mut start_after = match start {
-            Some(k) => Some(String::from_utf8(k).map_err(|_| anyhow!("range start is not UTF-8 (corrupt checkpoint?)"))?),
+            Some(k) => Some(
+                String::from_utf8(k)
+                    .map_err(|_| anyhow!("range start is not UTF-8 (corrupt checkpoint?)"))?,
+            ),
             None => None,
         };
         let mut token: Option<String> = None;
@@ -502,11 +580,17 @@ impl Shared {
         let mut page = Page::default();
         let mut lines = Vec::new();
         let outcome = loop {
-            let info = match self.fetch(start_after.as_deref(), token.as_deref(), &mut page).await {
+            let info = match self
+                .fetch(start_after.as_deref(), token.as_deref(), &mut page)
+                .await
+            {
                 Ok(i) => i,
                 Err(msg) => {
                     self.n.errors.fetch_add(1, Relaxed);
-                    self.note(format!("range after {:?}: page failed {msg}", start_after.as_deref().unwrap_or("")));
+                    self.note(format!(
+                        "range after {:?}: page failed {msg}",
+                        start_after.as_deref().unwrap_or("")
+                    ));
                     break St::Failed;
                 }
             };
@@ -515,7 +599,9 @@ impl Shared {
             let admitted = {
                 let mut g = self.sched.lock().unwrap();
                 let s = &mut g.slots[i];
-                let n = (0..page.recs.len()).take_while(|&j| s.end.admits(page.key(j))).count();
+                let n = (0..page.recs.len())
+                    .take_while(|&j| s.end.admits(page.key(j)))
+                    .count();
                 s.listed += n as u64;
                 if n > 0 {
                     let last = page.key(n - 1);
@@ -525,7 +611,10 @@ impl Shared {
                 n
             };
             self.n.listed.fetch_add(admitted as u64, Relaxed);
-            self.n.bytes.fetch_add(page.recs[..admitted].iter().map(|r| r.4).sum::<u64>(), Relaxed);
+            self.n.bytes.fetch_add(
+                page.recs[..admitted].iter().map(|r| r.4).sum::<u64>(),
+                Relaxed,
+            );
             let mut written = 0;
             for j in 0..admitted {
                 if !page.recs[j].3 {
@@ -551,12 +640,17 @@ impl Shared {
             }
             if let Out::Lines { out, .. } = &self.out {
                 if !lines.is_empty() {
-                    out.lock().unwrap().write_all(&lines).context("writing keys to stdout")?;
+                    out.lock()
+                        .unwrap()
+                        .write_all(&lines)
+                        .context("writing keys to stdout")?;
                     lines.clear();
                 }
             }
             self.n.written.fetch_add(written, Relaxed);
-            self.n.filtered.fetch_add(admitted as u64 - written, Relaxed);
+            self.n
+                .filtered
+                .fetch_add(admitted as u64 - written, Relaxed);
             if admitted < page.recs.len() || !truncated {
                 break St::Done;
             }
@@ -564,7 +658,11 @@ impl Shared {
             if token.is_none() {
                 // Truncated without a token: continue after the last key instead.
                 let g = self.sched.lock().unwrap();
-                start_after = g.slots[i].pos.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()).or(start_after);
+                start_after = g.slots[i]
+                    .pos
+                    .as_ref()
+                    .map(|k| String::from_utf8_lossy(k).into_owned())
+                    .or(start_after);
             }
         };
         if let Some(w) = part.take() {
@@ -585,20 +683,29 @@ fn classify<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> (bool, bo
         SdkError::ServiceError(se) => {
             let code = se.err().code().unwrap_or("");
             let status = Some(se.raw().status().as_u16());
-            let slow = status == Some(503) || status == Some(429) || code == "SlowDown" || code == "Throttling";
+            let slow = status == Some(503)
+                || status == Some(429)
+                || code == "SlowDown"
+                || code == "Throttling";
             // A 2xx that could not be parsed (truncated or garbled body) is worth another try too.
             let garbled = code.is_empty() && status.is_some_and(|s| (200..300).contains(&s));
-            let retryable = slow || garbled || status.is_some_and(|s| s >= 500) || matches!(code, "InternalError" | "RequestTimeout");
+            let retryable = slow
+                || garbled
+                || status.is_some_and(|s| s >= 500)
+                || matches!(code, "InternalError" | "RequestTimeout");
             (retryable, slow)
         }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => (true, false),
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            (true, false)
+        }
         _ => (false, false),
     }
 }
 
 /// Files of an unfinished listing written by keyrecon-list-s3 before chunks went straight into the set.
 fn is_legacy_part(name: &str) -> bool {
-    (name.starts_with("part-") || name.starts_with("stage-") || name.starts_with(".part-")) && (name.ends_with(".krc") || name.ends_with(".tmp"))
+    (name.starts_with("part-") || name.starts_with("stage-") || name.starts_with(".part-"))
+        && (name.ends_with(".krc") || name.ends_with(".tmp"))
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -621,12 +728,23 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
     };
     let first = Slot::new(
         cfg.start_after.clone().map(String::into_bytes),
-        cfg.end_before.clone().map_or(End::Open, |e| End::Excl(e.into_bytes())),
+        cfg.end_before
+            .clone()
+            .map_or(End::Open, |e| End::Excl(e.into_bytes())),
     );
     let (out, slots, checkpoint, resumed) = match &sink {
-        Sink::Lines { terminator } => {
-            (Out::Lines { out: Mutex::new(std::io::BufWriter::with_capacity(1 << 20, std::io::stdout())), terminator: *terminator }, vec![first], None, false)
-        }
+        Sink::Lines { terminator } => (
+            Out::Lines {
+                out: Mutex::new(std::io::BufWriter::with_capacity(
+                    1 << 20,
+                    std::io::stdout(),
+                )),
+                terminator: *terminator,
+            },
+            vec![first],
+            None,
+            false,
+        ),
         Sink::ChunkSet { dir, force, resume } => {
             let cp_path = dir.join(CHECKPOINT);
             if *resume {
@@ -638,10 +756,23 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
             }
         }
     };
-    let pending: VecDeque<usize> = slots.iter().enumerate().filter(|(_, s)| s.state == St::Pending).map(|(i, _)| i).collect();
+    let pending: VecDeque<usize> = slots
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.state == St::Pending)
+        .map(|(i, _)| i)
+        .collect();
     let done_before = slots.iter().filter(|s| s.state == St::Done).count() as u64;
     let initial_streams = if resumed { 0 } else { cfg.parallel };
-    let sched = Sched { slots, initial_streams, pending, active: 0, splits: 0, checkpoint, settings };
+    let sched = Sched {
+        slots,
+        initial_streams,
+        pending,
+        active: 0,
+        splits: 0,
+        checkpoint,
+        settings,
+    };
     sched.save()?;
     let sh = Arc::new(Shared {
         client,
@@ -649,7 +780,9 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
         sched: Mutex::new(sched),
         wake: tokio::sync::Notify::new(),
         n: Counters::default(),
-        throttle: Throttle { state: Mutex::new((Instant::now(), Duration::ZERO)) },
+        throttle: Throttle {
+            state: Mutex::new((Instant::now(), Duration::ZERO)),
+        },
         out,
         messages: Mutex::new(Vec::new()),
     });
@@ -661,12 +794,17 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
         let sh = sh.clone();
         tasks.spawn(async move {
             loop {
-                let next = sh.sched.lock().unwrap().next_work(sh.cfg.prefix.as_bytes())?;
+                let next = sh
+                    .sched
+                    .lock()
+                    .unwrap()
+                    .next_work(sh.cfg.prefix.as_bytes())?;
                 match next {
                     Next::Work(i) => sh.run_range(i).await?,
                     Next::Finished => return Ok::<(), anyhow::Error>(()),
                     Next::Wait => {
-                        let _ = tokio::time::timeout(Duration::from_millis(20), sh.wake.notified()).await;
+                        let _ = tokio::time::timeout(Duration::from_millis(20), sh.wake.notified())
+                            .await;
                     }
                 }
             }
@@ -674,7 +812,9 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
     }
     let mut first_err = None;
     while let Some(r) = tasks.join_next().await {
-        let r = r.map_err(|e| anyhow!("listing task panicked: {e}")).and_then(|r| r);
+        let r = r
+            .map_err(|e| anyhow!("listing task panicked: {e}"))
+            .and_then(|r| r);
         if let Err(e) = r {
             if first_err.is_none() {
                 first_err = Some(e);
@@ -688,7 +828,10 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
         eprint!("\r\x1b[2K");
     }
     if let Out::Lines { out, .. } = &sh.out {
-        out.lock().unwrap().flush().context("writing keys to stdout")?;
+        out.lock()
+            .unwrap()
+            .flush()
+            .context("writing keys to stdout")?;
     }
     if let Some(e) = first_err {
         return Err(e);
@@ -723,7 +866,8 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
     };
     drop(g);
     if let Sink::ChunkSet { dir, .. } = &sink {
-        let sh = Arc::into_inner(sh).ok_or_else(|| anyhow!("listing tasks still hold the run state"))?;
+        let sh =
+            Arc::into_inner(sh).ok_or_else(|| anyhow!("listing tasks still hold the run state"))?;
         if let (true, Out::Chunks(set)) = (sum.complete, sh.out) {
             sum.chunks = set.chunks().len() as u64;
             set.finish_key_ordered(Producer::current(TOOL), serde_json::to_value(&sum)?)?;
@@ -731,7 +875,8 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
             std::fs::remove_file(&cp).with_context(|| format!("removing {}", cp.display()))?;
         }
         let p = dir.join(SUMMARY);
-        std::fs::write(&p, serde_json::to_vec_pretty(&sum)?).with_context(|| format!("writing {}", p.display()))?;
+        std::fs::write(&p, serde_json::to_vec_pretty(&sum)?)
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(sum)
 }
@@ -742,7 +887,11 @@ fn prepare_fresh(dir: &Path, force: bool) -> Result<ChunkSetWriter> {
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd {
             let p = e?.path();
-            let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            let name = p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
             if name == CHECKPOINT || name == SUMMARY || is_legacy_part(&name) {
                 leftovers.push(p);
             }
@@ -762,36 +911,66 @@ fn prepare_fresh(dir: &Path, force: bool) -> Result<ChunkSetWriter> {
 
 /// Rebuilds the ranges of an interrupted run: done ranges stay done, the others continue after the last
 /// key of the chunks they hold. Returns the reopened chunk-set writer and the slots.
-fn load_resume(dir: &Path, cp_path: &Path, settings: &CheckpointSettings) -> Result<(ChunkSetWriter, Vec<Slot>)> {
-    let body = std::fs::read(cp_path).with_context(|| format!("--resume: reading {} (nothing to resume?)", cp_path.display()))?;
-    let cp: Checkpoint = serde_json::from_slice(&body).with_context(|| format!("parsing {}", cp_path.display()))?;
+fn load_resume(
+    dir: &Path,
+    cp_path: &Path,
+    settings: &CheckpointSettings,
+) -> Result<(ChunkSetWriter, Vec<Slot>)> {
+    let body = std::fs::read(cp_path).with_context(|| {
+        format!(
+            "--resume: reading {} (nothing to resume?)",
+            cp_path.display()
+        )
+    })?;
+    let cp: Checkpoint =
+        serde_json::from_slice(&body).with_context(|| format!("parsing {}", cp_path.display()))?;
     if cp.settings != *settings {
-        bail!("--resume: {} was written for {:?}, this run asks for {:?}", cp_path.display(), cp.settings, settings);
+        bail!(
+            "--resume: {} was written for {:?}, this run asks for {:?}",
+            cp_path.display(),
+            cp.settings,
+            settings
+        );
     }
     let mut slots = Vec::new();
     for r in &cp.ranges {
         let after = match &r.after_hex {
-            Some(h) => Some(unhex(h).ok_or_else(|| anyhow!("{}: bad hex {h:?}", cp_path.display()))?),
+            Some(h) => {
+                Some(unhex(h).ok_or_else(|| anyhow!("{}: bad hex {h:?}", cp_path.display()))?)
+            }
             None => None,
         };
-        let end = end_from_str(&r.end).ok_or_else(|| anyhow!("{}: bad range end {:?}", cp_path.display(), r.end))?;
+        let end = end_from_str(&r.end)
+            .ok_or_else(|| anyhow!("{}: bad range end {:?}", cp_path.display(), r.end))?;
         let mut s = Slot::new(after, end);
         if r.done {
             s.state = St::Done;
         }
         slots.push(s);
     }
-    if let Some(old) = std::fs::read_dir(dir)?.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).find(|n| is_legacy_part(n)) {
+    if let Some(old) = std::fs::read_dir(dir)?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| is_legacy_part(n))
+    {
         bail!("{}: {old} was written by an older keyrecon-list-s3 that cannot be resumed by this one; rerun with --force", dir.display());
     }
     let (set, _) = ChunkSetWriter::resume(dir, SCHEMA)?;
     for c in set.chunks() {
         let p = dir.join(&c.file);
-        let (first, last) = (unhex(&c.first_key_hex).unwrap_or_default(), unhex(&c.last_key_hex).unwrap_or_default());
+        let (first, last) = (
+            unhex(&c.first_key_hex).unwrap_or_default(),
+            unhex(&c.last_key_hex).unwrap_or_default(),
+        );
         let s = slots
             .iter_mut()
             .find(|s| s.contains(&first))
-            .ok_or_else(|| anyhow!("{}: holds keys outside every checkpointed range", p.display()))?;
+            .ok_or_else(|| {
+                anyhow!(
+                    "{}: holds keys outside every checkpointed range",
+                    p.display()
+                )
+            })?;
         if !s.contains(&last) {
             bail!("{}: spans more than one checkpointed range", p.display());
         }
@@ -809,7 +988,11 @@ fn spawn_ticker(sh: Arc<Shared>) -> tokio::task::JoinHandle<()> {
             return;
         }
         let tty = std::io::stderr().is_terminal();
-        let every = if tty { Duration::from_millis(500) } else { Duration::from_secs(30) };
+        let every = if tty {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_secs(30)
+        };
         let start = Instant::now();
         loop {
             tokio::time::sleep(every).await;
