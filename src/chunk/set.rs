@@ -108,6 +108,8 @@ pub struct ChunkSetWriter {
     schema: Schema,
     next_id: AtomicU64,
     chunks: Mutex<Vec<Added>>,
+    /// Write buffer of each chunk writer.
+    write_buf: usize,
 }
 
 /// A finished chunk: its id (open order), its first key (key order) and its manifest entry.
@@ -139,7 +141,7 @@ impl ChunkSetWriter {
                 std::fs::remove_file(&p).ctx(&p)?;
             }
         }
-        Ok(ChunkSetWriter { dir, schema, next_id: AtomicU64::new(0), chunks: Mutex::new(Vec::new()) })
+        Ok(ChunkSetWriter { dir, schema, next_id: AtomicU64::new(0), chunks: Mutex::new(Vec::new()), write_buf: super::WRITE_BUF })
     }
 
     /// Reopens an unfinished chunk set (no manifest) to continue it: complete chunks already in `dir` are
@@ -171,7 +173,7 @@ impl ChunkSetWriter {
         }
         kept.sort_by_key(|a| a.id);
         let names = kept.iter().map(|a| a.info.file.clone()).collect();
-        let w = ChunkSetWriter { dir, schema, next_id: AtomicU64::new(max_id.map_or(0, |m| m + 1)), chunks: Mutex::new(kept) };
+        let w = ChunkSetWriter { dir, schema, next_id: AtomicU64::new(max_id.map_or(0, |m| m + 1)), chunks: Mutex::new(kept), write_buf: super::WRITE_BUF };
         Ok((w, names))
     }
 
@@ -182,10 +184,17 @@ impl ChunkSetWriter {
         self.schema
     }
 
-    /// Opens the next chunk. Chunks are ordered in the manifest by the order of these calls.
+    /// Write buffer of the chunks opened from now on (default [`WRITE_BUF`](super::WRITE_BUF), at least
+    /// 64 KiB): producers with one open chunk per stream keep memory at streams x this.
+    pub fn with_write_buffer(mut self, bytes: usize) -> Self {
+        self.write_buf = bytes;
+        self
+    }
+
+    /// Opens the next chunk. [`finish`](Self::finish) orders chunks by the order of these calls.
     pub fn new_chunk(&self) -> Result<ChunkWriter> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        ChunkWriter::create(self.dir.join(chunk_name(id)), self.schema)
+        ChunkWriter::create_with_buffer(self.dir.join(chunk_name(id)), self.schema, self.write_buf)
     }
 
     /// Finishes `w` and records it. Empty chunks leave no file and no entry. Returns the chunk's file name.

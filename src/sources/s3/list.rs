@@ -48,6 +48,8 @@ pub const SCHEMA: Schema = Schema(Schema::SIZE | Schema::ETAG | Schema::MTIME | 
 pub const CHECKPOINT: &str = "checkpoint.json";
 pub const SUMMARY: &str = "summary.json";
 const TOOL: &str = "keyrecon-list-s3";
+/// Write buffer per open chunk: one chunk is open per stream, so memory is `--parallel` x this.
+const CHUNK_WRITE_BUF: usize = 256 << 10;
 /// log2 of the number of pages a range must have left (by its last page's width) to be split.
 const MIN_SPLIT_PAGES_LOG2: f64 = 3.0;
 
@@ -749,10 +751,20 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
             let cp_path = dir.join(CHECKPOINT);
             if *resume {
                 let (set, slots) = load_resume(dir, &cp_path, &settings)?;
-                (Out::Chunks(set), slots, Some(cp_path), true)
+                (
+                    Out::Chunks(set.with_write_buffer(CHUNK_WRITE_BUF)),
+                    slots,
+                    Some(cp_path),
+                    true,
+                )
             } else {
                 let set = prepare_fresh(dir, *force)?;
-                (Out::Chunks(set), vec![first], Some(cp_path), false)
+                (
+                    Out::Chunks(set.with_write_buffer(CHUNK_WRITE_BUF)),
+                    vec![first],
+                    Some(cp_path),
+                    false,
+                )
             }
         }
     };
