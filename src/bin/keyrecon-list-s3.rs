@@ -190,6 +190,7 @@ fn run(a: Args) -> Result<i32> {
             parallel: a.parallel,
             mem: a.mem,
             chunk_bytes: 256 << 20,
+            quiet: a.quiet,
         };
         let sum = s3::inventory::read_inventory(client.as_ref(), &cfg, &a.out, a.force, a.resume)?;
         if !a.quiet {

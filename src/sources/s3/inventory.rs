@@ -28,6 +28,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -63,6 +65,8 @@ pub struct InventoryConfig {
     /// Memory of the sort, shared by the files read at once.
     pub mem: usize,
     pub chunk_bytes: u64,
+    /// No progress line on stderr.
+    pub quiet: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -262,45 +266,50 @@ pub fn read_inventory(
         .num_threads(cfg.parallel.max(1))
         .build()
         .context("starting reader threads")?;
-    let results: Vec<FileDone> = pool.install(|| {
-        todo.par_iter()
-            .map(|&i| -> Result<FileDone> {
-                let f = &m.files[i];
-                let input: Box<dyn std::io::Read> = match &report.locations[i] {
-                    Location::Local(p) => Box::new(
-                        std::fs::File::open(p)
-                            .with_context(|| format!("opening {}", p.display()))?,
-                    ),
-                    Location::S3 { bucket, key } => {
-                        Box::new(BodyReader::new(&rt, get(bucket, key)?))
-                    }
-                };
-                let chunk = format!("file-{i:06}.krc");
-                let mut d = FileDone {
-                    index: i,
-                    key: f.key.clone(),
-                    ..Default::default()
-                };
-                let mut sorter = Sorter::new(SortConfig::new(per_file_mem, &work, SCHEMA));
-                read_file(input, cols, cfg, &mut d, &mut sorter)
-                    .with_context(|| format!("inventory file {}", f.key))?;
-                let mut sorted = sorter.finish()?;
-                let mut w = crate::chunk::ChunkWriter::create(work.join(&chunk), SCHEMA)?;
-                while sorted.advance()? {
-                    w.push(sorted.key(), sorted.meta())?;
-                }
-                if w.finish()?.is_some() {
-                    d.chunk = Some(chunk);
-                }
-                let mut line = serde_json::to_vec(&d)?;
-                line.push(b'\n');
-                let mut j = journal_w.lock().unwrap();
-                j.write_all(&line)
-                    .and_then(|_| j.flush())
-                    .with_context(|| format!("appending to {}", journal.display()))?;
-                Ok(d)
-            })
-            .collect::<Result<Vec<_>>>()
+    let rows_now = AtomicU64::new(0);
+    let files_now = AtomicU64::new(skipped);
+    let finished = AtomicBool::new(false);
+    let total_files = m.files.len() as u64;
+    let results = std::thread::scope(|sc| {
+        if !cfg.quiet {
+            sc.spawn(|| progress(&rows_now, &files_now, total_files, &finished));
+        }
+        let r = read_files(&pool, &todo, |i| -> Result<FileDone> {
+            let f = &m.files[i];
+            let input: Box<dyn std::io::Read> = match &report.locations[i] {
+                Location::Local(p) => Box::new(
+                    std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?,
+                ),
+                Location::S3 { bucket, key } => Box::new(BodyReader::new(&rt, get(bucket, key)?)),
+            };
+            let chunk = format!("file-{i:06}.krc");
+            let mut d = FileDone {
+                index: i,
+                key: f.key.clone(),
+                ..Default::default()
+            };
+            let mut sorter = Sorter::new(SortConfig::new(per_file_mem, &work, SCHEMA));
+            read_file(input, cols, cfg, &mut d, &mut sorter, &rows_now)
+                .with_context(|| format!("inventory file {}", f.key))?;
+            let mut sorted = sorter.finish()?;
+            let mut w = crate::chunk::ChunkWriter::create(work.join(&chunk), SCHEMA)?;
+            while sorted.advance()? {
+                w.push(sorted.key(), sorted.meta())?;
+            }
+            if w.finish()?.is_some() {
+                d.chunk = Some(chunk);
+            }
+            let mut line = serde_json::to_vec(&d)?;
+            line.push(b'\n');
+            let mut j = journal_w.lock().unwrap();
+            j.write_all(&line)
+                .and_then(|_| j.flush())
+                .with_context(|| format!("appending to {}", journal.display()))?;
+            files_now.fetch_add(1, Relaxed);
+            Ok(d)
+        });
+        finished.store(true, Relaxed);
+        r
     })?;
     for d in results {
         let i = d.index;
@@ -406,6 +415,50 @@ fn load_report(
         })
         .collect::<Result<_>>()?;
     Ok(Report { m, cols, locations })
+}
+
+/// Reads the files `todo` on `pool`, stopping at the first error.
+fn read_files(
+    pool: &rayon::ThreadPool,
+    todo: &[usize],
+    one: impl Fn(usize) -> Result<FileDone> + Sync,
+) -> Result<Vec<FileDone>> {
+    pool.install(|| todo.par_iter().map(|&i| one(i)).collect())
+}
+
+/// The progress line: rows read, rows/s, files done. Every 0.5 s on a terminal, else every 30 s.
+fn progress(rows: &AtomicU64, files: &AtomicU64, total: u64, finished: &AtomicBool) {
+    use std::io::IsTerminal;
+    let tty = std::io::stderr().is_terminal();
+    let every = if tty {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(30)
+    };
+    let start = std::time::Instant::now();
+    let mut next = start + every;
+    while !finished.load(Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+        if std::time::Instant::now() < next {
+            continue;
+        }
+        next += every;
+        let (r, el) = (rows.load(Relaxed), start.elapsed().as_secs_f64());
+        let line = format!(
+            "keyrecon-list-s3: inventory: {r} rows ({:.0}/s), files {} done / {total}, {:.0}s",
+            r as f64 / el,
+            files.load(Relaxed),
+            el
+        );
+        if tty {
+            eprint!("\r\x1b[2K{line}");
+        } else {
+            eprintln!("{line}");
+        }
+    }
+    if tty {
+        eprint!("\r\x1b[2K");
+    }
 }
 
 /// Finished files of an earlier run. A torn last line (the run died while appending) is ignored.
@@ -522,6 +575,7 @@ fn read_file(
     cfg: &InventoryConfig,
     d: &mut FileDone,
     sorter: &mut Sorter,
+    rows_now: &AtomicU64,
 ) -> Result<()> {
     let dec = flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(1 << 16, input));
     let mut rdr = csv::ReaderBuilder::new()
@@ -537,6 +591,9 @@ fn read_file(
         .with_context(|| "reading CSV (is the file gzip'd CSV?)")?
     {
         d.rows += 1;
+        if d.rows % 65536 == 0 {
+            rows_now.fetch_add(65536, Relaxed);
+        }
         let line = row.position().map_or(0, |p| p.line());
         if field(&row, cols.is_latest).is_some_and(|v| v.eq_ignore_ascii_case(b"false"))
             || field(&row, cols.is_delete_marker).is_some_and(|v| v.eq_ignore_ascii_case(b"true"))
@@ -591,6 +648,7 @@ fn read_file(
         );
         sorter.push(&key, &meta)?;
     }
+    rows_now.fetch_add(d.rows % 65536, Relaxed);
     Ok(())
 }
 
