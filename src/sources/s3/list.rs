@@ -48,6 +48,9 @@ pub const SCHEMA: Schema = Schema(Schema::SIZE | Schema::ETAG | Schema::MTIME | 
 pub const CHECKPOINT: &str = "checkpoint.json";
 pub const SUMMARY: &str = "summary.json";
 const TOOL: &str = "keyrecon-list-s3";
+/// Keys asked for in the first page of a range split off another: it may well be empty (a split point
+/// in a gap of the key space), and then a full page would be server work thrown away.
+const PROBE_KEYS: i32 = 100;
 /// Write buffer per open chunk: one chunk is open per stream, so memory is `--parallel` x this.
 const CHUNK_WRITE_BUF: usize = 256 << 10;
 /// log2 of the number of pages a range must have left (by its last page's width) to be split.
@@ -114,6 +117,10 @@ pub struct ListSummary {
     pub keys_filtered: u64,
     pub bytes: u64,
     pub pages: u64,
+    /// Keys the server returned, including those past a range's end that the range's stream threw
+    /// away (they belong to the next range): `keys_returned - keys_listed` is server work wasted on
+    /// splitting.
+    pub keys_returned: u64,
     pub retries: u64,
     pub slowdowns: u64,
     pub errors: u64,
@@ -365,6 +372,7 @@ struct Counters {
     filtered: AtomicU64,
     bytes: AtomicU64,
     pages: AtomicU64,
+    returned: AtomicU64,
     retries: AtomicU64,
     slowdowns: AtomicU64,
     errors: AtomicU64,
@@ -499,6 +507,7 @@ impl Shared {
         &self,
         start_after: Option<&str>,
         token: Option<&str>,
+        max_keys: i32,
         page: &mut Page,
     ) -> std::result::Result<PageInfo, String> {
         let mut attempt = 0u32;
@@ -508,7 +517,7 @@ impl Shared {
                 .client
                 .list_objects_v2()
                 .bucket(&self.cfg.bucket)
-                .max_keys(self.cfg.page_size)
+                .max_keys(max_keys)
                 .encoding_type(EncodingType::Url);
             if !self.cfg.prefix.is_empty() {
                 req = req.prefix(&self.cfg.prefix);
@@ -578,12 +587,38 @@ impl Shared {
             None => None,
         };
         let mut token: Option<String> = None;
+        // Whether this range already had a page trimmed (see crossing_page_keys).
+        let mut trimmed = false;
         let mut part: Option<ChunkWriter> = None;
         let mut page = Page::default();
         let mut lines = Vec::new();
         let outcome = loop {
+            let (max_keys, trim) = {
+                let g = self.sched.lock().unwrap();
+                let s = &g.slots[i];
+                if s.pos.is_none() && s.parent.is_some() {
+                    // The first page of a split-off range: the split point may have fallen in a gap
+                    // of the key space, and then the whole page belongs to the ranges above. Probe.
+                    (PROBE_KEYS.min(self.cfg.page_size), false)
+                } else if trimmed || matches!(s.end, End::Open) {
+                    (self.cfg.page_size, false)
+                } else {
+                    let k = crossing_page_keys(
+                        self.cfg.page_size,
+                        s.page_width,
+                        ranges::width(s.lo(prefix), &s.end, prefix),
+                    );
+                    (k, k < self.cfg.page_size)
+                }
+            };
+            trimmed |= trim;
             let info = match self
-                .fetch(start_after.as_deref(), token.as_deref(), &mut page)
+                .fetch(
+                    start_after.as_deref(),
+                    token.as_deref(),
+                    max_keys,
+                    &mut page,
+                )
                 .await
             {
                 Ok(i) => i,
@@ -607,12 +642,15 @@ impl Shared {
                 s.listed += n as u64;
                 if n > 0 {
                     let last = page.key(n - 1);
-                    s.page_width = ranges::span(s.lo(prefix), last);
+                    // Width of a full page at this page's density (short pages are normal).
+                    s.page_width = ranges::span(s.lo(prefix), last)
+                        + (self.cfg.page_size as f64 / n as f64).log2();
                     s.pos = Some(last.to_vec());
                 }
                 n
             };
             self.n.listed.fetch_add(admitted as u64, Relaxed);
+            self.n.returned.fetch_add(page.recs.len() as u64, Relaxed);
             self.n.bytes.fetch_add(
                 page.recs[..admitted].iter().map(|r| r.4).sum::<u64>(),
                 Relaxed,
@@ -677,6 +715,26 @@ impl Shared {
         self.wake.notify_waiters();
         Ok(())
     }
+}
+
+/// MaxKeys for the next page of a range where a full page spans a log2 width of `page_width` (from
+/// the range's last page, or inherited from the range it was split from) and a log2 width of `left`
+/// is left before the range's end. When less than a page is estimated to be left, asks for about that
+/// many keys (+30% and 8) instead of a full page: keys past the end belong to the next range and are
+/// thrown away, and the server's work for them (on Garage, most of the cost of a page) is wasted.
+/// Only one page per range is trimmed: if the estimate was short, the range continues with full pages.
+fn crossing_page_keys(page_size: i32, page_width: f64, left: f64) -> i32 {
+    if !page_width.is_finite() || left == f64::INFINITY {
+        return page_size;
+    }
+    if left == f64::NEG_INFINITY {
+        return 1.min(page_size);
+    }
+    let est = page_size as f64 * (left - page_width).exp2();
+    if est >= page_size as f64 {
+        return page_size;
+    }
+    ((est * 1.3).ceil() as i32 + 8).clamp(1, page_size)
 }
 
 /// (retryable, slow down everyone)
@@ -862,6 +920,7 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
         keys_filtered: n.filtered.load(Relaxed),
         bytes: n.bytes.load(Relaxed),
         pages: n.pages.load(Relaxed),
+        keys_returned: n.returned.load(Relaxed),
         retries: n.retries.load(Relaxed),
         slowdowns: n.slowdowns.load(Relaxed),
         errors: n.errors.load(Relaxed),
@@ -1029,4 +1088,24 @@ fn spawn_ticker(sh: Arc<Shared>) -> tokio::task::JoinHandle<()> {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crossing_page_is_trimmed_to_what_is_left() {
+        // A full page spans width 10: 1/8 of that left = ~125 keys, ask for 125*1.3+8.
+        assert_eq!(crossing_page_keys(1000, 10.0, 7.0), 171);
+        // More than a page left, unknown density, an open end: full pages.
+        assert_eq!(crossing_page_keys(1000, 10.0, 10.5), 1000);
+        assert_eq!(crossing_page_keys(1000, f64::NEG_INFINITY, 7.0), 1000);
+        assert_eq!(crossing_page_keys(1000, 10.0, f64::INFINITY), 1000);
+        // Nothing left by the estimate: one key confirms the end.
+        assert_eq!(crossing_page_keys(1000, 10.0, f64::NEG_INFINITY), 1);
+        // Never more than the page size, never less than 1.
+        assert_eq!(crossing_page_keys(20, 10.0, 9.9), 20);
+        assert_eq!(crossing_page_keys(1000, 10.0, -40.0), 9);
+    }
 }
