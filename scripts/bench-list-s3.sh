@@ -44,17 +44,24 @@ export RCLONE_CONFIG_GARAGE_TYPE=s3 RCLONE_CONFIG_GARAGE_PROVIDER=Other RCLONE_C
   RCLONE_CONFIG_GARAGE_REGION=garage RCLONE_CONFIG_GARAGE_FORCE_PATH_STYLE=true
 
 rows=()
+GPID=$(cat "$DATA/garage.pid")
+# CPU seconds (user + system) Garage has used so far: Garage and the client share the machine, so the
+# server's CPU per listing is part of every tool's cost.
+garage_cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$GPID/stat"; }
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 run() { # name, command (stdout = keys or nothing; key count from file when $COUNT_FROM is set)
   local name=$1; shift
-  local t0 t1 keys rss
-  t0=$(date +%s.%N)
-  keys=$( { /usr/bin/time -f "%M" -o "$DATA/rss" bash -c "$*" || echo "FAILED: $name" >&2; } | wc -l)
-  t1=$(date +%s.%N)
-  rss=$(( $(cat "$DATA/rss") / 1024 ))
+  local t0 t1 keys rss g0 g1 cpu
+  t0=$(date +%s.%N); g0=$(garage_cpu)
+  keys=$( { /usr/bin/time -f "%M %U %S" -o "$DATA/rss" bash -c "$*" || echo "FAILED: $name" >&2; } | wc -l)
+  t1=$(date +%s.%N); g1=$(garage_cpu)
+  read -r rss u s < "$DATA/rss"
+  rss=$(( rss / 1024 )); cpu=$(python3 -c "print(f'{$u+$s:.1f}')")
   if [ -n "${COUNT_FROM:-}" ]; then keys=$(python3 -c "import json;print(json.load(open('$COUNT_FROM'))['keys_listed'])"); fi
   local secs; secs=$(python3 -c "print(f'{$t1-$t0:.2f}')")
-  rows+=("$name|$secs|$keys|$rss")
-  echo "$name: ${secs}s, $keys keys, ${rss} MiB" >&2
+  local gcpu; gcpu=$(python3 -c "print(f'{$g1-$g0:.1f}')")
+  rows+=("$name|$secs|$keys|$rss|$cpu|$gcpu")
+  echo "$name: ${secs}s, $keys keys, ${rss} MiB, client CPU ${cpu}s, Garage CPU ${gcpu}s, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 }
 COUNT_FROM=$OUT/summary.json run "keyrecon-list-s3 -j $PARALLEL (chunk set)" "$BIN --bucket $BUCKET --endpoint-url $S3_ENDPOINT --region garage -j $PARALLEL --out $OUT --force -q"
 COUNT_FROM=$OUT/summary.json run "keyrecon-list-s3 -j 4 (chunk set)" "$BIN --bucket $BUCKET --endpoint-url $S3_ENDPOINT --region garage -j 4 --out $OUT --force -q"
@@ -70,11 +77,11 @@ fi
 
 base=$(echo "${rows[0]}" | cut -d'|' -f2)
 echo
-echo "Garage 2.5.0 single node (sqlite), $N objects, $(nproc) cores, $(date -u +%Y-%m-%d)"
+echo "Garage 2.5.0 single node (sqlite), $N objects, $(nproc) cores, $(date -u +%Y-%m-%d); load average (1/5/15 min) $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 echo
-echo "| tool | seconds | keys | keys/s | peak RSS MiB | time vs keyrecon |"
-echo "|---|---:|---:|---:|---:|---:|"
+echo "| tool | seconds | keys | keys/s | peak RSS MiB | client CPU s | Garage CPU s | time vs keyrecon |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 for r in "${rows[@]}"; do
-  IFS='|' read -r name secs keys rss <<<"$r"
-  python3 -c "print(f'| $name | $secs | $keys | {$keys/max($secs,1e-9):,.0f} | $rss | {$secs/$base:.1f}x |')"
+  IFS='|' read -r name secs keys rss cpu gcpu <<<"$r"
+  python3 -c "print(f'| $name | $secs | $keys | {$keys/max($secs,1e-9):,.0f} | $rss | $cpu | $gcpu | {$secs/$base:.1f}x |')"
 done

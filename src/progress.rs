@@ -103,7 +103,16 @@ fn ticker(tool: &str, label: &str, unit: Unit, total: Option<u64>, c: &AtomicU64
 }
 
 /// Peak resident set size of this process, in bytes.
+///
+/// `VmHWM` of /proc/self/status, not `getrusage`: Linux carries `ru_maxrss` over `fork` + `exec`, so a
+/// tool started by a large process (a test harness holding fixtures, a script runner) would report its
+/// parent's size. `getrusage` only where /proc is missing.
 pub fn peak_rss_bytes() -> u64 {
+    if let Ok(st) = std::fs::read_to_string("/proc/self/status") {
+        if let Some(kb) = st.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()) {
+            return kb * 1024;
+        }
+    }
     // SAFETY: getrusage fills the struct we pass.
     unsafe {
         let mut ru: libc::rusage = std::mem::zeroed();

@@ -3,23 +3,44 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use keyrecon::sources::s3::{self, client::ClientOptions, inventory::InventoryConfig, list::{ListConfig, RetryPolicy, Sink}, Cutoff};
+use keyrecon::sources::s3::{
+    self,
+    client::ClientOptions,
+    inventory::InventoryConfig,
+    list::{ListConfig, RetryPolicy, Sink},
+    Cutoff,
+};
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// List an S3 bucket with many parallel streams over disjoint key ranges (no dependence on prefixes),
 /// or read an S3 Inventory report, into a chunk set that keyrecon-diff reads directly.
 ///
+/// How it lists: the key space is cut into ranges, one ListObjectsV2 stream each (--parallel); when a
+/// stream finishes, the widest range still being listed is split and the idle stream takes its upper
+/// half, so uniform hex keys, deep date paths and one giant prefix all keep every stream busy. Failed
+/// pages are retried with backoff and jitter; 503 SlowDown slows every stream down. A page that still
+/// fails is reported and leaves its range unfinished: nothing is skipped silently.
+///
 /// Credentials and region follow the AWS conventions (environment, ~/.aws/config and credentials,
 /// --profile, SSO, instance roles). For S3-compatible servers pass --endpoint-url (path-style then).
 ///
+/// Output (--out DIR): chunk-*.krc + manifest.json (written last: no manifest = not finished),
+/// summary.json (keys, pages, retries, slow-downs, errors, ranges, keys/s, peak RSS), and while a listing
+/// is unfinished checkpoint.json (or inventory-work/ for an inventory). Progress on stderr: keys, keys/s,
+/// ranges done / total and active, retries, errors.
+///
 /// Exit codes: 0 complete; 2 trouble, including pages that failed after all retries (their ranges stay
-/// unfinished: rerun with --resume to continue them).
+/// unfinished: rerun the same command with --resume to continue them).
 ///
 /// Examples:
 ///   keyrecon-list-s3 --bucket photos --parallel 32 --out photos.chunks
+///   keyrecon-list-s3 --bucket photos --out photos.chunks --resume          # after a failure or kill
 ///   keyrecon-list-s3 --bucket photos --prefix 2024/ --max-age 30d --out - | wc -l
+///   keyrecon-list-s3 --bucket photos --modified-before 2024-05-01T00:00:00Z --out before-dual-write.chunks
+///   keyrecon-list-s3 --endpoint-url http://127.0.0.1:3900 --region garage --bucket b --out b.chunks
 ///   keyrecon-list-s3 --inventory s3://inv/photos/all/2024-05-01T01-00Z/manifest.json --out photos.chunks
+///   keyrecon-diff cassandra.chunks photos.chunks --out diff/
 #[derive(Parser, Debug)]
 #[command(name = "keyrecon-list-s3", version, verbatim_doc_comment)]
 struct Args {
@@ -38,7 +59,8 @@ struct Args {
     /// With lines output: NUL-terminate keys instead of newline (keys may contain newlines).
     #[arg(short = 'z', long = "null-data")]
     null: bool,
-    /// Parallel list streams (ranges are split dynamically to keep them all busy).
+    /// Parallel list streams (ranges are split dynamically to keep them all busy); with --inventory,
+    /// data files read at once.
     #[arg(long, short = 'j', default_value_t = 16)]
     parallel: usize,
     /// Keys per ListObjectsV2 request (S3 caps it at 1000).
@@ -89,13 +111,14 @@ struct Args {
     /// Records per chunk file (also how much a resume may relist per range).
     #[arg(long, default_value_t = 1_000_000)]
     chunk_keys: u64,
-    /// Continue an interrupted listing in --out (unfinished ranges only).
+    /// Continue an interrupted run in --out: a listing relists only its unfinished ranges, an
+    /// inventory read skips the data files it had finished. Use the same other flags as the first run.
     #[arg(long)]
     resume: bool,
     /// Replace an existing chunk set or unfinished listing in --out.
     #[arg(long)]
     force: bool,
-    /// Memory for sorting an inventory (e.g. 1G).
+    /// Memory for sorting an inventory (e.g. 1G), shared by the data files read at once (--parallel).
     #[arg(long, default_value = "1G", value_parser = keyrecon::cli::parse_size)]
     mem: usize,
     /// No progress output.
@@ -111,16 +134,28 @@ fn run(a: Args) -> Result<i32> {
     let now = s3::now_us();
     let mut cutoff = Cutoff::default();
     if let Some(x) = &a.max_age {
-        cutoff.narrow(Some(now - s3::parse_age(x).context("--max-age")?.as_micros() as i64), None);
+        cutoff.narrow(
+            Some(now - s3::parse_age(x).context("--max-age")?.as_micros() as i64),
+            None,
+        );
     }
     if let Some(x) = &a.min_age {
-        cutoff.narrow(None, Some(now - s3::parse_age(x).context("--min-age")?.as_micros() as i64));
+        cutoff.narrow(
+            None,
+            Some(now - s3::parse_age(x).context("--min-age")?.as_micros() as i64),
+        );
     }
     if let Some(x) = &a.modified_since {
-        cutoff.narrow(Some(s3::parse_time_us(x).context("--modified-since")?), None);
+        cutoff.narrow(
+            Some(s3::parse_time_us(x).context("--modified-since")?),
+            None,
+        );
     }
     if let Some(x) = &a.modified_before {
-        cutoff.narrow(None, Some(s3::parse_time_us(x).context("--modified-before")?));
+        cutoff.narrow(
+            None,
+            Some(s3::parse_time_us(x).context("--modified-before")?),
+        );
     }
     let copts = ClientOptions {
         endpoint_url: a.endpoint_url.clone(),
@@ -133,11 +168,15 @@ fn run(a: Args) -> Result<i32> {
     let lines = to_stdout || a.format == "lines";
 
     if let Some(manifest) = &a.inventory {
-        if lines || a.resume {
-            bail!("--inventory writes a chunk set: --out must be a directory, without --format lines or --resume");
+        if lines {
+            bail!(
+                "--inventory writes a chunk set: --out must be a directory, without --format lines"
+            );
         }
         let client = if manifest.starts_with("s3://") {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             Some(rt.block_on(s3::client::build(&copts))?)
         } else {
             None
@@ -150,17 +189,19 @@ fn run(a: Args) -> Result<i32> {
             cutoff,
             parallel: a.parallel,
             mem: a.mem,
-            tmp_dir: a.out.clone(),
             chunk_bytes: 256 << 20,
+            quiet: a.quiet,
         };
-        let sum = s3::inventory::read_inventory(client.as_ref(), &cfg, &a.out, a.force)?;
+        let sum = s3::inventory::read_inventory(client.as_ref(), &cfg, &a.out, a.force, a.resume)?;
         if !a.quiet {
             eprintln!("keyrecon-list-s3: {}", sum.paragraph());
         }
         return Ok(0);
     }
 
-    let Some(bucket) = a.bucket.clone() else { bail!("--bucket is required (or --inventory)") };
+    let Some(bucket) = a.bucket.clone() else {
+        bail!("--bucket is required (or --inventory)")
+    };
     if lines && a.resume {
         bail!("--resume needs a chunk-set --out (lines output cannot be resumed)");
     }
@@ -175,17 +216,33 @@ fn run(a: Args) -> Result<i32> {
         parallel: a.parallel,
         page_size: a.page_size.clamp(1, 1000),
         cutoff,
-        retry: RetryPolicy { max_retries: a.max_retries, base: Duration::from_millis(a.retry_base_ms), cap: Duration::from_secs(20) },
+        retry: RetryPolicy {
+            max_retries: a.max_retries,
+            base: Duration::from_millis(a.retry_base_ms),
+            cap: Duration::from_secs(20),
+        },
         chunk_keys: a.chunk_keys.max(1),
         quiet: a.quiet,
     };
     let sink = if lines {
-        Sink::Lines { terminator: if a.null { 0 } else { b'\n' } }
+        Sink::Lines {
+            terminator: if a.null { 0 } else { b'\n' },
+        }
     } else {
-        Sink::ChunkSet { dir: a.out.clone(), force: a.force, resume: a.resume }
+        Sink::ChunkSet {
+            dir: a.out.clone(),
+            force: a.force,
+            resume: a.resume,
+        }
     };
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build().context("starting tokio")?;
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 8);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .context("starting tokio")?;
     let sum = rt.block_on(async {
         let client = s3::client::build(&copts).await?;
         s3::list::list(client, cfg, sink).await
@@ -193,5 +250,9 @@ fn run(a: Args) -> Result<i32> {
     if !a.quiet || !sum.complete {
         eprintln!("keyrecon-list-s3: {}", sum.paragraph());
     }
-    Ok(if sum.complete && sum.errors == 0 { 0 } else { 2 })
+    Ok(if sum.complete && sum.errors == 0 {
+        0
+    } else {
+        2
+    })
 }

@@ -90,15 +90,33 @@ pub fn unhex(s: &str) -> Option<Vec<u8>> {
 }
 
 /// Builds a chunk set. `Sync`: parallel producers each open their own chunk with [`new_chunk`] and hand it
-/// back with [`add_chunk`]; chunk ids come from an atomic counter, the manifest orders chunks by id.
+/// back with [`add_chunk`]; chunk ids come from an atomic counter.
+///
+/// Two ways to order the chunks in the manifest:
+/// - [`finish`]: by id, i.e. the order the chunks were opened (a sort writing its runs one after another).
+/// - [`finish_key_ordered`]: by first key, for producers whose chunks hold disjoint key ranges but are
+///   opened and finished in any order (range-partitioned listers: stream 7 may open its chunk before
+///   stream 2). The set is then the concatenation of the chunks in key order. Nothing is renamed or
+///   reread: each chunk's first key, last key, count and checksum come from its writer.
 ///
 /// [`new_chunk`]: ChunkSetWriter::new_chunk
 /// [`add_chunk`]: ChunkSetWriter::add_chunk
+/// [`finish`]: ChunkSetWriter::finish
+/// [`finish_key_ordered`]: ChunkSetWriter::finish_key_ordered
 pub struct ChunkSetWriter {
     dir: PathBuf,
     schema: Schema,
     next_id: AtomicU64,
-    chunks: Mutex<Vec<(u64, ChunkInfo)>>,
+    chunks: Mutex<Vec<Added>>,
+    /// Write buffer of each chunk writer.
+    write_buf: usize,
+}
+
+/// A finished chunk: its id (open order), its first key (key order) and its manifest entry.
+struct Added {
+    id: u64,
+    first_key: Vec<u8>,
+    info: ChunkInfo,
 }
 
 impl ChunkSetWriter {
@@ -123,12 +141,13 @@ impl ChunkSetWriter {
                 std::fs::remove_file(&p).ctx(&p)?;
             }
         }
-        Ok(ChunkSetWriter { dir, schema, next_id: AtomicU64::new(0), chunks: Mutex::new(Vec::new()) })
+        Ok(ChunkSetWriter { dir, schema, next_id: AtomicU64::new(0), chunks: Mutex::new(Vec::new()), write_buf: super::WRITE_BUF })
     }
 
     /// Reopens an unfinished chunk set (no manifest) to continue it: complete chunks already in `dir` are
-    /// verified and kept, temporary files of chunks that were being written are removed. Returns the
-    /// writer and the names of the chunks kept, so a resuming producer can skip their work.
+    /// verified (read once: a crash may have left anything) and kept, temporary files of chunks that were
+    /// being written are removed. Returns the writer and the names of the chunks kept, so a resuming
+    /// producer can skip their work; [`chunks`](Self::chunks) gives their key spans.
     pub fn resume(dir: impl AsRef<Path>, schema: Schema) -> Result<(Self, Vec<String>)> {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).ctx(&dir)?;
@@ -147,14 +166,14 @@ impl ChunkSetWriter {
                 if c.schema() != schema {
                     return Err(Error::Usage(format!("{}: schema {} differs from this run's {}", p.display(), c.schema(), schema)));
                 }
-                let info = verify_to_info(&p)?;
+                let (first_key, info) = verify_to_info(&p)?;
                 max_id = Some(max_id.map_or(id, |m: u64| m.max(id)));
-                kept.push((id, info));
+                kept.push(Added { id, first_key, info });
             }
         }
-        kept.sort_by_key(|(id, _)| *id);
-        let names = kept.iter().map(|(_, i)| i.file.clone()).collect();
-        let w = ChunkSetWriter { dir, schema, next_id: AtomicU64::new(max_id.map_or(0, |m| m + 1)), chunks: Mutex::new(kept) };
+        kept.sort_by_key(|a| a.id);
+        let names = kept.iter().map(|a| a.info.file.clone()).collect();
+        let w = ChunkSetWriter { dir, schema, next_id: AtomicU64::new(max_id.map_or(0, |m| m + 1)), chunks: Mutex::new(kept), write_buf: super::WRITE_BUF };
         Ok((w, names))
     }
 
@@ -165,10 +184,17 @@ impl ChunkSetWriter {
         self.schema
     }
 
-    /// Opens the next chunk. Chunks are ordered in the manifest by the order of these calls.
+    /// Write buffer of the chunks opened from now on (default [`WRITE_BUF`](super::WRITE_BUF), at least
+    /// 64 KiB): producers with one open chunk per stream keep memory at streams x this.
+    pub fn with_write_buffer(mut self, bytes: usize) -> Self {
+        self.write_buf = bytes;
+        self
+    }
+
+    /// Opens the next chunk. [`finish`](Self::finish) orders chunks by the order of these calls.
     pub fn new_chunk(&self) -> Result<ChunkWriter> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        ChunkWriter::create(self.dir.join(chunk_name(id)), self.schema)
+        ChunkWriter::create_with_buffer(self.dir.join(chunk_name(id)), self.schema, self.write_buf)
     }
 
     /// Finishes `w` and records it. Empty chunks leave no file and no entry. Returns the chunk's file name.
@@ -178,22 +204,50 @@ impl ChunkSetWriter {
         match w.finish()? {
             None => Ok(None),
             Some(st) => {
-                self.chunks.lock().unwrap().push((id, info_of(&name, &st)));
+                let info = info_of(&name, &st);
+                self.chunks.lock().unwrap().push(Added { id, first_key: st.first_key, info });
                 Ok(Some(name))
             }
         }
     }
 
-    /// Writes the manifest, which makes the set complete. `disjoint` is checked, not trusted.
+    /// The chunks added so far (including those kept by [`resume`](Self::resume)), in id order.
+    pub fn chunks(&self) -> Vec<ChunkInfo> {
+        let mut v: Vec<(u64, ChunkInfo)> = self.chunks.lock().unwrap().iter().map(|a| (a.id, a.info.clone())).collect();
+        v.sort_by_key(|(id, _)| *id);
+        v.into_iter().map(|(_, c)| c).collect()
+    }
+
+    /// Writes the manifest with the chunks in id (open) order, which makes the set complete. `disjoint`
+    /// is checked, not trusted.
     pub fn finish(self, producer: Producer, disjoint: bool, info: serde_json::Value) -> Result<Manifest> {
-        let mut chunks = self.chunks.into_inner().unwrap();
-        chunks.sort_by_key(|(id, _)| *id);
-        let chunks: Vec<ChunkInfo> = chunks.into_iter().map(|(_, c)| c).collect();
+        let mut chunks = std::mem::take(&mut *self.chunks.lock().unwrap());
+        chunks.sort_by_key(|a| a.id);
+        self.write_manifest(chunks, producer, disjoint, info)
+    }
+
+    /// Writes the manifest with the chunks in key order (by first key) and `disjoint: true`. Fails, naming
+    /// both chunks, if two chunks overlap: their producer broke its own partitioning.
+    pub fn finish_key_ordered(self, producer: Producer, info: serde_json::Value) -> Result<Manifest> {
+        let mut chunks = std::mem::take(&mut *self.chunks.lock().unwrap());
+        chunks.sort_by(|a, b| a.first_key.cmp(&b.first_key).then(a.id.cmp(&b.id)));
+        self.write_manifest(chunks, producer, true, info)
+    }
+
+    fn write_manifest(self, chunks: Vec<Added>, producer: Producer, disjoint: bool, info: serde_json::Value) -> Result<Manifest> {
+        let chunks: Vec<ChunkInfo> = chunks.into_iter().map(|a| a.info).collect();
         if disjoint {
             for w in chunks.windows(2) {
                 let (a, b) = (unhex(&w[0].last_key_hex).unwrap(), unhex(&w[1].first_key_hex).unwrap());
                 if a >= b {
-                    return Err(Error::Other(format!("chunk set {}: {} overlaps {} but the set was declared disjoint", self.dir.display(), w[0].file, w[1].file)));
+                    return Err(Error::Other(format!(
+                        "chunk set {}: {} (last key {:?}) overlaps {} (first key {:?}) but the set was declared disjoint",
+                        self.dir.display(),
+                        w[0].file,
+                        crate::record::show_key(&a),
+                        w[1].file,
+                        crate::record::show_key(&b)
+                    )));
                 }
             }
         }
@@ -242,7 +296,8 @@ fn info_of(name: &str, st: &ChunkStats) -> ChunkInfo {
     }
 }
 
-fn verify_to_info(p: &Path) -> Result<ChunkInfo> {
+/// Reads a chunk once (checking it) for its manifest entry; also returns its first key.
+fn verify_to_info(p: &Path) -> Result<(Vec<u8>, ChunkInfo)> {
     use super::reader::SortedCursor;
     let mut c = ChunkCursor::open(p)?;
     let (mut first, mut last, mut n) = (Vec::new(), Vec::new(), 0u64);
@@ -258,7 +313,8 @@ fn verify_to_info(p: &Path) -> Result<ChunkInfo> {
     let name = p.file_name().unwrap().to_string_lossy().into_owned();
     let data_len = c.data_len();
     let checksum = read_footer_checksum(p)?;
-    Ok(info_of(&name, &ChunkStats { records: n, data_len, checksum, first_key: first, last_key: last }))
+    let info = info_of(&name, &ChunkStats { records: n, data_len, checksum, first_key: first.clone(), last_key: last });
+    Ok((first, info))
 }
 
 fn read_footer_checksum(p: &Path) -> Result<u64> {
@@ -383,5 +439,90 @@ impl ChunkSet {
     pub fn stream(&self) -> Result<SetStream> {
         let cursors = self.cursors()?;
         Ok(if self.manifest.disjoint { SetStream::Concat(crate::merge::Concat::new(cursors)) } else { SetStream::Merge(crate::merge::Merge::new(cursors, true)) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk::reader::SortedCursor;
+
+    /// A chunk of `w` holding `keys`, not yet added.
+    fn write(w: &ChunkSetWriter, keys: &[&str]) -> ChunkWriter {
+        let mut c = w.new_chunk().unwrap();
+        for k in keys {
+            c.push(k.as_bytes(), &[]).unwrap();
+        }
+        c
+    }
+
+    fn read_all(dir: &Path) -> Vec<String> {
+        let set = ChunkSet::open(dir).unwrap();
+        let mut s = set.stream().unwrap();
+        let mut v = Vec::new();
+        while s.advance().unwrap() {
+            v.push(String::from_utf8(s.key().to_vec()).unwrap());
+        }
+        v
+    }
+
+    /// Issue 3: ranges of a parallel lister finish out of key order; the set must still be one sorted
+    /// sequence, with chunks listed by first key, without renaming or rereading them.
+    #[test]
+    fn key_ordered_finish_orders_chunks_opened_out_of_order() {
+        let t = tempfile::tempdir().unwrap();
+        let w = ChunkSetWriter::create(t.path(), Schema::KEYS_ONLY, false).unwrap();
+        // Opened in the order: high range, low range, middle range; finished in yet another order.
+        let high = write(&w, &["x", "y", "z"]);
+        let low = write(&w, &["a", "b"]);
+        let mid = write(&w, &["m", "n"]);
+        let empty = w.new_chunk().unwrap();
+        for c in [mid, high, empty, low] {
+            w.add_chunk(c).unwrap();
+        }
+        let files_before: Vec<String> = w.chunks().iter().map(|c| c.file.clone()).collect();
+        let m = w.finish_key_ordered(Producer::default(), serde_json::Value::Null).unwrap();
+        assert!(m.disjoint);
+        let order: Vec<&str> = m.chunks.iter().map(|c| c.file.as_str()).collect();
+        assert_eq!(order, ["chunk-000001.krc", "chunk-000002.krc", "chunk-000000.krc"], "by first key, not by id");
+        let mut sorted_before = files_before.clone();
+        sorted_before.sort();
+        assert_eq!(files_before, sorted_before, "chunks() lists by id");
+        assert_eq!(read_all(t.path()), ["a", "b", "m", "n", "x", "y", "z"]);
+        assert_eq!(m.records, 7);
+    }
+
+    #[test]
+    fn key_ordered_finish_refuses_overlapping_chunks() {
+        let t = tempfile::tempdir().unwrap();
+        let w = ChunkSetWriter::create(t.path(), Schema::KEYS_ONLY, false).unwrap();
+        let a = write(&w, &["a", "m"]);
+        let b = write(&w, &["k", "z"]);
+        w.add_chunk(b).unwrap();
+        w.add_chunk(a).unwrap();
+        let e = w.finish_key_ordered(Producer::default(), serde_json::Value::Null).unwrap_err().to_string();
+        assert!(e.contains("chunk-000000.krc") && e.contains("chunk-000001.krc") && e.contains("overlaps"), "{e}");
+        assert!(!t.path().join(MANIFEST).exists(), "no manifest for a broken set");
+    }
+
+    #[test]
+    fn resume_keeps_finished_chunks_with_their_key_spans() {
+        let t = tempfile::tempdir().unwrap();
+        let w = ChunkSetWriter::create(t.path(), Schema::KEYS_ONLY, false).unwrap();
+        let hi = write(&w, &["p", "q"]);
+        w.add_chunk(hi).unwrap();
+        let mut unfinished = w.new_chunk().unwrap();
+        unfinished.push(b"zz", &[]).unwrap();
+        std::mem::forget(unfinished); // a crash: its temporary file stays behind
+        drop(w);
+        let (w, kept) = ChunkSetWriter::resume(t.path(), Schema::KEYS_ONLY).unwrap();
+        assert_eq!(kept, ["chunk-000000.krc"]);
+        assert_eq!((w.chunks()[0].first_key_hex.as_str(), w.chunks()[0].last_key_hex.as_str()), ("70", "71"));
+        let lo = write(&w, &["c"]);
+        w.add_chunk(lo).unwrap();
+        w.finish_key_ordered(Producer::default(), serde_json::Value::Null).unwrap();
+        assert_eq!(read_all(t.path()), ["c", "p", "q"]);
+        let leftovers: Vec<String> = std::fs::read_dir(t.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.ends_with(".tmp")).collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 }

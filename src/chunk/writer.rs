@@ -25,6 +25,8 @@ pub struct ChunkWriter {
     file: Option<File>,
     schema: Schema,
     buf: Vec<u8>,
+    /// Flush when `buf` holds this much.
+    buf_bytes: usize,
     hasher: Xxh3,
     records: u64,
     data_len: u64,
@@ -35,6 +37,13 @@ pub struct ChunkWriter {
 impl ChunkWriter {
     /// Creates `.NAME.tmp` next to `path`; nothing exists at `path` until [`finish`](Self::finish).
     pub fn create(path: impl AsRef<Path>, schema: Schema) -> Result<Self> {
+        Self::create_with_buffer(path, schema, WRITE_BUF)
+    }
+
+    /// [`create`](Self::create) with a write buffer of `buf_bytes` (at least 64 KiB): producers that keep
+    /// many chunks open at once (one per stream) trade a few more write(2) calls for less memory.
+    pub fn create_with_buffer(path: impl AsRef<Path>, schema: Schema, buf_bytes: usize) -> Result<Self> {
+        let buf_bytes = buf_bytes.max(64 << 10);
         let final_path = path.as_ref().to_path_buf();
         let name = final_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let tmp_path = final_path.with_file_name(format!(".{name}.tmp"));
@@ -44,13 +53,14 @@ impl ChunkWriter {
         header[8] = VERSION;
         header[9] = schema.0;
         file.write_all(&header).ctx(&tmp_path)?;
-        let buf = Vec::with_capacity(WRITE_BUF + 4096);
+        let buf = Vec::with_capacity(buf_bytes + 4096);
         Ok(ChunkWriter {
             final_path,
             tmp_path,
             file: Some(file),
             schema,
             buf,
+            buf_bytes,
             hasher: Xxh3::new(),
             records: 0,
             data_len: 0,
@@ -99,7 +109,7 @@ impl ChunkWriter {
             debug_assert!(meta.is_empty(), "metadata pushed into a keys-only chunk");
         }
         self.records += 1;
-        if self.buf.len() >= WRITE_BUF {
+        if self.buf.len() >= self.buf_bytes {
             self.flush_buf()?;
         }
         Ok(())

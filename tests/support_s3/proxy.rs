@@ -5,12 +5,18 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{
+    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
+};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Decides a request's fate from its request line (`GET /bucket?list-type=2&... HTTP/1.1`) and its
 /// sequence number: `Some(status)` injects an error, `None` forwards it.
 pub type Rule = Arc<dyn Fn(&str, u64) -> Option<u16> + Send + Sync>;
+
+/// Decides how long to hold a request (same arguments as [`Rule`]) before handling it, without blocking
+/// the other connections.
+pub type Delay = Arc<dyn Fn(&str, u64) -> Option<std::time::Duration> + Send + Sync>;
 
 #[derive(Default)]
 pub struct Stats {
@@ -26,26 +32,42 @@ pub struct Proxy {
 /// Starts a proxy to `upstream` (`http://host:port`) on a free port of 127.0.0.1, served by a thread
 /// that lives as long as the test process.
 pub fn start(upstream: &str, rule: Rule) -> Proxy {
-    let up: SocketAddr = upstream.trim_start_matches("http://").parse().expect("upstream host:port");
+    start_with_delay(upstream, rule, Arc::new(|_: &str, _| None))
+}
+
+/// [`start`], holding the requests `delay` picks for the time it says.
+pub fn start_with_delay(upstream: &str, rule: Rule, delay: Delay) -> Proxy {
+    let up: SocketAddr = upstream
+        .trim_start_matches("http://")
+        .parse()
+        .expect("upstream host:port");
     let stats = Arc::new(Stats::default());
     let (tx, rx) = std::sync::mpsc::channel();
     let st = stats.clone();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async move {
             let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(l.local_addr().unwrap()).unwrap();
             loop {
-                let Ok((c, _)) = l.accept().await else { continue };
-                let (rule, st) = (rule.clone(), st.clone());
+                let Ok((c, _)) = l.accept().await else {
+                    continue;
+                };
+                let (rule, delay, st) = (rule.clone(), delay.clone(), st.clone());
                 tokio::spawn(async move {
-                    let _ = serve(c, up, rule, st).await;
+                    let _ = serve(c, up, rule, delay, st).await;
                 });
             }
         });
     });
     let addr = rx.recv().unwrap();
-    Proxy { endpoint: format!("http://{addr}"), stats }
+    Proxy {
+        endpoint: format!("http://{addr}"),
+        stats,
+    }
 }
 
 async fn read_head<R: AsyncBufRead + Unpin>(r: &mut R) -> std::io::Result<Option<Vec<u8>>> {
@@ -53,7 +75,11 @@ async fn read_head<R: AsyncBufRead + Unpin>(r: &mut R) -> std::io::Result<Option
     loop {
         let n = r.read_until(b'\n', &mut head).await?;
         if n == 0 {
-            return if head.is_empty() { Ok(None) } else { Err(std::io::Error::other("truncated HTTP head")) };
+            return if head.is_empty() {
+                Ok(None)
+            } else {
+                Err(std::io::Error::other("truncated HTTP head"))
+            };
         }
         if head.ends_with(b"\r\n\r\n") || head == b"\r\n" {
             return Ok(Some(head));
@@ -64,11 +90,17 @@ async fn read_head<R: AsyncBufRead + Unpin>(r: &mut R) -> std::io::Result<Option
 fn header(head: &str, name: &str) -> Option<String> {
     head.lines().skip(1).find_map(|l| {
         let (k, v) = l.split_once(':')?;
-        k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
     })
 }
 
-async fn copy_exact<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(r: &mut R, w: &mut W, mut n: u64) -> std::io::Result<()> {
+async fn copy_exact<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    r: &mut R,
+    w: &mut W,
+    mut n: u64,
+) -> std::io::Result<()> {
     let mut buf = vec![0u8; 64 * 1024];
     while n > 0 {
         let want = buf.len().min(n as usize);
@@ -82,17 +114,31 @@ async fn copy_exact<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(r: &mut R, w: &
     Ok(())
 }
 
-async fn serve(client: TcpStream, upstream: SocketAddr, rule: Rule, st: Arc<Stats>) -> std::io::Result<()> {
+async fn serve(
+    client: TcpStream,
+    upstream: SocketAddr,
+    rule: Rule,
+    delay: Delay,
+    st: Arc<Stats>,
+) -> std::io::Result<()> {
     let (cr, mut cw) = client.into_split();
     let mut cr = BufReader::new(cr);
-    let mut up: Option<(BufReader<tokio::net::tcp::OwnedReadHalf>, tokio::net::tcp::OwnedWriteHalf)> = None;
+    let mut up: Option<(
+        BufReader<tokio::net::tcp::OwnedReadHalf>,
+        tokio::net::tcp::OwnedWriteHalf,
+    )> = None;
     while let Some(head) = read_head(&mut cr).await? {
         let text = String::from_utf8_lossy(&head).into_owned();
         let line = text.lines().next().unwrap_or("").to_string();
-        let clen: u64 = header(&text, "content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let clen: u64 = header(&text, "content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         let mut body = vec![0u8; clen as usize];
         cr.read_exact(&mut body).await?;
         let n = st.requests.fetch_add(1, Relaxed);
+        if let Some(d) = delay(&line, n) {
+            tokio::time::sleep(d).await;
+        }
         if let Some(status) = rule(&line, n) {
             st.injected.fetch_add(1, Relaxed);
             let (reason, code) = match status {
@@ -111,11 +157,21 @@ async fn serve(client: TcpStream, upstream: SocketAddr, rule: Rule, st: Arc<Stat
         let (ur, uw) = up.as_mut().unwrap();
         uw.write_all(&head).await?;
         uw.write_all(&body).await?;
-        let rhead = read_head(ur).await?.ok_or_else(|| std::io::Error::other("upstream closed"))?;
+        let rhead = read_head(ur)
+            .await?
+            .ok_or_else(|| std::io::Error::other("upstream closed"))?;
         cw.write_all(&rhead).await?;
         let rtext = String::from_utf8_lossy(&rhead).into_owned();
-        let status: u16 = rtext.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-        if line.starts_with("HEAD ") || status == 204 || status == 304 || (100..200).contains(&status) {
+        let status: u16 = rtext
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        if line.starts_with("HEAD ")
+            || status == 204
+            || status == 304
+            || (100..200).contains(&status)
+        {
             continue;
         }
         if header(&rtext, "transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
@@ -123,8 +179,15 @@ async fn serve(client: TcpStream, upstream: SocketAddr, rule: Rule, st: Arc<Stat
                 let mut sz = Vec::new();
                 ur.read_until(b'\n', &mut sz).await?;
                 cw.write_all(&sz).await?;
-                let n = u64::from_str_radix(String::from_utf8_lossy(&sz).trim().split(';').next().unwrap_or(""), 16)
-                    .map_err(|_| std::io::Error::other("bad chunk size"))?;
+                let n = u64::from_str_radix(
+                    String::from_utf8_lossy(&sz)
+                        .trim()
+                        .split(';')
+                        .next()
+                        .unwrap_or(""),
+                    16,
+                )
+                .map_err(|_| std::io::Error::other("bad chunk size"))?;
                 if n == 0 {
                     loop {
                         let mut t = Vec::new();
@@ -138,7 +201,8 @@ async fn serve(client: TcpStream, upstream: SocketAddr, rule: Rule, st: Arc<Stat
                 }
                 copy_exact(ur, &mut cw, n + 2).await?;
             }
-        } else if let Some(n) = header(&rtext, "content-length").and_then(|v| v.parse::<u64>().ok()) {
+        } else if let Some(n) = header(&rtext, "content-length").and_then(|v| v.parse::<u64>().ok())
+        {
             copy_exact(ur, &mut cw, n).await?;
         } else {
             tokio::io::copy(ur, &mut cw).await?;

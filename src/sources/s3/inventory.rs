@@ -1,7 +1,8 @@
 //! S3 Inventory input: a report's `manifest.json` (local path or `s3://bucket/key`) names gzip'd CSV
-//! files whose columns its `fileSchema` lists. The files are read in parallel, their rows become records
-//! (the same fields as a listing: key, size, ETag, LastModified, storage class), sorted (memory-budgeted,
-//! spilling) and written as one disjoint chunk set.
+//! files whose columns its `fileSchema` lists. The files are streamed in parallel (never read whole),
+//! their rows become records (the same fields as a listing: key, size, ETag, LastModified, storage
+//! class), each file is sorted (memory-budgeted, spilling) into its own chunk and journaled, and the
+//! file chunks are merged into one disjoint chunk set. `--resume` skips the files the journal lists.
 //!
 //! ```text
 //! manifest.json  {"sourceBucket":"src","destinationBucket":"arn:aws:s3:::dest","fileFormat":"CSV",
@@ -16,14 +17,19 @@
 
 use super::list::{encode_meta, url_decode_into, SCHEMA};
 use super::{parse_time_us, Cutoff};
+use crate::chunk::reader::{ChunkCursor, SortedCursor};
 use crate::chunk::set::Producer;
 use crate::chunk::ChunkSetWriter;
+use crate::merge::Merge;
 use crate::sort::{SortConfig, Sorter};
 use anyhow::{anyhow, bail, Context, Result};
+use aws_sdk_s3::primitives::ByteStream;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -56,10 +62,11 @@ pub struct InventoryConfig {
     pub cutoff: Cutoff,
     /// Files read at once.
     pub parallel: usize,
-    /// Memory of the sort.
+    /// Memory of the sort, shared by the files read at once.
     pub mem: usize,
-    pub tmp_dir: PathBuf,
     pub chunk_bytes: u64,
+    /// No progress line on stderr.
+    pub quiet: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -67,6 +74,9 @@ pub struct InventorySummary {
     pub manifest: String,
     pub source_bucket: String,
     pub files: u64,
+    /// Files an earlier run had finished (`--resume`), not read again.
+    pub files_skipped: u64,
+    pub resumed: bool,
     pub rows: u64,
     pub keys_written: u64,
     pub keys_filtered: u64,
@@ -81,9 +91,19 @@ pub struct InventorySummary {
 impl InventorySummary {
     pub fn paragraph(&self) -> String {
         format!(
-            "read {} rows from {} inventory files of s3://{} ({}) in {:.2}s ({:.0} rows/s): {} keys written, {} outside the key/age window, {} old versions or delete markers skipped, {} duplicates; peak RSS {} MiB.",
-            self.rows, self.files, self.source_bucket, self.manifest, self.elapsed_s, self.keys_per_s, self.keys_written, self.keys_filtered,
-            self.not_latest_or_deleted, self.duplicates, self.peak_rss_bytes >> 20
+            "read {} rows from {} inventory files of s3://{} ({}{}) in {:.2}s ({:.0} rows/s): {} keys written, {} outside the key/age window, {} old versions or delete markers skipped, {} duplicates; peak RSS {} MiB.",
+            self.rows,
+            self.files,
+            self.source_bucket,
+            self.manifest,
+            if self.resumed { format!("; resumed, {} files already done", self.files_skipped) } else { String::new() },
+            self.elapsed_s,
+            self.keys_per_s,
+            self.keys_written,
+            self.keys_filtered,
+            self.not_latest_or_deleted,
+            self.duplicates,
+            self.peak_rss_bytes >> 20
         )
     }
 }
@@ -127,168 +147,508 @@ fn parse_s3_url(u: &str) -> Option<(String, String)> {
     Some((b.to_string(), k.to_string()))
 }
 
+/// Where an inventory run keeps its per-file results until the final merge (inside the output dir).
+pub const WORK_DIR: &str = "inventory-work";
+/// One JSON line per finished data file, appended when its sorted chunk is complete.
+pub const JOURNAL: &str = "journal.jsonl";
+
+/// A finished data file, as journaled.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct FileDone {
+    index: usize,
+    key: String,
+    /// Its sorted records; `None` when no row was kept.
+    chunk: Option<String>,
+    rows: u64,
+    filtered: u64,
+    old: u64,
+    bytes: u64,
+}
+
+/// The manifest and the data files' locations.
+struct Report {
+    m: Manifest,
+    cols: Columns,
+    locations: Vec<Location>,
+}
+
 /// Reads the report into a new chunk set at `dir`. `client` is needed for `s3://` manifests.
-pub fn read_inventory(client: Option<&aws_sdk_s3::Client>, cfg: &InventoryConfig, dir: &Path, force: bool) -> Result<InventorySummary> {
+///
+/// ```text
+///  data file i ──stream: GET body / file ─► gunzip ─► CSV rows ─► records ─► sorter (mem / parallel)
+///       │                                                                       │
+///       │                 DIR/inventory-work/file-NNNNNN.krc  (sorted chunk) ◄──┘
+///       └─► DIR/inventory-work/journal.jsonl += {"index":i,"chunk":..,"rows":..}   (after the rename)
+///  all files done ─► k-way merge of the file chunks (dedup) ─► DIR/chunk-*.krc + manifest.json
+/// ```
+/// Memory is bounded by `mem` (split among the `parallel` readers) plus I/O buffers, whatever the size
+/// of a data file: bodies are streamed, never read whole. With `resume`, files the journal lists as done
+/// (and whose chunk is intact) are not read again.
+pub fn read_inventory(
+    client: Option<&aws_sdk_s3::Client>,
+    cfg: &InventoryConfig,
+    dir: &Path,
+    force: bool,
+    resume: bool,
+) -> Result<InventorySummary> {
     let started = std::time::Instant::now();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("starting tokio")?;
-    let get = |bucket: &str, key: &str| -> Result<Vec<u8>> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting tokio")?;
+    let get = |bucket: &str, key: &str| -> Result<ByteStream> {
         let c = client.ok_or_else(|| anyhow!("an s3:// inventory needs an S3 client"))?;
         rt.block_on(async {
-            let o = c.get_object().bucket(bucket).key(key).send().await.map_err(|e| anyhow!("{}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
-            Ok::<_, anyhow::Error>(o.body.collect().await.context("reading object body")?.into_bytes().to_vec())
+            let o = c
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(|e| anyhow!("{}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+            Ok::<_, anyhow::Error>(o.body)
         })
         .with_context(|| format!("fetching s3://{bucket}/{key}"))
     };
+    let report = load_report(cfg, &rt, &get)?;
+    let (m, cols) = (&report.m, report.cols);
 
-    // The manifest and where its files live.
+    // The output directory: a fresh run, or the continuation of an unfinished one.
+    let work = dir.join(WORK_DIR);
+    let journal = work.join(JOURNAL);
+    let mut done: Vec<Option<FileDone>> = vec![None; m.files.len()];
+    if resume {
+        if dir.join(crate::chunk::set::MANIFEST).exists() {
+            bail!("{}: the inventory was already read completely (manifest.json exists); nothing to resume", dir.display());
+        }
+        if !journal.exists() {
+            bail!(
+                "--resume: {} does not exist: no unfinished inventory read in {}",
+                journal.display(),
+                dir.display()
+            );
+        }
+        for d in read_journal(&journal)? {
+            let i = d.index;
+            if i >= m.files.len() || m.files[i].key != d.key {
+                bail!("--resume: {} lists {:?} as file {i}, which this manifest does not have: a different report?", journal.display(), d.key);
+            }
+            // A chunk that is missing or damaged means the file is read again.
+            if d.chunk
+                .as_ref()
+                .is_none_or(|c| ChunkCursor::open(work.join(c)).is_ok())
+            {
+                done[i] = Some(d);
+            }
+        }
+    } else if work.exists() {
+        if !force {
+            bail!("{}: holds an unfinished inventory read ({WORK_DIR}/); pass --resume to continue it or --force to start over", dir.display());
+        }
+        std::fs::remove_dir_all(&work).with_context(|| format!("removing {}", work.display()))?;
+    }
+    let out = ChunkSetWriter::create(dir, SCHEMA, force || resume)?;
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let skipped = done.iter().flatten().count() as u64;
+    let journal_w = std::sync::Mutex::new(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&journal)
+            .with_context(|| format!("opening {}", journal.display()))?,
+    );
+
+    // Each file: stream, decode, sort within its share of the memory, write its chunk, journal it.
+    let todo: Vec<usize> = (0..m.files.len()).filter(|&i| done[i].is_none()).collect();
+    let per_file_mem = (cfg.mem / cfg.parallel.max(1)).max(1 << 20);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.parallel.max(1))
+        .build()
+        .context("starting reader threads")?;
+    let rows_now = AtomicU64::new(0);
+    let files_now = AtomicU64::new(skipped);
+    let finished = AtomicBool::new(false);
+    let total_files = m.files.len() as u64;
+    let results = std::thread::scope(|sc| {
+        if !cfg.quiet {
+            sc.spawn(|| progress(&rows_now, &files_now, total_files, &finished));
+        }
+        let r = read_files(&pool, &todo, |i| -> Result<FileDone> {
+            let f = &m.files[i];
+            let input: Box<dyn std::io::Read> = match &report.locations[i] {
+                Location::Local(p) => Box::new(
+                    std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?,
+                ),
+                Location::S3 { bucket, key } => Box::new(BodyReader::new(&rt, get(bucket, key)?)),
+            };
+            let chunk = format!("file-{i:06}.krc");
+            let mut d = FileDone {
+                index: i,
+                key: f.key.clone(),
+                ..Default::default()
+            };
+            let mut sorter = Sorter::new(SortConfig::new(per_file_mem, &work, SCHEMA));
+            read_file(input, cols, cfg, &mut d, &mut sorter, &rows_now)
+                .with_context(|| format!("inventory file {}", f.key))?;
+            let mut sorted = sorter.finish()?;
+            let mut w = crate::chunk::ChunkWriter::create(work.join(&chunk), SCHEMA)?;
+            while sorted.advance()? {
+                w.push(sorted.key(), sorted.meta())?;
+            }
+            if w.finish()?.is_some() {
+                d.chunk = Some(chunk);
+            }
+            let mut line = serde_json::to_vec(&d)?;
+            line.push(b'\n');
+            let mut j = journal_w.lock().unwrap();
+            j.write_all(&line)
+                .and_then(|_| j.flush())
+                .with_context(|| format!("appending to {}", journal.display()))?;
+            files_now.fetch_add(1, Relaxed);
+            Ok(d)
+        });
+        finished.store(true, Relaxed);
+        r
+    })?;
+    for d in results {
+        let i = d.index;
+        done[i] = Some(d);
+    }
+    let done: Vec<FileDone> = done
+        .into_iter()
+        .map(|d| d.expect("every file read"))
+        .collect();
+
+    // Merge the files' chunks into the chunk set.
+    let chunks: Vec<PathBuf> = done
+        .iter()
+        .filter_map(|d| d.chunk.as_ref().map(|c| work.join(c)))
+        .collect();
+    let (written, duplicates) = merge_into(&chunks, &work, &out, cfg.chunk_bytes)?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let sum_of = |f: fn(&FileDone) -> u64| done.iter().map(f).sum::<u64>();
+    let rows = sum_of(|d| d.rows);
+    let sum = InventorySummary {
+        manifest: cfg.manifest.clone(),
+        source_bucket: m.source_bucket.clone(),
+        files: m.files.len() as u64,
+        files_skipped: skipped,
+        resumed: resume,
+        rows,
+        keys_written: written,
+        keys_filtered: sum_of(|d| d.filtered),
+        not_latest_or_deleted: sum_of(|d| d.old),
+        duplicates,
+        bytes: sum_of(|d| d.bytes),
+        elapsed_s: elapsed,
+        keys_per_s: rows as f64 / elapsed.max(1e-9),
+        peak_rss_bytes: crate::progress::peak_rss_bytes(),
+    };
+    out.finish(
+        Producer::current("keyrecon-list-s3"),
+        true,
+        serde_json::to_value(&sum)?,
+    )?;
+    std::fs::remove_dir_all(&work).with_context(|| format!("removing {}", work.display()))?;
+    let p = dir.join(super::list::SUMMARY);
+    std::fs::write(&p, serde_json::to_vec_pretty(&sum)?)
+        .with_context(|| format!("writing {}", p.display()))?;
+    Ok(sum)
+}
+
+fn load_report(
+    cfg: &InventoryConfig,
+    rt: &tokio::runtime::Runtime,
+    get: &dyn Fn(&str, &str) -> Result<ByteStream>,
+) -> Result<Report> {
     let (body, base) = match parse_s3_url(&cfg.manifest) {
-        Some((b, k)) => (get(&b, &k)?, None),
+        Some((b, k)) => {
+            let mut v = Vec::new();
+            BodyReader::new(rt, get(&b, &k)?)
+                .read_to_end(&mut v)
+                .with_context(|| format!("reading {}", cfg.manifest))?;
+            (v, None)
+        }
         None => {
             let p = PathBuf::from(&cfg.manifest);
-            (std::fs::read(&p).with_context(|| format!("reading inventory manifest {}", p.display()))?, Some(p))
+            (
+                std::fs::read(&p)
+                    .with_context(|| format!("reading inventory manifest {}", p.display()))?,
+                Some(p),
+            )
         }
     };
-    let m: Manifest = serde_json::from_slice(&body).with_context(|| format!("parsing inventory manifest {}", cfg.manifest))?;
+    let m: Manifest = serde_json::from_slice(&body)
+        .with_context(|| format!("parsing inventory manifest {}", cfg.manifest))?;
     if !m.file_format.is_empty() && !m.file_format.eq_ignore_ascii_case("CSV") {
-        bail!("inventory {}: fileFormat {:?} is not supported (only CSV)", cfg.manifest, m.file_format);
+        bail!(
+            "inventory {}: fileFormat {:?} is not supported (only CSV)",
+            cfg.manifest,
+            m.file_format
+        );
     }
-    let cols = Columns::parse(&m.file_schema).with_context(|| format!("inventory manifest {}", cfg.manifest))?;
-    let dest_bucket = m.destination_bucket.rsplit(':').next().unwrap_or("").to_string();
+    let cols = Columns::parse(&m.file_schema)
+        .with_context(|| format!("inventory manifest {}", cfg.manifest))?;
+    let dest_bucket = m
+        .destination_bucket
+        .rsplit(':')
+        .next()
+        .unwrap_or("")
+        .to_string();
     let locations: Vec<Location> = m
         .files
         .iter()
         .map(|f| match &base {
             Some(mp) => resolve_local(mp, &f.key).map(Location::Local),
             None => {
-                let bucket = if dest_bucket.is_empty() { parse_s3_url(&cfg.manifest).unwrap().0 } else { dest_bucket.clone() };
-                Ok(Location::S3 { bucket, key: f.key.clone() })
+                let bucket = if dest_bucket.is_empty() {
+                    parse_s3_url(&cfg.manifest).unwrap().0
+                } else {
+                    dest_bucket.clone()
+                };
+                Ok(Location::S3 {
+                    bucket,
+                    key: f.key.clone(),
+                })
             }
         })
         .collect::<Result<_>>()?;
+    Ok(Report { m, cols, locations })
+}
 
-    let out = ChunkSetWriter::create(dir, SCHEMA, force)?;
-    let mut sorter = Sorter::new(SortConfig::new(cfg.mem, &cfg.tmp_dir, SCHEMA));
-    let n = Counters::default();
-    let (tx, rx) = crossbeam::channel::bounded::<Batch>(4);
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.parallel.max(1)).build().context("starting reader threads")?;
-    let (locs, files, nref, pool, get) = (&locations, &m.files, &n, &pool, &get);
-    let read_result = std::thread::scope(|s| -> Result<Result<()>> {
-        let readers = s.spawn(move || {
-            let tx = tx;
-            pool.install(|| {
-                locs.par_iter().zip(files).try_for_each(|(loc, f)| -> Result<()> {
-                    let gz = match loc {
-                        Location::Local(p) => std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
-                        Location::S3 { bucket, key } => get(bucket, key)?,
-                    };
-                    read_file(&gz, cols, cfg, nref, &tx).with_context(|| format!("inventory file {}", f.key))
-                })
-            })
-        });
-        // Ends when every reader is done (all senders dropped).
-        let mut pushed = Ok(());
-        for b in &rx {
-            if pushed.is_ok() {
-                pushed = b.recs.iter().try_for_each(|r| sorter.push(&b.arena[r.0..r.1], &b.arena[r.1..r.2]));
+/// Reads the files `todo` on `pool`, stopping at the first error.
+fn read_files(
+    pool: &rayon::ThreadPool,
+    todo: &[usize],
+    one: impl Fn(usize) -> Result<FileDone> + Sync,
+) -> Result<Vec<FileDone>> {
+    pool.install(|| todo.par_iter().map(|&i| one(i)).collect())
+}
+
+/// The progress line: rows read, rows/s, files done. Every 0.5 s on a terminal, else every 30 s.
+fn progress(rows: &AtomicU64, files: &AtomicU64, total: u64, finished: &AtomicBool) {
+    use std::io::IsTerminal;
+    let tty = std::io::stderr().is_terminal();
+    let every = if tty {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(30)
+    };
+    let start = std::time::Instant::now();
+    let mut next = start + every;
+    while !finished.load(Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+        if std::time::Instant::now() < next {
+            continue;
+        }
+        next += every;
+        let (r, el) = (rows.load(Relaxed), start.elapsed().as_secs_f64());
+        let line = format!(
+            "keyrecon-list-s3: inventory: {r} rows ({:.0}/s), files {} done / {total}, {:.0}s",
+            r as f64 / el,
+            files.load(Relaxed),
+            el
+        );
+        if tty {
+            eprint!("\r\x1b[2K{line}");
+        } else {
+            eprintln!("{line}");
+        }
+    }
+    if tty {
+        eprint!("\r\x1b[2K");
+    }
+}
+
+/// Finished files of an earlier run. A torn last line (the run died while appending) is ignored.
+fn read_journal(p: &Path) -> Result<Vec<FileDone>> {
+    let body = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+    let mut v = Vec::new();
+    for (n, line) in body.split_inclusive(|&b| b == b'\n').enumerate() {
+        if !line.ends_with(b"\n") {
+            break;
+        }
+        v.push(
+            serde_json::from_slice(line)
+                .with_context(|| format!("{} line {}: not a journal entry", p.display(), n + 1))?,
+        );
+    }
+    Ok(v)
+}
+
+/// K-way merges sorted chunk files (duplicates removed) into `out`, in groups of at most [`FANIN`]
+/// first so open files stay bounded. Returns (records written, duplicates dropped).
+fn merge_into(
+    chunks: &[PathBuf],
+    work: &Path,
+    out: &ChunkSetWriter,
+    chunk_bytes: u64,
+) -> Result<(u64, u64)> {
+    let mut level: Vec<PathBuf> = chunks.to_vec();
+    let mut dups = 0;
+    let mut pass = 0;
+    while level.len() > FANIN {
+        pass += 1;
+        let mut next = Vec::new();
+        for (g, group) in level.chunks(FANIN).enumerate() {
+            let cursors = group
+                .iter()
+                .map(ChunkCursor::open)
+                .collect::<crate::Result<Vec<_>>>()?;
+            let mut mg = Merge::new(cursors, true);
+            let p = work.join(format!("merge-{pass}-{g:06}.krc"));
+            let mut w = crate::chunk::ChunkWriter::create(&p, SCHEMA)?;
+            while mg.advance()? {
+                w.push(mg.key(), mg.meta())?;
+            }
+            dups += mg.duplicates();
+            if w.finish()?.is_some() {
+                next.push(p);
             }
         }
-        let read = readers.join().map_err(|_| anyhow!("inventory reader panicked"))?;
-        pushed?;
-        Ok(read)
-    })?;
-    read_result?;
-    let st = sorter.finish_into(&out, cfg.chunk_bytes)?;
-    let elapsed = started.elapsed().as_secs_f64();
-    let rows = n.rows.load(Relaxed);
-    let sum = InventorySummary {
-        manifest: cfg.manifest.clone(),
-        source_bucket: m.source_bucket.clone(),
-        files: m.files.len() as u64,
-        rows,
-        keys_written: st.unique,
-        keys_filtered: n.filtered.load(Relaxed),
-        not_latest_or_deleted: n.old.load(Relaxed),
-        duplicates: st.duplicates,
-        bytes: n.bytes.load(Relaxed),
-        elapsed_s: elapsed,
-        keys_per_s: rows as f64 / elapsed.max(1e-9),
-        peak_rss_bytes: crate::progress::peak_rss_bytes(),
-    };
-    out.finish(Producer::current("keyrecon-list-s3"), true, serde_json::to_value(&sum)?)?;
-    let p = dir.join(super::list::SUMMARY);
-    std::fs::write(&p, serde_json::to_vec_pretty(&sum)?).with_context(|| format!("writing {}", p.display()))?;
-    Ok(sum)
+        level = next;
+    }
+    let cursors = level
+        .iter()
+        .map(ChunkCursor::open)
+        .collect::<crate::Result<Vec<_>>>()?;
+    let mut mg = Merge::new(cursors, true);
+    let mut w = out.new_chunk()?;
+    let mut n = 0;
+    while mg.advance()? {
+        if w.data_len() >= chunk_bytes {
+            out.add_chunk(std::mem::replace(&mut w, out.new_chunk()?))?;
+        }
+        w.push(mg.key(), mg.meta())?;
+        n += 1;
+    }
+    out.add_chunk(w)?;
+    Ok((n, dups + mg.duplicates()))
 }
 
-#[derive(Default)]
-struct Counters {
-    rows: AtomicU64,
-    filtered: AtomicU64,
-    old: AtomicU64,
-    bytes: AtomicU64,
+/// Most chunk files merged at once.
+const FANIN: usize = 128;
+
+/// A blocking `Read` over an S3 object body, chunk by chunk as the network delivers it (bounded
+/// memory), for the gzip and CSV readers; runs on reader threads outside the tokio runtime.
+struct BodyReader<'a> {
+    rt: &'a tokio::runtime::Runtime,
+    body: ByteStream,
+    cur: bytes::Bytes,
 }
 
-/// Records of part of one file: (key start, key end = meta start, meta end) into `arena`.
-struct Batch {
-    arena: Vec<u8>,
-    recs: Vec<(usize, usize, usize)>,
+impl<'a> BodyReader<'a> {
+    fn new(rt: &'a tokio::runtime::Runtime, body: ByteStream) -> Self {
+        BodyReader {
+            rt,
+            body,
+            cur: bytes::Bytes::new(),
+        }
+    }
 }
 
-const BATCH_BYTES: usize = 4 << 20;
+impl std::io::Read for BodyReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rt.block_on(self.body.next()) {
+                Some(Ok(b)) => self.cur = b,
+                Some(Err(e)) => return Err(std::io::Error::other(e)),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        bytes::Buf::advance(&mut self.cur, n);
+        Ok(n)
+    }
+}
 
 fn field(row: &csv::ByteRecord, i: Option<usize>) -> Option<&[u8]> {
     i.and_then(|i| row.get(i)).filter(|f| !f.is_empty())
 }
 
-fn read_file(gz: &[u8], cols: Columns, cfg: &InventoryConfig, n: &Counters, tx: &crossbeam::channel::Sender<Batch>) -> Result<()> {
-    let dec = flate2::read::MultiGzDecoder::new(gz);
-    let mut rdr = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(std::io::BufReader::with_capacity(1 << 16, dec));
+/// Streams one gzip'd CSV data file into `sorter`, counting into `d`. Errors name the CSV line.
+fn read_file(
+    input: impl std::io::Read,
+    cols: Columns,
+    cfg: &InventoryConfig,
+    d: &mut FileDone,
+    sorter: &mut Sorter,
+    rows_now: &AtomicU64,
+) -> Result<()> {
+    let dec = flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(1 << 16, input));
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(std::io::BufReader::with_capacity(1 << 16, dec));
     let mut row = csv::ByteRecord::new();
-    let mut b = Batch { arena: Vec::with_capacity(BATCH_BYTES + 4096), recs: Vec::new() };
+    let mut key = Vec::new();
+    let mut meta = Vec::new();
     let prefix = cfg.prefix.as_bytes();
-    while rdr.read_byte_record(&mut row).with_context(|| "reading CSV (is the file gzip'd CSV?)")? {
-        n.rows.fetch_add(1, Relaxed);
+    while rdr
+        .read_byte_record(&mut row)
+        .with_context(|| "reading CSV (is the file gzip'd CSV?)")?
+    {
+        d.rows += 1;
+        if d.rows % 65536 == 0 {
+            rows_now.fetch_add(65536, Relaxed);
+        }
         let line = row.position().map_or(0, |p| p.line());
         if field(&row, cols.is_latest).is_some_and(|v| v.eq_ignore_ascii_case(b"false"))
             || field(&row, cols.is_delete_marker).is_some_and(|v| v.eq_ignore_ascii_case(b"true"))
         {
-            n.old.fetch_add(1, Relaxed);
+            d.old += 1;
             continue;
         }
-        let start = b.arena.len();
-        let raw = row.get(cols.key).ok_or_else(|| anyhow!("line {line}: no Key column"))?;
-        url_decode_into(raw, &mut b.arena).with_context(|| format!("line {line}: key"))?;
-        let kend = b.arena.len();
-        let key = &b.arena[start..kend];
+        let raw = row
+            .get(cols.key)
+            .ok_or_else(|| anyhow!("line {line}: no Key column"))?;
+        key.clear();
+        url_decode_into(raw, &mut key).with_context(|| format!("line {line}: key"))?;
         let in_keys = key.starts_with(prefix)
-            && cfg.start_after.as_ref().is_none_or(|s| key > s.as_bytes())
-            && cfg.end_before.as_ref().is_none_or(|e| key < e.as_bytes());
+            && cfg
+                .start_after
+                .as_ref()
+                .is_none_or(|s| key.as_slice() > s.as_bytes())
+            && cfg
+                .end_before
+                .as_ref()
+                .is_none_or(|e| key.as_slice() < e.as_bytes());
         let mtime = match field(&row, cols.mtime) {
-            Some(t) => Some(parse_time_us(std::str::from_utf8(t).unwrap_or("")).with_context(|| format!("line {line}: LastModifiedDate"))?),
+            Some(t) => Some(
+                parse_time_us(std::str::from_utf8(t).unwrap_or(""))
+                    .with_context(|| format!("line {line}: LastModifiedDate"))?,
+            ),
             None => None,
         };
         if !in_keys || !cfg.cutoff.admits(mtime) {
-            b.arena.truncate(start);
-            n.filtered.fetch_add(1, Relaxed);
+            d.filtered += 1;
             continue;
         }
         let size = match field(&row, cols.size) {
-            Some(s) => Some(std::str::from_utf8(s).ok().and_then(|s| s.parse::<u64>().ok()).ok_or_else(|| anyhow!("line {line}: bad Size {:?}", String::from_utf8_lossy(s)))?),
+            Some(s) => Some(
+                std::str::from_utf8(s)
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        anyhow!("line {line}: bad Size {:?}", String::from_utf8_lossy(s))
+                    })?,
+            ),
             None => None,
         };
-        n.bytes.fetch_add(size.unwrap_or(0), Relaxed);
-        let etag = field(&row, cols.etag).map(|e| e.to_vec());
-        let class = field(&row, cols.class).map(|c| c.to_vec());
-        encode_meta(&mut b.arena, size, etag.as_deref(), mtime, class.as_deref());
-        b.recs.push((start, kend, b.arena.len()));
-        if b.arena.len() >= BATCH_BYTES {
-            let full = std::mem::replace(&mut b, Batch { arena: Vec::with_capacity(BATCH_BYTES + 4096), recs: Vec::new() });
-            tx.send(full).map_err(|_| anyhow!("sorter stopped"))?;
-        }
+        d.bytes += size.unwrap_or(0);
+        meta.clear();
+        encode_meta(
+            &mut meta,
+            size,
+            field(&row, cols.etag),
+            mtime,
+            field(&row, cols.class),
+        );
+        sorter.push(&key, &meta)?;
     }
-    if !b.recs.is_empty() {
-        tx.send(b).map_err(|_| anyhow!("sorter stopped"))?;
-    }
+    rows_now.fetch_add(d.rows % 65536, Relaxed);
     Ok(())
 }
 
@@ -302,13 +662,24 @@ fn resolve_local(manifest: &Path, key: &str) -> Result<PathBuf> {
             return Ok(p);
         }
     }
-    let name = Path::new(key).file_name().ok_or_else(|| anyhow!("inventory file key {key:?} has no file name"))?;
-    for p in [dir.join(name), dir.join("data").join(name), dir.join("..").join("data").join(name)] {
+    let name = Path::new(key)
+        .file_name()
+        .ok_or_else(|| anyhow!("inventory file key {key:?} has no file name"))?;
+    for p in [
+        dir.join(name),
+        dir.join("data").join(name),
+        dir.join("..").join("data").join(name),
+    ] {
         if p.is_file() {
             return Ok(p);
         }
     }
-    bail!("inventory file {key:?} not found below {} or its parents (nor as {}/data/{})", dir.display(), dir.display(), name.to_string_lossy())
+    bail!(
+        "inventory file {key:?} not found below {} or its parents (nor as {}/data/{})",
+        dir.display(),
+        dir.display(),
+        name.to_string_lossy()
+    )
 }
 
 #[cfg(test)]
@@ -318,7 +689,10 @@ mod tests {
     #[test]
     fn columns_from_schema() {
         let c = Columns::parse("Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag, StorageClass").unwrap();
-        assert_eq!((c.key, c.size, c.etag, c.is_latest, c.is_delete_marker), (1, Some(5), Some(7), Some(3), Some(4)));
+        assert_eq!(
+            (c.key, c.size, c.etag, c.is_latest, c.is_delete_marker),
+            (1, Some(5), Some(7), Some(3), Some(4))
+        );
         assert!(Columns::parse("Bucket, Size").is_err());
     }
 }

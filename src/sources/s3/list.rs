@@ -15,22 +15,24 @@
 //! and never leaves one out. A page that fails after all retries is counted, reported, leaves its range
 //! unfinished (exit code 2) and is never skipped.
 //!
-//! Chunk-set output: each stream writes "parts" (`part-NNNNNN.krc`, chunk format, sorted, at most
-//! `chunk_keys` records) into the chunk-set directory. When every range is done, parts are renamed into
-//! `chunk-NNNNNN.krc` in key order and the manifest is written with `disjoint: true` (checked by the
-//! chunk-set writer). `checkpoint.json` lists the ranges; on `--resume`, a range continues after the
-//! last key of the parts it holds, so only unfinished work is listed again.
+//! Chunk-set output: each stream writes its keys into chunks of the chunk set (sorted, at most
+//! `chunk_keys` records each) opened from one shared [`ChunkSetWriter`]. Ranges are disjoint, so the set
+//! is the concatenation of the chunks in key order: when every range is done the writer lists them in
+//! the manifest by first key ([`ChunkSetWriter::finish_key_ordered`], overlap checked), from the
+//! counts, checksums and key spans their writers computed. Nothing is renamed or read back, so memory
+//! stays flat in the key count. `checkpoint.json` lists the ranges; on `--resume`, the finished chunks
+//! are verified once and a range continues after the last key of the chunks it holds, so only
+//! unfinished work is listed again.
 
+use super::listxml::{Page, PageInfo};
 use super::ranges::{self, End};
 use super::{hex, Cutoff};
-use crate::chunk::reader::{ChunkCursor, SortedCursor};
 use crate::chunk::set::{unhex, Producer};
 use crate::chunk::{ChunkSetWriter, ChunkWriter};
 use crate::record::{put_bytes, put_varint, Schema};
 use anyhow::{anyhow, bail, Context, Result};
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
 use aws_sdk_s3::types::EncodingType;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -46,6 +48,11 @@ pub const SCHEMA: Schema = Schema(Schema::SIZE | Schema::ETAG | Schema::MTIME | 
 pub const CHECKPOINT: &str = "checkpoint.json";
 pub const SUMMARY: &str = "summary.json";
 const TOOL: &str = "keyrecon-list-s3";
+/// Keys asked for in the first page of a range split off another: it may well be empty (a split point
+/// in a gap of the key space), and then a full page would be server work thrown away.
+const PROBE_KEYS: i32 = 100;
+/// Write buffer per open chunk: one chunk is open per stream, so memory is `--parallel` x this.
+const CHUNK_WRITE_BUF: usize = 256 << 10;
 /// log2 of the number of pages a range must have left (by its last page's width) to be split.
 const MIN_SPLIT_PAGES_LOG2: f64 = 3.0;
 
@@ -60,7 +67,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { max_retries: 10, base: Duration::from_millis(100), cap: Duration::from_secs(20) }
+        RetryPolicy {
+            max_retries: 10,
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(20),
+        }
     }
 }
 
@@ -84,7 +95,11 @@ pub struct ListConfig {
 #[derive(Clone, Debug)]
 pub enum Sink {
     /// A chunk set directory. `force` replaces an existing set; `resume` continues an unfinished one.
-    ChunkSet { dir: PathBuf, force: bool, resume: bool },
+    ChunkSet {
+        dir: PathBuf,
+        force: bool,
+        resume: bool,
+    },
     /// Plain keys on stdout, `\n`- or NUL-terminated, in listing order (sorted with one stream; with
     /// several, each stream's keys are sorted but streams interleave).
     Lines { terminator: u8 },
@@ -102,6 +117,10 @@ pub struct ListSummary {
     pub keys_filtered: u64,
     pub bytes: u64,
     pub pages: u64,
+    /// Keys the server returned, including those past a range's end that the range's stream threw
+    /// away (they belong to the next range): `keys_returned - keys_listed` is server work wasted on
+    /// splitting.
+    pub keys_returned: u64,
     pub retries: u64,
     pub slowdowns: u64,
     pub errors: u64,
@@ -167,10 +186,22 @@ struct Slot {
 
 impl Slot {
     fn new(after: Option<Vec<u8>>, end: End) -> Slot {
-        Slot { after, end, pos: None, state: St::Pending, page_width: f64::NEG_INFINITY, parent: None, listed: 0, split_penalty: 0.0 }
+        Slot {
+            after,
+            end,
+            pos: None,
+            state: St::Pending,
+            page_width: f64::NEG_INFINITY,
+            parent: None,
+            listed: 0,
+            split_penalty: 0.0,
+        }
     }
     fn lo<'a>(&'a self, prefix: &'a [u8]) -> &'a [u8] {
-        self.pos.as_deref().or(self.after.as_deref()).map_or(prefix, |k| k.max(prefix))
+        self.pos
+            .as_deref()
+            .or(self.after.as_deref())
+            .map_or(prefix, |k| k.max(prefix))
     }
     fn contains(&self, key: &[u8]) -> bool {
         self.after.as_deref().is_none_or(|a| key > a) && self.end.admits(key)
@@ -220,16 +251,22 @@ impl Sched {
             let w = ranges::width(s.lo(prefix), &s.end, prefix);
             // Each split wastes about one page (the old stream's page that crosses the split point), so
             // only ranges with an estimated 8+ pages left are worth it.
-            if w == f64::NEG_INFINITY || (s.pos.is_some() && w <= s.page_width + MIN_SPLIT_PAGES_LOG2 + s.split_penalty) {
+            if w == f64::NEG_INFINITY
+                || (s.pos.is_some() && w <= s.page_width + MIN_SPLIT_PAGES_LOG2 + s.split_penalty)
+            {
                 continue;
             }
             if best.is_none_or(|(bw, _)| w > bw) {
                 best = Some((w, i));
             }
         }
-        let Some((_, i)) = best else { return Ok(Next::Wait) };
+        let Some((_, i)) = best else {
+            return Ok(Next::Wait);
+        };
         let s = &self.slots[i];
-        let Some(mid) = ranges::split_point(s.lo(prefix), &s.end, prefix) else { return Ok(Next::Wait) };
+        let Some(mid) = ranges::split_point(s.lo(prefix), &s.end, prefix) else {
+            return Ok(Next::Wait);
+        };
         let upper = std::mem::replace(&mut self.slots[i].end, End::Incl(mid.clone()));
         let mut new = Slot::new(Some(mid), upper);
         new.state = St::Active;
@@ -255,19 +292,27 @@ impl Sched {
     /// Rewrites the checkpoint (temporary file + rename). Called under the mutex on every change of the
     /// range set, before the new range's stream writes anything.
     fn save(&self) -> Result<()> {
-        let Some(path) = &self.checkpoint else { return Ok(()) };
+        let Some(path) = &self.checkpoint else {
+            return Ok(());
+        };
         let cp = Checkpoint {
             format: "keyrecon-list-s3-checkpoint".into(),
             settings: self.settings.clone(),
             ranges: self
                 .slots
                 .iter()
-                .map(|s| CheckpointRange { after_hex: s.after.as_deref().map(hex), end: end_to_str(&s.end), done: s.state == St::Done })
+                .map(|s| CheckpointRange {
+                    after_hex: s.after.as_deref().map(hex),
+                    end: end_to_str(&s.end),
+                    done: s.state == St::Done,
+                })
                 .collect(),
         };
         let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&cp)?).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("renaming {} into place", tmp.display()))?;
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&cp)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("renaming {} into place", tmp.display()))?;
         Ok(())
     }
 }
@@ -327,6 +372,7 @@ struct Counters {
     filtered: AtomicU64,
     bytes: AtomicU64,
     pages: AtomicU64,
+    returned: AtomicU64,
     retries: AtomicU64,
     slowdowns: AtomicU64,
     errors: AtomicU64,
@@ -356,14 +402,21 @@ impl Throttle {
     fn ok(&self) {
         let mut s = self.state.lock().unwrap();
         if !s.1.is_zero() {
-            s.1 = if s.1 < Duration::from_millis(50) { Duration::ZERO } else { s.1 / 2 };
+            s.1 = if s.1 < Duration::from_millis(50) {
+                Duration::ZERO
+            } else {
+                s.1 / 2
+            };
         }
     }
 }
 
 enum Out {
-    Parts { dir: PathBuf, next: AtomicU64 },
-    Lines { out: Mutex<std::io::BufWriter<std::io::Stdout>>, terminator: u8 },
+    Chunks(ChunkSetWriter),
+    Lines {
+        out: Mutex<std::io::BufWriter<std::io::Stdout>>,
+        terminator: u8,
+    },
 }
 
 struct Shared {
@@ -375,59 +428,20 @@ struct Shared {
     throttle: Throttle,
     out: Out,
     messages: Mutex<Vec<String>>,
-    /// Complete parts (of this run and, when resuming, of earlier ones).
-    parts: Mutex<Vec<PartFile>>,
-}
-
-/// One decoded page: keys and metadata in one reused arena.
-#[derive(Default)]
-struct Page {
-    arena: Vec<u8>,
-    /// (key start, key end, meta end, in age window, size)
-    recs: Vec<(usize, usize, usize, bool, u64)>,
-}
-
-impl Page {
-    fn key(&self, i: usize) -> &[u8] {
-        let r = self.recs[i];
-        &self.arena[r.0..r.1]
-    }
-    fn meta(&self, i: usize) -> &[u8] {
-        let r = self.recs[i];
-        &self.arena[r.1..r.2]
-    }
-
-    fn fill(&mut self, out: &ListObjectsV2Output, url_encoded: bool, cutoff: &Cutoff) -> Result<()> {
-        self.arena.clear();
-        self.recs.clear();
-        for o in out.contents() {
-            let k = o.key().ok_or_else(|| anyhow!("listing returned an object without a key"))?;
-            let start = self.arena.len();
-            if url_encoded {
-                url_decode_into(k.as_bytes(), &mut self.arena).with_context(|| format!("undecodable key {k:?}"))?;
-            } else {
-                self.arena.extend_from_slice(k.as_bytes());
-            }
-            let kend = self.arena.len();
-            let size = o.size().unwrap_or(0).max(0) as u64;
-            let mtime = o.last_modified().map(|t| t.secs() * 1_000_000 + (t.subsec_nanos() / 1000) as i64);
-            let etag = o.e_tag().map(|e| e.trim_matches('"'));
-            let class = o.storage_class().map(|c| c.as_str());
-            encode_meta(&mut self.arena, Some(size), etag.map(str::as_bytes), mtime, class.map(str::as_bytes));
-            self.recs.push((start, kend, self.arena.len(), cutoff.admits(mtime), size));
-        }
-        for w in self.recs.windows(2) {
-            if self.arena[w[0].0..w[0].1] >= self.arena[w[1].0..w[1].1] {
-                bail!("server returned keys out of order: {:?} then {:?}", crate::record::show_key(&self.arena[w[0].0..w[0].1]), crate::record::show_key(&self.arena[w[1].0..w[1].1]));
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Appends the record metadata encoding (see [`crate::record`]) of the given fields.
-pub fn encode_meta(out: &mut Vec<u8>, size: Option<u64>, etag: Option<&[u8]>, mtime: Option<i64>, class: Option<&[u8]>) {
-    let presence = size.map_or(0, |_| Schema::SIZE) | etag.map_or(0, |_| Schema::ETAG) | mtime.map_or(0, |_| Schema::MTIME) | class.map_or(0, |_| Schema::CLASS);
+pub fn encode_meta(
+    out: &mut Vec<u8>,
+    size: Option<u64>,
+    etag: Option<&[u8]>,
+    mtime: Option<i64>,
+    class: Option<&[u8]>,
+) {
+    let presence = size.map_or(0, |_| Schema::SIZE)
+        | etag.map_or(0, |_| Schema::ETAG)
+        | mtime.map_or(0, |_| Schema::MTIME)
+        | class.map_or(0, |_| Schema::CLASS);
     out.push(presence);
     if let Some(s) = size {
         put_varint(out, s);
@@ -449,7 +463,10 @@ pub fn url_decode_into(s: &[u8], out: &mut Vec<u8>) -> Result<()> {
     while i < s.len() {
         match s[i] {
             b'%' => {
-                let h = s.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+                let h = s
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 out.push(h.ok_or_else(|| anyhow!("bad %-escape at byte {i}"))?);
                 i += 3;
             }
@@ -467,11 +484,10 @@ pub fn url_decode_into(s: &[u8], out: &mut Vec<u8>) -> Result<()> {
 }
 
 impl Shared {
-    /// Finishes a part file and remembers its key span (for finalization without rereading it).
+    /// Finishes a chunk and hands it to the chunk-set writer, which keeps its key span.
     fn close_part(&self, w: ChunkWriter) -> Result<()> {
-        let path = w.path().to_path_buf();
-        if let Some(st) = w.finish()? {
-            self.parts.lock().unwrap().push((st.first_key, st.last_key, path));
+        if let Out::Chunks(set) = &self.out {
+            set.add_chunk(w)?;
         }
         Ok(())
     }
@@ -484,12 +500,25 @@ impl Shared {
         }
     }
 
-    /// One page, retried per the policy. `Err` = the page failed for good (already counted).
-    async fn fetch(&self, start_after: Option<&str>, token: Option<&str>) -> std::result::Result<ListObjectsV2Output, String> {
+    /// One page into `page`, retried per the policy. `Err` = the page failed for good (already counted).
+    /// The body is parsed by [`Page::parse`], not by the SDK (see `listxml`); a body that does not parse
+    /// is retried like any garbled response.
+    async fn fetch(
+        &self,
+        start_after: Option<&str>,
+        token: Option<&str>,
+        max_keys: i32,
+        page: &mut Page,
+    ) -> std::result::Result<PageInfo, String> {
         let mut attempt = 0u32;
         loop {
             self.throttle.wait().await;
-            let mut req = self.client.list_objects_v2().bucket(&self.cfg.bucket).max_keys(self.cfg.page_size).encoding_type(EncodingType::Url);
+            let mut req = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.cfg.bucket)
+                .max_keys(max_keys)
+                .encoding_type(EncodingType::Url);
             if !self.cfg.prefix.is_empty() {
                 req = req.prefix(&self.cfg.prefix);
             }
@@ -501,16 +530,30 @@ impl Shared {
                     }
                 }
             }
-            let e = match req.send().await {
-                Ok(o) => {
-                    self.throttle.ok();
-                    self.n.pages.fetch_add(1, Relaxed);
-                    return Ok(o);
+            let (retryable, slow, msg) = match super::listxml::capture(req.send()).await {
+                (Ok(_), Some(body)) => match page.parse(&body.into_bytes(), &self.cfg.cutoff) {
+                    Ok(info) => {
+                        self.throttle.ok();
+                        self.n.pages.fetch_add(1, Relaxed);
+                        return Ok(info);
+                    }
+                    Err(e) => (
+                        true,
+                        false,
+                        format!("unreadable ListObjectsV2 response: {e:#}"),
+                    ),
+                },
+                // The capturing connector did not see this request: a bug, not a page to skip.
+                (Ok(_), None) => {
+                    return Err(
+                        "internal error: the ListObjectsV2 response body was not captured".into(),
+                    )
                 }
-                Err(e) => e,
+                (Err(e), _) => {
+                    let (retryable, slow) = classify(&e);
+                    (retryable, slow, format!("{}", DisplayErrorContext(&e)))
+                }
             };
-            let (retryable, slow) = classify(&e);
-            let msg = format!("{}", DisplayErrorContext(&e));
             if slow {
                 self.n.slowdowns.fetch_add(1, Relaxed);
                 self.throttle.slow_down();
@@ -518,7 +561,11 @@ impl Shared {
             if !retryable || attempt >= self.cfg.retry.max_retries {
                 return Err(format!("after {} attempts: {msg}", attempt + 1));
             }
-            let ceil = self.cfg.retry.cap.min(self.cfg.retry.base.saturating_mul(1u32 << attempt.min(20)));
+            let ceil = self
+                .cfg
+                .retry
+                .cap
+                .min(self.cfg.retry.base.saturating_mul(1u32 << attempt.min(20)));
             let sleep = ceil.mul_f64(rand::thread_rng().gen::<f64>());
             self.n.retries.fetch_add(1, Relaxed);
             attempt += 1;
@@ -533,39 +580,81 @@ impl Shared {
             s.pos.clone().or(s.after.clone())
         };
         let mut start_after = match start {
-            Some(k) => Some(String::from_utf8(k).map_err(|_| anyhow!("range start is not UTF-8 (corrupt checkpoint?)"))?),
+            Some(k) => Some(
+                String::from_utf8(k)
+                    .map_err(|_| anyhow!("range start is not UTF-8 (corrupt checkpoint?)"))?,
+            ),
             None => None,
         };
         let mut token: Option<String> = None;
+        // Whether this range already had a page trimmed (see crossing_page_keys).
+        let mut trimmed = false;
         let mut part: Option<ChunkWriter> = None;
         let mut page = Page::default();
         let mut lines = Vec::new();
         let outcome = loop {
-            let out = match self.fetch(start_after.as_deref(), token.as_deref()).await {
-                Ok(o) => o,
+            let (max_keys, trim) = {
+                let g = self.sched.lock().unwrap();
+                let s = &g.slots[i];
+                if s.pos.is_none() && s.parent.is_some() {
+                    // The first page of a split-off range: the split point may have fallen in a gap
+                    // of the key space, and then the whole page belongs to the ranges above. Probe.
+                    (PROBE_KEYS.min(self.cfg.page_size), false)
+                } else if trimmed || matches!(s.end, End::Open) {
+                    (self.cfg.page_size, false)
+                } else {
+                    let k = crossing_page_keys(
+                        self.cfg.page_size,
+                        s.page_width,
+                        ranges::width(s.lo(prefix), &s.end, prefix),
+                    );
+                    (k, k < self.cfg.page_size)
+                }
+            };
+            trimmed |= trim;
+            let info = match self
+                .fetch(
+                    start_after.as_deref(),
+                    token.as_deref(),
+                    max_keys,
+                    &mut page,
+                )
+                .await
+            {
+                Ok(i) => i,
                 Err(msg) => {
                     self.n.errors.fetch_add(1, Relaxed);
-                    self.note(format!("range after {:?}: page failed {msg}", start_after.as_deref().unwrap_or("")));
+                    self.note(format!(
+                        "range after {:?}: page failed {msg}",
+                        start_after.as_deref().unwrap_or("")
+                    ));
                     break St::Failed;
                 }
             };
-            page.fill(&out, out.encoding_type() == Some(&EncodingType::Url), &self.cfg.cutoff)?;
-            let truncated = out.is_truncated().unwrap_or(false);
+            let truncated = info.truncated;
             // Decide under the mutex which keys belong to this range, and advance pos over them.
             let admitted = {
                 let mut g = self.sched.lock().unwrap();
                 let s = &mut g.slots[i];
-                let n = (0..page.recs.len()).take_while(|&j| s.end.admits(page.key(j))).count();
+                let n = (0..page.recs.len())
+                    .take_while(|&j| s.end.admits(page.key(j)))
+                    .count();
                 s.listed += n as u64;
                 if n > 0 {
                     let last = page.key(n - 1);
-                    s.page_width = ranges::span(s.lo(prefix), last);
+                    // Width of a full page at this page's density (short pages are normal).
+                    s.page_width = ranges::span(s.lo(prefix), last)
+                        + (self.cfg.page_size as f64 / n as f64).log2();
                     s.pos = Some(last.to_vec());
                 }
                 n
             };
             self.n.listed.fetch_add(admitted as u64, Relaxed);
-            self.n.bytes.fetch_add(page.recs[..admitted].iter().map(|r| r.4).sum::<u64>(), Relaxed);
+            self.n.returned.fetch_add(page.recs.len() as u64, Relaxed);
+            self.n.bytes.fetch_add(
+                page.recs[..admitted].iter().map(|r| r.4).sum::<u64>(),
+                Relaxed,
+            );
             let mut written = 0;
             for j in 0..admitted {
                 if !page.recs[j].3 {
@@ -573,10 +662,9 @@ impl Shared {
                 }
                 written += 1;
                 match &self.out {
-                    Out::Parts { dir, next } => {
+                    Out::Chunks(set) => {
                         if part.is_none() {
-                            let id = next.fetch_add(1, Relaxed);
-                            part = Some(ChunkWriter::create(dir.join(part_name(id)), SCHEMA)?);
+                            part = Some(set.new_chunk()?);
                         }
                         let w = part.as_mut().unwrap();
                         w.push(page.key(j), page.meta(j))?;
@@ -592,20 +680,29 @@ impl Shared {
             }
             if let Out::Lines { out, .. } = &self.out {
                 if !lines.is_empty() {
-                    out.lock().unwrap().write_all(&lines).context("writing keys to stdout")?;
+                    out.lock()
+                        .unwrap()
+                        .write_all(&lines)
+                        .context("writing keys to stdout")?;
                     lines.clear();
                 }
             }
             self.n.written.fetch_add(written, Relaxed);
-            self.n.filtered.fetch_add(admitted as u64 - written, Relaxed);
+            self.n
+                .filtered
+                .fetch_add(admitted as u64 - written, Relaxed);
             if admitted < page.recs.len() || !truncated {
                 break St::Done;
             }
-            token = out.next_continuation_token().map(str::to_string);
+            token = info.next_token;
             if token.is_none() {
                 // Truncated without a token: continue after the last key instead.
                 let g = self.sched.lock().unwrap();
-                start_after = g.slots[i].pos.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()).or(start_after);
+                start_after = g.slots[i]
+                    .pos
+                    .as_ref()
+                    .map(|k| String::from_utf8_lossy(k).into_owned())
+                    .or(start_after);
             }
         };
         if let Some(w) = part.take() {
@@ -620,81 +717,55 @@ impl Shared {
     }
 }
 
+/// MaxKeys for the next page of a range where a full page spans a log2 width of `page_width` (from
+/// the range's last page, or inherited from the range it was split from) and a log2 width of `left`
+/// is left before the range's end. When less than a page is estimated to be left, asks for about that
+/// many keys (+30% and 8) instead of a full page: keys past the end belong to the next range and are
+/// thrown away, and the server's work for them (on Garage, most of the cost of a page) is wasted.
+/// Only one page per range is trimmed: if the estimate was short, the range continues with full pages.
+fn crossing_page_keys(page_size: i32, page_width: f64, left: f64) -> i32 {
+    if !page_width.is_finite() || left == f64::INFINITY {
+        return page_size;
+    }
+    if left == f64::NEG_INFINITY {
+        return 1.min(page_size);
+    }
+    let est = page_size as f64 * (left - page_width).exp2();
+    if est >= page_size as f64 {
+        return page_size;
+    }
+    ((est * 1.3).ceil() as i32 + 8).clamp(1, page_size)
+}
+
 /// (retryable, slow down everyone)
 fn classify<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> (bool, bool) {
     match e {
         SdkError::ServiceError(se) => {
             let code = se.err().code().unwrap_or("");
             let status = Some(se.raw().status().as_u16());
-            let slow = status == Some(503) || status == Some(429) || code == "SlowDown" || code == "Throttling";
+            let slow = status == Some(503)
+                || status == Some(429)
+                || code == "SlowDown"
+                || code == "Throttling";
             // A 2xx that could not be parsed (truncated or garbled body) is worth another try too.
             let garbled = code.is_empty() && status.is_some_and(|s| (200..300).contains(&s));
-            let retryable = slow || garbled || status.is_some_and(|s| s >= 500) || matches!(code, "InternalError" | "RequestTimeout");
+            let retryable = slow
+                || garbled
+                || status.is_some_and(|s| s >= 500)
+                || matches!(code, "InternalError" | "RequestTimeout");
             (retryable, slow)
         }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => (true, false),
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            (true, false)
+        }
         _ => (false, false),
     }
 }
 
-fn part_name(id: u64) -> String {
-    format!("part-{id:06}.krc")
-}
-
-fn part_id(name: &str) -> Option<u64> {
-    name.strip_prefix("part-")?.strip_suffix(".krc")?.parse().ok()
-}
-
-/// Complete part files in `dir` (and chunk files of an interrupted finalization), with first and last
-/// keys. Removes temporary files of parts that were being written.
-/// A complete part on disk: first key, last key, path.
-type PartFile = (Vec<u8>, Vec<u8>, PathBuf);
-
-fn scan_parts(dir: &Path) -> Result<Vec<PartFile>> {
-    let mut v = Vec::new();
-    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let p = e?.path();
-        let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
-        if (name.starts_with(".part-") || name.starts_with(".chunk-")) && name.ends_with(".tmp") {
-            std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
-        } else if part_id(&name).is_some() || ((name.starts_with("chunk-") || name.starts_with("stage-")) && name.ends_with(".krc")) {
-            let mut c = ChunkCursor::open(&p)?;
-            let (mut first, mut last) = (None, Vec::new());
-            while c.advance()? {
-                if first.is_none() {
-                    first = Some(c.key().to_vec());
-                }
-                if c.consumed() == c.data_len() {
-                    last = c.key().to_vec();
-                }
-            }
-            match first {
-                Some(f) => v.push((f, last, p)),
-                None => std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?,
-            }
-        }
-    }
-    Ok(v)
-}
-
-/// Renames parts into `chunk-NNNNNN.krc` in key order and writes the manifest (disjointness checked).
-fn finalize(dir: &Path, mut parts: Vec<PartFile>, info: serde_json::Value) -> Result<u64> {
-    parts.sort();
-    let staged: Vec<PathBuf> = parts
-        .iter()
-        .enumerate()
-        .map(|(i, (_, _, p))| {
-            let s = dir.join(format!("stage-{i:06}.krc"));
-            std::fs::rename(p, &s).with_context(|| format!("renaming {}", p.display())).map(|_| s)
-        })
-        .collect::<Result<_>>()?;
-    for (i, s) in staged.iter().enumerate() {
-        let c = dir.join(format!("chunk-{i:06}.krc"));
-        std::fs::rename(s, &c).with_context(|| format!("renaming {}", s.display()))?;
-    }
-    let (w, kept) = ChunkSetWriter::resume(dir, SCHEMA)?;
-    w.finish(Producer::current(TOOL), true, info)?;
-    Ok(kept.len() as u64)
+/// Files of an unfinished listing written by keyrecon-list-s3 before chunks went straight into the set.
+fn is_legacy_part(name: &str) -> bool {
+    (name.starts_with("part-") || name.starts_with("stage-") || name.starts_with(".part-"))
+        && (name.ends_with(".krc") || name.ends_with(".tmp"))
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -717,29 +788,61 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
     };
     let first = Slot::new(
         cfg.start_after.clone().map(String::into_bytes),
-        cfg.end_before.clone().map_or(End::Open, |e| End::Excl(e.into_bytes())),
+        cfg.end_before
+            .clone()
+            .map_or(End::Open, |e| End::Excl(e.into_bytes())),
     );
-    let mut old_parts = Vec::new();
     let (out, slots, checkpoint, resumed) = match &sink {
-        Sink::Lines { terminator } => {
-            (Out::Lines { out: Mutex::new(std::io::BufWriter::with_capacity(1 << 20, std::io::stdout())), terminator: *terminator }, vec![first], None, false)
-        }
+        Sink::Lines { terminator } => (
+            Out::Lines {
+                out: Mutex::new(std::io::BufWriter::with_capacity(
+                    1 << 20,
+                    std::io::stdout(),
+                )),
+                terminator: *terminator,
+            },
+            vec![first],
+            None,
+            false,
+        ),
         Sink::ChunkSet { dir, force, resume } => {
             let cp_path = dir.join(CHECKPOINT);
             if *resume {
-                let (slots, next, parts) = load_resume(dir, &cp_path, &settings)?;
-                old_parts = parts;
-                (Out::Parts { dir: dir.clone(), next: AtomicU64::new(next) }, slots, Some(cp_path), true)
+                let (set, slots) = load_resume(dir, &cp_path, &settings)?;
+                (
+                    Out::Chunks(set.with_write_buffer(CHUNK_WRITE_BUF)),
+                    slots,
+                    Some(cp_path),
+                    true,
+                )
             } else {
-                prepare_fresh(dir, *force)?;
-                (Out::Parts { dir: dir.clone(), next: AtomicU64::new(0) }, vec![first], Some(cp_path), false)
+                let set = prepare_fresh(dir, *force)?;
+                (
+                    Out::Chunks(set.with_write_buffer(CHUNK_WRITE_BUF)),
+                    vec![first],
+                    Some(cp_path),
+                    false,
+                )
             }
         }
     };
-    let pending: VecDeque<usize> = slots.iter().enumerate().filter(|(_, s)| s.state == St::Pending).map(|(i, _)| i).collect();
+    let pending: VecDeque<usize> = slots
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.state == St::Pending)
+        .map(|(i, _)| i)
+        .collect();
     let done_before = slots.iter().filter(|s| s.state == St::Done).count() as u64;
     let initial_streams = if resumed { 0 } else { cfg.parallel };
-    let sched = Sched { slots, initial_streams, pending, active: 0, splits: 0, checkpoint, settings };
+    let sched = Sched {
+        slots,
+        initial_streams,
+        pending,
+        active: 0,
+        splits: 0,
+        checkpoint,
+        settings,
+    };
     sched.save()?;
     let sh = Arc::new(Shared {
         client,
@@ -747,10 +850,11 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
         sched: Mutex::new(sched),
         wake: tokio::sync::Notify::new(),
         n: Counters::default(),
-        throttle: Throttle { state: Mutex::new((Instant::now(), Duration::ZERO)) },
+        throttle: Throttle {
+            state: Mutex::new((Instant::now(), Duration::ZERO)),
+        },
         out,
         messages: Mutex::new(Vec::new()),
-        parts: Mutex::new(old_parts),
     });
     sh.n.ranges_done.store(done_before, Relaxed);
 
@@ -760,12 +864,17 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
         let sh = sh.clone();
         tasks.spawn(async move {
             loop {
-                let next = sh.sched.lock().unwrap().next_work(sh.cfg.prefix.as_bytes())?;
+                let next = sh
+                    .sched
+                    .lock()
+                    .unwrap()
+                    .next_work(sh.cfg.prefix.as_bytes())?;
                 match next {
                     Next::Work(i) => sh.run_range(i).await?,
                     Next::Finished => return Ok::<(), anyhow::Error>(()),
                     Next::Wait => {
-                        let _ = tokio::time::timeout(Duration::from_millis(20), sh.wake.notified()).await;
+                        let _ = tokio::time::timeout(Duration::from_millis(20), sh.wake.notified())
+                            .await;
                     }
                 }
             }
@@ -773,7 +882,9 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
     }
     let mut first_err = None;
     while let Some(r) = tasks.join_next().await {
-        let r = r.map_err(|e| anyhow!("listing task panicked: {e}")).and_then(|r| r);
+        let r = r
+            .map_err(|e| anyhow!("listing task panicked: {e}"))
+            .and_then(|r| r);
         if let Err(e) = r {
             if first_err.is_none() {
                 first_err = Some(e);
@@ -782,11 +893,15 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
         }
     }
     ticker.abort();
+    let _ = ticker.await; // its clone of the run state is dropped before we take it back below
     if !cfg.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         eprint!("\r\x1b[2K");
     }
     if let Out::Lines { out, .. } = &sh.out {
-        out.lock().unwrap().flush().context("writing keys to stdout")?;
+        out.lock()
+            .unwrap()
+            .flush()
+            .context("writing keys to stdout")?;
     }
     if let Some(e) = first_err {
         return Err(e);
@@ -805,6 +920,7 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
         keys_filtered: n.filtered.load(Relaxed),
         bytes: n.bytes.load(Relaxed),
         pages: n.pages.load(Relaxed),
+        keys_returned: n.returned.load(Relaxed),
         retries: n.retries.load(Relaxed),
         slowdowns: n.slowdowns.load(Relaxed),
         errors: n.errors.load(Relaxed),
@@ -821,78 +937,119 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
     };
     drop(g);
     if let Sink::ChunkSet { dir, .. } = &sink {
-        if sum.complete {
-            let parts = std::mem::take(&mut *sh.parts.lock().unwrap());
-            sum.chunks = finalize(dir, parts, serde_json::to_value(&sum)?)?;
+        let sh =
+            Arc::into_inner(sh).ok_or_else(|| anyhow!("listing tasks still hold the run state"))?;
+        if let (true, Out::Chunks(set)) = (sum.complete, sh.out) {
+            sum.chunks = set.chunks().len() as u64;
+            set.finish_key_ordered(Producer::current(TOOL), serde_json::to_value(&sum)?)?;
             let cp = dir.join(CHECKPOINT);
             std::fs::remove_file(&cp).with_context(|| format!("removing {}", cp.display()))?;
         }
         let p = dir.join(SUMMARY);
-        std::fs::write(&p, serde_json::to_vec_pretty(&sum)?).with_context(|| format!("writing {}", p.display()))?;
+        std::fs::write(&p, serde_json::to_vec_pretty(&sum)?)
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(sum)
 }
 
-/// Checks a fresh run may use `dir`, clearing what `force` allows.
-fn prepare_fresh(dir: &Path, force: bool) -> Result<()> {
-    ChunkSetWriter::create(dir, SCHEMA, force)?;
+/// Checks a fresh run may use `dir`, clearing what `force` allows, and opens the chunk-set writer.
+fn prepare_fresh(dir: &Path, force: bool) -> Result<ChunkSetWriter> {
     let mut leftovers = Vec::new();
-    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let p = e?.path();
-        let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
-        if part_id(&name).is_some() || name == CHECKPOINT || (name.starts_with(".part-") && name.ends_with(".tmp")) || name.starts_with("stage-") {
-            leftovers.push(p);
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd {
+            let p = e?.path();
+            let name = p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            if name == CHECKPOINT || name == SUMMARY || is_legacy_part(&name) {
+                leftovers.push(p);
+            }
         }
     }
-    if !leftovers.is_empty() {
-        if !force {
-            bail!("{}: holds an unfinished listing (checkpoint/parts); pass --resume to continue it or --force to start over", dir.display());
-        }
+    if leftovers.iter().any(|p| p.ends_with(CHECKPOINT)) && !force {
+        bail!("{}: holds an unfinished listing (checkpoint.json); pass --resume to continue it or --force to start over", dir.display());
+    }
+    let set = ChunkSetWriter::create(dir, SCHEMA, force)?;
+    if force {
         for p in leftovers {
             std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
         }
     }
-    Ok(())
+    Ok(set)
 }
 
 /// Rebuilds the ranges of an interrupted run: done ranges stay done, the others continue after the last
-/// key of the parts they hold. Returns the slots, the next part id and the parts.
-fn load_resume(dir: &Path, cp_path: &Path, settings: &CheckpointSettings) -> Result<(Vec<Slot>, u64, Vec<PartFile>)> {
-    let body = std::fs::read(cp_path).with_context(|| format!("--resume: reading {} (nothing to resume?)", cp_path.display()))?;
-    let cp: Checkpoint = serde_json::from_slice(&body).with_context(|| format!("parsing {}", cp_path.display()))?;
+/// key of the chunks they hold. Returns the reopened chunk-set writer and the slots.
+fn load_resume(
+    dir: &Path,
+    cp_path: &Path,
+    settings: &CheckpointSettings,
+) -> Result<(ChunkSetWriter, Vec<Slot>)> {
+    let body = std::fs::read(cp_path).with_context(|| {
+        format!(
+            "--resume: reading {} (nothing to resume?)",
+            cp_path.display()
+        )
+    })?;
+    let cp: Checkpoint =
+        serde_json::from_slice(&body).with_context(|| format!("parsing {}", cp_path.display()))?;
     if cp.settings != *settings {
-        bail!("--resume: {} was written for {:?}, this run asks for {:?}", cp_path.display(), cp.settings, settings);
+        bail!(
+            "--resume: {} was written for {:?}, this run asks for {:?}",
+            cp_path.display(),
+            cp.settings,
+            settings
+        );
     }
     let mut slots = Vec::new();
     for r in &cp.ranges {
         let after = match &r.after_hex {
-            Some(h) => Some(unhex(h).ok_or_else(|| anyhow!("{}: bad hex {h:?}", cp_path.display()))?),
+            Some(h) => {
+                Some(unhex(h).ok_or_else(|| anyhow!("{}: bad hex {h:?}", cp_path.display()))?)
+            }
             None => None,
         };
-        let end = end_from_str(&r.end).ok_or_else(|| anyhow!("{}: bad range end {:?}", cp_path.display(), r.end))?;
+        let end = end_from_str(&r.end)
+            .ok_or_else(|| anyhow!("{}: bad range end {:?}", cp_path.display(), r.end))?;
         let mut s = Slot::new(after, end);
         if r.done {
             s.state = St::Done;
         }
         slots.push(s);
     }
-    let parts = scan_parts(dir)?;
-    let mut next = 0;
-    for (first, last, p) in &parts {
-        let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
-        next = next.max(part_id(&name).map_or(0, |i| i + 1));
+    if let Some(old) = std::fs::read_dir(dir)?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| is_legacy_part(n))
+    {
+        bail!("{}: {old} was written by an older keyrecon-list-s3 that cannot be resumed by this one; rerun with --force", dir.display());
+    }
+    let (set, _) = ChunkSetWriter::resume(dir, SCHEMA)?;
+    for c in set.chunks() {
+        let p = dir.join(&c.file);
+        let (first, last) = (
+            unhex(&c.first_key_hex).unwrap_or_default(),
+            unhex(&c.last_key_hex).unwrap_or_default(),
+        );
         let s = slots
             .iter_mut()
-            .find(|s| s.contains(first))
-            .ok_or_else(|| anyhow!("{}: holds keys outside every checkpointed range", p.display()))?;
-        if !s.contains(last) {
+            .find(|s| s.contains(&first))
+            .ok_or_else(|| {
+                anyhow!(
+                    "{}: holds keys outside every checkpointed range",
+                    p.display()
+                )
+            })?;
+        if !s.contains(&last) {
             bail!("{}: spans more than one checkpointed range", p.display());
         }
-        if s.pos.as_ref().is_none_or(|pos| last > pos) {
-            s.pos = Some(last.clone());
+        if s.pos.as_ref().is_none_or(|pos| last > *pos) {
+            s.pos = Some(last);
         }
     }
-    Ok((slots, next, parts))
+    Ok((set, slots))
 }
 
 fn spawn_ticker(sh: Arc<Shared>) -> tokio::task::JoinHandle<()> {
@@ -902,7 +1059,11 @@ fn spawn_ticker(sh: Arc<Shared>) -> tokio::task::JoinHandle<()> {
             return;
         }
         let tty = std::io::stderr().is_terminal();
-        let every = if tty { Duration::from_millis(500) } else { Duration::from_secs(30) };
+        let every = if tty {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_secs(30)
+        };
         let start = Instant::now();
         loop {
             tokio::time::sleep(every).await;
@@ -927,4 +1088,24 @@ fn spawn_ticker(sh: Arc<Shared>) -> tokio::task::JoinHandle<()> {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crossing_page_is_trimmed_to_what_is_left() {
+        // A full page spans width 10: 1/8 of that left = ~125 keys, ask for 125*1.3+8.
+        assert_eq!(crossing_page_keys(1000, 10.0, 7.0), 171);
+        // More than a page left, unknown density, an open end: full pages.
+        assert_eq!(crossing_page_keys(1000, 10.0, 10.5), 1000);
+        assert_eq!(crossing_page_keys(1000, f64::NEG_INFINITY, 7.0), 1000);
+        assert_eq!(crossing_page_keys(1000, 10.0, f64::INFINITY), 1000);
+        // Nothing left by the estimate: one key confirms the end.
+        assert_eq!(crossing_page_keys(1000, 10.0, f64::NEG_INFINITY), 1);
+        // Never more than the page size, never less than 1.
+        assert_eq!(crossing_page_keys(20, 10.0, 9.9), 20);
+        assert_eq!(crossing_page_keys(1000, 10.0, -40.0), 9);
+    }
 }

@@ -3,6 +3,7 @@
 //! - [`client`]: an aws-sdk-s3 client from AWS conventions (credential chain, profiles, endpoint, region).
 //! - [`ranges`]: key-space ranges and UTF-8-safe split points.
 //! - [`list`]: the parallel lister (work stealing, retries, slow-down, checkpoint/resume, output).
+//! - [`listxml`]: ListObjectsV2 bodies taken from the SDK's HTTP client and parsed byte-level.
 //! - [`inventory`]: S3 Inventory manifests and their CSV.gz files.
 //!
 //! Records carry key, size, ETag (without quotes), LastModified (microseconds since the epoch) and storage
@@ -12,6 +13,7 @@
 pub mod client;
 pub mod inventory;
 pub mod list;
+pub mod listxml;
 pub mod ranges;
 
 use anyhow::{anyhow, bail, Result};
@@ -49,9 +51,13 @@ impl Cutoff {
 /// Parses a duration: `90s`, `15m`, `36h`, `7d`, `2w`, or a number of seconds.
 pub fn parse_age(s: &str) -> Result<std::time::Duration> {
     let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| anyhow!("{s:?} is not a duration (examples: 90s, 15m, 36h, 7d)"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| anyhow!("{s:?} is not a duration (examples: 90s, 15m, 36h, 7d)"))?;
     let mult = match unit {
         "" | "s" => 1.0,
         "m" => 60.0,
@@ -66,13 +72,16 @@ pub fn parse_age(s: &str) -> Result<std::time::Duration> {
 /// Parses an RFC 3339 time (`2024-05-01T00:00:00Z`) into microseconds since the epoch.
 pub fn parse_time_us(s: &str) -> Result<i64> {
     use aws_sdk_s3::primitives::{DateTime, DateTimeFormat};
-    let t = DateTime::from_str(s.trim(), DateTimeFormat::DateTime).map_err(|e| anyhow!("{s:?} is not an RFC 3339 time such as 2024-05-01T00:00:00Z: {e}"))?;
+    let t = DateTime::from_str(s.trim(), DateTimeFormat::DateTime)
+        .map_err(|e| anyhow!("{s:?} is not an RFC 3339 time such as 2024-05-01T00:00:00Z: {e}"))?;
     Ok(t.secs() * 1_000_000 + (t.subsec_nanos() / 1000) as i64)
 }
 
 /// Microseconds since the epoch, now.
 pub fn now_us() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
 }
 
 pub(crate) fn hex(b: &[u8]) -> String {
@@ -95,8 +104,20 @@ mod tests {
         assert!(c.admits(None) && c.admits(Some(5)));
         c.narrow(Some(10), None);
         c.narrow(Some(5), Some(20));
-        assert_eq!(c, Cutoff { min_mtime_us: Some(10), max_mtime_us: Some(20) });
-        assert!(!c.admits(Some(9)) && c.admits(Some(10)) && c.admits(Some(20)) && !c.admits(Some(21)) && !c.admits(None));
+        assert_eq!(
+            c,
+            Cutoff {
+                min_mtime_us: Some(10),
+                max_mtime_us: Some(20)
+            }
+        );
+        assert!(
+            !c.admits(Some(9))
+                && c.admits(Some(10))
+                && c.admits(Some(20))
+                && !c.admits(Some(21))
+                && !c.admits(None)
+        );
     }
 
     #[test]
