@@ -9,9 +9,9 @@ use keyrecon::chunk::reader::SortedCursor;
 use keyrecon::input::{for_each_key, Format, InputSpec, Rejects};
 use keyrecon::record::Schema;
 use keyrecon::sort::{SortConfig, Sorter};
-use std::io::{Read, Write};
 #[allow(unused_imports)]
 use std::io::BufRead as _;
+use std::io::{Read, Write};
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
@@ -59,7 +59,12 @@ fn main() {
             let keys = f.split(b'\n').map(|l| Key(l.unwrap())).filter(|k| !k.0.is_empty());
             // ~32-byte keys in a Vec cost ~56 bytes each (24 B header + heap block).
             let seg = mem / 56;
-            let sorted = extsort::ExternalSorter::new().with_segment_size(seg).with_sort_dir(tmp).with_parallel_sort().sort(keys).unwrap();
+            let sorted = extsort::ExternalSorter::new()
+                .with_segment_size(seg)
+                .with_sort_dir(tmp)
+                .with_parallel_sort()
+                .sort(keys)
+                .unwrap();
             let mut n = 0u64;
             let mut last: Option<Key> = None;
             for k in sorted {

@@ -159,22 +159,41 @@ pub struct DiffWriter {
     scratch: Vec<Vec<u8>>,
 }
 
-pub const FILES: [&str; 5] = ["missing-on-target.txt", "missing-on-source.txt", "differ.txt", "match.txt", "combined.txt"];
+pub const FILES: [&str; 5] =
+    ["missing-on-target.txt", "missing-on-source.txt", "differ.txt", "match.txt", "combined.txt"];
 
 impl DiffWriter {
     pub fn create(opt: DiffOptions) -> Result<Self> {
         let d = opt.out_dir.clone();
         std::fs::create_dir_all(&d).ctx(&d)?;
         let fields = |s: Schema| -> Vec<&'static str> { std::iter::once("key").chain(s.names()).collect() };
-        let mot_csv = if opt.source_schema.is_keys_only() { None } else { Some(CsvOut::create(&d, "missing-on-target.csv", &fields(opt.source_schema))?) };
-        let mos_csv = if opt.target_schema.is_keys_only() { None } else { Some(CsvOut::create(&d, "missing-on-source.csv", &fields(opt.target_schema))?) };
+        let mot_csv = if opt.source_schema.is_keys_only() {
+            None
+        } else {
+            Some(CsvOut::create(&d, "missing-on-target.csv", &fields(opt.source_schema))?)
+        };
+        let mos_csv = if opt.target_schema.is_keys_only() {
+            None
+        } else {
+            Some(CsvOut::create(&d, "missing-on-source.csv", &fields(opt.target_schema))?)
+        };
         let differ_csv = if opt.compare == 0 {
             None
         } else {
             Some(CsvOut::create(
                 &d,
                 "differ.csv",
-                &["key", "differs", "source_size", "target_size", "source_etag", "target_etag", "source_mtime", "target_mtime", "origin"],
+                &[
+                    "key",
+                    "differs",
+                    "source_size",
+                    "target_size",
+                    "source_etag",
+                    "target_etag",
+                    "source_mtime",
+                    "target_mtime",
+                    "origin",
+                ],
             )?)
         };
         Ok(DiffWriter {
@@ -227,7 +246,11 @@ impl DiffWriter {
                 c.key(marker, key, t)?;
             }
         }
-        let (csv, schema) = if source { (&mut self.mot_csv, self.opt.source_schema) } else { (&mut self.mos_csv, self.opt.target_schema) };
+        let (csv, schema) = if source {
+            (&mut self.mot_csv, self.opt.source_schema)
+        } else {
+            (&mut self.mos_csv, self.opt.target_schema)
+        };
         if let Some(csv) = csv {
             let row = meta_row(&mut self.scratch, key, meta, schema);
             self.counts.bad_metadata += row.is_err() as u64;
@@ -484,7 +507,11 @@ impl DiffSummary {
     }
     /// diff(1) convention: 0 same, 1 different, 2 trouble.
     pub fn compute_exit_code(&self) -> i32 {
-        if !self.errors.is_empty() || self.details.unwritable_keys > 0 || self.details.bad_metadata > 0 || self.source.rejected + self.target.rejected > 0 {
+        if !self.errors.is_empty()
+            || self.details.unwritable_keys > 0
+            || self.details.bad_metadata > 0
+            || self.source.rejected + self.target.rejected > 0
+        {
             2
         } else if self.differences() {
             1
@@ -522,7 +549,10 @@ impl DiffSummary {
             s.push_str(&format!(" {rej} inputs rejected (see rejects.csv)."));
         }
         if self.details.unwritable_keys > 0 {
-            s.push_str(&format!(" {} keys contain the line terminator and are only in the CSV files: rerun with -z.", self.details.unwritable_keys));
+            s.push_str(&format!(
+                " {} keys contain the line terminator and are only in the CSV files: rerun with -z.",
+                self.details.unwritable_keys
+            ));
         }
         for e in &self.errors {
             s.push_str(&format!(" ERROR: {e}."));

@@ -143,7 +143,8 @@ impl<'a> Partitioner<'a> {
     fn flush(part: &mut Part, dir: &Path, side: char, p: usize, spilled: &mut u64) -> Result<()> {
         let path = Self::spill_path(dir, side, p);
         if part.file.is_none() {
-            part.file = Some(File::options().create(true).read(true).write(true).truncate(true).open(&path).ctx(&path)?);
+            part.file =
+                Some(File::options().create(true).read(true).write(true).truncate(true).open(&path).ctx(&path)?);
         }
         part.file.as_mut().unwrap().write_all(&part.buf).ctx(&path)?;
         part.spilled += part.buf.len() as u64;
@@ -251,7 +252,10 @@ pub fn hash_diff(
     let by_cache = total_est / 32 / 2 / 32_768;
     let max_by_buffers = (mem * 2 / 5 / (2 * (64 << 10))).max(16);
     let max_by_buffers = 1usize << (usize::BITS - 1 - max_by_buffers.leading_zeros());
-    let nparts = cfg.partitions.map(usize::next_power_of_two).unwrap_or_else(|| by_mem.max(by_cache.min(max_by_buffers)).next_power_of_two().clamp(16, 4096));
+    let nparts = cfg
+        .partitions
+        .map(usize::next_power_of_two)
+        .unwrap_or_else(|| by_mem.max(by_cache.min(max_by_buffers)).next_power_of_two().clamp(16, 4096));
     let fits = known.is_some() && total_est * 11 / 10 <= mem * 3 / 4;
     let cap = if fits {
         // Everything stays in memory: size buffers for the expected share plus hashing skew headroom.
@@ -358,7 +362,10 @@ fn load(l: &mut Loaded, mut part: Part, path: &Path) -> Result<()> {
     l.records = part.records as usize;
     let total = part.spilled as usize + part.buf.len();
     if total > u32::MAX as usize {
-        return Err(Error::Other(format!("{}: partition of {total} bytes exceeds 4 GiB; raise --partitions", path.display())));
+        return Err(Error::Other(format!(
+            "{}: partition of {total} bytes exceeds 4 GiB; raise --partitions",
+            path.display()
+        )));
     }
     if let Some(mut f) = part.file.take() {
         use std::io::Seek;
@@ -612,7 +619,8 @@ fn diff_partition_by_sorting(
                 rest = r;
                 let mut meta: &[u8] = &[];
                 if with_meta {
-                    let mlen = get_varint(&mut rest).ok_or_else(|| Error::Other("corrupt spill record".into()))? as usize;
+                    let mlen =
+                        get_varint(&mut rest).ok_or_else(|| Error::Other("corrupt spill record".into()))? as usize;
                     let (m, r) = rest.split_at(mlen);
                     meta = m;
                     rest = r;

@@ -127,12 +127,14 @@ impl Rejects {
         if g.is_none() {
             let f = File::create(path).ctx(path)?;
             let mut w = csv::Writer::from_writer(f);
-            w.write_record(["file", "line", "reason", "key"]).map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+            w.write_record(["file", "line", "reason", "key"])
+                .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
             *g = Some(w);
         }
         let w = g.as_mut().unwrap();
         let line_s = line.to_string();
-        w.write_record([file.as_bytes(), line_s.as_bytes(), reason.as_bytes(), key]).map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+        w.write_record([file.as_bytes(), line_s.as_bytes(), reason.as_bytes(), key])
+            .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
         Ok(())
     }
     pub fn flush(&self) -> Result<()> {
@@ -154,7 +156,9 @@ pub fn for_each_key(
     let reader = spec.open()?;
     match &spec.format {
         Format::Lines | Format::Nul => read_delimited(reader, spec, rejects, progress, &mut f),
-        Format::Csv { column, header, delimiter } => read_csv(reader, spec, column, *header, *delimiter, rejects, progress, &mut f),
+        Format::Csv { column, header, delimiter } => {
+            read_csv(reader, spec, column, *header, *delimiter, rejects, progress, &mut f)
+        }
     }
 }
 
@@ -233,7 +237,12 @@ fn emit(
     }
     if key.len() > spec.max_key_len {
         st.rejected += 1;
-        return rejects.reject(name, line, &format!("key is {} bytes, longer than --max-key-len {}", key.len(), spec.max_key_len), &key[..256.min(key.len())]);
+        return rejects.reject(
+            name,
+            line,
+            &format!("key is {} bytes, longer than --max-key-len {}", key.len(), spec.max_key_len),
+            &key[..256.min(key.len())],
+        );
     }
     st.records_read += 1;
     f(key, line)
@@ -262,9 +271,15 @@ fn read_csv(
         KeyColumn::Index(i) => *i,
         KeyColumn::Name(n) => {
             if !header {
-                return Err(Error::Usage(format!("{name}: --key-column {n:?} is a name; pass --header so the first row names the columns")));
+                return Err(Error::Usage(format!(
+                    "{name}: --key-column {n:?} is a name; pass --header so the first row names the columns"
+                )));
             }
-            let h = rdr.byte_headers().map_err(|e| Error::Parse { path: spec.path.clone(), line: 1, msg: e.to_string() })?;
+            let h = rdr.byte_headers().map_err(|e| Error::Parse {
+                path: spec.path.clone(),
+                line: 1,
+                msg: e.to_string(),
+            })?;
             h.iter().position(|c| c == n.as_bytes()).ok_or_else(|| Error::Parse {
                 path: spec.path.clone(),
                 line: 1,
@@ -293,7 +308,12 @@ fn read_csv(
             None => {
                 st.rejected += 1;
                 let raw = rec.iter().collect::<Vec<_>>().join(&delimiter);
-                rejects.reject(&name, line, &format!("row has {} columns, key column is #{} (1-based)", rec.len(), idx + 1), &raw)?;
+                rejects.reject(
+                    &name,
+                    line,
+                    &format!("row has {} columns, key column is #{} (1-based)", rec.len(), idx + 1),
+                    &raw,
+                )?;
             }
             Some(key) => emit(key, line, spec, &name, rejects, &mut st, f)?,
         }
@@ -361,7 +381,8 @@ mod tests {
     #[test]
     fn csv_by_name_and_missing_column() {
         let data = b"id,key,size\n1,alpha,3\n2\n3,\"be,ta\",4\n";
-        let (k, st, rej) = keys_of(data, Format::Csv { column: KeyColumn::Name("key".into()), header: true, delimiter: b',' });
+        let (k, st, rej) =
+            keys_of(data, Format::Csv { column: KeyColumn::Name("key".into()), header: true, delimiter: b',' });
         assert_eq!(k, vec![b"alpha".to_vec(), b"be,ta".to_vec()]);
         assert_eq!((st.rejected, rej), (1, 1));
         let (k, _, _) = keys_of(b"x,y\n", Format::Csv { column: KeyColumn::Index(1), header: false, delimiter: b',' });

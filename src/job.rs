@@ -75,7 +75,9 @@ fn compare_bits(cfg: &DiffConfig) -> Result<u8> {
                 }
                 for (side, schema) in [("source", s), ("target", t)] {
                     if !schema.has(b) {
-                        return Err(Error::Usage(format!("--compare {n}: the {side} carries no {n} (its records have {schema})")));
+                        return Err(Error::Usage(format!(
+                            "--compare {n}: the {side} carries no {n} (its records have {schema})"
+                        )));
                     }
                 }
                 bits |= b;
@@ -87,7 +89,9 @@ fn compare_bits(cfg: &DiffConfig) -> Result<u8> {
 
 fn side_stats(side: &Side) -> SideStats {
     match side {
-        Side::ChunkSet(c) => SideStats { input: c.dir.display().to_string(), kind: "chunkset".into(), ..Default::default() },
+        Side::ChunkSet(c) => {
+            SideStats { input: c.dir.display().to_string(), kind: "chunkset".into(), ..Default::default() }
+        }
         Side::File(f) => SideStats { input: f.display(), kind: "file".into(), ..Default::default() },
     }
 }
@@ -121,7 +125,12 @@ pub fn diff(cfg: DiffConfig) -> Result<DiffSummary> {
         source_schema: cfg.source.schema(),
         target_schema: cfg.target.schema(),
     })?;
-    let mut summary = DiffSummary { source: side_stats(&cfg.source), target: side_stats(&cfg.target), mem_budget_bytes: cfg.mem as u64, ..Default::default() };
+    let mut summary = DiffSummary {
+        source: side_stats(&cfg.source),
+        target: side_stats(&cfg.target),
+        mem_budget_bytes: cfg.mem as u64,
+        ..Default::default()
+    };
     summary.compared = Schema(compare).names().into_iter().map(String::from).collect();
     let both_sets = matches!((&cfg.source, &cfg.target), (Side::ChunkSet(_), Side::ChunkSet(_)));
     let engine = match cfg.engine {
@@ -130,13 +139,18 @@ pub fn diff(cfg: DiffConfig) -> Result<DiffSummary> {
         e => e,
     };
     let total = size_hint(&cfg.source).zip(size_hint(&cfg.target)).map(|(a, b)| a + b);
-    let progress = if cfg.quiet { Progress::hidden() } else { Progress::start("keyrecon-diff", "reading", Unit::Bytes, total, false) };
+    let progress = if cfg.quiet {
+        Progress::hidden()
+    } else {
+        Progress::start("keyrecon-diff", "reading", Unit::Bytes, total, false)
+    };
     match engine {
         Engine::Hash => {
             summary.engine = "hash".into();
             let (fs, ft) = (file_source(&cfg.source, &rejects), file_source(&cfg.target, &rejects));
             let hc = HashDiffConfig { mem: cfg.mem, tmp_dir: cfg.tmp_dir.clone(), partitions: None };
-            let (a, b, hs) = hash_diff(as_source(&cfg.source, &fs), as_source(&cfg.target, &ft), &hc, &mut w, &progress.counter)?;
+            let (a, b, hs) =
+                hash_diff(as_source(&cfg.source, &fs), as_source(&cfg.target, &ft), &hc, &mut w, &progress.counter)?;
             fill(&mut summary.source, &a.source.input, a.unique, a.duplicates);
             fill(&mut summary.target, &b.source.input, b.unique, b.duplicates);
             summary.timings.read_ms = hs.read_ms;
@@ -246,7 +260,13 @@ impl SortedCursor for SortedSide {
     }
 }
 
-fn sorted_side(side: &Side, mem: usize, tmp: &std::path::Path, rejects: &Rejects, progress: &AtomicU64) -> Result<SortedSide> {
+fn sorted_side(
+    side: &Side,
+    mem: usize,
+    tmp: &std::path::Path,
+    rejects: &Rejects,
+    progress: &AtomicU64,
+) -> Result<SortedSide> {
     match side {
         Side::ChunkSet(c) => Ok(SortedSide::Set { stream: c.stream()?, unique: 0, data_len: c.data_len() }),
         Side::File(spec) => {
@@ -291,7 +311,11 @@ pub fn sort(cfg: SortJobConfig) -> Result<SortSummary> {
     let writer = ChunkSetWriter::create(&cfg.out, schema, cfg.overwrite)?;
     let rejects = Rejects::new(Some(cfg.out.join("rejects.csv")));
     let total = cfg.inputs.iter().map(|i| i.len_hint()).sum::<Option<u64>>();
-    let progress = if cfg.quiet { Progress::hidden() } else { Progress::start("keyrecon-sort", "reading", Unit::Bytes, total, false) };
+    let progress = if cfg.quiet {
+        Progress::hidden()
+    } else {
+        Progress::start("keyrecon-sort", "reading", Unit::Bytes, total, false)
+    };
     let mut sorter = Sorter::new(SortConfig::new(cfg.mem, &cfg.tmp_dir, schema));
     let mut input = InputStats::default();
     let (mut mapped, mut meta) = (Vec::new(), Vec::new());

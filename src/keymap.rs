@@ -216,7 +216,9 @@ impl KeyMap {
         for r in &self.rules {
             if !r.cond.iter().all(|(neg, a)| a.test(out).map(|t| t != *neg).unwrap_or(false)) {
                 // A regex condition on a non-UTF-8 key is a rejection, not "false".
-                if let Some((_, Atom::Matches(_))) = r.cond.iter().find(|(_, a)| matches!(a, Atom::Matches(_)) && a.test(out).is_none()) {
+                if let Some((_, Atom::Matches(_))) =
+                    r.cond.iter().find(|(_, a)| matches!(a, Atom::Matches(_)) && a.test(out).is_none())
+                {
                     return Err(Cow::Borrowed("key is not UTF-8 (regex rules match UTF-8 only)"));
                 }
                 continue;
@@ -237,25 +239,39 @@ impl KeyMap {
                 }
                 Action::AddSuffix(s) => out.extend_from_slice(s),
                 Action::Replace(re, tmpl) => {
-                    let s = std::str::from_utf8(out).map_err(|_| Cow::Borrowed("key is not UTF-8 (regex rules match UTF-8 only)"))?;
+                    let s = std::str::from_utf8(out)
+                        .map_err(|_| Cow::Borrowed("key is not UTF-8 (regex rules match UTF-8 only)"))?;
                     if let Cow::Owned(new) = re.replace(s, tmpl.as_str()) {
                         *out = new.into_bytes();
                     }
                 }
                 Action::RequirePrefix(p) => {
                     if !out.starts_with(p) {
-                        return Err(Cow::Owned(format!("rule {}: does not start with required prefix {:?}", r.line, String::from_utf8_lossy(p))));
+                        return Err(Cow::Owned(format!(
+                            "rule {}: does not start with required prefix {:?}",
+                            r.line,
+                            String::from_utf8_lossy(p)
+                        )));
                     }
                 }
                 Action::RequireSuffix(s) => {
                     if !out.ends_with(s) {
-                        return Err(Cow::Owned(format!("rule {}: does not end with required suffix {:?}", r.line, String::from_utf8_lossy(s))));
+                        return Err(Cow::Owned(format!(
+                            "rule {}: does not end with required suffix {:?}",
+                            r.line,
+                            String::from_utf8_lossy(s)
+                        )));
                     }
                 }
                 Action::Require(re) => {
-                    let s = std::str::from_utf8(out).map_err(|_| Cow::Borrowed("key is not UTF-8 (regex rules match UTF-8 only)"))?;
+                    let s = std::str::from_utf8(out)
+                        .map_err(|_| Cow::Borrowed("key is not UTF-8 (regex rules match UTF-8 only)"))?;
                     if !re.is_match(s) {
-                        return Err(Cow::Owned(format!("rule {}: does not match required pattern {:?}", r.line, re.as_str())));
+                        return Err(Cow::Owned(format!(
+                            "rule {}: does not match required pattern {:?}",
+                            r.line,
+                            re.as_str()
+                        )));
                     }
                 }
                 Action::Reject(reason) => return Err(Cow::Owned(format!("rule {}: {reason}", r.line))),
@@ -303,7 +319,8 @@ fn parse_rule(words: &[&str], line: usize) -> Result<Rule, String> {
     let mut cond = Vec::new();
     let mut rest = words;
     if words.first() == Some(&"if") {
-        let then = words.iter().position(|w| *w == "then").ok_or_else(|| format!("line {line}: `if` without `then`"))?;
+        let then =
+            words.iter().position(|w| *w == "then").ok_or_else(|| format!("line {line}: `if` without `then`"))?;
         let mut c = &words[1..then];
         if c.is_empty() {
             return Err(format!("line {line}: `if` without a condition"));
@@ -373,7 +390,11 @@ fn parse_atom(c: &[&str], line: usize) -> Result<(Atom, usize), String> {
         Some("ends-with") => (Atom::EndsWith(b(arg(1)?)), 2),
         Some("contains") => (Atom::Contains(b(arg(1)?)), 2),
         Some("matches") => (Atom::Matches(regex(arg(1)?, line)?), 2),
-        Some(w) => return Err(format!("line {line}: unknown condition {w:?} (length, starts-with, ends-with, contains, matches)")),
+        Some(w) => {
+            return Err(format!(
+                "line {line}: unknown condition {w:?} (length, starts-with, ends-with, contains, matches)"
+            ))
+        }
         None => return Err(format!("line {line}: missing condition")),
     })
 }
@@ -397,7 +418,10 @@ mod tests {
         assert_eq!(m(rules, "t01aaaaaaaaaaaaaaaaa_1").unwrap(), "t01aaaaaaaaaaaaaaaaa_1");
         assert!(m(rules, "x01aaaaaaaaaaaaaaaa_1").unwrap_err().contains("required prefix \"t01\""));
         assert!(m(rules, "t01x/d/rest").unwrap_err().contains("required prefix"));
-        assert_eq!(m("if contains /d/ then replace '^(\\w+)/d/(.*)$' 'd/$1/$2'", "t01x/d/rest").unwrap(), "d/t01x/rest");
+        assert_eq!(
+            m("if contains /d/ then replace '^(\\w+)/d/(.*)$' 'd/$1/$2'", "t01x/d/rest").unwrap(),
+            "d/t01x/rest"
+        );
     }
 
     #[test]

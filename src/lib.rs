@@ -26,17 +26,17 @@
 pub mod chunk;
 pub mod cli;
 pub mod diff;
+pub mod error;
 pub mod hashdiff;
 pub mod input;
 pub mod job;
 pub mod keymap;
 pub mod merge;
 pub mod progress;
-pub mod sort;
-pub mod sources;
-pub mod error;
 pub mod record;
 pub mod repair;
+pub mod sort;
+pub mod sources;
 pub mod verify;
 
 pub use error::{Error, Result};

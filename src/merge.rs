@@ -37,7 +37,17 @@ impl<C: SortedCursor> Merge<C> {
     /// [`duplicates`]: Merge::duplicates
     pub fn new(cursors: Vec<C>, dedup: bool) -> Self {
         let k = cursors.len();
-        Merge { live: vec![false; k], cursors, tree: vec![EMPTY; k.max(1)], started: false, dedup, last: Vec::new(), has_last: false, duplicates: 0, records: 0 }
+        Merge {
+            live: vec![false; k],
+            cursors,
+            tree: vec![EMPTY; k.max(1)],
+            started: false,
+            dedup,
+            last: Vec::new(),
+            has_last: false,
+            duplicates: 0,
+            records: 0,
+        }
     }
 
     /// Records dropped because their key equalled the previous one.
@@ -237,7 +247,8 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     fn run(inputs: Vec<Vec<&[u8]>>) -> (Vec<Vec<u8>>, u64) {
-        let cursors = inputs.into_iter().map(|v| VecCursor::new(v.into_iter().map(|k| (k.to_vec(), vec![])).collect())).collect();
+        let cursors =
+            inputs.into_iter().map(|v| VecCursor::new(v.into_iter().map(|k| (k.to_vec(), vec![])).collect())).collect();
         let mut m = Merge::new(cursors, true);
         let mut out = Vec::new();
         while m.advance().unwrap() {
@@ -257,7 +268,11 @@ mod tests {
             (vec![vec![b"a", b"c"], vec![b"b"]], vec![b"a", b"b", b"c"], 0),
             (vec![vec![b"a"], vec![b"a"], vec![b"a"]], vec![b"a"], 2),
             (vec![vec![b"ab", b"abc"], vec![b"a", b"abc\xff"]], vec![b"a", b"ab", b"abc", b"abc\xff"], 0),
-            (vec![vec![b"\xff"], vec![b"\x00"], vec![b"\x7f"], vec![], vec![b"\x00"]], vec![b"\x00", b"\x7f", b"\xff"], 1),
+            (
+                vec![vec![b"\xff"], vec![b"\x00"], vec![b"\x7f"], vec![], vec![b"\x00"]],
+                vec![b"\x00", b"\x7f", b"\xff"],
+                1,
+            ),
         ];
         for (inp, want, dups) in cases {
             let (got, d) = run(inp.clone());
@@ -284,7 +299,9 @@ mod tests {
             let inputs: Vec<Vec<Vec<u8>>> = (0..k)
                 .map(|_| {
                     let n = rng.gen_range(0..200);
-                    let mut v: Vec<Vec<u8>> = (0..n).map(|_| (0..rng.gen_range(0..4)).map(|_| rng.gen_range(0..3u8) * 127).collect()).collect();
+                    let mut v: Vec<Vec<u8>> = (0..n)
+                        .map(|_| (0..rng.gen_range(0..4)).map(|_| rng.gen_range(0..3u8) * 127).collect())
+                        .collect();
                     v.sort();
                     v.dedup();
                     all.extend(v.iter().cloned());
@@ -294,7 +311,8 @@ mod tests {
             let n_all = all.len() as u64;
             all.sort();
             all.dedup();
-            let cursors = inputs.into_iter().map(|v| VecCursor::new(v.into_iter().map(|k| (k, vec![])).collect())).collect();
+            let cursors =
+                inputs.into_iter().map(|v| VecCursor::new(v.into_iter().map(|k| (k, vec![])).collect())).collect();
             let mut m = Merge::new(cursors, true);
             let mut out = Vec::new();
             while m.advance().unwrap() {

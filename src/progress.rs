@@ -71,9 +71,13 @@ fn ticker(tool: &str, label: &str, unit: Unit, total: Option<u64>, c: &AtomicU64
             None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(5)),
         };
         let tmpl = match (unit, total.is_some()) {
-            (Unit::Bytes, true) => "{spinner} {msg} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, ETA {eta})",
+            (Unit::Bytes, true) => {
+                "{spinner} {msg} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, ETA {eta})"
+            }
             (Unit::Bytes, false) => "{spinner} {msg} [{elapsed_precise}] {bytes} ({bytes_per_sec})",
-            (Unit::Items(_), true) => "{spinner} {msg} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} ({per_sec}, ETA {eta})",
+            (Unit::Items(_), true) => {
+                "{spinner} {msg} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} ({per_sec}, ETA {eta})"
+            }
             (Unit::Items(_), false) => "{spinner} {msg} [{elapsed_precise}] {human_pos} ({per_sec})",
         };
         bar.set_style(ProgressStyle::with_template(tmpl).unwrap_or_else(|_| ProgressStyle::default_bar()));
@@ -95,7 +99,10 @@ fn ticker(tool: &str, label: &str, unit: Unit, total: Option<u64>, c: &AtomicU64
                     Unit::Bytes => format!("{} MiB", v >> 20),
                     Unit::Items(name) => format!("{v} {name}"),
                 };
-                let pct = total.filter(|t| *t > 0).map(|t| format!(" ({:.0}%)", v as f64 * 100.0 / t as f64)).unwrap_or_default();
+                let pct = total
+                    .filter(|t| *t > 0)
+                    .map(|t| format!(" ({:.0}%)", v as f64 * 100.0 / t as f64))
+                    .unwrap_or_default();
                 eprintln!("{tool}: {label}: {what}{pct} after {}s", el.as_secs());
             }
         }
@@ -109,7 +116,11 @@ fn ticker(tool: &str, label: &str, unit: Unit, total: Option<u64>, c: &AtomicU64
 /// parent's size. `getrusage` only where /proc is missing.
 pub fn peak_rss_bytes() -> u64 {
     if let Ok(st) = std::fs::read_to_string("/proc/self/status") {
-        if let Some(kb) = st.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()) {
+        if let Some(kb) = st
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        {
             return kb * 1024;
         }
     }

@@ -58,7 +58,9 @@ impl Schema {
             }
             match Self::FIELDS.iter().find(|(_, n)| *n == name) {
                 Some((b, _)) => bits |= b,
-                None => return Err(format!("unknown record field {name:?} (known: key, size, etag, mtime, origin, class)")),
+                None => {
+                    return Err(format!("unknown record field {name:?} (known: key, size, etag, mtime, origin, class)"))
+                }
             }
         }
         Ok(Schema(bits))

@@ -86,7 +86,17 @@ impl Sorter {
         let mem = cfg.mem.max(4096);
         let entries_cap = (mem / 4 / std::mem::size_of::<Entry>()).max(16);
         let arena_cap = (mem - entries_cap * std::mem::size_of::<Entry>()).min(u32::MAX as usize);
-        Sorter { cfg, arena: Vec::new(), entries: Vec::new(), arena_cap, entries_cap, spill_dir: None, runs: Vec::new(), next_run: 0, stats: SortStats::default() }
+        Sorter {
+            cfg,
+            arena: Vec::new(),
+            entries: Vec::new(),
+            arena_cap,
+            entries_cap,
+            spill_dir: None,
+            runs: Vec::new(),
+            next_run: 0,
+            stats: SortStats::default(),
+        }
     }
 
     pub fn stats(&self) -> &SortStats {
@@ -122,7 +132,9 @@ impl Sorter {
         let arena = &self.arena[..];
         let key = |e: &Entry| &arena[e.off as usize..e.off as usize + e.klen as usize];
         // Stable order among equal keys: offsets grow with push order, so ties break by offset.
-        self.entries.par_sort_unstable_by(|a, b| a.prefix.cmp(&b.prefix).then_with(|| key(a).cmp(key(b))).then(a.off.cmp(&b.off)));
+        self.entries.par_sort_unstable_by(|a, b| {
+            a.prefix.cmp(&b.prefix).then_with(|| key(a).cmp(key(b))).then(a.off.cmp(&b.off))
+        });
         let before = self.entries.len();
         self.entries.dedup_by(|b, a| a.prefix == b.prefix && a.klen == b.klen && key(a) == key(b));
         self.stats.duplicates += (before - self.entries.len()) as u64;
@@ -210,14 +222,24 @@ impl Sorter {
             self.sort_buffer();
             self.stats.unique = self.entries.len() as u64;
             let stats = self.stats.clone();
-            return Ok(SortedOutput { inner: Inner::Mem { sorter: self, at: usize::MAX }, stats, dup_base: 0, _spill: None });
+            return Ok(SortedOutput {
+                inner: Inner::Mem { sorter: self, at: usize::MAX },
+                stats,
+                dup_base: 0,
+                _spill: None,
+            });
         }
         self.spill()?;
         self.reduce_runs()?;
         let cursors = self.runs.iter().map(ChunkCursor::open).collect::<Result<Vec<_>>>()?;
         let stats = self.stats.clone();
         let guard = SpillGuard(self.spill_dir.take());
-        Ok(SortedOutput { inner: Inner::Merge(Merge::new(cursors, true)), dup_base: stats.duplicates, stats, _spill: Some(guard) })
+        Ok(SortedOutput {
+            inner: Inner::Merge(Merge::new(cursors, true)),
+            dup_base: stats.duplicates,
+            stats,
+            _spill: Some(guard),
+        })
     }
 
     /// Ends input and writes the result into `out` as disjoint chunks of about `chunk_bytes` each.
@@ -359,7 +381,10 @@ mod tests {
                 assert_eq!(got, want, "round {round} mem {mem} fanin {fanin}");
                 assert_eq!(st.unique + st.duplicates, n as u64, "round {round} mem {mem}");
                 if mem == 4096 && n > 3000 {
-                    assert!(st.runs_spilled > 2 && st.merge_passes > 0, "budget should force multi-level merges: {st:?}");
+                    assert!(
+                        st.runs_spilled > 2 && st.merge_passes > 0,
+                        "budget should force multi-level merges: {st:?}"
+                    );
                 }
             }
         }

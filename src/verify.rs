@@ -155,7 +155,10 @@ struct Shared {
 }
 
 pub fn run(cfg: VerifyConfig) -> Result<VerifySummary> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Error::Other(format!("tokio runtime: {e}")))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Other(format!("tokio runtime: {e}")))?;
     rt.block_on(run_async(cfg))
 }
 
@@ -167,7 +170,8 @@ async fn run_async(cfg: VerifyConfig) -> Result<VerifySummary> {
         Some(d) => Some(Fetcher::connect(&d.connect, &d.tables, &d.key_column, &d.blob_column).await?),
         None => None,
     };
-    let client = crate::sources::s3::client::build(&cfg.s3).await.map_err(|e| Error::Other(format!("S3 client: {e:#}")))?;
+    let client =
+        crate::sources::s3::client::build(&cfg.s3).await.map_err(|e| Error::Other(format!("S3 client: {e:#}")))?;
     let target = Target { client, bucket: cfg.bucket.clone(), multipart_threshold: usize::MAX, part_size: 0 };
     let mut summary = VerifySummary {
         keys_file: keys.source.clone(),
@@ -281,7 +285,8 @@ async fn check(sh: &Shared, item: &Item) -> Checked {
         Err(_) => return failed(c, "key", "target key is not valid UTF-8 (S3 keys are UTF-8 strings)".into()),
     };
     let _permit = sh.throttle.acquire().await;
-    let retry = Retry { throttle: &sh.throttle, max_attempts: sh.cfg.max_attempts, retries: [&sh.retries[0], &sh.retries[1]] };
+    let retry =
+        Retry { throttle: &sh.throttle, max_attempts: sh.cfg.max_attempts, retries: [&sh.retries[0], &sh.retries[1]] };
     let head = match retry.run(Side::S3, &mut c.attempts, || sh.target.head(&tk)).await {
         Err(e) => return failed(c, "head", e.msg),
         Ok(None) => {
@@ -307,10 +312,14 @@ async fn check(sh: &Shared, item: &Item) -> Checked {
             }
             Ok(Lookup::Absent) => tried.push(fetcher.name(i).to_string()),
             Ok(Lookup::NotAKey(why)) => tried.push(format!("{} ({why})", fetcher.name(i))),
-            Err(e) => return failed(c, "fetch", format!("key {:?}: {}", String::from_utf8_lossy(item.origin()), e.msg)),
+            Err(e) => {
+                return failed(c, "fetch", format!("key {:?}: {}", String::from_utf8_lossy(item.origin()), e.msg))
+            }
         }
     }
-    let Some(blob) = blob else { return failed(c, "fetch", format!("not in {}: nothing to compare the object with", tried.join(", "))) };
+    let Some(blob) = blob else {
+        return failed(c, "fetch", format!("not in {}: nothing to compare the object with", tried.join(", ")));
+    };
     sh.live.bytes.fetch_add(blob.len() as u64, Relaxed);
     let md5 = hex(&put::md5(&blob));
     c.blob_size = Some(blob.len() as u64);
@@ -341,7 +350,8 @@ async fn compare(
     blob: &[u8],
     md5: &str,
 ) -> std::result::Result<(String, Option<String>), String> {
-    let size_differs = (head.size != blob.len() as u64).then(|| format!("size: S3 {} bytes, blob {} bytes", head.size, blob.len()));
+    let size_differs =
+        (head.size != blob.len() as u64).then(|| format!("size: S3 {} bytes, blob {} bytes", head.size, blob.len()));
     let Some(etag) = head.etag.as_deref() else { return Ok(("size-only".into(), size_differs)) };
     if let Some(reason) = size_differs {
         // A different size is a difference whatever the ETag says; say which comparison decided it.
@@ -358,7 +368,8 @@ async fn compare(
     let Some(part) = part.filter(|p| *p > 0) else { return Ok(("size-only".into(), None)) };
     let want = put::multipart_etag(blob, part as usize);
     let comparison = format!("multipart-etag(part size {part})");
-    let differs = (!etag.eq_ignore_ascii_case(&want)).then(|| format!("multipart ETag: S3 {etag}, from the blob {want}"));
+    let differs =
+        (!etag.eq_ignore_ascii_case(&want)).then(|| format!("multipart ETag: S3 {etag}, from the blob {want}"));
     Ok((comparison, differs))
 }
 
@@ -371,7 +382,10 @@ fn write_outcomes(cfg: &VerifyConfig, results: &[Checked]) -> Result<()> {
     };
     let mut ok = open("ok.csv", &["key", "origin", "target_key", "size", "etag", "comparison"])?;
     let mut missing = open("missing.csv", &["key", "origin", "target_key"])?;
-    let mut differ = open("differ.csv", &["key", "origin", "target_key", "s3_size", "blob_size", "s3_etag", "blob_md5", "comparison", "reason"])?;
+    let mut differ = open(
+        "differ.csv",
+        &["key", "origin", "target_key", "s3_size", "blob_size", "s3_etag", "blob_md5", "comparison", "reason"],
+    )?;
     let mut failed = open("failed.csv", &["key", "origin", "stage", "attempts", "error"])?;
     let n = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default().into_bytes();
     let s = |v: &Option<String>| v.clone().unwrap_or_default().into_bytes();
@@ -379,7 +393,10 @@ fn write_outcomes(cfg: &VerifyConfig, results: &[Checked]) -> Result<()> {
         let origin = r.item.origin.clone().unwrap_or_default();
         let tk = [&cfg.prefix[..], &r.item.key].concat();
         let (w, row): (&mut (PathBuf, csv::Writer<std::fs::File>), Vec<Vec<u8>>) = match r.verdict {
-            Verdict::Ok => (&mut ok, vec![r.item.key.clone(), origin, tk, n(r.s3_size), s(&r.s3_etag), r.comparison.clone().into_bytes()]),
+            Verdict::Ok => (
+                &mut ok,
+                vec![r.item.key.clone(), origin, tk, n(r.s3_size), s(&r.s3_etag), r.comparison.clone().into_bytes()],
+            ),
             Verdict::Missing => (&mut missing, vec![r.item.key.clone(), origin, tk]),
             Verdict::Differ => (
                 &mut differ,
@@ -397,7 +414,13 @@ fn write_outcomes(cfg: &VerifyConfig, results: &[Checked]) -> Result<()> {
             ),
             Verdict::Failed => (
                 &mut failed,
-                vec![r.item.key.clone(), origin, r.stage.clone().into_bytes(), r.attempts.to_string().into_bytes(), r.reason.clone().into_bytes()],
+                vec![
+                    r.item.key.clone(),
+                    origin,
+                    r.stage.clone().into_bytes(),
+                    r.attempts.to_string().into_bytes(),
+                    r.reason.clone().into_bytes(),
+                ],
             ),
         };
         w.1.write_record(&row).map_err(|e| Error::Other(format!("{}: {e}", w.0.display())))?;

@@ -56,20 +56,46 @@ fn cassandra_listing_diffed_against_s3_listing_finds_exactly_what_the_migration_
     let dir = tempfile::tempdir().unwrap();
     let (cs, ss, out) = (dir.path().join("cass.chunks"), dir.path().join("s3.chunks"), dir.path().join("diff"));
     let o = Command::new(LIST_CASSANDRA)
-        .args(["--contact-points", &node.addr().to_string(), "--keyspace", "media", "--table", "objects", "--key-column", "id"])
-        .args(["--size-of", "blob", "--key-map", "if length == 21 and ends-with _1 then strip-suffix _1; require-prefix t01", "--out"])
+        .args([
+            "--contact-points",
+            &node.addr().to_string(),
+            "--keyspace",
+            "media",
+            "--table",
+            "objects",
+            "--key-column",
+            "id",
+        ])
+        .args([
+            "--size-of",
+            "blob",
+            "--key-map",
+            "if length == 21 and ends-with _1 then strip-suffix _1; require-prefix t01",
+            "--out",
+        ])
         .arg(&cs)
         .env_remove("KEYRECON_CASSANDRA_USERNAME")
         .env_remove("KEYRECON_CASSANDRA_PASSWORD")
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(0), "a key-map rejection is filtering, not trouble: {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "a key-map rejection is filtering, not trouble: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(String::from_utf8_lossy(&std::fs::read(cs.join("rejects.csv")).unwrap()).contains("zzz-legacy"));
 
     let o = g.list(&["--bucket", bucket, "--out", ss.to_str().unwrap(), "--parallel", "4"]);
     support_s3::assert_code(&o, 0);
 
-    let o = Command::new(DIFF).args([cs.as_os_str(), ss.as_os_str()]).arg("--out").arg(&out).args(["--compare", "size", "-q"]).output().unwrap();
+    let o = Command::new(DIFF)
+        .args([cs.as_os_str(), ss.as_os_str()])
+        .arg("--out")
+        .arg(&out)
+        .args(["--compare", "size", "-q"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
     let read = |f: &str| String::from_utf8(std::fs::read(out.join(f)).unwrap()).unwrap();
     let mut want: Vec<String> = (0..n).filter(|i| i % 7 == 0).map(s3_key).collect();

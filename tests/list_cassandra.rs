@@ -35,12 +35,22 @@ fn node_with(rows: Vec<Row>) -> BlockingNode {
 
 fn cmd(node: &BlockingNode, out: &Path, extra: &[&str]) -> Command {
     let mut c = Command::new(BIN);
-    c.args(["--contact-points", &node.addr().to_string(), "--keyspace", "ks", "--table", "t", "--key-column", "k", "--out"])
-        .arg(out)
-        .args(["--request-timeout", "5"])
-        .args(extra)
-        .env_remove("KEYRECON_CASSANDRA_USERNAME")
-        .env_remove("KEYRECON_CASSANDRA_PASSWORD");
+    c.args([
+        "--contact-points",
+        &node.addr().to_string(),
+        "--keyspace",
+        "ks",
+        "--table",
+        "t",
+        "--key-column",
+        "k",
+        "--out",
+    ])
+    .arg(out)
+    .args(["--request-timeout", "5"])
+    .args(extra)
+    .env_remove("KEYRECON_CASSANDRA_USERNAME")
+    .env_remove("KEYRECON_CASSANDRA_PASSWORD");
     c
 }
 
@@ -75,7 +85,10 @@ fn summary(dir: &Path) -> serde_json::Value {
 /// Every chunk file and the manifest's chunk list (not its timestamp/args) of a chunk set.
 fn fingerprint(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
-    let mut out = vec![("chunks".to_string(), m["chunks"].to_string().into_bytes()), ("records".into(), m["records"].to_string().into_bytes())];
+    let mut out = vec![
+        ("chunks".to_string(), m["chunks"].to_string().into_bytes()),
+        ("records".into(), m["records"].to_string().into_bytes()),
+    ];
     for c in m["chunks"].as_array().unwrap() {
         let f = c["file"].as_str().unwrap();
         out.push((f.to_string(), std::fs::read(dir.join(f)).unwrap()));
@@ -92,7 +105,24 @@ fn full_listing_equals_the_fixture_with_sizes_and_writetimes() {
     let node = node_with(rows(n));
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("cass.chunks");
-    let o = run(&node, &out, &["--page-size", "97", "--splits", "40", "--concurrency", "6", "--size-of", "blob", "--writetime-of", "blob", "--chunk-size", "16K"]);
+    let o = run(
+        &node,
+        &out,
+        &[
+            "--page-size",
+            "97",
+            "--splits",
+            "40",
+            "--concurrency",
+            "6",
+            "--size-of",
+            "blob",
+            "--writetime-of",
+            "blob",
+            "--chunk-size",
+            "16K",
+        ],
+    );
     assert_eq!(o.status.code(), Some(0));
     let recs = records(&out);
     assert_eq!(recs.iter().map(|(k, _)| String::from_utf8(k.clone()).unwrap()).collect::<Vec<_>>(), want_keys(n));
@@ -120,7 +150,10 @@ fn full_listing_equals_the_fixture_with_sizes_and_writetimes() {
     let out2 = d.path().join("len.chunks");
     assert_eq!(run(&node, &out2, &["--size-column", "len", "-q"]).status.code(), Some(0));
     let r2 = records(&out2);
-    assert_eq!(r2.iter().map(|(k, m)| (k.clone(), m.size)).collect::<Vec<_>>(), recs.iter().map(|(k, m)| (k.clone(), m.size)).collect::<Vec<_>>());
+    assert_eq!(
+        r2.iter().map(|(k, m)| (k.clone(), m.size)).collect::<Vec<_>>(),
+        recs.iter().map(|(k, m)| (k.clone(), m.size)).collect::<Vec<_>>()
+    );
 
     // An existing chunk set is not replaced without --force.
     let o = run(&node, &out2, &["-q"]);
@@ -152,7 +185,11 @@ fn key_map_maps_keeps_origin_and_rejects_with_reasons() {
     let node = node_with(rs);
     let d = tempfile::tempdir().unwrap();
     let rules = d.path().join("rules.txt");
-    std::fs::write(&rules, "# seed migration rules\nif length == 21 and ends-with _1 then strip-suffix _1\nrequire-prefix t01\n").unwrap();
+    std::fs::write(
+        &rules,
+        "# seed migration rules\nif length == 21 and ends-with _1 then strip-suffix _1\nrequire-prefix t01\n",
+    )
+    .unwrap();
     let out = d.path().join("mapped");
     let o = run(&node, &out, &["--page-size", "64", "--splits", "16", "--key-map", &format!("@{}", rules.display())]);
     assert_eq!(o.status.code(), Some(0), "rejects are reported, not an error");
@@ -188,7 +225,21 @@ fn resume_after_kill_gives_the_same_chunk_set_as_a_clean_run() {
     let n = 4000;
     let node = node_with(rows(n));
     let d = tempfile::tempdir().unwrap();
-    let args = ["--page-size", "50", "--splits", "32", "--concurrency", "4", "--writetime-of", "blob", "--key-map", "add-suffix .bin", "--mem", "64K", "-q"];
+    let args = [
+        "--page-size",
+        "50",
+        "--splits",
+        "32",
+        "--concurrency",
+        "4",
+        "--writetime-of",
+        "blob",
+        "--key-map",
+        "add-suffix .bin",
+        "--mem",
+        "64K",
+        "-q",
+    ];
     let clean = d.path().join("clean");
     assert_eq!(run(&node, &clean, &args).status.code(), Some(0));
 
@@ -266,7 +317,11 @@ fn a_range_that_keeps_failing_is_split_then_reported_with_exit_2() {
     node.faults().fail_token_range(bad, bad, Fault::ReadTimeout);
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("a");
-    let o = run(&node, &out, &["--page-size", "50", "--splits", "8", "--retries", "1", "--split-depth", "3", "--latency-target", "100000"]);
+    let o = run(
+        &node,
+        &out,
+        &["--page-size", "50", "--splits", "8", "--retries", "1", "--split-depth", "3", "--latency-target", "100000"],
+    );
     assert_eq!(o.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("splitting") && stderr.contains("NOT LISTED"), "{stderr}");
@@ -278,7 +333,8 @@ fn a_range_that_keeps_failing_is_split_then_reported_with_exit_2() {
     assert_eq!(s["ranges_split"], 3);
     // Everything outside the failed range was listed; nothing inside it was invented.
     let got = keys(&out);
-    let want: Vec<String> = want_keys(n).into_iter().filter(|k| !(token(k.as_bytes()) > flo && token(k.as_bytes()) <= fhi)).collect();
+    let want: Vec<String> =
+        want_keys(n).into_iter().filter(|k| !(token(k.as_bytes()) > flo && token(k.as_bytes()) <= fhi)).collect();
     let missing = want.iter().filter(|k| !got.contains(k)).count();
     assert_eq!(missing, 0);
     assert!(!got.contains(&"obj00042".to_string()));
@@ -323,7 +379,11 @@ fn rising_page_latency_halves_concurrency_and_is_logged() {
     // Slow pages at first, then the cluster recovers.
     node.faults().delay_next(12, Duration::from_millis(80));
     let d = tempfile::tempdir().unwrap();
-    let o = run(&node, &d.path().join("a"), &["--page-size", "50", "--splits", "16", "--concurrency", "8", "--latency-target", "30"]);
+    let o = run(
+        &node,
+        &d.path().join("a"),
+        &["--page-size", "50", "--splits", "16", "--concurrency", "8", "--latency-target", "30"],
+    );
     assert_eq!(o.status.code(), Some(0));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("throttle: concurrency 8 -> 4 (page latency"), "{stderr}");
@@ -358,7 +418,10 @@ fn diff_of_the_listing_against_an_s3_key_file() {
     let node = node_with(rows(n));
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("cass");
-    assert_eq!(run(&node, &out, &["-q", "--writetime-of", "blob", "--key-map", "add-prefix media/"]).status.code(), Some(0));
+    assert_eq!(
+        run(&node, &out, &["-q", "--writetime-of", "blob", "--key-map", "add-prefix media/"]).status.code(),
+        Some(0)
+    );
     // The S3 side lost obj00007 and obj01000, and has an orphan.
     let mut s3: Vec<String> = (0..n).filter(|i| *i != 7 && *i != 1000).map(|i| format!("media/obj{i:05}")).collect();
     s3.push("media/orphan".into());
@@ -386,13 +449,19 @@ fn credentials_come_from_the_environment_and_are_never_written() {
         .unwrap();
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("a");
-    let o = cmd(&node, &out, &[]).env("KEYRECON_CASSANDRA_USERNAME", "lister").env("KEYRECON_CASSANDRA_PASSWORD", "pa55-w0rd").output().unwrap();
+    let o = cmd(&node, &out, &[])
+        .env("KEYRECON_CASSANDRA_USERNAME", "lister")
+        .env("KEYRECON_CASSANDRA_PASSWORD", "pa55-w0rd")
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(keys(&out).len(), 100);
     let out2 = d.path().join("b");
     let o2 = cmd(&node, &out2, &["--username", "lister", "--password", "pa55-w0rd"]).output().unwrap();
     assert_eq!(o2.status.code(), Some(0));
-    for p in [out.join("manifest.json"), out.join("summary.json"), out2.join("manifest.json"), out2.join("summary.json")] {
+    for p in
+        [out.join("manifest.json"), out.join("summary.json"), out2.join("manifest.json"), out2.join("summary.json")]
+    {
         assert!(!std::fs::read_to_string(&p).unwrap().contains("pa55-w0rd"), "{}", p.display());
     }
     for o in [&o, &o2] {
@@ -404,7 +473,6 @@ fn credentials_come_from_the_environment_and_are_never_written() {
     assert!(!String::from_utf8_lossy(&o.stderr).contains("nope-nope"));
 }
 
-
 #[test]
 fn diff_compare_mtime_flags_rows_written_after_the_target_copy() {
     // Source: the live table. Target: a chunk set of the same keys as the migration copied them (listed
@@ -414,7 +482,11 @@ fn diff_compare_mtime_flags_rows_written_after_the_target_copy() {
     let copied: Vec<Row> = (0..n)
         .map(|i| {
             let wt = DEFAULT_WRITETIME + i as i64 * 1_000_000;
-            Row::new(format!("obj{i:05}")).blob("blob", vec![1]).writetime(if i < 10 { wt - 5_000_000 } else { wt + 5_000_000 })
+            Row::new(format!("obj{i:05}")).blob("blob", vec![1]).writetime(if i < 10 {
+                wt - 5_000_000
+            } else {
+                wt + 5_000_000
+            })
         })
         .collect();
     let tgt = node_with(copied);

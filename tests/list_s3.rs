@@ -15,10 +15,7 @@ use support_s3::{assert_code, garage, keys_of, proxy, read_set, summary};
 fn awkward_keys() -> Vec<String> {
     let mut v: Vec<String> = Vec::new();
     for i in 0..1500 {
-        v.push(format!(
-            "{:08x}",
-            (i as u64).wrapping_mul(2654435761) & 0xffff_ffff
-        ));
+        v.push(format!("{:08x}", (i as u64).wrapping_mul(2654435761) & 0xffff_ffff));
     }
     for i in 0..300 {
         v.push(format!("dir with space/file {i}.txt"));
@@ -32,20 +29,7 @@ fn awkward_keys() -> Vec<String> {
         v.push(format!("deep/2024/01/{:02}/{:04}/part", i % 28, i));
     }
     v.extend(
-        [
-            "a",
-            "a/",
-            "a/b",
-            "a/b/c",
-            "ab",
-            "a b",
-            "a+b",
-            "a%20b",
-            "~!@#$&*()=[]{};:',<>?",
-            "z",
-            "zz",
-        ]
-        .map(String::from),
+        ["a", "a/", "a/b", "a/b/c", "ab", "a b", "a+b", "a%20b", "~!@#$&*()=[]{};:',<>?", "z", "zz"].map(String::from),
     );
     v.push(format!("long/{}", "x".repeat(1024 - 5)));
     v.push(format!("long2/{}", "é".repeat(509)));
@@ -88,10 +72,7 @@ fn empty_bucket_gives_an_empty_chunk_set() {
     let sum = summary(&out);
     assert_eq!(sum["keys_listed"], 0);
     assert_eq!(sum["complete"], true);
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("listed 0 keys"),
-        "summary paragraph on stderr"
-    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("listed 0 keys"), "summary paragraph on stderr");
 }
 
 #[test]
@@ -110,15 +91,9 @@ fn one_object_carries_size_etag_mtime_and_class() {
     assert_eq!(m.size, Some("hello world.txt".len() as u64));
     // Single-part ETag = MD5 of the body, without quotes.
     let etag = String::from_utf8(m.etag.clone().unwrap()).unwrap();
-    assert!(
-        etag.len() == 32 && etag.bytes().all(|b| b.is_ascii_hexdigit()),
-        "etag {etag:?}"
-    );
+    assert!(etag.len() == 32 && etag.bytes().all(|b| b.is_ascii_hexdigit()), "etag {etag:?}");
     let mt = m.mtime.unwrap();
-    assert!(
-        before <= mt && mt <= after,
-        "mtime {mt} in [{before}, {after}]"
-    );
+    assert!(before <= mt && mt <= after, "mtime {mt} in [{before}, {after}]");
     assert_eq!(m.class.as_deref(), Some(&b"STANDARD"[..]));
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
@@ -132,27 +107,13 @@ fn parallel_listing_equals_serial_listing_on_awkward_keys() {
     let (bucket, keys) = awkward();
     let t = tmp();
     let serial = t.path().join("serial");
-    assert_code(
-        &g.list(&["--bucket", bucket, "--out", s(&serial), "-j", "1"]),
-        0,
-    );
+    assert_code(&g.list(&["--bucket", bucket, "--out", s(&serial), "-j", "1"]), 0);
     let serial_keys = keys_of(&read_set(&serial));
     assert_eq!(&serial_keys, keys, "serial listing = the uploaded keys");
     // Small pages and many streams force many splits (work stealing) and short ranges.
     for (j, page) in [("8", "37"), ("3", "200"), ("16", "1000")] {
         let dir = t.path().join(format!("par-{j}-{page}"));
-        let o = g.list(&[
-            "--bucket",
-            bucket,
-            "--out",
-            s(&dir),
-            "-j",
-            j,
-            "--page-size",
-            page,
-            "--chunk-keys",
-            "300",
-        ]);
+        let o = g.list(&["--bucket", bucket, "--out", s(&dir), "-j", j, "--page-size", page, "--chunk-keys", "300"]);
         assert_code(&o, 0);
         let set = read_set(&dir);
         assert_eq!(
@@ -161,16 +122,9 @@ fn parallel_listing_equals_serial_listing_on_awkward_keys() {
             "-j {j} --page-size {page}: union of streams = serial listing, no duplicates"
         );
         let sum = summary(&dir);
-        assert_eq!(
-            sum["keys_listed"],
-            keys.len() as u64,
-            "no key listed twice: {sum}"
-        );
+        assert_eq!(sum["keys_listed"], keys.len() as u64, "no key listed twice: {sum}");
         if j != "1" {
-            assert!(
-                sum["splits"].as_u64().unwrap() > 0,
-                "work stealing split ranges: {sum}"
-            );
+            assert!(sum["splits"].as_u64().unwrap() > 0, "work stealing split ranges: {sum}");
         }
     }
 }
@@ -183,31 +137,11 @@ fn lines_output_streams_plain_keys() {
     assert_code(&o, 0);
     let text = String::from_utf8(o.stdout).unwrap();
     let got: Vec<&str> = text.lines().collect();
-    assert_eq!(
-        got,
-        keys.iter().map(String::as_str).collect::<Vec<_>>(),
-        "one stream: sorted keys"
-    );
-    let o = g.list(&[
-        "--bucket",
-        bucket,
-        "--out",
-        "-",
-        "--format",
-        "lines",
-        "-z",
-        "-j",
-        "6",
-        "--page-size",
-        "100",
-        "-q",
-    ]);
+    assert_eq!(got, keys.iter().map(String::as_str).collect::<Vec<_>>(), "one stream: sorted keys");
+    let o =
+        g.list(&["--bucket", bucket, "--out", "-", "--format", "lines", "-z", "-j", "6", "--page-size", "100", "-q"]);
     assert_code(&o, 0);
-    let mut got: Vec<&[u8]> = o
-        .stdout
-        .split(|&b| b == 0)
-        .filter(|k| !k.is_empty())
-        .collect();
+    let mut got: Vec<&[u8]> = o.stdout.split(|&b| b == 0).filter(|k| !k.is_empty()).collect();
     got.sort();
     assert_eq!(
         got,
@@ -224,26 +158,11 @@ fn prefix_start_after_and_end_before_select_keys() {
     type Want = Box<dyn Fn(&str) -> bool>;
     let cases: &[(&[&str], Want)] = &[
         (&["--prefix", "a"], Box::new(|k: &str| k.starts_with('a'))),
-        (
-            &["--prefix", "unicodé/"],
-            Box::new(|k: &str| k.starts_with("unicodé/")),
-        ),
+        (&["--prefix", "unicodé/"], Box::new(|k: &str| k.starts_with("unicodé/"))),
         (&["--prefix", "nothing-here/"], Box::new(|_: &str| false)),
+        (&["--start-after", "a/b", "--end-before", "folder2"], Box::new(|k: &str| k > "a/b" && k < "folder2")),
         (
-            &["--start-after", "a/b", "--end-before", "folder2"],
-            Box::new(|k: &str| k > "a/b" && k < "folder2"),
-        ),
-        (
-            &[
-                "--prefix",
-                "plus+sign/",
-                "--start-after",
-                "plus+sign/2",
-                "-j",
-                "4",
-                "--page-size",
-                "10",
-            ],
+            &["--prefix", "plus+sign/", "--start-after", "plus+sign/2", "-j", "4", "--page-size", "10"],
             Box::new(|k: &str| k.starts_with("plus+sign/") && k > "plus+sign/2"),
         ),
     ];
@@ -273,16 +192,7 @@ fn age_cutoffs_filter_on_last_modified() {
     let t = tmp();
     let run = |name: &str, args: &[&str]| {
         let dir = t.path().join(name);
-        let mut a = vec![
-            "--bucket",
-            "ages",
-            "--out",
-            s(&dir),
-            "-j",
-            "3",
-            "--page-size",
-            "7",
-        ];
+        let mut a = vec!["--bucket", "ages", "--out", s(&dir), "-j", "3", "--page-size", "7"];
         a.extend_from_slice(args);
         assert_code(&g.list(&a), 0);
         (keys_of(&read_set(&dir)), summary(&dir))
@@ -321,36 +231,15 @@ fn transient_faults_are_retried_counted_and_lose_nothing() {
     let dir = t.path().join("s3.chunks");
     let o = g.list_via(
         &p.endpoint,
-        &[
-            "--bucket",
-            bucket,
-            "--out",
-            s(&dir),
-            "-j",
-            "6",
-            "--page-size",
-            "150",
-            "--retry-base-ms",
-            "5",
-        ],
+        &["--bucket", bucket, "--out", s(&dir), "-j", "6", "--page-size", "150", "--retry-base-ms", "5"],
     );
     assert_code(&o, 0);
-    assert_eq!(
-        &keys_of(&read_set(&dir)),
-        keys,
-        "exact key set despite faults"
-    );
+    assert_eq!(&keys_of(&read_set(&dir)), keys, "exact key set despite faults");
     let sum = summary(&dir);
     let injected = p.stats.injected.load(std::sync::atomic::Ordering::Relaxed);
     assert!(injected > 5, "the proxy injected faults ({injected})");
-    assert_eq!(
-        sum["retries"], injected,
-        "every injected fault was retried and counted: {sum}"
-    );
-    assert!(
-        sum["slowdowns"].as_u64().unwrap() > 0,
-        "503s counted as slow-downs: {sum}"
-    );
+    assert_eq!(sum["retries"], injected, "every injected fault was retried and counted: {sum}");
+    assert!(sum["slowdowns"].as_u64().unwrap() > 0, "503s counted as slow-downs: {sum}");
     assert_eq!(sum["errors"], 0);
 }
 
@@ -369,32 +258,14 @@ fn garbled_200_responses_are_retried_not_taken_as_short_pages() {
     let dir = t.path().join("s3.chunks");
     let o = g.list_via(
         &p.endpoint,
-        &[
-            "--bucket",
-            bucket,
-            "--out",
-            s(&dir),
-            "-j",
-            "5",
-            "--page-size",
-            "170",
-            "--retry-base-ms",
-            "1",
-        ],
+        &["--bucket", bucket, "--out", s(&dir), "-j", "5", "--page-size", "170", "--retry-base-ms", "1"],
     );
     assert_code(&o, 0);
-    assert_eq!(
-        &keys_of(&read_set(&dir)),
-        keys,
-        "exact key set despite garbled pages"
-    );
+    assert_eq!(&keys_of(&read_set(&dir)), keys, "exact key set despite garbled pages");
     let sum = summary(&dir);
     let injected = p.stats.injected.load(std::sync::atomic::Ordering::Relaxed);
     assert!(injected > 3, "the proxy garbled some pages ({injected})");
-    assert_eq!(
-        sum["retries"], injected,
-        "every garbled page was retried: {sum}"
-    );
+    assert_eq!(sum["retries"], injected, "every garbled page was retried: {sum}");
     assert_eq!(sum["errors"], 0);
 }
 
@@ -407,9 +278,7 @@ fn a_range_that_always_fails_exits_2_and_resume_completes_it() {
     let p = proxy::start(
         &g.endpoint,
         Arc::new(|line: &str, _| {
-            let sa = line
-                .split(['?', '&', ' '])
-                .find_map(|p| p.strip_prefix("start-after="))?;
+            let sa = line.split(['?', '&', ' ']).find_map(|p| p.strip_prefix("start-after="))?;
             let mut v = Vec::new();
             keyrecon::sources::s3::list::url_decode_into(sa.as_bytes(), &mut v).ok()?;
             (v.as_slice() >= &b"e"[..]).then_some(500)
@@ -417,36 +286,16 @@ fn a_range_that_always_fails_exits_2_and_resume_completes_it() {
     );
     let t = tmp();
     let dir = t.path().join("s3.chunks");
-    let args = [
-        "--bucket",
-        bucket.as_str(),
-        "--out",
-        s(&dir),
-        "-j",
-        "4",
-        "--page-size",
-        "100",
-        "--chunk-keys",
-        "250",
-    ];
+    let args = ["--bucket", bucket.as_str(), "--out", s(&dir), "-j", "4", "--page-size", "100", "--chunk-keys", "250"];
     let mut a = args.to_vec();
     a.extend(["--max-retries", "2", "--retry-base-ms", "1"]);
     let o = g.list_via(&p.endpoint, &a);
     assert_code(&o, 2);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains("page failed") && err.contains("--resume"),
-        "failure reported: {err}"
-    );
-    assert!(
-        !dir.join("manifest.json").exists(),
-        "an incomplete listing is not a chunk set"
-    );
+    assert!(err.contains("page failed") && err.contains("--resume"), "failure reported: {err}");
+    assert!(!dir.join("manifest.json").exists(), "an incomplete listing is not a chunk set");
     let sum = summary(&dir);
-    assert!(
-        sum["errors"].as_u64().unwrap() > 0 && sum["complete"] == false,
-        "{sum}"
-    );
+    assert!(sum["errors"].as_u64().unwrap() > 0 && sum["complete"] == false, "{sum}");
     assert_eq!(
         sum["retries"].as_u64().unwrap(),
         2 * sum["errors"].as_u64().unwrap(),
@@ -461,11 +310,7 @@ fn a_range_that_always_fails_exits_2_and_resume_completes_it() {
     a.push("--resume");
     let o = g.list(&a);
     assert_code(&o, 0);
-    assert_eq!(
-        &keys_of(&read_set(&dir)),
-        keys,
-        "resumed listing = every key exactly once"
-    );
+    assert_eq!(&keys_of(&read_set(&dir)), keys, "resumed listing = every key exactly once");
     let sum = summary(&dir);
     assert_eq!(sum["resumed"], true);
     assert_eq!(
@@ -490,28 +335,13 @@ fn interrupted_listing_resumes_after_kill() {
     );
     let t = tmp();
     let dir = t.path().join("s3.chunks");
-    let args = [
-        "--bucket",
-        bucket.as_str(),
-        "--out",
-        s(&dir),
-        "-j",
-        "2",
-        "--page-size",
-        "50",
-        "--chunk-keys",
-        "100",
-        "-q",
-    ];
+    let args =
+        ["--bucket", bucket.as_str(), "--out", s(&dir), "-j", "2", "--page-size", "50", "--chunk-keys", "100", "-q"];
     let mut child = g.command_via(&p.endpoint, &args).spawn().unwrap();
     // Kill once some chunks are on disk.
     let t0 = std::time::Instant::now();
     while std::fs::read_dir(&dir)
-        .map(|d| {
-            d.flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with("chunk-"))
-                .count()
-        })
+        .map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("chunk-")).count())
         .unwrap_or(0)
         < 3
     {
@@ -527,16 +357,9 @@ fn interrupted_listing_resumes_after_kill() {
     let mut a = args.to_vec();
     a.push("--resume");
     assert_code(&g.list(&a), 0);
-    assert_eq!(
-        &keys_of(&read_set(&dir)),
-        keys,
-        "killed + resumed = every key exactly once"
-    );
+    assert_eq!(&keys_of(&read_set(&dir)), keys, "killed + resumed = every key exactly once");
     let sum = summary(&dir);
-    assert!(
-        sum["keys_listed"].as_u64().unwrap() < keys.len() as u64,
-        "resume did not relist everything: {sum}"
-    );
+    assert!(sum["keys_listed"].as_u64().unwrap() < keys.len() as u64, "resume did not relist everything: {sum}");
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -569,7 +392,10 @@ fn inventory_report(keys: &[String], dest_bucket: &str) -> (String, Vec<(String,
         .enumerate()
         .map(|(i, k)| format!("\"src\",\"{}\",\"v{i}\",\"true\",\"false\",\"{}\",\"2024-05-01T10:00:{:02}.000Z\",\"{:032x}\",\"STANDARD\"", url_encode(k), k.len(), i % 60, i))
         .collect();
-    rows.push(format!("\"src\",\"{}\",\"old\",\"false\",\"false\",\"1\",\"2020-01-01T00:00:00.000Z\",\"x\",\"STANDARD\"", url_encode("only-an-old-version")));
+    rows.push(format!(
+        "\"src\",\"{}\",\"old\",\"false\",\"false\",\"1\",\"2020-01-01T00:00:00.000Z\",\"x\",\"STANDARD\"",
+        url_encode("only-an-old-version")
+    ));
     rows.push(format!(
         "\"src\",\"{}\",\"dm\",\"true\",\"true\",\"\",\"2024-01-01T00:00:00.000Z\",\"\",\"\"",
         url_encode("deleted-key")
@@ -581,12 +407,7 @@ fn inventory_report(keys: &[String], dest_bucket: &str) -> (String, Vec<(String,
     let files: Vec<(String, Vec<u8>)> = rows
         .chunks(per)
         .enumerate()
-        .map(|(i, c)| {
-            (
-                format!("inv/src/all/data/file-{i}.csv.gz"),
-                gz(&(c.join("\n") + "\n")),
-            )
-        })
+        .map(|(i, c)| (format!("inv/src/all/data/file-{i}.csv.gz"), gz(&(c.join("\n") + "\n"))))
         .collect();
     let manifest = serde_json::json!({
         "sourceBucket": "src",
@@ -602,11 +423,7 @@ fn inventory_report(keys: &[String], dest_bucket: &str) -> (String, Vec<(String,
 
 fn check_inventory_set(dir: &Path, keys: &[String]) {
     let set = read_set(dir);
-    assert_eq!(
-        keys_of(&set),
-        keys,
-        "inventory keys decoded, sorted, old versions and delete markers skipped"
-    );
+    assert_eq!(keys_of(&set), keys, "inventory keys decoded, sorted, old versions and delete markers skipped");
     let pos = |k: &str| keys.iter().position(|x| x == k).unwrap();
     for (k, m) in &set {
         let k = std::str::from_utf8(k).unwrap();
@@ -614,10 +431,7 @@ fn check_inventory_set(dir: &Path, keys: &[String]) {
         let want = Meta {
             size: Some(k.len() as u64),
             etag: Some(format!("{:032x}", i).into_bytes()),
-            mtime: Some(
-                keyrecon::sources::s3::parse_time_us(&format!("2024-05-01T10:00:{:02}Z", i % 60))
-                    .unwrap(),
-            ),
+            mtime: Some(keyrecon::sources::s3::parse_time_us(&format!("2024-05-01T10:00:{:02}Z", i % 60)).unwrap()),
             origin: None,
             class: Some(b"STANDARD".to_vec()),
         };
@@ -641,16 +455,7 @@ fn inventory_report_from_a_local_manifest() {
     std::fs::write(mdir.join("manifest.json"), &manifest).unwrap();
     let out = t.path().join("inv.chunks");
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_keyrecon-list-s3"))
-        .args([
-            "--inventory",
-            s(&mdir.join("manifest.json")),
-            "--out",
-            s(&out),
-            "-j",
-            "3",
-            "--mem",
-            "64K",
-        ])
+        .args(["--inventory", s(&mdir.join("manifest.json")), "--out", s(&out), "-j", "3", "--mem", "64K"])
         .output()
         .unwrap();
     assert_code(&o, 0);
@@ -674,12 +479,8 @@ fn inventory_report_from_a_local_manifest() {
         .unwrap();
     assert_code(&o, 0);
     let got = keys_of(&read_set(&out2));
-    let want: Vec<String> = keys
-        .iter()
-        .enumerate()
-        .filter(|(i, k)| k.starts_with('a') && i % 60 <= 30)
-        .map(|(_, k)| k.clone())
-        .collect();
+    let want: Vec<String> =
+        keys.iter().enumerate().filter(|(i, k)| k.starts_with('a') && i % 60 <= 30).map(|(_, k)| k.clone()).collect();
     assert_eq!(got, want);
 }
 
@@ -691,59 +492,31 @@ fn inventory_report_from_s3() {
     let rt = support_s3::runtime();
     let c = g.client();
     rt.block_on(async {
-        c.create_bucket()
-            .bucket("inventory-dest")
-            .send()
-            .await
-            .unwrap();
-        for (k, b) in files.iter().chain(std::iter::once(&(
-            "inv/src/all/2024-05-01T01-00Z/manifest.json".to_string(),
-            manifest.into_bytes(),
-        ))) {
-            c.put_object()
-                .bucket("inventory-dest")
-                .key(k)
-                .body(b.clone().into())
-                .send()
-                .await
-                .unwrap();
+        c.create_bucket().bucket("inventory-dest").send().await.unwrap();
+        for (k, b) in files
+            .iter()
+            .chain(std::iter::once(&("inv/src/all/2024-05-01T01-00Z/manifest.json".to_string(), manifest.into_bytes())))
+        {
+            c.put_object().bucket("inventory-dest").key(k).body(b.clone().into()).send().await.unwrap();
         }
     });
     let t = tmp();
     let out = t.path().join("inv.chunks");
-    let o = g.list(&[
-        "--inventory",
-        "s3://inventory-dest/inv/src/all/2024-05-01T01-00Z/manifest.json",
-        "--out",
-        s(&out),
-    ]);
+    let o =
+        g.list(&["--inventory", "s3://inventory-dest/inv/src/all/2024-05-01T01-00Z/manifest.json", "--out", s(&out)]);
     assert_code(&o, 0);
     check_inventory_set(&out, &keys);
 }
 
 /// Uploads a report's files and manifest into `bucket` (created); returns the manifest's s3:// URL.
-fn upload_report(
-    g: &support_s3::Garage,
-    bucket: &str,
-    manifest: &str,
-    files: &[(String, Vec<u8>)],
-) -> String {
+fn upload_report(g: &support_s3::Garage, bucket: &str, manifest: &str, files: &[(String, Vec<u8>)]) -> String {
     let rt = support_s3::runtime();
     let c = g.client();
     let mkey = "inv/src/all/2024-05-01T01-00Z/manifest.json";
     rt.block_on(async {
         c.create_bucket().bucket(bucket).send().await.unwrap();
-        for (k, b) in files.iter().chain(std::iter::once(&(
-            mkey.to_string(),
-            manifest.as_bytes().to_vec(),
-        ))) {
-            c.put_object()
-                .bucket(bucket)
-                .key(k)
-                .body(b.clone().into())
-                .send()
-                .await
-                .unwrap();
+        for (k, b) in files.iter().chain(std::iter::once(&(mkey.to_string(), manifest.as_bytes().to_vec()))) {
+            c.put_object().bucket(bucket).key(k).body(b.clone().into()).send().await.unwrap();
         }
     });
     format!("s3://{bucket}/{mkey}")
@@ -763,9 +536,7 @@ fn inventory_data_files_from_s3_are_streamed_not_read_whole() {
             "\"src\",\"junk/{i:06}/{pad}\",\"1\",\"2024-05-01T10:00:00.000Z\",\"e\",\"STANDARD\"\n"
         ));
         if i % 480 == 0 {
-            text.push_str(&format!(
-                "\"src\",\"keep/{i:06}\",\"2\",\"2024-05-01T10:00:00.000Z\",\"e\",\"STANDARD\"\n"
-            ));
+            text.push_str(&format!("\"src\",\"keep/{i:06}\",\"2\",\"2024-05-01T10:00:00.000Z\",\"e\",\"STANDARD\"\n"));
         }
     }
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
@@ -786,30 +557,12 @@ fn inventory_data_files_from_s3_are_streamed_not_read_whole() {
     );
     let t = tmp();
     let out = t.path().join("inv.chunks");
-    let o = g.list(&[
-        "--inventory",
-        &url,
-        "--out",
-        s(&out),
-        "--prefix",
-        "keep/",
-        "--mem",
-        "4M",
-        "-j",
-        "1",
-    ]);
+    let o = g.list(&["--inventory", &url, "--out", s(&out), "--prefix", "keep/", "--mem", "4M", "-j", "1"]);
     assert_code(&o, 0);
-    let want: Vec<String> = (0..48_000)
-        .step_by(480)
-        .map(|i| format!("keep/{i:06}"))
-        .collect();
+    let want: Vec<String> = (0..48_000).step_by(480).map(|i| format!("keep/{i:06}")).collect();
     assert_eq!(keys_of(&read_set(&out)), want);
     let sum = summary(&out);
-    assert_eq!(
-        (sum["rows"].as_u64(), sum["keys_filtered"].as_u64()),
-        (Some(48_100), Some(48_000)),
-        "{sum}"
-    );
+    assert_eq!((sum["rows"].as_u64(), sum["keys_filtered"].as_u64()), (Some(48_100), Some(48_000)), "{sum}");
     let peak = sum["peak_rss_bytes"].as_u64().unwrap();
     assert!(
         peak < big.len() as u64 * 3 / 4,
@@ -835,17 +588,10 @@ fn inventory_resume_skips_files_already_done() {
     let o = g.list(&args);
     assert_code(&o, 2);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains(&files[2].0),
-        "the failing data file is named: {err}"
-    );
+    assert!(err.contains(&files[2].0), "the failing data file is named: {err}");
     assert!(!out.join("manifest.json").exists());
     let journal = std::fs::read_to_string(out.join("inventory-work/journal.jsonl")).unwrap();
-    assert_eq!(
-        journal.lines().count(),
-        2,
-        "two files journaled as done: {journal}"
-    );
+    assert_eq!(journal.lines().count(), 2, "two files journaled as done: {journal}");
 
     // A plain rerun refuses to clobber the unfinished read.
     let o = g.list(&args);
@@ -856,12 +602,7 @@ fn inventory_resume_skips_files_already_done() {
     let c = g.client();
     rt.block_on(async {
         for (k, _) in &files[..2] {
-            c.delete_object()
-                .bucket("inventory-resume")
-                .key(k)
-                .send()
-                .await
-                .unwrap();
+            c.delete_object().bucket("inventory-resume").key(k).send().await.unwrap();
         }
         c.put_object()
             .bucket("inventory-resume")
@@ -878,22 +619,12 @@ fn inventory_resume_skips_files_already_done() {
     check_inventory_set(&out, &keys);
     let sum = summary(&out);
     assert_eq!(
-        (
-            sum["resumed"].as_bool(),
-            sum["files_skipped"].as_u64(),
-            sum["files"].as_u64()
-        ),
+        (sum["resumed"].as_bool(), sum["files_skipped"].as_u64(), sum["files"].as_u64()),
         (Some(true), Some(2), Some(3)),
         "{sum}"
     );
-    assert_eq!(
-        sum["not_latest_or_deleted"], 2,
-        "counts of skipped files come from the journal: {sum}"
-    );
-    assert!(
-        !out.join("inventory-work").exists(),
-        "work files removed once the set is complete"
-    );
+    assert_eq!(sum["not_latest_or_deleted"], 2, "counts of skipped files come from the journal: {sum}");
+    assert!(!out.join("inventory-work").exists(), "work files removed once the set is complete");
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -905,17 +636,10 @@ fn keyrecon_diff_reads_the_listing_directly() {
     let (bucket, keys) = awkward();
     let t = tmp();
     let s3 = t.path().join("s3.chunks");
-    assert_code(
-        &g.list(&["--bucket", bucket, "--out", s(&s3), "-j", "4", "-q"]),
-        0,
-    );
+    assert_code(&g.list(&["--bucket", bucket, "--out", s(&s3), "-j", "4", "-q"]), 0);
     // The source (e.g. Cassandra) knows every key but a few, plus two the bucket lacks.
     let dropped: BTreeSet<&String> = keys.iter().step_by(500).collect();
-    let mut src: Vec<String> = keys
-        .iter()
-        .filter(|k| !dropped.contains(k))
-        .cloned()
-        .collect();
+    let mut src: Vec<String> = keys.iter().filter(|k| !dropped.contains(k)).cloned().collect();
     src.extend(["missing/one".to_string(), "missing/two".to_string()]);
     src.reverse();
     let src_file = t.path().join("source.txt");
@@ -926,15 +650,9 @@ fn keyrecon_diff_reads_the_listing_directly() {
         .output()
         .unwrap();
     assert_code(&o, 1);
-    assert_eq!(
-        std::fs::read_to_string(d.join("missing-on-target.txt")).unwrap(),
-        "missing/one\nmissing/two\n"
-    );
-    let orphans: Vec<String> = std::fs::read_to_string(d.join("missing-on-source.txt"))
-        .unwrap()
-        .lines()
-        .map(String::from)
-        .collect();
+    assert_eq!(std::fs::read_to_string(d.join("missing-on-target.txt")).unwrap(), "missing/one\nmissing/two\n");
+    let orphans: Vec<String> =
+        std::fs::read_to_string(d.join("missing-on-source.txt")).unwrap().lines().map(String::from).collect();
     assert_eq!(orphans, dropped.into_iter().cloned().collect::<Vec<_>>());
     // Against itself: no differences.
     let d2 = t.path().join("diff2");
@@ -953,62 +671,31 @@ fn issue3_ranges_finishing_out_of_order_make_an_ordered_set_keyrecon_diff_reads(
     let g = garage();
     let (bucket, keys) = awkward();
     let first_request = |line: &str| {
-        !line.contains("start-after=")
-            && !line.contains("continuation-token=")
-            && line.contains("list-type=2")
+        !line.contains("start-after=") && !line.contains("continuation-token=") && line.contains("list-type=2")
     };
     let p = proxy::start_with_delay(
         &g.endpoint,
         Arc::new(|_: &str, _| None),
-        Arc::new(move |line: &str, _| {
-            first_request(line).then_some(std::time::Duration::from_millis(1500))
-        }),
+        Arc::new(move |line: &str, _| first_request(line).then_some(std::time::Duration::from_millis(1500))),
     );
     let t = tmp();
     let dir = t.path().join("s3.chunks");
     let o = g.list_via(
         &p.endpoint,
-        &[
-            "--bucket",
-            bucket,
-            "--out",
-            s(&dir),
-            "-j",
-            "4",
-            "--page-size",
-            "100",
-            "--chunk-keys",
-            "120",
-            "-q",
-        ],
+        &["--bucket", bucket, "--out", s(&dir), "-j", "4", "--page-size", "100", "--chunk-keys", "120", "-q"],
     );
     assert_code(&o, 0);
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
-    let files: Vec<&str> = manifest["chunks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["file"].as_str().unwrap())
-        .collect();
+    let files: Vec<&str> = manifest["chunks"].as_array().unwrap().iter().map(|c| c["file"].as_str().unwrap()).collect();
     let mut by_id = files.clone();
     by_id.sort();
-    assert_ne!(
-        files, by_id,
-        "the held-back lowest range opened its chunks last, so key order != open order"
-    );
+    assert_ne!(files, by_id, "the held-back lowest range opened its chunks last, so key order != open order");
     assert!(
-        std::fs::read_dir(&dir)
-            .unwrap()
-            .flatten()
-            .all(|e| !e.file_name().to_string_lossy().starts_with('.')),
+        std::fs::read_dir(&dir).unwrap().flatten().all(|e| !e.file_name().to_string_lossy().starts_with('.')),
         "no temporary files left"
     );
-    assert_eq!(
-        &keys_of(&read_set(&dir)),
-        keys,
-        "one sorted sequence, every key once"
-    );
+    assert_eq!(&keys_of(&read_set(&dir)), keys, "one sorted sequence, every key once");
     let list = t.path().join("keys.txt");
     std::fs::write(&list, keys.join("\n") + "\n").unwrap();
     let d = t.path().join("diff");
@@ -1025,10 +712,7 @@ fn issue3_ranges_finishing_out_of_order_make_an_ordered_set_keyrecon_diff_reads(
         .output()
         .unwrap();
     assert_code(&o, 1);
-    assert_eq!(
-        std::fs::read_to_string(d.join("missing-on-source.txt")).unwrap(),
-        format!("{}\n", keys[0])
-    );
+    assert_eq!(std::fs::read_to_string(d.join("missing-on-source.txt")).unwrap(), format!("{}\n", keys[0]));
 }
 
 #[test]
@@ -1036,32 +720,13 @@ fn missing_bucket_and_existing_output_are_trouble() {
     let g = garage();
     let t = tmp();
     let out = t.path().join("x.chunks");
-    let o = g.list(&[
-        "--bucket",
-        "no-such-bucket",
-        "--out",
-        s(&out),
-        "--max-retries",
-        "1",
-        "--retry-base-ms",
-        "1",
-    ]);
+    let o = g.list(&["--bucket", "no-such-bucket", "--out", s(&out), "--max-retries", "1", "--retry-base-ms", "1"]);
     assert_code(&o, 2);
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("NoSuchBucket"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("NoSuchBucket"), "{}", String::from_utf8_lossy(&o.stderr));
     g.bucket_with("tiny", &["k".to_string()]);
-    assert_code(
-        &g.list(&["--bucket", "tiny", "--out", s(&out), "--force"]),
-        0,
-    );
+    assert_code(&g.list(&["--bucket", "tiny", "--out", s(&out), "--force"]), 0);
     let o = g.list(&["--bucket", "tiny", "--out", s(&out)]);
     assert_code(&o, 2);
     assert!(String::from_utf8_lossy(&o.stderr).contains("--force"));
-    assert_code(
-        &g.list(&["--bucket", "tiny", "--out", s(&out), "--force"]),
-        0,
-    );
+    assert_code(&g.list(&["--bucket", "tiny", "--out", s(&out), "--force"]), 0);
 }

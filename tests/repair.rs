@@ -57,14 +57,20 @@ fn bucket(name: &str) -> String {
     let g = garage();
     let c = g.client();
     runtime().block_on(async {
-        c.create_bucket().bucket(name).send().await.unwrap_or_else(|e| panic!("create bucket {name}: {}", aws_sdk_s3::error::DisplayErrorContext(e)))
+        c.create_bucket()
+            .bucket(name)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("create bucket {name}: {}", aws_sdk_s3::error::DisplayErrorContext(e)))
     });
     name.to_string()
 }
 
 fn put(bucket: &str, key: &str, body: &[u8]) {
     let c = garage().client();
-    runtime().block_on(async { c.put_object().bucket(bucket).key(key).body(body.to_vec().into()).send().await.expect("put fixture") });
+    runtime().block_on(async {
+        c.put_object().bucket(bucket).key(key).body(body.to_vec().into()).send().await.expect("put fixture")
+    });
 }
 
 /// Every object of `bucket`: key -> (bytes, content type).
@@ -119,7 +125,12 @@ fn csv_rows(path: &Path) -> Vec<csv::StringRecord> {
 
 fn col(path: &Path, name: &str) -> Vec<String> {
     let mut r = csv::Reader::from_path(path).unwrap();
-    let i = r.headers().unwrap().iter().position(|h| h == name).unwrap_or_else(|| panic!("{}: no column {name}", path.display()));
+    let i = r
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == name)
+        .unwrap_or_else(|| panic!("{}: no column {name}", path.display()));
     r.records().map(|r| r.unwrap()[i].to_string()).collect()
 }
 
@@ -135,10 +146,27 @@ fn write_keys(dir: &Path, keys: &[&[u8]]) -> std::path::PathBuf {
 }
 
 fn list_and_diff(node: &BlockingNode, bucket: &str, dir: &Path, tag: &str) -> (Output, std::path::PathBuf) {
-    let (cs, ss, out) = (dir.join(format!("cass-{tag}.chunks")), dir.join(format!("s3-{tag}.chunks")), dir.join(format!("diff-{tag}")));
+    let (cs, ss, out) =
+        (dir.join(format!("cass-{tag}.chunks")), dir.join(format!("s3-{tag}.chunks")), dir.join(format!("diff-{tag}")));
     let o = Command::new(LIST_CASSANDRA)
-        .args(["--contact-points", &node.addr().to_string(), "--keyspace", "media", "--table", "objects", "--key-column", "id", "-q"])
-        .args(["--size-of", "blob", "--key-map", "if length == 21 and ends-with _1 then strip-suffix _1; require-prefix t01", "--out"])
+        .args([
+            "--contact-points",
+            &node.addr().to_string(),
+            "--keyspace",
+            "media",
+            "--table",
+            "objects",
+            "--key-column",
+            "id",
+            "-q",
+        ])
+        .args([
+            "--size-of",
+            "blob",
+            "--key-map",
+            "if length == 21 and ends-with _1 then strip-suffix _1; require-prefix t01",
+            "--out",
+        ])
         .arg(&cs)
         .env_remove("KEYRECON_CASSANDRA_USERNAME")
         .env_remove("KEYRECON_CASSANDRA_PASSWORD")
@@ -147,7 +175,8 @@ fn list_and_diff(node: &BlockingNode, bucket: &str, dir: &Path, tag: &str) -> (O
     assert_code(&o, 0);
     let o = garage().list(&["--bucket", bucket, "--out", ss.to_str().unwrap(), "-q"]);
     assert_code(&o, 0);
-    let o = Command::new(DIFF).arg(&cs).arg(&ss).arg("--out").arg(&out).args(["--compare", "size", "-q"]).output().unwrap();
+    let o =
+        Command::new(DIFF).arg(&cs).arg(&ss).arg("--out").arg(&out).args(["--compare", "size", "-q"]).output().unwrap();
     (o, out)
 }
 
@@ -248,12 +277,19 @@ fn existing_objects_are_not_overwritten_without_overwrite() {
     let out = t.path().join("r1");
     let o = repair(&node, &b, &keys, &out, &["-q"]);
     assert_code(&o, 1); // `differ` needs a look
-    let ex: BTreeMap<String, String> = csv_rows(&out.join("exists.csv")).iter().map(|r| (r[0].to_string(), r[2].to_string())).collect();
+    let ex: BTreeMap<String, String> =
+        csv_rows(&out.join("exists.csv")).iter().map(|r| (r[0].to_string(), r[2].to_string())).collect();
     assert_eq!(ex, BTreeMap::from([("other".into(), "differ".into()), ("same".into(), "exists".into())]));
     let objs = objects(&b);
-    assert_eq!((objs["same"].0.as_slice(), objs["other"].0.as_slice(), objs["fresh"].0.as_slice()), (&b"old!"[..], &b"x"[..], &b"f"[..]));
+    assert_eq!(
+        (objs["same"].0.as_slice(), objs["other"].0.as_slice(), objs["fresh"].0.as_slice()),
+        (&b"old!"[..], &b"x"[..], &b"f"[..])
+    );
     let s = summary(&out);
-    assert_eq!((s["outcomes"]["exists"].as_u64(), s["outcomes"]["differ"].as_u64(), s["outcomes"]["ok"].as_u64()), (Some(1), Some(1), Some(1)));
+    assert_eq!(
+        (s["outcomes"]["exists"].as_u64(), s["outcomes"]["differ"].as_u64(), s["outcomes"]["ok"].as_u64()),
+        (Some(1), Some(1), Some(1))
+    );
 
     // A rerun in the same --out needs --resume or --force.
     let o = repair(&node, &b, &keys, &out, &["-q"]);
@@ -282,7 +318,10 @@ fn dry_run_writes_nothing() {
     assert_code(&o, 1);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert_eq!(stdout.lines().filter(|l| l.starts_with("would copy ")).count(), 19, "{stdout}");
-    assert!(stdout.contains(&format!("would copy {} ({} bytes from media.objects)", s3_key(2), blob(2).len())), "{stdout}");
+    assert!(
+        stdout.contains(&format!("would copy {} ({} bytes from media.objects)", s3_key(2), blob(2).len())),
+        "{stdout}"
+    );
     assert_eq!(objects(&b).keys().cloned().collect::<Vec<_>>(), vec![s3_key(1)], "nothing written");
     assert!(!out.join("journal.jsonl").exists(), "a dry run leaves nothing to resume");
     assert_eq!(csv_rows(&out.join("would-copy.csv")).len(), 19);
@@ -306,8 +345,11 @@ fn kill_9_mid_repair_then_resume_copies_every_key_exactly_once() {
     let kr: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
     let kf = write_keys(t.path(), &kr);
     let out = t.path().join("r");
-    let mut child =
-        repair_cmd(&node, &garage().endpoint, &b, &kf, &out, &["--rate", "100", "-j", "8", "-q"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = repair_cmd(&node, &garage().endpoint, &b, &kf, &out, &["--rate", "100", "-j", "8", "-q"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let journal = out.join("journal.jsonl");
     loop {
         let done = std::fs::read_to_string(&journal).unwrap_or_default().matches("\"o\":\"ok\"").count();
@@ -388,7 +430,10 @@ fn a_request_that_keeps_failing_lands_in_failed_csv_with_its_error() {
     let node = node_with(rows(10, s3_key), vec![]);
     let b = bucket("repair-failing");
     let bad = s3_key(7);
-    let p = proxy::start(&garage().endpoint, Arc::new(move |line: &str, _| (line.starts_with("PUT ") && line.contains(&bad)).then_some(500)));
+    let p = proxy::start(
+        &garage().endpoint,
+        Arc::new(move |line: &str, _| (line.starts_with("PUT ") && line.contains(&bad)).then_some(500)),
+    );
     let t = tempfile::tempdir().unwrap();
     let keys: Vec<String> = (0..10).map(s3_key).collect();
     let kr: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
@@ -415,7 +460,10 @@ fn non_utf8_keys_fail_with_a_reason_and_do_not_stop_the_others() {
     let t = Table::new("media", "objects", "id", ColumnType::Blob).column("blob", ColumnType::Blob);
     let node = TestNode::builder()
         .table(t)
-        .rows([Row::new(b"ok-key".to_vec()).blob("blob", b"fine".to_vec()), Row::new(b"bad\xff".to_vec()).blob("blob", b"unwritable".to_vec())])
+        .rows([
+            Row::new(b"ok-key".to_vec()).blob("blob", b"fine".to_vec()),
+            Row::new(b"bad\xff".to_vec()).blob("blob", b"unwritable".to_vec()),
+        ])
         .build()
         .start_blocking("127.0.0.1:0")
         .unwrap();
@@ -426,7 +474,11 @@ fn non_utf8_keys_fail_with_a_reason_and_do_not_stop_the_others() {
     let o = repair(&node, &b, &kf, &out, &["-q"]);
     assert_code(&o, 2);
     let data = std::fs::read(out.join("failed.csv")).unwrap();
-    assert!(data.starts_with(b"key,origin,stage,attempts,error\nbad\xff,,key,0,"), "{}", String::from_utf8_lossy(&data));
+    assert!(
+        data.starts_with(b"key,origin,stage,attempts,error\nbad\xff,,key,0,"),
+        "{}",
+        String::from_utf8_lossy(&data)
+    );
     assert!(String::from_utf8_lossy(&data).contains("not valid UTF-8"));
     assert_eq!(objects(&b)["ok-key"].0, b"fine");
 }
@@ -434,14 +486,18 @@ fn non_utf8_keys_fail_with_a_reason_and_do_not_stop_the_others() {
 #[test]
 fn blobs_above_the_multipart_threshold_are_uploaded_in_parts() {
     let big: Vec<u8> = (0..(300 * 1024 + 17)).map(|i| (i * 13 % 251) as u8).collect();
-    let node = node_with(vec![Row::new("big").blob("blob", big.clone()), Row::new("small").blob("blob", b"s".to_vec())], vec![]);
+    let node = node_with(
+        vec![Row::new("big").blob("blob", big.clone()), Row::new("small").blob("blob", b"s".to_vec())],
+        vec![],
+    );
     let b = bucket("repair-multipart");
     let t = tempfile::tempdir().unwrap();
     let kf = write_keys(t.path(), &[b"big", b"small"]);
     let out = t.path().join("r");
     let o = repair(&node, &b, &kf, &out, &["--multipart-threshold", "100K", "--part-size", "128K", "-q"]);
     assert_code(&o, 0);
-    let ok: BTreeMap<String, String> = csv_rows(&out.join("ok.csv")).iter().map(|r| (r[0].to_string(), r[7].to_string())).collect();
+    let ok: BTreeMap<String, String> =
+        csv_rows(&out.join("ok.csv")).iter().map(|r| (r[0].to_string(), r[7].to_string())).collect();
     assert_eq!(ok["big"], "3");
     assert_eq!(ok["small"], "0");
     assert_eq!(summary(&out)["multipart_uploads"], 1);
@@ -458,7 +514,11 @@ fn blobs_above_the_multipart_threshold_are_uploaded_in_parts() {
 #[test]
 fn resume_tells_our_interrupted_upload_from_a_live_writers_object() {
     let node = node_with(
-        vec![Row::new("ours").blob("blob", b"B1".to_vec()), Row::new("theirs").blob("blob", b"B2".to_vec()), Row::new("fresh").blob("blob", b"B3".to_vec())],
+        vec![
+            Row::new("ours").blob("blob", b"B1".to_vec()),
+            Row::new("theirs").blob("blob", b"B2".to_vec()),
+            Row::new("fresh").blob("blob", b"B3".to_vec()),
+        ],
         vec![],
     );
     let b = bucket("repair-intent");
@@ -472,7 +532,11 @@ fn resume_tells_our_interrupted_upload_from_a_live_writers_object() {
     let hex = |k: &str| k.bytes().map(|b| format!("{b:02x}")).collect::<String>();
     std::fs::write(
         out.join("journal.jsonl"),
-        format!("{{\"o\":\"put\",\"k\":\"{}\"}}\n{{\"o\":\"put\",\"k\":\"{}\"}}\n{{\"o\":\"ok\",\"k\":\"66", hex("ours"), hex("theirs")),
+        format!(
+            "{{\"o\":\"put\",\"k\":\"{}\"}}\n{{\"o\":\"put\",\"k\":\"{}\"}}\n{{\"o\":\"ok\",\"k\":\"66",
+            hex("ours"),
+            hex("theirs")
+        ),
     )
     .unwrap();
     let kf = write_keys(t.path(), &[b"ours", b"theirs", b"fresh"]);
@@ -503,7 +567,10 @@ fn rising_cassandra_latency_lowers_concurrency() {
     let o = repair(&node, &b, &kf, &out, &["-j", "8", "--latency-target", "300"]);
     assert_code(&o, 0);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("keyrecon-repair: throttle: concurrency ") && err.contains(" (cassandra latency "), "the change and its reason are logged: {err}");
+    assert!(
+        err.contains("keyrecon-repair: throttle: concurrency ") && err.contains(" (cassandra latency "),
+        "the change and its reason are logged: {err}"
+    );
     let s = summary(&out);
     assert!(s["throttle_events"].as_u64().unwrap() >= 1 && s["min_concurrency"].as_u64().unwrap() <= 4, "{s}");
     assert_eq!(s["outcomes"]["ok"], n as u64);

@@ -67,7 +67,11 @@ fn join(keys: impl IntoIterator<Item = Vec<u8>>, term: u8) -> Vec<u8> {
 /// The reference: (missing on target, missing on source, match), each sorted and deduplicated.
 fn reference(src: &[u8], tgt: &[u8], term: u8) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let (a, b) = (records(src, term), records(tgt, term));
-    (join(a.difference(&b).cloned(), term), join(b.difference(&a).cloned(), term), join(a.intersection(&b).cloned(), term))
+    (
+        join(a.difference(&b).cloned(), term),
+        join(b.difference(&a).cloned(), term),
+        join(a.intersection(&b).cloned(), term),
+    )
 }
 
 fn random_keys(rng: &mut rand::rngs::StdRng, n: usize, term: u8) -> Vec<u8> {
@@ -111,12 +115,14 @@ fn random_inputs_match_reference_for_every_engine_and_budget() {
         let (mot, mos, mat) = reference(&src, &tgt, term);
         for (engine, mem) in [("hash", "1G"), ("hash", "1M"), ("sort", "1G"), ("sort", "64K")] {
             let out = w.path("out");
-            let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&s, &t, &"--out", &out, &"--engine", &engine, &"--mem", &mem, &"--match"];
+            let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
+                vec![&s, &t, &"--out", &out, &"--engine", &engine, &"--mem", &mem, &"--match"];
             if term == 0 {
                 args.push(&"-z");
             }
             let o = run(DIFF, &args);
-            let ctx = format!("round {round} engine {engine} mem {mem} term {term}: {}", String::from_utf8_lossy(&o.stderr));
+            let ctx =
+                format!("round {round} engine {engine} mem {mem} term {term}: {}", String::from_utf8_lossy(&o.stderr));
             // Random keys may contain \n only in -z mode, so lines mode never has unwritable keys here.
             assert_eq!(code(&o), if mot.is_empty() && mos.is_empty() { 0 } else { 1 }, "{ctx}");
             assert!(w.read("out/missing-on-target.txt") == mot, "missing-on-target differs: {ctx}");
@@ -127,7 +133,11 @@ fn random_inputs_match_reference_for_every_engine_and_budget() {
             assert_eq!(sum["source"]["unique_keys"], nrec(&src), "{ctx}");
             assert_eq!(sum["target"]["unique_keys"], nrec(&tgt), "{ctx}");
             let read = sum["source"]["records_read"].as_u64().unwrap();
-            assert_eq!(read, sum["source"]["unique_keys"].as_u64().unwrap() + sum["source"]["duplicates"].as_u64().unwrap(), "{ctx}");
+            assert_eq!(
+                read,
+                sum["source"]["unique_keys"].as_u64().unwrap() + sum["source"]["duplicates"].as_u64().unwrap(),
+                "{ctx}"
+            );
             if engine == "hash" && sum["engine_stats"]["spilled_bytes"].as_u64().unwrap() > 0 {
                 spilled_rounds += 1;
             }
@@ -177,7 +187,11 @@ fn fixture_equals_gnu_sort_and_comm_byte_for_byte() {
     assert_eq!(w.read("out/missing-on-source.txt"), sh(&format!("comm -13 {} {}", ss.display(), ts.display())));
     assert_eq!(w.read("out/match.txt"), sh(&format!("comm -12 {} {}", ss.display(), ts.display())));
     // combined.txt: every key once, in byte order, with rclone's markers.
-    let combined = sh(&format!("comm {} {} | sed -e 's/^\\t\\t/= /' -e 's/^\\t/- /' -e 's/^\\([^=-]\\)/+ \\1/'", ss.display(), ts.display()));
+    let combined = sh(&format!(
+        "comm {} {} | sed -e 's/^\\t\\t/= /' -e 's/^\\t/- /' -e 's/^\\([^=-]\\)/+ \\1/'",
+        ss.display(),
+        ts.display()
+    ));
     assert_eq!(w.read("out/combined.txt"), combined);
 }
 
@@ -228,7 +242,11 @@ fn stdin_csv_and_exit_codes() {
     let t = w.write("t", b"k1\nk2\n");
     let out = w.path("out");
     // Identical sets (different order, duplicates): exit 0.
-    let mut c = Command::new(DIFF).args(["-", t.to_str().unwrap(), "--out", out.to_str().unwrap(), "-q"]).stdin(Stdio::piped()).spawn().unwrap();
+    let mut c = Command::new(DIFF)
+        .args(["-", t.to_str().unwrap(), "--out", out.to_str().unwrap(), "-q"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
     use std::io::Write;
     c.stdin.take().unwrap().write_all(b"k2\nk1\nk1\n").unwrap();
     assert_eq!(c.wait().unwrap().code(), Some(0));
@@ -279,7 +297,10 @@ fn chunk_sets_round_trip_and_damage_is_an_error() {
     for (a, b) in [(&sc, &tc), (&sc, &t), (&s, &tc)] {
         let o = run(DIFF, &[a, b, &"--out", &out]);
         assert_eq!(code(&o), 1, "{}", String::from_utf8_lossy(&o.stderr));
-        assert!(w.read("out/missing-on-target.txt") == mot && w.read("out/missing-on-source.txt") == mos, "{a:?} vs {b:?}");
+        assert!(
+            w.read("out/missing-on-target.txt") == mot && w.read("out/missing-on-source.txt") == mos,
+            "{a:?} vs {b:?}"
+        );
     }
     assert_eq!(w.summary("out")["engine"], "hash");
 
@@ -299,7 +320,10 @@ fn chunk_sets_round_trip_and_damage_is_an_error() {
     let o = run(DIFF, &[&sc, &tc, &"--out", &out]);
     assert_eq!(code(&o), 2);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("offset") && (err.contains("checksum") || err.contains("order") || err.contains("corrupt")), "{err}");
+    assert!(
+        err.contains("offset") && (err.contains("checksum") || err.contains("order") || err.contains("corrupt")),
+        "{err}"
+    );
     // A chunk set without a manifest (producer did not finish) is refused.
     std::fs::write(&chunk, &bytes).unwrap();
     std::fs::remove_file(sc.join("manifest.json")).unwrap();
@@ -326,7 +350,12 @@ fn sort_key_map_carries_origin_into_the_diff_csv_and_rejects_with_line() {
     let sc = w.path("s.chunks");
     let rules = "if length == 21 and ends-with _1 then strip-suffix _1; require-prefix t01";
     let o = run(SORT, &[&s, &"--out", &sc, &"--key-map", &rules]);
-    assert_eq!(code(&o), 0, "a key the user's rules reject is filtered, not trouble: {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        code(&o),
+        0,
+        "a key the user's rules reject is filtered, not trouble: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let rej = String::from_utf8_lossy(&w.read("s.chunks/rejects.csv")).into_owned();
     assert!(rej.contains(",3,") && rej.contains("xyz") && rej.contains("t01"), "{rej}");
     let t = w.write("t", b"t01bbbb\n");
@@ -334,5 +363,8 @@ fn sort_key_map_carries_origin_into_the_diff_csv_and_rejects_with_line() {
     let o = run(DIFF, &[&sc, &t, &"--out", &out]);
     assert_eq!(code(&o), 1, "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(w.read("out/missing-on-target.txt"), b"t01aaaaaaaaaaaaaaaa\n");
-    assert_eq!(String::from_utf8_lossy(&w.read("out/missing-on-target.csv")), "key,origin\nt01aaaaaaaaaaaaaaaa,t01aaaaaaaaaaaaaaaa_1\n");
+    assert_eq!(
+        String::from_utf8_lossy(&w.read("out/missing-on-target.csv")),
+        "key,origin\nt01aaaaaaaaaaaaaaaa,t01aaaaaaaaaaaaaaaa_1\n"
+    );
 }

@@ -25,7 +25,9 @@ fn bucket(name: &str) -> String {
 
 fn put(bucket: &str, key: &str, body: &[u8]) {
     let c = garage().client();
-    runtime().block_on(async { c.put_object().bucket(bucket).key(key).body(body.to_vec().into()).send().await.expect("put fixture") });
+    runtime().block_on(async {
+        c.put_object().bucket(bucket).key(key).body(body.to_vec().into()).send().await.expect("put fixture")
+    });
 }
 
 fn run(bin: &str, args: &[&str]) -> Output {
@@ -73,14 +75,16 @@ fn shallow_verify_finds_missing_keys() {
     assert_eq!(rows_of(&out.join("missing.csv")).iter().map(|r| r[0].to_string()).collect::<Vec<_>>(), vec!["gone"]);
     // --prefix forms the S3 key; all present: exit 0.
     std::fs::write(&keys, "also\n").unwrap();
-    let o = run(VERIFY, &["--keys", s(&keys), "--bucket", &b, "--prefix", "p/", "--out", s(&t.path().join("v2")), "-q"]);
+    let o =
+        run(VERIFY, &["--keys", s(&keys), "--bucket", &b, "--prefix", "p/", "--out", s(&t.path().join("v2")), "-q"]);
     assert_code(&o, 0);
 }
 
 #[test]
 fn deep_verify_compares_size_md5_and_multipart_etags_with_the_blobs() {
     let big: Vec<u8> = (0..(300 * 1024 + 5)).map(|i| (i * 7 % 253) as u8).collect();
-    let mut rows: Vec<Row> = (0..30).map(|i| Row::new(format!("k{i:02}")).blob("blob", vec![b'a' + i as u8; 100 + i])).collect();
+    let mut rows: Vec<Row> =
+        (0..30).map(|i| Row::new(format!("k{i:02}")).blob("blob", vec![b'a' + i as u8; 100 + i])).collect();
     rows.push(Row::new("big").blob("blob", big.clone()));
     let n = node(rows);
     let b = bucket("verify-deep");
@@ -90,8 +94,29 @@ fn deep_verify_compares_size_md5_and_multipart_etags_with_the_blobs() {
     names.push("big".into());
     std::fs::write(&keys, names.join("\n") + "\n").unwrap();
     let rep = t.path().join("repair");
-    let cass = ["--contact-points", &n.addr().to_string(), "--source", "media.objects", "--key-column", "id", "--consistency", "ONE"];
-    let mut args = vec!["--keys", s(&keys), "--bucket", &b, "--out", s(&rep), "--multipart-threshold", "100K", "--part-size", "128K", "-q"];
+    let cass = [
+        "--contact-points",
+        &n.addr().to_string(),
+        "--source",
+        "media.objects",
+        "--key-column",
+        "id",
+        "--consistency",
+        "ONE",
+    ];
+    let mut args = vec![
+        "--keys",
+        s(&keys),
+        "--bucket",
+        &b,
+        "--out",
+        s(&rep),
+        "--multipart-threshold",
+        "100K",
+        "--part-size",
+        "128K",
+        "-q",
+    ];
     args.extend(cass);
     assert_code(&run(REPAIR, &args), 0);
 
@@ -143,7 +168,22 @@ fn keys_that_cannot_be_checked_are_failed_with_the_reason() {
     let addr = n.addr().to_string();
     let o = run(
         VERIFY,
-        &["--keys", s(&keys), "--bucket", &b, "--deep", "--contact-points", &addr, "--source", "media.objects", "--key-column", "id", "--out", s(&out), "-q"],
+        &[
+            "--keys",
+            s(&keys),
+            "--bucket",
+            &b,
+            "--deep",
+            "--contact-points",
+            &addr,
+            "--source",
+            "media.objects",
+            "--key-column",
+            "id",
+            "--out",
+            s(&out),
+            "-q",
+        ],
     );
     assert_code(&o, 2);
     let data = std::fs::read(out.join("failed.csv")).unwrap();

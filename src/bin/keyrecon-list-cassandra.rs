@@ -151,7 +151,8 @@ fn main() {
         if a.rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
             anyhow::bail!("--rate must be positive");
         }
-        let keymap = a.key_map.as_deref().map(KeyMap::from_arg).transpose().map_err(|e| anyhow::anyhow!("--key-map: {e}"))?;
+        let keymap =
+            a.key_map.as_deref().map(KeyMap::from_arg).transpose().map_err(|e| anyhow::anyhow!("--key-map: {e}"))?;
         let size = match (&a.size_of, &a.size_column) {
             (Some(c), _) => Some(SizeSource::BlobLength(c.clone())),
             (_, Some(c)) => Some(SizeSource::Column(c.clone())),
@@ -169,7 +170,13 @@ fn main() {
                 tls_ca: a.tls_ca.clone(),
                 keyspace: a.keyspace.clone(),
             },
-            selection: Selection { keyspace: a.keyspace.clone(), table: a.table.clone(), key_column: a.key_column.clone(), writetime_of: a.writetime_of.clone(), size },
+            selection: Selection {
+                keyspace: a.keyspace.clone(),
+                table: a.table.clone(),
+                key_column: a.key_column.clone(),
+                writetime_of: a.writetime_of.clone(),
+                size,
+            },
             out: a.out.clone(),
             resume: a.resume,
             force: a.force,
@@ -193,7 +200,8 @@ fn main() {
             let failed = if s.failed_ranges.is_empty() {
                 String::new()
             } else {
-                let list: Vec<String> = s.failed_ranges.iter().map(|f| format!("({}, {}]: {}", f.lo, f.hi, f.error)).collect();
+                let list: Vec<String> =
+                    s.failed_ranges.iter().map(|f| format!("({}, {}]: {}", f.lo, f.hi, f.error)).collect();
                 format!(" NOT LISTED ({} ranges): {}.", s.failed_ranges.len(), list.join("; "))
             };
             eprintln!(

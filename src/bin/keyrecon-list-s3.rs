@@ -134,28 +134,16 @@ fn run(a: Args) -> Result<i32> {
     let now = s3::now_us();
     let mut cutoff = Cutoff::default();
     if let Some(x) = &a.max_age {
-        cutoff.narrow(
-            Some(now - s3::parse_age(x).context("--max-age")?.as_micros() as i64),
-            None,
-        );
+        cutoff.narrow(Some(now - s3::parse_age(x).context("--max-age")?.as_micros() as i64), None);
     }
     if let Some(x) = &a.min_age {
-        cutoff.narrow(
-            None,
-            Some(now - s3::parse_age(x).context("--min-age")?.as_micros() as i64),
-        );
+        cutoff.narrow(None, Some(now - s3::parse_age(x).context("--min-age")?.as_micros() as i64));
     }
     if let Some(x) = &a.modified_since {
-        cutoff.narrow(
-            Some(s3::parse_time_us(x).context("--modified-since")?),
-            None,
-        );
+        cutoff.narrow(Some(s3::parse_time_us(x).context("--modified-since")?), None);
     }
     if let Some(x) = &a.modified_before {
-        cutoff.narrow(
-            None,
-            Some(s3::parse_time_us(x).context("--modified-before")?),
-        );
+        cutoff.narrow(None, Some(s3::parse_time_us(x).context("--modified-before")?));
     }
     let copts = ClientOptions {
         endpoint_url: a.endpoint_url.clone(),
@@ -169,14 +157,10 @@ fn run(a: Args) -> Result<i32> {
 
     if let Some(manifest) = &a.inventory {
         if lines {
-            bail!(
-                "--inventory writes a chunk set: --out must be a directory, without --format lines"
-            );
+            bail!("--inventory writes a chunk set: --out must be a directory, without --format lines");
         }
         let client = if manifest.starts_with("s3://") {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             Some(rt.block_on(s3::client::build(&copts))?)
         } else {
             None
@@ -199,9 +183,7 @@ fn run(a: Args) -> Result<i32> {
         return Ok(0);
     }
 
-    let Some(bucket) = a.bucket.clone() else {
-        bail!("--bucket is required (or --inventory)")
-    };
+    let Some(bucket) = a.bucket.clone() else { bail!("--bucket is required (or --inventory)") };
     if lines && a.resume {
         bail!("--resume needs a chunk-set --out (lines output cannot be resumed)");
     }
@@ -225,19 +207,11 @@ fn run(a: Args) -> Result<i32> {
         quiet: a.quiet,
     };
     let sink = if lines {
-        Sink::Lines {
-            terminator: if a.null { 0 } else { b'\n' },
-        }
+        Sink::Lines { terminator: if a.null { 0 } else { b'\n' } }
     } else {
-        Sink::ChunkSet {
-            dir: a.out.clone(),
-            force: a.force,
-            resume: a.resume,
-        }
+        Sink::ChunkSet { dir: a.out.clone(), force: a.force, resume: a.resume }
     };
-    let threads = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(2, 8);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()
@@ -250,9 +224,5 @@ fn run(a: Args) -> Result<i32> {
     if !a.quiet || !sum.complete {
         eprintln!("keyrecon-list-s3: {}", sum.paragraph());
     }
-    Ok(if sum.complete && sum.errors == 0 {
-        0
-    } else {
-        2
-    })
+    Ok(if sum.complete && sum.errors == 0 { 0 } else { 2 })
 }

@@ -54,7 +54,11 @@ fn main() {
         if a.inputs.iter().filter(|p| p.as_os_str() == "-").count() > 1 {
             anyhow::bail!("- (stdin) can be given only once");
         }
-        let inputs = a.inputs.iter().map(|p| a.fmt.spec(p.clone()).map_err(anyhow::Error::msg)).collect::<anyhow::Result<Vec<_>>>()?;
+        let inputs = a
+            .inputs
+            .iter()
+            .map(|p| a.fmt.spec(p.clone()).map_err(anyhow::Error::msg))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let s = job::sort(SortJobConfig {
             inputs,
             out: a.out.clone(),
@@ -63,7 +67,12 @@ fn main() {
             tmp_dir: a.tmp.clone().unwrap_or_else(keyrecon::sort::default_tmp),
             chunk_bytes: a.chunk_size as u64,
             quiet: a.quiet,
-            key_map: a.key_map.as_deref().map(keyrecon::keymap::KeyMap::from_arg).transpose().map_err(anyhow::Error::msg)?,
+            key_map: a
+                .key_map
+                .as_deref()
+                .map(keyrecon::keymap::KeyMap::from_arg)
+                .transpose()
+                .map_err(anyhow::Error::msg)?,
         })?;
         if !a.quiet {
             eprintln!(

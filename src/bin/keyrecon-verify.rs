@@ -197,7 +197,10 @@ fn main() {
                 o.differ,
                 o.failed,
                 if s.deep {
-                    format!(" (compared: {} by MD5, {} by multipart ETag, {} by size only)", s.compared_md5, s.compared_multipart_etag, s.compared_size_only)
+                    format!(
+                        " (compared: {} by MD5, {} by multipart ETag, {} by size only)",
+                        s.compared_md5, s.compared_multipart_etag, s.compared_size_only
+                    )
                 } else {
                     " (existence only; --deep compares content)".to_string()
                 },

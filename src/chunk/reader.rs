@@ -49,7 +49,11 @@ impl ChunkCursor {
         let file = File::open(&path).ctx(&path)?;
         let len = file.metadata().ctx(&path)?.len() as usize;
         if len < HEADER_LEN + FOOTER_LEN {
-            return Err(Error::corrupt(&path, len as u64, format!("file is {len} bytes, shorter than header + footer: truncated")));
+            return Err(Error::corrupt(
+                &path,
+                len as u64,
+                format!("file is {len} bytes, shorter than header + footer: truncated"),
+            ));
         }
         // SAFETY: chunk files are written once under a temporary name and renamed; nobody modifies them
         // while they are read. A concurrent truncation would be a user error that can crash the reader.
@@ -64,19 +68,30 @@ impl ChunkCursor {
         let schema = Schema(map[9]);
         let f = &map[len - FOOTER_LEN..];
         if &f[32..40] != FOOTER_MAGIC {
-            return Err(Error::corrupt(&path, (len - 8) as u64, "footer magic missing: chunk is truncated or was not finished"));
+            return Err(Error::corrupt(
+                &path,
+                (len - 8) as u64,
+                "footer magic missing: chunk is truncated or was not finished",
+            ));
         }
         let records = u64::from_le_bytes(f[0..8].try_into().unwrap());
         let data_len = u64::from_le_bytes(f[8..16].try_into().unwrap());
         let checksum = u64::from_le_bytes(f[16..24].try_into().unwrap());
         if f[24] != schema.0 {
-            return Err(Error::corrupt(&path, (len - FOOTER_LEN + 24) as u64, "footer schema differs from header schema"));
+            return Err(Error::corrupt(
+                &path,
+                (len - FOOTER_LEN + 24) as u64,
+                "footer schema differs from header schema",
+            ));
         }
         if HEADER_LEN as u64 + data_len + FOOTER_LEN as u64 != len as u64 {
             return Err(Error::corrupt(
                 &path,
                 (len - FOOTER_LEN) as u64,
-                format!("footer says {data_len} data bytes but the file has {}: truncated or corrupt", len - HEADER_LEN - FOOTER_LEN),
+                format!(
+                    "footer says {data_len} data bytes but the file has {}: truncated or corrupt",
+                    len - HEADER_LEN - FOOTER_LEN
+                ),
             ));
         }
         Ok(ChunkCursor {
@@ -129,11 +144,17 @@ impl ChunkCursor {
     fn finish_checks(&mut self) -> Result<bool> {
         self.hash_to(self.data_end);
         if self.records != self.expect_records {
-            return Err(self.corrupt(self.pos, format!("footer promises {} records, data holds {}", self.expect_records, self.records)));
+            return Err(self.corrupt(
+                self.pos,
+                format!("footer promises {} records, data holds {}", self.expect_records, self.records),
+            ));
         }
         let got = self.hasher.digest();
         if got != self.expect_checksum {
-            return Err(self.corrupt(HEADER_LEN, format!("checksum mismatch (data {got:016x}, footer {:016x}): corrupt chunk", self.expect_checksum)));
+            return Err(self.corrupt(
+                HEADER_LEN,
+                format!("checksum mismatch (data {got:016x}, footer {:016x}): corrupt chunk", self.expect_checksum),
+            ));
         }
         self.release_to(self.data_end);
         Ok(false)
@@ -155,7 +176,11 @@ impl ChunkCursor {
             // SAFETY: read-only private file mapping; DONTNEED only drops clean pages, which the kernel
             // reloads from the file if touched again. We never touch them again.
             unsafe {
-                let _ = self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, self.released_to, end - self.released_to);
+                let _ = self.map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    self.released_to,
+                    end - self.released_to,
+                );
             }
             self.released_to = end;
         }
@@ -185,9 +210,12 @@ impl SortedCursor for ChunkCursor {
         let mut mlen = 0;
         if !self.schema.is_keys_only() {
             let b2 = rest.len();
-            mlen = get_varint(&mut rest).ok_or_else(|| self.corrupt(kstart + klen, "bad metadata length varint"))? as usize;
+            mlen = get_varint(&mut rest).ok_or_else(|| self.corrupt(kstart + klen, "bad metadata length varint"))?
+                as usize;
             if mlen > rest.len() {
-                return Err(self.corrupt(kstart + klen, format!("metadata length {mlen} runs past the end of the data region")));
+                return Err(
+                    self.corrupt(kstart + klen, format!("metadata length {mlen} runs past the end of the data region"))
+                );
             }
             mstart += b2 - rest.len();
         }

@@ -49,7 +49,11 @@ pub struct Producer {
 impl Producer {
     /// The running binary, its version and its command line.
     pub fn current(tool: &str) -> Self {
-        Producer { tool: tool.to_string(), version: env!("CARGO_PKG_VERSION").to_string(), args: std::env::args().skip(1).collect() }
+        Producer {
+            tool: tool.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            args: std::env::args().skip(1).collect(),
+        }
     }
 }
 
@@ -141,7 +145,13 @@ impl ChunkSetWriter {
                 std::fs::remove_file(&p).ctx(&p)?;
             }
         }
-        Ok(ChunkSetWriter { dir, schema, next_id: AtomicU64::new(0), chunks: Mutex::new(Vec::new()), write_buf: super::WRITE_BUF })
+        Ok(ChunkSetWriter {
+            dir,
+            schema,
+            next_id: AtomicU64::new(0),
+            chunks: Mutex::new(Vec::new()),
+            write_buf: super::WRITE_BUF,
+        })
     }
 
     /// Reopens an unfinished chunk set (no manifest) to continue it: complete chunks already in `dir` are
@@ -152,7 +162,10 @@ impl ChunkSetWriter {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).ctx(&dir)?;
         if dir.join(MANIFEST).exists() {
-            return Err(Error::Usage(format!("{}: chunk set is already complete (has {MANIFEST}); nothing to resume", dir.display())));
+            return Err(Error::Usage(format!(
+                "{}: chunk set is already complete (has {MANIFEST}); nothing to resume",
+                dir.display()
+            )));
         }
         let mut kept = Vec::new();
         let mut max_id = None;
@@ -164,7 +177,12 @@ impl ChunkSetWriter {
             } else if let Some(id) = chunk_id(&name) {
                 let c = ChunkCursor::open(&p)?;
                 if c.schema() != schema {
-                    return Err(Error::Usage(format!("{}: schema {} differs from this run's {}", p.display(), c.schema(), schema)));
+                    return Err(Error::Usage(format!(
+                        "{}: schema {} differs from this run's {}",
+                        p.display(),
+                        c.schema(),
+                        schema
+                    )));
                 }
                 let (first_key, info) = verify_to_info(&p)?;
                 max_id = Some(max_id.map_or(id, |m: u64| m.max(id)));
@@ -173,7 +191,13 @@ impl ChunkSetWriter {
         }
         kept.sort_by_key(|a| a.id);
         let names = kept.iter().map(|a| a.info.file.clone()).collect();
-        let w = ChunkSetWriter { dir, schema, next_id: AtomicU64::new(max_id.map_or(0, |m| m + 1)), chunks: Mutex::new(kept), write_buf: super::WRITE_BUF };
+        let w = ChunkSetWriter {
+            dir,
+            schema,
+            next_id: AtomicU64::new(max_id.map_or(0, |m| m + 1)),
+            chunks: Mutex::new(kept),
+            write_buf: super::WRITE_BUF,
+        };
         Ok((w, names))
     }
 
@@ -234,7 +258,13 @@ impl ChunkSetWriter {
         self.write_manifest(chunks, producer, true, info)
     }
 
-    fn write_manifest(self, chunks: Vec<Added>, producer: Producer, disjoint: bool, info: serde_json::Value) -> Result<Manifest> {
+    fn write_manifest(
+        self,
+        chunks: Vec<Added>,
+        producer: Producer,
+        disjoint: bool,
+        info: serde_json::Value,
+    ) -> Result<Manifest> {
         let chunks: Vec<ChunkInfo> = chunks.into_iter().map(|a| a.info).collect();
         if disjoint {
             for w in chunks.windows(2) {
@@ -259,7 +289,10 @@ impl ChunkSetWriter {
             schema: std::iter::once("key").chain(self.schema.names()).map(String::from).collect(),
             records: chunks.iter().map(|c| c.records).sum(),
             producer,
-            created_unix_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+            created_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
             chunks,
             info,
         };
@@ -282,7 +315,10 @@ fn chunk_id(name: &str) -> Option<u64> {
 
 fn is_chunk_set_file(p: &Path) -> bool {
     let name = p.file_name().unwrap_or_default().to_string_lossy();
-    name == MANIFEST || chunk_id(&name).is_some() || (name.starts_with(".chunk-") && name.ends_with(".tmp")) || name == "rejects.csv"
+    name == MANIFEST
+        || chunk_id(&name).is_some()
+        || (name.starts_with(".chunk-") && name.ends_with(".tmp"))
+        || name == "rejects.csv"
 }
 
 fn info_of(name: &str, st: &ChunkStats) -> ChunkInfo {
@@ -346,13 +382,19 @@ impl ChunkSet {
         if !mpath.exists() {
             return Err(Error::Manifest {
                 path: dir.clone(),
-                msg: format!("no {MANIFEST}: not a chunk set, or one whose producer did not finish (rerun it, or resume)"),
+                msg: format!(
+                    "no {MANIFEST}: not a chunk set, or one whose producer did not finish (rerun it, or resume)"
+                ),
             });
         }
         let body = std::fs::read(&mpath).ctx(&mpath)?;
-        let manifest: Manifest = serde_json::from_slice(&body).map_err(|e| Error::Manifest { path: mpath.clone(), msg: format!("invalid manifest: {e}") })?;
+        let manifest: Manifest = serde_json::from_slice(&body)
+            .map_err(|e| Error::Manifest { path: mpath.clone(), msg: format!("invalid manifest: {e}") })?;
         if manifest.format != FORMAT || manifest.version != 1 {
-            return Err(Error::Manifest { path: mpath, msg: format!("unsupported format {:?} version {}", manifest.format, manifest.version) });
+            return Err(Error::Manifest {
+                path: mpath,
+                msg: format!("unsupported format {:?} version {}", manifest.format, manifest.version),
+            });
         }
         if manifest.order != "bytewise" {
             return Err(Error::Manifest { path: mpath, msg: format!("unsupported key order {:?}", manifest.order) });
@@ -363,7 +405,11 @@ impl ChunkSet {
             let len = std::fs::metadata(&p).ctx(&p)?.len();
             let want = c.data_len + (super::HEADER_LEN + super::FOOTER_LEN) as u64;
             if len != want {
-                return Err(Error::corrupt(&p, len, format!("file is {len} bytes, manifest says {want}: truncated or replaced")));
+                return Err(Error::corrupt(
+                    &p,
+                    len,
+                    format!("file is {len} bytes, manifest says {want}: truncated or replaced"),
+                ));
             }
         }
         Ok(ChunkSet { dir, manifest, schema })
@@ -438,7 +484,11 @@ impl ChunkSet {
     /// open should be compacted first (keyrecon-sort does); we open them all here.
     pub fn stream(&self) -> Result<SetStream> {
         let cursors = self.cursors()?;
-        Ok(if self.manifest.disjoint { SetStream::Concat(crate::merge::Concat::new(cursors)) } else { SetStream::Merge(crate::merge::Merge::new(cursors, true)) })
+        Ok(if self.manifest.disjoint {
+            SetStream::Concat(crate::merge::Concat::new(cursors))
+        } else {
+            SetStream::Merge(crate::merge::Merge::new(cursors, true))
+        })
     }
 }
 
@@ -522,7 +572,11 @@ mod tests {
         w.add_chunk(lo).unwrap();
         w.finish_key_ordered(Producer::default(), serde_json::Value::Null).unwrap();
         assert_eq!(read_all(t.path()), ["c", "p", "q"]);
-        let leftovers: Vec<String> = std::fs::read_dir(t.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.ends_with(".tmp")).collect();
+        let leftovers: Vec<String> = std::fs::read_dir(t.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 }

@@ -30,7 +30,9 @@ pub struct TableRef {
 impl TableRef {
     pub fn parse(s: &str) -> std::result::Result<TableRef, String> {
         match s.split_once('.') {
-            Some((k, t)) if !k.is_empty() && !t.is_empty() && !t.contains('.') => Ok(TableRef { keyspace: k.to_string(), table: t.to_string() }),
+            Some((k, t)) if !k.is_empty() && !t.is_empty() && !t.contains('.') => {
+                Ok(TableRef { keyspace: k.to_string(), table: t.to_string() })
+            }
             _ => Err(format!("{s:?}: expected KEYSPACE.TABLE")),
         }
     }
@@ -70,9 +72,14 @@ impl KeyType {
     pub fn encode(self, key: &[u8]) -> std::result::Result<Vec<u8>, String> {
         match self {
             KeyType::Blob => Ok(key.to_vec()),
-            KeyType::Text => std::str::from_utf8(key).map(|_| key.to_vec()).map_err(|_| "key is not valid UTF-8, the key column is text".to_string()),
+            KeyType::Text => std::str::from_utf8(key)
+                .map(|_| key.to_vec())
+                .map_err(|_| "key is not valid UTF-8, the key column is text".to_string()),
             KeyType::Int(n) => {
-                let v: i64 = std::str::from_utf8(key).ok().and_then(|s| s.parse().ok()).ok_or("key is not a decimal integer, the key column is one")?;
+                let v: i64 = std::str::from_utf8(key)
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or("key is not a decimal integer, the key column is one")?;
                 let bytes = v.to_be_bytes();
                 let (hi, lo) = bytes.split_at(8 - n);
                 // In range iff the dropped high bytes are the sign extension of the kept ones.
@@ -87,7 +94,8 @@ impl KeyType {
                 if hex.len() != 32 || key.len() != 36 {
                     return Err("key is not a hyphenated UUID, the key column is a uuid".into());
                 }
-                super::journal::unhex(std::str::from_utf8(&hex).unwrap_or("zz")).map_err(|_| "key is not a hyphenated UUID, the key column is a uuid".into())
+                super::journal::unhex(std::str::from_utf8(&hex).unwrap_or("zz"))
+                    .map_err(|_| "key is not a hyphenated UUID, the key column is a uuid".into())
             }
         }
     }
@@ -97,7 +105,11 @@ impl KeyType {
 struct Raw<'a>(&'a [u8]);
 
 impl SerializeValue for Raw<'_> {
-    fn serialize<'b>(&self, _typ: &ColumnType, writer: CellWriter<'b>) -> std::result::Result<WrittenCellProof<'b>, SerializationError> {
+    fn serialize<'b>(
+        &self,
+        _typ: &ColumnType,
+        writer: CellWriter<'b>,
+    ) -> std::result::Result<WrittenCellProof<'b>, SerializationError> {
         writer.set_value(self.0).map_err(SerializationError::new)
     }
 }
@@ -141,8 +153,17 @@ impl Fetcher {
         let session = session::connect(c).await?;
         let mut sources = Vec::new();
         for t in tables {
-            let cql = format!("SELECT {} FROM {}.{} WHERE {} = ?", ident(blob_column), ident(&t.keyspace), ident(&t.table), ident(key_column));
-            let stmt = session.prepare(cql.as_str()).await.map_err(|e| Error::Other(format!("{t}: preparing {cql:?}: {e}")))?;
+            let cql = format!(
+                "SELECT {} FROM {}.{} WHERE {} = ?",
+                ident(blob_column),
+                ident(&t.keyspace),
+                ident(&t.table),
+                ident(key_column)
+            );
+            let stmt = session
+                .prepare(cql.as_str())
+                .await
+                .map_err(|e| Error::Other(format!("{t}: preparing {cql:?}: {e}")))?;
             let specs = stmt.get_variable_col_specs();
             let spec = specs.get_by_index(0).ok_or_else(|| Error::Other(format!("{t}: {cql:?} has no bind marker")))?;
             let key_type = KeyType::of(spec.typ()).map_err(|e| Error::Usage(format!("{t}.{key_column}: {e}")))?;
@@ -174,7 +195,8 @@ impl Fetcher {
             Ok(b) => b,
             Err(why) => return Ok(Lookup::NotAKey(why)),
         };
-        let fatal = |e: &dyn std::fmt::Display| FetchError { msg: format!("{}: {e}", s.name), retry: false, load: false };
+        let fatal =
+            |e: &dyn std::fmt::Display| FetchError { msg: format!("{}: {e}", s.name), retry: false, load: false };
         let res = match self.session.execute_unpaged(&s.stmt, (Raw(&bound),)).await {
             Ok(r) => r,
             Err(e) => {
@@ -200,11 +222,18 @@ impl Fetcher {
 fn classify(e: &ExecutionError) -> (bool, bool) {
     match e {
         ExecutionError::LastAttemptError(RequestAttemptError::DbError(db, _)) => match db {
-            DbError::ReadTimeout { .. } | DbError::ReadFailure { .. } | DbError::Overloaded | DbError::RateLimitReached { .. } => (true, true),
-            DbError::Unavailable { .. } | DbError::ServerError | DbError::IsBootstrapping | DbError::TruncateError => (true, false),
+            DbError::ReadTimeout { .. }
+            | DbError::ReadFailure { .. }
+            | DbError::Overloaded
+            | DbError::RateLimitReached { .. } => (true, true),
+            DbError::Unavailable { .. } | DbError::ServerError | DbError::IsBootstrapping | DbError::TruncateError => {
+                (true, false)
+            }
             _ => (false, false),
         },
-        ExecutionError::LastAttemptError(RequestAttemptError::BrokenConnectionError(_) | RequestAttemptError::UnableToAllocStreamId) => (true, false),
+        ExecutionError::LastAttemptError(
+            RequestAttemptError::BrokenConnectionError(_) | RequestAttemptError::UnableToAllocStreamId,
+        ) => (true, false),
         ExecutionError::RequestTimeout(_) => (true, true),
         ExecutionError::ConnectionPoolError(_) | ExecutionError::EmptyPlan => (true, false),
         _ => (false, false),

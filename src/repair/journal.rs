@@ -196,7 +196,8 @@ fn decode(line: &[u8]) -> std::result::Result<Parsed, String> {
     if l.o == INTENT {
         return Ok(Parsed::Intent(key));
     }
-    let outcome = Outcome::ALL.into_iter().find(|o| o.name() == l.o).ok_or_else(|| format!("unknown outcome {:?}", l.o))?;
+    let outcome =
+        Outcome::ALL.into_iter().find(|o| o.name() == l.o).ok_or_else(|| format!("unknown outcome {:?}", l.o))?;
     Ok(Parsed::Final(Done {
         outcome,
         key,
@@ -312,13 +313,19 @@ impl Journal {
         } else {
             OpenOptions::new().create(true).write(true).truncate(true).open(&path).ctx(&path)?
         };
-        let j = Journal { path, inner: Mutex::new(Inner { file: Some(file), unsynced: 0, last_sync: Instant::now(), memory: Vec::new() }) };
+        let j = Journal {
+            path,
+            inner: Mutex::new(Inner { file: Some(file), unsynced: 0, last_sync: Instant::now(), memory: Vec::new() }),
+        };
         Ok((j, replay))
     }
 
     /// A journal that keeps records in memory only (`--dry-run` must not leave a journal to resume).
     pub fn in_memory() -> Journal {
-        Journal { path: PathBuf::from("(memory)"), inner: Mutex::new(Inner { file: None, unsynced: 0, last_sync: Instant::now(), memory: Vec::new() }) }
+        Journal {
+            path: PathBuf::from("(memory)"),
+            inner: Mutex::new(Inner { file: None, unsynced: 0, last_sync: Instant::now(), memory: Vec::new() }),
+        }
     }
 
     pub fn path(&self) -> &Path {

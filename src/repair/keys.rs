@@ -88,7 +88,10 @@ pub fn parse(data: &[u8], path: &Path, format: KeysFormat, nul: bool) -> Result<
 }
 
 fn parse_lines(data: &[u8], term: u8) -> Vec<Item> {
-    data.split(|b| *b == term).filter(|l| !l.is_empty()).map(|l| Item { key: l.to_vec(), origin: None, size: None }).collect()
+    data.split(|b| *b == term)
+        .filter(|l| !l.is_empty())
+        .map(|l| Item { key: l.to_vec(), origin: None, size: None })
+        .collect()
 }
 
 fn parse_csv(data: &[u8], path: &Path) -> Result<Vec<Item>> {
@@ -141,7 +144,10 @@ mod tests {
         let k = p(b"key,size,origin\nt01a,10,t01a_1\n\"t0,2\",,\nt01a,10,t01a_1\n", false).unwrap();
         assert_eq!(
             k.items,
-            vec![Item { key: b"t01a".to_vec(), origin: Some(b"t01a_1".to_vec()), size: Some(10) }, Item { key: b"t0,2".to_vec(), origin: None, size: None }]
+            vec![
+                Item { key: b"t01a".to_vec(), origin: Some(b"t01a_1".to_vec()), size: Some(10) },
+                Item { key: b"t0,2".to_vec(), origin: None, size: None }
+            ]
         );
         assert_eq!(k.duplicates, 1);
         assert_eq!(k.items[1].origin(), b"t0,2");
@@ -152,7 +158,10 @@ mod tests {
         let k = p(b"a\xff\n\nb\n", false).unwrap();
         assert_eq!(k.items.iter().map(|i| i.key.clone()).collect::<Vec<_>>(), vec![b"a\xff".to_vec(), b"b".to_vec()]);
         let k = p(b"key,x\0b\nc\0", true).unwrap();
-        assert_eq!(k.items.iter().map(|i| i.key.clone()).collect::<Vec<_>>(), vec![b"key,x".to_vec(), b"b\nc".to_vec()]);
+        assert_eq!(
+            k.items.iter().map(|i| i.key.clone()).collect::<Vec<_>>(),
+            vec![b"key,x".to_vec(), b"b\nc".to_vec()]
+        );
     }
 
     #[test]

@@ -183,7 +183,10 @@ impl Transient for FetchError {
 
 /// Runs a repair to the end and writes its outcome files and summary into `cfg.out`.
 pub fn run(cfg: RepairConfig) -> Result<RepairSummary> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Error::Other(format!("tokio runtime: {e}")))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Other(format!("tokio runtime: {e}")))?;
     rt.block_on(run_async(cfg))
 }
 
@@ -194,9 +197,16 @@ async fn run_async(cfg: RepairConfig) -> Result<RepairSummary> {
     let read_ms = t0.elapsed().as_millis() as u64;
     if cfg.dry_run && cfg.out.join(journal::FILE).exists() {
         // Its outcome files would replace the real run's.
-        return Err(Error::Usage(format!("--dry-run: {} holds a repair journal; give the dry run its own --out", cfg.out.display())));
+        return Err(Error::Usage(format!(
+            "--dry-run: {} holds a repair journal; give the dry run its own --out",
+            cfg.out.display()
+        )));
     }
-    let (journal, replay) = if cfg.dry_run { (Journal::in_memory(), Default::default()) } else { Journal::open(&cfg.out, cfg.resume, cfg.force)? };
+    let (journal, replay) = if cfg.dry_run {
+        (Journal::in_memory(), Default::default())
+    } else {
+        Journal::open(&cfg.out, cfg.resume, cfg.force)?
+    };
     let mut summary = RepairSummary {
         keys_file: keys.source.clone(),
         bucket: cfg.bucket.clone(),
@@ -213,8 +223,14 @@ async fn run_async(cfg: RepairConfig) -> Result<RepairSummary> {
 
     let tc = Instant::now();
     let fetcher = Fetcher::connect(&cfg.connect, &cfg.tables, &cfg.key_column, &cfg.blob_column).await?;
-    let client = crate::sources::s3::client::build(&cfg.s3).await.map_err(|e| Error::Other(format!("S3 client: {e:#}")))?;
-    let target = Target { client, bucket: cfg.bucket.clone(), multipart_threshold: cfg.multipart_threshold, part_size: cfg.part_size };
+    let client =
+        crate::sources::s3::client::build(&cfg.s3).await.map_err(|e| Error::Other(format!("S3 client: {e:#}")))?;
+    let target = Target {
+        client,
+        bucket: cfg.bucket.clone(),
+        multipart_threshold: cfg.multipart_threshold,
+        part_size: cfg.part_size,
+    };
     let connect_ms = tc.elapsed().as_millis() as u64;
 
     let throttle = Throttle::new(TOOL, cfg.concurrency, cfg.rate, cfg.bandwidth, cfg.latency_target, cfg.quiet);
@@ -326,7 +342,13 @@ async fn repair_one(sh: &Shared, it: &Item) -> Done {
     let d = Done::new(Outcome::Failed, &it.key, it.origin.as_deref());
     let tk = match String::from_utf8([&cfg.prefix[..], &it.key].concat()) {
         Ok(s) => s,
-        Err(_) => return fail(d, "key", "target key is not valid UTF-8 (S3 keys are UTF-8 strings): nothing fetched or written".into()),
+        Err(_) => {
+            return fail(
+                d,
+                "key",
+                "target key is not valid UTF-8 (S3 keys are UTF-8 strings): nothing fetched or written".into(),
+            )
+        }
     };
     let _permit = sh.throttle.acquire().await;
     sh.live.inflight.store(sh.throttle.inflight(), Relaxed);
@@ -337,7 +359,8 @@ async fn repair_one(sh: &Shared, it: &Item) -> Done {
 async fn repair_permitted(sh: &Shared, it: &Item, mut d: Done, tk: &str) -> Done {
     let cfg = &sh.cfg;
     let c = &sh.counters;
-    let retry = Retry { throttle: &sh.throttle, max_attempts: cfg.max_attempts, retries: [&c.retries[0], &c.retries[1]] };
+    let retry =
+        Retry { throttle: &sh.throttle, max_attempts: cfg.max_attempts, retries: [&c.retries[0], &c.retries[1]] };
 
     // Fetch: the source, then each fallback.
     let tf = Instant::now();
@@ -380,7 +403,10 @@ async fn repair_permitted(sh: &Shared, it: &Item, mut d: Done, tk: &str) -> Done
             Err(e) => return fail(d, "head", e.msg),
             Ok(None) => {}
             Ok(Some(h)) => {
-                if interrupted && h.size == blob.len() as u64 && same_upload(h.etag.as_deref(), &blob, &md5hex, cfg.part_size) {
+                if interrupted
+                    && h.size == blob.len() as u64
+                    && same_upload(h.etag.as_deref(), &blob, &md5hex, cfg.part_size)
+                {
                     c.completed_earlier.fetch_add(1, Relaxed);
                     d.outcome = Outcome::Ok;
                     d.error = Some("uploaded by an interrupted run (ETag matches the blob)".into());
@@ -395,7 +421,8 @@ async fn repair_permitted(sh: &Shared, it: &Item, mut d: Done, tk: &str) -> Done
     if cfg.dry_run {
         // Not println!: `--dry-run | head` closes the pipe, which must not panic a worker.
         use std::io::Write;
-        let _ = writeln!(std::io::stdout().lock(), "would copy {tk} ({} bytes from {})", blob.len(), sh.fetcher.name(ti));
+        let _ =
+            writeln!(std::io::stdout().lock(), "would copy {tk} ({} bytes from {})", blob.len(), sh.fetcher.name(ti));
         d.outcome = Outcome::Ok;
         d.error = Some("dry run: not written".into());
         return d;

@@ -80,7 +80,11 @@ fn num(v: Option<u64>) -> Vec<u8> {
 pub fn write(dir: &Path, finals: &mut [Done], prefix: &[u8], dry_run: bool) -> Result<Counts> {
     finals.sort_by(|a, b| a.key.cmp(&b.key));
     let ok_name = if dry_run { "would-copy.csv" } else { "ok.csv" };
-    let mut ok = Csv::create(dir, ok_name, &["key", "origin", "target_key", "size", "table", "md5", "content_type", "parts", "attempts", "note"])?;
+    let mut ok = Csv::create(
+        dir,
+        ok_name,
+        &["key", "origin", "target_key", "size", "table", "md5", "content_type", "parts", "attempts", "note"],
+    )?;
     let mut nf = Csv::create(dir, "not-found.csv", &["key", "origin", "tables"])?;
     let mut failed = Csv::create(dir, "failed.csv", &["key", "origin", "stage", "attempts", "error"])?;
     let mut exists = Csv::create(dir, "exists.csv", &["key", "origin", "outcome", "existing_size", "size"])?;
@@ -106,8 +110,12 @@ pub fn write(dir: &Path, finals: &mut [Done], prefix: &[u8], dry_run: bool) -> R
                 ])?
             }
             Outcome::NotFound => nf.row(&[&d.key, &origin, &s(&d.error)])?,
-            Outcome::Failed => failed.row(&[&d.key, &origin, &s(&d.stage), d.attempts.to_string().as_bytes(), &s(&d.error)])?,
-            Outcome::Exists | Outcome::Differ => exists.row(&[&d.key, &origin, d.outcome.name().as_bytes(), &num(d.existing), &num(d.size)])?,
+            Outcome::Failed => {
+                failed.row(&[&d.key, &origin, &s(&d.stage), d.attempts.to_string().as_bytes(), &s(&d.error)])?
+            }
+            Outcome::Exists | Outcome::Differ => {
+                exists.row(&[&d.key, &origin, d.outcome.name().as_bytes(), &num(d.existing), &num(d.size)])?
+            }
         }
     }
     ok.finish()?;
@@ -124,7 +132,11 @@ mod tests {
     #[test]
     fn one_row_per_key_in_byte_order_with_exit_codes() {
         let dir = tempfile::tempdir().unwrap();
-        let mut v = vec![Done::new(Outcome::Ok, b"b", Some(b"b_1")), Done::new(Outcome::Ok, b"a\xff", None), Done::new(Outcome::Differ, b"c", None)];
+        let mut v = vec![
+            Done::new(Outcome::Ok, b"b", Some(b"b_1")),
+            Done::new(Outcome::Ok, b"a\xff", None),
+            Done::new(Outcome::Differ, b"c", None),
+        ];
         v[0].size = Some(3);
         let mut f = Done::new(Outcome::Failed, b"d", None);
         f.error = Some("PUT \"d\": 503 SlowDown".into());
@@ -134,7 +146,11 @@ mod tests {
         assert_eq!(c, Counts { ok: 2, not_found: 0, failed: 1, exists: 0, differ: 1 });
         assert_eq!(c.exit_code(), 2);
         let ok = std::fs::read(dir.path().join("ok.csv")).unwrap();
-        assert!(ok.starts_with(b"key,origin,target_key,size,table,md5,content_type,parts,attempts,note\na\xff,,p/a\xff,"), "{}", String::from_utf8_lossy(&ok));
+        assert!(
+            ok.starts_with(b"key,origin,target_key,size,table,md5,content_type,parts,attempts,note\na\xff,,p/a\xff,"),
+            "{}",
+            String::from_utf8_lossy(&ok)
+        );
         assert!(String::from_utf8_lossy(&ok).contains("\nb,b_1,p/b,3,"));
         let failed = std::fs::read_to_string(dir.path().join("failed.csv")).unwrap();
         assert!(failed.contains("d,,put,0,\"PUT \"\"d\"\": 503 SlowDown\""), "{failed}");

@@ -50,7 +50,11 @@ impl S3Error {
         self.status == Some(412)
     }
 
-    fn from_sdk<E: ProvideErrorMetadata + std::error::Error + 'static>(what: &str, key: &str, e: SdkError<E, HttpResponse>) -> S3Error {
+    fn from_sdk<E: ProvideErrorMetadata + std::error::Error + 'static>(
+        what: &str,
+        key: &str,
+        e: SdkError<E, HttpResponse>,
+    ) -> S3Error {
         let ctx = |m: String| format!("{what} {key:?}: {m}");
         match &e {
             SdkError::ServiceError(se) => {
@@ -59,19 +63,33 @@ impl S3Error {
                 let message = se.err().message().unwrap_or("");
                 let s = status.unwrap_or(0);
                 let load = s == 503 || s == 429 || code.as_deref() == Some("SlowDown");
-                let retry = load || matches!(s, 500 | 502 | 504 | 408) || code.as_deref().is_some_and(|c| matches!(c, "InternalError" | "RequestTimeout"));
+                let retry = load
+                    || matches!(s, 500 | 502 | 504 | 408)
+                    || code.as_deref().is_some_and(|c| matches!(c, "InternalError" | "RequestTimeout"));
                 S3Error {
                     status,
-                    msg: ctx(format!("{s} {}{}{message}", code.as_deref().unwrap_or(""), if message.is_empty() { "" } else { ": " })),
+                    msg: ctx(format!(
+                        "{s} {}{}{message}",
+                        code.as_deref().unwrap_or(""),
+                        if message.is_empty() { "" } else { ": " }
+                    )),
                     code,
                     retry,
                     load,
                 }
             }
-            SdkError::TimeoutError(_) => S3Error { status: None, code: None, msg: ctx("timeout".into()), retry: true, load: true },
+            SdkError::TimeoutError(_) => {
+                S3Error { status: None, code: None, msg: ctx("timeout".into()), retry: true, load: true }
+            }
             SdkError::DispatchFailure(d) => {
                 let load = d.is_timeout();
-                S3Error { status: None, code: None, msg: ctx(format!("connection: {}", aws_sdk_s3::error::DisplayErrorContext(&e))), retry: true, load }
+                S3Error {
+                    status: None,
+                    code: None,
+                    msg: ctx(format!("connection: {}", aws_sdk_s3::error::DisplayErrorContext(&e))),
+                    retry: true,
+                    load,
+                }
             }
             SdkError::ResponseError(_) => S3Error {
                 status: status_of(&e),
@@ -80,7 +98,13 @@ impl S3Error {
                 retry: true,
                 load: false,
             },
-            _ => S3Error { status: None, code: None, msg: ctx(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()), retry: false, load: false },
+            _ => S3Error {
+                status: None,
+                code: None,
+                msg: ctx(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()),
+                retry: false,
+                load: false,
+            },
         }
     }
 }
@@ -195,7 +219,8 @@ impl Target {
 
     /// Uploads `up.body` under `key` (single PUT or multipart), each request retried by `retry`.
     pub async fn put(&self, retry: &Retry<'_>, attempts: &mut u32, key: &str, up: &Upload) -> Result<Put, S3Error> {
-        let (body, md5sum, content_type, if_none_match) = (&up.body, &up.md5, up.content_type.as_deref(), up.if_none_match);
+        let (body, md5sum, content_type, if_none_match) =
+            (&up.body, &up.md5, up.content_type.as_deref(), up.if_none_match);
         if body.len() > self.multipart_threshold {
             return self.put_multipart(retry, attempts, key, body, content_type, if_none_match).await;
         }
@@ -257,12 +282,21 @@ impl Target {
         let r = self.upload_parts(retry, attempts, key, body, &upload_id, if_none_match).await;
         if r.is_err() {
             // Best effort: an unfinished upload only costs storage until a lifecycle rule removes it.
-            let _ = self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(&upload_id).send().await;
+            let _ =
+                self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(&upload_id).send().await;
         }
         r
     }
 
-    async fn upload_parts(&self, retry: &Retry<'_>, attempts: &mut u32, key: &str, body: &Bytes, upload_id: &str, if_none_match: bool) -> Result<Put, S3Error> {
+    async fn upload_parts(
+        &self,
+        retry: &Retry<'_>,
+        attempts: &mut u32,
+        key: &str,
+        body: &Bytes,
+        upload_id: &str,
+        if_none_match: bool,
+    ) -> Result<Put, S3Error> {
         let mut parts = Vec::new();
         let ps = self.part_size.max(1);
         let mut off = 0;
@@ -294,7 +328,13 @@ impl Target {
         let done = CompletedMultipartUpload::builder().set_parts(Some(parts)).build();
         let out = retry
             .run(Side::S3, attempts, || {
-                let mut req = self.client.complete_multipart_upload().bucket(&self.bucket).key(key).upload_id(upload_id).multipart_upload(done.clone());
+                let mut req = self
+                    .client
+                    .complete_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(upload_id)
+                    .multipart_upload(done.clone());
                 if if_none_match {
                     req = req.if_none_match("*");
                 }

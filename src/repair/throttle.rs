@@ -96,7 +96,14 @@ impl Drop for Permit<'_> {
 }
 
 impl Throttle {
-    pub fn new(tool: &'static str, max: usize, rate: Option<f64>, bandwidth: Option<f64>, latency_target: Duration, quiet: bool) -> Throttle {
+    pub fn new(
+        tool: &'static str,
+        max: usize,
+        rate: Option<f64>,
+        bandwidth: Option<f64>,
+        latency_target: Duration,
+        quiet: bool,
+    ) -> Throttle {
         let max = max.max(1);
         let now = Instant::now();
         Throttle {

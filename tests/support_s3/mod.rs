@@ -59,18 +59,12 @@ fn find_garage() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn rand_hex(n: usize) -> String {
     let mut r = rand::thread_rng();
-    (0..n)
-        .map(|_| format!("{:x}", r.gen_range(0..16u8)))
-        .collect()
+    (0..n).map(|_| format!("{:x}", r.gen_range(0..16u8))).collect()
 }
 
 fn start_garage() -> Garage {
@@ -163,10 +157,7 @@ root_domain = ".s3.garage.localhost"
             Err(e) => tx.send(Err(e)).unwrap(),
         }
     });
-    let pid = rx
-        .recv()
-        .unwrap()
-        .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+    let pid = rx.recv().unwrap().unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
     let g = Garage {
         endpoint: format!("http://127.0.0.1:{s3_port}"),
         region: REGION.to_string(),
@@ -185,16 +176,11 @@ impl Garage {
         let c = self.client();
         let t0 = Instant::now();
         loop {
-            if rt
-                .block_on(c.head_bucket().bucket("default").send())
-                .is_ok()
-            {
+            if rt.block_on(c.head_bucket().bucket("default").send()).is_ok() {
                 return;
             }
             let alive = Path::new("/proc").join(self.pid.to_string()).exists()
-                && !std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
-                    .unwrap_or_default()
-                    .contains(") Z");
+                && !std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap_or_default().contains(") Z");
             if !alive || t0.elapsed() > Duration::from_secs(60) {
                 let log = std::fs::read_to_string(self.dir.join("garage.log")).unwrap_or_default();
                 panic!(
@@ -214,13 +200,7 @@ impl Garage {
             .behavior_version(BehaviorVersion::latest())
             .endpoint_url(&self.endpoint)
             .region(Region::new(self.region.clone()))
-            .credentials_provider(Credentials::new(
-                &self.access_key,
-                &self.secret_key,
-                None,
-                None,
-                "test",
-            ))
+            .credentials_provider(Credentials::new(&self.access_key, &self.secret_key, None, None, "test"))
             .force_path_style(true)
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
@@ -237,12 +217,7 @@ impl Garage {
                 .bucket(name)
                 .send()
                 .await
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "create bucket {name}: {}",
-                        aws_sdk_s3::error::DisplayErrorContext(e)
-                    )
-                });
+                .unwrap_or_else(|e| panic!("create bucket {name}: {}", aws_sdk_s3::error::DisplayErrorContext(e)));
             self.put_async(&c, name, keys).await;
         });
     }
@@ -260,14 +235,10 @@ impl Garage {
                 c.put_object()
                     .bucket(bucket)
                     .key(k)
-                    .body(aws_sdk_s3::primitives::ByteStream::from(
-                        k.as_bytes().to_vec(),
-                    ))
+                    .body(aws_sdk_s3::primitives::ByteStream::from(k.as_bytes().to_vec()))
                     .send()
                     .await
-                    .unwrap_or_else(|e| {
-                        panic!("put {k:?}: {}", aws_sdk_s3::error::DisplayErrorContext(e))
-                    })
+                    .unwrap_or_else(|e| panic!("put {k:?}: {}", aws_sdk_s3::error::DisplayErrorContext(e)))
             })
             .buffer_unordered(64)
             .collect::<Vec<_>>()
@@ -277,9 +248,7 @@ impl Garage {
     /// Runs keyrecon-list-s3 against `endpoint` (Garage or a proxy in front of it) with credentials in
     /// the environment, as a user would.
     pub fn list_via(&self, endpoint: &str, args: &[&str]) -> Output {
-        self.command_via(endpoint, args)
-            .output()
-            .expect("running keyrecon-list-s3")
+        self.command_via(endpoint, args).output().expect("running keyrecon-list-s3")
     }
 
     /// The keyrecon-list-s3 command for `endpoint`, credentials in a clean environment (to spawn and kill).
@@ -304,25 +273,17 @@ impl Garage {
 }
 
 pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
 /// Every record of a chunk set, in order (checks the set on the way: strictly increasing keys).
 pub fn read_set(dir: &Path) -> Vec<(Vec<u8>, Meta)> {
-    let set =
-        ChunkSet::open(dir).unwrap_or_else(|e| panic!("open chunk set {}: {e}", dir.display()));
+    let set = ChunkSet::open(dir).unwrap_or_else(|e| panic!("open chunk set {}: {e}", dir.display()));
     let mut s = set.stream().unwrap();
     let mut v: Vec<(Vec<u8>, Meta)> = Vec::new();
     while s.advance().unwrap() {
         if let Some((k, _)) = v.last() {
-            assert!(
-                k.as_slice() < s.key(),
-                "chunk set {} not strictly increasing",
-                dir.display()
-            );
+            assert!(k.as_slice() < s.key(), "chunk set {} not strictly increasing", dir.display());
         }
         v.push((s.key().to_vec(), Meta::decode(s.meta()).unwrap()));
     }
@@ -330,24 +291,16 @@ pub fn read_set(dir: &Path) -> Vec<(Vec<u8>, Meta)> {
 }
 
 pub fn keys_of(set: &[(Vec<u8>, Meta)]) -> Vec<String> {
-    set.iter()
-        .map(|(k, _)| String::from_utf8(k.clone()).unwrap())
-        .collect()
+    set.iter().map(|(k, _)| String::from_utf8(k.clone()).unwrap()).collect()
 }
 
 pub fn summary(dir: &Path) -> serde_json::Value {
     let p = dir.join("summary.json");
-    serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
-        .unwrap()
+    serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
 }
 
 /// Asserts a command's exit code, showing its stderr if not.
 #[track_caller]
 pub fn assert_code(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "exit code; stderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(code), "exit code; stderr:\n{}", String::from_utf8_lossy(&out.stderr));
 }

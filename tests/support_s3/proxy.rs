@@ -5,9 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use tokio::io::{
-    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
-};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Decides a request's fate from its request line (`GET /bucket?list-type=2&... HTTP/1.1`) and its
@@ -37,18 +35,12 @@ pub fn start(upstream: &str, rule: Rule) -> Proxy {
 
 /// [`start`], holding the requests `delay` picks for the time it says.
 pub fn start_with_delay(upstream: &str, rule: Rule, delay: Delay) -> Proxy {
-    let up: SocketAddr = upstream
-        .trim_start_matches("http://")
-        .parse()
-        .expect("upstream host:port");
+    let up: SocketAddr = upstream.trim_start_matches("http://").parse().expect("upstream host:port");
     let stats = Arc::new(Stats::default());
     let (tx, rx) = std::sync::mpsc::channel();
     let st = stats.clone();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async move {
             let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(l.local_addr().unwrap()).unwrap();
@@ -64,10 +56,7 @@ pub fn start_with_delay(upstream: &str, rule: Rule, delay: Delay) -> Proxy {
         });
     });
     let addr = rx.recv().unwrap();
-    Proxy {
-        endpoint: format!("http://{addr}"),
-        stats,
-    }
+    Proxy { endpoint: format!("http://{addr}"), stats }
 }
 
 async fn read_head<R: AsyncBufRead + Unpin>(r: &mut R) -> std::io::Result<Option<Vec<u8>>> {
@@ -75,11 +64,7 @@ async fn read_head<R: AsyncBufRead + Unpin>(r: &mut R) -> std::io::Result<Option
     loop {
         let n = r.read_until(b'\n', &mut head).await?;
         if n == 0 {
-            return if head.is_empty() {
-                Ok(None)
-            } else {
-                Err(std::io::Error::other("truncated HTTP head"))
-            };
+            return if head.is_empty() { Ok(None) } else { Err(std::io::Error::other("truncated HTTP head")) };
         }
         if head.ends_with(b"\r\n\r\n") || head == b"\r\n" {
             return Ok(Some(head));
@@ -90,9 +75,7 @@ async fn read_head<R: AsyncBufRead + Unpin>(r: &mut R) -> std::io::Result<Option
 fn header(head: &str, name: &str) -> Option<String> {
     head.lines().skip(1).find_map(|l| {
         let (k, v) = l.split_once(':')?;
-        k.trim()
-            .eq_ignore_ascii_case(name)
-            .then(|| v.trim().to_string())
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
     })
 }
 
@@ -123,16 +106,11 @@ async fn serve(
 ) -> std::io::Result<()> {
     let (cr, mut cw) = client.into_split();
     let mut cr = BufReader::new(cr);
-    let mut up: Option<(
-        BufReader<tokio::net::tcp::OwnedReadHalf>,
-        tokio::net::tcp::OwnedWriteHalf,
-    )> = None;
+    let mut up: Option<(BufReader<tokio::net::tcp::OwnedReadHalf>, tokio::net::tcp::OwnedWriteHalf)> = None;
     while let Some(head) = read_head(&mut cr).await? {
         let text = String::from_utf8_lossy(&head).into_owned();
         let line = text.lines().next().unwrap_or("").to_string();
-        let clen: u64 = header(&text, "content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let clen: u64 = header(&text, "content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
         let mut body = vec![0u8; clen as usize];
         cr.read_exact(&mut body).await?;
         let n = st.requests.fetch_add(1, Relaxed);
@@ -146,7 +124,10 @@ async fn serve(
                 _ => ("Internal Server Error", "InternalError"),
             };
             let b = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>injected by the test proxy</Message></Error>");
-            let resp = format!("HTTP/1.1 {status} {reason}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{b}", b.len());
+            let resp = format!(
+                "HTTP/1.1 {status} {reason}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{b}",
+                b.len()
+            );
             cw.write_all(resp.as_bytes()).await?;
             continue;
         }
@@ -157,21 +138,11 @@ async fn serve(
         let (ur, uw) = up.as_mut().unwrap();
         uw.write_all(&head).await?;
         uw.write_all(&body).await?;
-        let rhead = read_head(ur)
-            .await?
-            .ok_or_else(|| std::io::Error::other("upstream closed"))?;
+        let rhead = read_head(ur).await?.ok_or_else(|| std::io::Error::other("upstream closed"))?;
         cw.write_all(&rhead).await?;
         let rtext = String::from_utf8_lossy(&rhead).into_owned();
-        let status: u16 = rtext
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        if line.starts_with("HEAD ")
-            || status == 204
-            || status == 304
-            || (100..200).contains(&status)
-        {
+        let status: u16 = rtext.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        if line.starts_with("HEAD ") || status == 204 || status == 304 || (100..200).contains(&status) {
             continue;
         }
         if header(&rtext, "transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
@@ -179,15 +150,8 @@ async fn serve(
                 let mut sz = Vec::new();
                 ur.read_until(b'\n', &mut sz).await?;
                 cw.write_all(&sz).await?;
-                let n = u64::from_str_radix(
-                    String::from_utf8_lossy(&sz)
-                        .trim()
-                        .split(';')
-                        .next()
-                        .unwrap_or(""),
-                    16,
-                )
-                .map_err(|_| std::io::Error::other("bad chunk size"))?;
+                let n = u64::from_str_radix(String::from_utf8_lossy(&sz).trim().split(';').next().unwrap_or(""), 16)
+                    .map_err(|_| std::io::Error::other("bad chunk size"))?;
                 if n == 0 {
                     loop {
                         let mut t = Vec::new();
@@ -201,8 +165,7 @@ async fn serve(
                 }
                 copy_exact(ur, &mut cw, n + 2).await?;
             }
-        } else if let Some(n) = header(&rtext, "content-length").and_then(|v| v.parse::<u64>().ok())
-        {
+        } else if let Some(n) = header(&rtext, "content-length").and_then(|v| v.parse::<u64>().ok()) {
             copy_exact(ur, &mut cw, n).await?;
         } else {
             tokio::io::copy(ur, &mut cw).await?;

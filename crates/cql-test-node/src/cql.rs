@@ -126,8 +126,7 @@ fn lex(q: &str) -> Result<Vec<Tok>, CqlError> {
             continue;
         }
         // Comments: `-- ...` and `// ...` to end of line.
-        if (c == b'-' && b.get(i + 1) == Some(&b'-')) || (c == b'/' && b.get(i + 1) == Some(&b'/'))
-        {
+        if (c == b'-' && b.get(i + 1) == Some(&b'-')) || (c == b'/' && b.get(i + 1) == Some(&b'/')) {
             while i < b.len() && b[i] != b'\n' {
                 i += 1;
             }
@@ -141,9 +140,7 @@ fn lex(q: &str) -> Result<Vec<Tok>, CqlError> {
             }
             let hex = &q[start..j];
             if hex.len() & 1 == 1 {
-                return Err(CqlError::syntax(format!(
-                    "odd number of hex digits in blob literal 0x{hex}"
-                )));
+                return Err(CqlError::syntax(format!("odd number of hex digits in blob literal 0x{hex}")));
             }
             let bytes = (0..hex.len())
                 .step_by(2)
@@ -160,9 +157,8 @@ fn lex(q: &str) -> Result<Vec<Tok>, CqlError> {
                 i += 1;
             }
             let text = &q[start..i];
-            let v: i128 = text
-                .parse()
-                .map_err(|_| CqlError::syntax(format!("integer literal {text} is out of range")))?;
+            let v: i128 =
+                text.parse().map_err(|_| CqlError::syntax(format!("integer literal {text} is out of range")))?;
             out.push(Tok::Int(v));
             continue;
         }
@@ -171,10 +167,7 @@ fn lex(q: &str) -> Result<Vec<Tok>, CqlError> {
             while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
                 i += 1;
             }
-            out.push(Tok::Ident {
-                text: q[start..i].to_ascii_lowercase(),
-                quoted: false,
-            });
+            out.push(Tok::Ident { text: q[start..i].to_ascii_lowercase(), quoted: false });
             continue;
         }
         if c == b'\'' || c == b'"' {
@@ -186,11 +179,7 @@ fn lex(q: &str) -> Result<Vec<Tok>, CqlError> {
                     None => {
                         return Err(CqlError::syntax(format!(
                             "unterminated {} in: {q}",
-                            if quote == b'\'' {
-                                "string"
-                            } else {
-                                "quoted identifier"
-                            }
+                            if quote == b'\'' { "string" } else { "quoted identifier" }
                         )))
                     }
                     Some(&ch) if ch == quote => {
@@ -210,14 +199,7 @@ fn lex(q: &str) -> Result<Vec<Tok>, CqlError> {
             }
             // Slicing a &str between quote bytes keeps UTF-8 valid.
             let s = String::from_utf8(s).expect("sliced between ASCII quotes");
-            out.push(if quote == b'\'' {
-                Tok::Str(s)
-            } else {
-                Tok::Ident {
-                    text: s,
-                    quoted: true,
-                }
-            });
+            out.push(if quote == b'\'' { Tok::Str(s) } else { Tok::Ident { text: s, quoted: true } });
             continue;
         }
         let two = q.get(i..i + 2);
@@ -236,9 +218,7 @@ fn lex(q: &str) -> Result<Vec<Tok>, CqlError> {
             (b';', _) => ";",
             _ => {
                 let ch = q[i..].chars().next().expect("non-empty");
-                return Err(CqlError::syntax(format!(
-                    "line 1:{i} unexpected character {ch:?} in: {q}"
-                )));
+                return Err(CqlError::syntax(format!("line 1:{i} unexpected character {ch:?} in: {q}")));
             }
         };
         i += sym.len();
@@ -264,10 +244,7 @@ impl Parser<'_> {
             None => "end of input".to_string(),
             Some(t) => format!("{t:?}"),
         };
-        CqlError::syntax(format!(
-            "line 1: expected {expected}, found {found} in: {}",
-            self.query
-        ))
+        CqlError::syntax(format!("line 1: expected {expected}, found {found} in: {}", self.query))
     }
 
     fn is_kw(&self, kw: &str) -> bool {
@@ -340,10 +317,7 @@ impl Parser<'_> {
             self.pos += 1;
             return Ok(Selector::Token(self.ident_list()?));
         }
-        for (name, make) in [
-            ("writetime", Selector::WriteTime as fn(String) -> Selector),
-            ("ttl", Selector::Ttl),
-        ] {
+        for (name, make) in [("writetime", Selector::WriteTime as fn(String) -> Selector), ("ttl", Selector::Ttl)] {
             if self.is_call(name) {
                 self.pos += 1;
                 let args = self.ident_list()?;
@@ -370,10 +344,7 @@ impl Parser<'_> {
             Some(Tok::Str(s)) => Term::Str(s.clone()),
             Some(Tok::Int(v)) => Term::Int(*v),
             Some(Tok::Hex(b)) => Term::Blob(b.clone()),
-            Some(Tok::Ident {
-                text,
-                quoted: false,
-            }) if text == "true" || text == "false" => Term::Bool(text == "true"),
+            Some(Tok::Ident { text, quoted: false }) if text == "true" || text == "false" => Term::Bool(text == "true"),
             _ => return Err(self.err("a literal or '?'")),
         };
         self.pos += 1;
@@ -398,11 +369,7 @@ impl Parser<'_> {
             } else {
                 self.term()?
             };
-            return Ok(Relation {
-                lhs,
-                op: Op::In,
-                rhs,
-            });
+            return Ok(Relation { lhs, op: Op::In, rhs });
         }
         let op = match self.peek() {
             Some(Tok::Sym("=")) => Op::Eq,
@@ -425,11 +392,7 @@ impl Parser<'_> {
             let mut v = Vec::new();
             loop {
                 let s = self.selector()?;
-                let alias = if self.eat_kw("as") {
-                    Some(self.ident()?)
-                } else {
-                    None
-                };
+                let alias = if self.eat_kw("as") { Some(self.ident()?) } else { None };
                 v.push((s, alias));
                 if !self.eat_sym(",") {
                     break;
@@ -439,11 +402,7 @@ impl Parser<'_> {
         };
         self.expect_kw("from")?;
         let first = self.ident()?;
-        let (keyspace, table) = if self.eat_sym(".") {
-            (Some(first), self.ident()?)
-        } else {
-            (None, first)
-        };
+        let (keyspace, table) = if self.eat_sym(".") { (Some(first), self.ident()?) } else { (None, first) };
         let mut relations = Vec::new();
         if self.eat_kw("where") {
             relations.push(self.relation()?);
@@ -451,39 +410,21 @@ impl Parser<'_> {
                 relations.push(self.relation()?);
             }
         }
-        let limit = if self.eat_kw("limit") {
-            Some(self.term()?)
-        } else {
-            None
-        };
+        let limit = if self.eat_kw("limit") { Some(self.term()?) } else { None };
         let allow_filtering = if self.eat_kw("allow") {
             self.expect_kw("filtering")?;
             true
         } else {
             false
         };
-        Ok(Select {
-            distinct,
-            selection,
-            keyspace,
-            table,
-            relations,
-            limit,
-            allow_filtering,
-            bind_count: 0,
-        })
+        Ok(Select { distinct, selection, keyspace, table, relations, limit, allow_filtering, bind_count: 0 })
     }
 }
 
 /// Parses one statement of the supported subset.
 pub fn parse(query: &str) -> Result<Statement, CqlError> {
     let toks = lex(query)?;
-    let mut p = Parser {
-        query,
-        toks,
-        pos: 0,
-        binds: 0,
-    };
+    let mut p = Parser { query, toks, pos: 0, binds: 0 };
     let stmt = if p.eat_kw("select") {
         let mut s = p.select()?;
         s.bind_count = p.binds;
@@ -516,9 +457,7 @@ mod tests {
 
     #[test]
     fn token_range_scan() {
-        let s = select(
-            "SELECT k, token(k), writetime(v) FROM ks.t WHERE token(k) > ? AND token(k) <= ?",
-        );
+        let s = select("SELECT k, token(k), writetime(v) FROM ks.t WHERE token(k) > ? AND token(k) <= ?");
         assert_eq!(s.keyspace.as_deref(), Some("ks"));
         assert_eq!(s.table, "t");
         assert_eq!(
@@ -532,16 +471,8 @@ mod tests {
         assert_eq!(
             s.relations,
             vec![
-                Relation {
-                    lhs: Lhs::Token(vec!["k".into()]),
-                    op: Op::Gt,
-                    rhs: Term::Bind(0)
-                },
-                Relation {
-                    lhs: Lhs::Token(vec!["k".into()]),
-                    op: Op::Le,
-                    rhs: Term::Bind(1)
-                },
+                Relation { lhs: Lhs::Token(vec!["k".into()]), op: Op::Gt, rhs: Term::Bind(0) },
+                Relation { lhs: Lhs::Token(vec!["k".into()]), op: Op::Le, rhs: Term::Bind(1) },
             ]
         );
         assert_eq!(s.bind_count, 2);
@@ -555,10 +486,7 @@ mod tests {
         assert!(s.distinct && s.allow_filtering);
         assert_eq!(s.table, "t");
         assert_eq!(s.keyspace, None);
-        assert_eq!(
-            s.selection,
-            Selection::List(vec![(Selector::Column("Key".into()), Some("x".into()))])
-        );
+        assert_eq!(s.selection, Selection::List(vec![(Selector::Column("Key".into()), Some("x".into()))]));
         assert_eq!(s.relations[0].rhs, Term::Int(i64::MIN as i128));
         assert_eq!(s.relations[1].op, Op::Lt);
         assert_eq!(s.limit, Some(Term::Int(5)));
@@ -566,16 +494,15 @@ mod tests {
 
     #[test]
     fn strings_blobs_and_in() {
-        let s = select("SELECT * FROM system.local WHERE key='lo''cal' AND b = 0xCAFE AND ks IN ? AND x IN ('a', 'b') LIMIT ?");
+        let s = select(
+            "SELECT * FROM system.local WHERE key='lo''cal' AND b = 0xCAFE AND ks IN ? AND x IN ('a', 'b') LIMIT ?",
+        );
         assert_eq!(s.selection, Selection::Star);
         assert_eq!(s.relations[0].rhs, Term::Str("lo'cal".into()));
         assert_eq!(s.relations[1].rhs, Term::Blob(vec![0xca, 0xfe]));
         assert_eq!(s.relations[2].op, Op::In);
         assert_eq!(s.relations[2].rhs, Term::Bind(0));
-        assert_eq!(
-            s.relations[3].rhs,
-            Term::List(vec![Term::Str("a".into()), Term::Str("b".into())])
-        );
+        assert_eq!(s.relations[3].rhs, Term::List(vec![Term::Str("a".into()), Term::Str("b".into())]));
         assert_eq!(s.limit, Some(Term::Bind(1)));
     }
 
@@ -584,19 +511,13 @@ mod tests {
         let s = select("SELECT ttl(v), token FROM t");
         assert_eq!(
             s.selection,
-            Selection::List(vec![
-                (Selector::Ttl("v".into()), None),
-                (Selector::Column("token".into()), None),
-            ])
+            Selection::List(vec![(Selector::Ttl("v".into()), None), (Selector::Column("token".into()), None),])
         );
     }
 
     #[test]
     fn use_statement() {
-        assert_eq!(
-            parse("USE \"MyKs\"").unwrap(),
-            Statement::Use("MyKs".into())
-        );
+        assert_eq!(parse("USE \"MyKs\"").unwrap(), Statement::Use("MyKs".into()));
         assert_eq!(parse("use ks;").unwrap(), Statement::Use("ks".into()));
     }
 

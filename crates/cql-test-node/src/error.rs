@@ -17,11 +17,7 @@ pub enum Error {
     #[error("no table {0} is defined on the test node")]
     UnknownTable(String),
     #[error("row with key {key} in {table}: {reason}")]
-    Row {
-        table: String,
-        key: String,
-        reason: String,
-    },
+    Row { table: String, key: String, reason: String },
     #[error("test node runtime: {0}")]
     Runtime(io::Error),
 }

@@ -31,8 +31,7 @@ use std::sync::{Arc, Mutex};
 use crate::cql::{self, Lhs, Op, Selection, Selector, Statement, Term};
 use crate::murmur3;
 use crate::protocol::{
-    self, opcode, put_bytes, put_int, result_kind, BoundValue, ColumnSpec, CqlError, CqlType,
-    Metadata, QueryParams,
+    self, opcode, put_bytes, put_int, result_kind, BoundValue, ColumnSpec, CqlError, CqlType, Metadata, QueryParams,
 };
 use crate::schema::{self, ColumnType, NodeInfo, SysContext, SysTable, Table};
 use crate::store::{self, RowKey, Store, TableData};
@@ -132,11 +131,7 @@ fn invalid(msg: impl Into<String>) -> CqlError {
 
 impl Engine {
     pub fn new(store: Store, info: NodeInfo) -> Engine {
-        Engine {
-            store,
-            info,
-            prepared: Mutex::new(HashMap::new()),
-        }
+        Engine { store, info, prepared: Mutex::new(HashMap::new()) }
     }
 
     /// Parses and plans `query` for a connection using `keyspace`.
@@ -150,14 +145,13 @@ impl Engine {
                 }
             }
             Statement::Select(sel) => {
-                let ks = match sel.keyspace.as_deref().or(keyspace) {
-                    Some(ks) => ks.to_string(),
-                    None => {
-                        return Err(invalid(
+                let ks =
+                    match sel.keyspace.as_deref().or(keyspace) {
+                        Some(ks) => ks.to_string(),
+                        None => return Err(invalid(
                             "No keyspace has been specified. USE a keyspace, or explicitly specify keyspace.tablename",
-                        ))
-                    }
-                };
+                        )),
+                    };
                 if schema::is_system_keyspace(&ks) {
                     let t = schema::sys_table(&ks, &sel.table)
                         .ok_or_else(|| invalid(format!("unconfigured table {}", sel.table)))?;
@@ -176,43 +170,28 @@ impl Engine {
     }
 
     /// Prepares `query`, returning the PREPARED response frame.
-    pub fn prepare(
-        &self,
-        stream: i16,
-        query: &str,
-        keyspace: Option<&str>,
-    ) -> Result<Vec<u8>, CqlError> {
+    pub fn prepare(&self, stream: i16, query: &str, keyspace: Option<&str>) -> Result<Vec<u8>, CqlError> {
         let plan = self.plan(query, keyspace)?;
         let (bind, pk, result) = match &plan {
             Plan::Data(p) => (&p.bind, p.pk_indexes.as_slice(), &p.result),
             Plan::System(p) => (&p.bind, &[][..], &p.result),
             Plan::Use(_) => {
-                return Err(invalid(
-                    "USE statements cannot be prepared on the test node; send them as QUERY",
-                ))
+                return Err(invalid("USE statements cannot be prepared on the test node; send them as QUERY"))
             }
         };
         let id = prepared_id(keyspace, query);
         let frame = protocol::result_prepared(stream, &id, bind, pk, result);
-        self.prepared
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, Arc::new(plan));
+        self.prepared.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Arc::new(plan));
         Ok(frame)
     }
 
     /// Looks up a prepared plan; UNPREPARED if unknown.
     pub fn prepared(&self, id: &[u8]) -> Result<Arc<Plan>, CqlError> {
-        self.prepared
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(id)
-            .cloned()
-            .ok_or_else(|| CqlError {
-                code: protocol::code::UNPREPARED,
-                message: format!("Prepared query with ID {} not found", hex(id)),
-                extra: protocol::ErrorExtra::Unprepared { id: id.to_vec() },
-            })
+        self.prepared.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned().ok_or_else(|| CqlError {
+            code: protocol::code::UNPREPARED,
+            message: format!("Prepared query with ID {} not found", hex(id)),
+            extra: protocol::ErrorExtra::Unprepared { id: id.to_vec() },
+        })
     }
 
     /// Runs a plan with the request's parameters.
@@ -232,31 +211,17 @@ impl Engine {
             Plan::Data(p) => {
                 check_bind_count(p.bind.columns.len(), params)?;
                 let (frame, page) = run_data(stream, p, params)?;
-                Ok(Executed {
-                    frame,
-                    set_keyspace: None,
-                    page: Some(page),
-                })
+                Ok(Executed { frame, set_keyspace: None, page: Some(page) })
             }
             Plan::System(p) => {
                 check_bind_count(p.bind.columns.len(), params)?;
                 let frame = self.run_system(stream, p, params, conn)?;
-                Ok(Executed {
-                    frame,
-                    set_keyspace: None,
-                    page: None,
-                })
+                Ok(Executed { frame, set_keyspace: None, page: None })
             }
         }
     }
 
-    fn run_system(
-        &self,
-        stream: i16,
-        p: &SysPlan,
-        params: &QueryParams,
-        conn: &ConnCtx,
-    ) -> Result<Vec<u8>, CqlError> {
+    fn run_system(&self, stream: i16, p: &SysPlan, params: &QueryParams, conn: &ConnCtx) -> Result<Vec<u8>, CqlError> {
         let tables = self.store.schemas();
         let estimate = |t: &Table, start: i64, end: i64| -> (i64, i64) {
             let Some(td) = self.store.table(&t.keyspace, &t.name) else {
@@ -274,13 +239,7 @@ impl Engine {
                     break;
                 }
                 count += 1;
-                bytes += key.len() as i64
-                    + row
-                        .cells
-                        .iter()
-                        .flatten()
-                        .map(|c| c.len() as i64)
-                        .sum::<i64>();
+                bytes += key.len() as i64 + row.cells.iter().flatten().map(|c| c.len() as i64).sum::<i64>();
             }
             (count, bytes)
         };
@@ -320,14 +279,7 @@ impl Engine {
                 put_bytes(&mut body, r[*c].serialize().as_deref());
             }
         }
-        Ok(rows_frame(
-            stream,
-            &p.result,
-            ps.as_deref(),
-            params.skip_metadata,
-            n,
-            &body,
-        ))
+        Ok(rows_frame(stream, &p.result, ps.as_deref(), params.skip_metadata, n, &body))
     }
 }
 
@@ -394,18 +346,13 @@ fn plan_system(table: SysTable, sel: &cql::Select) -> Result<SysPlan, CqlError> 
         Selection::Star => {
             for (i, (c, t)) in table.columns.iter().enumerate() {
                 outputs.push(i);
-                cols.push(ColumnSpec {
-                    name: c.to_string(),
-                    typ: t.clone(),
-                });
+                cols.push(ColumnSpec { name: c.to_string(), typ: t.clone() });
             }
         }
         Selection::List(list) => {
             for (s, alias) in list {
                 let Selector::Column(name) = s else {
-                    return Err(invalid(format!(
-                        "the test node only selects plain columns from {full}"
-                    )));
+                    return Err(invalid(format!("the test node only selects plain columns from {full}")));
                 };
                 let i = find(name)?;
                 outputs.push(i);
@@ -420,58 +367,35 @@ fn plan_system(table: SysTable, sel: &cql::Select) -> Result<SysPlan, CqlError> 
     let mut filters = Vec::new();
     for r in &sel.relations {
         let Lhs::Column(name) = &r.lhs else {
-            return Err(invalid(format!(
-                "token() restrictions are not supported on {full} by the test node"
-            )));
+            return Err(invalid(format!("token() restrictions are not supported on {full} by the test node")));
         };
         let i = find(name)?;
         let typ = table.columns[i].1.clone();
         match r.op {
             Op::Eq => {
                 if let Term::Bind(b) = r.rhs {
-                    binds[b] = Some(ColumnSpec {
-                        name: name.clone(),
-                        typ,
-                    });
+                    binds[b] = Some(ColumnSpec { name: name.clone(), typ });
                 }
             }
             Op::In => {
                 if let Term::Bind(b) = r.rhs {
-                    binds[b] = Some(ColumnSpec {
-                        name: format!("in({name})"),
-                        typ: CqlType::List(Box::new(typ)),
-                    });
+                    binds[b] = Some(ColumnSpec { name: format!("in({name})"), typ: CqlType::List(Box::new(typ)) });
                 }
             }
-            _ => {
-                return Err(invalid(format!(
-                    "only = and IN restrictions are supported on {full} by the test node"
-                )))
-            }
+            _ => return Err(invalid(format!("only = and IN restrictions are supported on {full} by the test node"))),
         }
         filters.push((i, r.op, r.rhs.clone()));
     }
     if let Some(Term::Bind(b)) = &sel.limit {
-        binds[*b] = Some(ColumnSpec {
-            name: LIMIT_BIND_NAME.into(),
-            typ: CqlType::Int,
-        });
+        binds[*b] = Some(ColumnSpec { name: LIMIT_BIND_NAME.into(), typ: CqlType::Int });
     }
     let bind_cols = binds
         .into_iter()
         .map(|b| b.ok_or_else(|| invalid("bind marker in an unsupported position")))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(SysPlan {
-        result: Metadata {
-            keyspace: table.keyspace.to_string(),
-            table: table.name.clone(),
-            columns: cols,
-        },
-        bind: Metadata {
-            keyspace: table.keyspace.to_string(),
-            table: table.name.clone(),
-            columns: bind_cols,
-        },
+        result: Metadata { keyspace: table.keyspace.to_string(), table: table.name.clone(), columns: cols },
+        bind: Metadata { keyspace: table.keyspace.to_string(), table: table.name.clone(), columns: bind_cols },
         table,
         outputs,
         filters,
@@ -480,12 +404,7 @@ fn plan_system(table: SysTable, sel: &cql::Select) -> Result<SysPlan, CqlError> 
 }
 
 /// Serialized values a system-table filter accepts.
-fn allowed_values(
-    term: &Term,
-    op: Op,
-    typ: &CqlType,
-    params: &QueryParams,
-) -> Result<Vec<Vec<u8>>, CqlError> {
+fn allowed_values(term: &Term, op: Op, typ: &CqlType, params: &QueryParams) -> Result<Vec<Vec<u8>>, CqlError> {
     let literal = |t: &Term| -> Result<Vec<u8>, CqlError> {
         match (t, typ) {
             (Term::Str(s), CqlType::Text) => Ok(s.as_bytes().to_vec()),
@@ -494,14 +413,9 @@ fn allowed_values(
             (Term::Blob(b), _) => Ok(b.clone()),
             (Term::Bind(i), _) => match &params.values[*i] {
                 BoundValue::Bytes(b) => Ok(b.clone()),
-                _ => Err(invalid(
-                    "Invalid null or unset value in a system table filter",
-                )),
+                _ => Err(invalid("Invalid null or unset value in a system table filter")),
             },
-            _ => Err(invalid(format!(
-                "literal {t:?} does not match column type {}",
-                typ.cql_name()
-            ))),
+            _ => Err(invalid(format!("literal {t:?} does not match column type {}", typ.cql_name()))),
         }
     };
     match (op, term) {
@@ -539,9 +453,7 @@ fn plan_data(td: Arc<TableData>, sel: &cql::Select) -> Result<DataPlan, CqlError
         if name == pk {
             Ok(None)
         } else {
-            t.column_index(name)
-                .map(Some)
-                .ok_or_else(|| undefined(name))
+            t.column_index(name).map(Some).ok_or_else(|| undefined(name))
         }
     };
     let check_token_args = |args: &[String]| -> Result<(), CqlError> {
@@ -549,18 +461,14 @@ fn plan_data(td: Arc<TableData>, sel: &cql::Select) -> Result<DataPlan, CqlError
             resolve(a)?;
         }
         if args.len() != 1 || args[0] != *pk {
-            return Err(invalid(format!(
-                "The token function arguments must be in the partition key order: {pk}"
-            )));
+            return Err(invalid(format!("The token function arguments must be in the partition key order: {pk}")));
         }
         Ok(())
     };
     let regular = |func: &str, name: &str| -> Result<usize, CqlError> {
         match resolve(name)? {
             Some(i) => Ok(i),
-            None => Err(invalid(format!(
-                "Cannot use selection function {func} on PRIMARY KEY part {name}"
-            ))),
+            None => Err(invalid(format!("Cannot use selection function {func} on PRIMARY KEY part {name}"))),
         }
     };
 
@@ -591,22 +499,12 @@ fn plan_data(td: Arc<TableData>, sel: &cql::Select) -> Result<DataPlan, CqlError
                     },
                     Selector::Token(args) => {
                         check_token_args(args)?;
-                        (
-                            Output::Token,
-                            format!("system.token({})", args.join(", ")),
-                            CqlType::Bigint,
-                        )
+                        (Output::Token, format!("system.token({})", args.join(", ")), CqlType::Bigint)
                     }
-                    Selector::WriteTime(n) => (
-                        Output::WriteTime(regular("writeTime", n)?),
-                        format!("writetime({n})"),
-                        CqlType::Bigint,
-                    ),
-                    Selector::Ttl(n) => (
-                        Output::Ttl(regular("ttl", n)?),
-                        format!("ttl({n})"),
-                        CqlType::Int,
-                    ),
+                    Selector::WriteTime(n) => {
+                        (Output::WriteTime(regular("writeTime", n)?), format!("writetime({n})"), CqlType::Bigint)
+                    }
+                    Selector::Ttl(n) => (Output::Ttl(regular("ttl", n)?), format!("ttl({n})"), CqlType::Int),
                 };
                 if sel.distinct && !matches!(out, Output::Key | Output::Token) {
                     return Err(invalid(format!(
@@ -619,9 +517,7 @@ fn plan_data(td: Arc<TableData>, sel: &cql::Select) -> Result<DataPlan, CqlError
         }
     }
     if sel.distinct && matches!(sel.selection, Selection::Star) && !t.columns.is_empty() {
-        return Err(invalid(
-            "SELECT DISTINCT queries must only request partition key columns and/or static columns",
-        ));
+        return Err(invalid("SELECT DISTINCT queries must only request partition key columns and/or static columns"));
     }
 
     let mut binds: Vec<Option<ColumnSpec>> = vec![None; sel.bind_count];
@@ -669,17 +565,13 @@ fn plan_data(td: Arc<TableData>, sel: &cql::Select) -> Result<DataPlan, CqlError
                         end = Some((r.rhs.clone(), true));
                         token_eq = true;
                     }
-                    Op::In => {
-                        return Err(invalid("IN on token() is not supported by the test node"))
-                    }
+                    Op::In => return Err(invalid("IN on token() is not supported by the test node")),
                 }
             }
             Lhs::Column(name) => {
                 if resolve(name)?.is_some() {
                     return Err(invalid(if sel.allow_filtering {
-                        format!(
-                            "filtering on regular column {name} is not supported by the test node"
-                        )
+                        format!("filtering on regular column {name} is not supported by the test node")
                     } else {
                         "Cannot execute this query as it might involve data filtering and thus may have unpredictable performance. If you want to execute this query despite the performance unpredictability, use ALLOW FILTERING".to_string()
                     }));
@@ -729,9 +621,7 @@ fn plan_data(td: Arc<TableData>, sel: &cql::Select) -> Result<DataPlan, CqlError
         Some(Term::Int(v)) if *v > 0 && *v <= i32::MAX as i128 => {}
         Some(Term::Int(_)) => return Err(invalid("LIMIT must be strictly positive")),
         Some(other) => {
-            return Err(invalid(format!(
-                "Invalid constant {other:?} for \"{LIMIT_BIND_NAME}\" of type int"
-            )))
+            return Err(invalid(format!("Invalid constant {other:?} for \"{LIMIT_BIND_NAME}\" of type int")))
         }
         None => {}
     }
@@ -744,16 +634,8 @@ fn plan_data(td: Arc<TableData>, sel: &cql::Select) -> Result<DataPlan, CqlError
         None => Restriction::Range { start, end },
     };
     Ok(DataPlan {
-        result: Metadata {
-            keyspace: t.keyspace.clone(),
-            table: t.name.clone(),
-            columns: cols,
-        },
-        bind: Metadata {
-            keyspace: t.keyspace.clone(),
-            table: t.name.clone(),
-            columns: bind_cols,
-        },
+        result: Metadata { keyspace: t.keyspace.clone(), table: t.name.clone(), columns: cols },
+        bind: Metadata { keyspace: t.keyspace.clone(), table: t.name.clone(), columns: bind_cols },
         table: td,
         outputs,
         pk_indexes,
@@ -775,12 +657,8 @@ fn term_bigint(t: &Term, params: &QueryParams) -> Result<i64, CqlError> {
         Term::Int(v) => i64::try_from(*v).map_err(|_| invalid("token literal out of range")),
         Term::Bind(i) => {
             let b = bound_bytes(params, *i, TOKEN_BIND_NAME)?;
-            let arr: [u8; 8] = b.try_into().map_err(|_| {
-                invalid(format!(
-                    "Expected 8 or 0 byte long for bigint ({})",
-                    b.len()
-                ))
-            })?;
+            let arr: [u8; 8] =
+                b.try_into().map_err(|_| invalid(format!("Expected 8 or 0 byte long for bigint ({})", b.len())))?;
             Ok(i64::from_be_bytes(arr))
         }
         other => Err(invalid(format!("invalid token bound {other:?}"))),
@@ -793,9 +671,7 @@ fn limit_value(limit: Option<&Term>, params: &QueryParams) -> Result<Option<usiz
         Some(Term::Int(v)) => Ok(Some(*v as usize)),
         Some(Term::Bind(i)) => {
             let b = bound_bytes(params, *i, LIMIT_BIND_NAME)?;
-            let arr: [u8; 4] = b
-                .try_into()
-                .map_err(|_| invalid(format!("Expected 4 or 0 byte int ({})", b.len())))?;
+            let arr: [u8; 4] = b.try_into().map_err(|_| invalid(format!("Expected 4 or 0 byte int ({})", b.len())))?;
             let v = i32::from_be_bytes(arr);
             if v <= 0 {
                 return Err(invalid("LIMIT must be strictly positive"));
@@ -836,12 +712,8 @@ impl TokenRange {
 
     pub fn contains(&self, t: i64) -> bool {
         !self.empty
-            && self
-                .lower
-                .is_none_or(|(s, inc)| if inc { t >= s } else { t > s })
-            && self
-                .upper
-                .is_none_or(|(e, inc)| if inc { t <= e } else { t < e })
+            && self.lower.is_none_or(|(s, inc)| if inc { t >= s } else { t > s })
+            && self.upper.is_none_or(|(e, inc)| if inc { t <= e } else { t < e })
     }
 
     fn first_token(&self) -> i64 {
@@ -862,14 +734,8 @@ impl TokenRange {
 }
 
 enum Resume {
-    Key {
-        pos: RowKey,
-        remaining: Option<usize>,
-    },
-    Offset {
-        offset: usize,
-        remaining: Option<usize>,
-    },
+    Key { pos: RowKey, remaining: Option<usize> },
+    Offset { offset: usize, remaining: Option<usize> },
 }
 
 const PS_MAGIC: &[u8; 2] = b"KT";
@@ -908,9 +774,7 @@ fn encode_offset_state(offset: usize, remaining: Option<usize>) -> Vec<u8> {
 fn decode_paging_state(b: &[u8]) -> Result<Resume, CqlError> {
     let mut r = protocol::Reader::new(b);
     let bad = |_| bad_paging_state();
-    if r.short("magic").map_err(bad)? != u16::from_be_bytes(*PS_MAGIC)
-        || r.u8("version").map_err(bad)? != PS_VERSION
-    {
+    if r.short("magic").map_err(bad)? != u16::from_be_bytes(*PS_MAGIC) || r.u8("version").map_err(bad)? != PS_VERSION {
         return Err(bad_paging_state());
     }
     let kind = r.u8("kind").map_err(bad)?;
@@ -926,18 +790,12 @@ fn decode_paging_state(b: &[u8]) -> Result<Resume, CqlError> {
                 *k = r.u8("key").map_err(bad)?;
             }
             let rem = r.long("remaining").map_err(bad)?;
-            Resume::Key {
-                pos: (token, key),
-                remaining: (rem >= 0).then_some(rem as usize),
-            }
+            Resume::Key { pos: (token, key), remaining: (rem >= 0).then_some(rem as usize) }
         }
         1 => {
             let offset = r.long("offset").map_err(bad)?;
             let rem = r.long("remaining").map_err(bad)?;
-            Resume::Offset {
-                offset: offset.max(0) as usize,
-                remaining: (rem >= 0).then_some(rem as usize),
-            }
+            Resume::Offset { offset: offset.max(0) as usize, remaining: (rem >= 0).then_some(rem as usize) }
         }
         _ => return Err(bad_paging_state()),
     };
@@ -965,11 +823,7 @@ fn encode_row(out: &mut Vec<u8>, outputs: &[Output], key: &RowKey, row: &store::
     }
 }
 
-fn run_data(
-    stream: i16,
-    p: &DataPlan,
-    params: &QueryParams,
-) -> Result<(Vec<u8>, PageInfo), CqlError> {
+fn run_data(stream: i16, p: &DataPlan, params: &QueryParams) -> Result<(Vec<u8>, PageInfo), CqlError> {
     let mut body = Vec::new();
     match &p.restriction {
         Restriction::Key(term) => {
@@ -983,9 +837,7 @@ fn run_data(
                 return Err(invalid("Key may not be empty"));
             }
             let (pk, pk_type) = &p.table.schema.partition_key;
-            pk_type
-                .validate(&key)
-                .map_err(|e| invalid(format!("Invalid value for {pk}: {e}")))?;
+            pk_type.validate(&key).map_err(|e| invalid(format!("Invalid value for {pk}: {e}")))?;
             let token = murmur3::token(&key);
             let pos = (token, key);
             let map = p.table.read();
@@ -996,14 +848,7 @@ fn run_data(
             drop(map);
             let n = found_count(&body);
             let frame = rows_frame(stream, &p.result, None, params.skip_metadata, n, &body);
-            Ok((
-                frame,
-                PageInfo {
-                    covered: Some((token, token)),
-                    rows: n,
-                    lookup_missed: n == 0,
-                },
-            ))
+            Ok((frame, PageInfo { covered: Some((token, token)), rows: n, lookup_missed: n == 0 }))
         }
         Restriction::Range { start, end } => {
             let start = match start {
@@ -1061,22 +906,8 @@ fn run_data(
                 _ => range.last_token(),
             };
             let covered = (!range.empty && lo <= hi).then_some((lo, hi));
-            let frame = rows_frame(
-                stream,
-                &p.result,
-                ps.as_deref(),
-                params.skip_metadata,
-                n,
-                &body,
-            );
-            Ok((
-                frame,
-                PageInfo {
-                    covered,
-                    rows: n,
-                    lookup_missed: false,
-                },
-            ))
+            let frame = rows_frame(stream, &p.result, ps.as_deref(), params.skip_metadata, n, &body);
+            Ok((frame, PageInfo { covered, rows: n, lookup_missed: false }))
         }
     }
 }
@@ -1130,18 +961,9 @@ mod tests {
             _ => panic!("wrong kind"),
         }
         let ps = encode_offset_state(7, None);
-        assert!(matches!(
-            decode_paging_state(&ps).unwrap(),
-            Resume::Offset {
-                offset: 7,
-                remaining: None
-            }
-        ));
+        assert!(matches!(decode_paging_state(&ps).unwrap(), Resume::Offset { offset: 7, remaining: None }));
         for bad in [&b""[..], b"XX\x01\x00", &ps[..ps.len() - 1]] {
-            assert_eq!(
-                decode_paging_state(bad).err().unwrap().code,
-                protocol::code::PROTOCOL_ERROR
-            );
+            assert_eq!(decode_paging_state(bad).err().unwrap().code, protocol::code::PROTOCOL_ERROR);
         }
     }
 
@@ -1154,18 +976,11 @@ mod tests {
         )
         .unwrap();
         for i in 0..50 {
-            store
-                .insert("ks.t", Row::new(format!("key{i}")).blob("v", vec![i as u8]))
-                .unwrap();
+            store.insert("ks.t", Row::new(format!("key{i}")).blob("v", vec![i as u8])).unwrap();
         }
         Engine::new(
             store,
-            NodeInfo {
-                cluster_name: "c".into(),
-                host_id: [0; 16],
-                schema_version: [0; 16],
-                tokens: vec![0],
-            },
+            NodeInfo { cluster_name: "c".into(), host_id: [0; 16], schema_version: [0; 16], tokens: vec![0] },
         )
     }
 
@@ -1187,60 +1002,27 @@ mod tests {
             ("SELECT writetime(k) FROM ks.t", "PRIMARY KEY part k"),
             ("SELECT k FROM ks.t WHERE v = 0x00", "ALLOW FILTERING"),
             ("SELECT k FROM ks.t WHERE k > 'a'", "Only EQ and IN"),
-            (
-                "SELECT k FROM ks.t WHERE token(k) > 1 AND token(k) > 2",
-                "start bound",
-            ),
-            (
-                "SELECT k FROM ks.t WHERE token(k) > 1 AND k = 'a'",
-                "both a normal relation and a token",
-            ),
-            (
-                "SELECT k FROM ks.t WHERE token(v) > 1",
-                "partition key order",
-            ),
+            ("SELECT k FROM ks.t WHERE token(k) > 1 AND token(k) > 2", "start bound"),
+            ("SELECT k FROM ks.t WHERE token(k) > 1 AND k = 'a'", "both a normal relation and a token"),
+            ("SELECT k FROM ks.t WHERE token(v) > 1", "partition key order"),
             ("SELECT k FROM ks.t WHERE token(k) > 'a'", "bigint"),
             ("SELECT k FROM ks.t WHERE k = 5", "of type text"),
             ("SELECT k FROM ks.t LIMIT 0", "strictly positive"),
             ("SELECT DISTINCT v FROM ks.t", "DISTINCT"),
-            (
-                "SELECT x FROM system_schema.scylla_tables",
-                "unconfigured table scylla_tables",
-            ),
-            (
-                "SELECT nope FROM system.local",
-                "Undefined column name nope",
-            ),
+            ("SELECT x FROM system_schema.scylla_tables", "unconfigured table scylla_tables"),
+            ("SELECT nope FROM system.local", "Undefined column name nope"),
             ("USE nope", "does not exist"),
         ] {
             let got = err(&e, q);
-            assert!(
-                got.message.contains(needle),
-                "{q}: expected {needle:?} in {:?}",
-                got.message
-            );
+            assert!(got.message.contains(needle), "{q}: expected {needle:?} in {:?}", got.message);
         }
     }
 
-    fn exec(
-        e: &Engine,
-        q: &str,
-        values: Vec<BoundValue>,
-        page: Option<i32>,
-        ps: Option<Vec<u8>>,
-    ) -> Executed {
+    fn exec(e: &Engine, q: &str, values: Vec<BoundValue>, page: Option<i32>, ps: Option<Vec<u8>>) -> Executed {
         let plan = e.plan(q, Some("ks")).unwrap();
-        let params = QueryParams {
-            consistency: 1,
-            values,
-            page_size: page,
-            paging_state: ps,
-            ..QueryParams::default()
-        };
-        let conn = ConnCtx {
-            keyspace: Some("ks".into()),
-            local: "127.0.0.1:9042".parse().unwrap(),
-        };
+        let params =
+            QueryParams { consistency: 1, values, page_size: page, paging_state: ps, ..QueryParams::default() };
+        let conn = ConnCtx { keyspace: Some("ks".into()), local: "127.0.0.1:9042".parse().unwrap() };
         e.execute(0, &plan, &params, &conn).unwrap()
     }
 
@@ -1291,14 +1073,8 @@ mod tests {
         let q = "SELECT k FROM t WHERE token(k) > ? AND token(k) <= ?";
         let all = exec(&e, q, vec![b(MIN), b(i64::MAX)], None, None);
         assert_eq!(all.page.unwrap().rows, 50);
-        let left = exec(&e, q, vec![b(MIN), b(0)], None, None)
-            .page
-            .unwrap()
-            .rows;
-        let right = exec(&e, q, vec![b(0), b(i64::MAX)], None, None)
-            .page
-            .unwrap()
-            .rows;
+        let left = exec(&e, q, vec![b(MIN), b(0)], None, None).page.unwrap().rows;
+        let right = exec(&e, q, vec![b(0), b(i64::MAX)], None, None).page.unwrap().rows;
         assert_eq!(left + right, 50);
         let none = exec(&e, q, vec![b(5), b(-5)], None, None).page.unwrap();
         assert_eq!((none.rows, none.covered), (0, None));
@@ -1307,18 +1083,11 @@ mod tests {
     #[test]
     fn prepared_ids_are_stable() {
         let e = engine();
-        let a = e
-            .prepare(1, "SELECT k FROM ks.t WHERE k = ?", None)
-            .unwrap();
-        let b = e
-            .prepare(2, "SELECT k FROM ks.t WHERE k = ?", None)
-            .unwrap();
+        let a = e.prepare(1, "SELECT k FROM ks.t WHERE k = ?", None).unwrap();
+        let b = e.prepare(2, "SELECT k FROM ks.t WHERE k = ?", None).unwrap();
         assert_eq!(a[protocol::HEADER_LEN..], b[protocol::HEADER_LEN..]);
         let id = prepared_id(None, "SELECT k FROM ks.t WHERE k = ?");
         assert!(e.prepared(&id).is_ok());
-        assert_eq!(
-            e.prepared(b"nope").err().unwrap().code,
-            protocol::code::UNPREPARED
-        );
+        assert_eq!(e.prepared(b"nope").err().unwrap().code, protocol::code::UNPREPARED);
     }
 }

@@ -33,11 +33,7 @@ pub enum Fault {
     ReadTimeout,
     /// READ_TIMEOUT with chosen fields (`received >= block_for && !data_present`
     /// makes scylla's default retry policy retry once on the same node).
-    ReadTimeoutWith {
-        received: i32,
-        block_for: i32,
-        data_present: bool,
-    },
+    ReadTimeoutWith { received: i32, block_for: i32, data_present: bool },
     /// UNAVAILABLE (0x1000) with required 1, alive 0.
     Unavailable,
     /// READ_FAILURE (0x1300) with received 0, block_for 1, one failure.
@@ -57,35 +53,17 @@ impl Fault {
             Fault::ReadTimeout => (
                 code::READ_TIMEOUT,
                 "Operation timed out - received only 0 responses. (injected by cql-test-node)",
-                ErrorExtra::ReadTimeout {
-                    consistency,
-                    received: 0,
-                    block_for: 1,
-                    data_present: false,
-                },
+                ErrorExtra::ReadTimeout { consistency, received: 0, block_for: 1, data_present: false },
             ),
-            Fault::ReadTimeoutWith {
-                received,
-                block_for,
-                data_present,
-            } => (
+            Fault::ReadTimeoutWith { received, block_for, data_present } => (
                 code::READ_TIMEOUT,
                 "Operation timed out (injected by cql-test-node)",
-                ErrorExtra::ReadTimeout {
-                    consistency,
-                    received,
-                    block_for,
-                    data_present,
-                },
+                ErrorExtra::ReadTimeout { consistency, received, block_for, data_present },
             ),
             Fault::Unavailable => (
                 code::UNAVAILABLE,
                 "Cannot achieve consistency level (injected by cql-test-node)",
-                ErrorExtra::Unavailable {
-                    consistency,
-                    required: 1,
-                    alive: 0,
-                },
+                ErrorExtra::Unavailable { consistency, required: 1, alive: 0 },
             ),
             Fault::ReadFailure => (
                 code::READ_FAILURE,
@@ -98,23 +76,15 @@ impl Fault {
                     data_present: false,
                 },
             ),
-            Fault::Overloaded => (
-                code::OVERLOADED,
-                "Server is in overloaded state (injected by cql-test-node)",
-                ErrorExtra::None,
-            ),
-            Fault::ServerError => (
-                code::SERVER_ERROR,
-                "Internal server error (injected by cql-test-node)",
-                ErrorExtra::None,
-            ),
+            Fault::Overloaded => {
+                (code::OVERLOADED, "Server is in overloaded state (injected by cql-test-node)", ErrorExtra::None)
+            }
+            Fault::ServerError => {
+                (code::SERVER_ERROR, "Internal server error (injected by cql-test-node)", ErrorExtra::None)
+            }
             Fault::DropConnection => return None,
         };
-        Some(CqlError {
-            code,
-            message: message.to_string(),
-            extra,
-        })
+        Some(CqlError { code, message: message.to_string(), extra })
     }
 }
 
@@ -157,24 +127,14 @@ impl FaultHandle {
     /// Every page covering a token in `[lo, hi]` fails with `fault`, until
     /// [`FaultHandle::clear`].
     pub fn fail_token_range(&self, lo: i64, hi: i64, fault: Fault) {
-        self.lock().ranges.push(RangeRule {
-            lo: lo.min(hi),
-            hi: lo.max(hi),
-            fault,
-            remaining: None,
-        });
+        self.lock().ranges.push(RangeRule { lo: lo.min(hi), hi: lo.max(hi), fault, remaining: None });
     }
 
     /// Like [`FaultHandle::fail_token_range`] but only for the first `n`
     /// matching pages.
     pub fn fail_token_range_times(&self, lo: i64, hi: i64, fault: Fault, n: u64) {
         if n > 0 {
-            self.lock().ranges.push(RangeRule {
-                lo: lo.min(hi),
-                hi: lo.max(hi),
-                fault,
-                remaining: Some(n),
-            });
+            self.lock().ranges.push(RangeRule { lo: lo.min(hi), hi: lo.max(hi), fault, remaining: Some(n) });
         }
     }
 
@@ -286,10 +246,7 @@ impl Stats {
     /// Page requests per second between the first and last recorded page
     /// request; `None` with fewer than two.
     pub fn page_rate(&self) -> Option<f64> {
-        let (first, last) = (
-            self.page_request_times.first()?,
-            self.page_request_times.last()?,
-        );
+        let (first, last) = (self.page_request_times.first()?, self.page_request_times.last()?);
         let span = last.duration_since(*first).as_secs_f64();
         if self.page_request_times.len() < 2 || span <= 0.0 {
             return None;
@@ -363,15 +320,7 @@ mod tests {
         h.fail_next(2, Fault::ReadTimeout);
         h.fail_next(1, Fault::Unavailable);
         let got: Vec<_> = (0..4).map(|_| h.before_page().1).collect();
-        assert_eq!(
-            got,
-            vec![
-                Some(Fault::ReadTimeout),
-                Some(Fault::ReadTimeout),
-                Some(Fault::Unavailable),
-                None
-            ]
-        );
+        assert_eq!(got, vec![Some(Fault::ReadTimeout), Some(Fault::ReadTimeout), Some(Fault::Unavailable), None]);
     }
 
     #[test]
@@ -410,15 +359,7 @@ mod tests {
     fn fault_errors_carry_spec_fields() {
         let e = Fault::ReadTimeout.to_error(4).unwrap();
         assert_eq!(e.code, code::READ_TIMEOUT);
-        assert_eq!(
-            e.extra,
-            ErrorExtra::ReadTimeout {
-                consistency: 4,
-                received: 0,
-                block_for: 1,
-                data_present: false
-            }
-        );
+        assert_eq!(e.extra, ErrorExtra::ReadTimeout { consistency: 4, received: 0, block_for: 1, data_present: false });
         assert!(Fault::DropConnection.to_error(1).is_none());
     }
 

@@ -47,10 +47,7 @@ fn hex_encode(b: &[u8]) -> String {
 /// Decodes hex with an optional `0x` prefix.
 pub fn hex_decode(s: &str) -> std::result::Result<Vec<u8>, String> {
     let s = s.trim();
-    let s = s
-        .strip_prefix("0x")
-        .or_else(|| s.strip_prefix("0X"))
-        .unwrap_or(s);
+    let s = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s);
     if s.len() & 1 == 1 {
         return Err(format!("odd number of hex digits in {s:?}"));
     }
@@ -95,9 +92,9 @@ pub fn generate_rows(table: &Table, n: u64, seed: u64, blob_size: usize) -> Vec<
                 ColumnType::Bigint => Value::Bigint(rng.next_u64() as i64),
                 ColumnType::Int => Value::Int(rng.next_u64() as i32),
                 // Within 2001..2033 so it renders sensibly anywhere.
-                ColumnType::Timestamp => Value::Timestamp(
-                    1_000_000_000_000 + (rng.next_u64() % 1_000_000_000_000) as i64,
-                ),
+                ColumnType::Timestamp => {
+                    Value::Timestamp(1_000_000_000_000 + (rng.next_u64() % 1_000_000_000_000) as i64)
+                }
             };
             row = row.set(name, v);
         }
@@ -109,31 +106,20 @@ pub fn generate_rows(table: &Table, n: u64, seed: u64, blob_size: usize) -> Vec<
 /// Reads `key,hexblob` lines (see the module docs).
 pub fn rows_from_csv(table: &Table, input: impl BufRead, source: &str) -> Result<Vec<Row>> {
     let full = format!("{}.{}", table.keyspace, table.name);
-    let blob_col = table
-        .columns
-        .iter()
-        .find(|(_, t)| *t == ColumnType::Blob)
-        .map(|(n, _)| n.clone())
-        .ok_or_else(|| Error::Schema {
-            table: full.clone(),
-            reason: "a CSV fixture needs a blob column for its hex values".into(),
+    let blob_col =
+        table.columns.iter().find(|(_, t)| *t == ColumnType::Blob).map(|(n, _)| n.clone()).ok_or_else(|| {
+            Error::Schema { table: full.clone(), reason: "a CSV fixture needs a blob column for its hex values".into() }
         })?;
     let mut rows = Vec::new();
     for (i, line) in input.lines().enumerate() {
         let line_no = i + 1;
-        let bad = |reason: String| Error::Row {
-            table: full.clone(),
-            key: format!("{source}:{line_no}"),
-            reason,
-        };
+        let bad = |reason: String| Error::Row { table: full.clone(), key: format!("{source}:{line_no}"), reason };
         let line = line.map_err(|e| bad(format!("read error: {e}")))?;
         let line = line.trim_end_matches(['\r', '\n']);
         if line.trim().is_empty() || line.starts_with('#') {
             continue;
         }
-        let (key, hex) = line
-            .rsplit_once(',')
-            .ok_or_else(|| bad("expected key,hexblob".into()))?;
+        let (key, hex) = line.rsplit_once(',').ok_or_else(|| bad("expected key,hexblob".into()))?;
         let key = match table.partition_key.1 {
             ColumnType::Blob => hex_decode(key).map_err(bad)?,
             _ => key.as_bytes().to_vec(),
@@ -149,9 +135,7 @@ mod tests {
     use super::*;
 
     fn table() -> Table {
-        Table::new("ks", "t", "k", ColumnType::Text)
-            .column("blob", ColumnType::Blob)
-            .column("n", ColumnType::Bigint)
+        Table::new("ks", "t", "k", ColumnType::Text).column("blob", ColumnType::Blob).column("n", ColumnType::Bigint)
     }
 
     #[test]
@@ -168,10 +152,7 @@ mod tests {
             Value::Blob(b) => assert_eq!(b.len(), 10),
             other => panic!("{other:?}"),
         }
-        assert_ne!(
-            generate_rows(&table(), 1, 8, 10),
-            generate_rows(&table(), 1, 7, 10)
-        );
+        assert_ne!(generate_rows(&table(), 1, 8, 10), generate_rows(&table(), 1, 7, 10));
     }
 
     #[test]
@@ -183,9 +164,7 @@ mod tests {
         assert_eq!(rows[0].cells[0].1, Value::Blob(vec![0, 0xff]));
         // The last comma separates the blob, so keys may contain commas.
         assert_eq!(rows[1].key, b"k,2");
-        let e = rows_from_csv(&table(), "a,zz\n".as_bytes(), "f.csv")
-            .unwrap_err()
-            .to_string();
+        let e = rows_from_csv(&table(), "a,zz\n".as_bytes(), "f.csv").unwrap_err().to_string();
         assert!(e.contains("f.csv:1") && e.contains("invalid hex"), "{e}");
         let no_blob = Table::new("ks", "t", "k", ColumnType::Text);
         assert!(rows_from_csv(&no_blob, "a,00\n".as_bytes(), "f").is_err());

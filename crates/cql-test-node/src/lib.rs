@@ -86,10 +86,7 @@ pub struct Credentials {
 
 impl Credentials {
     pub fn new(username: &str, password: &str) -> Credentials {
-        Credentials {
-            username: username.to_string(),
-            password: password.to_string(),
-        }
+        Credentials { username: username.to_string(), password: password.to_string() }
     }
 }
 
@@ -122,10 +119,7 @@ impl TestNodeBuilder {
     /// # Panics
     /// If no table was added yet (a test-writing mistake).
     pub fn rows(mut self, rows: impl IntoIterator<Item = Row>) -> Self {
-        let t = self
-            .tables
-            .last()
-            .expect("TestNodeBuilder::rows called before any table()");
+        let t = self.tables.last().expect("TestNodeBuilder::rows called before any table()");
         let name = format!("{}.{}", t.keyspace, t.name);
         self.rows.push((name, rows.into_iter().collect()));
         self
@@ -133,8 +127,7 @@ impl TestNodeBuilder {
 
     /// Rows for the table `keyspace.table`.
     pub fn rows_for(mut self, table: &str, rows: impl IntoIterator<Item = Row>) -> Self {
-        self.rows
-            .push((table.to_string(), rows.into_iter().collect()));
+        self.rows.push((table.to_string(), rows.into_iter().collect()));
         self
     }
 
@@ -228,24 +221,12 @@ impl TestNode {
     /// Binds `addr` (e.g. `127.0.0.1:0`) and serves on the current tokio runtime.
     pub async fn start(self, addr: &str) -> Result<RunningNode> {
         let shared = self.into_shared()?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| Error::Bind {
-                addr: addr.to_string(),
-                source,
-            })?;
-        let local = listener.local_addr().map_err(|source| Error::Bind {
-            addr: addr.to_string(),
-            source,
-        })?;
+        let listener =
+            TcpListener::bind(addr).await.map_err(|source| Error::Bind { addr: addr.to_string(), source })?;
+        let local = listener.local_addr().map_err(|source| Error::Bind { addr: addr.to_string(), source })?;
         let (tx, rx) = watch::channel(false);
         let task = tokio::spawn(server::serve(listener, shared.clone(), rx));
-        Ok(RunningNode {
-            addr: local,
-            handle: NodeHandle { shared },
-            shutdown: tx,
-            task: Some(task),
-        })
+        Ok(RunningNode { addr: local, handle: NodeHandle { shared }, shutdown: tx, task: Some(task) })
     }
 
     /// Starts the node on its own runtime thread, for synchronous tests.
@@ -256,11 +237,7 @@ impl TestNode {
         let thread = std::thread::Builder::new()
             .name("cql-test-node".into())
             .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                {
+                let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
                     Ok(rt) => rt,
                     Err(e) => {
                         let _ = ready_tx.send(Err(Error::Runtime(e)));
@@ -282,17 +259,10 @@ impl TestNode {
                 });
             })
             .map_err(Error::Runtime)?;
-        let (addr, handle) = ready_rx.recv().map_err(|_| {
-            Error::Runtime(std::io::Error::other(
-                "test node thread exited before starting",
-            ))
-        })??;
-        Ok(BlockingNode {
-            addr,
-            handle,
-            stop: Some(stop_tx),
-            thread: Some(thread),
-        })
+        let (addr, handle) = ready_rx
+            .recv()
+            .map_err(|_| Error::Runtime(std::io::Error::other("test node thread exited before starting")))??;
+        Ok(BlockingNode { addr, handle, stop: Some(stop_tx), thread: Some(thread) })
     }
 }
 

@@ -48,18 +48,14 @@ struct Args {
 }
 
 fn name_type(s: &str, what: &str) -> anyhow::Result<(String, ColumnType)> {
-    let (name, typ) = s
-        .split_once(':')
-        .with_context(|| format!("{what} {s:?}: expected name:type"))?;
+    let (name, typ) = s.split_once(':').with_context(|| format!("{what} {s:?}: expected name:type"))?;
     let typ = ColumnType::parse(typ).with_context(|| format!("{what} {s:?}: unknown type"))?;
     Ok((name.to_string(), typ))
 }
 
 fn table(args: &Args) -> anyhow::Result<Table> {
-    let (ks, name) = args
-        .table
-        .split_once('.')
-        .with_context(|| format!("--table {:?}: expected keyspace.table", args.table))?;
+    let (ks, name) =
+        args.table.split_once('.').with_context(|| format!("--table {:?}: expected keyspace.table", args.table))?;
     let (pk, pk_type) = name_type(&args.pk, "--pk")?;
     if !matches!(pk_type, ColumnType::Text | ColumnType::Blob) {
         bail!("--pk {:?}: the partition key must be text or blob", args.pk);
@@ -80,8 +76,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(path) = &args.rows_csv {
         let f = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
-        let csv =
-            fixtures::rows_from_csv(&t, std::io::BufReader::new(f), &path.display().to_string())?;
+        let csv = fixtures::rows_from_csv(&t, std::io::BufReader::new(f), &path.display().to_string())?;
         rows.extend(csv);
     }
     let creds = match (&args.username, &args.password) {
@@ -105,10 +100,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cql-test-node: tokio runtime: {e}");

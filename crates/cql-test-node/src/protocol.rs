@@ -110,36 +110,15 @@ pub struct CqlError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ErrorExtra {
     None,
-    Unavailable {
-        consistency: Consistency,
-        required: i32,
-        alive: i32,
-    },
-    ReadTimeout {
-        consistency: Consistency,
-        received: i32,
-        block_for: i32,
-        data_present: bool,
-    },
-    ReadFailure {
-        consistency: Consistency,
-        received: i32,
-        block_for: i32,
-        num_failures: i32,
-        data_present: bool,
-    },
-    Unprepared {
-        id: Vec<u8>,
-    },
+    Unavailable { consistency: Consistency, required: i32, alive: i32 },
+    ReadTimeout { consistency: Consistency, received: i32, block_for: i32, data_present: bool },
+    ReadFailure { consistency: Consistency, received: i32, block_for: i32, num_failures: i32, data_present: bool },
+    Unprepared { id: Vec<u8> },
 }
 
 impl CqlError {
     pub fn new(code: u32, message: impl Into<String>) -> CqlError {
-        CqlError {
-            code,
-            message: message.into(),
-            extra: ErrorExtra::None,
-        }
+        CqlError { code, message: message.into(), extra: ErrorExtra::None }
     }
     pub fn protocol(message: impl Into<String>) -> CqlError {
         CqlError::new(code::PROTOCOL_ERROR, message)
@@ -312,8 +291,7 @@ impl<'a> Reader<'a> {
 }
 
 fn utf8(b: &[u8], what: &str) -> Result<String, CqlError> {
-    String::from_utf8(b.to_vec())
-        .map_err(|_| CqlError::protocol(format!("{what} is not valid UTF-8")))
+    String::from_utf8(b.to_vec()).map_err(|_| CqlError::protocol(format!("{what} is not valid UTF-8")))
 }
 
 /// Decodes `<query_parameters>` (spec 4.1.4).
@@ -353,9 +331,7 @@ pub fn read_query_params(r: &mut Reader<'_>) -> Result<QueryParams, CqlError> {
 /// Decodes a request body. `frame_flags` is the header's flags byte.
 pub fn decode_request(op: u8, frame_flags: u8, body: &[u8]) -> Result<Request, CqlError> {
     if frame_flags & flags::COMPRESSION != 0 {
-        return Err(CqlError::protocol(
-            "compressed frame received but no compression was negotiated",
-        ));
+        return Err(CqlError::protocol("compressed frame received but no compression was negotiated"));
     }
     let mut r = Reader::new(body);
     if frame_flags & flags::CUSTOM_PAYLOAD != 0 {
@@ -370,9 +346,7 @@ pub fn decode_request(op: u8, frame_flags: u8, body: &[u8]) -> Result<Request, C
             let params = read_query_params(&mut r)?;
             Request::Query { query, params }
         }
-        opcode::PREPARE => Request::Prepare {
-            query: r.long_string("query string")?,
-        },
+        opcode::PREPARE => Request::Prepare { query: r.long_string("query string")? },
         opcode::EXECUTE => {
             let id = r.short_bytes("prepared id")?.to_vec();
             let params = read_query_params(&mut r)?;
@@ -380,11 +354,7 @@ pub fn decode_request(op: u8, frame_flags: u8, body: &[u8]) -> Result<Request, C
         }
         opcode::BATCH => Request::Batch,
         opcode::REGISTER => Request::Register(r.string_list("event types")?),
-        other => {
-            return Err(CqlError::protocol(format!(
-                "unknown or response-only opcode 0x{other:02x} in a request"
-            )))
-        }
+        other => return Err(CqlError::protocol(format!("unknown or response-only opcode 0x{other:02x} in a request"))),
     };
     Ok(req)
 }
@@ -562,33 +532,18 @@ pub fn error_with_version(stream: i16, e: &CqlError, version: u8) -> Vec<u8> {
     put_string(&mut f, &e.message);
     match &e.extra {
         ErrorExtra::None => {}
-        ErrorExtra::Unavailable {
-            consistency,
-            required,
-            alive,
-        } => {
+        ErrorExtra::Unavailable { consistency, required, alive } => {
             put_short(&mut f, *consistency);
             put_int(&mut f, *required);
             put_int(&mut f, *alive);
         }
-        ErrorExtra::ReadTimeout {
-            consistency,
-            received,
-            block_for,
-            data_present,
-        } => {
+        ErrorExtra::ReadTimeout { consistency, received, block_for, data_present } => {
             put_short(&mut f, *consistency);
             put_int(&mut f, *received);
             put_int(&mut f, *block_for);
             put_u8(&mut f, *data_present as u8);
         }
-        ErrorExtra::ReadFailure {
-            consistency,
-            received,
-            block_for,
-            num_failures,
-            data_present,
-        } => {
+        ErrorExtra::ReadFailure { consistency, received, block_for, num_failures, data_present } => {
             put_short(&mut f, *consistency);
             put_int(&mut f, *received);
             put_int(&mut f, *block_for);
@@ -637,12 +592,7 @@ pub struct Metadata {
 }
 
 /// Writes `<metadata>` of a Rows result (spec 4.2.5.2).
-pub fn put_rows_metadata(
-    out: &mut Vec<u8>,
-    meta: &Metadata,
-    paging_state: Option<&[u8]>,
-    no_metadata: bool,
-) {
+pub fn put_rows_metadata(out: &mut Vec<u8>, meta: &Metadata, paging_state: Option<&[u8]>, no_metadata: bool) {
     let mut fl = 0i32;
     if !no_metadata {
         fl |= 0x0001;
@@ -669,13 +619,7 @@ pub fn put_rows_metadata(
 }
 
 /// A PREPARED result (spec 4.2.5.4).
-pub fn result_prepared(
-    stream: i16,
-    id: &[u8],
-    bind: &Metadata,
-    pk_indexes: &[u16],
-    result: &Metadata,
-) -> Vec<u8> {
+pub fn result_prepared(stream: i16, id: &[u8], bind: &Metadata, pk_indexes: &[u16], result: &Metadata) -> Vec<u8> {
     let mut f = start_frame(stream, opcode::RESULT);
     put_int(&mut f, result_kind::PREPARED);
     put_short_bytes(&mut f, id);
@@ -705,13 +649,7 @@ mod tests {
         let h = FrameHeader::parse(f[..HEADER_LEN].try_into().unwrap());
         assert_eq!(
             h,
-            FrameHeader {
-                version: VERSION_RESPONSE,
-                flags: 0,
-                stream: -3,
-                opcode: opcode::READY,
-                length: 0
-            }
+            FrameHeader { version: VERSION_RESPONSE, flags: 0, stream: -3, opcode: opcode::READY, length: 0 }
         );
     }
 
@@ -731,19 +669,13 @@ mod tests {
         put_short(&mut b, 8);
         put_long(&mut b, 42);
         let r = decode_request(opcode::QUERY, 0, &b).unwrap();
-        let Request::Query { query, params } = r else {
-            panic!("not a query")
-        };
+        let Request::Query { query, params } = r else { panic!("not a query") };
         assert_eq!(query, "SELECT");
         assert_eq!(params.consistency, 1);
         assert!(params.skip_metadata);
         assert_eq!(
             params.values,
-            vec![
-                BoundValue::Bytes(7i64.to_be_bytes().to_vec()),
-                BoundValue::Null,
-                BoundValue::Unset
-            ]
+            vec![BoundValue::Bytes(7i64.to_be_bytes().to_vec()), BoundValue::Null, BoundValue::Unset]
         );
         assert_eq!(params.page_size, Some(100));
         assert_eq!(params.paging_state.as_deref(), Some(&b"ps"[..]));
@@ -776,18 +708,10 @@ mod tests {
         let e = CqlError {
             code: code::READ_TIMEOUT,
             message: "m".into(),
-            extra: ErrorExtra::ReadTimeout {
-                consistency: 1,
-                received: 0,
-                block_for: 1,
-                data_present: false,
-            },
+            extra: ErrorExtra::ReadTimeout { consistency: 1, received: 0, block_for: 1, data_present: false },
         };
         let f = error(5, &e);
-        assert_eq!(
-            &f[HEADER_LEN..],
-            &[0, 0, 0x12, 0, 0, 1, b'm', 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0]
-        );
+        assert_eq!(&f[HEADER_LEN..], &[0, 0, 0x12, 0, 0, 1, b'm', 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
     }
 
     #[test]

@@ -69,18 +69,14 @@ impl ColumnType {
     /// Checks that `b` is a valid serialized value of this type.
     pub fn validate(self, b: &[u8]) -> Result<(), String> {
         match self {
-            ColumnType::Text => std::str::from_utf8(b)
-                .map(|_| ())
-                .map_err(|_| "String didn't validate.".to_string()),
+            ColumnType::Text => std::str::from_utf8(b).map(|_| ()).map_err(|_| "String didn't validate.".to_string()),
             ColumnType::Blob => Ok(()),
             // Empty values are legal for these types in CQL (legacy "empty" values).
             ColumnType::Bigint | ColumnType::Timestamp if b.len() == 8 || b.is_empty() => Ok(()),
             ColumnType::Int if b.len() == 4 || b.is_empty() => Ok(()),
-            ColumnType::Bigint | ColumnType::Timestamp => Err(format!(
-                "Expected 8 or 0 byte long for {} ({})",
-                self.name(),
-                b.len()
-            )),
+            ColumnType::Bigint | ColumnType::Timestamp => {
+                Err(format!("Expected 8 or 0 byte long for {} ({})", self.name(), b.len()))
+            }
             ColumnType::Int => Err(format!("Expected 4 or 0 byte int ({})", b.len())),
         }
     }
@@ -123,20 +119,14 @@ impl Table {
         names.extend(self.columns.iter().map(|(n, _)| n.as_str()));
         for n in &names {
             if n.is_empty() {
-                return Err(format!(
-                    "{}.{}: empty column name",
-                    self.keyspace, self.name
-                ));
+                return Err(format!("{}.{}: empty column name", self.keyspace, self.name));
             }
         }
         let mut sorted = names.clone();
         sorted.sort_unstable();
         sorted.dedup();
         if sorted.len() != names.len() {
-            return Err(format!(
-                "{}.{}: duplicate column names in {names:?}",
-                self.keyspace, self.name
-            ));
+            return Err(format!("{}.{}: duplicate column names in {names:?}", self.keyspace, self.name));
         }
         if self.keyspace.is_empty() || self.name.is_empty() {
             return Err("keyspace and table names must not be empty".into());
@@ -149,9 +139,7 @@ impl Table {
     pub fn star_order(&self) -> Vec<Option<usize>> {
         let mut idx: Vec<usize> = (0..self.columns.len()).collect();
         idx.sort_by(|a, b| self.columns[*a].0.cmp(&self.columns[*b].0));
-        std::iter::once(None)
-            .chain(idx.into_iter().map(Some))
-            .collect()
+        std::iter::once(None).chain(idx.into_iter().map(Some)).collect()
     }
 }
 
@@ -206,12 +194,7 @@ impl Row {
     /// A row whose partition key serializes to `key` (UTF-8 bytes for text
     /// keys, raw bytes for blob keys).
     pub fn new(key: impl Into<Vec<u8>>) -> Row {
-        Row {
-            key: key.into(),
-            cells: Vec::new(),
-            writetime: None,
-            ttl: None,
-        }
+        Row { key: key.into(), cells: Vec::new(), writetime: None, ttl: None }
     }
 
     pub fn set(mut self, column: &str, value: Value) -> Row {
@@ -339,14 +322,9 @@ pub fn sys_table(keyspace: &str, name: &str) -> Option<SysTable> {
                 ("partitions_count", Bigint),
             ],
         ),
-        ("system_schema", "keyspaces") => (
-            "system_schema",
-            vec![
-                ("keyspace_name", Text),
-                ("durable_writes", Boolean),
-                ("replication", map_text()),
-            ],
-        ),
+        ("system_schema", "keyspaces") => {
+            ("system_schema", vec![("keyspace_name", Text), ("durable_writes", Boolean), ("replication", map_text())])
+        }
         ("system_schema", "tables") => (
             "system_schema",
             vec![
@@ -436,12 +414,7 @@ pub fn sys_table(keyspace: &str, name: &str) -> Option<SysTable> {
         ),
         ("system_schema", "triggers") => (
             "system_schema",
-            vec![
-                ("keyspace_name", Text),
-                ("table_name", Text),
-                ("trigger_name", Text),
-                ("options", map_text()),
-            ],
+            vec![("keyspace_name", Text), ("table_name", Text), ("trigger_name", Text), ("options", map_text())],
         ),
         ("system_schema", "dropped_columns") => (
             "system_schema",
@@ -456,19 +429,12 @@ pub fn sys_table(keyspace: &str, name: &str) -> Option<SysTable> {
         ),
         _ => return None,
     };
-    Some(SysTable {
-        keyspace: ks,
-        name: name.to_string(),
-        columns: cols,
-    })
+    Some(SysTable { keyspace: ks, name: name.to_string(), columns: cols })
 }
 
 /// Keyspaces whose tables are system tables (never user tables).
 pub fn is_system_keyspace(ks: &str) -> bool {
-    matches!(
-        ks,
-        "system" | "system_schema" | "system_auth" | "system_distributed" | "system_traces"
-    )
+    matches!(ks, "system" | "system_schema" | "system_auth" | "system_distributed" | "system_traces")
 }
 
 /// A value of a system-table cell, before serialization.
@@ -508,14 +474,9 @@ impl SysValue {
             SysValue::Inet(IpAddr::V4(a)) => a.octets().to_vec(),
             SysValue::Inet(IpAddr::V6(a)) => a.octets().to_vec(),
             SysValue::Blob(b) => b.clone(),
-            SysValue::TextCollection(v) => {
-                collection(&v.iter().map(String::as_str).collect::<Vec<_>>())
-            }
+            SysValue::TextCollection(v) => collection(&v.iter().map(String::as_str).collect::<Vec<_>>()),
             SysValue::TextMap(kv) => {
-                let flat: Vec<&str> = kv
-                    .iter()
-                    .flat_map(|(k, v)| [k.as_str(), v.as_str()])
-                    .collect();
+                let flat: Vec<&str> = kv.iter().flat_map(|(k, v)| [k.as_str(), v.as_str()]).collect();
                 // A map is n followed by n key/value pairs: n is the pair count.
                 let mut out = collection(&flat);
                 out[..4].copy_from_slice(&(kv.len() as i32).to_be_bytes());
@@ -542,10 +503,7 @@ pub struct SysContext<'a> {
 
 fn simple_strategy(rf: u32) -> SysValue {
     SysValue::TextMap(vec![
-        (
-            "class".into(),
-            "org.apache.cassandra.locator.SimpleStrategy".into(),
-        ),
+        ("class".into(), "org.apache.cassandra.locator.SimpleStrategy".into()),
         ("replication_factor".into(), rf.to_string()),
     ])
 }
@@ -618,24 +576,14 @@ pub fn sys_rows(t: &SysTable, cx: &SysContext<'_>) -> Vec<Vec<SysValue>> {
                 vec![
                     text("system"),
                     V::Bool(true),
-                    V::TextMap(vec![(
-                        "class".into(),
-                        "org.apache.cassandra.locator.LocalStrategy".into(),
-                    )]),
+                    V::TextMap(vec![("class".into(), "org.apache.cassandra.locator.LocalStrategy".into())]),
                 ],
                 vec![text("system_auth"), V::Bool(true), simple_strategy(1)],
-                vec![
-                    text("system_distributed"),
-                    V::Bool(true),
-                    simple_strategy(3),
-                ],
+                vec![text("system_distributed"), V::Bool(true), simple_strategy(3)],
                 vec![
                     text("system_schema"),
                     V::Bool(true),
-                    V::TextMap(vec![(
-                        "class".into(),
-                        "org.apache.cassandra.locator.LocalStrategy".into(),
-                    )]),
+                    V::TextMap(vec![("class".into(), "org.apache.cassandra.locator.LocalStrategy".into())]),
                 ],
                 vec![text("system_traces"), V::Bool(true), simple_strategy(2)],
             ];
@@ -654,26 +602,16 @@ pub fn sys_rows(t: &SysTable, cx: &SysContext<'_>) -> Vec<Vec<SysValue>> {
                     text(&t.keyspace),
                     text(&t.name),
                     V::Double(0.01),
-                    V::TextMap(vec![
-                        ("keys".into(), "ALL".into()),
-                        ("rows_per_partition".into(), "NONE".into()),
-                    ]),
+                    V::TextMap(vec![("keys".into(), "ALL".into()), ("rows_per_partition".into(), "NONE".into())]),
                     text("cql-test-node fixture table"),
                     V::TextMap(vec![
-                        (
-                            "class".into(),
-                            "org.apache.cassandra.db.compaction.SizeTieredCompactionStrategy"
-                                .into(),
-                        ),
+                        ("class".into(), "org.apache.cassandra.db.compaction.SizeTieredCompactionStrategy".into()),
                         ("max_threshold".into(), "32".into()),
                         ("min_threshold".into(), "4".into()),
                     ]),
                     V::TextMap(vec![
                         ("chunk_length_in_kb".into(), "16".into()),
-                        (
-                            "class".into(),
-                            "org.apache.cassandra.io.compress.LZ4Compressor".into(),
-                        ),
+                        ("class".into(), "org.apache.cassandra.io.compress.LZ4Compressor".into()),
                     ]),
                     V::Int(0),
                     V::TextCollection(vec!["compound".into()]),
@@ -742,24 +680,15 @@ mod tests {
 
     #[test]
     fn map_serialization_counts_pairs() {
-        let v = SysValue::TextMap(vec![("a".into(), "b".into())])
-            .serialize()
-            .unwrap();
+        let v = SysValue::TextMap(vec![("a".into(), "b".into())]).serialize().unwrap();
         assert_eq!(v, vec![0, 0, 0, 1, 0, 0, 0, 1, b'a', 0, 0, 0, 1, b'b']);
-        let s = SysValue::TextCollection(vec!["x".into(), "yz".into()])
-            .serialize()
-            .unwrap();
-        assert_eq!(
-            s,
-            vec![0, 0, 0, 2, 0, 0, 0, 1, b'x', 0, 0, 0, 2, b'y', b'z']
-        );
+        let s = SysValue::TextCollection(vec!["x".into(), "yz".into()]).serialize().unwrap();
+        assert_eq!(s, vec![0, 0, 0, 2, 0, 0, 0, 1, b'x', 0, 0, 0, 2, b'y', b'z']);
     }
 
     #[test]
     fn star_order_is_pk_then_sorted_columns() {
-        let t = Table::new("ks", "t", "k", ColumnType::Text)
-            .column("z", ColumnType::Blob)
-            .column("a", ColumnType::Int);
+        let t = Table::new("ks", "t", "k", ColumnType::Text).column("z", ColumnType::Blob).column("a", ColumnType::Int);
         assert_eq!(t.star_order(), vec![None, Some(1), Some(0)]);
     }
 
@@ -780,23 +709,14 @@ mod tests {
     #[test]
     fn local_ranges_cover_ring_once() {
         let r = local_ranges(&[-10, 5, 100]);
-        assert_eq!(
-            r,
-            vec![(-10, 5), (5, 100), (100, i64::MIN), (i64::MIN, -10)]
-        );
+        assert_eq!(r, vec![(-10, 5), (5, 100), (100, i64::MIN), (i64::MIN, -10)]);
     }
 
     #[test]
     fn every_served_system_table_has_rows_matching_columns() {
-        let info = NodeInfo {
-            cluster_name: "c".into(),
-            host_id: [1; 16],
-            schema_version: [2; 16],
-            tokens: vec![0],
-        };
-        let tables = vec![std::sync::Arc::new(
-            Table::new("ks", "t", "k", ColumnType::Text).column("v", ColumnType::Blob),
-        )];
+        let info = NodeInfo { cluster_name: "c".into(), host_id: [1; 16], schema_version: [2; 16], tokens: vec![0] };
+        let tables =
+            vec![std::sync::Arc::new(Table::new("ks", "t", "k", ColumnType::Text).column("v", ColumnType::Blob))];
         let est = |_: &Table, _: i64, _: i64| (1i64, 10i64);
         let cx = SysContext {
             info: &info,

@@ -28,9 +28,7 @@ use tokio::sync::{mpsc, watch, Notify};
 
 use crate::exec::{ConnCtx, Engine, Plan};
 use crate::faults::{Fault, FaultHandle, StatsCell};
-use crate::protocol::{
-    self, code, decode_request, CqlError, FrameHeader, QueryParams, Request, HEADER_LEN,
-};
+use crate::protocol::{self, code, decode_request, CqlError, FrameHeader, QueryParams, Request, HEADER_LEN};
 
 /// The authenticator Cassandra reports for username/password auth.
 pub const PASSWORD_AUTHENTICATOR: &str = "org.apache.cassandra.auth.PasswordAuthenticator";
@@ -70,19 +68,12 @@ impl Conn {
     }
 
     fn keyspace(&self) -> Option<String> {
-        self.keyspace
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.keyspace.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
 /// Accepts connections until `shutdown` turns true.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             r = listener.accept() => match r {
@@ -98,9 +89,7 @@ pub(crate) async fn serve(
     }
 }
 
-async fn read_frame(
-    rd: &mut BufReader<OwnedReadHalf>,
-) -> std::io::Result<Option<(FrameHeader, Vec<u8>)>> {
+async fn read_frame(rd: &mut BufReader<OwnedReadHalf>) -> std::io::Result<Option<(FrameHeader, Vec<u8>)>> {
     let mut h = [0u8; HEADER_LEN];
     match rd.read_exact(&mut h).await {
         Ok(_) => {}
@@ -108,9 +97,7 @@ async fn read_frame(
         Err(e) => return Err(e),
     }
     let header = FrameHeader::parse(&h);
-    if header.version != protocol::VERSION_REQUEST
-        || header.length as usize > protocol::MAX_BODY_LEN
-    {
+    if header.version != protocol::VERSION_REQUEST || header.length as usize > protocol::MAX_BODY_LEN {
         // The caller answers and closes; the body is not read.
         return Ok(Some((header, Vec::new())));
     }
@@ -208,48 +195,31 @@ fn handle_frame(conn: &Arc<Conn>, header: FrameHeader, body: Vec<u8>) {
     match req {
         Request::Options => conn.send(protocol::supported(
             stream,
-            &[
-                ("CQL_VERSION", &["3.4.5"]),
-                ("COMPRESSION", &[]),
-                ("PROTOCOL_VERSIONS", &["4/v4"]),
-            ],
+            &[("CQL_VERSION", &["3.4.5"]), ("COMPRESSION", &[]), ("PROTOCOL_VERSIONS", &["4/v4"])],
         )),
         Request::Startup(options) => match startup(conn, stream, phase, &options) {
             Ok(f) => conn.send(f),
             Err(e) => conn.send_error(stream, &e),
         },
-        Request::AuthResponse(token) => {
-            match auth_response(conn, stream, phase, token.as_deref()) {
-                Ok(f) => conn.send(f),
-                Err(e) => conn.send_error(stream, &e),
-            }
-        }
+        Request::AuthResponse(token) => match auth_response(conn, stream, phase, token.as_deref()) {
+            Ok(f) => conn.send(f),
+            Err(e) => conn.send_error(stream, &e),
+        },
         _ if phase != PHASE_READY => {
-            let expecting = if phase == PHASE_AUTH {
-                "AUTH_RESPONSE"
-            } else {
-                "STARTUP"
-            };
+            let expecting = if phase == PHASE_AUTH { "AUTH_RESPONSE" } else { "STARTUP" };
             conn.send_error(
                 stream,
-                &CqlError::protocol(format!(
-                    "Unexpected message {}, expecting {expecting}",
-                    req.kind()
-                )),
+                &CqlError::protocol(format!("Unexpected message {}, expecting {expecting}", req.kind())),
             );
         }
         // Never sends events, but registering succeeds as on Cassandra.
         Request::Register(_) => conn.send(protocol::ready(stream)),
-        Request::Batch => conn.send_error(
-            stream,
-            &CqlError::invalid("BATCH is not supported: the test node is read-only over CQL"),
-        ),
+        Request::Batch => {
+            conn.send_error(stream, &CqlError::invalid("BATCH is not supported: the test node is read-only over CQL"))
+        }
         Request::Prepare { query } => {
             shared.stats.statement(&query);
-            match shared
-                .engine
-                .prepare(stream, &query, conn.keyspace().as_deref())
-            {
+            match shared.engine.prepare(stream, &query, conn.keyspace().as_deref()) {
                 Ok(f) => conn.send(f),
                 Err(e) => conn.send_error(stream, &e),
             }
@@ -274,16 +244,9 @@ fn handle_frame(conn: &Arc<Conn>, header: FrameHeader, body: Vec<u8>) {
     }
 }
 
-fn startup(
-    conn: &Conn,
-    stream: i16,
-    phase: u8,
-    options: &HashMap<String, String>,
-) -> Result<Vec<u8>, CqlError> {
+fn startup(conn: &Conn, stream: i16, phase: u8, options: &HashMap<String, String>) -> Result<Vec<u8>, CqlError> {
     if phase != PHASE_NEW {
-        return Err(CqlError::protocol(
-            "Unexpected message STARTUP, the connection is already initialized",
-        ));
+        return Err(CqlError::protocol("Unexpected message STARTUP, the connection is already initialized"));
     }
     if let Some(c) = options.get("COMPRESSION") {
         return Err(CqlError::protocol(format!(
@@ -291,9 +254,7 @@ fn startup(
         )));
     }
     if !options.contains_key("CQL_VERSION") {
-        return Err(CqlError::protocol(
-            "Missing value CQL_VERSION in STARTUP message",
-        ));
+        return Err(CqlError::protocol("Missing value CQL_VERSION in STARTUP message"));
     }
     if conn.shared.credentials.is_some() {
         conn.phase.store(PHASE_AUTH, Ordering::Release);
@@ -305,12 +266,7 @@ fn startup(
 }
 
 /// Checks a SASL PLAIN token (`authzid NUL authcid NUL password`).
-fn auth_response(
-    conn: &Conn,
-    stream: i16,
-    phase: u8,
-    token: Option<&[u8]>,
-) -> Result<Vec<u8>, CqlError> {
+fn auth_response(conn: &Conn, stream: i16, phase: u8, token: Option<&[u8]>) -> Result<Vec<u8>, CqlError> {
     if phase != PHASE_AUTH {
         return Err(CqlError::protocol("Unexpected message AUTH_RESPONSE"));
     }
@@ -326,20 +282,11 @@ fn auth_response(
     }
     conn.shared.stats.update(|s| s.auth_failures += 1);
     let shown = got_user.map(String::from_utf8_lossy).unwrap_or_default();
-    Err(CqlError::new(
-        code::AUTHENTICATION_ERROR,
-        format!("Provided username {shown} and/or password are incorrect"),
-    ))
+    Err(CqlError::new(code::AUTHENTICATION_ERROR, format!("Provided username {shown} and/or password are incorrect")))
 }
 
 /// Runs one QUERY/EXECUTE: faults, delay, execution, answer.
-async fn run(
-    conn: &Arc<Conn>,
-    stream: i16,
-    plan: Result<Arc<Plan>, CqlError>,
-    params: QueryParams,
-    arrived: Instant,
-) {
+async fn run(conn: &Arc<Conn>, stream: i16, plan: Result<Arc<Plan>, CqlError>, params: QueryParams, arrived: Instant) {
     let shared = &conn.shared;
     let plan = match plan {
         Ok(p) => p,
@@ -366,10 +313,7 @@ async fn run(
             return inject(f);
         }
     }
-    let ctx = ConnCtx {
-        keyspace: conn.keyspace(),
-        local: conn.local,
-    };
+    let ctx = ConnCtx { keyspace: conn.keyspace(), local: conn.local };
     match shared.engine.execute(stream, &plan, &params, &ctx) {
         Ok(ex) => {
             if let Some(ks) = ex.set_keyspace {

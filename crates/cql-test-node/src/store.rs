@@ -61,49 +61,29 @@ impl Store {
         let mut out: Vec<Arc<TableData>> = Vec::new();
         for t in tables {
             let full = format!("{}.{}", t.keyspace, t.name);
-            t.validate().map_err(|reason| Error::Schema {
-                table: full.clone(),
-                reason,
-            })?;
+            t.validate().map_err(|reason| Error::Schema { table: full.clone(), reason })?;
             if crate::schema::is_system_keyspace(&t.keyspace) {
                 return Err(Error::Schema {
                     table: full,
                     reason: "system keyspaces cannot hold fixture tables".into(),
                 });
             }
-            if out
-                .iter()
-                .any(|o| o.schema.keyspace == t.keyspace && o.schema.name == t.name)
-            {
-                return Err(Error::Schema {
-                    table: full,
-                    reason: "defined twice".into(),
-                });
+            if out.iter().any(|o| o.schema.keyspace == t.keyspace && o.schema.name == t.name) {
+                return Err(Error::Schema { table: full, reason: "defined twice".into() });
             }
-            out.push(Arc::new(TableData {
-                schema: Arc::new(t),
-                rows: RwLock::new(BTreeMap::new()),
-            }));
+            out.push(Arc::new(TableData { schema: Arc::new(t), rows: RwLock::new(BTreeMap::new()) }));
         }
-        Ok(Store {
-            tables: out,
-            default_writetime,
-        })
+        Ok(Store { tables: out, default_writetime })
     }
 
     pub fn table(&self, keyspace: &str, name: &str) -> Option<&Arc<TableData>> {
-        self.tables
-            .iter()
-            .find(|t| t.schema.keyspace == keyspace && t.schema.name == name)
+        self.tables.iter().find(|t| t.schema.keyspace == keyspace && t.schema.name == name)
     }
 
     /// Finds a table by `keyspace.table`.
     pub fn table_by_name(&self, full: &str) -> Result<&Arc<TableData>> {
-        let (ks, t) = full
-            .split_once('.')
-            .ok_or_else(|| Error::UnknownTable(full.to_string()))?;
-        self.table(ks, t)
-            .ok_or_else(|| Error::UnknownTable(full.to_string()))
+        let (ks, t) = full.split_once('.').ok_or_else(|| Error::UnknownTable(full.to_string()))?;
+        self.table(ks, t).ok_or_else(|| Error::UnknownTable(full.to_string()))
     }
 
     pub fn schemas(&self) -> Vec<Arc<Table>> {
@@ -150,12 +130,7 @@ impl Store {
 
     /// All partition keys of a table in ring order.
     pub fn keys(&self, table: &str) -> Result<Vec<Vec<u8>>> {
-        Ok(self
-            .table_by_name(table)?
-            .read()
-            .keys()
-            .map(|(_, k)| k.clone())
-            .collect())
+        Ok(self.table_by_name(table)?.read().keys().map(|(_, k)| k.clone()).collect())
     }
 
     /// A stored partition's cells by column name, or `None` if absent.
@@ -167,23 +142,14 @@ impl Store {
 
     fn to_stored(&self, t: &Table, row: Row) -> Result<(RowKey, StoredRow)> {
         let table = format!("{}.{}", t.keyspace, t.name);
-        let err = |reason: String| Error::Row {
-            table: table.clone(),
-            key: show_key(&row.key),
-            reason,
-        };
+        let err = |reason: String| Error::Row { table: table.clone(), key: show_key(&row.key), reason };
         if row.key.is_empty() {
             return Err(err("Key may not be empty".into()));
         }
-        t.partition_key
-            .1
-            .validate(&row.key)
-            .map_err(|r| err(format!("partition key {}: {r}", t.partition_key.0)))?;
+        t.partition_key.1.validate(&row.key).map_err(|r| err(format!("partition key {}: {r}", t.partition_key.0)))?;
         let mut cells = vec![None; t.columns.len()];
         for (name, value) in &row.cells {
-            let i = t
-                .column_index(name)
-                .ok_or_else(|| err(format!("no regular column {name:?}")))?;
+            let i = t.column_index(name).ok_or_else(|| err(format!("no regular column {name:?}")))?;
             if let Some(vt) = value.column_type() {
                 if vt != t.columns[i].1 {
                     return Err(err(format!(
@@ -196,14 +162,7 @@ impl Store {
             cells[i] = value.serialize();
         }
         let key = (murmur3::token(&row.key), row.key.clone());
-        Ok((
-            key,
-            StoredRow {
-                cells,
-                writetime: row.writetime.unwrap_or(self.default_writetime),
-                ttl: row.ttl,
-            },
-        ))
+        Ok((key, StoredRow { cells, writetime: row.writetime.unwrap_or(self.default_writetime), ttl: row.ttl }))
     }
 }
 
@@ -225,11 +184,7 @@ mod tests {
     use crate::schema::{ColumnType, Value};
 
     fn store() -> Store {
-        Store::new(
-            vec![Table::new("ks", "t", "k", ColumnType::Text).column("v", ColumnType::Blob)],
-            7,
-        )
-        .unwrap()
+        Store::new(vec![Table::new("ks", "t", "k", ColumnType::Text).column("v", ColumnType::Blob)], 7).unwrap()
     }
 
     #[test]
@@ -250,9 +205,7 @@ mod tests {
     fn insert_replaces_and_delete_removes() {
         let s = store();
         assert!(!s.insert("ks.t", Row::new("a").blob("v", "1")).unwrap());
-        assert!(s
-            .insert("ks.t", Row::new("a").blob("v", "2").writetime(9))
-            .unwrap());
+        assert!(s.insert("ks.t", Row::new("a").blob("v", "2").writetime(9)).unwrap());
         let r = s.get("ks.t", b"a").unwrap().unwrap();
         assert_eq!(r.cells, vec![Some(b"2".to_vec())]);
         assert_eq!(r.writetime, 9);
@@ -266,25 +219,13 @@ mod tests {
         let s = store();
         let e = s.insert("ks.t", Row::new("")).unwrap_err().to_string();
         assert!(e.contains("empty"), "{e}");
-        let e = s
-            .insert("ks.t", Row::new("a").set("v", Value::Int(1)))
-            .unwrap_err()
-            .to_string();
+        let e = s.insert("ks.t", Row::new("a").set("v", Value::Int(1))).unwrap_err().to_string();
         assert!(e.contains("column v is blob but the value is int"), "{e}");
-        let e = s
-            .insert("ks.t", Row::new("a").blob("nope", "x"))
-            .unwrap_err()
-            .to_string();
+        let e = s.insert("ks.t", Row::new("a").blob("nope", "x")).unwrap_err().to_string();
         assert!(e.contains("nope") && e.contains("\"a\""), "{e}");
-        let e = s
-            .insert("ks.t", Row::new(vec![0xff]))
-            .unwrap_err()
-            .to_string();
+        let e = s.insert("ks.t", Row::new(vec![0xff])).unwrap_err().to_string();
         assert!(e.contains("partition key k"), "{e}");
-        assert!(matches!(
-            s.insert("ks.x", Row::new("a")),
-            Err(Error::UnknownTable(_))
-        ));
+        assert!(matches!(s.insert("ks.x", Row::new("a")), Err(Error::UnknownTable(_))));
     }
 
     #[test]
@@ -297,9 +238,6 @@ mod tests {
     #[test]
     fn exclusive_lower_bound_at_max_token_is_empty() {
         assert!(lower_from_token(i64::MAX, false).is_none());
-        assert_eq!(
-            lower_from_token(5, false),
-            Some(Bound::Included((6, Vec::new())))
-        );
+        assert_eq!(lower_from_token(5, false), Some(Bound::Included((6, Vec::new()))));
     }
 }

@@ -35,17 +35,8 @@ fn spawn(args: &[&str]) -> (Killed, String) {
 }
 
 async fn count(addr: &str, q: &str) -> usize {
-    let s = SessionBuilder::new()
-        .known_node(addr)
-        .build()
-        .await
-        .unwrap();
-    s.query_unpaged(q, ())
-        .await
-        .unwrap()
-        .into_rows_result()
-        .unwrap()
-        .rows_num()
+    let s = SessionBuilder::new().known_node(addr).build().await.unwrap();
+    s.query_unpaged(q, ()).await.unwrap().into_rows_result().unwrap().rows_num()
 }
 
 #[tokio::test]
@@ -68,11 +59,9 @@ async fn generated_rows_are_served() {
     ]);
     assert!(addr.starts_with("127.0.0.1:"), "{addr}");
     assert_eq!(count(&addr, "SELECT key FROM bench.objects").await, 1234);
-    let n = count(
-        &addr,
-        "SELECT key, blob FROM bench.objects WHERE token(key) > 0 AND token(key) <= 9223372036854775807",
-    )
-    .await;
+    let n =
+        count(&addr, "SELECT key, blob FROM bench.objects WHERE token(key) > 0 AND token(key) <= 9223372036854775807")
+            .await;
     assert!(n > 400 && n < 834, "about half the ring: {n}");
 }
 
@@ -86,14 +75,8 @@ async fn csv_rows_are_served() {
     writeln!(f, "alpha,00ff").unwrap();
     writeln!(f, "beta,0xcafe").unwrap();
     drop(f);
-    let (_child, addr) = spawn(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--col",
-        "blob:blob",
-        "--rows-csv",
-        path.to_str().unwrap(),
-    ]);
+    let (_child, addr) =
+        spawn(&["--listen", "127.0.0.1:0", "--col", "blob:blob", "--rows-csv", path.to_str().unwrap()]);
     assert_eq!(count(&addr, "SELECT k FROM ks.t WHERE k = 'beta'").await, 1);
     assert_eq!(count(&addr, "SELECT k, blob FROM ks.t").await, 2);
     std::fs::remove_dir_all(&dir).unwrap();

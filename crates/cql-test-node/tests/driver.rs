@@ -7,16 +7,14 @@ use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use cql_test_node::{
-    token, ColumnType, Credentials, Fault, Row, RunningNode, Table, TestNode, Value,
-    DEFAULT_WRITETIME,
+    token, ColumnType, Credentials, Fault, Row, RunningNode, Table, TestNode, Value, DEFAULT_WRITETIME,
 };
 use futures::TryStreamExt;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::cluster::metadata::Strategy;
 use scylla::errors::{
-    DbError, ExecutionError, NextPageError, NextRowError, PagerExecutionError, RequestAttemptError,
-    RequestError,
+    DbError, ExecutionError, NextPageError, NextRowError, PagerExecutionError, RequestAttemptError, RequestError,
 };
 use scylla::response::{PagingState, PagingStateResponse};
 use scylla::statement::prepared::PreparedStatement;
@@ -25,37 +23,23 @@ use scylla::statement::unprepared::Statement;
 const RANGE_QUERY: &str = "SELECT k, token(k) FROM ks.t WHERE token(k) > ? AND token(k) <= ?";
 
 fn table() -> Table {
-    Table::new("ks", "t", "k", ColumnType::Text)
-        .column("v", ColumnType::Blob)
-        .column("n", ColumnType::Bigint)
+    Table::new("ks", "t", "k", ColumnType::Text).column("v", ColumnType::Blob).column("n", ColumnType::Bigint)
 }
 
 fn rows(n: usize) -> Vec<Row> {
     (0..n)
         .map(|i| {
-            Row::new(format!("key{i}"))
-                .blob("v", format!("blob{i}").into_bytes())
-                .set("n", Value::Bigint(i as i64))
+            Row::new(format!("key{i}")).blob("v", format!("blob{i}").into_bytes()).set("n", Value::Bigint(i as i64))
         })
         .collect()
 }
 
 async fn node(n: usize) -> RunningNode {
-    TestNode::builder()
-        .table(table())
-        .rows(rows(n))
-        .build()
-        .start("127.0.0.1:0")
-        .await
-        .expect("start test node")
+    TestNode::builder().table(table()).rows(rows(n)).build().start("127.0.0.1:0").await.expect("start test node")
 }
 
 async fn session(node: &RunningNode) -> Session {
-    SessionBuilder::new()
-        .known_node_addr(node.addr())
-        .build()
-        .await
-        .expect("connect")
+    SessionBuilder::new().known_node_addr(node.addr()).build().await.expect("connect")
 }
 
 /// Ranges `(a, b]` covering the ring exactly once, split at the node's own
@@ -80,16 +64,8 @@ async fn scan_manual(s: &Session, p: &PreparedStatement, lo: i64, hi: i64) -> Ve
     let mut out: Vec<(String, i64)> = Vec::new();
     let mut state = PagingState::start();
     loop {
-        let (res, next) = s
-            .execute_single_page(p, (lo, hi), state)
-            .await
-            .expect("page");
-        for r in res
-            .into_rows_result()
-            .unwrap()
-            .rows::<(String, i64)>()
-            .unwrap()
-        {
+        let (res, next) = s.execute_single_page(p, (lo, hi), state).await.expect("page");
+        for r in res.into_rows_result().unwrap().rows::<(String, i64)>().unwrap() {
             out.push(r.unwrap());
         }
         match next.into_paging_control_flow() {
@@ -119,9 +95,9 @@ fn db_error_of_execution(e: &ExecutionError) -> Option<&DbError> {
 
 fn db_error_of_row(e: &NextRowError) -> Option<&DbError> {
     match e {
-        NextRowError::NextPageError(NextPageError::RequestFailure(
-            RequestError::LastAttemptError(RequestAttemptError::DbError(db, _)),
-        )) => Some(db),
+        NextRowError::NextPageError(NextPageError::RequestFailure(RequestError::LastAttemptError(
+            RequestAttemptError::DbError(db, _),
+        ))) => Some(db),
         _ => None,
     }
 }
@@ -132,26 +108,14 @@ async fn driver_connects_and_reads_schema_and_ring() {
     let s = session(&node).await;
     s.refresh_metadata().await.expect("metadata refresh");
     let state = s.get_cluster_state();
-    let ks = state
-        .get_keyspace("ks")
-        .expect("keyspace ks in driver metadata");
-    assert!(matches!(
-        ks.strategy,
-        Strategy::SimpleStrategy {
-            replication_factor: 1
-        }
-    ));
+    let ks = state.get_keyspace("ks").expect("keyspace ks in driver metadata");
+    assert!(matches!(ks.strategy, Strategy::SimpleStrategy { replication_factor: 1 }));
     let t = ks.tables.get("t").expect("table t in driver metadata");
     assert_eq!(t.partition_key, vec!["k".to_string()]);
     assert!(t.clustering_key.is_empty());
     assert_eq!(t.columns.len(), 3);
     assert_eq!(state.get_nodes_info().len(), 1);
-    let ring: Vec<i64> = state
-        .replica_locator()
-        .ring()
-        .iter()
-        .map(|(t, _)| t.value())
-        .collect();
+    let ring: Vec<i64> = state.replica_locator().ring().iter().map(|(t, _)| t.value()).collect();
     assert_eq!(ring, node.ring_tokens());
     // The driver's token computation agrees with the node's.
     for k in ["key1", "test", "kremówki"] {
@@ -164,23 +128,12 @@ async fn driver_connects_and_reads_schema_and_ring() {
     for (q, n) in &stats.statements {
         println!("driver sent {n}x: {q}");
     }
-    assert!(
-        stats.kind("PREPARE") > 0 && stats.kind("EXECUTE") > 0,
-        "{stats:?}"
-    );
+    assert!(stats.kind("PREPARE") > 0 && stats.kind("EXECUTE") > 0, "{stats:?}");
     for (code, msg) in &stats.errors {
-        assert!(
-            *code == 0x2200 && msg.contains("unconfigured table scylla_"),
-            "unexpected error {code:#x} {msg}"
-        );
+        assert!(*code == 0x2200 && msg.contains("unconfigured table scylla_"), "unexpected error {code:#x} {msg}");
     }
     // Restricting the schema fetch makes the driver bind `keyspace_name IN ?`.
-    let s2 = SessionBuilder::new()
-        .known_node_addr(node.addr())
-        .keyspaces_to_fetch(["ks"])
-        .build()
-        .await
-        .unwrap();
+    let s2 = SessionBuilder::new().known_node_addr(node.addr()).keyspaces_to_fetch(["ks"]).build().await.unwrap();
     let state = s2.get_cluster_state();
     assert!(state.get_keyspace("ks").unwrap().tables.contains_key("t"));
     assert!(state.get_keyspace("system_auth").is_none());
@@ -194,11 +147,10 @@ async fn blob_partition_keys_and_select_star() {
         .column("name", ColumnType::Text);
     let node = TestNode::builder()
         .table(t)
-        .rows((0u8..20).map(|i| {
-            Row::new(vec![0xfe, i])
-                .blob("payload", vec![i; 3])
-                .set("name", Value::Text(format!("n{i}")))
-        }))
+        .rows(
+            (0u8..20)
+                .map(|i| Row::new(vec![0xfe, i]).blob("payload", vec![i; 3]).set("name", Value::Text(format!("n{i}")))),
+        )
         .build()
         .start("127.0.0.1:0")
         .await
@@ -277,33 +229,19 @@ async fn token_semantics_match_cassandra_edges() {
     let count = |q: &'static str| {
         let s = &s;
         async move {
-            s.query_unpaged(q, ())
-                .await
-                .unwrap_or_else(|e| panic!("{q}: {e}"))
-                .into_rows_result()
-                .unwrap()
-                .rows_num()
+            s.query_unpaged(q, ()).await.unwrap_or_else(|e| panic!("{q}: {e}")).into_rows_result().unwrap().rows_num()
         }
     };
-    let tokens: Vec<i64> = node
-        .keys("ks.t")
-        .unwrap()
-        .iter()
-        .map(|k| token(k))
-        .collect();
+    let tokens: Vec<i64> = node.keys("ks.t").unwrap().iter().map(|k| token(k)).collect();
     let max = *tokens.last().unwrap();
     let min = tokens[0];
     // Nothing above the largest token: empty, not a wrap.
     let q = format!("SELECT k FROM ks.t WHERE token(k) > {max}");
     assert_eq!(count(Box::leak(q.into_boxed_str())).await, 0);
     // start > end: empty (CASSANDRA-5573).
-    assert_eq!(
-        count("SELECT k FROM ks.t WHERE token(k) > 100 AND token(k) <= -100").await,
-        0
-    );
+    assert_eq!(count("SELECT k FROM ks.t WHERE token(k) > 100 AND token(k) <= -100").await, 0);
     // End at the minimum token = end of ring (Cassandra quirk).
-    let q =
-        format!("SELECT k FROM ks.t WHERE token(k) > {min} AND token(k) <= -9223372036854775808");
+    let q = format!("SELECT k FROM ks.t WHERE token(k) > {min} AND token(k) <= -9223372036854775808");
     assert_eq!(count(Box::leak(q.into_boxed_str())).await, 199);
     // Inclusive bounds and single-token ranges.
     let q = format!("SELECT k FROM ks.t WHERE token(k) >= {min} AND token(k) <= {min}");
@@ -322,46 +260,27 @@ async fn lookup_by_key_returns_blob_writetime_and_ttl() {
         .table(table())
         .rows(vec![
             Row::new("a").blob("v", vec![1, 2, 3]),
-            Row::new("b")
-                .blob("v", vec![9])
-                .set("n", Value::Bigint(5))
-                .writetime(42)
-                .ttl(3600),
+            Row::new("b").blob("v", vec![9]).set("n", Value::Bigint(5)).writetime(42).ttl(3600),
         ])
         .build()
         .start("127.0.0.1:0")
         .await
         .unwrap();
     let s = session(&node).await;
-    let p = s
-        .prepare("SELECT v, writetime(v), ttl(v), writetime(n) FROM ks.t WHERE k = ?")
-        .await
-        .unwrap();
+    let p = s.prepare("SELECT v, writetime(v), ttl(v), writetime(n) FROM ks.t WHERE k = ?").await.unwrap();
     // Token-aware routing needs the pk index.
     assert_eq!(p.get_variable_pk_indexes().len(), 1);
     type R = (Vec<u8>, i64, Option<i32>, Option<i64>);
     let get = |k: &'static str| {
         let (s, p) = (&s, &p);
-        async move {
-            s.execute_unpaged(p, (k,))
-                .await
-                .unwrap()
-                .into_rows_result()
-                .unwrap()
-                .maybe_first_row::<R>()
-                .unwrap()
-        }
+        async move { s.execute_unpaged(p, (k,)).await.unwrap().into_rows_result().unwrap().maybe_first_row::<R>().unwrap() }
     };
-    assert_eq!(
-        get("a").await,
-        Some((vec![1, 2, 3], DEFAULT_WRITETIME, None, None))
-    );
+    assert_eq!(get("a").await, Some((vec![1, 2, 3], DEFAULT_WRITETIME, None, None)));
     assert_eq!(get("b").await, Some((vec![9], 42, Some(3600), Some(42))));
     assert_eq!(get("missing").await, None);
 
     // Rows can change while the node serves.
-    node.insert("ks.t", Row::new("missing").blob("v", vec![7]))
-        .unwrap();
+    node.insert("ks.t", Row::new("missing").blob("v", vec![7])).unwrap();
     assert_eq!(get("missing").await.unwrap().0, vec![7]);
     assert!(node.delete("ks.t", b"a").unwrap());
     assert_eq!(get("a").await, None);
@@ -424,30 +343,14 @@ async fn authentication_success_and_failure() {
         .build()
         .await
         .expect("login with right password");
-    let n = ok
-        .query_unpaged("SELECT k FROM ks.t", ())
-        .await
-        .unwrap()
-        .into_rows_result()
-        .unwrap()
-        .rows_num();
+    let n = ok.query_unpaged("SELECT k FROM ks.t", ()).await.unwrap().into_rows_result().unwrap().rows_num();
     assert_eq!(n, 2);
-    let bad = SessionBuilder::new()
-        .known_node_addr(node.addr())
-        .user("alice", "wrong")
-        .build()
-        .await;
+    let bad = SessionBuilder::new().known_node_addr(node.addr()).user("alice", "wrong").build().await;
     let Err(e) = bad else {
         panic!("wrong password must fail");
     };
-    assert!(
-        format!("{e:?}").contains("AuthenticationError"),
-        "error names authentication: {e:?}"
-    );
-    let none = SessionBuilder::new()
-        .known_node_addr(node.addr())
-        .build()
-        .await;
+    assert!(format!("{e:?}").contains("AuthenticationError"), "error names authentication: {e:?}");
+    let none = SessionBuilder::new().known_node_addr(node.addr()).build().await;
     assert!(none.is_err(), "no credentials must fail");
     assert!(node.stats().auth_failures >= 1);
     node.shutdown().await;
@@ -462,29 +365,10 @@ async fn each_fault_kind_reaches_the_driver_as_its_error() {
     type IsExpected = fn(&DbError) -> bool;
     let cases: Vec<(Fault, IsExpected)> = vec![
         (Fault::ReadTimeout, |e| {
-            matches!(
-                e,
-                DbError::ReadTimeout {
-                    received: 0,
-                    required: 1,
-                    data_present: false,
-                    ..
-                }
-            )
+            matches!(e, DbError::ReadTimeout { received: 0, required: 1, data_present: false, .. })
         }),
-        (Fault::Unavailable, |e| {
-            matches!(
-                e,
-                DbError::Unavailable {
-                    required: 1,
-                    alive: 0,
-                    ..
-                }
-            )
-        }),
-        (Fault::ReadFailure, |e| {
-            matches!(e, DbError::ReadFailure { numfailures: 1, .. })
-        }),
+        (Fault::Unavailable, |e| matches!(e, DbError::Unavailable { required: 1, alive: 0, .. })),
+        (Fault::ReadFailure, |e| matches!(e, DbError::ReadFailure { numfailures: 1, .. })),
         (Fault::Overloaded, |e| matches!(e, DbError::Overloaded)),
         (Fault::ServerError, |e| matches!(e, DbError::ServerError)),
     ];
@@ -493,10 +377,7 @@ async fn each_fault_kind_reaches_the_driver_as_its_error() {
         node.reset_stats();
         // Enough for the default policy's retries; the rest is cleared below.
         faults.fail_next(5, fault);
-        let e = s
-            .execute_single_page(&p, (i64::MIN, i64::MAX), PagingState::start())
-            .await
-            .unwrap_err();
+        let e = s.execute_single_page(&p, (i64::MIN, i64::MAX), PagingState::start()).await.unwrap_err();
         let db = db_error_of_execution(&e).unwrap_or_else(|| panic!("{fault:?}: {e:?}"));
         assert!(is_expected(db), "{fault:?} surfaced as {db:?}");
         let attempts = node.stats().page_requests;
@@ -507,24 +388,17 @@ async fn each_fault_kind_reaches_the_driver_as_its_error() {
         faults.fail_next(5, fault);
         let res = s.execute_iter(p.clone(), (i64::MIN, i64::MAX)).await;
         let db = match res {
-            Err(PagerExecutionError::NextPageError(NextPageError::RequestFailure(
-                RequestError::LastAttemptError(RequestAttemptError::DbError(db, _)),
-            ))) => {
+            Err(PagerExecutionError::NextPageError(NextPageError::RequestFailure(RequestError::LastAttemptError(
+                RequestAttemptError::DbError(db, _),
+            )))) => {
                 println!("{fault:?}: execute_iter itself failed (first page)");
                 db
             }
             Err(other) => panic!("{fault:?}: {other:?}"),
             Ok(pager) => {
                 println!("{fault:?}: execute_iter returned a pager, the stream failed");
-                let e = pager
-                    .rows_stream::<(String, i64)>()
-                    .unwrap()
-                    .try_collect::<Vec<_>>()
-                    .await
-                    .unwrap_err();
-                db_error_of_row(&e)
-                    .unwrap_or_else(|| panic!("{fault:?}: {e:?}"))
-                    .clone()
+                let e = pager.rows_stream::<(String, i64)>().unwrap().try_collect::<Vec<_>>().await.unwrap_err();
+                db_error_of_row(&e).unwrap_or_else(|| panic!("{fault:?}: {e:?}")).clone()
             }
         };
         assert!(is_expected(&db), "{fault:?} via pager surfaced as {db:?}");
@@ -549,27 +423,14 @@ async fn each_fault_kind_reaches_the_driver_as_its_error() {
         }
     };
     assert_eq!(got, 30, "three full pages of 10 arrived before the error");
-    assert!(
-        matches!(db_error_of_row(&err), Some(DbError::ReadTimeout { .. })),
-        "{err:?}"
-    );
+    assert!(matches!(db_error_of_row(&err), Some(DbError::ReadTimeout { .. })), "{err:?}");
     faults.clear();
 
     // A read timeout the default policy considers retryable is retried once on
     // the same node, so one injected fault is invisible to the caller.
     node.reset_stats();
-    faults.fail_next(
-        1,
-        Fault::ReadTimeoutWith {
-            received: 1,
-            block_for: 1,
-            data_present: false,
-        },
-    );
-    let (r, _) = s
-        .execute_single_page(&p, (i64::MIN, i64::MAX), PagingState::start())
-        .await
-        .expect("retried");
+    faults.fail_next(1, Fault::ReadTimeoutWith { received: 1, block_for: 1, data_present: false });
+    let (r, _) = s.execute_single_page(&p, (i64::MIN, i64::MAX), PagingState::start()).await.expect("retried");
     assert_eq!(r.into_rows_result().unwrap().rows_num(), 10);
     assert_eq!(node.stats().page_requests, 2);
     node.shutdown().await;
@@ -583,25 +444,13 @@ async fn a_bad_token_range_fails_until_split_around() {
     let keys = node.keys("ks.t").unwrap();
     let bad = token(&keys[250]);
     node.faults().fail_token_range(bad, bad, Fault::ReadTimeout);
-    let e = s
-        .execute_single_page(&p, (i64::MIN, i64::MAX), PagingState::start())
-        .await
-        .unwrap_err();
-    assert!(matches!(
-        db_error_of_execution(&e),
-        Some(DbError::ReadTimeout { .. })
-    ));
+    let e = s.execute_single_page(&p, (i64::MIN, i64::MAX), PagingState::start()).await.unwrap_err();
+    assert!(matches!(db_error_of_execution(&e), Some(DbError::ReadTimeout { .. })));
     // Halves: the one holding the bad token keeps failing, the other works.
     let left = scan_manual(&s, &p, i64::MIN, bad - 1).await;
     assert_eq!(left.len(), 250);
-    let e = s
-        .execute_single_page(&p, (bad - 1, bad), PagingState::start())
-        .await
-        .unwrap_err();
-    assert!(matches!(
-        db_error_of_execution(&e),
-        Some(DbError::ReadTimeout { .. })
-    ));
+    let e = s.execute_single_page(&p, (bad - 1, bad), PagingState::start()).await.unwrap_err();
+    assert!(matches!(db_error_of_execution(&e), Some(DbError::ReadTimeout { .. })));
     let right = scan_manual(&s, &p, bad, i64::MAX).await;
     assert_eq!(right.len(), 249);
     node.shutdown().await;
@@ -613,10 +462,7 @@ async fn a_dropped_connection_is_an_error_then_the_driver_reconnects() {
     let s = session(&node).await;
     let p = prepare_paged(&s, RANGE_QUERY, 100).await;
     node.faults().drop_connection_after(0);
-    let e = s
-        .execute_single_page(&p, (i64::MIN, i64::MAX), PagingState::start())
-        .await
-        .unwrap_err();
+    let e = s.execute_single_page(&p, (i64::MIN, i64::MAX), PagingState::start()).await.unwrap_err();
     println!("dropped connection surfaced as: {e:?}");
     assert!(
         matches!(
@@ -631,10 +477,7 @@ async fn a_dropped_connection_is_an_error_then_the_driver_reconnects() {
     let dropped_at = Instant::now();
     let deadline = dropped_at + Duration::from_secs(10);
     loop {
-        match s
-            .execute_single_page(&p, (i64::MIN, i64::MAX), PagingState::start())
-            .await
-        {
+        match s.execute_single_page(&p, (i64::MIN, i64::MAX), PagingState::start()).await {
             Ok((r, _)) => {
                 assert_eq!(r.into_rows_result().unwrap().rows_num(), 20);
                 println!("reconnected after {:?}", dropped_at.elapsed());
@@ -658,10 +501,7 @@ async fn delays_trip_client_timeouts_and_rates_are_observable() {
     let mut p = prepare_paged(&s, RANGE_QUERY, 5).await;
     p.set_request_timeout(Some(Duration::from_millis(100)));
     node.faults().delay_next(1, Duration::from_millis(500));
-    let e = s
-        .execute_single_page(&p, (i64::MIN, i64::MAX), PagingState::start())
-        .await
-        .unwrap_err();
+    let e = s.execute_single_page(&p, (i64::MIN, i64::MAX), PagingState::start()).await.unwrap_err();
     assert!(matches!(e, ExecutionError::RequestTimeout(_)), "{e:?}");
     node.reset_stats();
     node.faults().set_delay(Some(Duration::from_millis(20)));
@@ -680,10 +520,7 @@ async fn paging_state_resumes_across_sessions() {
     let node = node(30).await;
     let s1 = session(&node).await;
     let p1 = prepare_paged(&s1, RANGE_QUERY, 10).await;
-    let (_, next) = s1
-        .execute_single_page(&p1, (i64::MIN, i64::MAX), PagingState::start())
-        .await
-        .unwrap();
+    let (_, next) = s1.execute_single_page(&p1, (i64::MIN, i64::MAX), PagingState::start()).await.unwrap();
     let PagingStateResponse::HasMorePages { state } = next else {
         panic!("expected more pages");
     };
@@ -691,64 +528,28 @@ async fn paging_state_resumes_across_sessions() {
     let raw = state.as_bytes_slice().unwrap().to_vec();
     let s2 = session(&node).await;
     let p2 = prepare_paged(&s2, RANGE_QUERY, 10).await;
-    let (r, _) = s2
-        .execute_single_page(
-            &p2,
-            (i64::MIN, i64::MAX),
-            PagingState::new_from_raw_bytes(raw),
-        )
-        .await
-        .unwrap();
-    let second: Vec<(String, i64)> = r
-        .into_rows_result()
-        .unwrap()
-        .rows::<(String, i64)>()
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let (r, _) = s2.execute_single_page(&p2, (i64::MIN, i64::MAX), PagingState::new_from_raw_bytes(raw)).await.unwrap();
+    let second: Vec<(String, i64)> =
+        r.into_rows_result().unwrap().rows::<(String, i64)>().unwrap().map(Result::unwrap).collect();
     let all: Vec<(String, i64)> = scan_manual(&s2, &p2, i64::MIN, i64::MAX).await;
     assert_eq!(second, all[10..20]);
     // A forged paging state is a protocol error, not garbage rows.
     let e = s2
-        .execute_single_page(
-            &p2,
-            (i64::MIN, i64::MAX),
-            PagingState::new_from_raw_bytes(&b"garbage"[..]),
-        )
+        .execute_single_page(&p2, (i64::MIN, i64::MAX), PagingState::new_from_raw_bytes(&b"garbage"[..]))
         .await
         .unwrap_err();
-    assert!(
-        matches!(db_error_of_execution(&e), Some(DbError::ProtocolError)),
-        "{e:?}"
-    );
+    assert!(matches!(db_error_of_execution(&e), Some(DbError::ProtocolError)), "{e:?}");
     node.shutdown().await;
 }
 
 #[test]
 fn blocking_node_serves_a_sync_caller() {
-    let node = TestNode::builder()
-        .table(table())
-        .rows(rows(5))
-        .build()
-        .start_blocking("127.0.0.1:0")
-        .unwrap();
+    let node = TestNode::builder().table(table()).rows(rows(5)).build().start_blocking("127.0.0.1:0").unwrap();
     let addr = node.addr();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let n = rt.block_on(async {
-        let s = SessionBuilder::new()
-            .known_node_addr(addr)
-            .build()
-            .await
-            .unwrap();
-        s.query_unpaged(Statement::new("SELECT k FROM ks.t"), ())
-            .await
-            .unwrap()
-            .into_rows_result()
-            .unwrap()
-            .rows_num()
+        let s = SessionBuilder::new().known_node_addr(addr).build().await.unwrap();
+        s.query_unpaged(Statement::new("SELECT k FROM ks.t"), ()).await.unwrap().into_rows_result().unwrap().rows_num()
     });
     assert_eq!(n, 5);
     assert_eq!(node.len("ks.t").unwrap(), 5);
@@ -760,13 +561,7 @@ fn blocking_node_serves_a_sync_caller() {
 async fn two_hundred_thousand_rows_page_through() {
     let n = 200_000;
     let t0 = Instant::now();
-    let node = TestNode::builder()
-        .table(table())
-        .rows(rows(n))
-        .build()
-        .start("127.0.0.1:0")
-        .await
-        .unwrap();
+    let node = TestNode::builder().table(table()).rows(rows(n)).build().start("127.0.0.1:0").await.unwrap();
     let loaded = t0.elapsed();
     let s = session(&node).await;
     let p = prepare_paged(&s, RANGE_QUERY, 5000).await;
@@ -780,33 +575,26 @@ async fn two_hundred_thousand_rows_page_through() {
         .try_collect()
         .await
         .unwrap();
-    println!(
-        "200k rows: load {:?}, scan {:?} over {} pages",
-        loaded,
-        t1.elapsed(),
-        node.stats().page_requests
-    );
+    println!("200k rows: load {:?}, scan {:?} over {} pages", loaded, t1.elapsed(), node.stats().page_requests);
     assert_eq!(got.len(), n);
 
     // All ring ranges at once over the one pooled connection: responses come
     // back out of order and every row still arrives exactly once.
     let t2 = Instant::now();
     let p = prepare_paged(&s, RANGE_QUERY, 5000).await;
-    let scans = ring_ranges(&node.ring_tokens())
-        .into_iter()
-        .map(|(lo, hi)| {
-            let (s, p) = (&s, p.clone());
-            async move {
-                s.execute_iter(p, (lo, hi))
-                    .await
-                    .unwrap()
-                    .rows_stream::<(String, i64)>()
-                    .unwrap()
-                    .try_collect::<Vec<_>>()
-                    .await
-                    .unwrap()
-            }
-        });
+    let scans = ring_ranges(&node.ring_tokens()).into_iter().map(|(lo, hi)| {
+        let (s, p) = (&s, p.clone());
+        async move {
+            s.execute_iter(p, (lo, hi))
+                .await
+                .unwrap()
+                .rows_stream::<(String, i64)>()
+                .unwrap()
+                .try_collect::<Vec<_>>()
+                .await
+                .unwrap()
+        }
+    });
     let parts = futures::future::join_all(scans).await;
     let total: usize = parts.iter().map(Vec::len).sum();
     let distinct: BTreeSet<&String> = parts.iter().flatten().map(|(k, _)| k).collect();

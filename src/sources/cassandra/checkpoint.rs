@@ -65,9 +65,14 @@ pub enum Event {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RangeState {
     /// Still to list: `(next, hi]`.
-    Pending { next: i64 },
+    Pending {
+        next: i64,
+    },
     Done,
-    Failed { next: i64, error: String },
+    Failed {
+        next: i64,
+        error: String,
+    },
 }
 
 /// The state rebuilt from a journal.
@@ -130,7 +135,11 @@ fn replay(path: &Path, text: &str) -> Result<Replay> {
         if line.trim().is_empty() {
             continue;
         }
-        let e: Event = serde_json::from_str(line).map_err(|e| Error::Parse { path: path.to_path_buf(), line: i as u64 + 1, msg: format!("bad journal event: {e}") })?;
+        let e: Event = serde_json::from_str(line).map_err(|e| Error::Parse {
+            path: path.to_path_buf(),
+            line: i as u64 + 1,
+            msg: format!("bad journal event: {e}"),
+        })?;
         match e {
             Event::Plan(p) => {
                 r.ranges = p.ranges.iter().map(|&x| (tr(x), RangeState::Pending { next: x.0 })).collect();
@@ -172,13 +181,28 @@ mod tests {
     #[test]
     fn replay_rebuilds_ranges_and_ignores_a_torn_last_line() {
         let d = tempfile::tempdir().unwrap();
-        let plan = Plan { params: serde_json::json!({"t":"ks.t"}), ranges: vec![(i64::MIN, 0), (0, 10), (10, i64::MAX)] };
+        let plan =
+            Plan { params: serde_json::json!({"t":"ks.t"}), ranges: vec![(i64::MIN, 0), (0, 10), (10, i64::MAX)] };
         let j = Journal::create(d.path(), plan.clone()).unwrap();
-        j.append(&Event::Segment(Segment { range: (i64::MIN, 0), next: -7, keys: Some("seg-000000.krc".into()), rejects: None, rows: 3 })).unwrap();
+        j.append(&Event::Segment(Segment {
+            range: (i64::MIN, 0),
+            next: -7,
+            keys: Some("seg-000000.krc".into()),
+            rejects: None,
+            rows: 3,
+        }))
+        .unwrap();
         j.append(&Event::Done((i64::MIN, 0))).unwrap();
         j.append(&Event::Split { range: (0, 10), into: vec![(0, 5), (5, 10)] }).unwrap();
         j.append(&Event::Failed { range: (5, 10), error: "boom".into() }).unwrap();
-        j.append(&Event::Segment(Segment { range: (10, i64::MAX), next: 99, keys: Some("seg-000001.krc".into()), rejects: Some("rej-000001.krc".into()), rows: 2 })).unwrap();
+        j.append(&Event::Segment(Segment {
+            range: (10, i64::MAX),
+            next: 99,
+            keys: Some("seg-000001.krc".into()),
+            rejects: Some("rej-000001.krc".into()),
+            rows: 2,
+        }))
+        .unwrap();
         drop(j);
         let p = d.path().join(JOURNAL);
         let mut text = std::fs::read_to_string(&p).unwrap();

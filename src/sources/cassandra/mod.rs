@@ -162,7 +162,10 @@ pub fn list(cfg: ListConfig) -> Result<ListSummary> {
     let schema = schema_of(&cfg);
     let work = cfg.out.join(WORK_DIR);
     prepare_out(&cfg, &work)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Error::Other(format!("tokio runtime: {e}")))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Other(format!("tokio runtime: {e}")))?;
     let mut sum = ListSummary {
         keyspace: cfg.selection.keyspace.clone(),
         table: cfg.selection.table.clone(),
@@ -214,7 +217,12 @@ fn prepare_out(cfg: &ListConfig, work: &Path) -> Result<()> {
     let has_set = cfg.out.join(crate::chunk::set::MANIFEST).exists();
     if cfg.resume {
         if !has_work {
-            return Err(Error::Usage(format!("{}: nothing to resume (no {}/{})", cfg.out.display(), WORK_DIR, checkpoint::JOURNAL)));
+            return Err(Error::Usage(format!(
+                "{}: nothing to resume (no {}/{})",
+                cfg.out.display(),
+                WORK_DIR,
+                checkpoint::JOURNAL
+            )));
         }
         return Ok(());
     }
@@ -248,7 +256,10 @@ async fn scan_all(cfg: &ListConfig, schema: Schema, work: &Path, sum: &mut ListS
     let size_idx = wt_idx + cfg.selection.writetime_of.is_some() as usize;
     let size_kind = match &cfg.selection.size {
         None => None,
-        Some(s) => Some(scan::size_kind(specs.get_by_index(size_idx).unwrap().typ(), matches!(s, SizeSource::BlobLength(_))).map_err(Error::Usage)?),
+        Some(s) => Some(
+            scan::size_kind(specs.get_by_index(size_idx).unwrap().typ(), matches!(s, SizeSource::BlobLength(_)))
+                .map_err(Error::Usage)?,
+        ),
     };
     let connect_ms = t0.elapsed().as_millis() as u64;
 
@@ -267,16 +278,24 @@ async fn scan_all(cfg: &ListConfig, schema: Schema, work: &Path, sum: &mut ListS
         let mut tasks = Vec::new();
         for (r, st) in &replay.ranges {
             match st {
-                RangeState::Pending { next } | RangeState::Failed { next, .. } => tasks.push(Task { range: *r, next: *next, depth: 0 }),
+                RangeState::Pending { next } | RangeState::Failed { next, .. } => {
+                    tasks.push(Task { range: *r, next: *next, depth: 0 })
+                }
                 RangeState::Done => sum.ranges_resumed_done += 1,
             }
         }
         if !cfg.quiet {
-            eprintln!("{TOOL}: resuming: {} of {} ranges done, {} to list", sum.ranges_resumed_done, replay.ranges.len(), tasks.len());
+            eprintln!(
+                "{TOOL}: resuming: {} of {} ranges done, {} to list",
+                sum.ranges_resumed_done,
+                replay.ranges.len(),
+                tasks.len()
+            );
         }
         (j, tasks)
     } else {
-        let tokens: Vec<i64> = session.get_cluster_state().replica_locator().ring().iter().map(|(t, _)| t.value()).collect();
+        let tokens: Vec<i64> =
+            session.get_cluster_state().replica_locator().ring().iter().map(|(t, _)| t.value()).collect();
         let ranges = ring::split_ring(&tokens, cfg.splits);
         ring::check_cover(&ranges).map_err(Error::Other)?;
         let plan = Plan { params: params(cfg, schema), ranges: ranges.iter().map(|r| (r.lo, r.hi)).collect() };
@@ -285,7 +304,13 @@ async fn scan_all(cfg: &ListConfig, schema: Schema, work: &Path, sum: &mut ListS
     };
     let next_seg = max_segment_id(work)?.map_or(0, |m| m + 1);
 
-    let progress = Progress::start(TOOL, &format!("{}.{}", cfg.selection.keyspace, cfg.selection.table), Unit::Items("rows"), None, cfg.quiet);
+    let progress = Progress::start(
+        TOOL,
+        &format!("{}.{}", cfg.selection.keyspace, cfg.selection.table),
+        Unit::Items("rows"),
+        None,
+        cfg.quiet,
+    );
     let n_tasks = tasks.len();
     let sh = Arc::new(Scan {
         session,
@@ -303,7 +328,13 @@ async fn scan_all(cfg: &ListConfig, schema: Schema, work: &Path, sum: &mut ListS
         retries: cfg.retries,
         split_depth: cfg.split_depth,
         buf_bytes: (cfg.mem / cfg.concurrency.max(1)).max(64 << 10),
-        throttle: Throttle::new(cfg.concurrency.max(1), cfg.rate, cfg.page_size.max(1) as usize, cfg.latency_target, cfg.quiet),
+        throttle: Throttle::new(
+            cfg.concurrency.max(1),
+            cfg.rate,
+            cfg.page_size.max(1) as usize,
+            cfg.latency_target,
+            cfg.quiet,
+        ),
         counters: Counters::default(),
         queue: Mutex::new(VecDeque::from(tasks)),
         outstanding: AtomicUsize::new(n_tasks),
@@ -332,7 +363,10 @@ async fn scan_all(cfg: &ListConfig, schema: Schema, work: &Path, sum: &mut ListS
     sum.throttle_events = sh.throttle.events.load(Relaxed);
     sum.min_concurrency = sh.throttle.min_limit.load(Relaxed);
     if let Some(e) = sh.fatal.lock().unwrap().take() {
-        return Err(Error::Other(format!("listing {}.{} stopped: {e} (rerun with --resume to continue)", cfg.selection.keyspace, cfg.selection.table)));
+        return Err(Error::Other(format!(
+            "listing {}.{} stopped: {e} (rerun with --resume to continue)",
+            cfg.selection.keyspace, cfg.selection.table
+        )));
     }
     Ok(Scanned { connect_ms, scan_ms })
 }
@@ -355,7 +389,8 @@ fn max_segment_id(work: &Path) -> Result<Option<u64>> {
 
 /// Deletes segment files the journal does not name (written just before a kill) and temporaries.
 fn remove_orphans(work: &Path, replay: &Replay) -> Result<()> {
-    let known: std::collections::HashSet<&str> = replay.segments.iter().flat_map(|s| s.keys.iter().chain(s.rejects.iter())).map(String::as_str).collect();
+    let known: std::collections::HashSet<&str> =
+        replay.segments.iter().flat_map(|s| s.keys.iter().chain(s.rejects.iter())).map(String::as_str).collect();
     for e in std::fs::read_dir(work).ctx(work)? {
         let p = e.ctx(work)?.path();
         let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
@@ -368,11 +403,18 @@ fn remove_orphans(work: &Path, replay: &Replay) -> Result<()> {
 
 /// Merges the journal's segments into the chunk set and writes rejects.csv.
 /// Returns (records, duplicates, rejects).
-fn merge_segments(cfg: &ListConfig, schema: Schema, work: &Path, replay: &Replay, sum: &ListSummary) -> Result<(u64, u64, u64)> {
+fn merge_segments(
+    cfg: &ListConfig,
+    schema: Schema,
+    work: &Path,
+    replay: &Replay,
+    sum: &ListSummary,
+) -> Result<(u64, u64, u64)> {
     // A fixed order (range, then position in it) makes "first wins" among equal keys deterministic.
     let mut segs: Vec<&checkpoint::Segment> = replay.segments.iter().collect();
     segs.sort_by_key(|s| (s.range.0, s.next));
-    let open = |names: Vec<&String>| names.into_iter().map(|n| ChunkCursor::open(work.join(n))).collect::<Result<Vec<_>>>();
+    let open =
+        |names: Vec<&String>| names.into_iter().map(|n| ChunkCursor::open(work.join(n))).collect::<Result<Vec<_>>>();
     let keys = open(segs.iter().filter_map(|s| s.keys.as_ref()).collect())?;
     let rejects = open(segs.iter().filter_map(|s| s.rejects.as_ref()).collect())?;
 
@@ -388,7 +430,11 @@ fn merge_segments(cfg: &ListConfig, schema: Schema, work: &Path, replay: &Replay
     out.add_chunk(w)?;
     let (records, dups) = (m.records(), m.duplicates());
 
-    let n_rejects = write_rejects(&cfg.out.join("rejects.csv"), &format!("{}.{}", cfg.selection.keyspace, cfg.selection.table), rejects)?;
+    let n_rejects = write_rejects(
+        &cfg.out.join("rejects.csv"),
+        &format!("{}.{}", cfg.selection.keyspace, cfg.selection.table),
+        rejects,
+    )?;
     let info = serde_json::json!({
         "source": "cassandra",
         "keyspace": cfg.selection.keyspace,
@@ -421,7 +467,10 @@ fn write_rejects(path: &Path, table: &str, cursors: Vec<ChunkCursor>) -> Result<
         }
         let meta = MetaRef::decode(m.meta()).map_err(|e| Error::corrupt(path, 0, e))?;
         let token = meta.mtime.unwrap_or_default().to_string();
-        w.as_mut().unwrap().write_record([table.as_bytes(), token.as_bytes(), meta.class.unwrap_or_default(), m.key()]).map_err(err)?;
+        w.as_mut()
+            .unwrap()
+            .write_record([table.as_bytes(), token.as_bytes(), meta.class.unwrap_or_default(), m.key()])
+            .map_err(err)?;
     }
     if let Some(mut w) = w {
         w.flush().ctx(path)?;
@@ -482,7 +531,8 @@ pub fn parse_writetime(s: &str) -> std::result::Result<i64, String> {
         match rest {
             "Z" | "z" | "" => {}
             o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) => {
-                let off = o[1..3].parse::<i64>().map_err(|_| bad())? * 3600 + o[4..6].parse::<i64>().map_err(|_| bad())? * 60;
+                let off =
+                    o[1..3].parse::<i64>().map_err(|_| bad())? * 3600 + o[4..6].parse::<i64>().map_err(|_| bad())? * 60;
                 secs -= if o.starts_with('+') { off } else { -off };
             }
             _ => return Err(bad()),
@@ -513,7 +563,13 @@ mod tests {
     }
     #[test]
     fn passwords_are_redacted() {
-        let a = redacted_args(["--password".to_string(), "s3cret".into(), "--password=x".into(), "--keyspace".into(), "ks".into()]);
+        let a = redacted_args([
+            "--password".to_string(),
+            "s3cret".into(),
+            "--password=x".into(),
+            "--keyspace".into(),
+            "ks".into(),
+        ]);
         assert_eq!(a, vec!["--password", "<redacted>", "--password=<redacted>", "--keyspace", "ks"]);
     }
 }

@@ -164,7 +164,10 @@ mod tests {
         }
         assert!((60..=70).contains(&r.len()), "{}", r.len());
         let r = TokenRange::new(0, 10).split(4);
-        assert_eq!(r, vec![TokenRange::new(0, 2), TokenRange::new(2, 5), TokenRange::new(5, 7), TokenRange::new(7, 10)]);
+        assert_eq!(
+            r,
+            vec![TokenRange::new(0, 2), TokenRange::new(2, 5), TokenRange::new(5, 7), TokenRange::new(7, 10)]
+        );
         assert_eq!(TokenRange::new(0, 2).split(5).len(), 2);
         assert_eq!(TokenRange::new(MIN_TOKEN, MAX_TOKEN).split(2)[0].hi, -1);
     }

@@ -58,7 +58,9 @@ pub enum SizeKind {
 pub fn key_kind(t: &ColumnType) -> std::result::Result<KeyKind, String> {
     match t {
         ColumnType::Native(NativeType::Text | NativeType::Ascii | NativeType::Blob) => Ok(KeyKind::Raw),
-        ColumnType::Native(NativeType::BigInt | NativeType::Int | NativeType::SmallInt | NativeType::TinyInt) => Ok(KeyKind::Int),
+        ColumnType::Native(NativeType::BigInt | NativeType::Int | NativeType::SmallInt | NativeType::TinyInt) => {
+            Ok(KeyKind::Int)
+        }
         ColumnType::Native(NativeType::Uuid | NativeType::Timeuuid) => Ok(KeyKind::Uuid),
         o => Err(format!("key column type {o:?} is not supported (text, ascii, blob, integers, uuid)")),
     }
@@ -67,7 +69,12 @@ pub fn key_kind(t: &ColumnType) -> std::result::Result<KeyKind, String> {
 pub fn size_kind(t: &ColumnType, measure: bool) -> std::result::Result<SizeKind, String> {
     match (t, measure) {
         (_, true) => Ok(SizeKind::Length),
-        (ColumnType::Native(NativeType::BigInt | NativeType::Int | NativeType::SmallInt | NativeType::TinyInt | NativeType::Varint), false) => Ok(SizeKind::Int),
+        (
+            ColumnType::Native(
+                NativeType::BigInt | NativeType::Int | NativeType::SmallInt | NativeType::TinyInt | NativeType::Varint,
+            ),
+            false,
+        ) => Ok(SizeKind::Int),
         (o, false) => Err(format!("--size-column must be an integer column, not {o:?}")),
     }
 }
@@ -128,7 +135,10 @@ pub struct Counters {
 
 enum Fail {
     /// Retries exhausted; `(next, hi]` is still to list.
-    Transient { next: i64, error: String },
+    Transient {
+        next: i64,
+        error: String,
+    },
     Fatal(String),
 }
 
@@ -136,11 +146,18 @@ enum Fail {
 fn classify(e: &ExecutionError) -> Option<bool> {
     match e {
         ExecutionError::LastAttemptError(RequestAttemptError::DbError(db, _)) => match db {
-            DbError::ReadTimeout { .. } | DbError::ReadFailure { .. } | DbError::Overloaded | DbError::RateLimitReached { .. } => Some(true),
-            DbError::Unavailable { .. } | DbError::ServerError | DbError::IsBootstrapping | DbError::TruncateError => Some(false),
+            DbError::ReadTimeout { .. }
+            | DbError::ReadFailure { .. }
+            | DbError::Overloaded
+            | DbError::RateLimitReached { .. } => Some(true),
+            DbError::Unavailable { .. } | DbError::ServerError | DbError::IsBootstrapping | DbError::TruncateError => {
+                Some(false)
+            }
             _ => None,
         },
-        ExecutionError::LastAttemptError(RequestAttemptError::BrokenConnectionError(_) | RequestAttemptError::UnableToAllocStreamId) => Some(false),
+        ExecutionError::LastAttemptError(
+            RequestAttemptError::BrokenConnectionError(_) | RequestAttemptError::UnableToAllocStreamId,
+        ) => Some(false),
         ExecutionError::RequestTimeout(_) => Some(true),
         ExecutionError::ConnectionPoolError(_) | ExecutionError::EmptyPlan => Some(false),
         _ => None,
@@ -190,10 +207,16 @@ fn give_up_or_split(sh: &Scan, task: Task, next: i64, error: String) -> Result<(
         let parts = rest.split(2);
         sh.counters.ranges_split.fetch_add(1, Relaxed);
         if !sh.quiet {
-            eprintln!("keyrecon-list-cassandra: range {} still failing after {} retries ({error}); splitting {rest} in two", task.range, sh.retries);
+            eprintln!(
+                "keyrecon-list-cassandra: range {} still failing after {} retries ({error}); splitting {rest} in two",
+                task.range, sh.retries
+            );
         }
         // Journal first: on resume the parts replace the range.
-        sh.journal.append(&Event::Split { range: (task.range.lo, task.range.hi), into: parts.iter().map(|p| (p.lo, p.hi)).collect() })?;
+        sh.journal.append(&Event::Split {
+            range: (task.range.lo, task.range.hi),
+            into: parts.iter().map(|p| (p.lo, p.hi)).collect(),
+        })?;
         let mut q = sh.queue.lock().unwrap();
         for p in parts {
             sh.outstanding.fetch_add(1, Relaxed);
@@ -282,8 +305,18 @@ fn resume_point(lo: i64, last: Option<i64>) -> i64 {
 impl Scan {
     /// Decodes one row into `buf`; returns its token.
     #[inline]
-    fn add_row(&self, mut cols: ColumnIterator<'_, '_>, buf: &mut RunBuffer, scratch: &mut Vec<u8>) -> std::result::Result<i64, String> {
-        let mut next = || cols.next().ok_or("short row").and_then(|c| c.map_err(|_| "bad column")).map(|c| c.slice.map(|s| s.as_slice()));
+    fn add_row(
+        &self,
+        mut cols: ColumnIterator<'_, '_>,
+        buf: &mut RunBuffer,
+        scratch: &mut Vec<u8>,
+    ) -> std::result::Result<i64, String> {
+        let mut next = || {
+            cols.next()
+                .ok_or("short row")
+                .and_then(|c| c.map_err(|_| "bad column"))
+                .map(|c| c.slice.map(|s| s.as_slice()))
+        };
         let key = next()?.ok_or("null partition key")?;
         let token = be_int(next()?.ok_or("null token")?)?;
         let wt = if self.has_writetime { next()?.map(be_int).transpose()? } else { None };
@@ -351,7 +384,13 @@ impl Scan {
         buf.clear();
         if keys.is_some() || rejects.is_some() || next != task.next {
             self.counters.segments.fetch_add(keys.is_some() as u64, Relaxed);
-            self.journal.append(&Event::Segment(Segment { range: (task.range.lo, task.range.hi), next, keys, rejects, rows }))?;
+            self.journal.append(&Event::Segment(Segment {
+                range: (task.range.lo, task.range.hi),
+                next,
+                keys,
+                rejects,
+                rows,
+            }))?;
         }
         Ok(())
     }
@@ -444,7 +483,12 @@ impl RunBuffer {
 }
 
 /// Sorts `idx` by key (ties: first pushed wins) and writes a chunk; `None` if empty.
-fn write_sorted(data: &[u8], idx: &mut [(u32, u32, u32)], path: &std::path::Path, schema: Schema) -> Result<Option<String>> {
+fn write_sorted(
+    data: &[u8],
+    idx: &mut [(u32, u32, u32)],
+    path: &std::path::Path,
+    schema: Schema,
+) -> Result<Option<String>> {
     if idx.is_empty() {
         return Ok(None);
     }
@@ -527,7 +571,8 @@ impl Throttle {
                 continue;
             }
             let cur = self.inflight.load(Relaxed);
-            if cur < self.limit.load(Relaxed) && self.inflight.compare_exchange(cur, cur + 1, Relaxed, Relaxed).is_ok() {
+            if cur < self.limit.load(Relaxed) && self.inflight.compare_exchange(cur, cur + 1, Relaxed, Relaxed).is_ok()
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -571,7 +616,11 @@ impl Throttle {
                 self.limit.store(limit + 1, Relaxed);
                 st.last_change = Instant::now();
                 st.good = 0;
-                self.log(&format!("concurrency {limit} -> {} (page latency {:.0} ms is well below target)", limit + 1, st.ewma_ms));
+                self.log(&format!(
+                    "concurrency {limit} -> {} (page latency {:.0} ms is well below target)",
+                    limit + 1,
+                    st.ewma_ms
+                ));
             }
         }
     }
@@ -644,7 +693,13 @@ mod tests {
             let m = MetaRef::decode(c.meta()).unwrap();
             got.push((c.key().to_vec(), m.size, m.mtime, m.origin.map(<[u8]>::to_vec)));
         }
-        assert_eq!(got, vec![(b"a".to_vec(), None, Some(7), Some(b"A".to_vec())), (b"b".to_vec(), Some(3), Some(-5), Some(b"B_1".to_vec()))]);
+        assert_eq!(
+            got,
+            vec![
+                (b"a".to_vec(), None, Some(7), Some(b"A".to_vec())),
+                (b"b".to_vec(), Some(3), Some(-5), Some(b"B_1".to_vec()))
+            ]
+        );
         let r = d.path().join("r.krc");
         b.write_rejects(&r).unwrap();
         let mut c = ChunkCursor::open(&r).unwrap();

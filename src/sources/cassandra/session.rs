@@ -99,7 +99,9 @@ fn tls(b: SessionBuilder, ca: &std::path::Path) -> Result<SessionBuilder> {
 
 #[cfg(not(feature = "tls"))]
 fn tls(_b: SessionBuilder, _ca: &std::path::Path) -> Result<SessionBuilder> {
-    Err(Error::Usage("--tls-ca: this build has no TLS support; rebuild with `cargo build --release --features tls`".into()))
+    Err(Error::Usage(
+        "--tls-ca: this build has no TLS support; rebuild with `cargo build --release --features tls`".into(),
+    ))
 }
 
 /// Quotes a CQL identifier unless it is a plain lowercase one (Cassandra folds unquoted names).
@@ -142,7 +144,12 @@ impl Selection {
             Some(SizeSource::BlobLength(c)) | Some(SizeSource::Column(c)) => cols.push(ident(c)),
             None => {}
         }
-        format!("SELECT {} FROM {}.{} WHERE token({k}) > ? AND token({k}) <= ?", cols.join(", "), ident(&self.keyspace), ident(&self.table))
+        format!(
+            "SELECT {} FROM {}.{} WHERE token({k}) > ? AND token({k}) <= ?",
+            cols.join(", "),
+            ident(&self.keyspace),
+            ident(&self.table)
+        )
     }
 }
 
@@ -158,7 +165,10 @@ mod tests {
             writetime_of: Some("blob".into()),
             size: Some(SizeSource::BlobLength("blob".into())),
         };
-        assert_eq!(s.cql(), "SELECT k, token(k), writetime(blob), blob FROM ks.\"Objects\" WHERE token(k) > ? AND token(k) <= ?");
+        assert_eq!(
+            s.cql(),
+            "SELECT k, token(k), writetime(blob), blob FROM ks.\"Objects\" WHERE token(k) > ? AND token(k) <= ?"
+        );
         assert_eq!(ident("a\"b"), "\"a\"\"b\"");
         assert!(parse_consistency("local_one").is_ok());
         assert!(parse_consistency("SOME").is_err());

@@ -61,19 +61,17 @@ pub async fn build(opts: &ClientOptions) -> Result<aws_sdk_s3::Client> {
     }
     // The SDK's default HTTPS client (hyper 1, rustls with aws-lc, proxy from the environment), wrapped
     // so the lister can take ListObjectsV2 bodies and parse them itself (see `listxml`).
-    let inner =
-        aws_smithy_http_client::Builder::new().build_with_connector_fn(|settings, components| {
-            use aws_smithy_http_client::{proxy::ProxyConfig, tls, ConnectorBuilder};
-            let mut cb = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(
-                tls::rustls_provider::CryptoMode::AwsLc,
-            ));
-            cb.set_connector_settings(settings.cloned());
-            if let Some(c) = components {
-                cb.set_sleep_impl(c.sleep_impl());
-            }
-            cb.set_proxy_config(Some(ProxyConfig::from_env()));
-            cb.build()
-        });
+    let inner = aws_smithy_http_client::Builder::new().build_with_connector_fn(|settings, components| {
+        use aws_smithy_http_client::{proxy::ProxyConfig, tls, ConnectorBuilder};
+        let mut cb =
+            ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc));
+        cb.set_connector_settings(settings.cloned());
+        if let Some(c) = components {
+            cb.set_sleep_impl(c.sleep_impl());
+        }
+        cb.set_proxy_config(Some(ProxyConfig::from_env()));
+        cb.build()
+    });
     b = b.http_client(super::listxml::capture_client(inner));
     let conf = b.build();
     Ok(aws_sdk_s3::Client::from_conf(conf))

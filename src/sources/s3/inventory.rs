@@ -192,11 +192,8 @@ pub fn read_inventory(
     resume: bool,
 ) -> Result<InventorySummary> {
     let started = std::time::Instant::now();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting tokio")?;
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("starting tokio")?;
     let get = |bucket: &str, key: &str| -> Result<ByteStream> {
         let c = client.ok_or_else(|| anyhow!("an s3:// inventory needs an S3 client"))?;
         rt.block_on(async {
@@ -220,25 +217,25 @@ pub fn read_inventory(
     let mut done: Vec<Option<FileDone>> = vec![None; m.files.len()];
     if resume {
         if dir.join(crate::chunk::set::MANIFEST).exists() {
-            bail!("{}: the inventory was already read completely (manifest.json exists); nothing to resume", dir.display());
-        }
-        if !journal.exists() {
             bail!(
-                "--resume: {} does not exist: no unfinished inventory read in {}",
-                journal.display(),
+                "{}: the inventory was already read completely (manifest.json exists); nothing to resume",
                 dir.display()
             );
+        }
+        if !journal.exists() {
+            bail!("--resume: {} does not exist: no unfinished inventory read in {}", journal.display(), dir.display());
         }
         for d in read_journal(&journal)? {
             let i = d.index;
             if i >= m.files.len() || m.files[i].key != d.key {
-                bail!("--resume: {} lists {:?} as file {i}, which this manifest does not have: a different report?", journal.display(), d.key);
+                bail!(
+                    "--resume: {} lists {:?} as file {i}, which this manifest does not have: a different report?",
+                    journal.display(),
+                    d.key
+                );
             }
             // A chunk that is missing or damaged means the file is read again.
-            if d.chunk
-                .as_ref()
-                .is_none_or(|c| ChunkCursor::open(work.join(c)).is_ok())
-            {
+            if d.chunk.as_ref().is_none_or(|c| ChunkCursor::open(work.join(c)).is_ok()) {
                 done[i] = Some(d);
             }
         }
@@ -262,10 +259,8 @@ pub fn read_inventory(
     // Each file: stream, decode, sort within its share of the memory, write its chunk, journal it.
     let todo: Vec<usize> = (0..m.files.len()).filter(|&i| done[i].is_none()).collect();
     let per_file_mem = (cfg.mem / cfg.parallel.max(1)).max(1 << 20);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(cfg.parallel.max(1))
-        .build()
-        .context("starting reader threads")?;
+    let pool =
+        rayon::ThreadPoolBuilder::new().num_threads(cfg.parallel.max(1)).build().context("starting reader threads")?;
     let rows_now = AtomicU64::new(0);
     let files_now = AtomicU64::new(skipped);
     let finished = AtomicBool::new(false);
@@ -277,17 +272,13 @@ pub fn read_inventory(
         let r = read_files(&pool, &todo, |i| -> Result<FileDone> {
             let f = &m.files[i];
             let input: Box<dyn std::io::Read> = match &report.locations[i] {
-                Location::Local(p) => Box::new(
-                    std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?,
-                ),
+                Location::Local(p) => {
+                    Box::new(std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?)
+                }
                 Location::S3 { bucket, key } => Box::new(BodyReader::new(&rt, get(bucket, key)?)),
             };
             let chunk = format!("file-{i:06}.krc");
-            let mut d = FileDone {
-                index: i,
-                key: f.key.clone(),
-                ..Default::default()
-            };
+            let mut d = FileDone { index: i, key: f.key.clone(), ..Default::default() };
             let mut sorter = Sorter::new(SortConfig::new(per_file_mem, &work, SCHEMA));
             read_file(input, cols, cfg, &mut d, &mut sorter, &rows_now)
                 .with_context(|| format!("inventory file {}", f.key))?;
@@ -315,16 +306,10 @@ pub fn read_inventory(
         let i = d.index;
         done[i] = Some(d);
     }
-    let done: Vec<FileDone> = done
-        .into_iter()
-        .map(|d| d.expect("every file read"))
-        .collect();
+    let done: Vec<FileDone> = done.into_iter().map(|d| d.expect("every file read")).collect();
 
     // Merge the files' chunks into the chunk set.
-    let chunks: Vec<PathBuf> = done
-        .iter()
-        .filter_map(|d| d.chunk.as_ref().map(|c| work.join(c)))
-        .collect();
+    let chunks: Vec<PathBuf> = done.iter().filter_map(|d| d.chunk.as_ref().map(|c| work.join(c))).collect();
     let (written, duplicates) = merge_into(&chunks, &work, &out, cfg.chunk_bytes)?;
     let elapsed = started.elapsed().as_secs_f64();
     let sum_of = |f: fn(&FileDone) -> u64| done.iter().map(f).sum::<u64>();
@@ -345,15 +330,10 @@ pub fn read_inventory(
         keys_per_s: rows as f64 / elapsed.max(1e-9),
         peak_rss_bytes: crate::progress::peak_rss_bytes(),
     };
-    out.finish(
-        Producer::current("keyrecon-list-s3"),
-        true,
-        serde_json::to_value(&sum)?,
-    )?;
+    out.finish(Producer::current("keyrecon-list-s3"), true, serde_json::to_value(&sum)?)?;
     std::fs::remove_dir_all(&work).with_context(|| format!("removing {}", work.display()))?;
     let p = dir.join(super::list::SUMMARY);
-    std::fs::write(&p, serde_json::to_vec_pretty(&sum)?)
-        .with_context(|| format!("writing {}", p.display()))?;
+    std::fs::write(&p, serde_json::to_vec_pretty(&sum)?).with_context(|| format!("writing {}", p.display()))?;
     Ok(sum)
 }
 
@@ -372,45 +352,25 @@ fn load_report(
         }
         None => {
             let p = PathBuf::from(&cfg.manifest);
-            (
-                std::fs::read(&p)
-                    .with_context(|| format!("reading inventory manifest {}", p.display()))?,
-                Some(p),
-            )
+            (std::fs::read(&p).with_context(|| format!("reading inventory manifest {}", p.display()))?, Some(p))
         }
     };
-    let m: Manifest = serde_json::from_slice(&body)
-        .with_context(|| format!("parsing inventory manifest {}", cfg.manifest))?;
+    let m: Manifest =
+        serde_json::from_slice(&body).with_context(|| format!("parsing inventory manifest {}", cfg.manifest))?;
     if !m.file_format.is_empty() && !m.file_format.eq_ignore_ascii_case("CSV") {
-        bail!(
-            "inventory {}: fileFormat {:?} is not supported (only CSV)",
-            cfg.manifest,
-            m.file_format
-        );
+        bail!("inventory {}: fileFormat {:?} is not supported (only CSV)", cfg.manifest, m.file_format);
     }
-    let cols = Columns::parse(&m.file_schema)
-        .with_context(|| format!("inventory manifest {}", cfg.manifest))?;
-    let dest_bucket = m
-        .destination_bucket
-        .rsplit(':')
-        .next()
-        .unwrap_or("")
-        .to_string();
+    let cols = Columns::parse(&m.file_schema).with_context(|| format!("inventory manifest {}", cfg.manifest))?;
+    let dest_bucket = m.destination_bucket.rsplit(':').next().unwrap_or("").to_string();
     let locations: Vec<Location> = m
         .files
         .iter()
         .map(|f| match &base {
             Some(mp) => resolve_local(mp, &f.key).map(Location::Local),
             None => {
-                let bucket = if dest_bucket.is_empty() {
-                    parse_s3_url(&cfg.manifest).unwrap().0
-                } else {
-                    dest_bucket.clone()
-                };
-                Ok(Location::S3 {
-                    bucket,
-                    key: f.key.clone(),
-                })
+                let bucket =
+                    if dest_bucket.is_empty() { parse_s3_url(&cfg.manifest).unwrap().0 } else { dest_bucket.clone() };
+                Ok(Location::S3 { bucket, key: f.key.clone() })
             }
         })
         .collect::<Result<_>>()?;
@@ -430,11 +390,7 @@ fn read_files(
 fn progress(rows: &AtomicU64, files: &AtomicU64, total: u64, finished: &AtomicBool) {
     use std::io::IsTerminal;
     let tty = std::io::stderr().is_terminal();
-    let every = if tty {
-        Duration::from_millis(500)
-    } else {
-        Duration::from_secs(30)
-    };
+    let every = if tty { Duration::from_millis(500) } else { Duration::from_secs(30) };
     let start = std::time::Instant::now();
     let mut next = start + every;
     while !finished.load(Relaxed) {
@@ -479,12 +435,7 @@ fn read_journal(p: &Path) -> Result<Vec<FileDone>> {
 
 /// K-way merges sorted chunk files (duplicates removed) into `out`, in groups of at most [`FANIN`]
 /// first so open files stay bounded. Returns (records written, duplicates dropped).
-fn merge_into(
-    chunks: &[PathBuf],
-    work: &Path,
-    out: &ChunkSetWriter,
-    chunk_bytes: u64,
-) -> Result<(u64, u64)> {
+fn merge_into(chunks: &[PathBuf], work: &Path, out: &ChunkSetWriter, chunk_bytes: u64) -> Result<(u64, u64)> {
     let mut level: Vec<PathBuf> = chunks.to_vec();
     let mut dups = 0;
     let mut pass = 0;
@@ -492,10 +443,7 @@ fn merge_into(
         pass += 1;
         let mut next = Vec::new();
         for (g, group) in level.chunks(FANIN).enumerate() {
-            let cursors = group
-                .iter()
-                .map(ChunkCursor::open)
-                .collect::<crate::Result<Vec<_>>>()?;
+            let cursors = group.iter().map(ChunkCursor::open).collect::<crate::Result<Vec<_>>>()?;
             let mut mg = Merge::new(cursors, true);
             let p = work.join(format!("merge-{pass}-{g:06}.krc"));
             let mut w = crate::chunk::ChunkWriter::create(&p, SCHEMA)?;
@@ -509,10 +457,7 @@ fn merge_into(
         }
         level = next;
     }
-    let cursors = level
-        .iter()
-        .map(ChunkCursor::open)
-        .collect::<crate::Result<Vec<_>>>()?;
+    let cursors = level.iter().map(ChunkCursor::open).collect::<crate::Result<Vec<_>>>()?;
     let mut mg = Merge::new(cursors, true);
     let mut w = out.new_chunk()?;
     let mut n = 0;
@@ -540,11 +485,7 @@ struct BodyReader<'a> {
 
 impl<'a> BodyReader<'a> {
     fn new(rt: &'a tokio::runtime::Runtime, body: ByteStream) -> Self {
-        BodyReader {
-            rt,
-            body,
-            cur: bytes::Bytes::new(),
-        }
+        BodyReader { rt, body, cur: bytes::Bytes::new() }
     }
 }
 
@@ -586,10 +527,7 @@ fn read_file(
     let mut key = Vec::new();
     let mut meta = Vec::new();
     let prefix = cfg.prefix.as_bytes();
-    while rdr
-        .read_byte_record(&mut row)
-        .with_context(|| "reading CSV (is the file gzip'd CSV?)")?
-    {
+    while rdr.read_byte_record(&mut row).with_context(|| "reading CSV (is the file gzip'd CSV?)")? {
         d.rows += 1;
         if d.rows % 65536 == 0 {
             rows_now.fetch_add(65536, Relaxed);
@@ -601,20 +539,12 @@ fn read_file(
             d.old += 1;
             continue;
         }
-        let raw = row
-            .get(cols.key)
-            .ok_or_else(|| anyhow!("line {line}: no Key column"))?;
+        let raw = row.get(cols.key).ok_or_else(|| anyhow!("line {line}: no Key column"))?;
         key.clear();
         url_decode_into(raw, &mut key).with_context(|| format!("line {line}: key"))?;
         let in_keys = key.starts_with(prefix)
-            && cfg
-                .start_after
-                .as_ref()
-                .is_none_or(|s| key.as_slice() > s.as_bytes())
-            && cfg
-                .end_before
-                .as_ref()
-                .is_none_or(|e| key.as_slice() < e.as_bytes());
+            && cfg.start_after.as_ref().is_none_or(|s| key.as_slice() > s.as_bytes())
+            && cfg.end_before.as_ref().is_none_or(|e| key.as_slice() < e.as_bytes());
         let mtime = match field(&row, cols.mtime) {
             Some(t) => Some(
                 parse_time_us(std::str::from_utf8(t).unwrap_or(""))
@@ -631,21 +561,13 @@ fn read_file(
                 std::str::from_utf8(s)
                     .ok()
                     .and_then(|s| s.parse::<u64>().ok())
-                    .ok_or_else(|| {
-                        anyhow!("line {line}: bad Size {:?}", String::from_utf8_lossy(s))
-                    })?,
+                    .ok_or_else(|| anyhow!("line {line}: bad Size {:?}", String::from_utf8_lossy(s)))?,
             ),
             None => None,
         };
         d.bytes += size.unwrap_or(0);
         meta.clear();
-        encode_meta(
-            &mut meta,
-            size,
-            field(&row, cols.etag),
-            mtime,
-            field(&row, cols.class),
-        );
+        encode_meta(&mut meta, size, field(&row, cols.etag), mtime, field(&row, cols.class));
         sorter.push(&key, &meta)?;
     }
     rows_now.fetch_add(d.rows % 65536, Relaxed);
@@ -662,14 +584,8 @@ fn resolve_local(manifest: &Path, key: &str) -> Result<PathBuf> {
             return Ok(p);
         }
     }
-    let name = Path::new(key)
-        .file_name()
-        .ok_or_else(|| anyhow!("inventory file key {key:?} has no file name"))?;
-    for p in [
-        dir.join(name),
-        dir.join("data").join(name),
-        dir.join("..").join("data").join(name),
-    ] {
+    let name = Path::new(key).file_name().ok_or_else(|| anyhow!("inventory file key {key:?} has no file name"))?;
+    for p in [dir.join(name), dir.join("data").join(name), dir.join("..").join("data").join(name)] {
         if p.is_file() {
             return Ok(p);
         }
@@ -688,11 +604,11 @@ mod tests {
 
     #[test]
     fn columns_from_schema() {
-        let c = Columns::parse("Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag, StorageClass").unwrap();
-        assert_eq!(
-            (c.key, c.size, c.etag, c.is_latest, c.is_delete_marker),
-            (1, Some(5), Some(7), Some(3), Some(4))
-        );
+        let c = Columns::parse(
+            "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag, StorageClass",
+        )
+        .unwrap();
+        assert_eq!((c.key, c.size, c.etag, c.is_latest, c.is_delete_marker), (1, Some(5), Some(7), Some(3), Some(4)));
         assert!(Columns::parse("Bucket, Size").is_err());
     }
 }

@@ -67,11 +67,7 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy {
-            max_retries: 10,
-            base: Duration::from_millis(100),
-            cap: Duration::from_secs(20),
-        }
+        RetryPolicy { max_retries: 10, base: Duration::from_millis(100), cap: Duration::from_secs(20) }
     }
 }
 
@@ -95,11 +91,7 @@ pub struct ListConfig {
 #[derive(Clone, Debug)]
 pub enum Sink {
     /// A chunk set directory. `force` replaces an existing set; `resume` continues an unfinished one.
-    ChunkSet {
-        dir: PathBuf,
-        force: bool,
-        resume: bool,
-    },
+    ChunkSet { dir: PathBuf, force: bool, resume: bool },
     /// Plain keys on stdout, `\n`- or NUL-terminated, in listing order (sorted with one stream; with
     /// several, each stream's keys are sorted but streams interleave).
     Lines { terminator: u8 },
@@ -198,10 +190,7 @@ impl Slot {
         }
     }
     fn lo<'a>(&'a self, prefix: &'a [u8]) -> &'a [u8] {
-        self.pos
-            .as_deref()
-            .or(self.after.as_deref())
-            .map_or(prefix, |k| k.max(prefix))
+        self.pos.as_deref().or(self.after.as_deref()).map_or(prefix, |k| k.max(prefix))
     }
     fn contains(&self, key: &[u8]) -> bool {
         self.after.as_deref().is_none_or(|a| key > a) && self.end.admits(key)
@@ -251,8 +240,7 @@ impl Sched {
             let w = ranges::width(s.lo(prefix), &s.end, prefix);
             // Each split wastes about one page (the old stream's page that crosses the split point), so
             // only ranges with an estimated 8+ pages left are worth it.
-            if w == f64::NEG_INFINITY
-                || (s.pos.is_some() && w <= s.page_width + MIN_SPLIT_PAGES_LOG2 + s.split_penalty)
+            if w == f64::NEG_INFINITY || (s.pos.is_some() && w <= s.page_width + MIN_SPLIT_PAGES_LOG2 + s.split_penalty)
             {
                 continue;
             }
@@ -309,10 +297,8 @@ impl Sched {
                 .collect(),
         };
         let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&cp)?)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("renaming {} into place", tmp.display()))?;
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&cp)?).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("renaming {} into place", tmp.display()))?;
         Ok(())
     }
 }
@@ -402,21 +388,14 @@ impl Throttle {
     fn ok(&self) {
         let mut s = self.state.lock().unwrap();
         if !s.1.is_zero() {
-            s.1 = if s.1 < Duration::from_millis(50) {
-                Duration::ZERO
-            } else {
-                s.1 / 2
-            };
+            s.1 = if s.1 < Duration::from_millis(50) { Duration::ZERO } else { s.1 / 2 };
         }
     }
 }
 
 enum Out {
     Chunks(ChunkSetWriter),
-    Lines {
-        out: Mutex<std::io::BufWriter<std::io::Stdout>>,
-        terminator: u8,
-    },
+    Lines { out: Mutex<std::io::BufWriter<std::io::Stdout>>, terminator: u8 },
 }
 
 struct Shared {
@@ -537,18 +516,10 @@ impl Shared {
                         self.n.pages.fetch_add(1, Relaxed);
                         return Ok(info);
                     }
-                    Err(e) => (
-                        true,
-                        false,
-                        format!("unreadable ListObjectsV2 response: {e:#}"),
-                    ),
+                    Err(e) => (true, false, format!("unreadable ListObjectsV2 response: {e:#}")),
                 },
                 // The capturing connector did not see this request: a bug, not a page to skip.
-                (Ok(_), None) => {
-                    return Err(
-                        "internal error: the ListObjectsV2 response body was not captured".into(),
-                    )
-                }
+                (Ok(_), None) => return Err("internal error: the ListObjectsV2 response body was not captured".into()),
                 (Err(e), _) => {
                     let (retryable, slow) = classify(&e);
                     (retryable, slow, format!("{}", DisplayErrorContext(&e)))
@@ -561,11 +532,7 @@ impl Shared {
             if !retryable || attempt >= self.cfg.retry.max_retries {
                 return Err(format!("after {} attempts: {msg}", attempt + 1));
             }
-            let ceil = self
-                .cfg
-                .retry
-                .cap
-                .min(self.cfg.retry.base.saturating_mul(1u32 << attempt.min(20)));
+            let ceil = self.cfg.retry.cap.min(self.cfg.retry.base.saturating_mul(1u32 << attempt.min(20)));
             let sleep = ceil.mul_f64(rand::thread_rng().gen::<f64>());
             self.n.retries.fetch_add(1, Relaxed);
             attempt += 1;
@@ -580,10 +547,9 @@ impl Shared {
             s.pos.clone().or(s.after.clone())
         };
         let mut start_after = match start {
-            Some(k) => Some(
-                String::from_utf8(k)
-                    .map_err(|_| anyhow!("range start is not UTF-8 (corrupt checkpoint?)"))?,
-            ),
+            Some(k) => {
+                Some(String::from_utf8(k).map_err(|_| anyhow!("range start is not UTF-8 (corrupt checkpoint?)"))?)
+            }
             None => None,
         };
         let mut token: Option<String> = None;
@@ -612,22 +578,11 @@ impl Shared {
                 }
             };
             trimmed |= trim;
-            let info = match self
-                .fetch(
-                    start_after.as_deref(),
-                    token.as_deref(),
-                    max_keys,
-                    &mut page,
-                )
-                .await
-            {
+            let info = match self.fetch(start_after.as_deref(), token.as_deref(), max_keys, &mut page).await {
                 Ok(i) => i,
                 Err(msg) => {
                     self.n.errors.fetch_add(1, Relaxed);
-                    self.note(format!(
-                        "range after {:?}: page failed {msg}",
-                        start_after.as_deref().unwrap_or("")
-                    ));
+                    self.note(format!("range after {:?}: page failed {msg}", start_after.as_deref().unwrap_or("")));
                     break St::Failed;
                 }
             };
@@ -636,25 +591,19 @@ impl Shared {
             let admitted = {
                 let mut g = self.sched.lock().unwrap();
                 let s = &mut g.slots[i];
-                let n = (0..page.recs.len())
-                    .take_while(|&j| s.end.admits(page.key(j)))
-                    .count();
+                let n = (0..page.recs.len()).take_while(|&j| s.end.admits(page.key(j))).count();
                 s.listed += n as u64;
                 if n > 0 {
                     let last = page.key(n - 1);
                     // Width of a full page at this page's density (short pages are normal).
-                    s.page_width = ranges::span(s.lo(prefix), last)
-                        + (self.cfg.page_size as f64 / n as f64).log2();
+                    s.page_width = ranges::span(s.lo(prefix), last) + (self.cfg.page_size as f64 / n as f64).log2();
                     s.pos = Some(last.to_vec());
                 }
                 n
             };
             self.n.listed.fetch_add(admitted as u64, Relaxed);
             self.n.returned.fetch_add(page.recs.len() as u64, Relaxed);
-            self.n.bytes.fetch_add(
-                page.recs[..admitted].iter().map(|r| r.4).sum::<u64>(),
-                Relaxed,
-            );
+            self.n.bytes.fetch_add(page.recs[..admitted].iter().map(|r| r.4).sum::<u64>(), Relaxed);
             let mut written = 0;
             for j in 0..admitted {
                 if !page.recs[j].3 {
@@ -680,17 +629,12 @@ impl Shared {
             }
             if let Out::Lines { out, .. } = &self.out {
                 if !lines.is_empty() {
-                    out.lock()
-                        .unwrap()
-                        .write_all(&lines)
-                        .context("writing keys to stdout")?;
+                    out.lock().unwrap().write_all(&lines).context("writing keys to stdout")?;
                     lines.clear();
                 }
             }
             self.n.written.fetch_add(written, Relaxed);
-            self.n
-                .filtered
-                .fetch_add(admitted as u64 - written, Relaxed);
+            self.n.filtered.fetch_add(admitted as u64 - written, Relaxed);
             if admitted < page.recs.len() || !truncated {
                 break St::Done;
             }
@@ -698,11 +642,7 @@ impl Shared {
             if token.is_none() {
                 // Truncated without a token: continue after the last key instead.
                 let g = self.sched.lock().unwrap();
-                start_after = g.slots[i]
-                    .pos
-                    .as_ref()
-                    .map(|k| String::from_utf8_lossy(k).into_owned())
-                    .or(start_after);
+                start_after = g.slots[i].pos.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()).or(start_after);
             }
         };
         if let Some(w) = part.take() {
@@ -743,10 +683,7 @@ fn classify<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> (bool, bo
         SdkError::ServiceError(se) => {
             let code = se.err().code().unwrap_or("");
             let status = Some(se.raw().status().as_u16());
-            let slow = status == Some(503)
-                || status == Some(429)
-                || code == "SlowDown"
-                || code == "Throttling";
+            let slow = status == Some(503) || status == Some(429) || code == "SlowDown" || code == "Throttling";
             // A 2xx that could not be parsed (truncated or garbled body) is worth another try too.
             let garbled = code.is_empty() && status.is_some_and(|s| (200..300).contains(&s));
             let retryable = slow
@@ -755,9 +692,7 @@ fn classify<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> (bool, bo
                 || matches!(code, "InternalError" | "RequestTimeout");
             (retryable, slow)
         }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            (true, false)
-        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => (true, false),
         _ => (false, false),
     }
 }
@@ -788,17 +723,12 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
     };
     let first = Slot::new(
         cfg.start_after.clone().map(String::into_bytes),
-        cfg.end_before
-            .clone()
-            .map_or(End::Open, |e| End::Excl(e.into_bytes())),
+        cfg.end_before.clone().map_or(End::Open, |e| End::Excl(e.into_bytes())),
     );
     let (out, slots, checkpoint, resumed) = match &sink {
         Sink::Lines { terminator } => (
             Out::Lines {
-                out: Mutex::new(std::io::BufWriter::with_capacity(
-                    1 << 20,
-                    std::io::stdout(),
-                )),
+                out: Mutex::new(std::io::BufWriter::with_capacity(1 << 20, std::io::stdout())),
                 terminator: *terminator,
             },
             vec![first],
@@ -809,40 +739,18 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
             let cp_path = dir.join(CHECKPOINT);
             if *resume {
                 let (set, slots) = load_resume(dir, &cp_path, &settings)?;
-                (
-                    Out::Chunks(set.with_write_buffer(CHUNK_WRITE_BUF)),
-                    slots,
-                    Some(cp_path),
-                    true,
-                )
+                (Out::Chunks(set.with_write_buffer(CHUNK_WRITE_BUF)), slots, Some(cp_path), true)
             } else {
                 let set = prepare_fresh(dir, *force)?;
-                (
-                    Out::Chunks(set.with_write_buffer(CHUNK_WRITE_BUF)),
-                    vec![first],
-                    Some(cp_path),
-                    false,
-                )
+                (Out::Chunks(set.with_write_buffer(CHUNK_WRITE_BUF)), vec![first], Some(cp_path), false)
             }
         }
     };
-    let pending: VecDeque<usize> = slots
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.state == St::Pending)
-        .map(|(i, _)| i)
-        .collect();
+    let pending: VecDeque<usize> =
+        slots.iter().enumerate().filter(|(_, s)| s.state == St::Pending).map(|(i, _)| i).collect();
     let done_before = slots.iter().filter(|s| s.state == St::Done).count() as u64;
     let initial_streams = if resumed { 0 } else { cfg.parallel };
-    let sched = Sched {
-        slots,
-        initial_streams,
-        pending,
-        active: 0,
-        splits: 0,
-        checkpoint,
-        settings,
-    };
+    let sched = Sched { slots, initial_streams, pending, active: 0, splits: 0, checkpoint, settings };
     sched.save()?;
     let sh = Arc::new(Shared {
         client,
@@ -850,9 +758,7 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
         sched: Mutex::new(sched),
         wake: tokio::sync::Notify::new(),
         n: Counters::default(),
-        throttle: Throttle {
-            state: Mutex::new((Instant::now(), Duration::ZERO)),
-        },
+        throttle: Throttle { state: Mutex::new((Instant::now(), Duration::ZERO)) },
         out,
         messages: Mutex::new(Vec::new()),
     });
@@ -864,17 +770,12 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
         let sh = sh.clone();
         tasks.spawn(async move {
             loop {
-                let next = sh
-                    .sched
-                    .lock()
-                    .unwrap()
-                    .next_work(sh.cfg.prefix.as_bytes())?;
+                let next = sh.sched.lock().unwrap().next_work(sh.cfg.prefix.as_bytes())?;
                 match next {
                     Next::Work(i) => sh.run_range(i).await?,
                     Next::Finished => return Ok::<(), anyhow::Error>(()),
                     Next::Wait => {
-                        let _ = tokio::time::timeout(Duration::from_millis(20), sh.wake.notified())
-                            .await;
+                        let _ = tokio::time::timeout(Duration::from_millis(20), sh.wake.notified()).await;
                     }
                 }
             }
@@ -882,9 +783,7 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
     }
     let mut first_err = None;
     while let Some(r) = tasks.join_next().await {
-        let r = r
-            .map_err(|e| anyhow!("listing task panicked: {e}"))
-            .and_then(|r| r);
+        let r = r.map_err(|e| anyhow!("listing task panicked: {e}")).and_then(|r| r);
         if let Err(e) = r {
             if first_err.is_none() {
                 first_err = Some(e);
@@ -898,10 +797,7 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
         eprint!("\r\x1b[2K");
     }
     if let Out::Lines { out, .. } = &sh.out {
-        out.lock()
-            .unwrap()
-            .flush()
-            .context("writing keys to stdout")?;
+        out.lock().unwrap().flush().context("writing keys to stdout")?;
     }
     if let Some(e) = first_err {
         return Err(e);
@@ -937,8 +833,7 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
     };
     drop(g);
     if let Sink::ChunkSet { dir, .. } = &sink {
-        let sh =
-            Arc::into_inner(sh).ok_or_else(|| anyhow!("listing tasks still hold the run state"))?;
+        let sh = Arc::into_inner(sh).ok_or_else(|| anyhow!("listing tasks still hold the run state"))?;
         if let (true, Out::Chunks(set)) = (sum.complete, sh.out) {
             sum.chunks = set.chunks().len() as u64;
             set.finish_key_ordered(Producer::current(TOOL), serde_json::to_value(&sum)?)?;
@@ -946,8 +841,7 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
             std::fs::remove_file(&cp).with_context(|| format!("removing {}", cp.display()))?;
         }
         let p = dir.join(SUMMARY);
-        std::fs::write(&p, serde_json::to_vec_pretty(&sum)?)
-            .with_context(|| format!("writing {}", p.display()))?;
+        std::fs::write(&p, serde_json::to_vec_pretty(&sum)?).with_context(|| format!("writing {}", p.display()))?;
     }
     Ok(sum)
 }
@@ -958,18 +852,17 @@ fn prepare_fresh(dir: &Path, force: bool) -> Result<ChunkSetWriter> {
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd {
             let p = e?.path();
-            let name = p
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
+            let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
             if name == CHECKPOINT || name == SUMMARY || is_legacy_part(&name) {
                 leftovers.push(p);
             }
         }
     }
     if leftovers.iter().any(|p| p.ends_with(CHECKPOINT)) && !force {
-        bail!("{}: holds an unfinished listing (checkpoint.json); pass --resume to continue it or --force to start over", dir.display());
+        bail!(
+            "{}: holds an unfinished listing (checkpoint.json); pass --resume to continue it or --force to start over",
+            dir.display()
+        );
     }
     let set = ChunkSetWriter::create(dir, SCHEMA, force)?;
     if force {
@@ -982,37 +875,20 @@ fn prepare_fresh(dir: &Path, force: bool) -> Result<ChunkSetWriter> {
 
 /// Rebuilds the ranges of an interrupted run: done ranges stay done, the others continue after the last
 /// key of the chunks they hold. Returns the reopened chunk-set writer and the slots.
-fn load_resume(
-    dir: &Path,
-    cp_path: &Path,
-    settings: &CheckpointSettings,
-) -> Result<(ChunkSetWriter, Vec<Slot>)> {
-    let body = std::fs::read(cp_path).with_context(|| {
-        format!(
-            "--resume: reading {} (nothing to resume?)",
-            cp_path.display()
-        )
-    })?;
-    let cp: Checkpoint =
-        serde_json::from_slice(&body).with_context(|| format!("parsing {}", cp_path.display()))?;
+fn load_resume(dir: &Path, cp_path: &Path, settings: &CheckpointSettings) -> Result<(ChunkSetWriter, Vec<Slot>)> {
+    let body = std::fs::read(cp_path)
+        .with_context(|| format!("--resume: reading {} (nothing to resume?)", cp_path.display()))?;
+    let cp: Checkpoint = serde_json::from_slice(&body).with_context(|| format!("parsing {}", cp_path.display()))?;
     if cp.settings != *settings {
-        bail!(
-            "--resume: {} was written for {:?}, this run asks for {:?}",
-            cp_path.display(),
-            cp.settings,
-            settings
-        );
+        bail!("--resume: {} was written for {:?}, this run asks for {:?}", cp_path.display(), cp.settings, settings);
     }
     let mut slots = Vec::new();
     for r in &cp.ranges {
         let after = match &r.after_hex {
-            Some(h) => {
-                Some(unhex(h).ok_or_else(|| anyhow!("{}: bad hex {h:?}", cp_path.display()))?)
-            }
+            Some(h) => Some(unhex(h).ok_or_else(|| anyhow!("{}: bad hex {h:?}", cp_path.display()))?),
             None => None,
         };
-        let end = end_from_str(&r.end)
-            .ok_or_else(|| anyhow!("{}: bad range end {:?}", cp_path.display(), r.end))?;
+        let end = end_from_str(&r.end).ok_or_else(|| anyhow!("{}: bad range end {:?}", cp_path.display(), r.end))?;
         let mut s = Slot::new(after, end);
         if r.done {
             s.state = St::Done;
@@ -1024,24 +900,19 @@ fn load_resume(
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .find(|n| is_legacy_part(n))
     {
-        bail!("{}: {old} was written by an older keyrecon-list-s3 that cannot be resumed by this one; rerun with --force", dir.display());
+        bail!(
+            "{}: {old} was written by an older keyrecon-list-s3 that cannot be resumed by this one; rerun with --force",
+            dir.display()
+        );
     }
     let (set, _) = ChunkSetWriter::resume(dir, SCHEMA)?;
     for c in set.chunks() {
         let p = dir.join(&c.file);
-        let (first, last) = (
-            unhex(&c.first_key_hex).unwrap_or_default(),
-            unhex(&c.last_key_hex).unwrap_or_default(),
-        );
+        let (first, last) = (unhex(&c.first_key_hex).unwrap_or_default(), unhex(&c.last_key_hex).unwrap_or_default());
         let s = slots
             .iter_mut()
             .find(|s| s.contains(&first))
-            .ok_or_else(|| {
-                anyhow!(
-                    "{}: holds keys outside every checkpointed range",
-                    p.display()
-                )
-            })?;
+            .ok_or_else(|| anyhow!("{}: holds keys outside every checkpointed range", p.display()))?;
         if !s.contains(&last) {
             bail!("{}: spans more than one checkpointed range", p.display());
         }
@@ -1059,11 +930,7 @@ fn spawn_ticker(sh: Arc<Shared>) -> tokio::task::JoinHandle<()> {
             return;
         }
         let tty = std::io::stderr().is_terminal();
-        let every = if tty {
-            Duration::from_millis(500)
-        } else {
-            Duration::from_secs(30)
-        };
+        let every = if tty { Duration::from_millis(500) } else { Duration::from_secs(30) };
         let start = Instant::now();
         loop {
             tokio::time::sleep(every).await;

@@ -27,8 +27,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::primitives::{AggregatedBytes, ByteStream, SdkBody};
 use aws_smithy_runtime_api::client::http::{
-    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
-    SharedHttpConnector,
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
 };
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::result::ConnectorError;
@@ -60,14 +59,8 @@ pub fn capture_client(inner: SharedHttpClient) -> SharedHttpClient {
 struct CaptureClient(SharedHttpClient);
 
 impl HttpClient for CaptureClient {
-    fn http_connector(
-        &self,
-        settings: &HttpConnectorSettings,
-        components: &RuntimeComponents,
-    ) -> SharedHttpConnector {
-        SharedHttpConnector::new(CaptureConnector(
-            self.0.http_connector(settings, components),
-        ))
+    fn http_connector(&self, settings: &HttpConnectorSettings, components: &RuntimeComponents) -> SharedHttpConnector {
+        SharedHttpConnector::new(CaptureConnector(self.0.http_connector(settings, components)))
     }
 }
 
@@ -75,8 +68,7 @@ impl HttpClient for CaptureClient {
 struct CaptureConnector(SharedHttpConnector);
 
 /// What the SDK deserialises instead of a captured body.
-const EMPTY_RESULT: &str =
-    "<?xml version=\"1.0\" encoding=\"UTF-8\"?><ListBucketResult></ListBucketResult>";
+const EMPTY_RESULT: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><ListBucketResult></ListBucketResult>";
 
 impl HttpConnector for CaptureConnector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
@@ -89,10 +81,7 @@ impl HttpConnector for CaptureConnector {
             }
             let body = resp.take_body();
             // A connection that breaks mid-body is an I/O error: the lister retries the page.
-            let bytes = ByteStream::new(body)
-                .collect()
-                .await
-                .map_err(|e| ConnectorError::io(e.into()))?;
+            let bytes = ByteStream::new(body).collect().await.map_err(|e| ConnectorError::io(e.into()))?;
             CAPTURED.with(|c| *c.borrow_mut() = Some(bytes));
             resp.headers_mut().remove("content-length");
             *resp.body_mut() = SdkBody::from(EMPTY_RESULT);
@@ -162,9 +151,7 @@ impl Page {
             );
         }
         for (n, o) in self.raw.iter().enumerate() {
-            let (ks, ke) = o
-                .key
-                .ok_or_else(|| anyhow!("object {n} of the page has no Key"))?;
+            let (ks, ke) = o.key.ok_or_else(|| anyhow!("object {n} of the page has no Key"))?;
             let start = self.arena.len();
             if info.url_encoded {
                 self.scratch.clear();
@@ -181,9 +168,10 @@ impl Page {
                 None => 0,
             };
             let mtime = match o.mtime {
-                Some((s, e)) => Some(parse_mtime(&body[s..e]).ok_or_else(|| {
-                    anyhow!("bad LastModified {:?} at byte {s}", show_key(&body[s..e]))
-                })?),
+                Some((s, e)) => Some(
+                    parse_mtime(&body[s..e])
+                        .ok_or_else(|| anyhow!("bad LastModified {:?} at byte {s}", show_key(&body[s..e])))?,
+                ),
                 None => None,
             };
             self.scratch.clear();
@@ -193,10 +181,7 @@ impl Page {
                     let t = &self.scratch[..];
                     let t = t.strip_prefix(b"\"").unwrap_or(t);
                     let t = t.strip_suffix(b"\"").unwrap_or(t);
-                    Some((
-                        t.as_ptr() as usize - self.scratch.as_ptr() as usize,
-                        t.len(),
-                    ))
+                    Some((t.as_ptr() as usize - self.scratch.as_ptr() as usize, t.len()))
                 }
                 None => None,
             };
@@ -208,8 +193,7 @@ impl Page {
                 mtime,
                 class,
             );
-            self.recs
-                .push((start, kend, self.arena.len(), cutoff.admits(mtime), size));
+            self.recs.push((start, kend, self.arena.len(), cutoff.admits(mtime), size));
         }
         for w in self.recs.windows(2) {
             if self.arena[w[0].0..w[0].1] >= self.arena[w[1].0..w[1].1] {
@@ -237,14 +221,8 @@ fn parse_size(b: &[u8]) -> Option<u64> {
 }
 
 fn trim(b: &[u8]) -> &[u8] {
-    let s = b
-        .iter()
-        .position(|c| !c.is_ascii_whitespace())
-        .unwrap_or(b.len());
-    let e = b
-        .iter()
-        .rposition(|c| !c.is_ascii_whitespace())
-        .map_or(s, |e| e + 1);
+    let s = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
+    let e = b.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(s, |e| e + 1);
     &b[s..e]
 }
 
@@ -267,18 +245,9 @@ fn fast_rfc3339_utc(b: &[u8]) -> Option<i64> {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        b[r].iter().try_fold(0i64, |n, &d| {
-            d.is_ascii_digit().then(|| n * 10 + (d - b'0') as i64)
-        })
+        b[r].iter().try_fold(0i64, |n, &d| d.is_ascii_digit().then(|| n * 10 + (d - b'0') as i64))
     };
-    let (y, mo, d, h, mi, s) = (
-        num(0..4)?,
-        num(5..7)?,
-        num(8..10)?,
-        num(11..13)?,
-        num(14..16)?,
-        num(17..19)?,
-    );
+    let (y, mo, d, h, mi, s) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
         return None;
     }
@@ -321,12 +290,7 @@ enum Field {
 
 /// One pass over the document: records the raw spans of the fields we need. Text of a field is the span
 /// between its start and end tags (entities and CDATA are resolved later by [`unescape_into`]).
-fn scan(
-    b: &[u8],
-    objects: &mut Vec<RawObject>,
-    info: &mut PageInfo,
-    token: &mut Option<(usize, usize)>,
-) -> Result<()> {
+fn scan(b: &[u8], objects: &mut Vec<RawObject>, info: &mut PageInfo, token: &mut Option<(usize, usize)>) -> Result<()> {
     let mut depth = 0usize;
     let mut root_seen = false;
     // depth 1 = children of ListBucketResult; 2 = children of a Contents.
@@ -338,48 +302,28 @@ fn scan(
         let lt = i + off;
         let rest = &b[lt + 1..];
         if rest.starts_with(b"?") {
-            i = lt
-                + 2
-                + find(&b[lt + 2..], b"?>")
-                    .ok_or_else(|| anyhow!("unterminated <? at byte {lt}"))?
-                + 2;
+            i = lt + 2 + find(&b[lt + 2..], b"?>").ok_or_else(|| anyhow!("unterminated <? at byte {lt}"))? + 2;
             continue;
         }
         if rest.starts_with(b"!--") {
-            i = lt
-                + 4
-                + find(&b[lt + 4..], b"-->")
-                    .ok_or_else(|| anyhow!("unterminated comment at byte {lt}"))?
-                + 3;
+            i = lt + 4 + find(&b[lt + 4..], b"-->").ok_or_else(|| anyhow!("unterminated comment at byte {lt}"))? + 3;
             continue;
         }
         if rest.starts_with(b"![CDATA[") {
             // Part of a field's text: skip over it (resolved by unescape_into).
-            i = lt
-                + 9
-                + find(&b[lt + 9..], b"]]>")
-                    .ok_or_else(|| anyhow!("unterminated CDATA at byte {lt}"))?
-                + 3;
+            i = lt + 9 + find(&b[lt + 9..], b"]]>").ok_or_else(|| anyhow!("unterminated CDATA at byte {lt}"))? + 3;
             continue;
         }
         if rest.starts_with(b"!") {
-            i = lt
-                + 2
-                + memchr::memchr(b'>', &b[lt + 2..])
-                    .ok_or_else(|| anyhow!("unterminated <! at byte {lt}"))?
-                + 1;
+            i = lt + 2 + memchr::memchr(b'>', &b[lt + 2..]).ok_or_else(|| anyhow!("unterminated <! at byte {lt}"))? + 1;
             continue;
         }
-        let gt = lt
-            + 1
-            + memchr::memchr(b'>', rest).ok_or_else(|| anyhow!("unterminated tag at byte {lt}"))?;
+        let gt = lt + 1 + memchr::memchr(b'>', rest).ok_or_else(|| anyhow!("unterminated tag at byte {lt}"))?;
         let closing = rest.first() == Some(&b'/');
         let self_closing = !closing && b[gt - 1] == b'/';
         let name_start = lt + 1 + closing as usize;
-        let name_end = b[name_start..gt]
-            .iter()
-            .position(|c| c.is_ascii_whitespace() || *c == b'/')
-            .map_or(gt, |p| name_start + p);
+        let name_end =
+            b[name_start..gt].iter().position(|c| c.is_ascii_whitespace() || *c == b'/').map_or(gt, |p| name_start + p);
         let name = local_name(&b[name_start..name_end]);
         if name.is_empty() {
             bail!("tag without a name at byte {lt}");
@@ -387,10 +331,7 @@ fn scan(
         i = gt + 1;
         if closing {
             if depth == 0 {
-                bail!(
-                    "unbalanced </{}> at byte {lt}",
-                    String::from_utf8_lossy(name)
-                );
+                bail!("unbalanced </{}> at byte {lt}", String::from_utf8_lossy(name));
             }
             if field != Field::None && depth == if in_contents { 3 } else { 2 } {
                 let span = (field_start, lt);
@@ -401,13 +342,9 @@ fn scan(
                     (Field::Etag, Some(o)) => o.etag = Some(span),
                     (Field::Size, Some(o)) => o.size = Some(span),
                     (Field::Class, Some(o)) => o.class = Some(span),
-                    (Field::Truncated, _) => {
-                        info.truncated = trim(&b[span.0..span.1]).eq_ignore_ascii_case(b"true")
-                    }
+                    (Field::Truncated, _) => info.truncated = trim(&b[span.0..span.1]).eq_ignore_ascii_case(b"true"),
                     (Field::Token, _) => *token = Some(span),
-                    (Field::Encoding, _) => {
-                        info.url_encoded = trim(&b[span.0..span.1]).eq_ignore_ascii_case(b"url")
-                    }
+                    (Field::Encoding, _) => info.url_encoded = trim(&b[span.0..span.1]).eq_ignore_ascii_case(b"url"),
                     _ => {}
                 }
                 field = Field::None;
@@ -423,10 +360,7 @@ fn scan(
                 bail!("a second root element at byte {lt}");
             }
             if name != b"ListBucketResult" {
-                bail!(
-                    "root element is <{}>, not <ListBucketResult>",
-                    String::from_utf8_lossy(name)
-                );
+                bail!("root element is <{}>, not <ListBucketResult>", String::from_utf8_lossy(name));
             }
             root_seen = true;
         }
@@ -473,11 +407,7 @@ fn scan(
         field_start = gt + 1;
     }
     if depth != 0 || !root_seen {
-        bail!(
-            "truncated document ({} bytes, {} elements still open)",
-            b.len(),
-            depth
-        );
+        bail!("truncated document ({} bytes, {} elements still open)", b.len(), depth);
     }
     if !trim(&b[i..]).is_empty() {
         bail!("text after the root element at byte {i}");
@@ -486,9 +416,7 @@ fn scan(
 }
 
 fn local_name(n: &[u8]) -> &[u8] {
-    n.iter()
-        .rposition(|&c| c == b':')
-        .map_or(n, |p| &n[p + 1..])
+    n.iter().rposition(|&c| c == b':').map_or(n, |p| &n[p + 1..])
 }
 
 fn find(h: &[u8], needle: &[u8]) -> Option<usize> {
@@ -516,25 +444,15 @@ fn unescape_into(b: &[u8], s: usize, e: usize, out: &mut Vec<u8>) -> Result<()> 
                     b"quot" => out.push(b'"'),
                     b"apos" => out.push(b'\''),
                     _ => {
-                        let cp = if let Some(h) =
-                            ent.strip_prefix(b"#x").or_else(|| ent.strip_prefix(b"#X"))
-                        {
-                            std::str::from_utf8(h)
-                                .ok()
-                                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                        let cp = if let Some(h) = ent.strip_prefix(b"#x").or_else(|| ent.strip_prefix(b"#X")) {
+                            std::str::from_utf8(h).ok().and_then(|h| u32::from_str_radix(h, 16).ok())
                         } else if let Some(d) = ent.strip_prefix(b"#") {
-                            std::str::from_utf8(d)
-                                .ok()
-                                .and_then(|d| d.parse::<u32>().ok())
+                            std::str::from_utf8(d).ok().and_then(|d| d.parse::<u32>().ok())
                         } else {
                             None
                         };
                         let c = cp.and_then(char::from_u32).ok_or_else(|| {
-                            anyhow!(
-                                "unknown character reference &{}; at byte {}",
-                                String::from_utf8_lossy(ent),
-                                s + i
-                            )
+                            anyhow!("unknown character reference &{}; at byte {}", String::from_utf8_lossy(ent), s + i)
                         })?;
                         let mut buf = [0u8; 4];
                         out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
@@ -543,14 +461,12 @@ fn unescape_into(b: &[u8], s: usize, e: usize, out: &mut Vec<u8>) -> Result<()> 
                 i += semi + 1;
             }
             b'<' if t[i..].starts_with(b"<![CDATA[") => {
-                let end = find(&t[i + 9..], b"]]>")
-                    .ok_or_else(|| anyhow!("unterminated CDATA at byte {}", s + i))?;
+                let end = find(&t[i + 9..], b"]]>").ok_or_else(|| anyhow!("unterminated CDATA at byte {}", s + i))?;
                 out.extend_from_slice(&t[i + 9..i + 9 + end]);
                 i += 9 + end + 3;
             }
             b'<' if t[i..].starts_with(b"<!--") => {
-                let end = find(&t[i + 4..], b"-->")
-                    .ok_or_else(|| anyhow!("unterminated comment at byte {}", s + i))?;
+                let end = find(&t[i + 4..], b"-->").ok_or_else(|| anyhow!("unterminated comment at byte {}", s + i))?;
                 i += 4 + end + 3;
             }
             b'<' => bail!("markup inside a text field at byte {}", s + i),
@@ -605,26 +521,13 @@ mod tests {
         assert_eq!(keys, [&b"a b+c d"[..], "café/日".as_bytes(), b"x&y%"]);
         let m0 = Meta::decode(p.meta(0)).unwrap();
         assert_eq!(m0.size, Some(1234));
-        assert_eq!(
-            m0.etag.as_deref(),
-            Some(&b"9b2cf535f27731c974343645a3985328"[..])
-        );
-        assert_eq!(
-            m0.mtime,
-            Some(super::super::parse_time_us("2024-05-01T10:00:00.123Z").unwrap())
-        );
+        assert_eq!(m0.etag.as_deref(), Some(&b"9b2cf535f27731c974343645a3985328"[..]));
+        assert_eq!(m0.mtime, Some(super::super::parse_time_us("2024-05-01T10:00:00.123Z").unwrap()));
         assert_eq!(m0.class.as_deref(), Some(&b"STANDARD"[..]));
         let m1 = Meta::decode(p.meta(1)).unwrap();
-        assert_eq!(
-            (m1.mtime, m1.etag.as_deref(), m1.size),
-            (Some(1_000_000), Some(&b"e-2"[..]), Some(0))
-        );
+        assert_eq!((m1.mtime, m1.etag.as_deref(), m1.size), (Some(1_000_000), Some(&b"e-2"[..]), Some(0)));
         let m2 = Meta::decode(p.meta(2)).unwrap();
-        assert_eq!(
-            (m2.mtime, m2.etag, m2.class, m2.size),
-            (None, None, None, Some(5)),
-            "absent fields stay absent"
-        );
+        assert_eq!((m2.mtime, m2.etag, m2.class, m2.size), (None, None, None, Some(5)), "absent fields stay absent");
     }
 
     #[test]
@@ -640,12 +543,11 @@ mod tests {
         assert!(p.recs.is_empty() && !info.truncated);
         let (p, _) = parse("<?xml version='1.0'?>\n<s3:ListBucketResult xmlns:s3='x'><s3:Contents><s3:Key>k</s3:Key></s3:Contents></s3:ListBucketResult>\n").unwrap();
         assert_eq!(p.key(0), b"k", "namespace prefixes are ignored");
-        let (p, _) = parse("<ListBucketResult><Contents><Key>&#x41;&#66;</Key><StorageClass/></Contents></ListBucketResult>").unwrap();
+        let (p, _) =
+            parse("<ListBucketResult><Contents><Key>&#x41;&#66;</Key><StorageClass/></Contents></ListBucketResult>")
+                .unwrap();
         assert_eq!(p.key(0), b"AB");
-        assert_eq!(
-            Meta::decode(p.meta(0)).unwrap().class.as_deref(),
-            Some(&b""[..])
-        );
+        assert_eq!(Meta::decode(p.meta(0)).unwrap().class.as_deref(), Some(&b""[..]));
     }
 
     #[test]
@@ -663,12 +565,7 @@ mod tests {
             ("<ListBucketResult><EncodingType>url</EncodingType><Contents><Key>a%zz</Key></Contents></ListBucketResult>", "undecodable"),
         ];
         for (body, want) in cases {
-            let e = format!(
-                "{:#}",
-                parse(body)
-                    .err()
-                    .unwrap_or_else(|| panic!("{body:?} parsed"))
-            );
+            let e = format!("{:#}", parse(body).err().unwrap_or_else(|| panic!("{body:?} parsed")));
             assert!(e.contains(want), "{body:?}: {e}");
         }
     }
@@ -683,17 +580,9 @@ mod tests {
             "2100-03-01T00:00:00.000Z",
             "1969-12-31T23:59:59.5Z",
         ] {
-            assert_eq!(
-                fast_rfc3339_utc(t.as_bytes()),
-                Some(super::super::parse_time_us(t).unwrap()),
-                "{t}"
-            );
+            assert_eq!(fast_rfc3339_utc(t.as_bytes()), Some(super::super::parse_time_us(t).unwrap()), "{t}");
         }
-        assert_eq!(
-            fast_rfc3339_utc(b"2024-05-01T10:00:00+02:00"),
-            None,
-            "anything but ...Z goes to the SDK parser"
-        );
+        assert_eq!(fast_rfc3339_utc(b"2024-05-01T10:00:00+02:00"), None, "anything but ...Z goes to the SDK parser");
         assert_eq!(
             parse_mtime(b"\n 2024-05-01T10:00:00Z "),
             Some(super::super::parse_time_us("2024-05-01T10:00:00Z").unwrap())

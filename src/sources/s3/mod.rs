@@ -51,13 +51,9 @@ impl Cutoff {
 /// Parses a duration: `90s`, `15m`, `36h`, `7d`, `2w`, or a number of seconds.
 pub fn parse_age(s: &str) -> Result<std::time::Duration> {
     let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| anyhow!("{s:?} is not a duration (examples: 90s, 15m, 36h, 7d)"))?;
+    let n: f64 = num.parse().map_err(|_| anyhow!("{s:?} is not a duration (examples: 90s, 15m, 36h, 7d)"))?;
     let mult = match unit {
         "" | "s" => 1.0,
         "m" => 60.0,
@@ -79,9 +75,7 @@ pub fn parse_time_us(s: &str) -> Result<i64> {
 
 /// Microseconds since the epoch, now.
 pub fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
 }
 
 pub(crate) fn hex(b: &[u8]) -> String {
@@ -104,19 +98,9 @@ mod tests {
         assert!(c.admits(None) && c.admits(Some(5)));
         c.narrow(Some(10), None);
         c.narrow(Some(5), Some(20));
-        assert_eq!(
-            c,
-            Cutoff {
-                min_mtime_us: Some(10),
-                max_mtime_us: Some(20)
-            }
-        );
+        assert_eq!(c, Cutoff { min_mtime_us: Some(10), max_mtime_us: Some(20) });
         assert!(
-            !c.admits(Some(9))
-                && c.admits(Some(10))
-                && c.admits(Some(20))
-                && !c.admits(Some(21))
-                && !c.admits(None)
+            !c.admits(Some(9)) && c.admits(Some(10)) && c.admits(Some(20)) && !c.admits(Some(21)) && !c.admits(None)
         );
     }
 

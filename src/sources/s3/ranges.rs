@@ -96,13 +96,7 @@ pub fn width(lo: &[u8], end: &End, prefix: &[u8]) -> f64 {
         Some(h) => h,
         None => {
             let mut s = prefix.to_vec();
-            s.push(
-                if lo.get(prefix.len()).is_some_and(|&b| b as u32 >= SOFT_CAP) {
-                    0xF5
-                } else {
-                    0x80
-                },
-            );
+            s.push(if lo.get(prefix.len()).is_some_and(|&b| b as u32 >= SOFT_CAP) { 0xF5 } else { 0x80 });
             soft = s;
             &soft
         }
@@ -116,11 +110,8 @@ pub fn span(lo: &[u8], hi: &[u8]) -> f64 {
         return f64::NEG_INFINITY;
     }
     let c = lo.iter().zip(hi).take_while(|(a, b)| a == b).count();
-    let frac = |k: &[u8]| {
-        (0..8).fold(0.0f64, |acc, i| {
-            acc + *k.get(c + i).unwrap_or(&0) as f64 / 256f64.powi(i as i32 + 1)
-        })
-    };
+    let frac =
+        |k: &[u8]| (0..8).fold(0.0f64, |acc, i| acc + *k.get(c + i).unwrap_or(&0) as f64 / 256f64.powi(i as i32 + 1));
     let d = frac(hi) - frac(lo);
     // A positive difference beyond 8 bytes rounds to 0: call it one unit of the last byte.
     let d = if d > 0.0 { d } else { 256f64.powi(-8) };
@@ -128,16 +119,11 @@ pub fn span(lo: &[u8], hi: &[u8]) -> f64 {
 }
 
 fn code_points(b: &[u8]) -> Option<Vec<u32>> {
-    std::str::from_utf8(b)
-        .ok()
-        .map(|s| s.chars().map(|c| c as u32).collect())
+    std::str::from_utf8(b).ok().map(|s| s.chars().map(|c| c as u32).collect())
 }
 
 fn to_utf8(cps: &[u32]) -> Vec<u8> {
-    cps.iter()
-        .filter_map(|&c| char::from_u32(c))
-        .collect::<String>()
-        .into_bytes()
+    cps.iter().filter_map(|&c| char::from_u32(c)).collect::<String>().into_bytes()
 }
 
 fn is_scalar(c: u32) -> bool {
@@ -164,11 +150,7 @@ fn between(a: u32, b: u32) -> Option<u32> {
 /// A sequence greater than `r` (no upper bound), a modest step above it.
 fn mid_above(r: &[u32]) -> Vec<u32> {
     for (i, &c) in r.iter().enumerate() {
-        let cap = if c < SOFT_CAP - 1 {
-            SOFT_CAP
-        } else {
-            0x11_0000
-        };
+        let cap = if c < SOFT_CAP - 1 { SOFT_CAP } else { 0x11_0000 };
         if let Some(m) = between(c, cap) {
             let mut v = r[..i].to_vec();
             v.push(m);
@@ -188,11 +170,7 @@ fn mid_between(lo: &[u32], hi: &[u32]) -> Option<Vec<u32>> {
         let b = hi[c];
         let mut v = lo.to_vec();
         if b >= 1 {
-            let m = if b > PRINTABLE {
-                (b / 2).max(PRINTABLE)
-            } else {
-                b / 2
-            };
+            let m = if b > PRINTABLE { (b / 2).max(PRINTABLE) } else { b / 2 };
             v.push(if is_scalar(m) { m } else { 0xD7FF });
             return Some(v);
         }
@@ -252,18 +230,11 @@ mod tests {
             ("a b+c%20/", End::Incl("a b+c%20/x".as_bytes().to_vec()), ""),
         ];
         for (lo, end, prefix) in cases {
-            assert!(
-                check(lo, end.clone(), prefix).is_some(),
-                "no split point for {lo:?} {end:?}"
-            );
+            assert!(check(lo, end.clone(), prefix).is_some(), "no split point for {lo:?} {end:?}");
         }
         // No key strictly between a key and its successor-by-NUL, or past an exclusive end.
         assert_eq!(check("a", End::Incl(b"a\0".to_vec()), ""), None);
-        assert_eq!(
-            check("", End::Incl(b" ".to_vec()), ""),
-            None,
-            "only control characters below a space"
-        );
+        assert_eq!(check("", End::Incl(b" ".to_vec()), ""), None, "only control characters below a space");
         assert_eq!(check("b", End::Excl(b"b".to_vec()), ""), None);
         assert_eq!(check("c", End::Incl(b"b".to_vec()), ""), None);
         // Too long to be a key.
@@ -283,10 +254,7 @@ mod tests {
     #[test]
     fn split_points_stay_in_ascii_for_ascii_keys() {
         let m = check("", End::Open, "").unwrap();
-        assert!(
-            m.is_ascii() && m.as_str() > "" && m.as_str() < "\u{7f}",
-            "{m:?}"
-        );
+        assert!(m.is_ascii() && m.as_str() > "" && m.as_str() < "\u{7f}", "{m:?}");
         let m = check("data/", End::Open, "data/").unwrap();
         assert!(m.starts_with("data/"), "{m:?}");
     }
@@ -297,16 +265,11 @@ mod tests {
     fn splits_partition_random_keys() {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let alphabet: Vec<char> = "ab/ ~+%\u{0}\u{7f}é日\u{D7FF}\u{E000}\u{10FFFF}"
-            .chars()
-            .collect();
+        let alphabet: Vec<char> = "ab/ ~+%\u{0}\u{7f}é日\u{D7FF}\u{E000}\u{10FFFF}".chars().collect();
         let mut keys: Vec<Vec<u8>> = (0..2000)
             .map(|_| {
                 let n = rng.gen_range(0..6);
-                (0..n)
-                    .map(|_| alphabet[rng.gen_range(0..alphabet.len())])
-                    .collect::<String>()
-                    .into_bytes()
+                (0..n).map(|_| alphabet[rng.gen_range(0..alphabet.len())]).collect::<String>().into_bytes()
             })
             .collect();
         keys.sort();
@@ -323,10 +286,7 @@ mod tests {
         }
         assert!(ranges.len() > 100);
         for k in &keys {
-            let n = ranges
-                .iter()
-                .filter(|(a, e)| a.as_ref().is_none_or(|a| k > a) && e.admits(k))
-                .count();
+            let n = ranges.iter().filter(|(a, e)| a.as_ref().is_none_or(|a| k > a) && e.admits(k)).count();
             assert_eq!(n, 1, "key {k:?} in {n} ranges");
         }
     }
@@ -334,17 +294,8 @@ mod tests {
     #[test]
     fn widths_order_ranges() {
         assert!(width(b"", &End::Open, b"") > width(b"m", &End::Open, b""));
-        assert!(
-            width(b"a", &End::Incl(b"z".to_vec()), b"")
-                > width(b"a", &End::Incl(b"b".to_vec()), b"")
-        );
-        assert!(
-            width(b"abc", &End::Incl(b"abd".to_vec()), b"")
-                > width(b"abcd", &End::Incl(b"abce".to_vec()), b"")
-        );
-        assert_eq!(
-            width(b"b", &End::Incl(b"a".to_vec()), b""),
-            f64::NEG_INFINITY
-        );
+        assert!(width(b"a", &End::Incl(b"z".to_vec()), b"") > width(b"a", &End::Incl(b"b".to_vec()), b""));
+        assert!(width(b"abc", &End::Incl(b"abd".to_vec()), b"") > width(b"abcd", &End::Incl(b"abce".to_vec()), b""));
+        assert_eq!(width(b"b", &End::Incl(b"a".to_vec()), b""), f64::NEG_INFINITY);
     }
 }
