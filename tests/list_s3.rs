@@ -386,6 +386,11 @@ fn gz(text: &str) -> Vec<u8> {
 /// An inventory report of `keys` in the documented AWS CSV layout, split over 3 files in shuffled
 /// order, plus an old version and a delete marker that must not become keys. Returns (manifest JSON,
 /// [(file key, gz bytes)]).
+fn md5_hex(b: &[u8]) -> String {
+    use md5::Digest;
+    md5::Md5::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+}
+
 fn inventory_report(keys: &[String], dest_bucket: &str) -> (String, Vec<(String, Vec<u8>)>) {
     let mut rows: Vec<String> = keys
         .iter()
@@ -416,7 +421,7 @@ fn inventory_report(keys: &[String], dest_bucket: &str) -> (String, Vec<(String,
         "creationTimestamp": "1714521600000",
         "fileFormat": "CSV",
         "fileSchema": "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag, StorageClass",
-        "files": files.iter().map(|(k, b)| serde_json::json!({"key": k, "size": b.len(), "MD5checksum": "00"})).collect::<Vec<_>>(),
+        "files": files.iter().map(|(k, b)| serde_json::json!({"key": k, "size": b.len(), "MD5checksum": md5_hex(b)})).collect::<Vec<_>>(),
     });
     (manifest.to_string(), files)
 }
@@ -508,6 +513,45 @@ fn inventory_report_from_s3() {
     check_inventory_set(&out, &keys);
 }
 
+/// Issue 3: a data file whose GET fails with a 503 is read again (the run still ends with every key),
+/// and one whose bytes do not match the manifest's MD5checksum is read again and then fails, named,
+/// with exit 2 and no chunk set: a damaged inventory must not look like missing keys.
+#[test]
+fn inventory_files_are_read_again_after_a_failed_get_and_checked_against_their_md5() {
+    let g = garage();
+    let keys: Vec<String> = awkward_keys().into_iter().take(300).collect();
+    let (manifest, files) = inventory_report(&keys, "inventory-faults");
+    let url = upload_report(g, "inventory-faults", &manifest, &files);
+    // The first GET of each data file gets a 503.
+    let seen = std::sync::Mutex::new(std::collections::HashSet::new());
+    let p = proxy::start(
+        &g.endpoint,
+        Arc::new(move |line: &str, _| {
+            let path = line.split(' ').nth(1).unwrap_or("").to_string();
+            (line.starts_with("GET ") && path.contains(".csv.gz") && seen.lock().unwrap().insert(path)).then_some(503)
+        }),
+    );
+    let t = tmp();
+    let out = t.path().join("inv.chunks");
+    let o = g.list_via(&p.endpoint, &["--inventory", &url, "--out", s(&out), "-j", "2"]);
+    assert_code(&o, 0);
+    check_inventory_set(&out, &keys);
+    let sum = summary(&out);
+    assert_eq!((sum["retries"].as_u64(), p.stats.injected.load(std::sync::atomic::Ordering::Relaxed)), (Some(3), 3));
+
+    // The manifest lists another MD5 for the second file than the bytes stored.
+    let mut m: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    m["files"][1]["MD5checksum"] = "0123456789abcdef0123456789abcdef".into();
+    let url = upload_report(g, "inventory-md5", &m.to_string(), &files);
+    let out = t.path().join("bad.chunks");
+    let o = g.list(&["--inventory", &url, "--out", s(&out), "--max-retries", "1"]);
+    assert_code(&o, 2);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&files[1].0) && err.contains("MD5"), "the damaged file and the reason are named: {err}");
+    assert!(err.contains("reading it again"), "read again before giving up: {err}");
+    assert!(!out.join("manifest.json").exists(), "no chunk set from a damaged report");
+}
+
 /// Uploads a report's files and manifest into `bucket` (created); returns the manifest's s3:// URL.
 fn upload_report(g: &support_s3::Garage, bucket: &str, manifest: &str, files: &[(String, Vec<u8>)]) -> String {
     let rt = support_s3::runtime();
@@ -547,7 +591,7 @@ fn inventory_data_files_from_s3_are_streamed_not_read_whole() {
     let manifest = serde_json::json!({
         "sourceBucket": "src", "destinationBucket": "arn:aws:s3:::inventory-big", "fileFormat": "CSV",
         "fileSchema": "Bucket, Key, Size, LastModifiedDate, ETag, StorageClass",
-        "files": [{"key": "inv/src/all/data/big.csv.gz", "size": big.len(), "MD5checksum": "00"}],
+        "files": [{"key": "inv/src/all/data/big.csv.gz", "size": big.len(), "MD5checksum": md5_hex(&big)}],
     });
     let url = upload_report(
         g,

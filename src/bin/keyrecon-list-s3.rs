@@ -99,7 +99,8 @@ struct Args {
     /// Virtual-host addressing even with --endpoint-url.
     #[arg(long)]
     virtual_host: bool,
-    /// Retries of a failed page before it counts as an error.
+    /// Retries of a failed page before it counts as an error (with --inventory: further reads of a data
+    /// file whose transfer failed or whose size or MD5 differs from the manifest's).
     #[arg(long, default_value_t = 10)]
     max_retries: u32,
     /// First retry backoff in milliseconds (doubles per retry, random jitter, capped at 20 s).
@@ -174,6 +175,7 @@ fn run(a: Args) -> Result<i32> {
             parallel: a.parallel,
             mem: a.mem,
             chunk_bytes: 256 << 20,
+            max_retries: a.max_retries,
             quiet: a.quiet,
         };
         let sum = s3::inventory::read_inventory(client.as_ref(), &cfg, &a.out, a.force, a.resume)?;

@@ -3,6 +3,10 @@
 //! their rows become records (the same fields as a listing: key, size, ETag, LastModified, storage
 //! class), each file is sorted (memory-budgeted, spilling) into its own chunk and journaled, and the
 //! file chunks are merged into one disjoint chunk set. `--resume` skips the files the journal lists.
+//! Each data file's bytes are checked against the manifest's `size` and `MD5checksum` as they stream;
+//! an `s3://` file whose GET fails (5xx, throttling, timeout) or whose bytes do not match is read again
+//! from its start (`--max-retries`), then fails the run, named: a damaged report must never look like
+//! missing keys.
 //!
 //! ```text
 //! manifest.json  {"sourceBucket":"src","destinationBucket":"arn:aws:s3:::dest","fileFormat":"CSV",
@@ -49,6 +53,9 @@ pub struct ManifestFile {
     pub key: String,
     #[serde(default)]
     pub size: Option<u64>,
+    /// Hex MD5 of the (gzip'd) file as stored; checked while the file streams.
+    #[serde(rename = "MD5checksum", default)]
+    pub md5: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -65,6 +72,9 @@ pub struct InventoryConfig {
     /// Memory of the sort, shared by the files read at once.
     pub mem: usize,
     pub chunk_bytes: u64,
+    /// Further attempts at an `s3://` data file whose transfer failed or arrived damaged (wrong size or
+    /// MD5); each attempt reads the file again from its start.
+    pub max_retries: u32,
     /// No progress line on stderr.
     pub quiet: bool,
 }
@@ -83,6 +93,8 @@ pub struct InventorySummary {
     pub not_latest_or_deleted: u64,
     pub duplicates: u64,
     pub bytes: u64,
+    /// Data files read again after a failed or damaged transfer.
+    pub retries: u64,
     pub elapsed_s: f64,
     pub keys_per_s: f64,
     pub peak_rss_bytes: u64,
@@ -91,7 +103,7 @@ pub struct InventorySummary {
 impl InventorySummary {
     pub fn paragraph(&self) -> String {
         format!(
-            "read {} rows from {} inventory files of s3://{} ({}{}) in {:.2}s ({:.0} rows/s): {} keys written, {} outside the key/age window, {} old versions or delete markers skipped, {} duplicates; peak RSS {} MiB.",
+            "read {} rows from {} inventory files of s3://{} ({}{}) in {:.2}s ({:.0} rows/s): {} keys written, {} outside the key/age window, {} old versions or delete markers skipped, {} duplicates, {} files read again; peak RSS {} MiB.",
             self.rows,
             self.files,
             self.source_bucket,
@@ -103,6 +115,7 @@ impl InventorySummary {
             self.keys_filtered,
             self.not_latest_or_deleted,
             self.duplicates,
+            self.retries,
             self.peak_rss_bytes >> 20
         )
     }
@@ -194,19 +207,17 @@ pub fn read_inventory(
     let started = std::time::Instant::now();
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("starting tokio")?;
-    let get = |bucket: &str, key: &str| -> Result<ByteStream> {
-        let c = client.ok_or_else(|| anyhow!("an s3:// inventory needs an S3 client"))?;
-        rt.block_on(async {
-            let o = c
-                .get_object()
-                .bucket(bucket)
-                .key(key)
-                .send()
-                .await
-                .map_err(|e| anyhow!("{}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
-            Ok::<_, anyhow::Error>(o.body)
+    // A GET that fails with a retryable error (5xx, throttling, timeouts) is a transfer error: the
+    // file is read again; others (404, 403) are not.
+    let get = |bucket: &str, key: &str| -> std::result::Result<ByteStream, FileError> {
+        let c = client
+            .ok_or_else(|| FileError { error: anyhow!("an s3:// inventory needs an S3 client"), transfer: false })?;
+        rt.block_on(async { c.get_object().bucket(bucket).key(key).send().await }).map(|o| o.body).map_err(|e| {
+            FileError {
+                transfer: super::list::classify(&e).0,
+                error: anyhow!("fetching s3://{bucket}/{key}: {}", aws_sdk_s3::error::DisplayErrorContext(e)),
+            }
         })
-        .with_context(|| format!("fetching s3://{bucket}/{key}"))
     };
     let report = load_report(cfg, &rt, &get)?;
     let (m, cols) = (&report.m, report.cols);
@@ -262,6 +273,7 @@ pub fn read_inventory(
     let pool =
         rayon::ThreadPoolBuilder::new().num_threads(cfg.parallel.max(1)).build().context("starting reader threads")?;
     let rows_now = AtomicU64::new(0);
+    let retries = AtomicU64::new(0);
     let files_now = AtomicU64::new(skipped);
     let finished = AtomicBool::new(false);
     let total_files = m.files.len() as u64;
@@ -271,17 +283,49 @@ pub fn read_inventory(
         }
         let r = read_files(&pool, &todo, |i| -> Result<FileDone> {
             let f = &m.files[i];
-            let input: Box<dyn std::io::Read> = match &report.locations[i] {
-                Location::Local(p) => {
-                    Box::new(std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?)
-                }
-                Location::S3 { bucket, key } => Box::new(BodyReader::new(&rt, get(bucket, key)?)),
-            };
             let chunk = format!("file-{i:06}.krc");
-            let mut d = FileDone { index: i, key: f.key.clone(), ..Default::default() };
-            let mut sorter = Sorter::new(SortConfig::new(per_file_mem, &work, SCHEMA));
-            read_file(input, cols, cfg, &mut d, &mut sorter, &rows_now)
-                .with_context(|| format!("inventory file {}", f.key))?;
+            // A transfer that fails or arrives damaged is read again from the start, with a fresh
+            // sorter; a local file, or a file whose rows do not parse, fails at once.
+            let mut attempt = 0u32;
+            let (mut d, sorter) = loop {
+                let mut d = FileDone { index: i, key: f.key.clone(), ..Default::default() };
+                let mut sorter = Sorter::new(SortConfig::new(per_file_mem, &work, SCHEMA));
+                let mut transfer_failed = false;
+                let r = match &report.locations[i] {
+                    Location::Local(p) => std::fs::File::open(p)
+                        .with_context(|| format!("opening {}", p.display()))
+                        .and_then(|file| Ok(read_checked(file, f, cols, cfg, &mut d, &mut sorter, &rows_now)?)),
+                    Location::S3 { bucket, key } => match get(bucket, key) {
+                        Err(e) => {
+                            transfer_failed = e.transfer;
+                            Err(e.error)
+                        }
+                        Ok(body) => {
+                            let r =
+                                read_checked(BodyReader::new(&rt, body), f, cols, cfg, &mut d, &mut sorter, &rows_now);
+                            transfer_failed = r.as_ref().map_or_else(|e| e.transfer, |_| false);
+                            r.map_err(anyhow::Error::from)
+                        }
+                    },
+                };
+                match r {
+                    Ok(()) => break (d, sorter),
+                    Err(e) if transfer_failed && attempt < cfg.max_retries => {
+                        attempt += 1;
+                        retries.fetch_add(1, Relaxed);
+                        // Take back the rows this attempt reported (read_file reports in steps of 65536).
+                        rows_now.fetch_sub(d.rows / 65536 * 65536, Relaxed);
+                        eprintln!(
+                            "keyrecon-list-s3: inventory file {} (attempt {attempt} of {}): {:#}; reading it again",
+                            f.key,
+                            cfg.max_retries + 1,
+                            e
+                        );
+                        std::thread::sleep(backoff(attempt));
+                    }
+                    Err(e) => return Err(e).with_context(|| format!("inventory file {}", f.key)),
+                }
+            };
             let mut sorted = sorter.finish()?;
             let mut w = crate::chunk::ChunkWriter::create(work.join(&chunk), SCHEMA)?;
             while sorted.advance()? {
@@ -326,6 +370,7 @@ pub fn read_inventory(
         not_latest_or_deleted: sum_of(|d| d.old),
         duplicates,
         bytes: sum_of(|d| d.bytes),
+        retries: retries.load(Relaxed),
         elapsed_s: elapsed,
         keys_per_s: rows as f64 / elapsed.max(1e-9),
         peak_rss_bytes: crate::progress::peak_rss_bytes(),
@@ -340,7 +385,7 @@ pub fn read_inventory(
 fn load_report(
     cfg: &InventoryConfig,
     rt: &tokio::runtime::Runtime,
-    get: &dyn Fn(&str, &str) -> Result<ByteStream>,
+    get: &dyn Fn(&str, &str) -> std::result::Result<ByteStream, FileError>,
 ) -> Result<Report> {
     let (body, base) = match parse_s3_url(&cfg.manifest) {
         Some((b, k)) => {
@@ -503,6 +548,89 @@ impl std::io::Read for BodyReader<'_> {
         bytes::Buf::advance(&mut self.cur, n);
         Ok(n)
     }
+}
+
+/// Passes reads through while hashing and counting the bytes, and remembers whether the transfer itself
+/// failed (as opposed to the data being bad).
+struct Checked<R> {
+    inner: R,
+    md5: md5::Md5,
+    len: u64,
+    io_failed: bool,
+}
+
+impl<R: std::io::Read> std::io::Read for Checked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use md5::Digest;
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.md5.update(&buf[..n]);
+                self.len += n as u64;
+                Ok(n)
+            }
+            Err(e) => {
+                self.io_failed = true;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Why reading a data file failed; `transfer` when reading it again may help (the bytes did not
+/// arrive, or arrived different from what the manifest lists).
+#[derive(Debug)]
+struct FileError {
+    error: anyhow::Error,
+    transfer: bool,
+}
+
+impl From<FileError> for anyhow::Error {
+    fn from(e: FileError) -> anyhow::Error {
+        e.error
+    }
+}
+
+/// [`read_file`] on `input`, then checks the bytes read against the manifest's size and MD5checksum.
+/// Damage is reported as a transfer error.
+fn read_checked(
+    input: impl std::io::Read,
+    f: &ManifestFile,
+    cols: Columns,
+    cfg: &InventoryConfig,
+    d: &mut FileDone,
+    sorter: &mut Sorter,
+    rows_now: &AtomicU64,
+) -> std::result::Result<(), FileError> {
+    use md5::Digest;
+    let mut c = Checked { inner: input, md5: md5::Md5::new(), len: 0, io_failed: false };
+    let r = read_file(&mut c, cols, cfg, d, sorter, rows_now).and_then(|()| {
+        // gunzip stops at the end of the last member; count any bytes after it too.
+        std::io::copy(&mut c, &mut std::io::sink()).context("reading to the end of the file")?;
+        Ok(())
+    });
+    if let Err(error) = r {
+        return Err(FileError { error, transfer: c.io_failed });
+    }
+    let damaged = |what: String| FileError {
+        error: anyhow!("{what}: damaged in transfer or not the listed file"),
+        transfer: true,
+    };
+    if let Some(size) = f.size.filter(|&s| s != c.len) {
+        return Err(damaged(format!("{} bytes read, the manifest lists {size}", c.len)));
+    }
+    if let Some(want) = f.md5.as_deref().filter(|m| !m.is_empty()) {
+        let got = super::hex(&c.md5.finalize());
+        if !got.eq_ignore_ascii_case(want.trim_matches('"')) {
+            return Err(damaged(format!("MD5 {got}, the manifest lists MD5checksum {want}")));
+        }
+    }
+    Ok(())
+}
+
+/// Sleep before reading a data file again: 0.5 s, 1 s, 2 s ... capped at 30 s, with jitter.
+fn backoff(attempt: u32) -> Duration {
+    let ceil = Duration::from_millis(500).saturating_mul(1 << attempt.min(6)).min(Duration::from_secs(30));
+    ceil.mul_f64(0.5 + rand::random::<f64>() / 2.0)
 }
 
 fn field(row: &csv::ByteRecord, i: Option<usize>) -> Option<&[u8]> {

@@ -678,7 +678,7 @@ fn crossing_page_keys(page_size: i32, page_width: f64, left: f64) -> i32 {
 }
 
 /// (retryable, slow down everyone)
-fn classify<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> (bool, bool) {
+pub(super) fn classify<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> (bool, bool) {
     match e {
         SdkError::ServiceError(se) => {
             let code = se.err().code().unwrap_or("");
