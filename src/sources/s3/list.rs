@@ -9,6 +9,7 @@
 //!                                                        upper half; list it page by page:
 //!   pos := last key of each page, under the mutex  ◄────  keys admitted by `end` (read under the mutex)
 //!   checkpoint.json rewritten on every split/finish        are written, a key past `end` stops the stream
+//!   (serialized under the mutex, written outside it)
 //! ```
 //! Invariants: a key is written only by the range that holds it, and only after `pos` (under the mutex)
 //! covers it, and a split point is always above `pos`; so a split never takes a key already written,
@@ -210,19 +211,58 @@ struct Sched {
     pending: VecDeque<usize>,
     active: usize,
     splits: u64,
-    checkpoint: Option<PathBuf>,
+    /// Whether the range set is checkpointed (chunk-set output), and how many times it changed.
+    checkpointing: bool,
+    version: u64,
     settings: CheckpointSettings,
 }
 
+/// The range set as of one change, serialized under the scheduler's mutex and written outside it.
+struct Snapshot {
+    version: u64,
+    body: Vec<u8>,
+}
+
+/// `checkpoint.json` and the version of the range set it holds. File I/O happens under this mutex, not the
+/// scheduler's, so streams keep taking their pages while a checkpoint is written; a snapshot older than
+/// the one on disk is dropped, so the file only moves forward.
+struct CheckpointFile {
+    path: PathBuf,
+    written: Mutex<u64>,
+}
+
+impl CheckpointFile {
+    /// Writes `snap` (temporary file + rename) unless a newer one is already written. Called by the task
+    /// that changed the range set before that task goes on: a split is on disk before the new range's
+    /// stream writes anything, which `--resume` relies on (a chunk must lie inside a checkpointed range
+    /// that starts at or below its first key, or keys between the parent's last chunk and the split
+    /// point would be skipped).
+    fn persist(&self, snap: Option<Snapshot>) -> Result<()> {
+        let Some(snap) = snap else {
+            return Ok(());
+        };
+        let mut written = self.written.lock().unwrap();
+        if *written >= snap.version {
+            return Ok(());
+        }
+        let tmp = self.path.with_extension("json.tmp");
+        std::fs::write(&tmp, &snap.body).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &self.path).with_context(|| format!("renaming {} into place", tmp.display()))?;
+        *written = snap.version;
+        Ok(())
+    }
+}
+
 impl Sched {
-    fn next_work(&mut self, prefix: &[u8]) -> Result<Next> {
+    /// The next range to list, and the snapshot to persist when the range set changed (a split).
+    fn next_work(&mut self, prefix: &[u8]) -> Result<(Next, Option<Snapshot>)> {
         if let Some(i) = self.pending.pop_front() {
             self.slots[i].state = St::Active;
             self.active += 1;
-            return Ok(Next::Work(i));
+            return Ok((Next::Work(i), None));
         }
         if self.active == 0 {
-            return Ok(Next::Finished);
+            return Ok((Next::Finished, None));
         }
         // Work stealing: split the widest active range that is more than two pages wide.
         let mut best: Option<(f64, usize)> = None;
@@ -249,11 +289,11 @@ impl Sched {
             }
         }
         let Some((_, i)) = best else {
-            return Ok(Next::Wait);
+            return Ok((Next::Wait, None));
         };
         let s = &self.slots[i];
         let Some(mid) = ranges::split_point(s.lo(prefix), &s.end, prefix) else {
-            return Ok(Next::Wait);
+            return Ok((Next::Wait, None));
         };
         let upper = std::mem::replace(&mut self.slots[i].end, End::Incl(mid.clone()));
         let mut new = Slot::new(Some(mid), upper);
@@ -262,11 +302,10 @@ impl Sched {
         self.slots.push(new);
         self.active += 1;
         self.splits += 1;
-        self.save()?;
-        Ok(Next::Work(self.slots.len() - 1))
+        Ok((Next::Work(self.slots.len() - 1), self.snapshot()?))
     }
 
-    fn finish(&mut self, i: usize, state: St) -> Result<()> {
+    fn finish(&mut self, i: usize, state: St) -> Result<Option<Snapshot>> {
         self.slots[i].state = state;
         if state == St::Done && self.slots[i].listed == 0 {
             if let Some(p) = self.slots[i].parent {
@@ -274,15 +313,16 @@ impl Sched {
             }
         }
         self.active -= 1;
-        self.save()
+        self.snapshot()
     }
 
-    /// Rewrites the checkpoint (temporary file + rename). Called under the mutex on every change of the
-    /// range set, before the new range's stream writes anything.
-    fn save(&self) -> Result<()> {
-        let Some(path) = &self.checkpoint else {
-            return Ok(());
-        };
+    /// Serializes the range set after a change, to be written by [`CheckpointFile::persist`] once the
+    /// mutex is released. `None` when nothing is checkpointed (lines output).
+    fn snapshot(&mut self) -> Result<Option<Snapshot>> {
+        if !self.checkpointing {
+            return Ok(None);
+        }
+        self.version += 1;
         let cp = Checkpoint {
             format: "keyrecon-list-s3-checkpoint".into(),
             settings: self.settings.clone(),
@@ -296,10 +336,7 @@ impl Sched {
                 })
                 .collect(),
         };
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&cp)?).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("renaming {} into place", tmp.display()))?;
-        Ok(())
+        Ok(Some(Snapshot { version: self.version, body: serde_json::to_vec_pretty(&cp)? }))
     }
 }
 
@@ -402,6 +439,7 @@ struct Shared {
     client: aws_sdk_s3::Client,
     cfg: ListConfig,
     sched: Mutex<Sched>,
+    checkpoint: Option<CheckpointFile>,
     wake: tokio::sync::Notify,
     n: Counters,
     throttle: Throttle,
@@ -469,6 +507,10 @@ impl Shared {
             set.add_chunk(w)?;
         }
         Ok(())
+    }
+
+    fn persist(&self, snap: Option<Snapshot>) -> Result<()> {
+        self.checkpoint.as_ref().map_or(Ok(()), |c| c.persist(snap))
     }
 
     fn note(&self, msg: String) {
@@ -651,7 +693,8 @@ impl Shared {
         if outcome == St::Done {
             self.n.ranges_done.fetch_add(1, Relaxed);
         }
-        self.sched.lock().unwrap().finish(i, outcome)?;
+        let snap = self.sched.lock().unwrap().finish(i, outcome)?;
+        self.persist(snap)?;
         self.wake.notify_waiters();
         Ok(())
     }
@@ -750,12 +793,25 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
         slots.iter().enumerate().filter(|(_, s)| s.state == St::Pending).map(|(i, _)| i).collect();
     let done_before = slots.iter().filter(|s| s.state == St::Done).count() as u64;
     let initial_streams = if resumed { 0 } else { cfg.parallel };
-    let sched = Sched { slots, initial_streams, pending, active: 0, splits: 0, checkpoint, settings };
-    sched.save()?;
+    let mut sched = Sched {
+        slots,
+        initial_streams,
+        pending,
+        active: 0,
+        splits: 0,
+        checkpointing: checkpoint.is_some(),
+        version: 0,
+        settings,
+    };
+    let checkpoint = checkpoint.map(|path| CheckpointFile { path, written: Mutex::new(0) });
+    if let Some(c) = &checkpoint {
+        c.persist(sched.snapshot()?)?;
+    }
     let sh = Arc::new(Shared {
         client,
         cfg: cfg.clone(),
         sched: Mutex::new(sched),
+        checkpoint,
         wake: tokio::sync::Notify::new(),
         n: Counters::default(),
         throttle: Throttle { state: Mutex::new((Instant::now(), Duration::ZERO)) },
@@ -770,7 +826,8 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
         let sh = sh.clone();
         tasks.spawn(async move {
             loop {
-                let next = sh.sched.lock().unwrap().next_work(sh.cfg.prefix.as_bytes())?;
+                let (next, snap) = sh.sched.lock().unwrap().next_work(sh.cfg.prefix.as_bytes())?;
+                sh.persist(snap)?;
                 match next {
                     Next::Work(i) => sh.run_range(i).await?,
                     Next::Finished => return Ok::<(), anyhow::Error>(()),
