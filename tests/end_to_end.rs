@@ -1,23 +1,15 @@
 //! The whole first half of keyrecon across real services: rows in the CQL test node (the real scylla
 //! driver on the wire), part of them copied to a real Garage S3 server, both sides listed by their
 //! listers into chunk sets, and keyrecon-diff on the two chunk sets.
-#[path = "support_s3/mod.rs"]
+mod support_cql;
 mod support_s3;
 
-use cql_test_node::{ColumnType, Row, Table, TestNode};
 use std::process::Command;
+use support_cql::{cass_key, s3_key};
 
-const LIST_CASSANDRA: &str = env!("CARGO_BIN_EXE_keyrecon-list-cassandra");
 const DIFF: &str = env!("CARGO_BIN_EXE_keyrecon-diff");
 
-/// Cassandra row i: key `t01` + 16 hex digits + `_1` (21 bytes: the migration stored it without `_1`),
-/// blob of 10 + i % 50 bytes.
-fn cass_key(i: usize) -> String {
-    format!("t01{i:016x}_1")
-}
-fn s3_key(i: usize) -> String {
-    format!("t01{i:016x}")
-}
+/// Cassandra row i: key [`cass_key`] (the migration stored it as [`s3_key`]), blob of 10 + i % 50 bytes.
 fn blob(i: usize) -> Vec<u8> {
     vec![b'a' + (i % 26) as u8; 10 + i % 50]
 }
@@ -25,16 +17,10 @@ fn blob(i: usize) -> Vec<u8> {
 #[test]
 fn cassandra_listing_diffed_against_s3_listing_finds_exactly_what_the_migration_lost() {
     let n = 600;
-    let rows: Vec<Row> = (0..n).map(|i| Row::new(cass_key(i)).blob("blob", blob(i))).collect();
+    let mut rows = support_cql::blob_rows(n, cass_key, blob);
     // One row the key map must reject (no t01 prefix): it lands in rejects.csv, not in the diff.
-    let mut rows = rows;
-    rows.push(Row::new("zzz-legacy").blob("blob", b"x".to_vec()));
-    let node = TestNode::builder()
-        .table(Table::new("media", "objects", "id", ColumnType::Text).column("blob", ColumnType::Blob))
-        .rows(rows)
-        .build()
-        .start_blocking("127.0.0.1:0")
-        .expect("start CQL test node");
+    rows.push(cql_test_node::Row::new("zzz-legacy").blob("blob", b"x".to_vec()));
+    let node = support_cql::node(vec![("objects", rows)]);
 
     // The migration copied every key except multiples of 7; key 10 was copied truncated; one orphan.
     let g = support_s3::garage();
@@ -55,29 +41,7 @@ fn cassandra_listing_diffed_against_s3_listing_finds_exactly_what_the_migration_
 
     let dir = tempfile::tempdir().unwrap();
     let (cs, ss, out) = (dir.path().join("cass.chunks"), dir.path().join("s3.chunks"), dir.path().join("diff"));
-    let o = Command::new(LIST_CASSANDRA)
-        .args([
-            "--contact-points",
-            &node.addr().to_string(),
-            "--keyspace",
-            "media",
-            "--table",
-            "objects",
-            "--key-column",
-            "id",
-        ])
-        .args([
-            "--size-of",
-            "blob",
-            "--key-map",
-            "if length == 21 and ends-with _1 then strip-suffix _1; require-prefix t01",
-            "--out",
-        ])
-        .arg(&cs)
-        .env_remove("KEYRECON_CASSANDRA_USERNAME")
-        .env_remove("KEYRECON_CASSANDRA_PASSWORD")
-        .output()
-        .unwrap();
+    let o = support_cql::list_objects(&node, &cs, &[]);
     assert_eq!(
         o.status.code(),
         Some(0),

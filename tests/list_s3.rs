@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
-use support_s3::{assert_code, garage, keys_of, proxy, read_set, summary};
+use support_s3::{assert_code, garage, keys_of, proxy, read_set, s, summary, tmp};
 
 /// Keys S3 tools get wrong: spaces, `+` and `%` (URL-encoding), unicode, trailing `/`, keys that are
 /// prefixes of others, 1024-byte keys, plus enough plain keys for many pages.
@@ -50,14 +50,6 @@ fn awkward() -> &'static (String, Vec<String>) {
         garage().bucket_with("awkward", &keys);
         ("awkward".to_string(), keys)
     })
-}
-
-fn tmp() -> tempfile::TempDir {
-    tempfile::tempdir().unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! Garage S3 server (one per test binary), the fault-injecting proxy in front of it for S3 errors and
 //! the node's own fault injection for Cassandra timeouts. No mocks, no timing assertions.
 
+mod support_cql;
 mod support_s3;
 
 use cql_test_node::{BlockingNode, ColumnType, Fault, Row, Table, TestNode};
@@ -9,22 +10,15 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
-use support_s3::{assert_code, garage, proxy, runtime, summary};
+use support_cql::{cass_key, s3_key};
+use support_s3::{assert_code, csv_rows, garage, proxy, runtime, summary, tmp};
 
 const REPAIR: &str = env!("CARGO_BIN_EXE_keyrecon-repair");
-const LIST_CASSANDRA: &str = env!("CARGO_BIN_EXE_keyrecon-list-cassandra");
 const DIFF: &str = env!("CARGO_BIN_EXE_keyrecon-diff");
 
 const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR fake png body";
 const JPEG: &[u8] = b"\xff\xd8\xff\xe0\0\x10JFIF fake jpeg body";
 
-/// Cassandra key of row i (21 bytes, `_1` suffix the migration dropped) and its S3 key.
-fn cass_key(i: usize) -> String {
-    format!("t01{i:016x}_1")
-}
-fn s3_key(i: usize) -> String {
-    format!("t01{i:016x}")
-}
 fn blob(i: usize) -> Vec<u8> {
     match i {
         3 => PNG.to_vec(),
@@ -33,44 +27,21 @@ fn blob(i: usize) -> Vec<u8> {
     }
 }
 
-fn objects_table(name: &str) -> Table {
-    Table::new("media", name, "id", ColumnType::Text).column("blob", ColumnType::Blob)
-}
-
-/// A node serving media.objects (rows `range` with keys by `key`) and an empty media.old.
+/// A node serving media.objects and media.old with these rows.
 fn node_with(rows: Vec<Row>, old: Vec<Row>) -> BlockingNode {
-    TestNode::builder()
-        .table(objects_table("objects"))
-        .rows(rows)
-        .table(objects_table("old"))
-        .rows(old)
-        .build()
-        .start_blocking("127.0.0.1:0")
-        .expect("start CQL test node")
+    support_cql::node(vec![("objects", rows), ("old", old)])
 }
 
 fn rows(n: usize, key: fn(usize) -> String) -> Vec<Row> {
-    (0..n).map(|i| Row::new(key(i)).blob("blob", blob(i))).collect()
+    support_cql::blob_rows(n, key, blob)
 }
 
 fn bucket(name: &str) -> String {
-    let g = garage();
-    let c = g.client();
-    runtime().block_on(async {
-        c.create_bucket()
-            .bucket(name)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("create bucket {name}: {}", aws_sdk_s3::error::DisplayErrorContext(e)))
-    });
-    name.to_string()
+    garage().create_bucket(name)
 }
 
 fn put(bucket: &str, key: &str, body: &[u8]) {
-    let c = garage().client();
-    runtime().block_on(async {
-        c.put_object().bucket(bucket).key(key).body(body.to_vec().into()).send().await.expect("put fixture")
-    });
+    garage().put_object(bucket, key, body)
 }
 
 /// Every object of `bucket`: key -> (bytes, content type).
@@ -94,33 +65,19 @@ fn objects(bucket: &str) -> BTreeMap<String, (Vec<u8>, Option<String>)> {
 
 /// The repair command with the node, Garage (or `endpoint`) and credentials in a clean environment.
 fn repair_cmd(node: &BlockingNode, endpoint: &str, bucket: &str, keys: &Path, out: &Path, extra: &[&str]) -> Command {
-    let g = garage();
-    let mut c = Command::new(REPAIR);
+    let mut c = garage().command(REPAIR, endpoint);
     c.arg("--keys")
         .arg(keys)
         .arg("--out")
         .arg(out)
         .args(["--contact-points", &node.addr().to_string(), "--source", "media.objects", "--key-column", "id"])
-        .args(["--bucket", bucket, "--endpoint-url", endpoint, "--region", &g.region, "--consistency", "ONE"])
-        .args(extra)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", std::env::temp_dir())
-        .env("AWS_ACCESS_KEY_ID", &g.access_key)
-        .env("AWS_SECRET_ACCESS_KEY", &g.secret_key)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/nonexistent")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
+        .args(["--bucket", bucket, "--consistency", "ONE"])
+        .args(extra);
     c
 }
 
 fn repair(node: &BlockingNode, bucket: &str, keys: &Path, out: &Path, extra: &[&str]) -> Output {
     repair_cmd(node, &garage().endpoint, bucket, keys, out, extra).output().expect("run keyrecon-repair")
-}
-
-fn csv_rows(path: &Path) -> Vec<csv::StringRecord> {
-    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    r.records().map(|r| r.unwrap()).collect()
 }
 
 fn col(path: &Path, name: &str) -> Vec<String> {
@@ -148,30 +105,7 @@ fn write_keys(dir: &Path, keys: &[&[u8]]) -> std::path::PathBuf {
 fn list_and_diff(node: &BlockingNode, bucket: &str, dir: &Path, tag: &str) -> (Output, std::path::PathBuf) {
     let (cs, ss, out) =
         (dir.join(format!("cass-{tag}.chunks")), dir.join(format!("s3-{tag}.chunks")), dir.join(format!("diff-{tag}")));
-    let o = Command::new(LIST_CASSANDRA)
-        .args([
-            "--contact-points",
-            &node.addr().to_string(),
-            "--keyspace",
-            "media",
-            "--table",
-            "objects",
-            "--key-column",
-            "id",
-            "-q",
-        ])
-        .args([
-            "--size-of",
-            "blob",
-            "--key-map",
-            "if length == 21 and ends-with _1 then strip-suffix _1; require-prefix t01",
-            "--out",
-        ])
-        .arg(&cs)
-        .env_remove("KEYRECON_CASSANDRA_USERNAME")
-        .env_remove("KEYRECON_CASSANDRA_PASSWORD")
-        .output()
-        .unwrap();
+    let o = support_cql::list_objects(node, &cs, &["-q"]);
     assert_code(&o, 0);
     let o = garage().list(&["--bucket", bucket, "--out", ss.to_str().unwrap(), "-q"]);
     assert_code(&o, 0);
@@ -189,7 +123,7 @@ fn diff_repair_diff_leaves_nothing_missing_and_every_object_equals_its_blob() {
     for i in (0..n).filter(|i| i % 5 != 0 && *i != 3) {
         put(&b, &s3_key(i), &blob(i));
     }
-    let t = tempfile::tempdir().unwrap();
+    let t = tmp();
     let (o, d1) = list_and_diff(&node, &b, t.path(), "before");
     assert_code(&o, 1);
     let missing = d1.join("missing-on-target.csv");
@@ -235,7 +169,7 @@ fn not_found_goes_to_not_found_csv_and_the_fallback_table_is_used() {
         vec![Row::new("in-old").blob("blob", b"OLD".to_vec()), Row::new("in-source").blob("blob", b"stale".to_vec())],
     );
     let b = bucket("repair-fallback");
-    let t = tempfile::tempdir().unwrap();
+    let t = tmp();
     let keys = write_keys(t.path(), &[b"in-source", b"in-old", b"nowhere"]);
     // Without the fallback: two not found.
     let o = repair(&node, &bucket("repair-no-fallback"), &keys, &t.path().join("r1"), &["-q"]);
@@ -272,7 +206,7 @@ fn existing_objects_are_not_overwritten_without_overwrite() {
     let b = bucket("repair-exists");
     put(&b, "same", b"old!");
     put(&b, "other", b"x");
-    let t = tempfile::tempdir().unwrap();
+    let t = tmp();
     let keys = write_keys(t.path(), &[b"same", b"other", b"fresh"]);
     let out = t.path().join("r1");
     let o = repair(&node, &b, &keys, &out, &["-q"]);
@@ -309,7 +243,7 @@ fn dry_run_writes_nothing() {
     let node = node_with(rows(20, s3_key), vec![]);
     let b = bucket("repair-dry");
     put(&b, &s3_key(1), &blob(1));
-    let t = tempfile::tempdir().unwrap();
+    let t = tmp();
     let keys: Vec<String> = (0..20).map(s3_key).chain(["t01missing".to_string()]).collect();
     let kr: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
     let kf = write_keys(t.path(), &kr);
@@ -340,7 +274,7 @@ fn kill_9_mid_repair_then_resume_copies_every_key_exactly_once() {
     let n = 400;
     let node = node_with(rows(n, s3_key), vec![]);
     let b = bucket("repair-kill");
-    let t = tempfile::tempdir().unwrap();
+    let t = tmp();
     let keys: Vec<String> = (0..n).map(s3_key).collect();
     let kr: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
     let kf = write_keys(t.path(), &kr);
@@ -403,7 +337,7 @@ fn s3_503_500_and_cassandra_timeouts_are_retried_and_throttled() {
             }
         }),
     );
-    let t = tempfile::tempdir().unwrap();
+    let t = tmp();
     let keys: Vec<String> = (0..n).map(s3_key).collect();
     let kr: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
     let kf = write_keys(t.path(), &kr);
@@ -434,7 +368,7 @@ fn a_request_that_keeps_failing_lands_in_failed_csv_with_its_error() {
         &garage().endpoint,
         Arc::new(move |line: &str, _| (line.starts_with("PUT ") && line.contains(&bad)).then_some(500)),
     );
-    let t = tempfile::tempdir().unwrap();
+    let t = tmp();
     let keys: Vec<String> = (0..10).map(s3_key).collect();
     let kr: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
     let kf = write_keys(t.path(), &kr);
@@ -468,7 +402,7 @@ fn non_utf8_keys_fail_with_a_reason_and_do_not_stop_the_others() {
         .start_blocking("127.0.0.1:0")
         .unwrap();
     let b = bucket("repair-utf8");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmp();
     let kf = write_keys(dir.path(), &[b"ok-key", b"bad\xff"]);
     let out = dir.path().join("r");
     let o = repair(&node, &b, &kf, &out, &["-q"]);
@@ -491,7 +425,7 @@ fn blobs_above_the_multipart_threshold_are_uploaded_in_parts() {
         vec![],
     );
     let b = bucket("repair-multipart");
-    let t = tempfile::tempdir().unwrap();
+    let t = tmp();
     let kf = write_keys(t.path(), &[b"big", b"small"]);
     let out = t.path().join("r");
     let o = repair(&node, &b, &kf, &out, &["--multipart-threshold", "100K", "--part-size", "128K", "-q"]);
@@ -526,7 +460,7 @@ fn resume_tells_our_interrupted_upload_from_a_live_writers_object() {
     // PUT "theirs", which a live writer wrote meanwhile with other bytes. The crash tore the last line.
     put(&b, "ours", b"B1");
     put(&b, "theirs", b"XX");
-    let t = tempfile::tempdir().unwrap();
+    let t = tmp();
     let out = t.path().join("r");
     std::fs::create_dir_all(&out).unwrap();
     let hex = |k: &str| k.bytes().map(|b| format!("{b:02x}")).collect::<String>();
@@ -559,7 +493,7 @@ fn rising_cassandra_latency_lowers_concurrency() {
     // Every read takes 600 ms, twice the 300 ms latency target (S3 requests stay well below it).
     node.faults().set_delay(Some(std::time::Duration::from_millis(600)));
     let b = bucket("repair-latency");
-    let t = tempfile::tempdir().unwrap();
+    let t = tmp();
     let keys: Vec<String> = (0..n).map(s3_key).collect();
     let kr: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
     let kf = write_keys(t.path(), &kr);

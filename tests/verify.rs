@@ -1,63 +1,37 @@
 //! keyrecon-verify against the real Garage and the CQL test node: existence, and with --deep the size
 //! and content (MD5 ETag, multipart ETag recomputed from the blob) of objects repaired by keyrecon-repair.
 
+mod support_cql;
 mod support_s3;
 
-use cql_test_node::{BlockingNode, ColumnType, Fault, Row, Table, TestNode};
+use cql_test_node::{BlockingNode, Fault, Row};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
-use support_s3::{assert_code, garage, runtime, summary};
+use std::process::Output;
+use support_s3::{assert_code, csv_rows as rows_of, garage, s, summary, tmp};
 
 const REPAIR: &str = env!("CARGO_BIN_EXE_keyrecon-repair");
 const VERIFY: &str = env!("CARGO_BIN_EXE_keyrecon-verify");
 
 fn node(rows: Vec<Row>) -> BlockingNode {
-    let t = Table::new("media", "objects", "id", ColumnType::Text).column("blob", ColumnType::Blob);
-    TestNode::builder().table(t).rows(rows).build().start_blocking("127.0.0.1:0").expect("start CQL test node")
+    support_cql::node(vec![("objects", rows)])
 }
 
 fn bucket(name: &str) -> String {
-    let c = garage().client();
-    runtime().block_on(async { c.create_bucket().bucket(name).send().await.expect("create bucket") });
-    name.to_string()
+    garage().create_bucket(name)
 }
 
 fn put(bucket: &str, key: &str, body: &[u8]) {
-    let c = garage().client();
-    runtime().block_on(async {
-        c.put_object().bucket(bucket).key(key).body(body.to_vec().into()).send().await.expect("put fixture")
-    });
+    garage().put_object(bucket, key, body)
 }
 
 fn run(bin: &str, args: &[&str]) -> Output {
     let g = garage();
-    Command::new(bin)
-        .args(args)
-        .args(["--endpoint-url", &g.endpoint, "--region", &g.region])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", std::env::temp_dir())
-        .env("AWS_ACCESS_KEY_ID", &g.access_key)
-        .env("AWS_SECRET_ACCESS_KEY", &g.secret_key)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/nonexistent")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-        .output()
-        .unwrap()
-}
-
-fn rows_of(path: &Path) -> Vec<csv::StringRecord> {
-    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    r.records().map(|r| r.unwrap()).collect()
+    g.command(bin, &g.endpoint).args(args).output().unwrap()
 }
 
 fn by_key(path: &Path, col: usize) -> BTreeMap<String, String> {
     rows_of(path).iter().map(|r| (r[0].to_string(), r[col].to_string())).collect()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 #[test]
@@ -65,7 +39,7 @@ fn shallow_verify_finds_missing_keys() {
     let b = bucket("verify-shallow");
     put(&b, "here", b"1");
     put(&b, "p/also", b"2");
-    let t = tempfile::tempdir().unwrap();
+    let t = tmp();
     let keys = t.path().join("keys.txt");
     std::fs::write(&keys, "here\ngone\n").unwrap();
     let out = t.path().join("v");
@@ -88,7 +62,7 @@ fn deep_verify_compares_size_md5_and_multipart_etags_with_the_blobs() {
     rows.push(Row::new("big").blob("blob", big.clone()));
     let n = node(rows);
     let b = bucket("verify-deep");
-    let t = tempfile::tempdir().unwrap();
+    let t = tmp();
     let keys = t.path().join("keys.txt");
     let mut names: Vec<String> = (0..30).map(|i| format!("k{i:02}")).collect();
     names.push("big".into());
@@ -161,7 +135,7 @@ fn keys_that_cannot_be_checked_are_failed_with_the_reason() {
     let b = bucket("verify-failed");
     put(&b, "there", b"x");
     put(&b, "orphan", b"y");
-    let t = tempfile::tempdir().unwrap();
+    let t = tmp();
     let keys = t.path().join("keys.txt");
     std::fs::write(&keys, b"there\norphan\nbad\xff\n").unwrap();
     let out = t.path().join("v");

@@ -1,6 +1,6 @@
-//! Test support for keyrecon-list-s3: a Garage server started once per test binary ([`garage`]), an
-//! S3 client for fixtures, a fault-injecting HTTP proxy ([`proxy`]), and helpers to run the binaries and
-//! read chunk sets.
+//! Test support for the S3 side: a Garage server started once per test binary ([`garage`]), an S3
+//! client and bucket/object fixtures, a fault-injecting HTTP proxy ([`proxy`]), the keyrecon binaries
+//! run against it with clean credentials ([`Garage::command`]), and readers of chunk sets and CSVs.
 //!
 //! Garage runs from the installed binary (`$GARAGE_BIN`, `PATH` or `~/.cargo/bin`); without it the
 //! tests fail and say to run `scripts/install-garage.sh`. It listens on random free ports of 127.0.0.1,
@@ -253,9 +253,17 @@ impl Garage {
 
     /// The keyrecon-list-s3 command for `endpoint`, credentials in a clean environment (to spawn and kill).
     pub fn command_via(&self, endpoint: &str, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_keyrecon-list-s3"));
-        c.args(args)
-            .args(["--endpoint-url", endpoint, "--region", &self.region])
+        let mut c = self.command(env!("CARGO_BIN_EXE_keyrecon-list-s3"), endpoint);
+        c.args(args);
+        c
+    }
+
+    /// A keyrecon binary pointed at `endpoint` (this Garage, or a proxy in front of it) with `--endpoint-url`
+    /// and `--region`, this Garage's credentials in the environment as a user would set them, and nothing
+    /// else: no AWS config or credentials of the machine running the tests leak in.
+    pub fn command(&self, bin: &str, endpoint: &str) -> Command {
+        let mut c = Command::new(bin);
+        c.args(["--endpoint-url", endpoint, "--region", &self.region])
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", std::env::temp_dir())
@@ -265,6 +273,26 @@ impl Garage {
             .env("AWS_CONFIG_FILE", "/nonexistent")
             .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
         c
+    }
+
+    /// Creates bucket `name` (empty); returns its name.
+    pub fn create_bucket(&self, name: &str) -> String {
+        self.bucket_with(name, &[]);
+        name.to_string()
+    }
+
+    /// Uploads one object from memory.
+    pub fn put_object(&self, bucket: &str, key: &str, body: &[u8]) {
+        let c = self.client();
+        runtime().block_on(async {
+            c.put_object()
+                .bucket(bucket)
+                .key(key)
+                .body(body.to_vec().into())
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("put {key:?}: {}", aws_sdk_s3::error::DisplayErrorContext(e)))
+        });
     }
 
     pub fn list(&self, args: &[&str]) -> Output {
@@ -297,6 +325,20 @@ pub fn keys_of(set: &[(Vec<u8>, Meta)]) -> Vec<String> {
 pub fn summary(dir: &Path) -> serde_json::Value {
     let p = dir.join("summary.json");
     serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+}
+
+pub fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The rows of a CSV file with a header (outcome files, missing-on-target.csv).
+pub fn csv_rows(path: &Path) -> Vec<csv::StringRecord> {
+    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    r.records().map(|r| r.unwrap()).collect()
 }
 
 /// Asserts a command's exit code, showing its stderr if not.
