@@ -54,6 +54,46 @@ fn shallow_verify_finds_missing_keys() {
     assert_code(&o, 0);
 }
 
+/// A HEAD that gets 503 SlowDown or 500 is retried (and slows verify down), never taken as "missing".
+#[test]
+fn s3_errors_on_head_are_retried_not_reported_missing() {
+    let g = garage();
+    let b = bucket("verify-faults");
+    let keys: Vec<String> = (0..15).map(|i| format!("k{i:02}")).collect();
+    for k in &keys {
+        put(&b, k, k.as_bytes());
+    }
+    // Every 3rd request a 503, every 7th a 500 (HEAD only: nothing else is sent).
+    let p = support_s3::proxy::start(
+        &g.endpoint,
+        std::sync::Arc::new(|_line: &str, n: u64| {
+            if n % 3 == 1 {
+                Some(503)
+            } else if n % 7 == 5 {
+                Some(500)
+            } else {
+                None
+            }
+        }),
+    );
+    let t = tmp();
+    let list = t.path().join("keys.txt");
+    std::fs::write(&list, keys.iter().map(|k| format!("{k}\n")).collect::<String>()).unwrap();
+    let out = t.path().join("v");
+    let o = g
+        .command(VERIFY, &p.endpoint)
+        .args(["--keys", s(&list), "--bucket", &b, "--out", s(&out), "-q", "--max-attempts", "10", "-j", "4"])
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert_eq!(rows_of(&out.join("ok.csv")).len(), 15);
+    let sum = summary(&out);
+    let injected = p.stats.injected.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(injected >= 5, "faults were injected: {injected}");
+    assert_eq!(sum["retries_s3"], injected, "every injected fault was retried and counted: {sum}");
+    assert_eq!(sum["outcomes"]["missing"], 0, "{sum}");
+}
+
 #[test]
 fn deep_verify_compares_size_md5_and_multipart_etags_with_the_blobs() {
     let big: Vec<u8> = (0..(300 * 1024 + 5)).map(|i| (i * 7 % 253) as u8).collect();

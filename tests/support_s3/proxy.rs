@@ -123,7 +123,12 @@ async fn serve(
                 503 => ("Slow Down", "SlowDown"),
                 _ => ("Internal Server Error", "InternalError"),
             };
-            let b = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>injected by the test proxy</Message></Error>");
+            // A response to HEAD has no body (the client would read it as the next response's start).
+            let b = if line.starts_with("HEAD ") {
+                String::new()
+            } else {
+                format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>injected by the test proxy</Message></Error>")
+            };
             let resp = format!(
                 "HTTP/1.1 {status} {reason}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{b}",
                 b.len()
