@@ -326,8 +326,8 @@ mod tests {
             for (s, ms) in samples.iter() {
                 t.observe(*s, Duration::from_millis(*ms));
             }
-            for s in 0..2 {
-                assert!((t.smoothed_ms(s) - want[s]).abs() < 1e-9, "case {i} source {s}: {}", t.smoothed_ms(s));
+            for (s, want) in want.iter().enumerate() {
+                assert!((t.smoothed_ms(s) - want).abs() < 1e-9, "case {i} source {s}: {}", t.smoothed_ms(s));
             }
             assert_eq!(t.limit(), *limit, "case {i}");
         }
@@ -405,7 +405,12 @@ mod tests {
         }
         assert_eq!(equal.ceiling(2), ms(400));
         assert_eq!(above.ceiling(6), ms(3200), "doublings stop at max_doublings");
-        let huge = Backoff { base: Duration::from_secs(u64::MAX / 4), cap: Duration::MAX, max_doublings: 40, jitter: [0.0, 1.0] };
+        let huge = Backoff {
+            base: Duration::from_secs(u64::MAX / 4),
+            cap: Duration::MAX,
+            max_doublings: 40,
+            jitter: [0.0, 1.0],
+        };
         assert_eq!(huge.ceiling(40), Duration::MAX, "the ceiling saturates instead of overflowing");
     }
 }

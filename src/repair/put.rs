@@ -187,7 +187,13 @@ impl Target {
     }
 
     /// Uploads `up.body` under `key` (single PUT or multipart), each request retried by `retry`.
-    pub async fn put(&self, retry: &Retry<'_>, attempts: &mut u32, key: &str, up: &Upload) -> Result<Put, RequestError> {
+    pub async fn put(
+        &self,
+        retry: &Retry<'_>,
+        attempts: &mut u32,
+        key: &str,
+        up: &Upload,
+    ) -> Result<Put, RequestError> {
         let (body, md5sum, content_type, if_none_match) =
             (&up.body, &up.md5, up.content_type.as_deref(), up.if_none_match);
         if body.len() > self.multipart_threshold {
