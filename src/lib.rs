@@ -17,6 +17,8 @@
 //! - [`diff`]: the two-sided walk over sorted streams and the outcome sinks.
 //! - [`hashdiff`]: diff of unsorted inputs by hash partitioning (no full sort).
 //! - [`progress`]: progress bars, counters, summaries.
+//! - [`limit`]: load limits shared by the tools that talk to servers: AIMD concurrency limiter, token
+//!   bucket, jittered exponential backoff.
 //! - [`repair`]: keyrecon-repair (Cassandra blob -> S3 PUT, journal, throttle).
 //! - [`verify`]: keyrecon-verify (HEAD, and with --deep compare size and MD5/ETag with the blob).
 //!
@@ -31,6 +33,7 @@ pub mod hashdiff;
 pub mod input;
 pub mod job;
 pub mod keymap;
+pub mod limit;
 pub mod merge;
 pub mod progress;
 pub mod record;

@@ -7,8 +7,9 @@
 //! non-UTF-8 key for a text column, `abc` for a bigint) is not in that table.
 //!
 //! One call is one request: retries, backoff and throttling belong to the caller (`repair::mod`),
-//! which gets a [`FetchError`] saying whether the error is worth retrying and whether it signals load.
+//! which gets a [`RequestError`] saying whether the error is worth retrying and whether it signals load.
 
+use super::retry::RequestError;
 use crate::error::{Error, Result};
 use crate::sources::cassandra::session::{self, ident, Connect};
 use scylla::client::session::Session;
@@ -127,16 +128,6 @@ pub struct Fetcher {
     sources: Vec<Source>,
 }
 
-/// A failed request.
-#[derive(Debug, Clone)]
-pub struct FetchError {
-    pub msg: String,
-    /// Worth another attempt (timeouts, overload, unavailable, broken connection).
-    pub retry: bool,
-    /// The cluster says it is busy (timeout, overload): slow down.
-    pub load: bool,
-}
-
 /// What one table said about one key.
 #[derive(Debug)]
 pub enum Lookup {
@@ -189,19 +180,18 @@ impl Fetcher {
     }
 
     /// Looks `key` up in table `i` (one request).
-    pub async fn get(&self, i: usize, key: &[u8]) -> std::result::Result<Lookup, FetchError> {
+    pub async fn get(&self, i: usize, key: &[u8]) -> std::result::Result<Lookup, RequestError> {
         let s = &self.sources[i];
         let bound = match s.key_type.encode(key) {
             Ok(b) => b,
             Err(why) => return Ok(Lookup::NotAKey(why)),
         };
-        let fatal =
-            |e: &dyn std::fmt::Display| FetchError { msg: format!("{}: {e}", s.name), retry: false, load: false };
+        let fatal = |e: &dyn std::fmt::Display| RequestError::new(format!("{}: {e}", s.name), false, false);
         let res = match self.session.execute_unpaged(&s.stmt, (Raw(&bound),)).await {
             Ok(r) => r,
             Err(e) => {
                 let (retry, load) = classify(&e);
-                return Err(FetchError { msg: format!("{}: {e}", s.name), retry, load });
+                return Err(RequestError::new(format!("{}: {e}", s.name), retry, load));
             }
         };
         let rows = res.into_rows_result().map_err(|e| fatal(&e))?;

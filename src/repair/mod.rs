@@ -39,12 +39,12 @@ use crate::error::{Error, Result};
 use crate::sources::cassandra::session::Connect;
 use crate::sources::s3::client::ClientOptions;
 use bytes::Bytes;
-use fetch::{FetchError, Fetcher, Lookup, TableRef};
+use fetch::{Fetcher, Lookup, TableRef};
 use journal::{Done, Journal, Outcome};
 use keys::{Item, KeysFormat};
 use live::{Live, Ticker};
 use put::Target;
-use retry::{Retry, Transient};
+use retry::Retry;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -167,18 +167,6 @@ struct Shared {
     counters: Counters,
     this_run: Mutex<outcome::Counts>,
     fatal: Mutex<Option<Error>>,
-}
-
-impl Transient for FetchError {
-    fn retry(&self) -> bool {
-        self.retry
-    }
-    fn load(&self) -> bool {
-        self.load
-    }
-    fn describe(&self) -> String {
-        self.msg.clone()
-    }
 }
 
 /// Runs a repair to the end and writes its outcome files and summary into `cfg.out`.

@@ -2,12 +2,12 @@
 //! multipart above a threshold with a Content-MD5 per part, Content-Type sniffed from the first bytes.
 //!
 //! Each function here is one request (or, for multipart, one request per step through [`Retry`]), and
-//! turns SDK errors into [`S3Error`]: status, S3 error code, whether to retry, whether it means "slow
+//! turns SDK errors into a [`RequestError`]: status, S3 error code, whether to retry, whether it means "slow
 //! down". The client is `sources::s3::client::build`'s: SDK retries off (ours count and throttle) and
 //! checksums only when required (Garage rejects the SDK's streaming checksums; Content-MD5 is the
 //! portable way to have the server check the body).
 
-use super::retry::{Retry, Transient};
+use super::retry::{RequestError, Retry};
 use super::throttle::Side;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
@@ -17,44 +17,13 @@ use base64::Engine;
 use bytes::Bytes;
 use md5::{Digest, Md5};
 
-/// A failed S3 request.
-#[derive(Debug, Clone)]
-pub struct S3Error {
-    pub status: Option<u16>,
-    pub code: Option<String>,
-    pub msg: String,
-    pub retry: bool,
-    pub load: bool,
-}
-
-impl std::fmt::Display for S3Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.msg)
-    }
-}
-
-impl Transient for S3Error {
-    fn retry(&self) -> bool {
-        self.retry
-    }
-    fn load(&self) -> bool {
-        self.load
-    }
-    fn describe(&self) -> String {
-        self.msg.clone()
-    }
-}
-
-impl S3Error {
-    pub fn is_precondition_failed(&self) -> bool {
-        self.status == Some(412)
-    }
-
+impl RequestError {
+    /// A failed S3 request: status and S3 error code, and whether to retry / slow down.
     fn from_sdk<E: ProvideErrorMetadata + std::error::Error + 'static>(
         what: &str,
         key: &str,
         e: SdkError<E, HttpResponse>,
-    ) -> S3Error {
+    ) -> RequestError {
         let ctx = |m: String| format!("{what} {key:?}: {m}");
         match &e {
             SdkError::ServiceError(se) => {
@@ -66,7 +35,7 @@ impl S3Error {
                 let retry = load
                     || matches!(s, 500 | 502 | 504 | 408)
                     || code.as_deref().is_some_and(|c| matches!(c, "InternalError" | "RequestTimeout"));
-                S3Error {
+                RequestError {
                     status,
                     msg: ctx(format!(
                         "{s} {}{}{message}",
@@ -79,11 +48,11 @@ impl S3Error {
                 }
             }
             SdkError::TimeoutError(_) => {
-                S3Error { status: None, code: None, msg: ctx("timeout".into()), retry: true, load: true }
+                RequestError { status: None, code: None, msg: ctx("timeout".into()), retry: true, load: true }
             }
             SdkError::DispatchFailure(d) => {
                 let load = d.is_timeout();
-                S3Error {
+                RequestError {
                     status: None,
                     code: None,
                     msg: ctx(format!("connection: {}", aws_sdk_s3::error::DisplayErrorContext(&e))),
@@ -91,14 +60,14 @@ impl S3Error {
                     load,
                 }
             }
-            SdkError::ResponseError(_) => S3Error {
+            SdkError::ResponseError(_) => RequestError {
                 status: status_of(&e),
                 code: None,
                 msg: ctx(format!("bad response: {}", aws_sdk_s3::error::DisplayErrorContext(&e))),
                 retry: true,
                 load: false,
             },
-            _ => S3Error {
+            _ => RequestError {
                 status: None,
                 code: None,
                 msg: ctx(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()),
@@ -189,7 +158,7 @@ fn unquote(s: &str) -> String {
 
 impl Target {
     /// HEAD `key`: `None` when there is no such object.
-    pub async fn head(&self, key: &str) -> Result<Option<Head>, S3Error> {
+    pub async fn head(&self, key: &str) -> Result<Option<Head>, RequestError> {
         match self.client.head_object().bucket(&self.bucket).key(key).send().await {
             Ok(o) => Ok(Some(Head {
                 size: o.content_length().unwrap_or(0).max(0) as u64,
@@ -200,25 +169,31 @@ impl Target {
                 if status_of(&e) == Some(404) {
                     return Ok(None);
                 }
-                Err(S3Error::from_sdk("HEAD", key, e))
+                Err(RequestError::from_sdk("HEAD", key, e))
             }
         }
     }
 
     /// The size of part 1 of a multipart object (`HEAD ?partNumber=1`), from which its ETag can be
     /// recomputed. `None` when the server does not answer per-part HEADs.
-    pub async fn first_part_size(&self, key: &str) -> Result<Option<u64>, S3Error> {
+    pub async fn first_part_size(&self, key: &str) -> Result<Option<u64>, RequestError> {
         match self.client.head_object().bucket(&self.bucket).key(key).part_number(1).send().await {
             Ok(o) => Ok(o.content_length().filter(|l| *l > 0).map(|l| l as u64)),
             Err(e) => match status_of(&e) {
                 Some(400 | 404 | 416 | 501) => Ok(None),
-                _ => Err(S3Error::from_sdk("HEAD partNumber=1", key, e)),
+                _ => Err(RequestError::from_sdk("HEAD partNumber=1", key, e)),
             },
         }
     }
 
     /// Uploads `up.body` under `key` (single PUT or multipart), each request retried by `retry`.
-    pub async fn put(&self, retry: &Retry<'_>, attempts: &mut u32, key: &str, up: &Upload) -> Result<Put, S3Error> {
+    pub async fn put(
+        &self,
+        retry: &Retry<'_>,
+        attempts: &mut u32,
+        key: &str,
+        up: &Upload,
+    ) -> Result<Put, RequestError> {
         let (body, md5sum, content_type, if_none_match) =
             (&up.body, &up.md5, up.content_type.as_deref(), up.if_none_match);
         if body.len() > self.multipart_threshold {
@@ -242,13 +217,13 @@ impl Target {
                 if if_none_match {
                     req = req.if_none_match("*");
                 }
-                async move { req.send().await.map_err(|e| S3Error::from_sdk("PUT", key, e)) }
+                async move { req.send().await.map_err(|e| RequestError::from_sdk("PUT", key, e)) }
             })
             .await?;
         let etag = out.e_tag().map(unquote);
         if let Some(e) = &etag {
             if !e.eq_ignore_ascii_case(&want) {
-                return Err(S3Error {
+                return Err(RequestError {
                     status: None,
                     code: None,
                     msg: format!("PUT {key:?}: server ETag {e} is not the body's MD5 {want}"),
@@ -268,14 +243,14 @@ impl Target {
         body: &Bytes,
         content_type: Option<&str>,
         if_none_match: bool,
-    ) -> Result<Put, S3Error> {
+    ) -> Result<Put, RequestError> {
         let created = retry
             .run(Side::S3, attempts, || {
                 let mut req = self.client.create_multipart_upload().bucket(&self.bucket).key(key);
                 if let Some(ct) = content_type {
                     req = req.content_type(ct);
                 }
-                async move { req.send().await.map_err(|e| S3Error::from_sdk("CreateMultipartUpload", key, e)) }
+                async move { req.send().await.map_err(|e| RequestError::from_sdk("CreateMultipartUpload", key, e)) }
             })
             .await?;
         let upload_id = created.upload_id().unwrap_or_default().to_string();
@@ -296,7 +271,7 @@ impl Target {
         body: &Bytes,
         upload_id: &str,
         if_none_match: bool,
-    ) -> Result<Put, S3Error> {
+    ) -> Result<Put, RequestError> {
         let mut parts = Vec::new();
         let ps = self.part_size.max(1);
         let mut off = 0;
@@ -319,7 +294,7 @@ impl Target {
                         .content_md5(&b64)
                         .content_length(part.len() as i64)
                         .body(ByteStream::from(part.clone()));
-                    async move { req.send().await.map_err(|e| S3Error::from_sdk("UploadPart", key, e)) }
+                    async move { req.send().await.map_err(|e| RequestError::from_sdk("UploadPart", key, e)) }
                 })
                 .await?;
             parts.push(CompletedPart::builder().part_number(n).set_e_tag(out.e_tag().map(str::to_string)).build());
@@ -338,7 +313,7 @@ impl Target {
                 if if_none_match {
                     req = req.if_none_match("*");
                 }
-                async move { req.send().await.map_err(|e| S3Error::from_sdk("CompleteMultipartUpload", key, e)) }
+                async move { req.send().await.map_err(|e| RequestError::from_sdk("CompleteMultipartUpload", key, e)) }
             })
             .await?;
         Ok(Put { etag: out.e_tag().map(unquote), parts: n as u32 })

@@ -3,10 +3,14 @@
 //! Every request of repair/verify goes through [`Retry::run`]: a success or a non-load error reports
 //! its latency to the [`Throttle`] (rising latency slows everything down), a load error (503 SlowDown,
 //! timeout, Cassandra ReadTimeout/Overloaded) is an overload signal, and a retryable error is tried
-//! again after `100 ms × 2^(n-1)` (capped at 10 s) with jitter, up to `max_attempts` attempts in all.
-//! Bodies are in memory (`bytes::Bytes`), so an attempt never resends a half-consumed stream.
+//! again after [`BACKOFF`] (`100 ms × 2^(n-1)`, capped at 10 s, between half and all of that), up to
+//! `max_attempts` attempts in all. Bodies are in memory (`bytes::Bytes`), so an attempt never resends a
+//! half-consumed stream.
+//!
+//! [`RequestError`] is the one error of a failed request of repair/verify, to Cassandra or to S3.
 
 use super::throttle::{Side, Throttle};
+use crate::limit::Backoff;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -18,6 +22,49 @@ pub trait Transient {
     fn describe(&self) -> String;
 }
 
+/// A failed request to either side: what happened (with the operation and key), whether another
+/// attempt may succeed, and whether it means "slow down". S3 errors also carry the HTTP status and the
+/// S3 error code.
+#[derive(Debug, Clone)]
+pub struct RequestError {
+    pub msg: String,
+    /// Worth another attempt (timeouts, overload, unavailable, broken connection, 5xx).
+    pub retry: bool,
+    /// The server says it is busy (timeout, overload, 503 SlowDown, 429): slow down.
+    pub load: bool,
+    pub status: Option<u16>,
+    pub code: Option<String>,
+}
+
+impl RequestError {
+    /// An error without an HTTP status (Cassandra, or no response at all).
+    pub fn new(msg: String, retry: bool, load: bool) -> RequestError {
+        RequestError { msg, retry, load, status: None, code: None }
+    }
+
+    pub fn is_precondition_failed(&self) -> bool {
+        self.status == Some(412)
+    }
+}
+
+impl std::fmt::Display for RequestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl Transient for RequestError {
+    fn retry(&self) -> bool {
+        self.retry
+    }
+    fn load(&self) -> bool {
+        self.load
+    }
+    fn describe(&self) -> String {
+        self.msg.clone()
+    }
+}
+
 pub struct Retry<'a> {
     pub throttle: &'a Throttle,
     pub max_attempts: u32,
@@ -25,9 +72,13 @@ pub struct Retry<'a> {
     pub retries: [&'a AtomicU64; 2],
 }
 
+/// Sleep before another attempt of a repair/verify request: the first retry waits 50..100 ms.
+pub const BACKOFF: Backoff =
+    Backoff { base: Duration::from_millis(100), cap: Duration::from_secs(10), max_doublings: 7, jitter: [0.5, 1.0] };
+
+/// Sleep after failed attempt `attempt` (1-based).
 pub fn backoff(attempt: u32) -> Duration {
-    let full = 100u64.saturating_mul(1 << attempt.clamp(1, 8).saturating_sub(1)).min(10_000);
-    Duration::from_millis(full / 2 + rand::random::<u64>() % (full / 2 + 1))
+    BACKOFF.delay(attempt.saturating_sub(1))
 }
 
 impl Retry<'_> {

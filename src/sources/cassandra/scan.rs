@@ -12,15 +12,17 @@
 //! with exponential backoff; after `retries` the rest of the range is split in two and re-queued, up to
 //! `split_depth` times, then reported as failed. Anything else (bad query, auth) stops the scan.
 //!
-//! Gentleness: the concurrency limit is AIMD (halved on timeouts/overload or when the smoothed page
-//! latency exceeds the target; +1 after a window of fast pages), at limit 1 the scan pauses instead;
-//! `--rate` is a rows/s token bucket shared by all workers. Every change is logged and counted.
+//! Gentleness: the concurrency limit is the crate's AIMD [`Limiter`] (halved on timeouts/overload or
+//! when the smoothed page latency exceeds the target; +1 after a window of fast pages), at limit 1 the
+//! scan pauses instead; `--rate` is a rows/s token [`Bucket`] shared by all workers. Every change is
+//! logged and counted.
 
 use super::checkpoint::{Event, Journal, Segment};
 use super::ring::TokenRange;
 use crate::chunk::ChunkWriter;
 use crate::error::{Error, Result};
 use crate::keymap::KeyMap;
+use crate::limit::{Backoff, Bucket, Limiter, Permit};
 use crate::record::{put_bytes, put_varint, Schema};
 use scylla::client::session::Session;
 use scylla::deserialize::row::ColumnIterator;
@@ -164,11 +166,6 @@ fn classify(e: &ExecutionError) -> Option<bool> {
     }
 }
 
-fn backoff(attempt: u32) -> Duration {
-    let base = 100u64.saturating_mul(1 << attempt.min(6).saturating_sub(1)).min(5000);
-    Duration::from_millis(base + rand::random::<u64>() % (base / 2 + 1))
-}
-
 pub async fn worker(sh: Arc<Scan>) {
     let mut buf = RunBuffer::default();
     loop {
@@ -290,7 +287,7 @@ async fn scan_range(sh: &Scan, task: Task, buf: &mut RunBuffer) -> std::result::
                     sh.flush(task, next, buf).map_err(|e| fatal(&e))?;
                     return Err(Fail::Transient { next, error: e.to_string() });
                 }
-                tokio::time::sleep(backoff(attempts)).await;
+                tokio::time::sleep(BACKOFF.delay(attempts - 1)).await;
             }
         }
     }
@@ -509,151 +506,61 @@ fn write_sorted(
     Ok(Some(path.file_name().unwrap().to_string_lossy().into_owned()))
 }
 
-/// Concurrency limit (AIMD), pauses and the rows/s cap, shared by all workers.
+/// Concurrency limit (the crate's AIMD [`Limiter`] over pages in flight, one "page" latency source
+/// smoothed with weight 0.2), pauses and the rows/s cap, shared by all workers.
 pub struct Throttle {
-    pub max: usize,
-    pub limit: AtomicUsize,
-    inflight: AtomicUsize,
-    pub rate: Option<f64>,
+    aimd: Limiter,
+    /// `--rate` in rows/s: each page reserves a full page of rows and gives back what it did not use.
+    rate: Option<Bucket>,
     pub page_size: usize,
-    pub target: Duration,
-    pub events: AtomicU64,
-    pub min_limit: AtomicUsize,
-    pub quiet: bool,
-    next_free: Mutex<Instant>,
-    st: Mutex<Aimd>,
 }
 
-struct Aimd {
-    ewma_ms: f64,
-    last_change: Instant,
-    good: usize,
-    pause_until: Option<Instant>,
-}
-
-/// One page request in flight; counted down on drop (also on errors and cancellation).
-struct InFlight<'a>(&'a AtomicUsize);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Relaxed);
+impl std::ops::Deref for Throttle {
+    type Target = Limiter;
+    /// The limiter's state and counters (`limit()`, `events`, `min_limit`).
+    fn deref(&self) -> &Limiter {
+        &self.aimd
     }
 }
 
-/// Smallest time between two concurrency changes: let the cluster react first.
-const COOLDOWN: Duration = Duration::from_millis(1000);
+/// Weight of a new page latency: pages are alike, so the scan reacts faster than repair does.
+const EWMA_WEIGHT: f64 = 0.2;
+
+/// Sleep before retrying a page: the first retry waits 100..150 ms, at most 3.2..4.8 s.
+const BACKOFF: Backoff =
+    Backoff { base: Duration::from_millis(100), cap: Duration::from_secs(5), max_doublings: 5, jitter: [1.0, 1.5] };
 
 impl Throttle {
     pub fn new(max: usize, rate: Option<f64>, page_size: usize, target: Duration, quiet: bool) -> Throttle {
-        let now = Instant::now();
         Throttle {
-            max,
-            limit: AtomicUsize::new(max),
-            inflight: AtomicUsize::new(0),
-            rate,
+            aimd: Limiter::new("keyrecon-list-cassandra", max, target, &["page"], EWMA_WEIGHT, quiet),
+            rate: rate.map(Bucket::new),
             page_size,
-            target,
-            events: AtomicU64::new(0),
-            min_limit: AtomicUsize::new(max),
-            quiet,
-            next_free: Mutex::new(now),
-            st: Mutex::new(Aimd { ewma_ms: 0.0, last_change: now - COOLDOWN, good: 0, pause_until: None }),
         }
     }
 
     /// Waits until a page request may be sent: fewer than `limit` in flight, no pause, and the rate
-    /// allows it. The request counts as in flight until the returned guard is dropped.
-    async fn gate(&self) -> InFlight<'_> {
-        loop {
-            let pause = self.st.lock().unwrap().pause_until;
-            if let Some(p) = pause.filter(|p| *p > Instant::now()) {
-                tokio::time::sleep_until(p.into()).await;
-                continue;
-            }
-            let cur = self.inflight.load(Relaxed);
-            if cur < self.limit.load(Relaxed) && self.inflight.compare_exchange(cur, cur + 1, Relaxed, Relaxed).is_ok()
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let guard = InFlight(&self.inflight);
-        if let Some(rate) = self.rate {
+    /// allows it. The request counts as in flight (also while it waits for the rate) until the
+    /// returned guard is dropped.
+    async fn gate(&self) -> Permit<'_> {
+        let permit = self.aimd.acquire().await;
+        if let Some(b) = &self.rate {
             // Reserve a full page of rows; `on_page` gives back what the page did not use.
-            let at = {
-                let mut nf = self.next_free.lock().unwrap();
-                let now = Instant::now();
-                if *nf < now {
-                    *nf = now;
-                }
-                let at = *nf;
-                *nf += Duration::from_secs_f64(self.page_size as f64 / rate);
-                at
-            };
-            tokio::time::sleep_until(at.into()).await;
+            b.take(self.page_size as f64).await;
         }
-        guard
+        permit
     }
 
     fn on_page(&self, latency: Duration, rows: usize) {
-        if let Some(rate) = self.rate {
-            let unused = self.page_size.saturating_sub(rows) as f64 / rate;
-            let mut nf = self.next_free.lock().unwrap();
-            let floor = Instant::now();
-            *nf = nf.checked_sub(Duration::from_secs_f64(unused)).unwrap_or(floor).max(floor);
+        if let Some(b) = &self.rate {
+            b.give_back(self.page_size.saturating_sub(rows) as f64);
         }
-        let ms = latency.as_secs_f64() * 1000.0;
-        let target = self.target.as_secs_f64() * 1000.0;
-        let mut st = self.st.lock().unwrap();
-        st.ewma_ms = if st.ewma_ms == 0.0 { ms } else { 0.8 * st.ewma_ms + 0.2 * ms };
-        if st.ewma_ms > target {
-            let why = format!("page latency {:.0} ms (smoothed) above the {:.0} ms target", st.ewma_ms, target);
-            self.decrease(&mut st, &why);
-        } else if st.ewma_ms < target / 2.0 {
-            st.good += 1;
-            let limit = self.limit.load(Relaxed);
-            if limit < self.max && st.good >= limit * 4 && st.last_change.elapsed() >= COOLDOWN {
-                self.limit.store(limit + 1, Relaxed);
-                st.last_change = Instant::now();
-                st.good = 0;
-                self.log(&format!(
-                    "concurrency {limit} -> {} (page latency {:.0} ms is well below target)",
-                    limit + 1,
-                    st.ewma_ms
-                ));
-            }
-        }
+        self.aimd.observe(0, latency);
     }
 
     fn on_error(&self, load: bool, e: &ExecutionError) {
         if load {
-            let mut st = self.st.lock().unwrap();
-            self.decrease(&mut st, &format!("timeout/overload: {e}"));
-        }
-    }
-
-    fn decrease(&self, st: &mut Aimd, why: &str) {
-        st.good = 0;
-        if st.last_change.elapsed() < COOLDOWN {
-            return;
-        }
-        st.last_change = Instant::now();
-        self.events.fetch_add(1, Relaxed);
-        let limit = self.limit.load(Relaxed);
-        if limit > 1 {
-            let new = (limit / 2).max(1);
-            self.limit.store(new, Relaxed);
-            self.min_limit.fetch_min(new, Relaxed);
-            self.log(&format!("concurrency {limit} -> {new} ({why})"));
-        } else {
-            st.pause_until = Some(Instant::now() + COOLDOWN);
-            self.log(&format!("pausing {} ms at concurrency 1 ({why})", COOLDOWN.as_millis()));
-        }
-    }
-
-    fn log(&self, msg: &str) {
-        if !self.quiet {
-            eprintln!("keyrecon-list-cassandra: throttle: {msg}");
+            self.aimd.overload(&format!("timeout/overload: {e}"));
         }
     }
 }

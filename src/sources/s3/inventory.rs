@@ -24,6 +24,7 @@ use super::{parse_time_us, Cutoff};
 use crate::chunk::reader::{ChunkCursor, SortedCursor};
 use crate::chunk::set::Producer;
 use crate::chunk::ChunkSetWriter;
+use crate::limit::Backoff;
 use crate::merge::Merge;
 use crate::sort::{SortConfig, Sorter};
 use anyhow::{anyhow, bail, Context, Result};
@@ -321,7 +322,7 @@ pub fn read_inventory(
                             cfg.max_retries + 1,
                             e
                         );
-                        std::thread::sleep(backoff(attempt));
+                        std::thread::sleep(BACKOFF.delay(attempt));
                     }
                     Err(e) => return Err(e).with_context(|| format!("inventory file {}", f.key)),
                 }
@@ -627,11 +628,10 @@ fn read_checked(
     Ok(())
 }
 
-/// Sleep before reading a data file again: 0.5 s, 1 s, 2 s ... capped at 30 s, with jitter.
-fn backoff(attempt: u32) -> Duration {
-    let ceil = Duration::from_millis(500).saturating_mul(1 << attempt.min(6)).min(Duration::from_secs(30));
-    ceil.mul_f64(0.5 + rand::random::<f64>() / 2.0)
-}
+/// Sleep before reading a data file again, by attempt (1-based, as counted in `read_all`): at most
+/// 1 s, 2 s, 4 s ... capped at 30 s, at least half of that.
+const BACKOFF: Backoff =
+    Backoff { base: Duration::from_millis(500), cap: Duration::from_secs(30), max_doublings: 6, jitter: [0.5, 1.0] };
 
 fn field(row: &csv::ByteRecord, i: Option<usize>) -> Option<&[u8]> {
     i.and_then(|i| row.get(i)).filter(|f| !f.is_empty())

@@ -30,6 +30,7 @@ use super::ranges::{self, End};
 use super::{hex, Cutoff};
 use crate::chunk::set::{unhex, Producer};
 use crate::chunk::{ChunkSetWriter, ChunkWriter};
+use crate::limit::Backoff;
 use crate::record::{put_bytes, put_varint, Schema};
 use anyhow::{anyhow, bail, Context, Result};
 use aws_sdk_s3::config::http::HttpResponse;
@@ -64,6 +65,13 @@ pub struct RetryPolicy {
     pub max_retries: u32,
     pub base: Duration,
     pub cap: Duration,
+}
+
+impl RetryPolicy {
+    /// The sleeps between attempts: full jitter, doublings stop at 2^20 (the cap is reached long before).
+    pub fn backoff(&self) -> Backoff {
+        Backoff { base: self.base, cap: self.cap, max_doublings: 20, jitter: [0.0, 1.0] }
+    }
 }
 
 impl Default for RetryPolicy {
@@ -574,8 +582,7 @@ impl Shared {
             if !retryable || attempt >= self.cfg.retry.max_retries {
                 return Err(format!("after {} attempts: {msg}", attempt + 1));
             }
-            let ceil = self.cfg.retry.cap.min(self.cfg.retry.base.saturating_mul(1u32 << attempt.min(20)));
-            let sleep = ceil.mul_f64(rand::thread_rng().gen::<f64>());
+            let sleep = self.cfg.retry.backoff().delay(attempt);
             self.n.retries.fetch_add(1, Relaxed);
             attempt += 1;
             tokio::time::sleep(sleep).await;
