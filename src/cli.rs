@@ -1,8 +1,21 @@
-//! What every keyrecon binary shares: size arguments, input-format flags, and the exit-code contract
-//! (0 same/success, 1 differences, 2 trouble; a closed pipe downstream is not trouble).
+//! What every keyrecon binary shares: size arguments, input-format flags, the Cassandra and S3
+//! connection flags, and the exit-code contract (0 same/success, 1 differences, 2 trouble; a closed pipe
+//! downstream is not trouble).
+//!
+//! The connection groups ([`CassandraArgs`], [`S3Args`]) are flattened into every binary that talks to
+//! that service, so a flag has one name, one help text and one validation everywhere (ripgrep's
+//! flags -> validated config split). Invariant: a binary never reads the raw fields to connect; it calls
+//! the group's builder ([`CassandraArgs::connect`], [`S3Args::client_options`]), which applies the
+//! environment fallbacks and checks. A binary whose default must differ (a scan reads at LOCAL_ONE, a
+//! LIST page may take longer than a HEAD) changes it with `#[command(mut_arg(..))]`, so `--help`
+//! still shows the default that applies.
 
 use crate::input::{Format, InputSpec, KeyColumn};
+use crate::sources::cassandra::session::{parse_consistency, Connect};
+use crate::sources::s3::client::ClientOptions;
+use scylla::statement::Consistency;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Parses `256M`, `1G`, `1.5GiB`, `64k`, `1000` (bytes). Suffixes are binary (K = 1024).
 pub fn parse_size(s: &str) -> Result<usize, String> {
@@ -83,6 +96,148 @@ impl FormatArgs {
     }
 }
 
+/// Parses a timeout in seconds (`12`, `0.5`). Zero, negative, NaN and infinite values are refused:
+/// a zero timeout fails every request, and `Duration` cannot hold the others.
+pub fn parse_secs(s: &str) -> Result<Duration, String> {
+    let n: f64 = s.trim().parse().map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !n.is_finite() || n <= 0.0 {
+        return Err(format!("the timeout must be a positive number of seconds, got {s:?}"));
+    }
+    Duration::try_from_secs_f64(n).map_err(|_| format!("{s:?} seconds is too long"))
+}
+
+/// Environment variables the Cassandra credentials default to (preferred to the flags, which show up in
+/// `ps`).
+pub const CASSANDRA_USERNAME_ENV: &str = "KEYRECON_CASSANDRA_USERNAME";
+pub const CASSANDRA_PASSWORD_ENV: &str = "KEYRECON_CASSANDRA_PASSWORD";
+
+/// How long the driver may take to open a connection to a node (not a flag: no binary ever had one).
+const CASSANDRA_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Cassandra connection flags, shared by keyrecon-list-cassandra, keyrecon-repair and keyrecon-verify.
+/// The defaults here are the readers' (repair, verify); keyrecon-list-cassandra overrides the
+/// consistency and the request timeout for its scan.
+#[derive(clap::Args, Clone)]
+pub struct CassandraArgs {
+    /// Nodes to connect to first, as HOST:PORT,... (the driver discovers the others).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub contact_points: Vec<String>,
+    /// Datacenter to read from (no failover to other DCs).
+    #[arg(long, value_name = "DC")]
+    pub local_dc: Option<String>,
+    /// Consistency level of the reads.
+    #[arg(long, default_value = "LOCAL_QUORUM", value_parser = parse_consistency)]
+    pub consistency: Consistency,
+    /// Username (default: $KEYRECON_CASSANDRA_USERNAME).
+    #[arg(long)]
+    pub username: Option<String>,
+    /// Password (default: $KEYRECON_CASSANDRA_PASSWORD; prefer the environment).
+    #[arg(long)]
+    pub password: Option<String>,
+    /// Connect with TLS, verifying nodes against this PEM CA bundle (needs a build with `--features tls`).
+    #[arg(long, value_name = "PEM")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client-side timeout of one Cassandra read, in seconds.
+    #[arg(long, default_value = "12", value_name = "SECS", value_parser = parse_secs)]
+    pub request_timeout: Duration,
+}
+
+/// By hand, so that a `{:?}` of a binary's flags never prints the password.
+impl std::fmt::Debug for CassandraArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CassandraArgs")
+            .field("contact_points", &self.contact_points)
+            .field("local_dc", &self.local_dc)
+            .field("consistency", &self.consistency)
+            .field("username", &self.username.as_ref().map(|_| "<set>"))
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("tls_ca", &self.tls_ca)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
+}
+
+impl CassandraArgs {
+    /// The session settings for `keyspace` (the keyspace whose ring the driver reads; the binary knows
+    /// it, the group does not). Credentials fall back to $KEYRECON_CASSANDRA_USERNAME /
+    /// $KEYRECON_CASSANDRA_PASSWORD, each on its own; then both or neither must be set.
+    pub fn connect(&self, keyspace: &str) -> anyhow::Result<Connect> {
+        self.connect_with_env(keyspace, |name| std::env::var(name).ok())
+    }
+
+    /// [`Self::connect`] with the environment passed in (the tests cannot share the process's).
+    fn connect_with_env(&self, keyspace: &str, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Connect> {
+        let username = self.username.clone().or_else(|| env(CASSANDRA_USERNAME_ENV));
+        let password = self.password.clone().or_else(|| env(CASSANDRA_PASSWORD_ENV));
+        if username.is_some() != password.is_some() {
+            anyhow::bail!(
+                "give both a username and a password (or neither): --username / ${CASSANDRA_USERNAME_ENV} is {}, --password / ${CASSANDRA_PASSWORD_ENV} is {}",
+                if username.is_some() { "set" } else { "not set" },
+                if password.is_some() { "set" } else { "not set" },
+            );
+        }
+        if self.contact_points.iter().all(|p| p.trim().is_empty()) {
+            anyhow::bail!("--contact-points is empty: name at least one node as HOST:PORT");
+        }
+        Ok(Connect {
+            contact_points: self.contact_points.clone(),
+            local_dc: self.local_dc.clone(),
+            consistency: self.consistency,
+            username,
+            password,
+            request_timeout: self.request_timeout,
+            connect_timeout: CASSANDRA_CONNECT_TIMEOUT,
+            tls_ca: self.tls_ca.clone(),
+            keyspace: keyspace.to_string(),
+        })
+    }
+}
+
+/// S3 connection flags, shared by keyrecon-list-s3, keyrecon-repair and keyrecon-verify. Credentials
+/// are not flags: they follow the AWS chain (environment, ~/.aws, --profile, SSO, instance role).
+///
+/// The timeout is `--s3-timeout` (not `--request-timeout`, which names the Cassandra timeout in the
+/// binaries that have both); keyrecon-list-s3, which called it `--request-timeout`, keeps that name as
+/// a hidden alias and its longer default (a LIST page of 1000 keys is slower than a HEAD or a GET).
+#[derive(clap::Args, Clone, Debug)]
+pub struct S3Args {
+    /// S3-compatible endpoint (Garage, Ceph, MinIO); path-style addressing then.
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// AWS region (default: from the AWS configuration, else us-east-1).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// AWS profile from ~/.aws/config.
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Virtual-host addressing even with --endpoint-url.
+    #[arg(long)]
+    pub virtual_host: bool,
+    /// Timeout of one S3 request attempt, in seconds.
+    #[arg(long, default_value = "60", value_name = "SECS", value_parser = parse_secs)]
+    pub s3_timeout: Duration,
+}
+
+impl S3Args {
+    /// The client settings. Path-style addressing stays the client's default (on with --endpoint-url)
+    /// unless --virtual-host turns it off.
+    pub fn client_options(&self) -> anyhow::Result<ClientOptions> {
+        if let Some(url) = &self.endpoint_url {
+            let lower = url.to_ascii_lowercase();
+            if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+                anyhow::bail!("--endpoint-url must start with http:// or https://, got {url:?}");
+            }
+        }
+        Ok(ClientOptions {
+            endpoint_url: self.endpoint_url.clone(),
+            region: self.region.clone(),
+            profile: self.profile.clone(),
+            path_style: self.virtual_host.then_some(false),
+            attempt_timeout: Some(self.s3_timeout),
+        })
+    }
+}
+
 /// Runs a binary's body and exits with its code. Errors print as `TOOL: error: ...` with their whole
 /// context chain and exit 2; an error caused by a closed stdout/pipe exits 0 silently (like `| head`).
 pub fn main_with(tool: &str, body: impl FnOnce() -> anyhow::Result<i32>) -> ! {
@@ -111,5 +266,189 @@ mod tests {
         assert_eq!(parse_size("4096").unwrap(), 4096);
         assert!(parse_size("12Q").is_err());
         assert!(parse_size("M").is_err());
+    }
+
+    use clap::Parser;
+
+    /// What a binary does: flatten the groups into its own flags.
+    #[derive(Parser, Debug)]
+    struct Cass {
+        #[command(flatten)]
+        cassandra: CassandraArgs,
+    }
+
+    #[derive(Parser, Debug)]
+    struct S3 {
+        #[command(flatten)]
+        s3: S3Args,
+    }
+
+    /// keyrecon-list-cassandra's overrides, as it writes them.
+    #[derive(Parser, Debug)]
+    #[command(mut_arg("consistency", |a| a.default_value("LOCAL_ONE")))]
+    #[command(mut_arg("request_timeout", |a| a.default_value("30")))]
+    struct ListCass {
+        #[command(flatten)]
+        cassandra: CassandraArgs,
+    }
+
+    /// keyrecon-list-s3's override: its own default and its old flag name.
+    #[derive(Parser, Debug)]
+    #[command(mut_arg("s3_timeout", |a| a.default_value("120").alias("request-timeout")))]
+    struct ListS3 {
+        #[command(flatten)]
+        s3: S3Args,
+    }
+
+    fn cass(args: &[&str]) -> Result<Cass, clap::Error> {
+        Cass::try_parse_from(["t"].iter().chain(args))
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn cassandra_defaults_and_values() {
+        let c = cass(&["--contact-points", "a:9042,b:9042"]).unwrap().cassandra.connect_with_env("ks", no_env).unwrap();
+        assert_eq!(c.contact_points, ["a:9042", "b:9042"]);
+        assert_eq!(c.consistency, Consistency::LocalQuorum);
+        assert_eq!(c.request_timeout, Duration::from_secs(12));
+        assert_eq!(c.connect_timeout, CASSANDRA_CONNECT_TIMEOUT);
+        assert_eq!(c.keyspace, "ks");
+        assert_eq!((c.username, c.password, c.local_dc, c.tls_ca), (None, None, None, None));
+
+        let a = cass(&[
+            "--contact-points=a:1",
+            "--local-dc",
+            "dc1",
+            "--consistency",
+            "local-one",
+            "--request-timeout",
+            "0.5",
+            "--tls-ca",
+            "ca.pem",
+        ])
+        .unwrap();
+        let c = a.cassandra.connect_with_env("media", no_env).unwrap();
+        assert_eq!(c.local_dc.as_deref(), Some("dc1"));
+        assert_eq!(c.consistency, Consistency::LocalOne);
+        assert_eq!(c.request_timeout, Duration::from_millis(500));
+        assert_eq!(c.tls_ca, Some(PathBuf::from("ca.pem")));
+    }
+
+    #[test]
+    fn cassandra_credentials_fall_back_to_the_environment() {
+        let env = |name: &str| match name {
+            CASSANDRA_USERNAME_ENV => Some("env-user".to_string()),
+            CASSANDRA_PASSWORD_ENV => Some("env-pass".to_string()),
+            _ => None,
+        };
+        let a = cass(&["--contact-points", "h:1"]).unwrap();
+        let c = a.cassandra.connect_with_env("ks", env).unwrap();
+        assert_eq!((c.username.as_deref(), c.password.as_deref()), (Some("env-user"), Some("env-pass")));
+        // A flag wins over its variable, each on its own.
+        let a = cass(&["--contact-points", "h:1", "--username", "flag-user"]).unwrap();
+        let c = a.cassandra.connect_with_env("ks", env).unwrap();
+        assert_eq!((c.username.as_deref(), c.password.as_deref()), (Some("flag-user"), Some("env-pass")));
+        // The flags alone are enough.
+        let a = cass(&["--contact-points", "h:1", "--username", "u", "--password", "p"]).unwrap();
+        let c = a.cassandra.connect_with_env("ks", no_env).unwrap();
+        assert_eq!((c.username.as_deref(), c.password.as_deref()), (Some("u"), Some("p")));
+    }
+
+    #[test]
+    fn cassandra_credentials_both_or_neither() {
+        let user_only = |name: &str| (name == CASSANDRA_USERNAME_ENV).then(|| "env-user".to_string());
+        for (args, env) in [
+            (&["--username", "u"][..], no_env as fn(&str) -> Option<String>),
+            (&["--password", "secret-pw"][..], no_env),
+            (&[][..], user_only),
+        ] {
+            let a = Cass::try_parse_from(["t", "--contact-points", "h:1"].iter().chain(args)).unwrap();
+            let e = format!("{:#}", a.cassandra.connect_with_env("ks", env).unwrap_err());
+            assert!(e.contains("both a username and a password"), "{args:?}: {e}");
+            assert!(!e.contains("secret-pw") && !e.contains("env-user"), "a secret in the error: {e}");
+        }
+        // The Debug of the flags does not show the password either.
+        let a = cass(&["--contact-points", "h:1", "--username", "u", "--password", "secret-pw"]).unwrap();
+        assert!(!format!("{a:?}").contains("secret-pw"));
+    }
+
+    #[test]
+    fn cassandra_bad_values() {
+        assert!(cass(&[]).is_err(), "--contact-points is required");
+        for bad in [
+            &["--contact-points", "h:1", "--consistency", "MOST"][..],
+            &["--contact-points", "h:1", "--request-timeout", "0"],
+            &["--contact-points", "h:1", "--request-timeout=-1"],
+            &["--contact-points", "h:1", "--request-timeout", "inf"],
+            &["--contact-points", "h:1", "--request-timeout", "NaN"],
+            &["--contact-points", "h:1", "--request-timeout", "12s"],
+        ] {
+            let e = cass(bad).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{bad:?}: {e}");
+        }
+        let a = cass(&["--contact-points", ","]).unwrap();
+        let e = a.cassandra.connect_with_env("ks", no_env).unwrap_err().to_string();
+        assert!(e.contains("--contact-points"), "{e}");
+    }
+
+    #[test]
+    fn s3_defaults_values_and_bad_values() {
+        let o = S3::try_parse_from(["t"]).unwrap().s3.client_options().unwrap();
+        assert_eq!((o.endpoint_url, o.region, o.profile, o.path_style), (None, None, None, None));
+        assert_eq!(o.attempt_timeout, Some(Duration::from_secs(60)));
+
+        let a = S3::try_parse_from([
+            "t",
+            "--endpoint-url",
+            "http://127.0.0.1:3900",
+            "--region",
+            "garage",
+            "--profile",
+            "p",
+            "--s3-timeout",
+            "5",
+        ])
+        .unwrap();
+        let o = a.s3.client_options().unwrap();
+        assert_eq!(o.endpoint_url.as_deref(), Some("http://127.0.0.1:3900"));
+        assert_eq!((o.region.as_deref(), o.profile.as_deref()), (Some("garage"), Some("p")));
+        assert_eq!(o.path_style, None, "path-style is the client's default with an endpoint");
+        assert_eq!(o.attempt_timeout, Some(Duration::from_secs(5)));
+        let a = S3::try_parse_from(["t", "--virtual-host"]).unwrap();
+        assert_eq!(a.s3.client_options().unwrap().path_style, Some(false));
+
+        for t in ["0", "-5", "soon"] {
+            let e = S3::try_parse_from(["t".to_string(), format!("--s3-timeout={t}")]).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{t}: {e}");
+        }
+        let a = S3::try_parse_from(["t", "--endpoint-url", "127.0.0.1:3900"]).unwrap();
+        assert!(a.s3.client_options().unwrap_err().to_string().contains("http://"));
+        // --request-timeout is keyrecon-list-s3's old name, not the group's.
+        assert!(S3::try_parse_from(["t", "--request-timeout", "5"]).is_err());
+    }
+
+    #[test]
+    fn a_binary_can_override_defaults_and_keep_an_old_name() {
+        let a = ListCass::try_parse_from(["t", "--contact-points", "h:1"]).unwrap();
+        assert_eq!(a.cassandra.consistency, Consistency::LocalOne);
+        assert_eq!(a.cassandra.request_timeout, Duration::from_secs(30));
+        let a = ListS3::try_parse_from(["t"]).unwrap();
+        assert_eq!(a.s3.s3_timeout, Duration::from_secs(120));
+        let a = ListS3::try_parse_from(["t", "--request-timeout", "7"]).unwrap();
+        assert_eq!(a.s3.s3_timeout, Duration::from_secs(7));
+        assert!(ListS3::try_parse_from(["t", "--request-timeout", "0"]).is_err());
+    }
+
+    #[test]
+    fn timeouts() {
+        assert_eq!(parse_secs("12").unwrap(), Duration::from_secs(12));
+        assert_eq!(parse_secs(" 0.25 ").unwrap(), Duration::from_millis(250));
+        for bad in ["0", "-0.1", "inf", "NaN", "", "1e400", "12s"] {
+            assert!(parse_secs(bad).is_err(), "{bad}");
+        }
+        assert!(parse_secs("1e30").is_err(), "longer than a Duration holds");
     }
 }

@@ -1,8 +1,8 @@
 //! keyrecon-list-cassandra: list a Cassandra table's partition keys into a chunk set.
 use clap::Parser;
-use keyrecon::cli::{main_with, parse_size};
+use keyrecon::cli::{main_with, parse_size, CassandraArgs};
 use keyrecon::keymap::KeyMap;
-use keyrecon::sources::cassandra::session::{parse_consistency, Connect, Selection, SizeSource};
+use keyrecon::sources::cassandra::session::{Selection, SizeSource};
 use keyrecon::sources::cassandra::{self as cass, ListConfig};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -33,10 +33,13 @@ use std::time::Duration;
 ///   keyrecon-diff cassandra.chunks s3.chunks --out diff/
 #[derive(Parser, Debug)]
 #[command(name = "keyrecon-list-cassandra", version, verbatim_doc_comment)]
+// A full scan reads every row once: LOCAL_ONE is enough (a diff against S3 tolerates a replica that lags
+// a little, and the scan does not load a whole quorum), and a page takes longer than one key's read.
+#[command(mut_arg("consistency", |a| a.default_value("LOCAL_ONE").help("Consistency level of the scan")))]
+#[command(mut_arg("request_timeout", |a| a.default_value("30").help("Client-side timeout of one page request, in seconds")))]
 struct Args {
-    /// Nodes to connect to first, as HOST:PORT,... (the driver discovers the others).
-    #[arg(long, value_delimiter = ',', required = true)]
-    contact_points: Vec<String>,
+    #[command(flatten)]
+    cassandra: CassandraArgs,
     /// Keyspace of the table.
     #[arg(long)]
     keyspace: String,
@@ -55,25 +58,6 @@ struct Args {
     /// Replace what --out holds (a chunk set or an unfinished listing).
     #[arg(long)]
     force: bool,
-
-    /// Datacenter to read from (no failover to other DCs).
-    #[arg(long, value_name = "DC")]
-    local_dc: Option<String>,
-    /// Consistency level of the scan.
-    #[arg(long, default_value = "LOCAL_ONE", value_parser = parse_consistency)]
-    consistency: scylla::statement::Consistency,
-    /// Username (default: $KEYRECON_CASSANDRA_USERNAME).
-    #[arg(long)]
-    username: Option<String>,
-    /// Password (default: $KEYRECON_CASSANDRA_PASSWORD; prefer the environment).
-    #[arg(long)]
-    password: Option<String>,
-    /// Connect with TLS, verifying nodes against this PEM CA bundle (needs a build with `--features tls`).
-    #[arg(long, value_name = "PEM")]
-    tls_ca: Option<PathBuf>,
-    /// Client-side timeout of one page request, in seconds.
-    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
-    request_timeout: f64,
 
     /// Number of token ranges to cut the ring into (at least one per vnode range).
     #[arg(long, default_value_t = 1024)]
@@ -139,12 +123,7 @@ struct Args {
 
 fn main() {
     main_with(cass::TOOL, || {
-        let mut a = Args::parse();
-        a.username = a.username.take().or_else(|| std::env::var("KEYRECON_CASSANDRA_USERNAME").ok());
-        a.password = a.password.take().or_else(|| std::env::var("KEYRECON_CASSANDRA_PASSWORD").ok());
-        if a.username.is_some() != a.password.is_some() {
-            anyhow::bail!("give both a username and a password (or neither)");
-        }
+        let a = Args::parse();
         if a.page_size < 1 || a.concurrency < 1 || a.splits < 1 {
             anyhow::bail!("--page-size, --concurrency and --splits must be at least 1");
         }
@@ -159,17 +138,7 @@ fn main() {
             _ => None,
         };
         let cfg = ListConfig {
-            connect: Connect {
-                contact_points: a.contact_points.clone(),
-                local_dc: a.local_dc.clone(),
-                consistency: a.consistency,
-                username: a.username.clone(),
-                password: a.password.clone(),
-                request_timeout: Duration::from_secs_f64(a.request_timeout.max(0.001)),
-                connect_timeout: Duration::from_secs(10),
-                tls_ca: a.tls_ca.clone(),
-                keyspace: a.keyspace.clone(),
-            },
+            connect: a.cassandra.connect(&a.keyspace)?,
             selection: Selection {
                 keyspace: a.keyspace.clone(),
                 table: a.table.clone(),

@@ -3,9 +3,9 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use keyrecon::cli::S3Args;
 use keyrecon::sources::s3::{
     self,
-    client::ClientOptions,
     inventory::InventoryConfig,
     list::{ListConfig, RetryPolicy, Sink},
     Cutoff,
@@ -43,6 +43,9 @@ use std::time::Duration;
 ///   keyrecon-diff cassandra.chunks photos.chunks --out diff/
 #[derive(Parser, Debug)]
 #[command(name = "keyrecon-list-s3", version, verbatim_doc_comment)]
+// A LIST page of 1000 keys may take longer than repair's and verify's single-key requests; the flag was
+// --request-timeout here before the S3 flags were shared (where --request-timeout is Cassandra's).
+#[command(mut_arg("s3_timeout", |a| a.default_value("120").alias("request-timeout")))]
 struct Args {
     /// Bucket to list (not needed with a local --inventory).
     #[arg(long)]
@@ -87,18 +90,8 @@ struct Args {
     /// Read this S3 Inventory manifest.json (local path or s3://bucket/key) instead of listing.
     #[arg(long, value_name = "MANIFEST")]
     inventory: Option<String>,
-    /// S3 endpoint (S3-compatible servers); switches to path-style addressing.
-    #[arg(long, value_name = "URL")]
-    endpoint_url: Option<String>,
-    /// AWS region (default: from the AWS configuration, else us-east-1).
-    #[arg(long)]
-    region: Option<String>,
-    /// AWS profile from ~/.aws/config.
-    #[arg(long)]
-    profile: Option<String>,
-    /// Virtual-host addressing even with --endpoint-url.
-    #[arg(long)]
-    virtual_host: bool,
+    #[command(flatten)]
+    s3: S3Args,
     /// Retries of a failed page before it counts as an error (with --inventory: further reads of a data
     /// file whose transfer failed or whose size or MD5 differs from the manifest's).
     #[arg(long, default_value_t = 10)]
@@ -106,9 +99,6 @@ struct Args {
     /// First retry backoff in milliseconds (doubles per retry, random jitter, capped at 20 s).
     #[arg(long, default_value_t = 100)]
     retry_base_ms: u64,
-    /// Timeout of one request, in seconds.
-    #[arg(long, default_value_t = 120)]
-    request_timeout: u64,
     /// Records per chunk file (also how much a resume may relist per range).
     #[arg(long, default_value_t = 1_000_000)]
     chunk_keys: u64,
@@ -146,13 +136,7 @@ fn run(a: Args) -> Result<i32> {
     if let Some(x) = &a.modified_before {
         cutoff.narrow(None, Some(s3::parse_time_us(x).context("--modified-before")?));
     }
-    let copts = ClientOptions {
-        endpoint_url: a.endpoint_url.clone(),
-        region: a.region.clone(),
-        profile: a.profile.clone(),
-        path_style: a.virtual_host.then_some(false),
-        attempt_timeout: Some(Duration::from_secs(a.request_timeout)),
-    };
+    let copts = a.s3.client_options()?;
     let to_stdout = a.out.as_os_str() == "-";
     let lines = to_stdout || a.format == "lines";
 

@@ -1,11 +1,9 @@
 //! keyrecon-repair: copy the blobs of missing keys from Cassandra to S3, resumably, gently, exactly.
 use clap::Parser;
-use keyrecon::cli::{main_with, parse_size};
+use keyrecon::cli::{main_with, parse_size, CassandraArgs, S3Args};
 use keyrecon::repair::fetch::TableRef;
 use keyrecon::repair::keys::KeysFormat;
 use keyrecon::repair::{self, RepairConfig, TOOL};
-use keyrecon::sources::cassandra::session::{parse_consistency, Connect};
-use keyrecon::sources::s3::client::ClientOptions;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -83,27 +81,8 @@ struct Args {
     /// The column holding the object's bytes.
     #[arg(long, default_value = "blob")]
     blob_column: String,
-    /// Nodes to connect to first, as HOST:PORT,... (the driver discovers the others).
-    #[arg(long, value_delimiter = ',', required = true)]
-    contact_points: Vec<String>,
-    /// Datacenter to read from (no failover to other DCs).
-    #[arg(long, value_name = "DC")]
-    local_dc: Option<String>,
-    /// Consistency level of the reads.
-    #[arg(long, default_value = "LOCAL_QUORUM", value_parser = parse_consistency)]
-    consistency: scylla::statement::Consistency,
-    /// Username (default: $KEYRECON_CASSANDRA_USERNAME).
-    #[arg(long)]
-    username: Option<String>,
-    /// Password (default: $KEYRECON_CASSANDRA_PASSWORD; prefer the environment).
-    #[arg(long)]
-    password: Option<String>,
-    /// Connect with TLS, verifying nodes against this PEM CA bundle (needs a build with `--features tls`).
-    #[arg(long, value_name = "PEM")]
-    tls_ca: Option<PathBuf>,
-    /// Client-side timeout of one Cassandra read, in seconds.
-    #[arg(long, default_value_t = 12.0, value_name = "SECS")]
-    request_timeout: f64,
+    #[command(flatten)]
+    cassandra: CassandraArgs,
 
     /// Target bucket.
     #[arg(long)]
@@ -111,18 +90,8 @@ struct Args {
     /// Prepended to every key to form the S3 key.
     #[arg(long, default_value = "")]
     prefix: String,
-    /// S3-compatible endpoint (Garage, Ceph, MinIO); path-style addressing then.
-    #[arg(long, value_name = "URL")]
-    endpoint_url: Option<String>,
-    /// AWS region (default: from the AWS configuration, else us-east-1).
-    #[arg(long)]
-    region: Option<String>,
-    /// AWS profile from ~/.aws/config.
-    #[arg(long)]
-    profile: Option<String>,
-    /// Timeout of one S3 request attempt, in seconds.
-    #[arg(long, default_value_t = 60, value_name = "SECS")]
-    s3_timeout: u64,
+    #[command(flatten)]
+    s3: S3Args,
     /// Replace objects that already exist (no HEAD re-check, no If-None-Match).
     #[arg(long)]
     overwrite: bool,
@@ -171,12 +140,7 @@ struct Args {
 
 fn main() {
     main_with(TOOL, || {
-        let mut a = Args::parse();
-        a.username = a.username.take().or_else(|| std::env::var("KEYRECON_CASSANDRA_USERNAME").ok());
-        a.password = a.password.take().or_else(|| std::env::var("KEYRECON_CASSANDRA_PASSWORD").ok());
-        if a.username.is_some() != a.password.is_some() {
-            anyhow::bail!("give both a username and a password (or neither)");
-        }
+        let a = Args::parse();
         if a.concurrency < 1 || a.max_attempts < 1 {
             anyhow::bail!("--concurrency and --max-attempts must be at least 1");
         }
@@ -196,27 +160,11 @@ fn main() {
                 _ => KeysFormat::Auto,
             },
             nul: a.null,
-            connect: Connect {
-                contact_points: a.contact_points.clone(),
-                local_dc: a.local_dc.clone(),
-                consistency: a.consistency,
-                username: a.username.clone(),
-                password: a.password.clone(),
-                request_timeout: Duration::from_secs_f64(a.request_timeout.max(0.001)),
-                connect_timeout: Duration::from_secs(10),
-                tls_ca: a.tls_ca.clone(),
-                keyspace: a.source.keyspace.clone(),
-            },
+            connect: a.cassandra.connect(&a.source.keyspace)?,
             tables,
             key_column: a.key_column.clone(),
             blob_column: a.blob_column.clone(),
-            s3: ClientOptions {
-                endpoint_url: a.endpoint_url.clone(),
-                region: a.region.clone(),
-                profile: a.profile.clone(),
-                path_style: None,
-                attempt_timeout: Some(Duration::from_secs(a.s3_timeout.max(1))),
-            },
+            s3: a.s3.client_options()?,
             bucket: a.bucket.clone(),
             prefix: a.prefix.clone().into_bytes(),
             concurrency: a.concurrency,

@@ -1,10 +1,8 @@
 //! keyrecon-verify: check that keys are in S3 and, with --deep, that each object holds its Cassandra blob.
 use clap::Parser;
-use keyrecon::cli::{main_with, parse_size};
+use keyrecon::cli::{main_with, parse_size, CassandraArgs, S3Args};
 use keyrecon::repair::fetch::TableRef;
 use keyrecon::repair::keys::KeysFormat;
-use keyrecon::sources::cassandra::session::{parse_consistency, Connect};
-use keyrecon::sources::s3::client::ClientOptions;
 use keyrecon::verify::{self, DeepSource, VerifyConfig, TOOL};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,6 +27,8 @@ use std::time::Duration;
 ///     --source media.objects --key-column id --blob-column data --out verify/
 #[derive(Parser, Debug)]
 #[command(name = "keyrecon-verify", version, verbatim_doc_comment)]
+// Cassandra is only read with --deep, which requires the contact points itself.
+#[command(mut_arg("contact_points", |a| a.required(false).help("Nodes to connect to first, as HOST:PORT,... (with --deep)")))]
 struct Args {
     /// Keys to check: a CSV with a `key` column (missing-on-target.csv, ok.csv), a key-per-line file, or -.
     #[arg(long, value_name = "FILE|-")]
@@ -49,18 +49,8 @@ struct Args {
     /// Prepended to every key to form the S3 key.
     #[arg(long, default_value = "")]
     prefix: String,
-    /// S3-compatible endpoint (Garage, Ceph, MinIO); path-style addressing then.
-    #[arg(long, value_name = "URL")]
-    endpoint_url: Option<String>,
-    /// AWS region (default: from the AWS configuration, else us-east-1).
-    #[arg(long)]
-    region: Option<String>,
-    /// AWS profile from ~/.aws/config.
-    #[arg(long)]
-    profile: Option<String>,
-    /// Timeout of one S3 request attempt, in seconds.
-    #[arg(long, default_value_t = 60, value_name = "SECS")]
-    s3_timeout: u64,
+    #[command(flatten)]
+    s3: S3Args,
     /// Part size the objects were uploaded with (for multipart ETags; default: ask the server).
     #[arg(long, value_parser = parse_size)]
     part_size: Option<usize>,
@@ -80,27 +70,8 @@ struct Args {
     /// The column holding the object's bytes.
     #[arg(long, default_value = "blob")]
     blob_column: String,
-    /// Nodes to connect to first, as HOST:PORT,...
-    #[arg(long, value_delimiter = ',')]
-    contact_points: Vec<String>,
-    /// Datacenter to read from (no failover to other DCs).
-    #[arg(long, value_name = "DC")]
-    local_dc: Option<String>,
-    /// Consistency level of the reads.
-    #[arg(long, default_value = "LOCAL_QUORUM", value_parser = parse_consistency)]
-    consistency: scylla::statement::Consistency,
-    /// Username (default: $KEYRECON_CASSANDRA_USERNAME).
-    #[arg(long)]
-    username: Option<String>,
-    /// Password (default: $KEYRECON_CASSANDRA_PASSWORD; prefer the environment).
-    #[arg(long)]
-    password: Option<String>,
-    /// Connect with TLS, verifying nodes against this PEM CA bundle (needs a build with `--features tls`).
-    #[arg(long, value_name = "PEM")]
-    tls_ca: Option<PathBuf>,
-    /// Client-side timeout of one Cassandra read, in seconds.
-    #[arg(long, default_value_t = 12.0, value_name = "SECS")]
-    request_timeout: f64,
+    #[command(flatten)]
+    cassandra: CassandraArgs,
 
     /// Keys checked at once at most.
     #[arg(long, short = 'j', default_value_t = 32)]
@@ -124,12 +95,7 @@ struct Args {
 
 fn main() {
     main_with(TOOL, || {
-        let mut a = Args::parse();
-        a.username = a.username.take().or_else(|| std::env::var("KEYRECON_CASSANDRA_USERNAME").ok());
-        a.password = a.password.take().or_else(|| std::env::var("KEYRECON_CASSANDRA_PASSWORD").ok());
-        if a.username.is_some() != a.password.is_some() {
-            anyhow::bail!("give both a username and a password (or neither)");
-        }
+        let a = Args::parse();
         if a.concurrency < 1 || a.max_attempts < 1 {
             anyhow::bail!("--concurrency and --max-attempts must be at least 1");
         }
@@ -141,17 +107,7 @@ fn main() {
                 let mut tables = vec![src.clone()];
                 tables.extend(a.fallback.iter().cloned());
                 Some(DeepSource {
-                    connect: Connect {
-                        contact_points: a.contact_points.clone(),
-                        local_dc: a.local_dc.clone(),
-                        consistency: a.consistency,
-                        username: a.username.clone(),
-                        password: a.password.clone(),
-                        request_timeout: Duration::from_secs_f64(a.request_timeout.max(0.001)),
-                        connect_timeout: Duration::from_secs(10),
-                        tls_ca: a.tls_ca.clone(),
-                        keyspace: src.keyspace.clone(),
-                    },
+                    connect: a.cassandra.connect(&src.keyspace)?,
                     tables,
                     key_column: a.key_column.clone().unwrap_or_default(),
                     blob_column: a.blob_column.clone(),
@@ -167,13 +123,7 @@ fn main() {
                 _ => KeysFormat::Auto,
             },
             nul: a.null,
-            s3: ClientOptions {
-                endpoint_url: a.endpoint_url.clone(),
-                region: a.region.clone(),
-                profile: a.profile.clone(),
-                path_style: None,
-                attempt_timeout: Some(Duration::from_secs(a.s3_timeout.max(1))),
-            },
+            s3: a.s3.client_options()?,
             bucket: a.bucket.clone(),
             prefix: a.prefix.clone().into_bytes(),
             deep,
