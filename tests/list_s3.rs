@@ -207,18 +207,7 @@ fn transient_faults_are_retried_counted_and_lose_nothing() {
     let g = garage();
     let (bucket, keys) = awkward();
     // Every 3rd request 503 SlowDown, every 7th 500: each page eventually succeeds.
-    let p = proxy::start(
-        &g.endpoint,
-        Arc::new(|_line: &str, n: u64| {
-            if n % 3 == 1 {
-                Some(503)
-            } else if n % 7 == 5 {
-                Some(500)
-            } else {
-                None
-            }
-        }),
-    );
+    let p = proxy::start(&g.endpoint, proxy::transient_faults(""));
     let t = tmp();
     let dir = t.path().join("s3.chunks");
     let o = g.list_via(

@@ -64,18 +64,7 @@ fn s3_errors_on_head_are_retried_not_reported_missing() {
         put(&b, k, k.as_bytes());
     }
     // Every 3rd request a 503, every 7th a 500 (HEAD only: nothing else is sent).
-    let p = support_s3::proxy::start(
-        &g.endpoint,
-        std::sync::Arc::new(|_line: &str, n: u64| {
-            if n % 3 == 1 {
-                Some(503)
-            } else if n % 7 == 5 {
-                Some(500)
-            } else {
-                None
-            }
-        }),
-    );
+    let p = support_s3::proxy::start(&g.endpoint, support_s3::proxy::transient_faults(""));
     let t = tmp();
     let list = t.path().join("keys.txt");
     std::fs::write(&list, keys.iter().map(|k| format!("{k}\n")).collect::<String>()).unwrap();

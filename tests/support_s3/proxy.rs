@@ -16,6 +16,23 @@ pub type Rule = Arc<dyn Fn(&str, u64) -> Option<u16> + Send + Sync>;
 /// the other connections.
 pub type Delay = Arc<dyn Fn(&str, u64) -> Option<std::time::Duration> + Send + Sync>;
 
+/// The tests' standard fault pattern: of the requests whose request line starts with `method` (all
+/// requests if empty), every 3rd gets `503 SlowDown` and every 7th `500 InternalError`, so each request
+/// succeeds after a few attempts.
+pub fn transient_faults(method: &'static str) -> Rule {
+    Arc::new(move |line: &str, n: u64| {
+        if !line.starts_with(method) {
+            None
+        } else if n % 3 == 1 {
+            Some(503)
+        } else if n % 7 == 5 {
+            Some(500)
+        } else {
+            None
+        }
+    })
+}
+
 #[derive(Default)]
 pub struct Stats {
     pub requests: AtomicU64,
