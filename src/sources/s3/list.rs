@@ -509,16 +509,19 @@ pub fn url_decode_into(s: &[u8], out: &mut Vec<u8>) -> Result<()> {
 }
 
 impl Shared {
-    /// Finishes a chunk and hands it to the chunk-set writer, which keeps its key span.
+    /// Finishes a chunk (last write, rename) and hands it to the chunk-set writer, which keeps its key span.
     fn close_part(&self, w: ChunkWriter) -> Result<()> {
         if let Out::Chunks(set) = &self.out {
-            set.add_chunk(w)?;
+            off_worker(|| set.add_chunk(w))?;
         }
         Ok(())
     }
 
     fn persist(&self, snap: Option<Snapshot>) -> Result<()> {
-        self.checkpoint.as_ref().map_or(Ok(()), |c| c.persist(snap))
+        match (&self.checkpoint, snap) {
+            (Some(c), Some(snap)) => off_worker(|| c.persist(Some(snap))),
+            _ => Ok(()),
+        }
     }
 
     fn note(&self, msg: String) {
@@ -662,7 +665,7 @@ impl Shared {
                 match &self.out {
                     Out::Chunks(set) => {
                         if part.is_none() {
-                            part = Some(set.new_chunk()?);
+                            part = Some(off_worker(|| set.new_chunk())?);
                         }
                         let w = part.as_mut().unwrap();
                         w.push(page.key(j), page.meta(j))?;
@@ -704,6 +707,20 @@ impl Shared {
         self.persist(snap)?;
         self.wake.notify_waiters();
         Ok(())
+    }
+}
+
+/// Runs file-system work (create, rename, the checkpoint) from a stream's task without stalling the
+/// others. The runtime has as many workers as cores (2 here), and on a busy or virtualized disk a rename
+/// can wait for a journal commit for tens of ms; two tasks waiting at once (one for the disk, one for
+/// the checkpoint's mutex) stopped every stream. On a multi-thread runtime the worker first hands its
+/// other tasks to a new thread ([`tokio::task::block_in_place`]); elsewhere `f` just runs.
+fn off_worker<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread) {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
     }
 }
 
