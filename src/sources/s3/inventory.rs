@@ -291,40 +291,32 @@ pub fn read_inventory(
             let (mut d, sorter) = loop {
                 let mut d = FileDone { index: i, key: f.key.clone(), ..Default::default() };
                 let mut sorter = Sorter::new(SortConfig::new(per_file_mem, &work, SCHEMA));
-                let mut transfer_failed = false;
                 let r = match &report.locations[i] {
+                    // A local file is what it is: reading it again cannot help.
                     Location::Local(p) => std::fs::File::open(p)
                         .with_context(|| format!("opening {}", p.display()))
-                        .and_then(|file| Ok(read_checked(file, f, cols, cfg, &mut d, &mut sorter, &rows_now)?)),
-                    Location::S3 { bucket, key } => match get(bucket, key) {
-                        Err(e) => {
-                            transfer_failed = e.transfer;
-                            Err(e.error)
-                        }
-                        Ok(body) => {
-                            let r =
-                                read_checked(BodyReader::new(&rt, body), f, cols, cfg, &mut d, &mut sorter, &rows_now);
-                            transfer_failed = r.as_ref().map_or_else(|e| e.transfer, |_| false);
-                            r.map_err(anyhow::Error::from)
-                        }
-                    },
+                        .and_then(|file| Ok(read_checked(file, f, cols, cfg, &mut d, &mut sorter, &rows_now)?))
+                        .map_err(|error| FileError { error, transfer: false }),
+                    Location::S3 { bucket, key } => get(bucket, key).and_then(|body| {
+                        read_checked(BodyReader::new(&rt, body), f, cols, cfg, &mut d, &mut sorter, &rows_now)
+                    }),
                 };
                 match r {
                     Ok(()) => break (d, sorter),
-                    Err(e) if transfer_failed && attempt < cfg.max_retries => {
+                    Err(e) if e.transfer && attempt < cfg.max_retries => {
                         attempt += 1;
                         retries.fetch_add(1, Relaxed);
-                        // Take back the rows this attempt reported (read_file reports in steps of 65536).
-                        rows_now.fetch_sub(d.rows / 65536 * 65536, Relaxed);
+                        // Take back the rows this attempt reported (read_file reports whole steps).
+                        rows_now.fetch_sub(d.rows / PROGRESS_ROWS * PROGRESS_ROWS, Relaxed);
                         eprintln!(
                             "keyrecon-list-s3: inventory file {} (attempt {attempt} of {}): {:#}; reading it again",
                             f.key,
                             cfg.max_retries + 1,
-                            e
+                            e.error
                         );
                         std::thread::sleep(BACKOFF.delay(attempt));
                     }
-                    Err(e) => return Err(e).with_context(|| format!("inventory file {}", f.key)),
+                    Err(e) => return Err(e.error).with_context(|| format!("inventory file {}", f.key)),
                 }
             };
             let mut sorted = sorter.finish()?;
@@ -628,10 +620,14 @@ fn read_checked(
     Ok(())
 }
 
-/// Sleep before reading a data file again, by attempt (1-based, as counted in `read_all`): at most
+/// Sleep before reading a data file again, by attempt (1-based, as counted in `read_inventory`): at most
 /// 1 s, 2 s, 4 s ... capped at 30 s, at least half of that.
 const BACKOFF: Backoff =
     Backoff { base: Duration::from_millis(500), cap: Duration::from_secs(30), max_doublings: 6, jitter: [0.5, 1.0] };
+
+/// Rows a reader counts before it adds them to the shared progress counter (in whole steps, so an
+/// attempt that is read again can take back exactly what it added).
+const PROGRESS_ROWS: u64 = 65536;
 
 fn field(row: &csv::ByteRecord, i: Option<usize>) -> Option<&[u8]> {
     i.and_then(|i| row.get(i)).filter(|f| !f.is_empty())
@@ -657,8 +653,8 @@ fn read_file(
     let prefix = cfg.prefix.as_bytes();
     while rdr.read_byte_record(&mut row).with_context(|| "reading CSV (is the file gzip'd CSV?)")? {
         d.rows += 1;
-        if d.rows % 65536 == 0 {
-            rows_now.fetch_add(65536, Relaxed);
+        if d.rows % PROGRESS_ROWS == 0 {
+            rows_now.fetch_add(PROGRESS_ROWS, Relaxed);
         }
         let line = row.position().map_or(0, |p| p.line());
         if field(&row, cols.is_latest).is_some_and(|v| v.eq_ignore_ascii_case(b"false"))
@@ -698,7 +694,7 @@ fn read_file(
         encode_meta(&mut meta, size, field(&row, cols.etag), mtime, field(&row, cols.class));
         sorter.push(&key, &meta)?;
     }
-    rows_now.fetch_add(d.rows % 65536, Relaxed);
+    rows_now.fetch_add(d.rows % PROGRESS_ROWS, Relaxed);
     Ok(())
 }
 

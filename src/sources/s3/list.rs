@@ -245,10 +245,7 @@ impl CheckpointFile {
     /// stream writes anything, which `--resume` relies on (a chunk must lie inside a checkpointed range
     /// that starts at or below its first key, or keys between the parent's last chunk and the split
     /// point would be skipped).
-    fn persist(&self, snap: Option<Snapshot>) -> Result<()> {
-        let Some(snap) = snap else {
-            return Ok(());
-        };
+    fn persist(&self, snap: Snapshot) -> Result<()> {
         let mut written = self.written.lock().unwrap();
         if *written >= snap.version {
             return Ok(());
@@ -519,7 +516,7 @@ impl Shared {
 
     fn persist(&self, snap: Option<Snapshot>) -> Result<()> {
         match (&self.checkpoint, snap) {
-            (Some(c), Some(snap)) => off_worker(|| c.persist(Some(snap))),
+            (Some(c), Some(snap)) => off_worker(|| c.persist(snap)),
             _ => Ok(()),
         }
     }
@@ -828,8 +825,8 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
         settings,
     };
     let checkpoint = checkpoint.map(|path| CheckpointFile { path, written: Mutex::new(0) });
-    if let Some(c) = &checkpoint {
-        c.persist(sched.snapshot()?)?;
+    if let (Some(c), Some(snap)) = (&checkpoint, sched.snapshot()?) {
+        c.persist(snap)?;
     }
     let sh = Arc::new(Shared {
         client,
