@@ -7,6 +7,7 @@ use keyrecon::record::Meta;
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use support_s3::{assert_code, garage, keys_of, proxy, read_set, s, summary, tmp};
 
@@ -217,7 +218,7 @@ fn transient_faults_are_retried_counted_and_lose_nothing() {
     assert_code(&o, 0);
     assert_eq!(&keys_of(&read_set(&dir)), keys, "exact key set despite faults");
     let sum = summary(&dir);
-    let injected = p.stats.injected.load(std::sync::atomic::Ordering::Relaxed);
+    let injected = p.stats.injected.load(Relaxed);
     assert!(injected > 5, "the proxy injected faults ({injected})");
     assert_eq!(sum["retries"], injected, "every injected fault was retried and counted: {sum}");
     assert!(sum["slowdowns"].as_u64().unwrap() > 0, "503s counted as slow-downs: {sum}");
@@ -244,10 +245,99 @@ fn garbled_200_responses_are_retried_not_taken_as_short_pages() {
     assert_code(&o, 0);
     assert_eq!(&keys_of(&read_set(&dir)), keys, "exact key set despite garbled pages");
     let sum = summary(&dir);
-    let injected = p.stats.injected.load(std::sync::atomic::Ordering::Relaxed);
+    let injected = p.stats.injected.load(Relaxed);
     assert!(injected > 3, "the proxy garbled some pages ({injected})");
     assert_eq!(sum["retries"], injected, "every garbled page was retried: {sum}");
     assert_eq!(sum["errors"], 0);
+}
+
+/// Answers ListObjectsV2 the way Ceph radosgw may: pages shorter than MaxKeys, some empty, that are still
+/// truncated, with a continuation token for where the short page stopped (Garage's token format: `]` and
+/// the base64 of the last key). Every 4th page passes unchanged; every 4th is empty and carries the token
+/// it was asked with, so it does not advance (counted in the returned counter).
+fn short_pages() -> (proxy::Rewrite, Arc<AtomicU64>) {
+    use base64::Engine;
+    fn decode(s: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        keyrecon::sources::s3::list::url_decode_into(s.as_bytes(), &mut out).expect("percent-encoded");
+        out
+    }
+    let stalls = Arc::new(AtomicU64::new(0));
+    let st = stalls.clone();
+    let rw: proxy::Rewrite = Arc::new(move |line: &str, n: u64, body: Vec<u8>| {
+        if !line.contains("list-type=2") {
+            return body;
+        }
+        let text = String::from_utf8(body).expect("UTF-8 listing");
+        let starts: Vec<usize> = text.match_indices("<Contents>").map(|(i, _)| i).collect();
+        let token_in = line
+            .split(['?', '&', ' '])
+            .find_map(|p| p.strip_prefix("continuation-token="))
+            .map(|t| String::from_utf8(decode(t)).unwrap());
+        let keep = match n % 4 {
+            0 => starts.len(),
+            1 => starts.len() / 2,
+            2 => starts.len() / 5,
+            _ => 0,
+        };
+        if keep == starts.len() || (keep == 0 && token_in.is_none()) {
+            return text.into_bytes();
+        }
+        let next = if keep == 0 {
+            st.fetch_add(1, Relaxed);
+            token_in.unwrap()
+        } else {
+            let c = &text[starts[keep - 1]..];
+            let key = &c[c.find("<Key>").unwrap() + 5..c.find("</Key>").unwrap()];
+            format!("]{}", base64::engine::general_purpose::STANDARD.encode(decode(key)))
+        };
+        let tail = text.rfind("</Contents>").unwrap() + "</Contents>".len();
+        let mut out = format!("{}{}", &text[..starts[keep]], &text[tail..]);
+        if let (Some(a), Some(b)) = (out.find("<NextContinuationToken>"), out.find("</NextContinuationToken>")) {
+            out.replace_range(a..b + "</NextContinuationToken>".len(), "");
+        }
+        let (a, b) = (out.find("<KeyCount>").unwrap(), out.find("</KeyCount>").unwrap());
+        out.replace_range(
+            a..b + "</KeyCount>".len(),
+            &format!("<NextContinuationToken>{next}</NextContinuationToken><KeyCount>{keep}</KeyCount>"),
+        );
+        out.replace("<IsTruncated>false</IsTruncated>", "<IsTruncated>true</IsTruncated>").into_bytes()
+    });
+    (rw, stalls)
+}
+
+/// Short and empty pages with IsTruncated=true are normal (Ceph returns them): each range goes on until a
+/// page is not truncated, and the page density the splitter estimates from a short page still leads to
+/// ranges that neither overlap nor leave gaps. An empty page that hands back the token it was asked with
+/// is asked again (a retry), never taken as the end of the range or repeated forever.
+#[test]
+fn short_and_empty_truncated_pages_lose_nothing() {
+    let g = garage();
+    let (bucket, keys) = awkward();
+    let (rw, stalls) = short_pages();
+    let p = proxy::start_rewriting(&g.endpoint, rw);
+    let t = tmp();
+    let dir = t.path().join("s3.chunks");
+    let o = g.list_via(
+        &p.endpoint,
+        &["--bucket", bucket, "--out", s(&dir), "-j", "6", "--page-size", "150", "--retry-base-ms", "5"],
+    );
+    assert_code(&o, 0);
+    assert_eq!(&keys_of(&read_set(&dir)), keys, "exact key set from short pages");
+    let sum = summary(&dir);
+    let shortened = p.stats.injected.load(Relaxed);
+    let stalled = stalls.load(Relaxed);
+    assert!(shortened > 20 && stalled > 3, "the proxy shortened pages ({shortened}, {stalled} empty)");
+    assert_eq!(sum["retries"], stalled, "each page that did not advance was asked again: {sum}");
+    assert_eq!(sum["errors"], 0, "{sum}");
+    // One stream over the same server: the plain keys, in order, each once.
+    let o = g.list_via(
+        &p.endpoint,
+        &["--bucket", bucket, "--out", "-", "-j", "1", "--page-size", "90", "--retry-base-ms", "5"],
+    );
+    assert_code(&o, 0);
+    let lines: Vec<String> = String::from_utf8(o.stdout).unwrap().lines().map(String::from).collect();
+    assert_eq!(&lines, keys);
 }
 
 #[test]
@@ -518,7 +608,7 @@ fn inventory_files_are_read_again_after_a_failed_get_and_checked_against_their_m
     assert_code(&o, 0);
     check_inventory_set(&out, &keys);
     let sum = summary(&out);
-    assert_eq!((sum["retries"].as_u64(), p.stats.injected.load(std::sync::atomic::Ordering::Relaxed)), (Some(3), 3));
+    assert_eq!((sum["retries"].as_u64(), p.stats.injected.load(Relaxed)), (Some(3), 3));
 
     // The manifest lists another MD5 for the second file than the bytes stored.
     let mut m: serde_json::Value = serde_json::from_str(&manifest).unwrap();

@@ -1,6 +1,7 @@
 //! A fault-injecting HTTP/1.1 proxy for S3 tests: forwards requests to an upstream server over a kept-
 //! alive connection per client connection, except those a rule picks, which get an S3-style error
-//! response (`503 SlowDown`, `500 InternalError`) without reaching the server.
+//! response (`503 SlowDown`, `500 InternalError`) without reaching the server. It can also rewrite the
+//! body of a successful response (see [`start_rewriting`]), e.g. to answer like another S3 server does.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -33,6 +34,9 @@ pub fn transient_faults(method: &'static str) -> Rule {
     })
 }
 
+/// Rewrites the body of a `200` response: request line, sequence number and body in, new body out.
+pub type Rewrite = Arc<dyn Fn(&str, u64, Vec<u8>) -> Vec<u8> + Send + Sync>;
+
 #[derive(Default)]
 pub struct Stats {
     pub requests: AtomicU64,
@@ -52,6 +56,16 @@ pub fn start(upstream: &str, rule: Rule) -> Proxy {
 
 /// [`start`], holding the requests `delay` picks for the time it says.
 pub fn start_with_delay(upstream: &str, rule: Rule, delay: Delay) -> Proxy {
+    start_full(upstream, rule, delay, None)
+}
+
+/// A proxy that injects no errors but passes the body of every `200` response through `rewrite`
+/// (counted in `stats.injected` when the body changed).
+pub fn start_rewriting(upstream: &str, rewrite: Rewrite) -> Proxy {
+    start_full(upstream, Arc::new(|_: &str, _| None), Arc::new(|_: &str, _| None), Some(rewrite))
+}
+
+fn start_full(upstream: &str, rule: Rule, delay: Delay, rewrite: Option<Rewrite>) -> Proxy {
     let up: SocketAddr = upstream.trim_start_matches("http://").parse().expect("upstream host:port");
     let stats = Arc::new(Stats::default());
     let (tx, rx) = std::sync::mpsc::channel();
@@ -65,9 +79,9 @@ pub fn start_with_delay(upstream: &str, rule: Rule, delay: Delay) -> Proxy {
                 let Ok((c, _)) = l.accept().await else {
                     continue;
                 };
-                let (rule, delay, st) = (rule.clone(), delay.clone(), st.clone());
+                let (rule, delay, rewrite, st) = (rule.clone(), delay.clone(), rewrite.clone(), st.clone());
                 tokio::spawn(async move {
-                    let _ = serve(c, up, rule, delay, st).await;
+                    let _ = serve(c, up, rule, delay, rewrite, st).await;
                 });
             }
         });
@@ -119,6 +133,7 @@ async fn serve(
     upstream: SocketAddr,
     rule: Rule,
     delay: Delay,
+    rewrite: Option<Rewrite>,
     st: Arc<Stats>,
 ) -> std::io::Result<()> {
     let (cr, mut cw) = client.into_split();
@@ -161,38 +176,93 @@ async fn serve(
         uw.write_all(&head).await?;
         uw.write_all(&body).await?;
         let rhead = read_head(ur).await?.ok_or_else(|| std::io::Error::other("upstream closed"))?;
-        cw.write_all(&rhead).await?;
         let rtext = String::from_utf8_lossy(&rhead).into_owned();
         let status: u16 = rtext.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
         if line.starts_with("HEAD ") || status == 204 || status == 304 || (100..200).contains(&status) {
+            cw.write_all(&rhead).await?;
             continue;
         }
-        if header(&rtext, "transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-            loop {
-                let mut sz = Vec::new();
-                ur.read_until(b'\n', &mut sz).await?;
-                cw.write_all(&sz).await?;
-                let n = u64::from_str_radix(String::from_utf8_lossy(&sz).trim().split(';').next().unwrap_or(""), 16)
-                    .map_err(|_| std::io::Error::other("bad chunk size"))?;
-                if n == 0 {
-                    loop {
-                        let mut t = Vec::new();
-                        ur.read_until(b'\n', &mut t).await?;
-                        cw.write_all(&t).await?;
-                        if t == b"\r\n" || t.is_empty() {
-                            break;
-                        }
-                    }
-                    break;
-                }
-                copy_exact(ur, &mut cw, n + 2).await?;
+        let chunked = header(&rtext, "transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+        let clen = header(&rtext, "content-length").and_then(|v| v.parse::<u64>().ok());
+        if let (Some(rw), 200, true) = (&rewrite, status, chunked || clen.is_some()) {
+            // Read the whole body, rewrite it, and send it with a Content-Length of its new size.
+            let mut body = Vec::new();
+            copy_body(ur, &mut body, chunked, clen).await?;
+            let new = rw(&line, n, body.clone());
+            if new != body {
+                st.injected.fetch_add(1, Relaxed);
             }
-        } else if let Some(n) = header(&rtext, "content-length").and_then(|v| v.parse::<u64>().ok()) {
-            copy_exact(ur, &mut cw, n).await?;
+            let mut head = String::new();
+            for l in rtext.trim_end().split("\r\n") {
+                let name = l.split(':').next().unwrap_or("").trim();
+                if !name.eq_ignore_ascii_case("content-length") && !name.eq_ignore_ascii_case("transfer-encoding") {
+                    head.push_str(l);
+                    head.push_str("\r\n");
+                }
+            }
+            head.push_str(&format!("Content-Length: {}\r\n\r\n", new.len()));
+            cw.write_all(head.as_bytes()).await?;
+            cw.write_all(&new).await?;
+            continue;
+        }
+        cw.write_all(&rhead).await?;
+        if chunked || clen.is_some() {
+            copy_body(ur, &mut cw, chunked, clen).await?;
         } else {
             tokio::io::copy(ur, &mut cw).await?;
             return Ok(());
         }
     }
     Ok(())
+}
+
+/// Copies a response body framed by `chunked` transfer encoding (framing kept when writing to the client,
+/// dropped when writing into a `Vec`, see [`Sink`]) or by a Content-Length.
+async fn copy_body<R: AsyncBufRead + Unpin, W: Sink>(
+    r: &mut R,
+    w: &mut W,
+    chunked: bool,
+    clen: Option<u64>,
+) -> std::io::Result<()> {
+    if !chunked {
+        return copy_exact(r, w, clen.unwrap_or(0)).await;
+    }
+    loop {
+        let mut sz = Vec::new();
+        r.read_until(b'\n', &mut sz).await?;
+        w.framing(&sz).await?;
+        let n = u64::from_str_radix(String::from_utf8_lossy(&sz).trim().split(';').next().unwrap_or(""), 16)
+            .map_err(|_| std::io::Error::other("bad chunk size"))?;
+        if n == 0 {
+            loop {
+                let mut t = Vec::new();
+                r.read_until(b'\n', &mut t).await?;
+                w.framing(&t).await?;
+                if t == b"\r\n" || t.is_empty() {
+                    return Ok(());
+                }
+            }
+        }
+        copy_exact(r, w, n).await?;
+        let mut crlf = [0u8; 2];
+        r.read_exact(&mut crlf).await?;
+        w.framing(&crlf).await?;
+    }
+}
+
+/// Where a body goes: the client connection (chunk framing passed on) or a buffer (framing dropped).
+trait Sink: AsyncWrite + Unpin {
+    async fn framing(&mut self, bytes: &[u8]) -> std::io::Result<()>;
+}
+
+impl Sink for tokio::net::tcp::OwnedWriteHalf {
+    async fn framing(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.write_all(bytes).await
+    }
+}
+
+impl Sink for Vec<u8> {
+    async fn framing(&mut self, _: &[u8]) -> std::io::Result<()> {
+        Ok(())
+    }
 }

@@ -607,6 +607,8 @@ impl Shared {
         let mut part: Option<ChunkWriter> = None;
         let mut page = Page::default();
         let mut lines = Vec::new();
+        // Empty truncated pages in a row that did not move the listing on (see below).
+        let mut stalls = 0u32;
         let outcome = loop {
             let (max_keys, trim) = {
                 let g = self.sched.lock().unwrap();
@@ -636,6 +638,25 @@ impl Shared {
                 }
             };
             let truncated = info.truncated;
+            // An empty page that is truncated is normal (Ceph returns them while it skips index entries),
+            // but one whose continuation is the request it answered would be asked again forever: it is
+            // retried like a failed page, and after --max-retries the range fails.
+            if page.recs.is_empty() && truncated && info.next_token == token {
+                if stalls >= self.cfg.retry.max_retries {
+                    self.n.errors.fetch_add(1, Relaxed);
+                    self.note(format!(
+                        "range after {:?}: {} empty truncated pages in a row did not advance the listing",
+                        start_after.as_deref().unwrap_or(""),
+                        stalls + 1
+                    ));
+                    break St::Failed;
+                }
+                self.n.retries.fetch_add(1, Relaxed);
+                tokio::time::sleep(self.cfg.retry.backoff().delay(stalls)).await;
+                stalls += 1;
+                continue;
+            }
+            stalls = 0;
             // Decide under the mutex which keys belong to this range, and advance pos over them.
             let admitted = {
                 let mut g = self.sched.lock().unwrap();
