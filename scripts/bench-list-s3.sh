@@ -70,6 +70,9 @@ run() { # name, command (stdout = keys or nothing; key count from file when $COU
   rows+=("$name|$secs|$keys|$rss|$cpu|$gcpu|$st")
   echo "$name: ${secs}s, $keys keys, ${rss} MiB, client CPU ${cpu}s, Garage CPU ${gcpu}s, steal ${st}s, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 }
+# One untimed listing first: a freshly started Garage lists its first million keys slower (its sqlite
+# connections start with cold page caches), which would penalize whichever tool happens to run first.
+"$BIN" --bucket "$BUCKET" --endpoint-url "$S3_ENDPOINT" --region garage -j "$PARALLEL" --out - -q >/dev/null
 for round in $(seq "${ROUNDS:-1}"); do
   COUNT_FROM=$OUT/summary.json run "keyrecon-list-s3 -j $PARALLEL (chunk set)" "$BIN --bucket $BUCKET --endpoint-url $S3_ENDPOINT --region garage -j $PARALLEL --out $OUT --force -q"
   COUNT_FROM=$OUT/summary.json run "keyrecon-list-s3 -j 4 (chunk set)" "$BIN --bucket $BUCKET --endpoint-url $S3_ENDPOINT --region garage -j 4 --out $OUT --force -q"
