@@ -203,21 +203,24 @@ fn age_cutoffs_filter_on_last_modified() {
     assert!(run("min-age", &["--min-age", "1h"]).0.is_empty());
 }
 
-#[test]
-fn transient_faults_are_retried_counted_and_lose_nothing() {
-    let g = garage();
+/// Lists the [`awkward`] bucket through `endpoint` (a test proxy) into a chunk set with `args`, checks
+/// that it exits 0 with exactly the bucket's keys despite what the proxy did, and returns its summary.
+fn list_awkward_via(endpoint: &str, args: &[&str], despite: &str) -> serde_json::Value {
     let (bucket, keys) = awkward();
-    // Every 3rd request 503 SlowDown, every 7th 500: each page eventually succeeds.
-    let p = proxy::start(&g.endpoint, proxy::transient_faults(""));
     let t = tmp();
     let dir = t.path().join("s3.chunks");
-    let o = g.list_via(
-        &p.endpoint,
-        &["--bucket", bucket, "--out", s(&dir), "-j", "6", "--page-size", "150", "--retry-base-ms", "5"],
-    );
-    assert_code(&o, 0);
-    assert_eq!(&keys_of(&read_set(&dir)), keys, "exact key set despite faults");
-    let sum = summary(&dir);
+    let mut a = vec!["--bucket", bucket.as_str(), "--out", s(&dir)];
+    a.extend_from_slice(args);
+    assert_code(&garage().list_via(endpoint, &a), 0);
+    assert_eq!(&keys_of(&read_set(&dir)), keys, "exact key set despite {despite}");
+    summary(&dir)
+}
+
+#[test]
+fn transient_faults_are_retried_counted_and_lose_nothing() {
+    // Every 3rd request 503 SlowDown, every 7th 500: each page eventually succeeds.
+    let p = proxy::start(&garage().endpoint, proxy::transient_faults(""));
+    let sum = list_awkward_via(&p.endpoint, &["-j", "6", "--page-size", "150", "--retry-base-ms", "5"], "faults");
     let injected = p.stats.injected.load(Relaxed);
     assert!(injected > 5, "the proxy injected faults ({injected})");
     assert_eq!(sum["retries"], injected, "every injected fault was retried and counted: {sum}");
@@ -229,22 +232,13 @@ fn transient_faults_are_retried_counted_and_lose_nothing() {
 /// retried like any failed page, never taken as a short or empty page.
 #[test]
 fn garbled_200_responses_are_retried_not_taken_as_short_pages() {
-    let g = garage();
-    let (bucket, keys) = awkward();
     // Every 4th request: "200" with an <Error> body instead of a listing.
     let p = proxy::start(
-        &g.endpoint,
+        &garage().endpoint,
         Arc::new(|line: &str, n: u64| (line.contains("list-type=2") && n % 4 == 2).then_some(200)),
     );
-    let t = tmp();
-    let dir = t.path().join("s3.chunks");
-    let o = g.list_via(
-        &p.endpoint,
-        &["--bucket", bucket, "--out", s(&dir), "-j", "5", "--page-size", "170", "--retry-base-ms", "1"],
-    );
-    assert_code(&o, 0);
-    assert_eq!(&keys_of(&read_set(&dir)), keys, "exact key set despite garbled pages");
-    let sum = summary(&dir);
+    let args = ["-j", "5", "--page-size", "170", "--retry-base-ms", "1"];
+    let sum = list_awkward_via(&p.endpoint, &args, "garbled pages");
     let injected = p.stats.injected.load(Relaxed);
     assert!(injected > 3, "the proxy garbled some pages ({injected})");
     assert_eq!(sum["retries"], injected, "every garbled page was retried: {sum}");
@@ -312,26 +306,17 @@ fn short_pages() -> (proxy::Rewrite, Arc<AtomicU64>) {
 /// is asked again (a retry), never taken as the end of the range or repeated forever.
 #[test]
 fn short_and_empty_truncated_pages_lose_nothing() {
-    let g = garage();
-    let (bucket, keys) = awkward();
     let (rw, stalls) = short_pages();
-    let p = proxy::start_rewriting(&g.endpoint, rw);
-    let t = tmp();
-    let dir = t.path().join("s3.chunks");
-    let o = g.list_via(
-        &p.endpoint,
-        &["--bucket", bucket, "--out", s(&dir), "-j", "6", "--page-size", "150", "--retry-base-ms", "5"],
-    );
-    assert_code(&o, 0);
-    assert_eq!(&keys_of(&read_set(&dir)), keys, "exact key set from short pages");
-    let sum = summary(&dir);
+    let p = proxy::start_rewriting(&garage().endpoint, rw);
+    let sum = list_awkward_via(&p.endpoint, &["-j", "6", "--page-size", "150", "--retry-base-ms", "5"], "short pages");
     let shortened = p.stats.injected.load(Relaxed);
     let stalled = stalls.load(Relaxed);
     assert!(shortened > 20 && stalled > 3, "the proxy shortened pages ({shortened}, {stalled} empty)");
     assert_eq!(sum["retries"], stalled, "each page that did not advance was asked again: {sum}");
     assert_eq!(sum["errors"], 0, "{sum}");
     // One stream over the same server: the plain keys, in order, each once.
-    let o = g.list_via(
+    let (bucket, keys) = awkward();
+    let o = garage().list_via(
         &p.endpoint,
         &["--bucket", bucket, "--out", "-", "-j", "1", "--page-size", "90", "--retry-base-ms", "5"],
     );
