@@ -20,7 +20,9 @@ use std::time::Duration;
 /// stream finishes, the widest range still being listed is split and the idle stream takes its upper
 /// half, so uniform hex keys, deep date paths and one giant prefix all keep every stream busy. Failed
 /// pages are retried with backoff and jitter; 503 SlowDown slows every stream down. A page that still
-/// fails is reported and leaves its range unfinished: nothing is skipped silently.
+/// fails is reported and leaves its range unfinished: nothing is skipped silently. Short or empty pages
+/// that are still truncated (Ceph returns them) are followed; an empty one that hands back the token it
+/// was asked with is retried like a failed page.
 ///
 /// Credentials and region follow the AWS conventions (environment, ~/.aws/config and credentials,
 /// --profile, SSO, instance roles). For S3-compatible servers pass --endpoint-url (path-style then).
