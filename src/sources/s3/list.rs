@@ -561,6 +561,12 @@ impl Shared {
             }
             let (retryable, slow, msg) = match super::listxml::capture(req.send()).await {
                 (Ok(_), Some(body)) => match page.parse(&body.into_bytes(), &self.cfg.cutoff) {
+                    // An empty truncated page is normal (Ceph returns them while it skips index entries),
+                    // but one whose continuation is this very request would be asked again forever.
+                    Ok(info) if page.recs.is_empty() && info.truncated && info.next_token.as_deref() == token => {
+                        self.n.pages.fetch_add(1, Relaxed);
+                        (true, false, "an empty truncated page handed back the continuation it was asked with".into())
+                    }
                     Ok(info) => {
                         self.throttle.ok();
                         self.n.pages.fetch_add(1, Relaxed);
@@ -607,8 +613,6 @@ impl Shared {
         let mut part: Option<ChunkWriter> = None;
         let mut page = Page::default();
         let mut lines = Vec::new();
-        // Empty truncated pages in a row that did not move the listing on (see below).
-        let mut stalls = 0u32;
         let outcome = loop {
             let (max_keys, trim) = {
                 let g = self.sched.lock().unwrap();
@@ -638,25 +642,6 @@ impl Shared {
                 }
             };
             let truncated = info.truncated;
-            // An empty page that is truncated is normal (Ceph returns them while it skips index entries),
-            // but one whose continuation is the request it answered would be asked again forever: it is
-            // retried like a failed page, and after --max-retries the range fails.
-            if page.recs.is_empty() && truncated && info.next_token == token {
-                if stalls >= self.cfg.retry.max_retries {
-                    self.n.errors.fetch_add(1, Relaxed);
-                    self.note(format!(
-                        "range after {:?}: {} empty truncated pages in a row did not advance the listing",
-                        start_after.as_deref().unwrap_or(""),
-                        stalls + 1
-                    ));
-                    break St::Failed;
-                }
-                self.n.retries.fetch_add(1, Relaxed);
-                tokio::time::sleep(self.cfg.retry.backoff().delay(stalls)).await;
-                stalls += 1;
-                continue;
-            }
-            stalls = 0;
             // Decide under the mutex which keys belong to this range, and advance pos over them.
             let admitted = {
                 let mut g = self.sched.lock().unwrap();
