@@ -5,8 +5,8 @@
 //!
 //! Both read the file line by line, sort in byte order and count unique keys. extsort gets a segment
 //! size (records per run) that fills about the same memory, with parallel sorting on.
-use keyrecon::chunk::reader::SortedCursor;
 use keyrecon::input::{for_each_key, Format, InputSpec, Rejects};
+use keyrecon::merge::SortedCursor;
 use keyrecon::record::Schema;
 use keyrecon::sort::{SortConfig, Sorter};
 #[allow(unused_imports)]

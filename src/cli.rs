@@ -1,18 +1,29 @@
-//! What every keyrecon binary shares: size arguments, input-format flags, the Cassandra and S3
-//! connection flags, and the exit-code contract (0 same/success, 1 differences, 2 trouble; a closed pipe
-//! downstream is not trouble).
+//! What every keyrecon binary shares: size and time arguments, the flag groups (key input
+//! [`FormatArgs`], load manners [`LoadArgs`], the Cassandra and S3 connections [`CassandraArgs`],
+//! [`S3Args`]), and the run contract ([`main_with`], [`report`]): a summary paragraph on stderr and
+//! the exit code (0 same/success, 1 differences, 2 trouble; a closed pipe downstream is not trouble).
 //!
-//! The connection groups ([`CassandraArgs`], [`S3Args`]) are flattened into every binary that talks to
-//! that service, so a flag has one name, one help text and one validation everywhere (ripgrep's
-//! flags -> validated config split). Invariant: a binary never reads the raw fields to connect; it calls
-//! the group's builder ([`CassandraArgs::connect`], [`S3Args::client_options`]), which applies the
-//! environment fallbacks and checks. A binary whose default must differ (a scan reads at LOCAL_ONE, a
-//! LIST page may take longer than a HEAD) changes it with `#[command(mut_arg(..))]`, so `--help`
+//! Every binary is: flags -> a validated config -> one library call -> [`report`] of the summary
+//! (ripgrep's flags -> config split). A group is flattened into every binary that needs it, so a flag
+//! has one name, one help text and one validation everywhere. Invariant: a binary never reads the raw
+//! fields to connect; it calls the group's builder ([`CassandraArgs::connect`],
+//! [`S3Args::client_options`], [`FormatArgs::spec`]), which applies the environment fallbacks and
+//! checks. A binary whose default must differ (a scan reads at LOCAL_ONE, a LIST page may take longer
+//! than a HEAD, repair reads `auto` key files) changes it with `#[command(mut_arg(..))]`, so `--help`
 //! still shows the default that applies.
+//!
+//! One name per concept, across every tool (README "Flags"): `-j/--concurrency` (requests, streams or
+//! keys in flight), `--retries` (further attempts after the first), `--rate`, `--latency-target`,
+//! `--mem`, `--tmp`, `-o/--out`, `--resume`, `--force`, `-q/--quiet`, `--key-column` (the Cassandra
+//! partition key column), `--csv-column` (the key's column in a CSV input).
 
 use crate::input::{Format, InputSpec, KeyColumn};
+#[cfg(feature = "net")]
 use crate::sources::cassandra::session::{parse_consistency, Connect};
+#[cfg(feature = "net")]
 use crate::sources::s3::client::ClientOptions;
+use crate::summary::Summary;
+#[cfg(feature = "net")]
 use scylla::statement::Consistency;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -34,19 +45,31 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
     Ok((n * mult) as usize)
 }
 
-/// Input-format flags shared by keyrecon-sort and keyrecon-diff.
+/// How a key input is read (see `keyrecon_engine::input`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputFormat {
+    /// CSV with a header when the first line is `key` or starts with `key,`, else `lines`.
+    Auto,
+    /// One key per line, every byte but the `\n` (like comm); NUL-terminated with -z.
+    Lines,
+    /// CSV; the key in --csv-column.
+    Csv,
+}
+
+/// Key-input flags, shared by keyrecon-sort, keyrecon-diff, keyrecon-repair and keyrecon-verify.
 #[derive(clap::Args, Clone, Debug)]
 pub struct FormatArgs {
     /// Keys are NUL-terminated instead of newline-terminated (S3 keys may contain newlines). Output key
     /// files are then NUL-terminated too.
     #[arg(short = 'z', long = "null-data")]
     pub null: bool,
-    /// Input format: `lines` (one key per line, every byte but the `\n`, like comm) or `csv`.
-    #[arg(long, default_value = "lines", value_parser = ["lines", "csv"])]
-    pub format: String,
-    /// CSV key column: a 1-based number or, with --header, a column name.
-    #[arg(long, value_name = "N|NAME", default_value = "1")]
-    pub key_column: String,
+    /// Input format.
+    #[arg(long, value_enum, default_value_t = InputFormat::Lines)]
+    pub format: InputFormat,
+    /// CSV: the key's column, a 1-based number or (with a header) a name. Default: `key` when the CSV has
+    /// a header, else 1.
+    #[arg(long, value_name = "N|NAME")]
+    pub csv_column: Option<String>,
     /// CSV: the first row holds column names (it is not a key).
     #[arg(long)]
     pub header: bool,
@@ -60,24 +83,29 @@ pub struct FormatArgs {
 
 impl FormatArgs {
     pub fn format(&self) -> Result<Format, String> {
-        if self.format == "csv" {
-            if self.null {
-                return Err("-z and --format csv cannot be combined".into());
+        match self.format {
+            InputFormat::Csv => {
+                if self.null {
+                    return Err("-z and --format csv cannot be combined".into());
+                }
+                let d = self.delimiter.as_bytes();
+                if d.len() != 1 {
+                    return Err(format!("--delimiter must be one byte, got {:?}", self.delimiter));
+                }
+                let column = match self.csv_column.as_deref() {
+                    None if self.header => KeyColumn::Name("key".into()),
+                    None => KeyColumn::Index(0),
+                    Some(c) => match c.parse::<usize>() {
+                        Ok(0) => return Err("--csv-column numbers start at 1".into()),
+                        Ok(n) => KeyColumn::Index(n - 1),
+                        Err(_) => KeyColumn::Name(c.to_string()),
+                    },
+                };
+                Ok(Format::Csv { column, header: self.header, delimiter: d[0] })
             }
-            let d = self.delimiter.as_bytes();
-            if d.len() != 1 {
-                return Err(format!("--delimiter must be one byte, got {:?}", self.delimiter));
-            }
-            let column = match self.key_column.parse::<usize>() {
-                Ok(0) => return Err("--key-column numbers start at 1".into()),
-                Ok(n) => KeyColumn::Index(n - 1),
-                Err(_) => KeyColumn::Name(self.key_column.clone()),
-            };
-            Ok(Format::Csv { column, header: self.header, delimiter: d[0] })
-        } else if self.null {
-            Ok(Format::Nul)
-        } else {
-            Ok(Format::Lines)
+            InputFormat::Auto => Ok(Format::Auto { nul: self.null }),
+            InputFormat::Lines if self.null => Ok(Format::Nul),
+            InputFormat::Lines => Ok(Format::Lines),
         }
     }
 
@@ -96,6 +124,57 @@ impl FormatArgs {
     }
 }
 
+/// Load flags of the tools that send requests to servers (keyrecon-list-cassandra, keyrecon-repair,
+/// keyrecon-verify): how much at once, how fast, and how often to try again. The defaults are repair's;
+/// a tool whose work differs changes them with `mut_arg`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct LoadArgs {
+    /// Requests in flight at most (the AIMD limit starts here and never goes above it).
+    #[arg(long, short = 'j', default_value_t = 32)]
+    pub concurrency: usize,
+    /// Cap on work per second (objects/s for repair and verify, rows/s for a scan).
+    #[arg(long, value_name = "N/S", value_parser = parse_rate)]
+    pub rate: Option<f64>,
+    /// Halve the concurrency when the smoothed request latency exceeds this many milliseconds.
+    #[arg(long, default_value_t = 2000, value_name = "MS")]
+    pub latency_target: u64,
+    /// Further attempts of a failed request (timeouts, overload, 5xx) before it counts as failed.
+    #[arg(long, default_value_t = 5)]
+    pub retries: u32,
+}
+
+impl LoadArgs {
+    pub fn latency_target(&self) -> Duration {
+        Duration::from_millis(self.latency_target)
+    }
+    /// `--concurrency` must be at least 1.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.concurrency < 1 {
+            anyhow::bail!("--concurrency must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Parses a positive rate (`--rate`, `--bandwidth`'s number).
+pub fn parse_rate(s: &str) -> Result<f64, String> {
+    let r: f64 = s.trim().parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if !r.is_finite() || r <= 0.0 {
+        return Err(format!("the rate must be a positive number, got {s:?}"));
+    }
+    Ok(r)
+}
+
+/// Prints the summary's paragraph on stderr as `TOOL: ...` (unless `quiet`; always when the run is in
+/// trouble, exit code 2, so a cron job never fails in silence) and returns the exit code.
+pub fn report(tool: &str, s: &impl Summary, quiet: bool) -> i32 {
+    let code = s.exit_code();
+    if !quiet || code == 2 {
+        eprintln!("{tool}: {}", s.paragraph());
+    }
+    code
+}
+
 /// Parses a timeout in seconds (`12`, `0.5`). Zero, negative, NaN and infinite values are refused:
 /// a zero timeout fails every request, and `Duration` cannot hold the others.
 pub fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -106,14 +185,17 @@ pub fn parse_secs(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(n).map_err(|_| format!("{s:?} seconds is too long"))
 }
 
+#[cfg(feature = "net")]
 /// Environment variables the Cassandra credentials default to (preferred to the flags, which show up in
 /// `ps`).
 pub const CASSANDRA_USERNAME_ENV: &str = "KEYRECON_CASSANDRA_USERNAME";
 pub const CASSANDRA_PASSWORD_ENV: &str = "KEYRECON_CASSANDRA_PASSWORD";
 
+#[cfg(feature = "net")]
 /// How long the driver may take to open a connection to a node (not a flag: no binary ever had one).
 const CASSANDRA_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+#[cfg(feature = "net")]
 /// Cassandra connection flags, shared by keyrecon-list-cassandra, keyrecon-repair and keyrecon-verify.
 /// The defaults here are the readers' (repair, verify); keyrecon-list-cassandra overrides the
 /// consistency and the request timeout for its scan.
@@ -142,6 +224,7 @@ pub struct CassandraArgs {
     pub request_timeout: Duration,
 }
 
+#[cfg(feature = "net")]
 /// By hand, so that a `{:?}` of a binary's flags never prints the password.
 impl std::fmt::Debug for CassandraArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -157,6 +240,7 @@ impl std::fmt::Debug for CassandraArgs {
     }
 }
 
+#[cfg(feature = "net")]
 impl CassandraArgs {
     /// The session settings for `keyspace` (the keyspace whose ring the driver reads; the binary knows
     /// it, the group does not). Credentials fall back to $KEYRECON_CASSANDRA_USERNAME /
@@ -193,6 +277,7 @@ impl CassandraArgs {
     }
 }
 
+#[cfg(feature = "net")]
 /// S3 connection flags, shared by keyrecon-list-s3, keyrecon-repair and keyrecon-verify. Credentials
 /// are not flags: they follow the AWS chain (environment, ~/.aws, --profile, SSO, instance role).
 ///
@@ -218,6 +303,7 @@ pub struct S3Args {
     pub s3_timeout: Duration,
 }
 
+#[cfg(feature = "net")]
 impl S3Args {
     /// The client settings. Path-style addressing stays the client's default (on with --endpoint-url)
     /// unless --virtual-host turns it off.
@@ -258,6 +344,8 @@ pub fn main_with(tool: &str, body: impl FnOnce() -> anyhow::Result<i32>) -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
     #[test]
     fn sizes() {
         assert_eq!(parse_size("256M").unwrap(), 256 << 20);
@@ -267,6 +355,35 @@ mod tests {
         assert!(parse_size("12Q").is_err());
         assert!(parse_size("M").is_err());
     }
+
+    #[derive(Parser, Debug)]
+    struct Keys {
+        #[command(flatten)]
+        fmt: FormatArgs,
+    }
+
+    fn format(args: &[&str]) -> Result<Format, String> {
+        Keys::try_parse_from(["t"].iter().chain(args)).map_err(|e| e.to_string())?.fmt.format()
+    }
+
+    #[test]
+    fn key_input_formats() {
+        assert_eq!(format(&[]).unwrap(), Format::Lines);
+        assert_eq!(format(&["-z"]).unwrap(), Format::Nul);
+        assert_eq!(format(&["--format", "auto", "-z"]).unwrap(), Format::Auto { nul: true });
+        let csv = |column, header| Format::Csv { column, header, delimiter: b',' };
+        assert_eq!(format(&["--format", "csv"]).unwrap(), csv(KeyColumn::Index(0), false));
+        assert_eq!(format(&["--format", "csv", "--header"]).unwrap(), csv(KeyColumn::Name("key".into()), true));
+        assert_eq!(format(&["--format", "csv", "--csv-column", "3"]).unwrap(), csv(KeyColumn::Index(2), false));
+        assert!(format(&["--format", "csv", "--csv-column", "0"]).unwrap_err().contains("start at 1"));
+        assert!(format(&["--format", "csv", "-z"]).is_err());
+        assert!(format(&["--format", "tsv"]).is_err(), "choices are checked by clap");
+    }
+}
+
+#[cfg(all(test, feature = "net"))]
+mod net_tests {
+    use super::*;
 
     use clap::Parser;
 

@@ -1,45 +1,47 @@
 //! keyrecon: find and repair what a large data migration lost.
 //!
-//! Module map (data flows top to bottom):
+//! Two crates. [`keyrecon_engine`] (crates/engine, no network) sorts, merges and compares keys; this
+//! crate puts the stores on top of it and holds the binaries' shared flags:
 //! ```text
-//!  input ──► sort ──────────► chunk (chunk files, chunk sets) ◄── sources::{s3, cassandra}
-//!   │                              │
-//!   │                              ▼
-//!   └──────► hashdiff        merge (k-way, dedup)
-//!               │                  │
-//!               └──────► diff (two-sided walk, outcome files, summary) ──► repair
+//!                       ┌──────────────── keyrecon (this crate, feature `net`) ───────────────┐
+//!  Cassandra ──► sources::cassandra ─┐                                                        │
+//!  S3 ─────────► sources::s3 ────────┼─► chunk sets ─► keyrecon_engine::{merge, diff} ─► missing
+//!  key files ──► keyrecon_engine::input / sort ─┘                                 │            │
+//!                                                                  repair ◄───────┘   verify   │
+//!                       └─────────────────────────────────────────────────────────────────────┘
 //! ```
-//! - [`record`]: key bytes + optional metadata and their encoding.
-//! - [`chunk`]: the on-disk sorted chunk format and chunk sets (manifest).
-//! - [`input`]: key files (lines, NUL, CSV) into records; rejects.
-//! - [`sort`]: memory-budgeted parallel external sort into chunk sets.
-//! - [`merge`]: loser-tree k-way merge of sorted cursors, with deduplication.
-//! - [`diff`]: the two-sided walk over sorted streams and the outcome sinks.
-//! - [`hashdiff`]: diff of unsorted inputs by hash partitioning (no full sort).
-//! - [`progress`]: progress bars, counters, summaries.
-//! - [`limit`]: load limits shared by the tools that talk to servers: AIMD concurrency limiter, token
-//!   bucket, jittered exponential backoff.
+//! - The engine's modules are re-exported under their own names ([`chunk`], [`diff`], [`sort`], ...), so
+//!   `keyrecon::chunk::ChunkSet` is the engine's type.
+//! - [`cli`]: flags every binary shares (sizes, input formats, the Cassandra and S3 connection groups)
+//!   and the exit-code contract.
+//! - [`limit`]: AIMD concurrency limiter, token bucket, jittered backoff for the tools that talk to servers.
+//! - [`rt`]: the one tokio runtime builder.
+//! - [`sources`]: the listers (`cassandra`, `s3`), each writing a chunk set.
+//! - [`pool`]: the worker pool that repair and verify run their keys through.
 //! - [`repair`]: keyrecon-repair (Cassandra blob -> S3 PUT, journal, throttle).
 //! - [`verify`]: keyrecon-verify (HEAD, and with --deep compare size and MD5/ETag with the blob).
+//!
+//! Without the default feature `net` only the engine and the engine's binaries build (keyrecon-diff,
+//! keyrecon-sort): what a newcomer's first command needs, without the S3 SDK and the Cassandra driver.
 //!
 //! Invariants: keys are bytes and compare in byte order everywhere; nothing is dropped silently (bad
 //! input is rejected with a reason, failures are counted and make the exit code 2).
 
-pub mod chunk;
-pub mod cli;
-pub mod diff;
-pub mod error;
-pub mod hashdiff;
-pub mod input;
-pub mod job;
-pub mod keymap;
-pub mod limit;
-pub mod merge;
-pub mod progress;
-pub mod record;
-pub mod repair;
-pub mod sort;
-pub mod sources;
-pub mod verify;
+pub use keyrecon_engine::{
+    chunk, diff, error, hashdiff, hex, input, job, keymap, merge, progress, record, sort, summary,
+};
+pub use keyrecon_engine::{Error, Result};
 
-pub use error::{Error, Result};
+pub mod cli;
+#[cfg(feature = "net")]
+pub mod limit;
+#[cfg(feature = "net")]
+pub mod pool;
+#[cfg(feature = "net")]
+pub mod repair;
+#[cfg(feature = "net")]
+pub mod rt;
+#[cfg(feature = "net")]
+pub mod sources;
+#[cfg(feature = "net")]
+pub mod verify;

@@ -1,5 +1,6 @@
 //! Load limits shared by every tool that talks to a server: an AIMD concurrency [`Limiter`], a
-//! reservation-style token [`Bucket`], and a jittered exponential [`Backoff`].
+//! reservation-style token [`Bucket`], a jittered exponential [`Backoff`], and a [`SharedPause`] that
+//! one server's "slow down" imposes on every stream at once.
 //!
 //! ```text
 //!  task ──► Bucket::take (rate) ──► Limiter::acquire (inflight < limit, no pause) ──► request
@@ -18,6 +19,10 @@
 //! Bucket: reserves time slots (`next_free`), so many tasks can wait at once without a busy loop and
 //! the long-run rate is exact; it never lets a burst through after an idle period. A caller that
 //! reserved more than it used (a page of rows that came back short) gives the rest back.
+//!
+//! SharedPause: each slow-down signal (S3 `503 SlowDown`) doubles a penalty (50 ms .. 10 s) and pauses
+//! every stream for between half and all of it; each success halves it. Sustained throttling thus
+//! lowers the request rate of the whole tool, while an isolated 503 costs little.
 //!
 //! All clocks are tokio's: the same as std's in a run, pausable in tests.
 
@@ -258,6 +263,47 @@ impl Backoff {
     pub fn delay(&self, n: u32) -> Duration {
         let [lo, hi] = self.jitter;
         self.ceiling(n).mul_f64(lo + (hi - lo) * rand::random::<f64>())
+    }
+}
+
+/// A pause shared by all streams of a tool; see the module docs.
+pub struct SharedPause {
+    /// (paused until, current penalty)
+    state: Mutex<(Instant, Duration)>,
+}
+
+impl Default for SharedPause {
+    fn default() -> Self {
+        SharedPause { state: Mutex::new((Instant::now(), Duration::ZERO)) }
+    }
+}
+
+impl SharedPause {
+    const MIN: Duration = Duration::from_millis(50);
+    const MAX: Duration = Duration::from_secs(10);
+
+    /// Waits out the current pause, if any.
+    pub async fn wait(&self) {
+        let until = self.state.lock().unwrap().0;
+        if until > Instant::now() {
+            tokio::time::sleep_until(until).await;
+        }
+    }
+
+    /// A slow-down signal: double the penalty and pause everyone.
+    pub fn slow_down(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.1 = (s.1 * 2).clamp(Self::MIN, Self::MAX);
+        let pause = s.1.mul_f64(0.5 + 0.5 * rand::random::<f64>());
+        s.0 = s.0.max(Instant::now() + pause);
+    }
+
+    /// A success: halve the penalty (to zero below the minimum).
+    pub fn ok(&self) {
+        let mut s = self.state.lock().unwrap();
+        if !s.1.is_zero() {
+            s.1 = if s.1 < Self::MIN { Duration::ZERO } else { s.1 / 2 };
+        }
     }
 }
 

@@ -27,18 +27,21 @@
 //! reads, so it keeps no journal: an interrupted verify is simply run again.
 
 use crate::error::{Error, IoContext, Result};
+use crate::hex::encode as hex;
+use crate::input::{InputSpec, Rejects};
+use crate::pool::{self, Flow};
 use crate::repair::fetch::{Fetcher, Lookup, TableRef};
-use crate::repair::journal::hex;
-use crate::repair::keys::{self, Item, KeysFormat};
+use crate::repair::keys::{self, Item};
 use crate::repair::live::{Live, Ticker};
 use crate::repair::put::{self, Head, Target};
 use crate::repair::retry::Retry;
 use crate::repair::throttle::{Side, Throttle};
 use crate::sources::cassandra::session::Connect;
 use crate::sources::s3::client::ClientOptions;
+use crate::summary::Summary;
 use serde::Serialize;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -55,9 +58,8 @@ pub struct DeepSource {
 
 #[derive(Debug, Clone)]
 pub struct VerifyConfig {
-    pub keys: PathBuf,
-    pub keys_format: KeysFormat,
-    pub nul: bool,
+    /// The keys to check (`-` = stdin); see [`crate::repair::keys`].
+    pub keys: InputSpec,
     pub s3: ClientOptions,
     pub bucket: String,
     pub prefix: Vec<u8>,
@@ -68,7 +70,8 @@ pub struct VerifyConfig {
     pub concurrency: usize,
     pub rate: Option<f64>,
     pub latency_target: Duration,
-    pub max_attempts: u32,
+    /// Further attempts of a failed request (0: one attempt only).
+    pub retries: u32,
     pub out: PathBuf,
     pub quiet: bool,
     pub log_every: Duration,
@@ -122,10 +125,14 @@ impl VerifyCounts {
 #[derive(Debug, Default, Serialize)]
 pub struct VerifySummary {
     pub keys_file: String,
+    /// The output directory.
+    pub out: String,
     pub bucket: String,
     pub deep: bool,
     pub keys_input: u64,
     pub duplicate_keys_in_input: u64,
+    /// Input rows that could not be used (in rejects.csv): exit status 2.
+    pub keys_rejected: u64,
     pub outcomes: VerifyCounts,
     /// ok/differ keys by the comparison made.
     pub compared_md5: u64,
@@ -142,43 +149,77 @@ pub struct VerifySummary {
     pub peak_rss_bytes: u64,
 }
 
+impl Summary for VerifySummary {
+    fn exit_code(&self) -> i32 {
+        if self.keys_rejected > 0 {
+            2
+        } else {
+            self.outcomes.exit_code()
+        }
+    }
+
+    fn paragraph(&self) -> String {
+        let o = &self.outcomes;
+        format!(
+            "{} keys: {} ok, {} missing, {} differ, {} failed{}{}; {:.0} keys/s; see {}",
+            self.keys_input,
+            o.ok,
+            o.missing,
+            o.differ,
+            o.failed,
+            if self.deep {
+                format!(
+                    " (compared: {} by MD5, {} by multipart ETag, {} by size only)",
+                    self.compared_md5, self.compared_multipart_etag, self.compared_size_only
+                )
+            } else {
+                " (existence only; --deep compares content)".to_string()
+            },
+            if self.keys_rejected > 0 {
+                format!(", {} input rows rejected (rejects.csv)", self.keys_rejected)
+            } else {
+                String::new()
+            },
+            self.objects_per_sec,
+            self.out
+        )
+    }
+}
+
 struct Shared {
     cfg: VerifyConfig,
     fetcher: Option<Fetcher>,
     target: Target,
     throttle: Throttle,
-    items: Vec<Item>,
-    next: AtomicUsize,
     live: Arc<Live>,
     retries: [AtomicU64; 2],
     results: Mutex<Vec<Checked>>,
 }
 
 pub fn run(cfg: VerifyConfig) -> Result<VerifySummary> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Other(format!("tokio runtime: {e}")))?;
-    rt.block_on(run_async(cfg))
+    crate::rt::runtime()?.block_on(run_async(cfg))
 }
 
 async fn run_async(cfg: VerifyConfig) -> Result<VerifySummary> {
     let t0 = Instant::now();
     std::fs::create_dir_all(&cfg.out).ctx(&cfg.out)?;
-    let keys = keys::read(&cfg.keys, cfg.keys_format, cfg.nul)?;
+    let rejects = Rejects::new(Some(cfg.out.join("rejects.csv")));
+    let keys = keys::read(&cfg.keys, &rejects)?;
+    rejects.flush()?;
     let fetcher = match &cfg.deep {
         Some(d) => Some(Fetcher::connect(&d.connect, &d.tables, &d.key_column, &d.blob_column).await?),
         None => None,
     };
-    let client =
-        crate::sources::s3::client::build(&cfg.s3).await.map_err(|e| Error::Other(format!("S3 client: {e:#}")))?;
+    let client = crate::sources::s3::client::build(&cfg.s3).await?;
     let target = Target { client, bucket: cfg.bucket.clone(), multipart_threshold: usize::MAX, part_size: 0 };
     let mut summary = VerifySummary {
         keys_file: keys.source.clone(),
+        out: cfg.out.display().to_string(),
         bucket: cfg.bucket.clone(),
         deep: cfg.deep.is_some(),
         keys_input: keys.items.len() as u64,
         duplicate_keys_in_input: keys.duplicates,
+        keys_rejected: keys.input.rejected,
         ..Default::default()
     };
     let total = keys.items.len() as u64;
@@ -189,8 +230,6 @@ async fn run_async(cfg: VerifyConfig) -> Result<VerifySummary> {
         cfg,
         fetcher,
         target,
-        items: keys.items,
-        next: AtomicUsize::new(0),
         live: live.clone(),
         retries: Default::default(),
         results: Mutex::new(Vec::new()),
@@ -198,24 +237,31 @@ async fn run_async(cfg: VerifyConfig) -> Result<VerifySummary> {
     live.limit.store(sh.throttle.limit(), Relaxed);
     let ticker = Ticker::start(TOOL, total, live.clone(), sh.cfg.quiet, sh.cfg.log_every);
     let tr = Instant::now();
-    let mut hs = Vec::new();
-    for _ in 0..workers {
-        let sh = sh.clone();
-        hs.push(tokio::spawn(async move {
-            loop {
-                let i = sh.next.fetch_add(1, Relaxed);
-                let Some(item) = sh.items.get(i) else { return };
-                let c = check(&sh, item).await;
+    let work = sh.clone();
+    let items = keys.items;
+    pool::run(
+        workers,
+        move |feed| {
+            for item in items {
+                if !feed.send(item) {
+                    break;
+                }
+            }
+            Ok(())
+        },
+        move |item| {
+            let sh = work.clone();
+            async move {
+                let c = check(&sh, &item).await;
                 sh.results.lock().unwrap().push(c);
                 sh.live.done.fetch_add(1, Relaxed);
                 sh.live.inflight.store(sh.throttle.inflight(), Relaxed);
                 sh.live.limit.store(sh.throttle.limit(), Relaxed);
+                Flow::Continue
             }
-        }));
-    }
-    for h in hs {
-        h.await.map_err(|e| Error::Other(format!("verify worker: {e}")))?;
-    }
+        },
+    )
+    .await?;
     let secs = tr.elapsed().as_secs_f64().max(1e-3);
     ticker.finish();
 
@@ -249,10 +295,7 @@ async fn run_async(cfg: VerifyConfig) -> Result<VerifySummary> {
     summary.min_concurrency = sh.throttle.min_limit.load(Relaxed);
     summary.elapsed_ms = t0.elapsed().as_millis() as u64;
     summary.peak_rss_bytes = crate::progress::peak_rss_bytes();
-    let p = sh.cfg.out.join("summary.json");
-    let mut json = serde_json::to_vec_pretty(&summary).map_err(|e| Error::Other(e.to_string()))?;
-    json.push(b'\n');
-    std::fs::write(&p, json).ctx(&p)?;
+    crate::summary::write_json(&sh.cfg.out, &summary)?;
     Ok(summary)
 }
 
@@ -286,7 +329,7 @@ async fn check(sh: &Shared, item: &Item) -> Checked {
     };
     let _permit = sh.throttle.acquire().await;
     let retry =
-        Retry { throttle: &sh.throttle, max_attempts: sh.cfg.max_attempts, retries: [&sh.retries[0], &sh.retries[1]] };
+        Retry { throttle: &sh.throttle, max_attempts: sh.cfg.retries + 1, retries: [&sh.retries[0], &sh.retries[1]] };
     let head = match retry.run(Side::S3, &mut c.attempts, || sh.target.head(&tk)).await {
         Err(e) => return failed(c, "head", e.msg),
         Ok(None) => {
@@ -377,7 +420,7 @@ fn write_outcomes(cfg: &VerifyConfig, results: &[Checked]) -> Result<()> {
     let open = |name: &str, header: &[&str]| -> Result<(PathBuf, csv::Writer<std::fs::File>)> {
         let p = cfg.out.join(name);
         let mut w = csv::Writer::from_writer(std::fs::File::create(&p).ctx(&p)?);
-        w.write_record(header).map_err(|e| Error::Other(format!("{}: {e}", p.display())))?;
+        w.write_record(header).map_err(|e| Error::csv(&p, e))?;
         Ok((p, w))
     };
     let mut ok = open("ok.csv", &["key", "origin", "target_key", "size", "etag", "comparison"])?;
@@ -423,7 +466,7 @@ fn write_outcomes(cfg: &VerifyConfig, results: &[Checked]) -> Result<()> {
                 ],
             ),
         };
-        w.1.write_record(&row).map_err(|e| Error::Other(format!("{}: {e}", w.0.display())))?;
+        w.1.write_record(&row).map_err(|e| Error::csv(&w.0, e))?;
     }
     for (p, mut w) in [ok, missing, differ, failed] {
         w.flush().ctx(&p)?;

@@ -50,7 +50,7 @@ fn cassandra_listing_diffed_against_s3_listing_finds_exactly_what_the_migration_
     );
     assert!(String::from_utf8_lossy(&std::fs::read(cs.join("rejects.csv")).unwrap()).contains("zzz-legacy"));
 
-    let o = g.list(&["--bucket", bucket, "--out", ss.to_str().unwrap(), "--parallel", "4"]);
+    let o = g.list(&["--bucket", bucket, "--out", ss.to_str().unwrap(), "-j", "4"]);
     support_s3::assert_code(&o, 0);
 
     let o = Command::new(DIFF)

@@ -3,8 +3,8 @@
 //! writetime windows, and a keyrecon-diff of the result.
 
 use cql_test_node::{token, BlockingNode, ColumnType, Fault, Row, Table, TestNode, DEFAULT_WRITETIME};
-use keyrecon::chunk::reader::SortedCursor;
 use keyrecon::chunk::ChunkSet;
+use keyrecon::merge::SortedCursor;
 use keyrecon::record::Meta;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

@@ -253,7 +253,7 @@ fn short_pages() -> (proxy::Rewrite, Arc<AtomicU64>) {
     use base64::Engine;
     fn decode(s: &str) -> Vec<u8> {
         let mut out = Vec::new();
-        keyrecon::sources::s3::list::url_decode_into(s.as_bytes(), &mut out).expect("percent-encoded");
+        keyrecon::sources::s3::listxml::url_decode_into(s.as_bytes(), &mut out).expect("percent-encoded");
         out
     }
     let stalls = Arc::new(AtomicU64::new(0));
@@ -336,7 +336,7 @@ fn a_range_that_always_fails_exits_2_and_resume_completes_it() {
         Arc::new(|line: &str, _| {
             let sa = line.split(['?', '&', ' ']).find_map(|p| p.strip_prefix("start-after="))?;
             let mut v = Vec::new();
-            keyrecon::sources::s3::list::url_decode_into(sa.as_bytes(), &mut v).ok()?;
+            keyrecon::sources::s3::listxml::url_decode_into(sa.as_bytes(), &mut v).ok()?;
             (v.as_slice() >= &b"e"[..]).then_some(500)
         }),
     );
@@ -344,7 +344,7 @@ fn a_range_that_always_fails_exits_2_and_resume_completes_it() {
     let dir = t.path().join("s3.chunks");
     let args = ["--bucket", bucket.as_str(), "--out", s(&dir), "-j", "4", "--page-size", "100", "--chunk-keys", "250"];
     let mut a = args.to_vec();
-    a.extend(["--max-retries", "2", "--retry-base-ms", "1"]);
+    a.extend(["--retries", "2", "--retry-base-ms", "1"]);
     let o = g.list_via(&p.endpoint, &a);
     assert_code(&o, 2);
     let err = String::from_utf8_lossy(&o.stderr);
@@ -600,7 +600,7 @@ fn inventory_files_are_read_again_after_a_failed_get_and_checked_against_their_m
     m["files"][1]["MD5checksum"] = "0123456789abcdef0123456789abcdef".into();
     let url = upload_report(g, "inventory-md5", &m.to_string(), &files);
     let out = t.path().join("bad.chunks");
-    let o = g.list(&["--inventory", &url, "--out", s(&out), "--max-retries", "1"]);
+    let o = g.list(&["--inventory", &url, "--out", s(&out), "--retries", "1"]);
     assert_code(&o, 2);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains(&files[1].0) && err.contains("MD5"), "the damaged file and the reason are named: {err}");
@@ -820,7 +820,7 @@ fn missing_bucket_and_existing_output_are_trouble() {
     let g = garage();
     let t = tmp();
     let out = t.path().join("x.chunks");
-    let o = g.list(&["--bucket", "no-such-bucket", "--out", s(&out), "--max-retries", "1", "--retry-base-ms", "1"]);
+    let o = g.list(&["--bucket", "no-such-bucket", "--out", s(&out), "--retries", "1", "--retry-base-ms", "1"]);
     assert_code(&o, 2);
     assert!(String::from_utf8_lossy(&o.stderr).contains("NoSuchBucket"), "{}", String::from_utf8_lossy(&o.stderr));
     g.bucket_with("tiny", &["k".to_string()]);

@@ -329,7 +329,7 @@ fn s3_503_500_and_cassandra_timeouts_are_retried_and_throttled() {
     let kr: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
     let kf = write_keys(t.path(), &kr);
     let out = t.path().join("r");
-    let o = repair_cmd(&node, &p.endpoint, &b, &kf, &out, &["-j", "16", "--max-attempts", "10"]).output().unwrap();
+    let o = repair_cmd(&node, &p.endpoint, &b, &kf, &out, &["-j", "16", "--retries", "9"]).output().unwrap();
     assert_code(&o, 0);
     let s = summary(&out);
     assert_eq!(s["outcomes"]["ok"], n as u64, "{s}");
@@ -360,7 +360,7 @@ fn a_request_that_keeps_failing_lands_in_failed_csv_with_its_error() {
     let kr: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
     let kf = write_keys(t.path(), &kr);
     let out = t.path().join("r");
-    let o = repair_cmd(&node, &p.endpoint, &b, &kf, &out, &["--max-attempts", "3", "-q"]).output().unwrap();
+    let o = repair_cmd(&node, &p.endpoint, &b, &kf, &out, &["--retries", "2", "-q"]).output().unwrap();
     assert_code(&o, 2);
     let f = csv_rows(&out.join("failed.csv"));
     assert_eq!(f.len(), 1);

@@ -253,7 +253,7 @@ fn stdin_csv_and_exit_codes() {
     // CSV with a named key column (the format flags apply to both sides).
     let csv = w.write("c.csv", b"id,key\n1,k1\n2,\"k3\"\n3\n");
     let tcsv = w.write("t.csv", b"key,size\nk1,1\nk2,2\n");
-    let o = run(DIFF, &[&csv, &tcsv, &"--out", &out, &"--format", &"csv", &"--key-column", &"key", &"--header"]);
+    let o = run(DIFF, &[&csv, &tcsv, &"--out", &out, &"--format", &"csv", &"--csv-column", &"key", &"--header"]);
     assert_eq!(code(&o), 2, "row 4 lacks the key column: rejected -> exit 2");
     assert_eq!(w.read("out/missing-on-target.txt"), b"k3\n");
     assert_eq!(w.read("out/missing-on-source.txt"), b"k2\n");

@@ -71,7 +71,7 @@ fn s3_errors_on_head_are_retried_not_reported_missing() {
     let out = t.path().join("v");
     let o = g
         .command(VERIFY, &p.endpoint)
-        .args(["--keys", s(&list), "--bucket", &b, "--out", s(&out), "-q", "--max-attempts", "10", "-j", "4"])
+        .args(["--keys", s(&list), "--bucket", &b, "--out", s(&out), "-q", "--retries", "9", "-j", "4"])
         .output()
         .unwrap();
     assert_code(&o, 0);

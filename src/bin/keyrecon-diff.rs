@@ -1,7 +1,7 @@
 //! keyrecon-diff: which keys are missing on either side, and which differ.
 use anyhow::Context;
 use clap::Parser;
-use keyrecon::cli::{main_with, parse_size, FormatArgs};
+use keyrecon::cli::{main_with, parse_size, report, FormatArgs};
 use keyrecon::job::{self, DiffConfig, Engine, Side};
 use std::path::PathBuf;
 
@@ -48,8 +48,8 @@ struct Args {
     #[arg(long, value_name = "DIR")]
     tmp: Option<PathBuf>,
     /// Engine: auto (merge sorted chunk sets, hash-partition anything else), hash, or sort.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "hash", "sort"])]
-    engine: String,
+    #[arg(long, value_enum, default_value_t = Engine::Auto)]
+    engine: Engine,
     /// No progress bar, no summary paragraph on stderr.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -73,17 +73,9 @@ fn main() {
             term: a.fmt.terminator(),
             mem: a.mem,
             tmp_dir: a.tmp.clone().unwrap_or_else(keyrecon::sort::default_tmp),
-            engine: match a.engine.as_str() {
-                "hash" => Engine::Hash,
-                "sort" => Engine::Sort,
-                _ => Engine::Auto,
-            },
+            engine: a.engine,
             quiet: a.quiet,
         };
-        let s = job::diff(cfg)?;
-        if !a.quiet {
-            eprintln!("keyrecon-diff: {}", s.paragraph());
-        }
-        Ok(s.exit_code)
+        Ok(report("keyrecon-diff", &job::diff(cfg)?, a.quiet))
     })
 }

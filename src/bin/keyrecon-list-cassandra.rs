@@ -1,11 +1,10 @@
 //! keyrecon-list-cassandra: list a Cassandra table's partition keys into a chunk set.
 use clap::Parser;
-use keyrecon::cli::{main_with, parse_size, CassandraArgs};
+use keyrecon::cli::{main_with, parse_size, report, CassandraArgs, LoadArgs};
 use keyrecon::keymap::KeyMap;
 use keyrecon::sources::cassandra::session::{Selection, SizeSource};
 use keyrecon::sources::cassandra::{self as cass, ListConfig};
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// List every partition key of a Cassandra table (with size and writetime if asked) into a chunk set
 /// that keyrecon-diff reads directly.
@@ -37,6 +36,10 @@ use std::time::Duration;
 // a little, and the scan does not load a whole quorum), and a page takes longer than one key's read.
 #[command(mut_arg("consistency", |a| a.default_value("LOCAL_ONE").help("Consistency level of the scan")))]
 #[command(mut_arg("request_timeout", |a| a.default_value("30").help("Client-side timeout of one page request, in seconds")))]
+#[command(mut_arg("concurrency", |a| a.default_value("16").help("Ranges scanned at once (the AIMD limit never goes above this)")))]
+#[command(mut_arg("rate", |a| a.value_name("ROWS/S").help("Cap on rows per second over all ranges")))]
+#[command(mut_arg("latency_target", |a| a.help("Halve concurrency when the smoothed page latency exceeds this many milliseconds")))]
+#[command(mut_arg("retries", |a| a.default_value("6").help("Retries of one page on timeouts/unavailable/overloaded before the range is split")))]
 struct Args {
     #[command(flatten)]
     cassandra: CassandraArgs,
@@ -65,18 +68,8 @@ struct Args {
     /// Rows per page.
     #[arg(long, default_value_t = 5000)]
     page_size: i32,
-    /// Ranges scanned at once (the AIMD limit never goes above this).
-    #[arg(long, default_value_t = 16)]
-    concurrency: usize,
-    /// Cap on rows per second over all ranges.
-    #[arg(long, value_name = "ROWS/S")]
-    rate: Option<f64>,
-    /// Halve concurrency when the smoothed page latency exceeds this many milliseconds.
-    #[arg(long, default_value_t = 2000, value_name = "MS")]
-    latency_target: u64,
-    /// Retries of one page on timeouts/unavailable/overloaded before the range is split.
-    #[arg(long, default_value_t = 6)]
-    retries: u32,
+    #[command(flatten)]
+    load: LoadArgs,
     /// How many times a failing range may be split in two before it is reported as failed.
     #[arg(long, default_value_t = 3)]
     split_depth: u32,
@@ -124,11 +117,9 @@ struct Args {
 fn main() {
     main_with(cass::TOOL, || {
         let a = Args::parse();
-        if a.page_size < 1 || a.concurrency < 1 || a.splits < 1 {
-            anyhow::bail!("--page-size, --concurrency and --splits must be at least 1");
-        }
-        if a.rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
-            anyhow::bail!("--rate must be positive");
+        a.load.check()?;
+        if a.page_size < 1 || a.splits < 1 {
+            anyhow::bail!("--page-size and --splits must be at least 1");
         }
         let keymap =
             a.key_map.as_deref().map(KeyMap::from_arg).transpose().map_err(|e| anyhow::anyhow!("--key-map: {e}"))?;
@@ -151,10 +142,10 @@ fn main() {
             force: a.force,
             splits: a.splits,
             page_size: a.page_size,
-            concurrency: a.concurrency,
-            rate: a.rate,
-            latency_target: Duration::from_millis(a.latency_target),
-            retries: a.retries,
+            concurrency: a.load.concurrency,
+            rate: a.load.rate,
+            latency_target: a.load.latency_target(),
+            retries: a.load.retries,
             split_depth: a.split_depth,
             keymap,
             written_after: a.written_after,
@@ -164,40 +155,6 @@ fn main() {
             quiet: a.quiet,
             args: cass::redacted_args(std::env::args().skip(1)),
         };
-        let s = cass::list(cfg)?;
-        if !a.quiet {
-            let failed = if s.failed_ranges.is_empty() {
-                String::new()
-            } else {
-                let list: Vec<String> =
-                    s.failed_ranges.iter().map(|f| format!("({}, {}]: {}", f.lo, f.hi, f.error)).collect();
-                format!(" NOT LISTED ({} ranges): {}.", s.failed_ranges.len(), list.join("; "))
-            };
-            eprintln!(
-                "{}: {}.{}: {} rows read in {} pages over {} ranges{}; {} records in {} ({} duplicates, {} rejected, {} outside the writetime window); {} retries, {} ranges split, {} throttle events (lowest concurrency {}); scan {:.2}s ({:.0} rows/s), merge {:.2}s, peak RSS {} MiB.{}",
-                cass::TOOL,
-                s.keyspace,
-                s.table,
-                s.rows_read,
-                s.pages,
-                s.ranges,
-                if s.resumed { format!(" (resumed, {} ranges were already done)", s.ranges_resumed_done) } else { String::new() },
-                s.records,
-                s.out,
-                s.duplicates,
-                s.rejects,
-                s.outside_window,
-                s.retries,
-                s.ranges_split,
-                s.throttle_events,
-                s.min_concurrency,
-                s.timings.scan_ms as f64 / 1000.0,
-                s.timings.rows_per_sec,
-                s.timings.merge_ms as f64 / 1000.0,
-                s.peak_rss_bytes >> 20,
-                failed
-            );
-        }
-        Ok(s.exit_code())
+        Ok(report(cass::TOOL, &cass::list(cfg)?, a.quiet))
     })
 }

@@ -1,22 +1,33 @@
 //! keyrecon-list-s3: list an S3 bucket (or read its S3 Inventory) into a chunk set for keyrecon-diff.
-//! Flags -> config -> `keyrecon::sources::s3` -> exit code (0 complete, 2 trouble or unfinished ranges).
+//! Flags -> config -> `keyrecon::sources::s3::run` -> summary and exit code (0 complete, 2 trouble or
+//! unfinished ranges).
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Parser;
-use keyrecon::cli::S3Args;
+use keyrecon::cli::{main_with, parse_size, report, S3Args};
 use keyrecon::sources::s3::{
     self,
+    fetch::RetryPolicy,
     inventory::InventoryConfig,
-    list::{ListConfig, RetryPolicy, Sink},
-    Cutoff,
+    list::{ListConfig, Sink},
+    Cutoff, Job,
 };
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Output of a listing.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Output {
+    /// A chunk set (directory) for keyrecon-diff.
+    Chunks,
+    /// Keys, one per line, on stdout (--out -).
+    Lines,
+}
+
 /// List an S3 bucket with many parallel streams over disjoint key ranges (no dependence on prefixes),
 /// or read an S3 Inventory report, into a chunk set that keyrecon-diff reads directly.
 ///
-/// How it lists: the key space is cut into ranges, one ListObjectsV2 stream each (--parallel); when a
+/// How it lists: the key space is cut into ranges, one ListObjectsV2 stream each (--concurrency); when a
 /// stream finishes, the widest range still being listed is split and the idle stream takes its upper
 /// half, so uniform hex keys, deep date paths and one giant prefix all keep every stream busy. Failed
 /// pages are retried with backoff and jitter; 503 SlowDown slows every stream down. A page that still
@@ -36,7 +47,7 @@ use std::time::Duration;
 /// unfinished: rerun the same command with --resume to continue them).
 ///
 /// Examples:
-///   keyrecon-list-s3 --bucket photos --parallel 32 --out photos.chunks
+///   keyrecon-list-s3 --bucket photos --concurrency 32 --out photos.chunks
 ///   keyrecon-list-s3 --bucket photos --out photos.chunks --resume          # after a failure or kill
 ///   keyrecon-list-s3 --bucket photos --prefix 2024/ --max-age 30d --out - | wc -l
 ///   keyrecon-list-s3 --bucket photos --modified-before 2024-05-01T00:00:00Z --out before-dual-write.chunks
@@ -58,16 +69,16 @@ struct Args {
     /// Output: a chunk set directory, or `-` for plain keys on stdout.
     #[arg(long, short)]
     out: PathBuf,
-    /// Output format: `chunks` (a chunk set) or `lines` (keys, one per line, to --out or stdout).
-    #[arg(long, default_value = "chunks", value_parser = ["chunks", "lines"])]
-    format: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Chunks)]
+    format: Output,
     /// With lines output: NUL-terminate keys instead of newline (keys may contain newlines).
     #[arg(short = 'z', long = "null-data")]
     null: bool,
-    /// Parallel list streams (ranges are split dynamically to keep them all busy); with --inventory,
+    /// List streams at once (ranges are split dynamically to keep them all busy); with --inventory,
     /// data files read at once.
     #[arg(long, short = 'j', default_value_t = 16)]
-    parallel: usize,
+    concurrency: usize,
     /// Keys per ListObjectsV2 request (S3 caps it at 1000).
     #[arg(long, default_value_t = 1000)]
     page_size: i32,
@@ -78,26 +89,26 @@ struct Args {
     #[arg(long, value_name = "KEY")]
     end_before: Option<String>,
     /// Only objects modified at most this long ago (e.g. 7d, 36h).
-    #[arg(long, value_name = "AGE")]
-    max_age: Option<String>,
+    #[arg(long, value_name = "AGE", value_parser = s3::parse_age)]
+    max_age: Option<Duration>,
     /// Only objects modified at least this long ago (e.g. 1h).
-    #[arg(long, value_name = "AGE")]
-    min_age: Option<String>,
+    #[arg(long, value_name = "AGE", value_parser = s3::parse_age)]
+    min_age: Option<Duration>,
     /// Only objects modified at or after this time (RFC 3339).
-    #[arg(long, value_name = "TIME")]
-    modified_since: Option<String>,
+    #[arg(long, value_name = "TIME", value_parser = s3::parse_time_us)]
+    modified_since: Option<i64>,
     /// Only objects modified at or before this time (RFC 3339), e.g. when dual writes began.
-    #[arg(long, value_name = "TIME")]
-    modified_before: Option<String>,
+    #[arg(long, value_name = "TIME", value_parser = s3::parse_time_us)]
+    modified_before: Option<i64>,
     /// Read this S3 Inventory manifest.json (local path or s3://bucket/key) instead of listing.
     #[arg(long, value_name = "MANIFEST")]
     inventory: Option<String>,
     #[command(flatten)]
     s3: S3Args,
-    /// Retries of a failed page before it counts as an error (with --inventory: further reads of a data
-    /// file whose transfer failed or whose size or MD5 differs from the manifest's).
+    /// Further attempts of a failed page before it counts as an error (with --inventory: further reads
+    /// of a data file whose transfer failed or whose size or MD5 differs from the manifest's).
     #[arg(long, default_value_t = 10)]
-    max_retries: u32,
+    retries: u32,
     /// First retry backoff in milliseconds (doubles per retry, random jitter, capped at 20 s).
     #[arg(long, default_value_t = 100)]
     retry_base_ms: u64,
@@ -111,8 +122,8 @@ struct Args {
     /// Replace an existing chunk set or unfinished listing in --out.
     #[arg(long)]
     force: bool,
-    /// Memory for sorting an inventory (e.g. 1G), shared by the data files read at once (--parallel).
-    #[arg(long, default_value = "1G", value_parser = keyrecon::cli::parse_size)]
+    /// Memory for sorting an inventory (e.g. 1G), shared by the data files read at once (--concurrency).
+    #[arg(long, default_value = "1G", value_parser = parse_size)]
     mem: usize,
     /// No progress output.
     #[arg(long, short)]
@@ -120,58 +131,37 @@ struct Args {
 }
 
 fn main() {
-    keyrecon::cli::main_with("keyrecon-list-s3", || run(Args::parse()));
+    main_with("keyrecon-list-s3", || {
+        let a = Args::parse();
+        let quiet = a.quiet;
+        Ok(report("keyrecon-list-s3", &s3::run(&a.s3.client_options()?, job(a)?)?, quiet))
+    });
 }
 
-fn run(a: Args) -> Result<i32> {
-    let now = s3::now_us();
-    let mut cutoff = Cutoff::default();
-    if let Some(x) = &a.max_age {
-        cutoff.narrow(Some(now - s3::parse_age(x).context("--max-age")?.as_micros() as i64), None);
-    }
-    if let Some(x) = &a.min_age {
-        cutoff.narrow(None, Some(now - s3::parse_age(x).context("--min-age")?.as_micros() as i64));
-    }
-    if let Some(x) = &a.modified_since {
-        cutoff.narrow(Some(s3::parse_time_us(x).context("--modified-since")?), None);
-    }
-    if let Some(x) = &a.modified_before {
-        cutoff.narrow(None, Some(s3::parse_time_us(x).context("--modified-before")?));
-    }
-    let copts = a.s3.client_options()?;
+/// The flags as a job: a listing into a sink, or an inventory read.
+fn job(a: Args) -> Result<Job> {
+    let cutoff = Cutoff::from_flags(s3::now_us(), a.max_age, a.min_age, a.modified_since, a.modified_before);
     let to_stdout = a.out.as_os_str() == "-";
-    let lines = to_stdout || a.format == "lines";
-
-    if let Some(manifest) = &a.inventory {
+    let lines = to_stdout || a.format == Output::Lines;
+    if let Some(manifest) = a.inventory {
         if lines {
             bail!("--inventory writes a chunk set: --out must be a directory, without --format lines");
         }
-        let client = if manifest.starts_with("s3://") {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            Some(rt.block_on(s3::client::build(&copts))?)
-        } else {
-            None
-        };
         let cfg = InventoryConfig {
-            manifest: manifest.clone(),
-            prefix: a.prefix.clone(),
-            start_after: a.start_after.clone(),
-            end_before: a.end_before.clone(),
+            manifest,
+            prefix: a.prefix,
+            start_after: a.start_after,
+            end_before: a.end_before,
             cutoff,
-            parallel: a.parallel,
+            concurrency: a.concurrency,
             mem: a.mem,
             chunk_bytes: 256 << 20,
-            max_retries: a.max_retries,
+            max_retries: a.retries,
             quiet: a.quiet,
         };
-        let sum = s3::inventory::read_inventory(client.as_ref(), &cfg, &a.out, a.force, a.resume)?;
-        if !a.quiet {
-            eprintln!("keyrecon-list-s3: {}", sum.paragraph());
-        }
-        return Ok(0);
+        return Ok(Job::Inventory { cfg, out: a.out, force: a.force, resume: a.resume });
     }
-
-    let Some(bucket) = a.bucket.clone() else { bail!("--bucket is required (or --inventory)") };
+    let Some(bucket) = a.bucket else { bail!("--bucket is required (or --inventory)") };
     if lines && a.resume {
         bail!("--resume needs a chunk-set --out (lines output cannot be resumed)");
     }
@@ -180,14 +170,14 @@ fn run(a: Args) -> Result<i32> {
     }
     let cfg = ListConfig {
         bucket,
-        prefix: a.prefix.clone(),
-        start_after: a.start_after.clone(),
-        end_before: a.end_before.clone(),
-        parallel: a.parallel,
+        prefix: a.prefix,
+        start_after: a.start_after,
+        end_before: a.end_before,
+        concurrency: a.concurrency,
         page_size: a.page_size.clamp(1, 1000),
         cutoff,
         retry: RetryPolicy {
-            max_retries: a.max_retries,
+            max_retries: a.retries,
             base: Duration::from_millis(a.retry_base_ms),
             cap: Duration::from_secs(20),
         },
@@ -197,20 +187,7 @@ fn run(a: Args) -> Result<i32> {
     let sink = if lines {
         Sink::Lines { terminator: if a.null { 0 } else { b'\n' } }
     } else {
-        Sink::ChunkSet { dir: a.out.clone(), force: a.force, resume: a.resume }
+        Sink::ChunkSet { dir: a.out, force: a.force, resume: a.resume }
     };
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()
-        .context("starting tokio")?;
-    let sum = rt.block_on(async {
-        let client = s3::client::build(&copts).await?;
-        s3::list::list(client, cfg, sink).await
-    })?;
-    if !a.quiet || !sum.complete {
-        eprintln!("keyrecon-list-s3: {}", sum.paragraph());
-    }
-    Ok(if sum.complete && sum.errors == 0 { 0 } else { 2 })
+    Ok(Job::List { cfg, sink })
 }

@@ -1,8 +1,7 @@
 //! keyrecon-repair: copy the blobs of missing keys from Cassandra to S3, resumably, gently, exactly.
 use clap::Parser;
-use keyrecon::cli::{main_with, parse_size, CassandraArgs, S3Args};
+use keyrecon::cli::{main_with, parse_size, report, CassandraArgs, FormatArgs, LoadArgs, S3Args};
 use keyrecon::repair::fetch::TableRef;
-use keyrecon::repair::keys::KeysFormat;
 use keyrecon::repair::{self, RepairConfig, TOOL};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,12 +18,12 @@ use std::time::Duration;
 /// Input (--keys FILE or - for stdin): keyrecon-diff's missing-on-target.csv (its `key` is the S3 key,
 /// its `origin` the Cassandra key when a --key-map mapped it), a CSV with a `key` column (e.g. an
 /// ok.csv), or one key per line (-z: NUL-terminated), e.g. missing-on-target.txt when the listings
-/// carried no metadata. The S3 key is --prefix + key.
+/// carried no metadata. The S3 key is --prefix + key. Rows that cannot be used go to rejects.csv.
 ///
 /// Manners: at most --concurrency keys in flight; the limit is halved on S3 503 SlowDown, timeouts,
 /// Cassandra ReadTimeout/Overloaded and latency above --latency-target, and grows back by one when
 /// things are fast (each change is logged). --rate and --bandwidth cap objects/s and bytes/s. Failed
-/// requests are retried with exponential backoff and jitter, --max-attempts in all.
+/// requests are retried with exponential backoff and jitter, --retries times.
 ///
 /// Outcomes in --out DIR: ok.csv, not-found.csv (in no table), failed.csv (with the last error),
 /// exists.csv (exists / differ), summary.json (counts, bytes, rates, timings, retries, throttling),
@@ -32,7 +31,7 @@ use std::time::Duration;
 /// outcome are skipped, failed ones are tried again, nothing is copied twice or lost.
 ///
 /// Exit status: 0 every key ok or exists; 1 some not found or existing with another size (differ);
-/// 2 some failed (or the run could not start).
+/// 2 some failed, input rows were rejected, or the run could not start.
 ///
 /// Credentials: Cassandra from KEYRECON_CASSANDRA_USERNAME / KEYRECON_CASSANDRA_PASSWORD (or flags);
 /// S3 from the AWS chain (environment, ~/.aws, --profile, SSO, instance role).
@@ -49,16 +48,15 @@ use std::time::Duration;
 ///   # dry run first: add --dry-run (prints what would be copied, writes nothing to S3)
 #[derive(Parser, Debug)]
 #[command(name = "keyrecon-repair", version, verbatim_doc_comment)]
+#[command(mut_arg("format", |a| a.default_value("auto")))]
+#[command(mut_arg("concurrency", |a| a.help("Keys in flight at most (each holds its blob in memory: memory ~ concurrency x object size)")))]
+#[command(mut_arg("rate", |a| a.value_name("OBJ/S").help("Cap on objects per second")))]
 struct Args {
     /// Keys to repair: missing-on-target.csv, a CSV with a `key` column, a key-per-line file, or - (stdin).
     #[arg(long, value_name = "FILE|-")]
     keys: PathBuf,
-    /// Input format: auto (CSV when the first line is `key` or starts with `key,`), csv or lines.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "csv", "lines"])]
-    format: String,
-    /// Plain keys are NUL-terminated (S3 keys may contain newlines).
-    #[arg(short = 'z', long = "null-data")]
-    null: bool,
+    #[command(flatten)]
+    fmt: FormatArgs,
     /// Directory for the outcome files, summary.json and the journal.
     #[arg(long, short = 'o', value_name = "DIR")]
     out: PathBuf,
@@ -115,21 +113,11 @@ struct Args {
     #[arg(long, default_value = "16M", value_parser = parse_size)]
     part_size: usize,
 
-    /// Keys in flight at most (each holds its blob in memory: memory ~ concurrency x object size).
-    #[arg(long, short = 'j', default_value_t = 32)]
-    concurrency: usize,
-    /// Cap on objects per second.
-    #[arg(long, value_name = "OBJ/S")]
-    rate: Option<f64>,
+    #[command(flatten)]
+    load: LoadArgs,
     /// Cap on bytes per second uploaded (K/M/G suffixes).
     #[arg(long, value_name = "BYTES/S", value_parser = parse_size)]
     bandwidth: Option<usize>,
-    /// Halve concurrency when the smoothed latency of Cassandra or S3 requests exceeds this (ms).
-    #[arg(long, default_value_t = 2000, value_name = "MS")]
-    latency_target: u64,
-    /// Attempts per request (first try included) before the key is recorded as failed.
-    #[arg(long, default_value_t = 6)]
-    max_attempts: u32,
     /// Seconds between progress log lines when stderr is not a terminal.
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     log_every: u64,
@@ -141,11 +129,9 @@ struct Args {
 fn main() {
     main_with(TOOL, || {
         let a = Args::parse();
-        if a.concurrency < 1 || a.max_attempts < 1 {
-            anyhow::bail!("--concurrency and --max-attempts must be at least 1");
-        }
-        if a.rate.is_some_and(|r| r.is_nan() || r <= 0.0) || a.bandwidth == Some(0) {
-            anyhow::bail!("--rate and --bandwidth must be positive");
+        a.load.check()?;
+        if a.bandwidth == Some(0) {
+            anyhow::bail!("--bandwidth must be positive");
         }
         if a.part_size < 1 {
             anyhow::bail!("--part-size must be at least 1 byte");
@@ -153,13 +139,7 @@ fn main() {
         let mut tables = vec![a.source.clone()];
         tables.extend(a.fallback.iter().cloned());
         let cfg = RepairConfig {
-            keys: a.keys.clone(),
-            keys_format: match a.format.as_str() {
-                "csv" => KeysFormat::Csv,
-                "lines" => KeysFormat::Lines,
-                _ => KeysFormat::Auto,
-            },
-            nul: a.null,
+            keys: a.fmt.spec(a.keys.clone()).map_err(anyhow::Error::msg)?,
             connect: a.cassandra.connect(&a.source.keyspace)?,
             tables,
             key_column: a.key_column.clone(),
@@ -167,11 +147,11 @@ fn main() {
             s3: a.s3.client_options()?,
             bucket: a.bucket.clone(),
             prefix: a.prefix.clone().into_bytes(),
-            concurrency: a.concurrency,
-            rate: a.rate,
+            concurrency: a.load.concurrency,
+            rate: a.load.rate,
             bandwidth: a.bandwidth.map(|b| b as f64),
-            latency_target: Duration::from_millis(a.latency_target),
-            max_attempts: a.max_attempts,
+            latency_target: a.load.latency_target(),
+            retries: a.load.retries,
             overwrite: a.overwrite,
             dry_run: a.dry_run,
             recheck: !a.no_recheck,
@@ -184,32 +164,6 @@ fn main() {
             quiet: a.quiet,
             log_every: Duration::from_secs(a.log_every.max(1)),
         };
-        let s = repair::run(cfg)?;
-        if !a.quiet {
-            let o = &s.outcomes;
-            eprintln!(
-                "{TOOL}: {} keys{}: {} ok, {} not found, {} failed, {} exist, {} differ{}; this run: {} keys, {:.1} MB at {:.0} objects/s ({:.1} MB/s), {} from fallbacks, {} multipart; retries {} cassandra / {} s3; {} throttle events (lowest concurrency {}); see {}",
-                s.keys_input,
-                if s.skipped_done_earlier > 0 { format!(" ({} done by an earlier run)", s.skipped_done_earlier) } else { String::new() },
-                o.ok,
-                o.not_found,
-                o.failed,
-                o.exists,
-                o.differ,
-                if s.dry_run { " (dry run: nothing written)" } else { "" },
-                s.processed,
-                s.bytes_copied as f64 / 1e6,
-                s.objects_per_sec,
-                s.bytes_per_sec / 1e6,
-                s.from_fallback,
-                s.multipart_uploads,
-                s.retries_cassandra,
-                s.retries_s3,
-                s.throttle_events,
-                s.min_concurrency,
-                a.out.display()
-            );
-        }
-        Ok(s.exit_code())
+        Ok(report(TOOL, &repair::run(cfg)?, a.quiet))
     })
 }

@@ -1,6 +1,6 @@
 //! keyrecon-sort: key files into a sorted, deduplicated chunk set.
 use clap::Parser;
-use keyrecon::cli::{main_with, parse_size, FormatArgs};
+use keyrecon::cli::{main_with, parse_size, report, FormatArgs};
 use keyrecon::job::{self, SortJobConfig};
 use std::path::PathBuf;
 
@@ -74,23 +74,6 @@ fn main() {
                 .transpose()
                 .map_err(anyhow::Error::msg)?,
         })?;
-        if !a.quiet {
-            eprintln!(
-                "keyrecon-sort: {} records read, {} unique, {} duplicates, {} blank, {} unreadable, {} rejected by --key-map; {} chunks in {} ({} runs spilled, {} merge passes); {:.2}s, peak RSS {} MiB.",
-                s.input.records_read,
-                s.records,
-                s.sort.duplicates,
-                s.input.blank,
-                s.input.rejected,
-                s.key_map_rejected,
-                s.chunks,
-                a.out.display(),
-                s.sort.runs_spilled,
-                s.sort.merge_passes,
-                s.total_ms as f64 / 1000.0,
-                s.peak_rss_bytes >> 20
-            );
-        }
-        Ok(s.exit_code)
+        Ok(report("keyrecon-sort", &s, a.quiet))
     })
 }

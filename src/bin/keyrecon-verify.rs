@@ -1,8 +1,7 @@
 //! keyrecon-verify: check that keys are in S3 and, with --deep, that each object holds its Cassandra blob.
 use clap::Parser;
-use keyrecon::cli::{main_with, parse_size, CassandraArgs, S3Args};
+use keyrecon::cli::{main_with, parse_size, report, CassandraArgs, FormatArgs, LoadArgs, S3Args};
 use keyrecon::repair::fetch::TableRef;
-use keyrecon::repair::keys::KeysFormat;
 use keyrecon::verify::{self, DeepSource, VerifyConfig, TOOL};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,16 +28,15 @@ use std::time::Duration;
 #[command(name = "keyrecon-verify", version, verbatim_doc_comment)]
 // Cassandra is only read with --deep, which requires the contact points itself.
 #[command(mut_arg("contact_points", |a| a.required(false).help("Nodes to connect to first, as HOST:PORT,... (with --deep)")))]
+#[command(mut_arg("format", |a| a.default_value("auto")))]
+#[command(mut_arg("concurrency", |a| a.help("Keys checked at once at most")))]
+#[command(mut_arg("rate", |a| a.value_name("KEYS/S").help("Cap on keys per second")))]
 struct Args {
     /// Keys to check: a CSV with a `key` column (missing-on-target.csv, ok.csv), a key-per-line file, or -.
     #[arg(long, value_name = "FILE|-")]
     keys: PathBuf,
-    /// Input format: auto (CSV when the first line is `key` or starts with `key,`), csv or lines.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "csv", "lines"])]
-    format: String,
-    /// Plain keys are NUL-terminated.
-    #[arg(short = 'z', long = "null-data")]
-    null: bool,
+    #[command(flatten)]
+    fmt: FormatArgs,
     /// Directory for the outcome files and summary.json.
     #[arg(long, short = 'o', value_name = "DIR")]
     out: PathBuf,
@@ -73,18 +71,8 @@ struct Args {
     #[command(flatten)]
     cassandra: CassandraArgs,
 
-    /// Keys checked at once at most.
-    #[arg(long, short = 'j', default_value_t = 32)]
-    concurrency: usize,
-    /// Cap on keys per second.
-    #[arg(long, value_name = "OBJ/S")]
-    rate: Option<f64>,
-    /// Halve concurrency when the smoothed latency of Cassandra or S3 requests exceeds this (ms).
-    #[arg(long, default_value_t = 2000, value_name = "MS")]
-    latency_target: u64,
-    /// Attempts per request (first try included) before the key is recorded as failed.
-    #[arg(long, default_value_t = 6)]
-    max_attempts: u32,
+    #[command(flatten)]
+    load: LoadArgs,
     /// Seconds between progress log lines when stderr is not a terminal.
     #[arg(long, default_value_t = 10, value_name = "SECS")]
     log_every: u64,
@@ -96,12 +84,7 @@ struct Args {
 fn main() {
     main_with(TOOL, || {
         let a = Args::parse();
-        if a.concurrency < 1 || a.max_attempts < 1 {
-            anyhow::bail!("--concurrency and --max-attempts must be at least 1");
-        }
-        if a.rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
-            anyhow::bail!("--rate must be positive");
-        }
+        a.load.check()?;
         let deep = match (&a.source, a.deep) {
             (Some(src), true) => {
                 let mut tables = vec![src.clone()];
@@ -116,48 +99,20 @@ fn main() {
             _ => None,
         };
         let cfg = VerifyConfig {
-            keys: a.keys.clone(),
-            keys_format: match a.format.as_str() {
-                "csv" => KeysFormat::Csv,
-                "lines" => KeysFormat::Lines,
-                _ => KeysFormat::Auto,
-            },
-            nul: a.null,
+            keys: a.fmt.spec(a.keys.clone()).map_err(anyhow::Error::msg)?,
             s3: a.s3.client_options()?,
             bucket: a.bucket.clone(),
             prefix: a.prefix.clone().into_bytes(),
             deep,
             part_size: a.part_size,
-            concurrency: a.concurrency,
-            rate: a.rate,
-            latency_target: Duration::from_millis(a.latency_target),
-            max_attempts: a.max_attempts,
+            concurrency: a.load.concurrency,
+            rate: a.load.rate,
+            latency_target: a.load.latency_target(),
+            retries: a.load.retries,
             out: a.out.clone(),
             quiet: a.quiet,
             log_every: Duration::from_secs(a.log_every.max(1)),
         };
-        let s = verify::run(cfg)?;
-        if !a.quiet {
-            let o = &s.outcomes;
-            eprintln!(
-                "{TOOL}: {} keys: {} ok, {} missing, {} differ, {} failed{}; {:.0} keys/s; see {}",
-                s.keys_input,
-                o.ok,
-                o.missing,
-                o.differ,
-                o.failed,
-                if s.deep {
-                    format!(
-                        " (compared: {} by MD5, {} by multipart ETag, {} by size only)",
-                        s.compared_md5, s.compared_multipart_etag, s.compared_size_only
-                    )
-                } else {
-                    " (existence only; --deep compares content)".to_string()
-                },
-                s.objects_per_sec,
-                a.out.display()
-            );
-        }
-        Ok(s.outcomes.exit_code())
+        Ok(report(TOOL, &verify::run(cfg)?, a.quiet))
     })
 }

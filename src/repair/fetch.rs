@@ -95,7 +95,7 @@ impl KeyType {
                 if hex.len() != 32 || key.len() != 36 {
                     return Err("key is not a hyphenated UUID, the key column is a uuid".into());
                 }
-                super::journal::unhex(std::str::from_utf8(&hex).unwrap_or("zz"))
+                crate::hex::decode(std::str::from_utf8(&hex).unwrap_or("zz"))
                     .map_err(|_| "key is not a hyphenated UUID, the key column is a uuid".into())
             }
         }
@@ -151,12 +151,11 @@ impl Fetcher {
                 ident(&t.table),
                 ident(key_column)
             );
-            let stmt = session
-                .prepare(cql.as_str())
-                .await
-                .map_err(|e| Error::Other(format!("{t}: preparing {cql:?}: {e}")))?;
+            let stmt =
+                session.prepare(cql.as_str()).await.map_err(|e| Error::remote(format!("{t}: preparing {cql:?}"), e))?;
             let specs = stmt.get_variable_col_specs();
-            let spec = specs.get_by_index(0).ok_or_else(|| Error::Other(format!("{t}: {cql:?} has no bind marker")))?;
+            let spec =
+                specs.get_by_index(0).ok_or_else(|| Error::Internal(format!("{t}: {cql:?} has no bind marker")))?;
             let key_type = KeyType::of(spec.typ()).map_err(|e| Error::Usage(format!("{t}.{key_column}: {e}")))?;
             sources.push(Source { name: t.to_string(), table: t.clone(), stmt, key_type });
         }

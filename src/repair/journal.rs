@@ -141,29 +141,7 @@ fn is_zero(v: &u32) -> bool {
 
 const INTENT: &str = "put";
 
-pub fn hex(b: &[u8]) -> String {
-    const H: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        s.push(H[(x >> 4) as usize] as char);
-        s.push(H[(x & 15) as usize] as char);
-    }
-    s
-}
-
-pub fn unhex(s: &str) -> std::result::Result<Vec<u8>, String> {
-    let b = s.as_bytes();
-    if b.len() % 2 != 0 {
-        return Err(format!("odd-length hex {s:?}"));
-    }
-    let d = |c: u8| match c {
-        b'0'..=b'9' => Ok(c - b'0'),
-        b'a'..=b'f' => Ok(c - b'a' + 10),
-        b'A'..=b'F' => Ok(c - b'A' + 10),
-        _ => Err(format!("bad hex digit {:?} in {s:?}", c as char)),
-    };
-    b.chunks(2).map(|p| Ok(d(p[0])? << 4 | d(p[1])?)).collect()
-}
+use crate::hex::{decode as unhex, encode as hex};
 
 fn encode(d: &Done) -> Vec<u8> {
     let l = Line {
@@ -451,12 +429,5 @@ mod tests {
         std::fs::write(&p, &data).unwrap();
         let e = Journal::open(dir.path(), true, false).err().unwrap().to_string();
         assert!(e.contains("line 1"), "{e}");
-    }
-
-    #[test]
-    fn hex_round_trip() {
-        assert_eq!(unhex(&hex(b"\x00\xffab")).unwrap(), b"\x00\xffab");
-        assert!(unhex("abc").is_err());
-        assert!(unhex("zz").is_err());
     }
 }

@@ -36,19 +36,22 @@ pub mod retry;
 pub mod throttle;
 
 use crate::error::{Error, Result};
+use crate::input::{InputSpec, Rejects};
+use crate::pool::{self, Flow};
 use crate::sources::cassandra::session::Connect;
 use crate::sources::s3::client::ClientOptions;
+use crate::summary::Summary;
 use bytes::Bytes;
 use fetch::{Fetcher, Lookup, TableRef};
 use journal::{Done, Journal, Outcome};
-use keys::{Item, KeysFormat};
+use keys::Item;
 use live::{Live, Ticker};
 use put::Target;
 use retry::Retry;
 use serde::Serialize;
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use throttle::{Side, Throttle};
@@ -58,9 +61,8 @@ pub const TOOL: &str = "keyrecon-repair";
 /// A validated repair job.
 #[derive(Debug, Clone)]
 pub struct RepairConfig {
-    pub keys: PathBuf,
-    pub keys_format: KeysFormat,
-    pub nul: bool,
+    /// The keys to repair (`-` = stdin); see [`keys`].
+    pub keys: InputSpec,
     pub connect: Connect,
     /// The source first, then the fallbacks, in lookup order.
     pub tables: Vec<TableRef>,
@@ -74,7 +76,8 @@ pub struct RepairConfig {
     pub rate: Option<f64>,
     pub bandwidth: Option<f64>,
     pub latency_target: Duration,
-    pub max_attempts: u32,
+    /// Further attempts of a failed request (0: one attempt only).
+    pub retries: u32,
     pub overwrite: bool,
     pub dry_run: bool,
     pub recheck: bool,
@@ -92,6 +95,8 @@ pub struct RepairConfig {
 #[derive(Debug, Default, Serialize)]
 pub struct RepairSummary {
     pub keys_file: String,
+    /// The output directory.
+    pub out: String,
     pub bucket: String,
     pub tables: Vec<String>,
     pub dry_run: bool,
@@ -99,6 +104,8 @@ pub struct RepairSummary {
     /// Keys read from the input (after dropping duplicates).
     pub keys_input: u64,
     pub duplicate_keys_in_input: u64,
+    /// Input rows that could not be used (in rejects.csv): exit status 2.
+    pub keys_rejected: u64,
     /// Keys skipped because the journal of an earlier run has their final outcome.
     pub skipped_done_earlier: u64,
     /// Keys processed by this run.
@@ -136,9 +143,44 @@ pub struct Timings {
     pub put_mean_ms: f64,
 }
 
-impl RepairSummary {
-    pub fn exit_code(&self) -> i32 {
-        self.outcomes.exit_code()
+impl Summary for RepairSummary {
+    fn exit_code(&self) -> i32 {
+        if self.keys_rejected > 0 {
+            2
+        } else {
+            self.outcomes.exit_code()
+        }
+    }
+
+    fn paragraph(&self) -> String {
+        let o = &self.outcomes;
+        format!(
+            "{} keys{}: {} ok, {} not found, {} failed, {} exist, {} differ{}{}; this run: {} keys, {:.1} MB at {:.0} objects/s ({:.1} MB/s), {} from fallbacks, {} multipart; retries {} cassandra / {} s3; {} throttle events (lowest concurrency {}); see {}",
+            self.keys_input,
+            if self.skipped_done_earlier > 0 {
+                format!(" ({} done by an earlier run)", self.skipped_done_earlier)
+            } else {
+                String::new()
+            },
+            o.ok,
+            o.not_found,
+            o.failed,
+            o.exists,
+            o.differ,
+            if self.dry_run { " (dry run: nothing written)" } else { "" },
+            if self.keys_rejected > 0 { format!(", {} input rows rejected (rejects.csv)", self.keys_rejected) } else { String::new() },
+            self.processed,
+            self.bytes_copied as f64 / 1e6,
+            self.objects_per_sec,
+            self.bytes_per_sec / 1e6,
+            self.from_fallback,
+            self.multipart_uploads,
+            self.retries_cassandra,
+            self.retries_s3,
+            self.throttle_events,
+            self.min_concurrency,
+            self.out
+        )
     }
 }
 
@@ -161,8 +203,6 @@ struct Shared {
     throttle: Throttle,
     journal: Journal,
     intents: HashSet<Vec<u8>>,
-    todo: Vec<Item>,
-    next: AtomicUsize,
     live: Arc<Live>,
     counters: Counters,
     this_run: Mutex<outcome::Counts>,
@@ -171,17 +211,15 @@ struct Shared {
 
 /// Runs a repair to the end and writes its outcome files and summary into `cfg.out`.
 pub fn run(cfg: RepairConfig) -> Result<RepairSummary> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Other(format!("tokio runtime: {e}")))?;
-    rt.block_on(run_async(cfg))
+    crate::rt::runtime()?.block_on(run_async(cfg))
 }
 
 async fn run_async(cfg: RepairConfig) -> Result<RepairSummary> {
     let t0 = Instant::now();
     std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
-    let keys = keys::read(&cfg.keys, cfg.keys_format, cfg.nul)?;
+    let rejects = Rejects::new(Some(cfg.out.join("rejects.csv")));
+    let keys = keys::read(&cfg.keys, &rejects)?;
+    rejects.flush()?;
     let read_ms = t0.elapsed().as_millis() as u64;
     if cfg.dry_run && cfg.out.join(journal::FILE).exists() {
         // Its outcome files would replace the real run's.
@@ -197,12 +235,14 @@ async fn run_async(cfg: RepairConfig) -> Result<RepairSummary> {
     };
     let mut summary = RepairSummary {
         keys_file: keys.source.clone(),
+        out: cfg.out.display().to_string(),
         bucket: cfg.bucket.clone(),
         tables: cfg.tables.iter().map(|t| t.to_string()).collect(),
         dry_run: cfg.dry_run,
         resumed: cfg.resume,
         keys_input: keys.items.len() as u64,
         duplicate_keys_in_input: keys.duplicates,
+        keys_rejected: keys.input.rejected,
         journal_torn_tail_dropped: replay.torn_tail,
         ..Default::default()
     };
@@ -211,8 +251,7 @@ async fn run_async(cfg: RepairConfig) -> Result<RepairSummary> {
 
     let tc = Instant::now();
     let fetcher = Fetcher::connect(&cfg.connect, &cfg.tables, &cfg.key_column, &cfg.blob_column).await?;
-    let client =
-        crate::sources::s3::client::build(&cfg.s3).await.map_err(|e| Error::Other(format!("S3 client: {e:#}")))?;
+    let client = crate::sources::s3::client::build(&cfg.s3).await?;
     let target = Target {
         client,
         bucket: cfg.bucket.clone(),
@@ -232,8 +271,6 @@ async fn run_async(cfg: RepairConfig) -> Result<RepairSummary> {
         throttle,
         journal,
         intents: replay.intents,
-        todo,
-        next: AtomicUsize::new(0),
         live: live.clone(),
         counters: Counters::default(),
         this_run: Mutex::new(Default::default()),
@@ -242,14 +279,23 @@ async fn run_async(cfg: RepairConfig) -> Result<RepairSummary> {
     live.limit.store(sh.throttle.limit(), Relaxed);
     let ticker = Ticker::start(TOOL, total, live.clone(), sh.cfg.quiet, sh.cfg.log_every);
     let tr = Instant::now();
-    let mut handles = Vec::new();
-    for _ in 0..workers {
-        let sh = sh.clone();
-        handles.push(tokio::spawn(async move { worker(&sh).await }));
-    }
-    for h in handles {
-        h.await.map_err(|e| Error::Other(format!("repair worker: {e}")))?;
-    }
+    let work = sh.clone();
+    pool::run(
+        workers,
+        move |feed| {
+            for item in todo {
+                if !feed.send(item) {
+                    break;
+                }
+            }
+            Ok(())
+        },
+        move |item| {
+            let sh = work.clone();
+            async move { repair_item(&sh, item).await }
+        },
+    )
+    .await?;
     let repair_ms = tr.elapsed().as_millis() as u64;
     ticker.finish();
     if let Some(e) = sh.fatal.lock().unwrap().take() {
@@ -283,30 +329,22 @@ async fn run_async(cfg: RepairConfig) -> Result<RepairSummary> {
         put_mean_ms: mean(&c.put_us, &c.puts),
     };
     summary.peak_rss_bytes = crate::progress::peak_rss_bytes();
-    let p = sh.cfg.out.join("summary.json");
-    let mut json = serde_json::to_vec_pretty(&summary).map_err(|e| Error::Other(e.to_string()))?;
-    json.push(b'\n');
-    std::fs::write(&p, json).map_err(|e| Error::io(&p, e))?;
+    crate::summary::write_json(&sh.cfg.out, &summary)?;
     Ok(summary)
 }
 
-async fn worker(sh: &Shared) {
-    loop {
-        if sh.fatal.lock().unwrap().is_some() {
-            return;
-        }
-        let i = sh.next.fetch_add(1, Relaxed);
-        let Some(item) = sh.todo.get(i) else { return };
-        let d = repair_one(sh, item).await;
-        if let Err(e) = sh.journal.record(&d) {
-            sh.fatal.lock().unwrap().get_or_insert(e);
-            return;
-        }
-        sh.this_run.lock().unwrap().add(d.outcome);
-        sh.live.done.fetch_add(1, Relaxed);
-        sh.live.inflight.store(sh.throttle.inflight(), Relaxed);
-        sh.live.limit.store(sh.throttle.limit(), Relaxed);
+/// One key from start to its journaled outcome. A journal that cannot be written stops the pool.
+async fn repair_item(sh: &Shared, item: Item) -> Flow {
+    let d = repair_one(sh, &item).await;
+    if let Err(e) = sh.journal.record(&d) {
+        sh.fatal.lock().unwrap().get_or_insert(e);
+        return Flow::Stop;
     }
+    sh.this_run.lock().unwrap().add(d.outcome);
+    sh.live.done.fetch_add(1, Relaxed);
+    sh.live.inflight.store(sh.throttle.inflight(), Relaxed);
+    sh.live.limit.store(sh.throttle.limit(), Relaxed);
+    Flow::Continue
 }
 
 fn fail(mut d: Done, stage: &str, error: String) -> Done {
@@ -348,7 +386,7 @@ async fn repair_permitted(sh: &Shared, it: &Item, mut d: Done, tk: &str) -> Done
     let cfg = &sh.cfg;
     let c = &sh.counters;
     let retry =
-        Retry { throttle: &sh.throttle, max_attempts: cfg.max_attempts, retries: [&c.retries[0], &c.retries[1]] };
+        Retry { throttle: &sh.throttle, max_attempts: cfg.retries + 1, retries: [&c.retries[0], &c.retries[1]] };
 
     // Fetch: the source, then each fallback.
     let tf = Instant::now();
@@ -377,7 +415,7 @@ async fn repair_permitted(sh: &Shared, it: &Item, mut d: Done, tk: &str) -> Done
     }
     let blob = Bytes::from(blob);
     let sum = put::md5(&blob);
-    let md5hex = journal::hex(&sum);
+    let md5hex = crate::hex::encode(&sum);
     let ct = cfg.content_type.clone().or_else(|| put::sniff(&blob).map(str::to_string));
     d.table = Some(sh.fetcher.name(ti).to_string());
     d.size = Some(blob.len() as u64);

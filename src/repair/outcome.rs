@@ -61,11 +61,11 @@ impl Csv<'_> {
         let path = dir.join(name);
         let f = File::create(&path).ctx(&path)?;
         let mut w = csv::WriterBuilder::new().buffer_capacity(1 << 16).from_writer(f);
-        w.write_record(header).map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+        w.write_record(header).map_err(|e| Error::csv(&path, e))?;
         Ok(Csv { path, w, _p: std::marker::PhantomData })
     }
     fn row(&mut self, fields: &[&[u8]]) -> Result<()> {
-        self.w.write_record(fields).map_err(|e| Error::Other(format!("{}: {e}", self.path.display())))
+        self.w.write_record(fields).map_err(|e| Error::csv(&self.path, e))
     }
     fn finish(mut self) -> Result<()> {
         self.w.flush().ctx(&self.path)

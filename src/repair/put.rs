@@ -134,7 +134,7 @@ pub fn multipart_etag(body: &[u8], part_size: usize) -> String {
         all.extend_from_slice(&md5(p));
         n += 1;
     }
-    format!("{}-{n}", super::journal::hex(&md5(&all)))
+    format!("{}-{n}", crate::hex::encode(&md5(&all)))
 }
 
 /// Content-Type from magic bytes: jpeg, png, gif, webp; `None` for anything else.
@@ -200,7 +200,7 @@ impl Target {
             return self.put_multipart(retry, attempts, key, body, content_type, if_none_match).await;
         }
         let b64 = md5_b64(md5sum);
-        let want = super::journal::hex(md5sum);
+        let want = crate::hex::encode(md5sum);
         let out = retry
             .run(Side::S3, attempts, || {
                 let mut req = self
@@ -337,12 +337,12 @@ mod tests {
 
     #[test]
     fn md5_and_multipart_etag() {
-        assert_eq!(super::super::journal::hex(&md5(b"")), "d41d8cd98f00b204e9800998ecf8427e");
+        assert_eq!(crate::hex::encode(&md5(b"")), "d41d8cd98f00b204e9800998ecf8427e");
         assert_eq!(md5_b64(&md5(b"")), "1B2M2Y8AsgTpgAmY7PhCfg==");
         let body = vec![7u8; 10];
         let mut cat = md5(&body[..4]).to_vec();
         cat.extend_from_slice(&md5(&body[4..8]));
         cat.extend_from_slice(&md5(&body[8..]));
-        assert_eq!(multipart_etag(&body, 4), format!("{}-3", super::super::journal::hex(&md5(&cat))));
+        assert_eq!(multipart_etag(&body, 4), format!("{}-3", crate::hex::encode(&md5(&cat))));
     }
 }

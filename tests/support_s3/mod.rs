@@ -14,8 +14,8 @@ pub mod proxy;
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
-use keyrecon::chunk::reader::SortedCursor;
 use keyrecon::chunk::ChunkSet;
+use keyrecon::merge::SortedCursor;
 use keyrecon::record::Meta;
 use rand::Rng;
 use std::os::unix::process::CommandExt;

@@ -4,14 +4,14 @@
 //! CHUNKSET/.keyrecon-scan/
 //!   journal.jsonl      one JSON event per line, appended as the scan makes progress:
 //!     {"plan":{"params":{..},"ranges":[[lo,hi],..]}}          first line: what this scan is
-//!     {"segment":{"range":[lo,hi],"next":T,"keys":"seg-000007.krc","rejects":"rej-000007.krc"}}
+//!     {"flush":{"range":[lo,hi],"next":T,"keys":"chunk-000007.krc","rejects":"rejects-000007.krc"}}
 //!                         rows of (lo,hi] up to token T+1 are in those files; continue with (T,hi]
-//!     {"done":[lo,hi]}     the range is fully listed (its segments hold all of it)
+//!     {"done":[lo,hi]}     the range is fully listed (its chunks hold all of it)
 //!     {"split":{"range":[lo,hi],"into":[[lo,m],[m,hi]]}}     a failing range was cut in two
 //!     {"failed":{"range":[lo,hi],"error":"..."}}              given up on (retried by --resume)
-//!   seg-NNNNNN.krc     sorted segments of listed keys (chunk format); rej-NNNNNN.krc: rejected keys
+//!   chunk-NNNNNN.krc   sorted chunks of listed keys (chunk format); rejects-NNNNNN.krc: rejected keys
 //! ```
-//! Segment files are complete (renamed into place) before their journal line is written, so after a
+//! Chunk files are complete (renamed into place) before their journal line is written, so after a
 //! kill -9 the journal never names a missing file; files the journal does not name are orphans and are
 //! deleted on resume. A torn last line (killed mid-write, no newline yet) is cut off on resume. Only
 //! process crashes are covered: the journal is not fsynced per line.
@@ -39,14 +39,14 @@ pub struct Plan {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Segment {
+pub struct Flush {
     pub range: (i64, i64),
     pub next: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejects: Option<String>,
-    /// Rows listed into this segment (for summaries).
+    /// Rows listed into these chunks (for summaries).
     #[serde(default)]
     pub rows: u64,
 }
@@ -55,7 +55,7 @@ pub struct Segment {
 #[serde(rename_all = "lowercase")]
 pub enum Event {
     Plan(Plan),
-    Segment(Segment),
+    Flush(Flush),
     Done((i64, i64)),
     Split { range: (i64, i64), into: Vec<(i64, i64)> },
     Failed { range: (i64, i64), error: String },
@@ -80,8 +80,8 @@ pub enum RangeState {
 pub struct Replay {
     pub plan: Option<Plan>,
     pub ranges: BTreeMap<TokenRange, RangeState>,
-    /// Every segment line, in journal order.
-    pub segments: Vec<Segment>,
+    /// Every flush line, in journal order.
+    pub flushes: Vec<Flush>,
     pub rows: u64,
 }
 
@@ -122,7 +122,7 @@ impl Journal {
     }
 
     pub fn append(&self, e: &Event) -> Result<()> {
-        let mut line = serde_json::to_vec(e).map_err(|e| Error::Other(e.to_string()))?;
+        let mut line = serde_json::to_vec(e).map_err(|e| Error::json(&self.path, e))?;
         line.push(b'\n');
         // One write per event: a kill leaves at most the last line torn.
         self.file.lock().unwrap().write_all(&line).ctx(&self.path)
@@ -145,10 +145,10 @@ fn replay(path: &Path, text: &str) -> Result<Replay> {
                 r.ranges = p.ranges.iter().map(|&x| (tr(x), RangeState::Pending { next: x.0 })).collect();
                 r.plan = Some(p);
             }
-            Event::Segment(s) => {
+            Event::Flush(s) => {
                 r.rows += s.rows;
                 r.ranges.insert(tr(s.range), RangeState::Pending { next: s.next });
-                r.segments.push(s);
+                r.flushes.push(s);
             }
             Event::Done(x) => {
                 r.ranges.insert(tr(x), RangeState::Done);
@@ -184,10 +184,10 @@ mod tests {
         let plan =
             Plan { params: serde_json::json!({"t":"ks.t"}), ranges: vec![(i64::MIN, 0), (0, 10), (10, i64::MAX)] };
         let j = Journal::create(d.path(), plan.clone()).unwrap();
-        j.append(&Event::Segment(Segment {
+        j.append(&Event::Flush(Flush {
             range: (i64::MIN, 0),
             next: -7,
-            keys: Some("seg-000000.krc".into()),
+            keys: Some("chunk-000000.krc".into()),
             rejects: None,
             rows: 3,
         }))
@@ -195,11 +195,11 @@ mod tests {
         j.append(&Event::Done((i64::MIN, 0))).unwrap();
         j.append(&Event::Split { range: (0, 10), into: vec![(0, 5), (5, 10)] }).unwrap();
         j.append(&Event::Failed { range: (5, 10), error: "boom".into() }).unwrap();
-        j.append(&Event::Segment(Segment {
+        j.append(&Event::Flush(Flush {
             range: (10, i64::MAX),
             next: 99,
-            keys: Some("seg-000001.krc".into()),
-            rejects: Some("rej-000001.krc".into()),
+            keys: Some("chunk-000001.krc".into()),
+            rejects: Some("rejects-000001.krc".into()),
             rows: 2,
         }))
         .unwrap();
@@ -210,9 +210,9 @@ mod tests {
         std::fs::write(&p, text).unwrap();
         let (j, r) = Journal::open(d.path()).unwrap();
         assert_eq!(r.plan.unwrap(), plan);
-        let keys: Vec<_> = r.segments.iter().filter_map(|s| s.keys.clone()).collect();
-        assert_eq!(keys, vec!["seg-000000.krc", "seg-000001.krc"]);
-        assert_eq!(r.segments[1].rejects.as_deref(), Some("rej-000001.krc"));
+        let keys: Vec<_> = r.flushes.iter().filter_map(|s| s.keys.clone()).collect();
+        assert_eq!(keys, vec!["chunk-000000.krc", "chunk-000001.krc"]);
+        assert_eq!(r.flushes[1].rejects.as_deref(), Some("rejects-000001.krc"));
         assert_eq!(r.rows, 5);
         let st: Vec<_> = r.ranges.into_iter().collect();
         assert_eq!(

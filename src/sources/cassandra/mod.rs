@@ -2,17 +2,18 @@
 //! and writetime) into a chunk set, gently, resumably and exactly.
 //!
 //! ```text
-//!  connect (session) ─► ring tokens ─► split_ring (ring) ─► queue ─► workers (scan) ─► segments
+//!  connect (session) ─► ring tokens ─► split_ring (ring) ─► queue ─► workers (scan) ─► chunks
 //!                                                                        │ journal (checkpoint)
-//!  finish: k-way merge of all segments (dedup) ─► disjoint chunk set + rejects.csv + summary.json
+//!  finish: merge_into_set of all chunks (dedup) ─► disjoint chunk set + rejects.csv + summary.json
 //! ```
-//! Why segments and a final merge rather than one in-memory sorter: rows arrive in token order, i.e.
-//! in random key order, and a kill -9 must not lose what was listed. Each worker sorts what it buffered
-//! (at most `mem / concurrency` bytes) into a segment file and journals it, so a resume only re-lists
-//! the unflushed tail of unfinished ranges, and memory stays bounded whatever the table size. The merge
-//! at the end (one loser-tree pass, I/O bound) produces a *disjoint* chunk set, so every later
+//! Why chunks in a work directory and a final merge rather than one in-memory sorter: rows arrive in
+//! token order, i.e. in random key order, and a kill -9 must not lose what was listed. Each worker
+//! sorts what it buffered (at most `mem / concurrency` bytes) into a chunk file and journals it, so a
+//! resume only re-lists the unflushed tail of unfinished ranges, and memory stays bounded whatever the
+//! table size. The merge at the end (the engine's [`merge_into_set`]: multi-level when there are more
+//! chunks than it opens at once, I/O bound) produces a *disjoint* chunk set, so every later
 //! keyrecon-diff reads it sequentially instead of k-way merging thousands of overlapping per-range
-//! chunks each time. Because segments are merged in a fixed order (by range, then position) and
+//! chunks each time. Because the chunks are merged in a fixed order (by range, then position) and
 //! duplicates are dropped, an interrupted and resumed run produces the same chunk set as a clean one.
 //!
 //! Records: key = the (mapped) key; meta per [`Schema`]: `size` (`--size-of`/`--size-column`),
@@ -24,14 +25,17 @@ pub mod ring;
 pub mod scan;
 pub mod session;
 
-use crate::chunk::reader::{ChunkCursor, SortedCursor};
 use crate::chunk::set::Producer;
+use crate::chunk::ChunkCursor;
 use crate::chunk::ChunkSetWriter;
 use crate::error::{Error, IoContext, Result};
 use crate::keymap::KeyMap;
 use crate::merge::Merge;
+use crate::merge::SortedCursor;
 use crate::progress::{peak_rss_bytes, Progress, Unit};
 use crate::record::{MetaRef, Schema};
+use crate::sort::{merge_into_set, reduce, MergeStats, FANIN};
+use crate::summary::Summary;
 use checkpoint::{Journal, Plan, RangeState, Replay, WORK_DIR};
 use scan::{Counters, Scan, Task, Throttle};
 use serde::Serialize;
@@ -121,13 +125,51 @@ pub struct Timings {
     pub rows_per_sec: f64,
 }
 
-impl ListSummary {
-    pub fn exit_code(&self) -> i32 {
+impl Summary for ListSummary {
+    /// 0 when every range was listed, else 2 (rerun with --resume).
+    fn exit_code(&self) -> i32 {
         if self.complete && self.failed_ranges.is_empty() {
             0
         } else {
             2
         }
+    }
+
+    fn paragraph(&self) -> String {
+        let failed = if self.failed_ranges.is_empty() {
+            String::new()
+        } else {
+            let list: Vec<String> =
+                self.failed_ranges.iter().map(|f| format!("({}, {}]: {}", f.lo, f.hi, f.error)).collect();
+            format!(" NOT LISTED ({} ranges): {}.", self.failed_ranges.len(), list.join("; "))
+        };
+        format!(
+            "{}.{}: {} rows read in {} pages over {} ranges{}; {} records in {} ({} duplicates, {} rejected, {} outside the writetime window); {} retries, {} ranges split, {} throttle events (lowest concurrency {}); scan {:.2}s ({}), merge {:.2}s, peak RSS {} MiB.{}",
+            self.keyspace,
+            self.table,
+            self.rows_read,
+            self.pages,
+            self.ranges,
+            if self.resumed {
+                format!(" (resumed, {} ranges were already done)", self.ranges_resumed_done)
+            } else {
+                String::new()
+            },
+            self.records,
+            self.out,
+            self.duplicates,
+            self.rejects,
+            self.outside_window,
+            self.retries,
+            self.ranges_split,
+            self.throttle_events,
+            self.min_concurrency,
+            self.timings.scan_ms as f64 / 1000.0,
+            crate::progress::rate(self.timings.rows_per_sec, "rows"),
+            self.timings.merge_ms as f64 / 1000.0,
+            self.peak_rss_bytes >> 20,
+            failed
+        )
     }
 }
 
@@ -162,10 +204,7 @@ pub fn list(cfg: ListConfig) -> Result<ListSummary> {
     let schema = schema_of(&cfg);
     let work = cfg.out.join(WORK_DIR);
     prepare_out(&cfg, &work)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Other(format!("tokio runtime: {e}")))?;
+    let rt = crate::rt::runtime()?;
     let mut sum = ListSummary {
         keyspace: cfg.selection.keyspace.clone(),
         table: cfg.selection.table.clone(),
@@ -193,7 +232,7 @@ pub fn list(cfg: ListConfig) -> Result<ListSummary> {
     let unfinished = replay.ranges.values().filter(|s| matches!(s, RangeState::Pending { .. })).count();
     sum.ranges = replay.ranges.len() as u64;
     sum.complete = unfinished == 0;
-    let (records, duplicates, rejects) = merge_segments(&cfg, schema, &work, &replay, &sum)?;
+    let (records, duplicates, rejects) = merge_chunks(&cfg, schema, &work, &replay, &sum)?;
     sum.records = records;
     sum.duplicates = duplicates;
     sum.rejects = rejects;
@@ -201,9 +240,7 @@ pub fn list(cfg: ListConfig) -> Result<ListSummary> {
     sum.timings.total_ms = t0.elapsed().as_millis() as u64;
     sum.timings.rows_per_sec = sum.rows_read as f64 / (sum.timings.scan_ms.max(1) as f64 / 1000.0);
     sum.peak_rss_bytes = peak_rss_bytes();
-    let body = serde_json::to_vec_pretty(&sum).map_err(|e| Error::Other(e.to_string()))?;
-    let sp = cfg.out.join("summary.json");
-    std::fs::write(&sp, body).ctx(&sp)?;
+    crate::summary::write_json(&cfg.out, &sum)?;
     if sum.exit_code() == 0 {
         // Everything is in the chunk set now; the work directory only mattered for resuming.
         std::fs::remove_dir_all(&work).ctx(&work)?;
@@ -245,7 +282,7 @@ async fn scan_all(cfg: &ListConfig, schema: Schema, work: &Path, sum: &mut ListS
     let t0 = Instant::now();
     let session = session::connect(&cfg.connect).await?;
     let cql = cfg.selection.cql();
-    let mut stmt = session.prepare(cql.as_str()).await.map_err(|e| Error::Other(format!("preparing {cql:?}: {e}")))?;
+    let mut stmt = session.prepare(cql.as_str()).await.map_err(|e| Error::remote(format!("preparing {cql:?}"), e))?;
     stmt.set_page_size(cfg.page_size);
     // A token-range read changes nothing: safe to retry anywhere.
     stmt.set_is_idempotent(true);
@@ -297,12 +334,12 @@ async fn scan_all(cfg: &ListConfig, schema: Schema, work: &Path, sum: &mut ListS
         let tokens: Vec<i64> =
             session.get_cluster_state().replica_locator().ring().iter().map(|(t, _)| t.value()).collect();
         let ranges = ring::split_ring(&tokens, cfg.splits);
-        ring::check_cover(&ranges).map_err(Error::Other)?;
+        ring::check_cover(&ranges).map_err(Error::Internal)?;
         let plan = Plan { params: params(cfg, schema), ranges: ranges.iter().map(|r| (r.lo, r.hi)).collect() };
         let j = Journal::create(work, plan)?;
         (j, ranges.iter().map(|r| Task { range: *r, next: r.lo, depth: 0 }).collect())
     };
-    let next_seg = max_segment_id(work)?.map_or(0, |m| m + 1);
+    let next_seg = max_chunk_id(work)?.map_or(0, |m| m + 1);
 
     let progress = Progress::start(
         TOOL,
@@ -347,7 +384,7 @@ async fn scan_all(cfg: &ListConfig, schema: Schema, work: &Path, sum: &mut ListS
     let t_scan = Instant::now();
     let workers: Vec<_> = (0..cfg.concurrency.max(1)).map(|_| tokio::spawn(scan::worker(sh.clone()))).collect();
     for w in workers {
-        w.await.map_err(|e| Error::Other(format!("scan worker panicked: {e}")))?;
+        w.await.map_err(|e| Error::Internal(format!("scan worker panicked: {e}")))?;
     }
     progress.finish();
     let scan_ms = t_scan.elapsed().as_millis() as u64;
@@ -363,47 +400,50 @@ async fn scan_all(cfg: &ListConfig, schema: Schema, work: &Path, sum: &mut ListS
     sum.throttle_events = sh.throttle.events.load(Relaxed);
     sum.min_concurrency = sh.throttle.min_limit.load(Relaxed);
     if let Some(e) = sh.fatal.lock().unwrap().take() {
-        return Err(Error::Other(format!(
-            "listing {}.{} stopped: {e} (rerun with --resume to continue)",
-            cfg.selection.keyspace, cfg.selection.table
-        )));
+        return Err(Error::context(
+            format!(
+                "listing {}.{} stopped (rerun with --resume to continue)",
+                cfg.selection.keyspace, cfg.selection.table
+            ),
+            e,
+        ));
     }
     Ok(Scanned { connect_ms, scan_ms })
 }
 
-fn seg_id(name: &str) -> Option<u64> {
-    let rest = name.strip_prefix("seg-").or_else(|| name.strip_prefix("rej-"))?;
+fn chunk_id(name: &str) -> Option<u64> {
+    let rest = name.strip_prefix("chunk-").or_else(|| name.strip_prefix("rejects-"))?;
     rest.strip_suffix(".krc")?.parse().ok()
 }
 
-fn max_segment_id(work: &Path) -> Result<Option<u64>> {
+fn max_chunk_id(work: &Path) -> Result<Option<u64>> {
     let mut max = None;
     for e in std::fs::read_dir(work).ctx(work)? {
         let name = e.ctx(work)?.file_name().to_string_lossy().into_owned();
-        if let Some(id) = seg_id(&name) {
+        if let Some(id) = chunk_id(&name) {
             max = Some(max.map_or(id, |m: u64| m.max(id)));
         }
     }
     Ok(max)
 }
 
-/// Deletes segment files the journal does not name (written just before a kill) and temporaries.
+/// Deletes chunk files the journal does not name (written just before a kill) and temporaries.
 fn remove_orphans(work: &Path, replay: &Replay) -> Result<()> {
     let known: std::collections::HashSet<&str> =
-        replay.segments.iter().flat_map(|s| s.keys.iter().chain(s.rejects.iter())).map(String::as_str).collect();
+        replay.flushes.iter().flat_map(|s| s.keys.iter().chain(s.rejects.iter())).map(String::as_str).collect();
     for e in std::fs::read_dir(work).ctx(work)? {
         let p = e.ctx(work)?.path();
         let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
-        if (seg_id(&name).is_some() && !known.contains(name.as_str())) || name.ends_with(".tmp") {
+        if (chunk_id(&name).is_some() && !known.contains(name.as_str())) || name.ends_with(".tmp") {
             std::fs::remove_file(&p).ctx(&p)?;
         }
     }
     Ok(())
 }
 
-/// Merges the journal's segments into the chunk set and writes rejects.csv.
+/// Merges the journal's chunks into the chunk set and writes rejects.csv.
 /// Returns (records, duplicates, rejects).
-fn merge_segments(
+fn merge_chunks(
     cfg: &ListConfig,
     schema: Schema,
     work: &Path,
@@ -411,29 +451,20 @@ fn merge_segments(
     sum: &ListSummary,
 ) -> Result<(u64, u64, u64)> {
     // A fixed order (range, then position in it) makes "first wins" among equal keys deterministic.
-    let mut segs: Vec<&checkpoint::Segment> = replay.segments.iter().collect();
-    segs.sort_by_key(|s| (s.range.0, s.next));
-    let open =
-        |names: Vec<&String>| names.into_iter().map(|n| ChunkCursor::open(work.join(n))).collect::<Result<Vec<_>>>();
-    let keys = open(segs.iter().filter_map(|s| s.keys.as_ref()).collect())?;
-    let rejects = open(segs.iter().filter_map(|s| s.rejects.as_ref()).collect())?;
+    let mut flushes: Vec<&checkpoint::Flush> = replay.flushes.iter().collect();
+    flushes.sort_by_key(|s| (s.range.0, s.next));
+    let keys: Vec<PathBuf> = flushes.iter().filter_map(|s| s.keys.as_ref()).map(|n| work.join(n)).collect();
+    let rejects: Vec<PathBuf> = flushes.iter().filter_map(|s| s.rejects.as_ref()).map(|n| work.join(n)).collect();
 
     let out = ChunkSetWriter::create(&cfg.out, schema, true)?;
-    let mut m = Merge::new(keys, true);
-    let mut w = out.new_chunk()?;
-    while m.advance()? {
-        if w.data_len() >= cfg.chunk_bytes {
-            out.add_chunk(std::mem::replace(&mut w, out.new_chunk()?))?;
-        }
-        w.push(m.key(), m.meta())?;
-    }
-    out.add_chunk(w)?;
-    let (records, dups) = (m.records(), m.duplicates());
+    let merged = merge_into_set(keys, work, schema, &out, cfg.chunk_bytes)?;
+    let (records, dups) = (merged.records, merged.duplicates);
 
     let n_rejects = write_rejects(
         &cfg.out.join("rejects.csv"),
         &format!("{}.{}", cfg.selection.keyspace, cfg.selection.table),
         rejects,
+        work,
     )?;
     let info = serde_json::json!({
         "source": "cassandra",
@@ -455,10 +486,13 @@ fn merge_segments(
 }
 
 /// rejects.csv: `table,token,reason,key`, sorted by key. Returns how many (0: no file).
-fn write_rejects(path: &Path, table: &str, cursors: Vec<ChunkCursor>) -> Result<u64> {
+fn write_rejects(path: &Path, table: &str, chunks: Vec<PathBuf>, work: &Path) -> Result<u64> {
+    let mut stats = MergeStats::default();
+    let chunks = reduce(chunks, FANIN, work, scan::REJECT_SCHEMA, false, &mut stats)?;
+    let cursors = chunks.iter().map(|(p, _)| ChunkCursor::open(p)).collect::<Result<Vec<_>>>()?;
     let mut m = Merge::new(cursors, true);
     let mut w: Option<csv::Writer<std::fs::File>> = None;
-    let err = |e: csv::Error| Error::Other(format!("{}: {e}", path.display()));
+    let err = |e: csv::Error| Error::csv(path, e);
     while m.advance()? {
         if w.is_none() {
             let mut nw = csv::Writer::from_writer(std::fs::File::create(path).ctx(path)?);

@@ -1,12 +1,12 @@
 //! The parallel token-range scanner: `--concurrency` workers take ranges from a queue, page through each with
 //! `execute_single_page` (manual paging, so the position is ours to checkpoint), decode rows straight
-//! from the response frame, map keys, and flush sorted segments to the work directory.
+//! from the response frame, map keys, and flush sorted chunks to the work directory.
 //!
 //! ```text
 //!  queue of ranges ──► workers ──► gate (pages in flight < AIMD limit, pause, --rate) ──► one page
 //!        ▲                    │ rows: key, token, [writetime], [size] as raw frame slices
 //!        │ split halves       ▼
-//!        └── range failed  RunBuffer (arena + index, reused) ──full/range done──► seg-N.krc + journal
+//!        └── range failed  RunBuffer (arena + index, reused) ──full/range done──► chunk-N.krc + journal
 //! ```
 //! Errors: timeouts, unavailable, overloaded and dropped connections are retried on the same page
 //! with exponential backoff; after `retries` the rest of the range is split in two and re-queued, up to
@@ -17,13 +17,13 @@
 //! scan pauses instead; `--rate` is a rows/s token [`Bucket`] shared by all workers. Every change is
 //! logged and counted.
 
-use super::checkpoint::{Event, Journal, Segment};
+use super::checkpoint::{Event, Flush, Journal};
 use super::ring::TokenRange;
 use crate::chunk::ChunkWriter;
 use crate::error::{Error, Result};
 use crate::keymap::KeyMap;
 use crate::limit::{Backoff, Bucket, Limiter, Permit};
-use crate::record::{put_bytes, put_varint, Schema};
+use crate::record::{MetaRef, Schema};
 use scylla::client::session::Session;
 use scylla::deserialize::row::ColumnIterator;
 use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
@@ -97,7 +97,7 @@ pub struct Scan {
     pub next_seg: AtomicU64,
     pub retries: u32,
     pub split_depth: u32,
-    /// Bytes a worker buffers before flushing a segment.
+    /// Bytes a worker buffers before flushing a chunk.
     pub buf_bytes: usize,
     pub throttle: Throttle,
     pub counters: Counters,
@@ -105,7 +105,8 @@ pub struct Scan {
     /// Tasks queued or running; workers exit when it reaches 0.
     pub outstanding: AtomicUsize,
     pub failed: Mutex<Vec<(TokenRange, String)>>,
-    pub fatal: Mutex<Option<String>>,
+    /// The first error that stopped the scan.
+    pub fatal: Mutex<Option<Error>>,
     pub stop: AtomicBool,
     pub progress: Arc<AtomicU64>,
     pub quiet: bool,
@@ -132,7 +133,7 @@ pub struct Counters {
     pub no_writetime: AtomicU64,
     pub ranges_done: AtomicU64,
     pub ranges_split: AtomicU64,
-    pub segments: AtomicU64,
+    pub chunks: AtomicU64,
 }
 
 enum Fail {
@@ -141,7 +142,7 @@ enum Fail {
         next: i64,
         error: String,
     },
-    Fatal(String),
+    Fatal(Error),
 }
 
 /// Is this error worth retrying (the cluster is busy or a node is away), and is it a load signal?
@@ -188,10 +189,10 @@ pub async fn worker(sh: Arc<Scan>) {
                 sh.journal.append(&Event::Done((task.range.lo, task.range.hi)))
             }
             Err(Fail::Transient { next, error }) => give_up_or_split(&sh, task, next, error),
-            Err(Fail::Fatal(e)) => Err(Error::Other(e)),
+            Err(Fail::Fatal(e)) => Err(e),
         };
         if let Err(e) = res {
-            sh.fatal.lock().unwrap().get_or_insert(e.to_string());
+            sh.fatal.lock().unwrap().get_or_insert(e);
             sh.stop.store(true, Relaxed);
         }
         sh.outstanding.fetch_sub(1, Relaxed);
@@ -236,10 +237,10 @@ async fn scan_range(sh: &Scan, task: Task, buf: &mut RunBuffer) -> std::result::
     let mut attempts = 0u32;
     let mut last_token: Option<i64> = None;
     let mut scratch = Vec::new();
-    let fatal = |e: &dyn std::fmt::Display| Fail::Fatal(format!("range ({lo}, {hi}]: {e}"));
+    let fatal = |e: &dyn std::fmt::Display| Fail::Fatal(Error::remote(format!("range ({lo}, {hi}]"), e.to_string()));
     loop {
         if sh.stop.load(Relaxed) {
-            return Err(Fail::Fatal("stopped".into()));
+            return Err(Fail::Fatal(Error::Internal("stopped".into())));
         }
         let permit = sh.throttle.gate().await;
         let t0 = Instant::now();
@@ -350,7 +351,7 @@ impl Scan {
                     if matches!(i, 4 | 6 | 8 | 10) {
                         scratch.push(b'-');
                     }
-                    scratch.extend_from_slice(&[HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+                    crate::hex::push(scratch, std::slice::from_ref(b));
                 }
                 scratch
             }
@@ -372,16 +373,16 @@ impl Scan {
         Ok(token)
     }
 
-    /// Writes the buffer as segment files and journals that `(next, hi]` is what remains.
+    /// Writes the buffer as chunk files and journals that `(next, hi]` is what remains.
     fn flush(&self, task: Task, next: i64, buf: &mut RunBuffer) -> Result<()> {
         let id = self.next_seg.fetch_add(1, Relaxed);
-        let keys = buf.write_keys(&self.work.join(format!("seg-{id:06}.krc")), self.schema)?;
-        let rejects = buf.write_rejects(&self.work.join(format!("rej-{id:06}.krc")))?;
+        let keys = buf.write_keys(&self.work.join(format!("chunk-{id:06}.krc")), self.schema)?;
+        let rejects = buf.write_rejects(&self.work.join(format!("rejects-{id:06}.krc")))?;
         let rows = buf.rows;
         buf.clear();
         if keys.is_some() || rejects.is_some() || next != task.next {
-            self.counters.segments.fetch_add(keys.is_some() as u64, Relaxed);
-            self.journal.append(&Event::Segment(Segment {
+            self.counters.chunks.fetch_add(keys.is_some() as u64, Relaxed);
+            self.journal.append(&Event::Flush(Flush {
                 range: (task.range.lo, task.range.hi),
                 next,
                 keys,
@@ -392,8 +393,6 @@ impl Scan {
         Ok(())
     }
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn be_int(b: &[u8]) -> std::result::Result<i64, String> {
     if b.is_empty() || b.len() > 8 {
@@ -406,7 +405,7 @@ fn be_int(b: &[u8]) -> std::result::Result<i64, String> {
     Ok(v)
 }
 
-/// Schema of reject segments: key = the original key, mtime = its token, class = the reason.
+/// Schema of reject chunks: key = the original key, mtime = its token, class = the reason.
 pub const REJECT_SCHEMA: Schema = Schema(Schema::MTIME | Schema::CLASS);
 
 /// One worker's records between flushes: an arena of `key | meta` and an index, both reused.
@@ -437,22 +436,8 @@ impl RunBuffer {
         let off = self.data.len() as u32;
         self.data.extend_from_slice(key);
         if !schema.is_keys_only() {
-            let mut presence = 0u8;
             let mstart = self.data.len();
-            self.data.push(0);
-            if let (true, Some(s)) = (schema.has(Schema::SIZE), size) {
-                presence |= Schema::SIZE;
-                put_varint(&mut self.data, s);
-            }
-            if let (true, Some(m)) = (schema.has(Schema::MTIME), mtime) {
-                presence |= Schema::MTIME;
-                put_varint(&mut self.data, ((m << 1) ^ (m >> 63)) as u64);
-            }
-            if let (true, Some(o)) = (schema.has(Schema::ORIGIN), origin) {
-                presence |= Schema::ORIGIN;
-                put_bytes(&mut self.data, o);
-            }
-            self.data[mstart] = presence;
+            MetaRef { size, mtime, origin, ..Default::default() }.only(schema).encode(&mut self.data);
             self.idx.push((off, key.len() as u32, (self.data.len() - mstart) as u32));
         } else {
             self.idx.push((off, key.len() as u32, 0));
@@ -464,9 +449,7 @@ impl RunBuffer {
         let off = self.rej.len() as u32;
         self.rej.extend_from_slice(key);
         let mstart = self.rej.len();
-        self.rej.push(Schema::MTIME | Schema::CLASS);
-        put_varint(&mut self.rej, ((token << 1) ^ (token >> 63)) as u64);
-        put_bytes(&mut self.rej, reason.as_bytes());
+        MetaRef { mtime: Some(token), class: Some(reason.as_bytes()), ..Default::default() }.encode(&mut self.rej);
         self.rej_idx.push((off, key.len() as u32, (self.rej.len() - mstart) as u32));
         self.rows += 1;
     }
@@ -568,7 +551,8 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chunk::reader::{ChunkCursor, SortedCursor};
+    use crate::chunk::ChunkCursor;
+    use crate::merge::SortedCursor;
     use crate::record::MetaRef;
 
     #[test]

@@ -81,7 +81,7 @@ pub async fn connect(c: &Connect) -> Result<Session> {
     if let Some(ca) = &c.tls_ca {
         b = tls(b, ca)?;
     }
-    b.build().await.map_err(|e| Error::Other(format!("connecting to {}: {e}", c.contact_points.join(","))))
+    b.build().await.map_err(|e| Error::remote(format!("connecting to {}", c.contact_points.join(",")), e))
 }
 
 #[cfg(feature = "tls")]
@@ -89,9 +89,10 @@ fn tls(b: SessionBuilder, ca: &std::path::Path) -> Result<SessionBuilder> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| Error::Other(format!("{}: {e}", ca.display())))? {
-        let cert = cert.map_err(|e| Error::Other(format!("{}: {e}", ca.display())))?;
-        roots.add(cert).map_err(|e| Error::Other(format!("{}: {e}", ca.display())))?;
+    let bad_ca = |e: &dyn std::fmt::Display| Error::Usage(format!("--tls-ca {}: {e}", ca.display()));
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| bad_ca(&e))? {
+        let cert = cert.map_err(|e| bad_ca(&e))?;
+        roots.add(cert).map_err(|e| bad_ca(&e))?;
     }
     let cfg = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
     Ok(b.tls_context(Some(Arc::new(cfg))))

@@ -9,7 +9,7 @@
 //! default streaming checksums on uploads. The HTTP client is the SDK's default one wrapped by
 //! [`super::listxml::capture_client`], which is inert unless the lister asks for a body.
 
-use anyhow::Result;
+use crate::error::{Error, Result};
 use aws_config::BehaviorVersion;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use std::time::Duration;
@@ -57,7 +57,10 @@ pub async fn build(opts: &ClientOptions) -> Result<aws_sdk_s3::Client> {
         b = b.region(Region::new(FALLBACK_REGION));
     }
     if shared.credentials_provider().is_none() {
-        anyhow::bail!("no AWS credentials provider available");
+        return Err(Error::Usage(
+            "no AWS credentials: set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a --profile, or an instance role"
+                .into(),
+        ));
     }
     // The SDK's default HTTPS client (hyper 1, rustls with aws-lc, proxy from the environment), wrapped
     // so the lister can take ListObjectsV2 bodies and parse them itself (see `listxml`).

@@ -19,15 +19,16 @@
 //! File keys of a local manifest are looked up relative to the manifest's directory and its ancestors
 //! (a downloaded report keeps the bucket layout), then by file name beside the manifest or in `data/`.
 
-use super::list::{encode_meta, url_decode_into, SCHEMA};
-use super::{parse_time_us, Cutoff};
-use crate::chunk::reader::{ChunkCursor, SortedCursor};
-use crate::chunk::set::Producer;
-use crate::chunk::ChunkSetWriter;
+use super::listxml::url_decode_into;
+use super::{parse_time_us, Cutoff, SCHEMA};
+use crate::chunk::set::{Producer, MANIFEST};
+use crate::chunk::{ChunkCursor, ChunkSetWriter};
+use crate::error::{Error, IoContext, Result, ResultExt};
 use crate::limit::Backoff;
-use crate::merge::Merge;
-use crate::sort::{SortConfig, Sorter};
-use anyhow::{anyhow, bail, Context, Result};
+use crate::merge::SortedCursor;
+use crate::record::MetaRef;
+use crate::sort::{merge_into_set, SortConfig, Sorter};
+use crate::summary::{self, Summary};
 use aws_sdk_s3::primitives::ByteStream;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -69,7 +70,7 @@ pub struct InventoryConfig {
     pub end_before: Option<String>,
     pub cutoff: Cutoff,
     /// Files read at once.
-    pub parallel: usize,
+    pub concurrency: usize,
     /// Memory of the sort, shared by the files read at once.
     pub mem: usize,
     pub chunk_bytes: u64,
@@ -101,8 +102,13 @@ pub struct InventorySummary {
     pub peak_rss_bytes: u64,
 }
 
-impl InventorySummary {
-    pub fn paragraph(&self) -> String {
+impl Summary for InventorySummary {
+    fn exit_code(&self) -> i32 {
+        // Every file was read and checked, or the read failed with an error.
+        0
+    }
+
+    fn paragraph(&self) -> String {
         format!(
             "read {} rows from {} inventory files of s3://{} ({}{}) in {:.2}s ({:.0} rows/s): {} keys written, {} outside the key/age window, {} old versions or delete markers skipped, {} duplicates, {} files read again; peak RSS {} MiB.",
             self.rows,
@@ -139,7 +145,7 @@ impl Columns {
         let names: Vec<&str> = schema.split(',').map(str::trim).collect();
         let find = |n: &str| names.iter().position(|c| c.eq_ignore_ascii_case(n));
         Ok(Columns {
-            key: find("Key").ok_or_else(|| anyhow!("fileSchema {schema:?} has no Key column"))?,
+            key: find("Key").ok_or_else(|| Error::Usage(format!("fileSchema {schema:?} has no Key column")))?,
             size: find("Size"),
             mtime: find("LastModifiedDate"),
             etag: find("ETag"),
@@ -199,6 +205,7 @@ struct Report {
 /// of a data file: bodies are streamed, never read whole. With `resume`, files the journal lists as done
 /// (and whose chunk is intact) are not read again.
 pub fn read_inventory(
+    rt: &tokio::runtime::Runtime,
     client: Option<&aws_sdk_s3::Client>,
     cfg: &InventoryConfig,
     dir: &Path,
@@ -206,21 +213,24 @@ pub fn read_inventory(
     resume: bool,
 ) -> Result<InventorySummary> {
     let started = std::time::Instant::now();
-    let rt =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("starting tokio")?;
     // A GET that fails with a retryable error (5xx, throttling, timeouts) is a transfer error: the
     // file is read again; others (404, 403) are not.
     let get = |bucket: &str, key: &str| -> std::result::Result<ByteStream, FileError> {
-        let c = client
-            .ok_or_else(|| FileError { error: anyhow!("an s3:// inventory needs an S3 client"), transfer: false })?;
+        let c = client.ok_or_else(|| FileError {
+            error: Error::Internal("an s3:// inventory needs an S3 client".into()),
+            transfer: false,
+        })?;
         rt.block_on(async { c.get_object().bucket(bucket).key(key).send().await }).map(|o| o.body).map_err(|e| {
             FileError {
-                transfer: super::list::classify(&e).0,
-                error: anyhow!("fetching s3://{bucket}/{key}: {}", aws_sdk_s3::error::DisplayErrorContext(e)),
+                transfer: super::fetch::classify(&e).0,
+                error: Error::remote(
+                    format!("fetching s3://{bucket}/{key}"),
+                    aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
+                ),
             }
         })
     };
-    let report = load_report(cfg, &rt, &get)?;
+    let report = load_report(cfg, rt, &get)?;
     let (m, cols) = (&report.m, report.cols);
 
     // The output directory: a fresh run, or the continuation of an unfinished one.
@@ -228,23 +238,27 @@ pub fn read_inventory(
     let journal = work.join(JOURNAL);
     let mut done: Vec<Option<FileDone>> = vec![None; m.files.len()];
     if resume {
-        if dir.join(crate::chunk::set::MANIFEST).exists() {
-            bail!(
+        if dir.join(MANIFEST).exists() {
+            return Err(Error::Usage(format!(
                 "{}: the inventory was already read completely (manifest.json exists); nothing to resume",
                 dir.display()
-            );
+            )));
         }
         if !journal.exists() {
-            bail!("--resume: {} does not exist: no unfinished inventory read in {}", journal.display(), dir.display());
+            return Err(Error::Usage(format!(
+                "--resume: {} does not exist: no unfinished inventory read in {}",
+                journal.display(),
+                dir.display()
+            )));
         }
         for d in read_journal(&journal)? {
             let i = d.index;
             if i >= m.files.len() || m.files[i].key != d.key {
-                bail!(
+                return Err(Error::Usage(format!(
                     "--resume: {} lists {:?} as file {i}, which this manifest does not have: a different report?",
                     journal.display(),
                     d.key
-                );
+                )));
             }
             // A chunk that is missing or damaged means the file is read again.
             if d.chunk.as_ref().is_none_or(|c| ChunkCursor::open(work.join(c)).is_ok()) {
@@ -253,26 +267,26 @@ pub fn read_inventory(
         }
     } else if work.exists() {
         if !force {
-            bail!("{}: holds an unfinished inventory read ({WORK_DIR}/); pass --resume to continue it or --force to start over", dir.display());
+            return Err(Error::Usage(format!(
+                "{}: holds an unfinished inventory read ({WORK_DIR}/); pass --resume to continue it or --force to start over",
+                dir.display()
+            )));
         }
-        std::fs::remove_dir_all(&work).with_context(|| format!("removing {}", work.display()))?;
+        std::fs::remove_dir_all(&work).ctx(&work)?;
     }
     let out = ChunkSetWriter::create(dir, SCHEMA, force || resume)?;
-    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    std::fs::create_dir_all(&work).ctx(&work)?;
     let skipped = done.iter().flatten().count() as u64;
-    let journal_w = std::sync::Mutex::new(
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&journal)
-            .with_context(|| format!("opening {}", journal.display()))?,
-    );
+    let journal_w =
+        std::sync::Mutex::new(std::fs::OpenOptions::new().create(true).append(true).open(&journal).ctx(&journal)?);
 
     // Each file: stream, decode, sort within its share of the memory, write its chunk, journal it.
     let todo: Vec<usize> = (0..m.files.len()).filter(|&i| done[i].is_none()).collect();
-    let per_file_mem = (cfg.mem / cfg.parallel.max(1)).max(1 << 20);
-    let pool =
-        rayon::ThreadPoolBuilder::new().num_threads(cfg.parallel.max(1)).build().context("starting reader threads")?;
+    let per_file_mem = (cfg.mem / cfg.concurrency.max(1)).max(1 << 20);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.concurrency.max(1))
+        .build()
+        .context("starting the inventory reader threads")?;
     let rows_now = AtomicU64::new(0);
     let retries = AtomicU64::new(0);
     let files_now = AtomicU64::new(skipped);
@@ -293,12 +307,13 @@ pub fn read_inventory(
                 let mut sorter = Sorter::new(SortConfig::new(per_file_mem, &work, SCHEMA));
                 let r = match &report.locations[i] {
                     // A local file is what it is: reading it again cannot help.
-                    Location::Local(p) => std::fs::File::open(p)
-                        .with_context(|| format!("opening {}", p.display()))
-                        .and_then(|file| Ok(read_checked(file, f, cols, cfg, &mut d, &mut sorter, &rows_now)?))
-                        .map_err(|error| FileError { error, transfer: false }),
+                    Location::Local(p) => match std::fs::File::open(p).ctx(p) {
+                        Ok(file) => read_checked(file, f, cols, cfg, &mut d, &mut sorter, &rows_now)
+                            .map_err(|e| FileError { transfer: false, ..e }),
+                        Err(error) => Err(FileError { error, transfer: false }),
+                    },
                     Location::S3 { bucket, key } => get(bucket, key).and_then(|body| {
-                        read_checked(BodyReader::new(&rt, body), f, cols, cfg, &mut d, &mut sorter, &rows_now)
+                        read_checked(BodyReader::new(rt, body), f, cols, cfg, &mut d, &mut sorter, &rows_now)
                     }),
                 };
                 match r {
@@ -309,14 +324,14 @@ pub fn read_inventory(
                         // Take back the rows this attempt reported (read_file reports whole steps).
                         rows_now.fetch_sub(d.rows / PROGRESS_ROWS * PROGRESS_ROWS, Relaxed);
                         eprintln!(
-                            "keyrecon-list-s3: inventory file {} (attempt {attempt} of {}): {:#}; reading it again",
+                            "keyrecon-list-s3: inventory file {} (attempt {attempt} of {}): {}; reading it again",
                             f.key,
                             cfg.max_retries + 1,
-                            e.error
+                            crate::error::chain(&e.error)
                         );
                         std::thread::sleep(BACKOFF.delay(attempt));
                     }
-                    Err(e) => return Err(e.error).with_context(|| format!("inventory file {}", f.key)),
+                    Err(e) => return Err(Error::context(format!("inventory file {}", f.key), e.error)),
                 }
             };
             let mut sorted = sorter.finish()?;
@@ -327,12 +342,10 @@ pub fn read_inventory(
             if w.finish()?.is_some() {
                 d.chunk = Some(chunk);
             }
-            let mut line = serde_json::to_vec(&d)?;
+            let mut line = serde_json::to_vec(&d).map_err(|e| Error::json(&journal, e))?;
             line.push(b'\n');
             let mut j = journal_w.lock().unwrap();
-            j.write_all(&line)
-                .and_then(|_| j.flush())
-                .with_context(|| format!("appending to {}", journal.display()))?;
+            j.write_all(&line).and_then(|_| j.flush()).ctx(&journal)?;
             files_now.fetch_add(1, Relaxed);
             Ok(d)
         });
@@ -347,7 +360,8 @@ pub fn read_inventory(
 
     // Merge the files' chunks into the chunk set.
     let chunks: Vec<PathBuf> = done.iter().filter_map(|d| d.chunk.as_ref().map(|c| work.join(c))).collect();
-    let (written, duplicates) = merge_into(&chunks, &work, &out, cfg.chunk_bytes)?;
+    let merged = merge_into_set(chunks, &work, SCHEMA, &out, cfg.chunk_bytes)?;
+    let (written, duplicates) = (merged.records, merged.duplicates);
     let elapsed = started.elapsed().as_secs_f64();
     let sum_of = |f: fn(&FileDone) -> u64| done.iter().map(f).sum::<u64>();
     let rows = sum_of(|d| d.rows);
@@ -368,10 +382,10 @@ pub fn read_inventory(
         keys_per_s: rows as f64 / elapsed.max(1e-9),
         peak_rss_bytes: crate::progress::peak_rss_bytes(),
     };
-    out.finish(Producer::current("keyrecon-list-s3"), true, serde_json::to_value(&sum)?)?;
-    std::fs::remove_dir_all(&work).with_context(|| format!("removing {}", work.display()))?;
-    let p = dir.join(super::list::SUMMARY);
-    std::fs::write(&p, serde_json::to_vec_pretty(&sum)?).with_context(|| format!("writing {}", p.display()))?;
+    let info = serde_json::to_value(&sum).map_err(|e| Error::json(dir.join(MANIFEST), e))?;
+    out.finish(Producer::current("keyrecon-list-s3"), true, info)?;
+    std::fs::remove_dir_all(&work).ctx(&work)?;
+    summary::write_json(dir, &sum)?;
     Ok(sum)
 }
 
@@ -383,20 +397,22 @@ fn load_report(
     let (body, base) = match parse_s3_url(&cfg.manifest) {
         Some((b, k)) => {
             let mut v = Vec::new();
-            BodyReader::new(rt, get(&b, &k)?)
+            BodyReader::new(rt, get(&b, &k).map_err(|e| e.error)?)
                 .read_to_end(&mut v)
-                .with_context(|| format!("reading {}", cfg.manifest))?;
+                .remote(format!("reading {}", cfg.manifest))?;
             (v, None)
         }
         None => {
             let p = PathBuf::from(&cfg.manifest);
-            (std::fs::read(&p).with_context(|| format!("reading inventory manifest {}", p.display()))?, Some(p))
+            (std::fs::read(&p).ctx(&p)?, Some(p))
         }
     };
-    let m: Manifest =
-        serde_json::from_slice(&body).with_context(|| format!("parsing inventory manifest {}", cfg.manifest))?;
+    let m: Manifest = serde_json::from_slice(&body).map_err(|e| Error::json(&cfg.manifest, e))?;
     if !m.file_format.is_empty() && !m.file_format.eq_ignore_ascii_case("CSV") {
-        bail!("inventory {}: fileFormat {:?} is not supported (only CSV)", cfg.manifest, m.file_format);
+        return Err(Error::Usage(format!(
+            "inventory {}: fileFormat {:?} is not supported (only CSV)",
+            cfg.manifest, m.file_format
+        )));
     }
     let cols = Columns::parse(&m.file_schema).with_context(|| format!("inventory manifest {}", cfg.manifest))?;
     let dest_bucket = m.destination_bucket.rsplit(':').next().unwrap_or("").to_string();
@@ -457,61 +473,20 @@ fn progress(rows: &AtomicU64, files: &AtomicU64, total: u64, finished: &AtomicBo
 
 /// Finished files of an earlier run. A torn last line (the run died while appending) is ignored.
 fn read_journal(p: &Path) -> Result<Vec<FileDone>> {
-    let body = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+    let body = std::fs::read(p).ctx(p)?;
     let mut v = Vec::new();
     for (n, line) in body.split_inclusive(|&b| b == b'\n').enumerate() {
         if !line.ends_with(b"\n") {
             break;
         }
-        v.push(
-            serde_json::from_slice(line)
-                .with_context(|| format!("{} line {}: not a journal entry", p.display(), n + 1))?,
-        );
+        v.push(serde_json::from_slice(line).map_err(|e| Error::Parse {
+            path: p.to_path_buf(),
+            line: n as u64 + 1,
+            msg: format!("not a journal entry: {e}"),
+        })?);
     }
     Ok(v)
 }
-
-/// K-way merges sorted chunk files (duplicates removed) into `out`, in groups of at most [`FANIN`]
-/// first so open files stay bounded. Returns (records written, duplicates dropped).
-fn merge_into(chunks: &[PathBuf], work: &Path, out: &ChunkSetWriter, chunk_bytes: u64) -> Result<(u64, u64)> {
-    let mut level: Vec<PathBuf> = chunks.to_vec();
-    let mut dups = 0;
-    let mut pass = 0;
-    while level.len() > FANIN {
-        pass += 1;
-        let mut next = Vec::new();
-        for (g, group) in level.chunks(FANIN).enumerate() {
-            let cursors = group.iter().map(ChunkCursor::open).collect::<crate::Result<Vec<_>>>()?;
-            let mut mg = Merge::new(cursors, true);
-            let p = work.join(format!("merge-{pass}-{g:06}.krc"));
-            let mut w = crate::chunk::ChunkWriter::create(&p, SCHEMA)?;
-            while mg.advance()? {
-                w.push(mg.key(), mg.meta())?;
-            }
-            dups += mg.duplicates();
-            if w.finish()?.is_some() {
-                next.push(p);
-            }
-        }
-        level = next;
-    }
-    let cursors = level.iter().map(ChunkCursor::open).collect::<crate::Result<Vec<_>>>()?;
-    let mut mg = Merge::new(cursors, true);
-    let mut w = out.new_chunk()?;
-    let mut n = 0;
-    while mg.advance()? {
-        if w.data_len() >= chunk_bytes {
-            out.add_chunk(std::mem::replace(&mut w, out.new_chunk()?))?;
-        }
-        w.push(mg.key(), mg.meta())?;
-        n += 1;
-    }
-    out.add_chunk(w)?;
-    Ok((n, dups + mg.duplicates()))
-}
-
-/// Most chunk files merged at once.
-const FANIN: usize = 128;
 
 /// A blocking `Read` over an S3 object body, chunk by chunk as the network delivers it (bounded
 /// memory), for the gzip and CSV readers; runs on reader threads outside the tokio runtime.
@@ -573,14 +548,8 @@ impl<R: std::io::Read> std::io::Read for Checked<R> {
 /// arrive, or arrived different from what the manifest lists).
 #[derive(Debug)]
 struct FileError {
-    error: anyhow::Error,
+    error: Error,
     transfer: bool,
-}
-
-impl From<FileError> for anyhow::Error {
-    fn from(e: FileError) -> anyhow::Error {
-        e.error
-    }
 }
 
 /// [`read_file`] on `input`, then checks the bytes read against the manifest's size and MD5checksum.
@@ -605,14 +574,14 @@ fn read_checked(
         return Err(FileError { error, transfer: c.io_failed });
     }
     let damaged = |what: String| FileError {
-        error: anyhow!("{what}: damaged in transfer or not the listed file"),
+        error: Error::Usage(format!("{what}: damaged in transfer or not the listed file")),
         transfer: true,
     };
     if let Some(size) = f.size.filter(|&s| s != c.len) {
         return Err(damaged(format!("{} bytes read, the manifest lists {size}", c.len)));
     }
     if let Some(want) = f.md5.as_deref().filter(|m| !m.is_empty()) {
-        let got = super::hex(&c.md5.finalize());
+        let got = crate::hex::encode(&c.md5.finalize());
         if !got.eq_ignore_ascii_case(want.trim_matches('"')) {
             return Err(damaged(format!("MD5 {got}, the manifest lists MD5checksum {want}")));
         }
@@ -651,7 +620,7 @@ fn read_file(
     let mut key = Vec::new();
     let mut meta = Vec::new();
     let prefix = cfg.prefix.as_bytes();
-    while rdr.read_byte_record(&mut row).with_context(|| "reading CSV (is the file gzip'd CSV?)")? {
+    while rdr.read_byte_record(&mut row).context("reading CSV (is the file gzip'd CSV?)")? {
         d.rows += 1;
         if d.rows % PROGRESS_ROWS == 0 {
             rows_now.fetch_add(PROGRESS_ROWS, Relaxed);
@@ -663,16 +632,17 @@ fn read_file(
             d.old += 1;
             continue;
         }
-        let raw = row.get(cols.key).ok_or_else(|| anyhow!("line {line}: no Key column"))?;
+        let bad = |msg: String| Error::Usage(format!("line {line}: {msg}"));
+        let raw = row.get(cols.key).ok_or_else(|| bad("no Key column".into()))?;
         key.clear();
-        url_decode_into(raw, &mut key).with_context(|| format!("line {line}: key"))?;
+        url_decode_into(raw, &mut key).map_err(|e| bad(format!("key: {e}")))?;
         let in_keys = key.starts_with(prefix)
             && cfg.start_after.as_ref().is_none_or(|s| key.as_slice() > s.as_bytes())
             && cfg.end_before.as_ref().is_none_or(|e| key.as_slice() < e.as_bytes());
         let mtime = match field(&row, cols.mtime) {
             Some(t) => Some(
                 parse_time_us(std::str::from_utf8(t).unwrap_or(""))
-                    .with_context(|| format!("line {line}: LastModifiedDate"))?,
+                    .map_err(|e| bad(format!("LastModifiedDate: {e}")))?,
             ),
             None => None,
         };
@@ -685,13 +655,14 @@ fn read_file(
                 std::str::from_utf8(s)
                     .ok()
                     .and_then(|s| s.parse::<u64>().ok())
-                    .ok_or_else(|| anyhow!("line {line}: bad Size {:?}", String::from_utf8_lossy(s)))?,
+                    .ok_or_else(|| bad(format!("bad Size {:?}", String::from_utf8_lossy(s))))?,
             ),
             None => None,
         };
         d.bytes += size.unwrap_or(0);
         meta.clear();
-        encode_meta(&mut meta, size, field(&row, cols.etag), mtime, field(&row, cols.class));
+        MetaRef { size, etag: field(&row, cols.etag), mtime, origin: None, class: field(&row, cols.class) }
+            .encode(&mut meta);
         sorter.push(&key, &meta)?;
     }
     rows_now.fetch_add(d.rows % PROGRESS_ROWS, Relaxed);
@@ -708,18 +679,20 @@ fn resolve_local(manifest: &Path, key: &str) -> Result<PathBuf> {
             return Ok(p);
         }
     }
-    let name = Path::new(key).file_name().ok_or_else(|| anyhow!("inventory file key {key:?} has no file name"))?;
+    let name = Path::new(key)
+        .file_name()
+        .ok_or_else(|| Error::Usage(format!("inventory file key {key:?} has no file name")))?;
     for p in [dir.join(name), dir.join("data").join(name), dir.join("..").join("data").join(name)] {
         if p.is_file() {
             return Ok(p);
         }
     }
-    bail!(
+    Err(Error::Usage(format!(
         "inventory file {key:?} not found below {} or its parents (nor as {}/data/{})",
         dir.display(),
         dir.display(),
         name.to_string_lossy()
-    )
+    )))
 }
 
 #[cfg(test)]

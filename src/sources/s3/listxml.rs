@@ -22,8 +22,7 @@
 //! Malformed input is an error naming the byte offset; the lister retries such a page like a garbled one.
 
 use super::Cutoff;
-use crate::record::show_key;
-use anyhow::{anyhow, bail, Context, Result};
+use crate::record::{show_key, MetaRef};
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::primitives::{AggregatedBytes, ByteStream, SdkBody};
 use aws_smithy_runtime_api::client::http::{
@@ -34,6 +33,21 @@ use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use std::cell::RefCell;
 use std::future::Future;
+
+/// A ListObjectsV2 body that does not parse: what is wrong and at which byte offset. The lister retries
+/// such a page like a garbled one.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PageError(pub String);
+
+type Result<T> = std::result::Result<T, PageError>;
+
+macro_rules! bad {
+    ($($t:tt)*) => { PageError(format!($($t)*)) };
+}
+macro_rules! fail {
+    ($($t:tt)*) => { return Err(PageError(format!($($t)*))) };
+}
 
 tokio::task_local! {
     static CAPTURED: RefCell<Option<AggregatedBytes>>;
@@ -147,30 +161,31 @@ impl Page {
             unescape_into(body, s, e, &mut self.scratch)?;
             info.next_token = Some(
                 String::from_utf8(std::mem::take(&mut self.scratch))
-                    .map_err(|_| anyhow!("NextContinuationToken is not UTF-8"))?,
+                    .map_err(|_| bad!("NextContinuationToken is not UTF-8"))?,
             );
         }
         for (n, o) in self.raw.iter().enumerate() {
-            let (ks, ke) = o.key.ok_or_else(|| anyhow!("object {n} of the page has no Key"))?;
+            let (ks, ke) = o.key.ok_or_else(|| bad!("object {n} of the page has no Key"))?;
             let start = self.arena.len();
             if info.url_encoded {
                 self.scratch.clear();
                 unescape_into(body, ks, ke, &mut self.scratch)?;
-                super::list::url_decode_into(&self.scratch, &mut self.arena)
-                    .with_context(|| format!("undecodable key {:?}", show_key(&self.scratch)))?;
+                url_decode_into(&self.scratch, &mut self.arena)
+                    .map_err(|e| bad!("undecodable key {:?}: {e}", show_key(&self.scratch)))?;
             } else {
                 unescape_into(body, ks, ke, &mut self.arena)?;
             }
             let kend = self.arena.len();
             let size = match o.size {
-                Some((s, e)) => parse_size(&body[s..e])
-                    .ok_or_else(|| anyhow!("bad Size {:?} at byte {s}", show_key(&body[s..e])))?,
+                Some((s, e)) => {
+                    parse_size(&body[s..e]).ok_or_else(|| bad!("bad Size {:?} at byte {s}", show_key(&body[s..e])))?
+                }
                 None => 0,
             };
             let mtime = match o.mtime {
                 Some((s, e)) => Some(
                     parse_mtime(&body[s..e])
-                        .ok_or_else(|| anyhow!("bad LastModified {:?} at byte {s}", show_key(&body[s..e])))?,
+                        .ok_or_else(|| bad!("bad LastModified {:?} at byte {s}", show_key(&body[s..e])))?,
                 ),
                 None => None,
             };
@@ -186,18 +201,19 @@ impl Page {
                 None => None,
             };
             let class = o.class.map(|(s, e)| &body[s..e]);
-            super::list::encode_meta(
-                &mut self.arena,
-                Some(size),
-                etag.map(|(off, len)| &self.scratch[off..off + len]),
+            MetaRef {
+                size: Some(size),
+                etag: etag.map(|(off, len)| &self.scratch[off..off + len]),
                 mtime,
+                origin: None,
                 class,
-            );
+            }
+            .encode(&mut self.arena);
             self.recs.push((start, kend, self.arena.len(), cutoff.admits(mtime), size));
         }
         for w in self.recs.windows(2) {
             if self.arena[w[0].0..w[0].1] >= self.arena[w[1].0..w[1].1] {
-                bail!(
+                fail!(
                     "server returned keys out of order: {:?} then {:?}",
                     show_key(&self.arena[w[0].0..w[0].1]),
                     show_key(&self.arena[w[1].0..w[1].1])
@@ -302,23 +318,23 @@ fn scan(b: &[u8], objects: &mut Vec<RawObject>, info: &mut PageInfo, token: &mut
         let lt = i + off;
         let rest = &b[lt + 1..];
         if rest.starts_with(b"?") {
-            i = lt + 2 + find(&b[lt + 2..], b"?>").ok_or_else(|| anyhow!("unterminated <? at byte {lt}"))? + 2;
+            i = lt + 2 + find(&b[lt + 2..], b"?>").ok_or_else(|| bad!("unterminated <? at byte {lt}"))? + 2;
             continue;
         }
         if rest.starts_with(b"!--") {
-            i = lt + 4 + find(&b[lt + 4..], b"-->").ok_or_else(|| anyhow!("unterminated comment at byte {lt}"))? + 3;
+            i = lt + 4 + find(&b[lt + 4..], b"-->").ok_or_else(|| bad!("unterminated comment at byte {lt}"))? + 3;
             continue;
         }
         if rest.starts_with(b"![CDATA[") {
             // Part of a field's text: skip over it (resolved by unescape_into).
-            i = lt + 9 + find(&b[lt + 9..], b"]]>").ok_or_else(|| anyhow!("unterminated CDATA at byte {lt}"))? + 3;
+            i = lt + 9 + find(&b[lt + 9..], b"]]>").ok_or_else(|| bad!("unterminated CDATA at byte {lt}"))? + 3;
             continue;
         }
         if rest.starts_with(b"!") {
-            i = lt + 2 + memchr::memchr(b'>', &b[lt + 2..]).ok_or_else(|| anyhow!("unterminated <! at byte {lt}"))? + 1;
+            i = lt + 2 + memchr::memchr(b'>', &b[lt + 2..]).ok_or_else(|| bad!("unterminated <! at byte {lt}"))? + 1;
             continue;
         }
-        let gt = lt + 1 + memchr::memchr(b'>', rest).ok_or_else(|| anyhow!("unterminated tag at byte {lt}"))?;
+        let gt = lt + 1 + memchr::memchr(b'>', rest).ok_or_else(|| bad!("unterminated tag at byte {lt}"))?;
         let closing = rest.first() == Some(&b'/');
         let self_closing = !closing && b[gt - 1] == b'/';
         let name_start = lt + 1 + closing as usize;
@@ -326,12 +342,12 @@ fn scan(b: &[u8], objects: &mut Vec<RawObject>, info: &mut PageInfo, token: &mut
             b[name_start..gt].iter().position(|c| c.is_ascii_whitespace() || *c == b'/').map_or(gt, |p| name_start + p);
         let name = local_name(&b[name_start..name_end]);
         if name.is_empty() {
-            bail!("tag without a name at byte {lt}");
+            fail!("tag without a name at byte {lt}");
         }
         i = gt + 1;
         if closing {
             if depth == 0 {
-                bail!("unbalanced </{}> at byte {lt}", String::from_utf8_lossy(name));
+                fail!("unbalanced </{}> at byte {lt}", String::from_utf8_lossy(name));
             }
             if field != Field::None && depth == if in_contents { 3 } else { 2 } {
                 let span = (field_start, lt);
@@ -357,10 +373,10 @@ fn scan(b: &[u8], objects: &mut Vec<RawObject>, info: &mut PageInfo, token: &mut
         }
         if depth == 0 {
             if root_seen {
-                bail!("a second root element at byte {lt}");
+                fail!("a second root element at byte {lt}");
             }
             if name != b"ListBucketResult" {
-                bail!("root element is <{}>, not <ListBucketResult>", String::from_utf8_lossy(name));
+                fail!("root element is <{}>, not <ListBucketResult>", String::from_utf8_lossy(name));
             }
             root_seen = true;
         }
@@ -407,10 +423,10 @@ fn scan(b: &[u8], objects: &mut Vec<RawObject>, info: &mut PageInfo, token: &mut
         field_start = gt + 1;
     }
     if depth != 0 || !root_seen {
-        bail!("truncated document ({} bytes, {} elements still open)", b.len(), depth);
+        fail!("truncated document ({} bytes, {} elements still open)", b.len(), depth);
     }
     if !trim(&b[i..]).is_empty() {
-        bail!("text after the root element at byte {i}");
+        fail!("text after the root element at byte {i}");
     }
     Ok(())
 }
@@ -435,7 +451,7 @@ fn unescape_into(b: &[u8], s: usize, e: usize, out: &mut Vec<u8>) -> Result<()> 
         match t[i] {
             b'&' => {
                 let semi = memchr::memchr(b';', &t[i..])
-                    .ok_or_else(|| anyhow!("unterminated character reference at byte {}", s + i))?;
+                    .ok_or_else(|| bad!("unterminated character reference at byte {}", s + i))?;
                 let ent = &t[i + 1..i + semi];
                 match ent {
                     b"amp" => out.push(b'&'),
@@ -452,7 +468,7 @@ fn unescape_into(b: &[u8], s: usize, e: usize, out: &mut Vec<u8>) -> Result<()> 
                             None
                         };
                         let c = cp.and_then(char::from_u32).ok_or_else(|| {
-                            anyhow!("unknown character reference &{}; at byte {}", String::from_utf8_lossy(ent), s + i)
+                            bad!("unknown character reference &{}; at byte {}", String::from_utf8_lossy(ent), s + i)
                         })?;
                         let mut buf = [0u8; 4];
                         out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
@@ -461,17 +477,44 @@ fn unescape_into(b: &[u8], s: usize, e: usize, out: &mut Vec<u8>) -> Result<()> 
                 i += semi + 1;
             }
             b'<' if t[i..].starts_with(b"<![CDATA[") => {
-                let end = find(&t[i + 9..], b"]]>").ok_or_else(|| anyhow!("unterminated CDATA at byte {}", s + i))?;
+                let end = find(&t[i + 9..], b"]]>").ok_or_else(|| bad!("unterminated CDATA at byte {}", s + i))?;
                 out.extend_from_slice(&t[i + 9..i + 9 + end]);
                 i += 9 + end + 3;
             }
             b'<' if t[i..].starts_with(b"<!--") => {
-                let end = find(&t[i + 4..], b"-->").ok_or_else(|| anyhow!("unterminated comment at byte {}", s + i))?;
+                let end = find(&t[i + 4..], b"-->").ok_or_else(|| bad!("unterminated comment at byte {}", s + i))?;
                 i += 4 + end + 3;
             }
-            b'<' => bail!("markup inside a text field at byte {}", s + i),
+            b'<' => fail!("markup inside a text field at byte {}", s + i),
             c => {
                 out.push(c);
+                i += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Decodes S3's `encoding-type=url` form (`%XX` escapes, `+` for space) onto `out` (listing pages and
+/// inventory CSVs alike).
+pub fn url_decode_into(s: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'%' => {
+                let h = s
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                out.push(h.ok_or_else(|| bad!("bad %-escape at byte {i}"))?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
                 i += 1;
             }
         }

@@ -2,21 +2,33 @@
 //!
 //! - [`client`]: an aws-sdk-s3 client from AWS conventions (credential chain, profiles, endpoint, region).
 //! - [`ranges`]: key-space ranges and UTF-8-safe split points.
-//! - [`list`]: the parallel lister (work stealing, retries, slow-down, checkpoint/resume, output).
+//! - [`sched`]: which range each stream lists next (work stealing), and how many keys a page asks for.
+//! - [`fetch`]: one ListObjectsV2 page, retried, with the shared slow-down.
 //! - [`listxml`]: ListObjectsV2 bodies taken from the SDK's HTTP client and parsed byte-level.
+//! - [`checkpoint`]: checkpoint.json, and resuming an unfinished listing.
+//! - [`list`]: the parallel lister that puts them together (output to a chunk set or stdout).
 //! - [`inventory`]: S3 Inventory manifests and their CSV.gz files.
 //!
 //! Records carry key, size, ETag (without quotes), LastModified (microseconds since the epoch) and storage
-//! class ([`list::SCHEMA`]). Keys are the object keys' UTF-8 bytes, compared in byte order, which is the
+//! class ([`SCHEMA`]). Keys are the object keys' UTF-8 bytes, compared in byte order, which is the
 //! order S3 lists them in.
 
+pub mod checkpoint;
 pub mod client;
+pub mod fetch;
 pub mod inventory;
 pub mod list;
 pub mod listxml;
 pub mod ranges;
+pub mod sched;
 
-use anyhow::{anyhow, bail, Result};
+use crate::error::Result;
+use crate::record::Schema;
+use crate::summary::Summary;
+use std::path::PathBuf;
+
+/// Fields of the records keyrecon-list-s3 writes (listing and inventory alike).
+pub const SCHEMA: Schema = Schema(Schema::SIZE | Schema::ETAG | Schema::MTIME | Schema::CLASS);
 
 /// A window on LastModified, in microseconds since the epoch, both ends inclusive.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -48,44 +60,98 @@ impl Cutoff {
     }
 }
 
-/// Parses a duration: `90s`, `15m`, `36h`, `7d`, `2w`, or a number of seconds.
-pub fn parse_age(s: &str) -> Result<std::time::Duration> {
+/// Parses a duration: `90s`, `15m`, `36h`, `7d`, `2w`, or a number of seconds. (A clap value parser.)
+pub fn parse_age(s: &str) -> Result<std::time::Duration, String> {
     let t = s.trim();
     let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| anyhow!("{s:?} is not a duration (examples: 90s, 15m, 36h, 7d)"))?;
+    let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration (examples: 90s, 15m, 36h, 7d)"))?;
     let mult = match unit {
         "" | "s" => 1.0,
         "m" => 60.0,
         "h" => 3600.0,
         "d" => 86400.0,
         "w" => 7.0 * 86400.0,
-        other => bail!("unknown duration unit {other:?} in {s:?} (use s, m, h, d, w)"),
+        other => return Err(format!("unknown duration unit {other:?} in {s:?} (use s, m, h, d, w)")),
     };
-    Ok(std::time::Duration::from_secs_f64(n * mult))
+    std::time::Duration::try_from_secs_f64(n * mult).map_err(|_| format!("{s:?} is too long a duration"))
 }
 
-/// Parses an RFC 3339 time (`2024-05-01T00:00:00Z`) into microseconds since the epoch.
-pub fn parse_time_us(s: &str) -> Result<i64> {
+/// Parses an RFC 3339 time (`2024-05-01T00:00:00Z`) into microseconds since the epoch. (A clap value parser.)
+pub fn parse_time_us(s: &str) -> Result<i64, String> {
     use aws_sdk_s3::primitives::{DateTime, DateTimeFormat};
     let t = DateTime::from_str(s.trim(), DateTimeFormat::DateTime)
-        .map_err(|e| anyhow!("{s:?} is not an RFC 3339 time such as 2024-05-01T00:00:00Z: {e}"))?;
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time such as 2024-05-01T00:00:00Z: {e}"))?;
     Ok(t.secs() * 1_000_000 + (t.subsec_nanos() / 1000) as i64)
+}
+
+impl Cutoff {
+    /// The window of `--max-age`, `--min-age` (relative to `now_us`), `--modified-since` and
+    /// `--modified-before` (absolute), intersected.
+    pub fn from_flags(
+        now_us: i64,
+        max_age: Option<std::time::Duration>,
+        min_age: Option<std::time::Duration>,
+        modified_since: Option<i64>,
+        modified_before: Option<i64>,
+    ) -> Cutoff {
+        let mut c = Cutoff::default();
+        c.narrow(max_age.map(|a| now_us - a.as_micros() as i64), min_age.map(|a| now_us - a.as_micros() as i64));
+        c.narrow(modified_since, modified_before);
+        c
+    }
+}
+
+/// What keyrecon-list-s3 does.
+pub enum Job {
+    /// List a bucket into `sink`.
+    List { cfg: list::ListConfig, sink: list::Sink },
+    /// Read an S3 Inventory report into the chunk set `out`.
+    Inventory { cfg: inventory::InventoryConfig, out: PathBuf, force: bool, resume: bool },
+}
+
+/// What keyrecon-list-s3 did.
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+pub enum S3Summary {
+    List(list::ListSummary),
+    Inventory(inventory::InventorySummary),
+}
+
+impl Summary for S3Summary {
+    fn paragraph(&self) -> String {
+        match self {
+            S3Summary::List(s) => s.paragraph(),
+            S3Summary::Inventory(s) => s.paragraph(),
+        }
+    }
+    fn exit_code(&self) -> i32 {
+        match self {
+            S3Summary::List(s) => s.exit_code(),
+            S3Summary::Inventory(s) => s.exit_code(),
+        }
+    }
+}
+
+/// Runs keyrecon-list-s3: builds the runtime and the client (an inventory on local disk needs none),
+/// then lists or reads the inventory.
+pub fn run(client: &client::ClientOptions, job: Job) -> Result<S3Summary> {
+    let rt = crate::rt::runtime()?;
+    match job {
+        Job::List { cfg, sink } => rt.block_on(async {
+            let c = client::build(client).await?;
+            list::list(c, cfg, sink).await.map(S3Summary::List)
+        }),
+        Job::Inventory { cfg, out, force, resume } => {
+            let c = if cfg.manifest.starts_with("s3://") { Some(rt.block_on(client::build(client))?) } else { None };
+            inventory::read_inventory(&rt, c.as_ref(), &cfg, &out, force, resume).map(S3Summary::Inventory)
+        }
+    }
 }
 
 /// Microseconds since the epoch, now.
 pub fn now_us() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
-}
-
-pub(crate) fn hex(b: &[u8]) -> String {
-    const D: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(b.len() * 2);
-    for &x in b {
-        s.push(D[(x >> 4) as usize] as char);
-        s.push(D[(x & 15) as usize] as char);
-    }
-    s
 }
 
 #[cfg(test)]

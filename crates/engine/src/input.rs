@@ -1,12 +1,19 @@
-//! Key files into keys: plain lines (default), NUL-terminated (`-z`), or CSV (`--format csv`).
+//! Key files into keys: the one reader of every tool's key input. Plain lines (default), NUL-terminated
+//! (`-z`), CSV (`--format csv`), or `auto`: CSV with a header when the first line is `key` or starts
+//! with `key,` (keyrecon-diff's `missing-on-target.csv`, repair's `ok.csv`), plain lines otherwise.
 //!
 //! Plain lines follow comm(1): a key is every byte of a line except the terminating `\n` (no trimming, a
 //! `\r` stays part of the key), and a last line without a terminator still counts. An empty line is not a
 //! key: it is skipped and counted as `blank`. Keys are bytes; invalid UTF-8 is fine.
 //!
+//! A CSV with a header may carry, beside the key column, an `origin` column (the source store's own key
+//! the key was mapped from) and a `size` column: [`for_each_record`] hands them on with the key, which
+//! is how keyrecon-repair learns which Cassandra key to fetch for a missing S3 key.
+//!
 //! The hot loop is ripgrep's line buffer: one reused `Vec<u8>`, `memchr` for terminators, the buffer grows
-//! only when one line does not fit. A key that cannot become a record (longer than `max_key_len`, or a CSV
-//! row without the key column) goes to the [`Rejects`] file with its line number and the reason.
+//! only when one line does not fit. A key that cannot become a record (longer than `max_key_len`, a CSV
+//! row without the key column, a `size` that is not a number) goes to the [`Rejects`] file with its line
+//! number and the reason.
 
 use crate::error::{Error, IoContext, Result};
 use std::fs::File;
@@ -34,12 +41,21 @@ pub enum Format {
     Nul,
     /// CSV, key in one column. `header`: the first row names the columns (required for a named column).
     Csv { column: KeyColumn, header: bool, delimiter: u8 },
+    /// CSV with a header and a `key` column when the first line says so (`key` or `key,...`), else
+    /// plain lines (`\n`-terminated, or NUL-terminated when `nul`).
+    Auto { nul: bool },
+}
+
+/// The first line of a CSV that [`Format::Auto`] reads as CSV.
+fn looks_like_key_csv(first: &[u8]) -> bool {
+    let first = first.strip_suffix(b"\r").unwrap_or(first);
+    first == b"key" || first.starts_with(b"key,")
 }
 
 impl Format {
     pub fn terminator(&self) -> u8 {
         match self {
-            Format::Nul => 0,
+            Format::Nul | Format::Auto { nul: true } => 0,
             _ => b'\n',
         }
     }
@@ -74,13 +90,37 @@ impl InputSpec {
             self.path.display().to_string()
         }
     }
-    fn open(&self) -> Result<Box<dyn Read + Send>> {
-        if self.is_stdin() {
-            Ok(Box::new(std::io::stdin()))
+    /// Opens the input and settles an `Auto` format by peeking at the first line (the bytes peeked at
+    /// are read again).
+    fn open(&self) -> Result<(Box<dyn Read + Send>, Format)> {
+        let mut r: Box<dyn Read + Send> = if self.is_stdin() {
+            Box::new(std::io::stdin())
         } else {
-            let f = File::open(&self.path).ctx(&self.path)?;
-            Ok(Box::new(f))
+            Box::new(File::open(&self.path).ctx(&self.path)?)
+        };
+        let Format::Auto { nul } = self.format else { return Ok((r, self.format.clone())) };
+        let mut head = Vec::new();
+        let mut buf = [0u8; 4096];
+        while head.len() < 64 << 10 && memchr::memchr(b'\n', &head).is_none() {
+            let n = match r.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io(&self.path, e)),
+            };
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&buf[..n]);
         }
+        let first = head.split(|b| *b == b'\n').next().unwrap_or_default();
+        let format = if !nul && looks_like_key_csv(first) {
+            Format::Csv { column: KeyColumn::Name("key".into()), header: true, delimiter: b',' }
+        } else if nul {
+            Format::Nul
+        } else {
+            Format::Lines
+        };
+        Ok((Box::new(std::io::Cursor::new(head).chain(r)), format))
     }
 }
 
@@ -127,14 +167,13 @@ impl Rejects {
         if g.is_none() {
             let f = File::create(path).ctx(path)?;
             let mut w = csv::Writer::from_writer(f);
-            w.write_record(["file", "line", "reason", "key"])
-                .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+            w.write_record(["file", "line", "reason", "key"]).map_err(|e| Error::csv(path, e))?;
             *g = Some(w);
         }
         let w = g.as_mut().unwrap();
         let line_s = line.to_string();
         w.write_record([file.as_bytes(), line_s.as_bytes(), reason.as_bytes(), key])
-            .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+            .map_err(|e| Error::csv(path, e))?;
         Ok(())
     }
     pub fn flush(&self) -> Result<()> {
@@ -145,6 +184,18 @@ impl Rejects {
     }
 }
 
+/// One key of an input and what a CSV row may carry with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyRecord<'a> {
+    pub key: &'a [u8],
+    /// The `origin` column, when the CSV has one and the cell is not empty.
+    pub origin: Option<&'a [u8]>,
+    /// The `size` column, when the CSV has one and the cell is not empty.
+    pub size: Option<u64>,
+    /// 1-based line (CSV: the row's line) or record number, for messages and rejects.
+    pub line: u64,
+}
+
 /// Calls `f(key, line)` for every key of `spec`, in input order (`line`: 1-based line or record number,
 /// for messages and rejects). `progress` is advanced by bytes read.
 pub fn for_each_key(
@@ -153,23 +204,34 @@ pub fn for_each_key(
     progress: &AtomicU64,
     mut f: impl FnMut(&[u8], u64) -> Result<()>,
 ) -> Result<InputStats> {
-    let reader = spec.open()?;
-    match &spec.format {
-        Format::Lines | Format::Nul => read_delimited(reader, spec, rejects, progress, &mut f),
+    for_each_record(spec, rejects, progress, |r| f(r.key, r.line))
+}
+
+/// Calls `f` for every key of `spec` with its `origin` and `size` cells (CSV with a header), in input
+/// order. `progress` is advanced by bytes read.
+pub fn for_each_record(
+    spec: &InputSpec,
+    rejects: &Rejects,
+    progress: &AtomicU64,
+    mut f: impl FnMut(KeyRecord) -> Result<()>,
+) -> Result<InputStats> {
+    let (reader, format) = spec.open()?;
+    match &format {
         Format::Csv { column, header, delimiter } => {
             read_csv(reader, spec, column, *header, *delimiter, rejects, progress, &mut f)
         }
+        other => read_delimited(reader, spec, other.terminator(), rejects, progress, &mut f),
     }
 }
 
 fn read_delimited(
     mut reader: Box<dyn Read + Send>,
     spec: &InputSpec,
+    term: u8,
     rejects: &Rejects,
     progress: &AtomicU64,
-    f: &mut dyn FnMut(&[u8], u64) -> Result<()>,
+    f: &mut dyn FnMut(KeyRecord) -> Result<()>,
 ) -> Result<InputStats> {
-    let term = spec.format.terminator();
     let mut st = InputStats::default();
     let mut buf = vec![0u8; READ_BUF];
     // buf[start..end] holds unconsumed bytes.
@@ -183,14 +245,22 @@ fn read_delimited(
         for nl in memchr::memchr_iter(term, &buf[start..end]) {
             let nl = start + nl;
             line_no += 1;
-            emit(&buf[pos..nl], line_no, spec, &name, rejects, &mut st, f)?;
+            emit(
+                KeyRecord { key: &buf[pos..nl], origin: None, size: None, line: line_no },
+                spec,
+                &name,
+                rejects,
+                &mut st,
+                f,
+            )?;
             pos = nl + 1;
         }
         start = pos;
         if eof {
             if start < end {
                 line_no += 1;
-                emit(&buf[start..end], line_no, spec, &name, rejects, &mut st, f)?;
+                let r = KeyRecord { key: &buf[start..end], origin: None, size: None, line: line_no };
+                emit(r, spec, &name, rejects, &mut st, f)?;
             }
             break;
         }
@@ -223,14 +293,14 @@ fn read_delimited(
 
 #[inline]
 fn emit(
-    key: &[u8],
-    line: u64,
+    r: KeyRecord,
     spec: &InputSpec,
     name: &str,
     rejects: &Rejects,
     st: &mut InputStats,
-    f: &mut dyn FnMut(&[u8], u64) -> Result<()>,
+    f: &mut dyn FnMut(KeyRecord) -> Result<()>,
 ) -> Result<()> {
+    let (key, line) = (r.key, r.line);
     if key.is_empty() {
         st.blank += 1;
         return Ok(());
@@ -245,7 +315,7 @@ fn emit(
         );
     }
     st.records_read += 1;
-    f(key, line)
+    f(r)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -257,7 +327,7 @@ fn read_csv(
     delimiter: u8,
     rejects: &Rejects,
     progress: &AtomicU64,
-    f: &mut dyn FnMut(&[u8], u64) -> Result<()>,
+    f: &mut dyn FnMut(KeyRecord) -> Result<()>,
 ) -> Result<InputStats> {
     let name = spec.display();
     let counting = CountingReader { inner: reader, progress, bytes: 0 };
@@ -287,6 +357,14 @@ fn read_csv(
             })?
         }
     };
+    // The cells that travel with the key, when the header names them.
+    let (origin_col, size_col) = if header {
+        let h =
+            rdr.byte_headers().map_err(|e| Error::Parse { path: spec.path.clone(), line: 1, msg: e.to_string() })?;
+        (h.iter().position(|c| c == b"origin"), h.iter().position(|c| c == b"size"))
+    } else {
+        (None, None)
+    };
     let mut st = InputStats::default();
     let mut rec = csv::ByteRecord::new();
     loop {
@@ -315,7 +393,22 @@ fn read_csv(
                     &raw,
                 )?;
             }
-            Some(key) => emit(key, line, spec, &name, rejects, &mut st, f)?,
+            Some(key) => {
+                let cell = |c: Option<usize>| c.and_then(|c| rec.get(c)).filter(|v| !v.is_empty());
+                let size = match cell(size_col) {
+                    None => None,
+                    Some(v) => match std::str::from_utf8(v).ok().and_then(|v| v.parse().ok()) {
+                        Some(n) => Some(n),
+                        None => {
+                            st.rejected += 1;
+                            let why = format!("size {:?} is not a number", String::from_utf8_lossy(v));
+                            rejects.reject(&name, line, &why, key)?;
+                            continue;
+                        }
+                    },
+                };
+                emit(KeyRecord { key, origin: cell(origin_col), size, line }, spec, &name, rejects, &mut st, f)?
+            }
         }
     }
     st.bytes = rdr.into_inner().bytes;
@@ -462,7 +555,7 @@ impl RecordSource for crate::chunk::ChunkSet {
         Some(self.data_len())
     }
     fn for_each(&self, progress: &AtomicU64, f: &mut RecordFn) -> Result<SourceStats> {
-        use crate::chunk::reader::SortedCursor;
+        use crate::merge::SortedCursor;
         let mut s = self.stream()?;
         let mut st = InputStats::default();
         let mut pending = 0u64;

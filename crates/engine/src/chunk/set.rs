@@ -74,23 +74,23 @@ pub struct Manifest {
 
 impl Manifest {
     pub fn schema(&self) -> Result<Schema> {
-        Schema::from_names(self.schema.iter().map(|s| s.as_str())).map_err(Error::Other)
+        Schema::from_names(self.schema.iter().map(|s| s.as_str()))
+            .map_err(|msg| Error::Manifest { path: PathBuf::from(MANIFEST), msg })
     }
 }
 
-fn hex(b: &[u8]) -> String {
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        s.push_str(&format!("{x:02x}"));
+impl ChunkInfo {
+    /// The chunk's first key (decoded from the manifest's hex).
+    pub fn first_key(&self) -> Result<Vec<u8>> {
+        self.key_of(&self.first_key_hex)
     }
-    s
-}
-
-pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
+    /// The chunk's last key.
+    pub fn last_key(&self) -> Result<Vec<u8>> {
+        self.key_of(&self.last_key_hex)
     }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect()
+    fn key_of(&self, h: &str) -> Result<Vec<u8>> {
+        crate::hex::decode(h).map_err(|msg| Error::Manifest { path: PathBuf::from(&self.file), msg })
+    }
 }
 
 /// Builds a chunk set. `Sync`: parallel producers each open their own chunk with [`new_chunk`] and hand it
@@ -268,9 +268,9 @@ impl ChunkSetWriter {
         let chunks: Vec<ChunkInfo> = chunks.into_iter().map(|a| a.info).collect();
         if disjoint {
             for w in chunks.windows(2) {
-                let (a, b) = (unhex(&w[0].last_key_hex).unwrap(), unhex(&w[1].first_key_hex).unwrap());
+                let (a, b) = (w[0].last_key()?, w[1].first_key()?);
                 if a >= b {
-                    return Err(Error::Other(format!(
+                    return Err(Error::Internal(format!(
                         "chunk set {}: {} (last key {:?}) overlaps {} (first key {:?}) but the set was declared disjoint",
                         self.dir.display(),
                         w[0].file,
@@ -297,7 +297,7 @@ impl ChunkSetWriter {
             info,
         };
         let tmp = self.dir.join(format!(".{MANIFEST}.tmp"));
-        let body = serde_json::to_vec_pretty(&m).map_err(|e| Error::Other(e.to_string()))?;
+        let body = serde_json::to_vec_pretty(&m).map_err(|e| Error::json(&tmp, e))?;
         std::fs::write(&tmp, body).ctx(&tmp)?;
         let fin = self.dir.join(MANIFEST);
         std::fs::rename(&tmp, &fin).ctx(&fin)?;
@@ -327,14 +327,14 @@ fn info_of(name: &str, st: &ChunkStats) -> ChunkInfo {
         records: st.records,
         data_len: st.data_len,
         checksum: format!("xxh3:{:016x}", st.checksum),
-        first_key_hex: hex(&st.first_key),
-        last_key_hex: hex(&st.last_key),
+        first_key_hex: crate::hex::encode(&st.first_key),
+        last_key_hex: crate::hex::encode(&st.last_key),
     }
 }
 
 /// Reads a chunk once (checking it) for its manifest entry; also returns its first key.
 fn verify_to_info(p: &Path) -> Result<(Vec<u8>, ChunkInfo)> {
-    use super::reader::SortedCursor;
+    use crate::merge::SortedCursor;
     let mut c = ChunkCursor::open(p)?;
     let (mut first, mut last, mut n) = (Vec::new(), Vec::new(), 0u64);
     while c.advance()? {
@@ -455,7 +455,7 @@ impl SetStream {
     }
 }
 
-impl super::reader::SortedCursor for SetStream {
+impl crate::merge::SortedCursor for SetStream {
     #[inline]
     fn advance(&mut self) -> Result<bool> {
         match self {
@@ -495,7 +495,7 @@ impl ChunkSet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chunk::reader::SortedCursor;
+    use crate::merge::SortedCursor;
 
     /// A chunk of `w` holding `keys`, not yet added.
     fn write(w: &ChunkSetWriter, keys: &[&str]) -> ChunkWriter {

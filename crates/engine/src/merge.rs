@@ -14,8 +14,17 @@
 //! among equal keys the record of the lowest-indexed input wins and the others count as duplicates: the
 //! result is deterministic whatever the chunk sizes were.
 
-use crate::chunk::reader::SortedCursor;
 use crate::error::Result;
+
+/// A sorted stream of records. Implemented by chunk cursors, merges, sorter outputs and in-memory runs.
+pub trait SortedCursor {
+    /// Moves to the next record. `Ok(false)` at the end.
+    fn advance(&mut self) -> Result<bool>;
+    /// The current record's key; valid after `advance` returned true.
+    fn key(&self) -> &[u8];
+    /// The current record's encoded metadata (empty for keys-only).
+    fn meta(&self) -> &[u8];
+}
 
 pub struct Merge<C: SortedCursor> {
     cursors: Vec<C>,

@@ -8,20 +8,130 @@
 //!                      drop duplicates ──► run-NNNNNN.krc in the spill directory (chunk format)
 //!  finish() ──► no spill: the buffer itself is the sorted result
 //!           └─► spills: k-way merge (loser tree) of the runs; more runs than `fanin` are first
-//!               merged in groups (multi-level merge) so open files stay bounded
+//!               merged in groups (multi-level merge, [`reduce`]) so open files stay bounded
 //! ```
+//! The file-level merges every producer of chunk sets shares live here too: [`reduce`] (multi-level,
+//! one fan-in policy, [`FANIN`]), [`write_set`] (a sorted stream into a chunk set, cut into chunks of a
+//! target size) and [`merge_into_set`] (both): keyrecon-sort, the Cassandra lister's final merge and the
+//! S3 inventory reader all end through them.
 //! The arena and entry array are allocated once and reused for every run: first touch of fresh memory
 //! is slow on the VMs we run on, and the budget is then an honest ceiling on resident memory.
 //! Ties among equal keys keep the first record pushed (runs are merged with ties broken by run order),
 //! so `sort -u`-like "first wins" holds for metadata as well.
 
-use crate::chunk::reader::{ChunkCursor, SortedCursor};
+use crate::chunk::ChunkCursor;
 use crate::chunk::{ChunkSetWriter, ChunkWriter};
 use crate::error::{Error, IoContext, Result};
 use crate::merge::Merge;
+use crate::merge::SortedCursor;
 use crate::record::{get_varint, put_varint, Schema};
 use rayon::prelude::*;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Most sorted files one merge reads at once; more are first merged in groups ([`reduce`]), so the
+/// open files (and their read buffers) stay bounded whatever the number of inputs.
+pub const FANIN: usize = 128;
+
+/// What a file-level merge did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MergeStats {
+    /// Records written by the final merge.
+    pub records: u64,
+    /// Records dropped because an earlier input had the same key.
+    pub duplicates: u64,
+    /// Intermediate levels ([`reduce`]); 0 when one merge took every input.
+    pub passes: u64,
+}
+
+/// Reduces sorted chunk files to at most `fanin`: groups of `fanin` consecutive files are merged
+/// (duplicates dropped, the earlier file's record kept) into one file in `dir` that takes the group's
+/// place, level by level. Keeping the order keeps "the first input wins" across levels. Intermediate
+/// files are removed once merged; the inputs only if `remove_inputs` (a sort's private runs, but not
+/// a lister's journaled files, which a resume still needs). Returns the files left, each with whether
+/// it is an intermediate file (or an input the caller gave away), to be removed after use.
+pub fn reduce(
+    mut files: Vec<PathBuf>,
+    fanin: usize,
+    dir: &Path,
+    schema: Schema,
+    remove_inputs: bool,
+    stats: &mut MergeStats,
+) -> Result<Vec<(PathBuf, bool)>> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let fanin = fanin.max(2);
+    let mut ours = vec![remove_inputs; files.len()];
+    while files.len() > fanin {
+        stats.passes += 1;
+        let (level, owned) = (std::mem::take(&mut files), std::mem::take(&mut ours));
+        for (group, own) in level.chunks(fanin).zip(owned.chunks(fanin)) {
+            if group.len() == 1 {
+                files.push(group[0].clone());
+                ours.push(own[0]);
+                continue;
+            }
+            let cursors = group.iter().map(ChunkCursor::open).collect::<Result<Vec<_>>>()?;
+            let mut m = Merge::new(cursors, true);
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let p = dir.join(format!("merge-{}-{n:06}.krc", std::process::id()));
+            let mut w = ChunkWriter::create(&p, schema)?;
+            while m.advance()? {
+                w.push(m.key(), m.meta())?;
+            }
+            stats.duplicates += m.duplicates();
+            drop(m);
+            if w.finish()?.is_some() {
+                files.push(p);
+                ours.push(true);
+            }
+            for (f, o) in group.iter().zip(own) {
+                if *o {
+                    std::fs::remove_file(f).ctx(f)?;
+                }
+            }
+        }
+    }
+    Ok(files.into_iter().zip(ours).collect())
+}
+
+/// Writes a sorted, duplicate-free stream into `out` as chunks of about `chunk_bytes` each (so the set
+/// is disjoint). Returns the records written.
+pub fn write_set(src: &mut dyn SortedCursor, out: &ChunkSetWriter, chunk_bytes: u64) -> Result<u64> {
+    let mut w = out.new_chunk()?;
+    let mut n = 0;
+    while src.advance()? {
+        if w.data_len() >= chunk_bytes {
+            out.add_chunk(std::mem::replace(&mut w, out.new_chunk()?))?;
+        }
+        w.push(src.key(), src.meta())?;
+        n += 1;
+    }
+    out.add_chunk(w)?;
+    Ok(n)
+}
+
+/// Merges sorted chunk files (each strictly increasing; together overlapping, with duplicates) into
+/// the chunk set `out`: [`reduce`] to [`FANIN`] in `dir`, one loser-tree merge, [`write_set`]. Among
+/// equal keys the record of the earliest file in `files` wins. The inputs are left in place.
+pub fn merge_into_set(
+    files: Vec<PathBuf>,
+    dir: &Path,
+    schema: Schema,
+    out: &ChunkSetWriter,
+    chunk_bytes: u64,
+) -> Result<MergeStats> {
+    let mut stats = MergeStats::default();
+    let files = reduce(files, FANIN, dir, schema, false, &mut stats)?;
+    let cursors = files.iter().map(|(f, _)| ChunkCursor::open(f)).collect::<Result<Vec<_>>>()?;
+    let mut m = Merge::new(cursors, true);
+    stats.records = write_set(&mut m, out, chunk_bytes)?;
+    stats.duplicates += m.duplicates();
+    drop(m);
+    for (f, _) in files.iter().filter(|(_, ours)| *ours) {
+        std::fs::remove_file(f).ctx(f)?;
+    }
+    Ok(stats)
+}
 
 #[derive(Clone, Debug)]
 pub struct SortConfig {
@@ -36,7 +146,7 @@ pub struct SortConfig {
 
 impl SortConfig {
     pub fn new(mem: usize, tmp_dir: impl Into<PathBuf>, schema: Schema) -> Self {
-        SortConfig { mem, tmp_dir: tmp_dir.into(), fanin: 128, schema }
+        SortConfig { mem, tmp_dir: tmp_dir.into(), fanin: FANIN, schema }
     }
 }
 
@@ -45,7 +155,7 @@ pub struct SortStats {
     pub records_in: u64,
     pub duplicates: u64,
     pub unique: u64,
-    pub runs_spilled: u64,
+    pub chunks_spilled: u64,
     pub bytes_spilled: u64,
     pub merge_passes: u64,
 }
@@ -177,7 +287,7 @@ impl Sorter {
         }
         let path = w.path().to_path_buf();
         let st = w.finish()?.expect("non-empty run");
-        self.stats.runs_spilled += 1;
+        self.stats.chunks_spilled += 1;
         self.stats.bytes_spilled += st.data_len;
         self.runs.push(path);
         self.arena.clear();
@@ -185,33 +295,15 @@ impl Sorter {
         Ok(())
     }
 
-    /// Merges runs level by level, each group of `fanin` consecutive runs into one run that takes the
-    /// group's place, until one merge can take them all. Keeping runs in push order keeps "first pushed
-    /// wins" among duplicates.
+    /// Merges runs level by level ([`reduce`]) until one merge can take them all. Runs stay in push
+    /// order, which keeps "first pushed wins" among duplicates.
     fn reduce_runs(&mut self) -> Result<()> {
-        while self.runs.len() > self.cfg.fanin {
-            self.stats.merge_passes += 1;
-            let level = std::mem::take(&mut self.runs);
-            for group in level.chunks(self.cfg.fanin) {
-                if group.len() == 1 {
-                    self.runs.push(group[0].clone());
-                    continue;
-                }
-                let cursors = group.iter().map(ChunkCursor::open).collect::<Result<Vec<_>>>()?;
-                let mut m = Merge::new(cursors, true);
-                let mut w = self.new_run()?;
-                while m.advance()? {
-                    w.push(m.key(), m.meta())?;
-                }
-                self.stats.duplicates += m.duplicates();
-                let path = w.path().to_path_buf();
-                w.finish()?;
-                self.runs.push(path);
-                for p in group {
-                    std::fs::remove_file(p).ctx(p)?;
-                }
-            }
-        }
+        let mut ms = MergeStats::default();
+        let dir = self.spill_dir()?;
+        let runs = reduce(std::mem::take(&mut self.runs), self.cfg.fanin, &dir, self.cfg.schema, true, &mut ms)?;
+        self.runs = runs.into_iter().map(|(f, _)| f).collect();
+        self.stats.merge_passes += ms.passes;
+        self.stats.duplicates += ms.duplicates;
         Ok(())
     }
 
@@ -245,14 +337,7 @@ impl Sorter {
     /// Ends input and writes the result into `out` as disjoint chunks of about `chunk_bytes` each.
     pub fn finish_into(self, out: &ChunkSetWriter, chunk_bytes: u64) -> Result<SortStats> {
         let mut sorted = self.finish()?;
-        let mut w = out.new_chunk()?;
-        while sorted.advance()? {
-            if w.data_len() >= chunk_bytes {
-                out.add_chunk(std::mem::replace(&mut w, out.new_chunk()?))?;
-            }
-            w.push(sorted.key(), sorted.meta())?;
-        }
-        out.add_chunk(w)?;
+        write_set(&mut sorted, out, chunk_bytes)?;
         Ok(sorted.stats())
     }
 }
@@ -382,7 +467,7 @@ mod tests {
                 assert_eq!(st.unique + st.duplicates, n as u64, "round {round} mem {mem}");
                 if mem == 4096 && n > 3000 {
                     assert!(
-                        st.runs_spilled > 2 && st.merge_passes > 0,
+                        st.chunks_spilled > 2 && st.merge_passes > 0,
                         "budget should force multi-level merges: {st:?}"
                     );
                 }

@@ -91,39 +91,19 @@ impl Meta {
         *self == Meta::default()
     }
 
-    /// Appends the encoding of `self` to `out`.
+    /// Appends the encoding of `self` to `out` (see [`MetaRef::encode`]).
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let mut presence = 0u8;
-        if self.size.is_some() {
-            presence |= Schema::SIZE;
-        }
-        if self.etag.is_some() {
-            presence |= Schema::ETAG;
-        }
-        if self.mtime.is_some() {
-            presence |= Schema::MTIME;
-        }
-        if self.origin.is_some() {
-            presence |= Schema::ORIGIN;
-        }
-        if self.class.is_some() {
-            presence |= Schema::CLASS;
-        }
-        out.push(presence);
-        if let Some(s) = self.size {
-            put_varint(out, s);
-        }
-        if let Some(e) = &self.etag {
-            put_bytes(out, e);
-        }
-        if let Some(m) = self.mtime {
-            put_varint(out, zigzag(m));
-        }
-        if let Some(o) = &self.origin {
-            put_bytes(out, o);
-        }
-        if let Some(c) = &self.class {
-            put_bytes(out, c);
+        self.as_ref().encode(out)
+    }
+
+    /// The same fields, borrowed.
+    pub fn as_ref(&self) -> MetaRef<'_> {
+        MetaRef {
+            size: self.size,
+            etag: self.etag.as_deref(),
+            mtime: self.mtime,
+            origin: self.origin.as_deref(),
+            class: self.class.as_deref(),
         }
     }
 
@@ -157,6 +137,45 @@ pub struct MetaRef<'a> {
 }
 
 impl<'a> MetaRef<'a> {
+    /// Appends the encoding (module doc) of the fields that are `Some` to `out`. The one encoder of
+    /// record metadata: listers, the key mapper and the sort all write through it, allocation-free.
+    #[inline]
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let presence = self.size.map_or(0, |_| Schema::SIZE)
+            | self.etag.map_or(0, |_| Schema::ETAG)
+            | self.mtime.map_or(0, |_| Schema::MTIME)
+            | self.origin.map_or(0, |_| Schema::ORIGIN)
+            | self.class.map_or(0, |_| Schema::CLASS);
+        out.push(presence);
+        if let Some(s) = self.size {
+            put_varint(out, s);
+        }
+        if let Some(e) = self.etag {
+            put_bytes(out, e);
+        }
+        if let Some(m) = self.mtime {
+            put_varint(out, zigzag(m));
+        }
+        if let Some(o) = self.origin {
+            put_bytes(out, o);
+        }
+        if let Some(c) = self.class {
+            put_bytes(out, c);
+        }
+    }
+
+    /// Only the fields `schema` holds (a lister that read a field the chunk set does not carry).
+    #[inline]
+    pub fn only(self, schema: Schema) -> MetaRef<'a> {
+        MetaRef {
+            size: self.size.filter(|_| schema.has(Schema::SIZE)),
+            etag: self.etag.filter(|_| schema.has(Schema::ETAG)),
+            mtime: self.mtime.filter(|_| schema.has(Schema::MTIME)),
+            origin: self.origin.filter(|_| schema.has(Schema::ORIGIN)),
+            class: self.class.filter(|_| schema.has(Schema::CLASS)),
+        }
+    }
+
     pub fn decode(mut buf: &'a [u8]) -> Result<MetaRef<'a>, String> {
         let mut m = MetaRef::default();
         if buf.is_empty() {

@@ -5,6 +5,7 @@
 
 use super::{FOOTER_LEN, FOOTER_MAGIC, HEADER_LEN, HEADER_MAGIC, VERSION};
 use crate::error::{Error, IoContext, Result};
+use crate::merge::SortedCursor;
 use crate::record::{get_varint, show_key, Schema};
 use memmap2::Mmap;
 use std::fs::File;
@@ -13,16 +14,6 @@ use xxhash_rust::xxh3::Xxh3;
 
 const RELEASE_EVERY: usize = 64 << 20;
 const HASH_BLOCK: usize = 1 << 20;
-
-/// A sorted stream of records. Implemented by chunk cursors, merges and in-memory runs.
-pub trait SortedCursor {
-    /// Moves to the next record. `Ok(false)` at the end.
-    fn advance(&mut self) -> Result<bool>;
-    /// The current record's key; valid after `advance` returned true.
-    fn key(&self) -> &[u8];
-    /// The current record's encoded metadata (empty for keys-only).
-    fn meta(&self) -> &[u8];
-}
 
 pub struct ChunkCursor {
     path: PathBuf,

@@ -25,8 +25,8 @@
 //! (`...-N`), which are not MD5s of the content; `mtime` differs when the source was written after the
 //! target (edited after copying).
 
-use crate::chunk::reader::SortedCursor;
 use crate::error::{Error, IoContext, Result};
+use crate::merge::SortedCursor;
 use crate::record::{MetaRef, Schema};
 use serde::Serialize;
 use std::fs::File;
@@ -138,10 +138,7 @@ impl CsvOut {
 }
 
 fn csv_err(path: &Path, e: csv::Error) -> Error {
-    match e.into_kind() {
-        csv::ErrorKind::Io(io) => Error::io(path, io),
-        other => Error::Other(format!("{}: {other:?}", path.display())),
-    }
+    Error::csv(path, e)
 }
 
 /// Receives the walk's outcomes and writes the output directory. Keys must arrive in increasing order.
@@ -520,14 +517,17 @@ impl DiffSummary {
         }
     }
     pub fn write(&self, dir: &Path) -> Result<()> {
-        let p = dir.join("summary.json");
-        let tmp = dir.join(".summary.json.tmp");
-        let body = serde_json::to_vec_pretty(self).map_err(|e| Error::Other(e.to_string()))?;
-        std::fs::write(&tmp, body).ctx(&tmp)?;
-        std::fs::rename(&tmp, &p).ctx(&p)
+        crate::summary::write_json(dir, self)
     }
+}
+
+impl crate::summary::Summary for DiffSummary {
+    fn exit_code(&self) -> i32 {
+        self.exit_code
+    }
+
     /// One paragraph for stderr.
-    pub fn paragraph(&self) -> String {
+    fn paragraph(&self) -> String {
         let mut s = format!(
             "{} missing on target, {} missing on source, {} differ, {} match. source: {} records, {} unique, {} duplicates; target: {} records, {} unique, {} duplicates. {:.2}s, peak RSS {} MiB, engine {}.",
             self.missing_on_target,

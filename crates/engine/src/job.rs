@@ -1,13 +1,13 @@
 //! The jobs behind the binaries: a validated config in, a summary out. Binaries only parse flags into
 //! these configs and map the summary to an exit code.
 
-use crate::chunk::reader::SortedCursor;
 use crate::chunk::set::Producer;
 use crate::chunk::{ChunkSet, ChunkSetWriter};
 use crate::diff::{walk, DiffOptions, DiffSummary, DiffWriter, SideStats, Timings};
 use crate::error::{Error, Result};
 use crate::hashdiff::{hash_diff, HashDiffConfig};
 use crate::input::{FileSource, InputSpec, InputStats, RecordSource, Rejects};
+use crate::merge::SortedCursor;
 use crate::progress::{peak_rss_bytes, Progress, Unit};
 use crate::record::Schema;
 use crate::sort::{SortConfig, SortStats, Sorter};
@@ -39,6 +39,7 @@ impl Side {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Engine {
     /// Sorted merge when both sides are chunk sets, hash partitioning otherwise.
     Auto,
@@ -293,6 +294,8 @@ pub struct SortJobConfig {
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct SortSummary {
     pub inputs: Vec<String>,
+    /// The chunk set written.
+    pub out: String,
     /// `input.rejected`: keys that could not be read (too long, bad CSV rows): exit 2.
     pub input: InputStats,
     /// Keys a `--key-map` rule rejected: deliberate filtering, reported in rejects.csv, not trouble.
@@ -303,6 +306,30 @@ pub struct SortSummary {
     pub peak_rss_bytes: u64,
     pub total_ms: u64,
     pub exit_code: i32,
+}
+
+impl crate::summary::Summary for SortSummary {
+    fn exit_code(&self) -> i32 {
+        self.exit_code
+    }
+
+    fn paragraph(&self) -> String {
+        format!(
+            "{} records read, {} unique, {} duplicates, {} blank, {} unreadable, {} rejected by --key-map; {} chunks in {} ({} chunks spilled, {} merge passes); {:.2}s, peak RSS {} MiB.",
+            self.input.records_read,
+            self.records,
+            self.sort.duplicates,
+            self.input.blank,
+            self.input.rejected,
+            self.key_map_rejected,
+            self.chunks,
+            self.out,
+            self.sort.chunks_spilled,
+            self.sort.merge_passes,
+            self.total_ms as f64 / 1000.0,
+            self.peak_rss_bytes >> 20
+        )
+    }
 }
 
 pub fn sort(cfg: SortJobConfig) -> Result<SortSummary> {
@@ -327,7 +354,7 @@ pub fn sort(cfg: SortJobConfig) -> Result<SortSummary> {
             Some(km) => match km.map_into(k, &mut mapped) {
                 Ok(()) => {
                     meta.clear();
-                    crate::record::Meta { origin: Some(k.to_vec()), ..Default::default() }.encode(&mut meta);
+                    crate::record::MetaRef { origin: Some(k), ..Default::default() }.encode(&mut meta);
                     sorter.push(&mapped, &meta)
                 }
                 Err(reason) => {
@@ -353,6 +380,7 @@ pub fn sort(cfg: SortJobConfig) -> Result<SortSummary> {
     let m = writer.finish(Producer::current("keyrecon-sort"), true, info)?;
     let mut s = SortSummary {
         inputs: cfg.inputs.iter().map(|i| i.display()).collect(),
+        out: cfg.out.display().to_string(),
         input,
         key_map_rejected: map_rejects,
         sort,

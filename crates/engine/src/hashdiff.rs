@@ -18,10 +18,10 @@
 //! sizes, or one key repeated millions of times) is diffed by the external sorter instead, which spills.
 //! Deduplication keeps the first occurrence of a key in input order, like `sort -u`.
 
-use crate::chunk::reader::SortedCursor;
 use crate::diff::{Comparator, Counts, DiffWriter};
 use crate::error::{Error, IoContext, Result};
 use crate::input::{RecordSource, SourceStats};
+use crate::merge::SortedCursor;
 use crate::record::{get_varint, put_varint, Schema};
 use crate::sort::{SortConfig, SortedOutput, Sorter};
 use rayon::prelude::*;
@@ -362,8 +362,8 @@ fn load(l: &mut Loaded, mut part: Part, path: &Path) -> Result<()> {
     l.records = part.records as usize;
     let total = part.spilled as usize + part.buf.len();
     if total > u32::MAX as usize {
-        return Err(Error::Other(format!(
-            "{}: partition of {total} bytes exceeds 4 GiB; raise --partitions",
+        return Err(Error::Usage(format!(
+            "{}: a hash partition of {total} bytes exceeds the 4 GiB a partition may hold; use a smaller --mem or --engine sort",
             path.display()
         )));
     }
@@ -496,15 +496,15 @@ fn slot_value(h: u64, index: usize) -> u64 {
 #[inline(always)]
 fn next_record(bytes: &[u8], pos: usize, with_meta: bool) -> Result<(usize, usize, usize)> {
     let mut rest = &bytes[pos..];
-    let klen = get_varint(&mut rest).ok_or_else(|| Error::Other("corrupt partition record".into()))? as usize;
+    let klen = get_varint(&mut rest).ok_or_else(|| Error::Internal("corrupt partition record".into()))? as usize;
     let koff = bytes.len() - rest.len();
     let mut end = koff + klen;
     if end > bytes.len() {
-        return Err(Error::Other("corrupt partition record".into()));
+        return Err(Error::Internal("corrupt partition record".into()));
     }
     if with_meta {
         let mut r = &bytes[end..];
-        let mlen = get_varint(&mut r).ok_or_else(|| Error::Other("corrupt partition record".into()))? as usize;
+        let mlen = get_varint(&mut r).ok_or_else(|| Error::Internal("corrupt partition record".into()))? as usize;
         end = bytes.len() - r.len() + mlen;
     }
     Ok((koff, klen, end))
@@ -614,13 +614,14 @@ fn diff_partition_by_sorting(
         let mut feed = |bytes: &[u8]| -> Result<()> {
             let mut rest = bytes;
             while !rest.is_empty() {
-                let klen = get_varint(&mut rest).ok_or_else(|| Error::Other("corrupt spill record".into()))? as usize;
+                let klen =
+                    get_varint(&mut rest).ok_or_else(|| Error::Internal("corrupt spill record".into()))? as usize;
                 let (key, r) = rest.split_at(klen);
                 rest = r;
                 let mut meta: &[u8] = &[];
                 if with_meta {
                     let mlen =
-                        get_varint(&mut rest).ok_or_else(|| Error::Other("corrupt spill record".into()))? as usize;
+                        get_varint(&mut rest).ok_or_else(|| Error::Internal("corrupt spill record".into()))? as usize;
                     let (m, r) = rest.split_at(mlen);
                     meta = m;
                     rest = r;

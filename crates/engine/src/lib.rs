@@ -1,0 +1,45 @@
+//! keyrecon-engine: the part of keyrecon that needs no network. Everything that sorts, merges and
+//! compares keys lives here; the listers, repair and verify (in the `keyrecon` crate above) only
+//! produce and consume what this crate defines.
+//!
+//! Module map (data flows top to bottom):
+//! ```text
+//!  input ──► sort ──────────► chunk (chunk files, chunk sets) ◄── listers (keyrecon crate)
+//!   │                              │
+//!   │                              ▼
+//!   └──────► hashdiff        merge (k-way, dedup, merge_into_set)
+//!               │                  │
+//!               └──────► diff (two-sided walk, outcome files, summary) ──► job (keyrecon-diff, -sort)
+//! ```
+//! - [`record`]: key bytes + optional metadata and their one encoding.
+//! - [`chunk`]: the on-disk sorted chunk format and chunk sets (manifest).
+//! - [`input`]: key files (lines, NUL, CSV) into records; rejects.
+//! - [`sort`]: memory-budgeted parallel external sort into chunk sets.
+//! - [`merge`]: loser-tree k-way merge of sorted cursors, with deduplication; multi-level merge of
+//!   chunk files into a chunk set.
+//! - [`diff`]: the two-sided walk over sorted streams and the outcome sinks.
+//! - [`hashdiff`]: diff of unsorted inputs by hash partitioning and a hash join (no full sort).
+//! - [`keymap`]: the key mapping rule language (source key -> comparison key).
+//! - [`job`]: keyrecon-diff and keyrecon-sort as library calls (config in, summary out).
+//! - [`progress`]: progress lines, counters, peak RSS.
+//! - [`summary`]: what every tool's summary shares: the paragraph on stderr, the exit code, summary.json.
+//! - [`hex`]: the one hex encoding of key bytes in manifests, journals and checkpoints.
+//!
+//! Invariants: keys are bytes and compare in byte order everywhere; nothing is dropped silently (bad
+//! input is rejected with a reason, failures are counted and make the exit code 2).
+
+pub mod chunk;
+pub mod diff;
+pub mod error;
+pub mod hashdiff;
+pub mod hex;
+pub mod input;
+pub mod job;
+pub mod keymap;
+pub mod merge;
+pub mod progress;
+pub mod record;
+pub mod sort;
+pub mod summary;
+
+pub use error::{Error, Result};

@@ -1,0 +1,204 @@
+//! keyrecon-list-s3's checkpoint: `OUT/checkpoint.json` lists the key ranges of an unfinished
+//! chunk-set listing, so `--resume` lists only what is left.
+//!
+//! ```text
+//! checkpoint.json  {"format":"keyrecon-list-s3-checkpoint",
+//!                   "settings":{"bucket":..,"prefix":..,"start_after":..,"end_before":..,
+//!                               "min_mtime_us":..,"max_mtime_us":..},
+//!                   "ranges":[{"after_hex":null|"6b..","end":"open"|"incl:HEX"|"excl:HEX","done":bool}]}
+//! ```
+//! It is rewritten (temporary file + rename) on every change of the range set: a split, a finished
+//! range. On `--resume` the chunks already in `OUT` are verified once ([`ChunkSetWriter::resume`]) and
+//! each unfinished range continues after the last key of the chunks it holds. The settings must equal
+//! the resumed run's, or `--resume` refuses.
+
+use super::ranges::End;
+use super::sched::{Slot, St};
+use super::SCHEMA;
+use crate::chunk::ChunkSetWriter;
+use crate::error::{Error, IoContext, Result};
+use crate::hex;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+pub const CHECKPOINT: &str = "checkpoint.json";
+pub const SUMMARY: &str = "summary.json";
+const FORMAT: &str = "keyrecon-list-s3-checkpoint";
+
+/// What a listing was asked for; a resumed run must ask for the same.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointSettings {
+    pub bucket: String,
+    pub prefix: String,
+    pub start_after: Option<String>,
+    pub end_before: Option<String>,
+    pub min_mtime_us: Option<i64>,
+    pub max_mtime_us: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CheckpointRange {
+    after_hex: Option<String>,
+    end: String,
+    done: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Checkpoint {
+    format: String,
+    settings: CheckpointSettings,
+    ranges: Vec<CheckpointRange>,
+}
+
+fn end_to_str(e: &End) -> String {
+    match e {
+        End::Open => "open".into(),
+        End::Incl(k) => format!("incl:{}", hex::encode(k)),
+        End::Excl(k) => format!("excl:{}", hex::encode(k)),
+    }
+}
+
+fn end_from_str(s: &str) -> Option<End> {
+    if s == "open" {
+        return Some(End::Open);
+    }
+    let (kind, h) = s.split_once(':')?;
+    let k = hex::decode(h).ok()?;
+    match kind {
+        "incl" => Some(End::Incl(k)),
+        "excl" => Some(End::Excl(k)),
+        _ => None,
+    }
+}
+
+/// The range set as of one change, serialized under the scheduler's mutex and written outside it.
+pub struct Snapshot {
+    version: u64,
+    body: Vec<u8>,
+}
+
+impl Snapshot {
+    pub(super) fn of(settings: &CheckpointSettings, slots: &[Slot], version: u64) -> Result<Snapshot> {
+        let cp = Checkpoint {
+            format: FORMAT.into(),
+            settings: settings.clone(),
+            ranges: slots
+                .iter()
+                .map(|s| CheckpointRange {
+                    after_hex: s.after.as_deref().map(hex::encode),
+                    end: end_to_str(&s.end),
+                    done: s.state == St::Done,
+                })
+                .collect(),
+        };
+        let body = serde_json::to_vec_pretty(&cp).map_err(|e| Error::json(CHECKPOINT, e))?;
+        Ok(Snapshot { version, body })
+    }
+}
+
+/// `checkpoint.json` and the version of the range set it holds. File I/O happens under this mutex, not the
+/// scheduler's, so streams keep taking their pages while a checkpoint is written; a snapshot older than
+/// the one on disk is dropped, so the file only moves forward.
+pub struct CheckpointFile {
+    path: PathBuf,
+    written: Mutex<u64>,
+}
+
+impl CheckpointFile {
+    pub fn new(path: PathBuf) -> CheckpointFile {
+        CheckpointFile { path, written: Mutex::new(0) }
+    }
+
+    /// Writes `snap` (temporary file + rename) unless a newer one is already written. Called by the task
+    /// that changed the range set before that task goes on: a split is on disk before the new range's
+    /// stream writes anything, which `--resume` relies on (a chunk must lie inside a checkpointed range
+    /// that starts at or below its first key, or keys between the parent's last chunk and the split
+    /// point would be skipped).
+    pub fn persist(&self, snap: Snapshot) -> Result<()> {
+        let mut written = self.written.lock().unwrap();
+        if *written >= snap.version {
+            return Ok(());
+        }
+        let tmp = self.path.with_extension("json.tmp");
+        std::fs::write(&tmp, &snap.body).ctx(&tmp)?;
+        std::fs::rename(&tmp, &self.path).ctx(&self.path)?;
+        *written = snap.version;
+        Ok(())
+    }
+}
+
+/// Checks a fresh run may use `dir`, clearing what `force` allows, and opens the chunk-set writer.
+pub fn prepare_fresh(dir: &Path, force: bool) -> Result<ChunkSetWriter> {
+    let mut leftovers = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd {
+            let p = e.ctx(dir)?.path();
+            let name = p.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            if name == CHECKPOINT || name == SUMMARY {
+                leftovers.push(p);
+            }
+        }
+    }
+    if leftovers.iter().any(|p| p.ends_with(CHECKPOINT)) && !force {
+        return Err(Error::Usage(format!(
+            "{}: holds an unfinished listing (checkpoint.json); pass --resume to continue it or --force to start over",
+            dir.display()
+        )));
+    }
+    let set = ChunkSetWriter::create(dir, SCHEMA, force)?;
+    if force {
+        for p in leftovers {
+            std::fs::remove_file(&p).ctx(&p)?;
+        }
+    }
+    Ok(set)
+}
+
+/// Rebuilds the ranges of an interrupted run: done ranges stay done, the others continue after the last
+/// key of the chunks they hold. Returns the reopened chunk-set writer and the ranges.
+pub(super) fn load_resume(dir: &Path, settings: &CheckpointSettings) -> Result<(ChunkSetWriter, Vec<Slot>)> {
+    let cp_path = dir.join(CHECKPOINT);
+    let body = std::fs::read(&cp_path).ctx(&cp_path).map_err(|e| {
+        Error::context(format!("--resume: nothing to resume in {} (no {CHECKPOINT})", dir.display()), e)
+    })?;
+    let cp: Checkpoint = serde_json::from_slice(&body).map_err(|e| Error::json(&cp_path, e))?;
+    if cp.settings != *settings {
+        return Err(Error::Usage(format!(
+            "--resume: {} was written for {:?}, this run asks for {:?}",
+            cp_path.display(),
+            cp.settings,
+            settings
+        )));
+    }
+    let bad = |msg: String| Error::Manifest { path: cp_path.clone(), msg };
+    let mut slots = Vec::new();
+    for r in &cp.ranges {
+        let after = match &r.after_hex {
+            Some(h) => Some(hex::decode(h).map_err(bad)?),
+            None => None,
+        };
+        let end = end_from_str(&r.end).ok_or_else(|| bad(format!("bad range end {:?}", r.end)))?;
+        let mut s = Slot::new(after, end);
+        if r.done {
+            s.state = St::Done;
+        }
+        slots.push(s);
+    }
+    let (set, _) = ChunkSetWriter::resume(dir, SCHEMA)?;
+    for c in set.chunks() {
+        let p = dir.join(&c.file);
+        let (first, last) = (c.first_key()?, c.last_key()?);
+        let s = slots.iter_mut().find(|s| s.contains(&first)).ok_or_else(|| Error::Manifest {
+            path: p.clone(),
+            msg: "holds keys outside every checkpointed range".into(),
+        })?;
+        if !s.contains(&last) {
+            return Err(Error::Manifest { path: p, msg: "spans more than one checkpointed range".into() });
+        }
+        if s.pos.as_ref().is_none_or(|pos| last > *pos) {
+            s.pos = Some(last);
+        }
+    }
+    Ok((set, slots))
+}
