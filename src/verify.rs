@@ -32,7 +32,7 @@ use crate::input::{InputSpec, Rejects};
 use crate::pool::{self, Flow};
 use crate::repair::fetch::{Fetcher, Lookup, TableRef};
 use crate::repair::keys::{self, Item};
-use crate::repair::live::{Live, Ticker};
+use crate::repair::live::{self, Live};
 use crate::repair::put::{self, Head, Target};
 use crate::repair::retry::Retry;
 use crate::repair::throttle::{Side, Throttle};
@@ -74,7 +74,6 @@ pub struct VerifyConfig {
     pub retries: u32,
     pub out: PathBuf,
     pub quiet: bool,
-    pub log_every: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -235,7 +234,7 @@ async fn run_async(cfg: VerifyConfig) -> Result<VerifySummary> {
         results: Mutex::new(Vec::new()),
     });
     live.limit.store(sh.throttle.limit(), Relaxed);
-    let ticker = Ticker::start(TOOL, total, live.clone(), sh.cfg.quiet, sh.cfg.log_every);
+    let ticker = live::progress(TOOL, total, live.clone(), sh.cfg.quiet);
     let tr = Instant::now();
     let work = sh.clone();
     let items = keys.items;

@@ -4,7 +4,6 @@ use keyrecon::cli::{main_with, parse_size, report, CassandraArgs, FormatArgs, Lo
 use keyrecon::repair::fetch::TableRef;
 use keyrecon::repair::{self, RepairConfig, TOOL};
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// Copy the blobs of keys missing in S3 from Cassandra to S3, and record what happened to every key.
 ///
@@ -118,9 +117,6 @@ struct Args {
     /// Cap on bytes per second uploaded (K/M/G suffixes).
     #[arg(long, value_name = "BYTES/S", value_parser = parse_size)]
     bandwidth: Option<usize>,
-    /// Seconds between progress log lines when stderr is not a terminal.
-    #[arg(long, default_value_t = 10, value_name = "SECS")]
-    log_every: u64,
     /// No progress, no throttle log, no summary line on stderr.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -162,7 +158,6 @@ fn main() {
             resume: a.resume,
             force: a.force,
             quiet: a.quiet,
-            log_every: Duration::from_secs(a.log_every.max(1)),
         };
         Ok(report(TOOL, &repair::run(cfg)?, a.quiet))
     })

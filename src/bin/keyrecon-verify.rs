@@ -4,7 +4,6 @@ use keyrecon::cli::{main_with, parse_size, report, CassandraArgs, FormatArgs, Lo
 use keyrecon::repair::fetch::TableRef;
 use keyrecon::verify::{self, DeepSource, VerifyConfig, TOOL};
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// Check that keys exist in S3 (HEAD each) and, with --deep, that each object is its Cassandra blob.
 ///
@@ -73,9 +72,6 @@ struct Args {
 
     #[command(flatten)]
     load: LoadArgs,
-    /// Seconds between progress log lines when stderr is not a terminal.
-    #[arg(long, default_value_t = 10, value_name = "SECS")]
-    log_every: u64,
     /// No progress, no throttle log, no summary line on stderr.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -111,7 +107,6 @@ fn main() {
             retries: a.load.retries,
             out: a.out.clone(),
             quiet: a.quiet,
-            log_every: Duration::from_secs(a.log_every.max(1)),
         };
         Ok(report(TOOL, &verify::run(cfg)?, a.quiet))
     })

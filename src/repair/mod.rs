@@ -45,7 +45,7 @@ use bytes::Bytes;
 use fetch::{Fetcher, Lookup, TableRef};
 use journal::{Done, Journal, Outcome};
 use keys::Item;
-use live::{Live, Ticker};
+use live::Live;
 use put::Target;
 use retry::Retry;
 use serde::Serialize;
@@ -89,7 +89,6 @@ pub struct RepairConfig {
     pub resume: bool,
     pub force: bool,
     pub quiet: bool,
-    pub log_every: Duration,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -277,7 +276,7 @@ async fn run_async(cfg: RepairConfig) -> Result<RepairSummary> {
         fatal: Mutex::new(None),
     });
     live.limit.store(sh.throttle.limit(), Relaxed);
-    let ticker = Ticker::start(TOOL, total, live.clone(), sh.cfg.quiet, sh.cfg.log_every);
+    let ticker = live::progress(TOOL, total, live.clone(), sh.cfg.quiet);
     let tr = Instant::now();
     let work = sh.clone();
     pool::run(

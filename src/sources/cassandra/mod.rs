@@ -300,7 +300,8 @@ async fn scan_all(cfg: &ListConfig, schema: Schema, work: &Path, sum: &mut ListS
     };
     let connect_ms = t0.elapsed().as_millis() as u64;
 
-    // The plan: fresh from the ring, or replayed from the journal.
+    // The plan: fresh from the ring, or replayed from the journal (with the share of the ring it listed).
+    let mut ring_done = 0u64;
     let (journal, tasks) = if cfg.resume {
         let (j, replay) = Journal::open(work)?;
         let plan = replay.plan.as_ref().unwrap();
@@ -316,9 +317,13 @@ async fn scan_all(cfg: &ListConfig, schema: Schema, work: &Path, sum: &mut ListS
         for (r, st) in &replay.ranges {
             match st {
                 RangeState::Pending { next } | RangeState::Failed { next, .. } => {
+                    ring_done += scan::ring_units(r.lo, *next);
                     tasks.push(Task { range: *r, next: *next, depth: 0 })
                 }
-                RangeState::Done => sum.ranges_resumed_done += 1,
+                RangeState::Done => {
+                    ring_done += scan::ring_units(r.lo, r.hi);
+                    sum.ranges_resumed_done += 1
+                }
             }
         }
         if !cfg.quiet {
@@ -341,13 +346,12 @@ async fn scan_all(cfg: &ListConfig, schema: Schema, work: &Path, sum: &mut ListS
     };
     let next_seg = max_chunk_id(work)?.map_or(0, |m| m + 1);
 
-    let progress = Progress::start(
-        TOOL,
-        &format!("{}.{}", cfg.selection.keyspace, cfg.selection.table),
-        Unit::Items("rows"),
-        None,
-        cfg.quiet,
-    );
+    let ring = Arc::new(AtomicU64::new(ring_done));
+    let listed = ring.clone();
+    let progress =
+        Progress::new(TOOL, format!("{}.{}", cfg.selection.keyspace, cfg.selection.table), Unit::Items("rows"))
+            .fraction_of("the token ring", move || Some(listed.load(Relaxed) as f64 / (1u64 << 40) as f64))
+            .start(cfg.quiet);
     let n_tasks = tasks.len();
     let sh = Arc::new(Scan {
         session,
@@ -379,6 +383,7 @@ async fn scan_all(cfg: &ListConfig, schema: Schema, work: &Path, sum: &mut ListS
         fatal: Mutex::new(None),
         stop: AtomicBool::new(false),
         progress: progress.counter.clone(),
+        ring,
         quiet: cfg.quiet,
     });
     let t_scan = Instant::now();

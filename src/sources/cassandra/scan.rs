@@ -109,6 +109,8 @@ pub struct Scan {
     pub fatal: Mutex<Option<Error>>,
     pub stop: AtomicBool,
     pub progress: Arc<AtomicU64>,
+    /// Share of the token ring listed, in units of [`RING_UNIT`] tokens (the progress line's fraction).
+    pub ring: Arc<AtomicU64>,
     pub quiet: bool,
 }
 
@@ -236,6 +238,8 @@ async fn scan_range(sh: &Scan, task: Task, buf: &mut RunBuffer) -> std::result::
     let mut state = PagingState::start();
     let mut attempts = 0u32;
     let mut last_token: Option<i64> = None;
+    // Where this range's share of the ring was counted up to.
+    let mut covered = lo;
     let mut scratch = Vec::new();
     let fatal = |e: &dyn std::fmt::Display| Fail::Fatal(Error::remote(format!("range ({lo}, {hi}]"), e.to_string()));
     loop {
@@ -264,9 +268,14 @@ async fn scan_range(sh: &Scan, task: Task, buf: &mut RunBuffer) -> std::result::
                 }
                 sh.counters.rows.fetch_add(n as u64, Relaxed);
                 sh.progress.fetch_add(n as u64, Relaxed);
+                if let Some(t) = last_token {
+                    sh.ring.fetch_add(ring_units(covered, t), Relaxed);
+                    covered = covered.max(t);
+                }
                 match next.into_paging_control_flow() {
                     // Only the server's "no more pages" ends a range: a page may be short or empty.
                     ControlFlow::Break(()) => {
+                        sh.ring.fetch_add(ring_units(covered, hi), Relaxed);
                         sh.flush(task, hi, buf).map_err(|e| fatal(&e))?;
                         return Ok(());
                     }
@@ -292,6 +301,14 @@ async fn scan_range(sh: &Scan, task: Task, buf: &mut RunBuffer) -> std::result::
             }
         }
     }
+}
+
+/// Tokens per unit of [`Scan::ring`]: the ring's 2^64 tokens are 2^40 units.
+pub const RING_UNIT: i128 = 1 << 24;
+
+/// The ring units in `(from, to]` (0 when `to <= from`).
+pub fn ring_units(from: i64, to: i64) -> u64 {
+    ((to as i128 - from as i128).max(0) / RING_UNIT) as u64
 }
 
 /// Where to continue after rows up to `last` were listed: one token earlier, so rows sharing the last

@@ -26,6 +26,7 @@ use crate::chunk::{ChunkCursor, ChunkSetWriter};
 use crate::error::{Error, IoContext, Result, ResultExt};
 use crate::limit::Backoff;
 use crate::merge::SortedCursor;
+use crate::progress::{Progress, Unit};
 use crate::record::MetaRef;
 use crate::sort::{merge_into_set, SortConfig, Sorter};
 use crate::summary::{self, Summary};
@@ -34,7 +35,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Clone, Debug, Deserialize)]
@@ -287,15 +289,19 @@ pub fn read_inventory(
         .num_threads(cfg.concurrency.max(1))
         .build()
         .context("starting the inventory reader threads")?;
-    let rows_now = AtomicU64::new(0);
     let retries = AtomicU64::new(0);
-    let files_now = AtomicU64::new(skipped);
-    let finished = AtomicBool::new(false);
+    let files_now = Arc::new(AtomicU64::new(skipped));
     let total_files = m.files.len() as u64;
-    let results = std::thread::scope(|sc| {
-        if !cfg.quiet {
-            sc.spawn(|| progress(&rows_now, &files_now, total_files, &finished));
-        }
+    let files = files_now.clone();
+    let progress = Progress::new("keyrecon-list-s3", "inventory", Unit::Items("rows"))
+        .fraction(move || Some(files.load(Relaxed) as f64 / total_files.max(1) as f64))
+        .note({
+            let files = files_now.clone();
+            move || format!("files {} done / {total_files}", files.load(Relaxed))
+        })
+        .start(cfg.quiet);
+    let rows_now = &*progress.counter;
+    let results = {
         let r = read_files(&pool, &todo, |i| -> Result<FileDone> {
             let f = &m.files[i];
             let chunk = format!("file-{i:06}.krc");
@@ -308,12 +314,12 @@ pub fn read_inventory(
                 let r = match &report.locations[i] {
                     // A local file is what it is: reading it again cannot help.
                     Location::Local(p) => match std::fs::File::open(p).ctx(p) {
-                        Ok(file) => read_checked(file, f, cols, cfg, &mut d, &mut sorter, &rows_now)
+                        Ok(file) => read_checked(file, f, cols, cfg, &mut d, &mut sorter, rows_now)
                             .map_err(|e| FileError { transfer: false, ..e }),
                         Err(error) => Err(FileError { error, transfer: false }),
                     },
                     Location::S3 { bucket, key } => get(bucket, key).and_then(|body| {
-                        read_checked(BodyReader::new(rt, body), f, cols, cfg, &mut d, &mut sorter, &rows_now)
+                        read_checked(BodyReader::new(rt, body), f, cols, cfg, &mut d, &mut sorter, rows_now)
                     }),
                 };
                 match r {
@@ -349,9 +355,9 @@ pub fn read_inventory(
             files_now.fetch_add(1, Relaxed);
             Ok(d)
         });
-        finished.store(true, Relaxed);
+        progress.finish();
         r
-    })?;
+    }?;
     for d in results {
         let i = d.index;
         done[i] = Some(d);
@@ -438,37 +444,6 @@ fn read_files(
     one: impl Fn(usize) -> Result<FileDone> + Sync,
 ) -> Result<Vec<FileDone>> {
     pool.install(|| todo.par_iter().map(|&i| one(i)).collect())
-}
-
-/// The progress line: rows read, rows/s, files done. Every 0.5 s on a terminal, else every 30 s.
-fn progress(rows: &AtomicU64, files: &AtomicU64, total: u64, finished: &AtomicBool) {
-    use std::io::IsTerminal;
-    let tty = std::io::stderr().is_terminal();
-    let every = if tty { Duration::from_millis(500) } else { Duration::from_secs(30) };
-    let start = std::time::Instant::now();
-    let mut next = start + every;
-    while !finished.load(Relaxed) {
-        std::thread::sleep(Duration::from_millis(50));
-        if std::time::Instant::now() < next {
-            continue;
-        }
-        next += every;
-        let (r, el) = (rows.load(Relaxed), start.elapsed().as_secs_f64());
-        let line = format!(
-            "keyrecon-list-s3: inventory: {r} rows ({:.0}/s), files {} done / {total}, {:.0}s",
-            r as f64 / el,
-            files.load(Relaxed),
-            el
-        );
-        if tty {
-            eprint!("\r\x1b[2K{line}");
-        } else {
-            eprintln!("{line}");
-        }
-    }
-    if tty {
-        eprint!("\r\x1b[2K");
-    }
 }
 
 /// Finished files of an earlier run. A torn last line (the run died while appending) is ignored.

@@ -28,6 +28,7 @@ use super::Cutoff;
 use crate::chunk::set::{Producer, MANIFEST};
 use crate::chunk::{ChunkSetWriter, ChunkWriter};
 use crate::error::{Error, IoContext, Result};
+use crate::progress::{Progress, Unit};
 use crate::summary::{self, Summary};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -130,7 +131,8 @@ impl Summary for ListSummary {
 
 #[derive(Default)]
 struct Counters {
-    listed: AtomicU64,
+    /// Shared with the progress line.
+    listed: Arc<AtomicU64>,
     written: AtomicU64,
     filtered: AtomicU64,
     bytes: AtomicU64,
@@ -357,7 +359,7 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
     });
     sh.n.ranges_done.store(done_before, Relaxed);
 
-    let ticker = spawn_ticker(sh.clone());
+    let ticker = progress(sh.clone());
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..cfg.concurrency {
         let sh = sh.clone();
@@ -385,11 +387,7 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
             }
         }
     }
-    ticker.abort();
-    let _ = ticker.await; // its clone of the run state is dropped before we take it back below
-    if !cfg.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        eprint!("\r\x1b[2K");
-    }
+    ticker.finish(); // its clone of the run state is dropped before we take it back below
     if let Out::Lines { out, .. } = &sh.out {
         out.lock().unwrap().flush().ctx("<stdout>")?;
     }
@@ -440,36 +438,21 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
     Ok(sum)
 }
 
-fn spawn_ticker(sh: Arc<Shared>) -> tokio::task::JoinHandle<()> {
-    use std::io::IsTerminal;
-    tokio::spawn(async move {
-        if sh.cfg.quiet {
-            return;
-        }
-        let tty = std::io::stderr().is_terminal();
-        let every = if tty { Duration::from_millis(500) } else { Duration::from_secs(30) };
-        let start = Instant::now();
-        loop {
-            tokio::time::sleep(every).await;
+/// The progress line: keys listed, keys/s, then ranges done / total (active), retries, errors.
+fn progress(sh: Arc<Shared>) -> Progress {
+    let (quiet, counter) = (sh.cfg.quiet, sh.n.listed.clone());
+    Progress::new(TOOL, "", Unit::Items("keys"))
+        .note(move || {
             let (ranges, active) = {
                 let g = sh.sched.lock().unwrap();
                 (g.slots.len(), g.active)
             };
-            let listed = sh.n.listed.load(Relaxed);
-            let el = start.elapsed().as_secs_f64();
-            let line = format!(
-                "{TOOL}: {listed} keys ({:.0}/s), ranges {} done / {ranges} ({active} active), {} retries, {} errors, {:.0}s",
-                listed as f64 / el,
+            format!(
+                "ranges {} done / {ranges} ({active} active), {} retries, {} errors",
                 sh.n.ranges_done.load(Relaxed),
                 sh.pager.retries.load(Relaxed),
-                sh.n.errors.load(Relaxed),
-                el
-            );
-            if tty {
-                eprint!("\r\x1b[2K{line}");
-            } else {
-                eprintln!("{line}");
-            }
-        }
-    })
+                sh.n.errors.load(Relaxed)
+            )
+        })
+        .start_counting(counter, quiet)
 }
