@@ -21,7 +21,7 @@ pub struct Live {
 pub fn progress(tool: &'static str, total: u64, live: Arc<Live>, quiet: bool) -> Progress {
     let t0 = Instant::now();
     let counter = live.done.clone();
-    Progress::new(tool, "", Unit::Items("keys"))
+    Progress::spec(tool, "", Unit::Items("keys"))
         .total(Some(total))
         .note(move || {
             let mbs = live.bytes.load(Relaxed) as f64 / 1e6 / t0.elapsed().as_secs_f64().max(1e-3);

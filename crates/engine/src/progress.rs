@@ -67,13 +67,13 @@ pub struct Progress {
 
 impl Progress {
     /// A line for `tool` counting `unit`s; `label` says what (`reading`, `media.objects`), or is empty.
-    pub fn new(tool: &'static str, label: impl Into<String>, unit: Unit) -> Spec {
+    pub fn spec(tool: &'static str, label: impl Into<String>, unit: Unit) -> Spec {
         Spec { tool, label: label.into(), unit, total: None, fraction: None, of: None, note: None }
     }
 
     /// Starts reporting `counter` against `total` (if known). `tool` prefixes log lines.
     pub fn start(tool: &'static str, label: &str, unit: Unit, total: Option<u64>, quiet: bool) -> Progress {
-        let mut s = Progress::new(tool, label, unit);
+        let mut s = Progress::spec(tool, label, unit);
         s.total = total;
         s.start(quiet)
     }
@@ -224,7 +224,7 @@ impl Spec {
 
 /// Time left at the pace so far, once the share done is large enough to say anything.
 fn eta(share: f64, elapsed: Duration) -> Option<Duration> {
-    (share >= 0.001 && share < 1.0 && elapsed >= Duration::from_secs(1))
+    ((0.001..1.0).contains(&share) && elapsed >= Duration::from_secs(1))
         .then(|| Duration::from_secs_f64(elapsed.as_secs_f64() * (1.0 - share) / share))
 }
 
@@ -316,7 +316,7 @@ mod tests {
             (950.0, "950"),
             (999.4, "999"),
             (999.6, "1.00k"),
-            (61_773.7931, "61.8k"),
+            (61_773.793_1, "61.8k"),
             (276.6463, "277"),
             (1_234_567.0, "1.23M"),
             (12_345_678_901.0, "12.3G"),
@@ -327,7 +327,7 @@ mod tests {
         assert_eq!(bytes(512.0), "512 B");
         assert_eq!(bytes(1536.0), "1.50 KiB");
         assert_eq!(bytes(3.0 * (1u64 << 30) as f64), "3.00 GiB");
-        assert_eq!(rate(61_773.7931, "rows"), "61.8k rows/s");
+        assert_eq!(rate(61_773.793_1, "rows"), "61.8k rows/s");
         assert_eq!(duration(Duration::from_secs(45)), "45s");
         assert_eq!(duration(Duration::from_secs(185)), "3m05s");
         assert_eq!(duration(Duration::from_secs(8040)), "2h14m");
@@ -335,17 +335,18 @@ mod tests {
 
     #[test]
     fn lines_show_share_rate_and_eta_when_known() {
-        let p = Progress::new("t", "reading", Unit::Bytes).total(Some(4 << 30));
+        let p = Progress::spec("t", "reading", Unit::Bytes).total(Some(4 << 30));
         let (l, share) = p.line(1 << 30, Duration::from_secs(10));
         assert_eq!(l, "reading: 1.00 GiB of 4.00 GiB (25%), 102 MiB/s, ETA 30s");
         assert_eq!(share, Some(0.25));
-        let p =
-            Progress::new("t", "media.objects", Unit::Items("rows")).fraction(|| Some(0.5)).note(|| "2 retries".into());
+        let p = Progress::spec("t", "media.objects", Unit::Items("rows"))
+            .fraction(|| Some(0.5))
+            .note(|| "2 retries".into());
         let (l, _) = p.line(61_773, Duration::from_secs(1));
         assert_eq!(l, "media.objects: 61.8k rows, 50% done, 61.8k rows/s, ETA 1s; 2 retries");
-        let p = Progress::new("t", "", Unit::Items("keys"));
+        let p = Progress::spec("t", "", Unit::Items("keys"));
         assert_eq!(p.line(10, Duration::from_secs(4)).0, "10 keys, 2.5 keys/s");
-        let p = Progress::new("t", "ks.t", Unit::Items("rows")).fraction_of("the token ring", || Some(0.41));
+        let p = Progress::spec("t", "ks.t", Unit::Items("rows")).fraction_of("the token ring", || Some(0.41));
         assert!(p
             .line(5, Duration::from_secs(2))
             .0

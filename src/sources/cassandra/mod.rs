@@ -349,7 +349,7 @@ async fn scan_all(cfg: &ListConfig, schema: Schema, work: &Path, sum: &mut ListS
     let ring = Arc::new(AtomicU64::new(ring_done));
     let listed = ring.clone();
     let progress =
-        Progress::new(TOOL, format!("{}.{}", cfg.selection.keyspace, cfg.selection.table), Unit::Items("rows"))
+        Progress::spec(TOOL, format!("{}.{}", cfg.selection.keyspace, cfg.selection.table), Unit::Items("rows"))
             .fraction_of("the token ring", move || Some(listed.load(Relaxed) as f64 / (1u64 << 40) as f64))
             .start(cfg.quiet);
     let n_tasks = tasks.len();

@@ -293,7 +293,7 @@ pub fn read_inventory(
     let files_now = Arc::new(AtomicU64::new(skipped));
     let total_files = m.files.len() as u64;
     let files = files_now.clone();
-    let progress = Progress::new("keyrecon-list-s3", "inventory", Unit::Items("rows"))
+    let progress = Progress::spec("keyrecon-list-s3", "inventory", Unit::Items("rows"))
         .fraction(move || Some(files.load(Relaxed) as f64 / total_files.max(1) as f64))
         .note({
             let files = files_now.clone();

@@ -441,7 +441,7 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
 /// The progress line: keys listed, keys/s, then ranges done / total (active), retries, errors.
 fn progress(sh: Arc<Shared>) -> Progress {
     let (quiet, counter) = (sh.cfg.quiet, sh.n.listed.clone());
-    Progress::new(TOOL, "", Unit::Items("keys"))
+    Progress::spec(TOOL, "", Unit::Items("keys"))
         .note(move || {
             let (ranges, active) = {
                 let g = sh.sched.lock().unwrap();
