@@ -129,8 +129,8 @@ impl CsvOut {
         w.write_record(header).map_err(|e| csv_err(&path, e))?;
         Ok(CsvOut { path, w })
     }
-    fn row(&mut self, fields: &[&[u8]]) -> Result<()> {
-        self.w.write_record(fields).map_err(|e| csv_err(&self.path, e))
+    fn row(&mut self, row: &Row) -> Result<()> {
+        self.w.write_record(row.cells()).map_err(|e| csv_err(&self.path, e))
     }
     fn finish(mut self) -> Result<()> {
         self.w.flush().ctx(&self.path)
@@ -153,7 +153,42 @@ pub struct DiffWriter {
     mos_csv: Option<CsvOut>,
     differ_csv: Option<CsvOut>,
     pub counts: Counts,
-    scratch: Vec<Vec<u8>>,
+    /// The CSV row being built, reused for every row.
+    row: Row,
+}
+
+/// One CSV row's cells in one reused buffer: no allocation per cell or per row once warm.
+#[derive(Default)]
+struct Row {
+    buf: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Row {
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.ends.clear();
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.buf.extend_from_slice(b);
+        self.ends.push(self.buf.len());
+    }
+    /// A number's decimal text, or an empty cell.
+    fn num(&mut self, v: Option<impl std::fmt::Display>) {
+        if let Some(v) = v {
+            use std::io::Write;
+            let _ = write!(self.buf, "{v}");
+        }
+        self.ends.push(self.buf.len());
+    }
+    fn cells(&self) -> impl Iterator<Item = &[u8]> {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let cell = &self.buf[start..end];
+            start = end;
+            cell
+        })
+    }
 }
 
 pub const FILES: [&str; 5] =
@@ -203,7 +238,7 @@ impl DiffWriter {
             mos_csv,
             differ_csv,
             counts: Counts::default(),
-            scratch: Vec::new(),
+            row: Row::default(),
             opt,
         })
     }
@@ -249,10 +284,9 @@ impl DiffWriter {
             (&mut self.mos_csv, self.opt.target_schema)
         };
         if let Some(csv) = csv {
-            let row = meta_row(&mut self.scratch, key, meta, schema);
-            self.counts.bad_metadata += row.is_err() as u64;
-            let fields: Vec<&[u8]> = self.scratch.iter().map(|v| &v[..]).collect();
-            csv.row(&fields)?;
+            let ok = meta_row(&mut self.row, key, meta, schema);
+            self.counts.bad_metadata += !ok as u64;
+            csv.row(&self.row)?;
         }
         Ok(())
     }
@@ -279,30 +313,25 @@ impl DiffWriter {
         }
         if let Some(csv) = &mut self.differ_csv {
             let (s, tm) = (MetaRef::decode(smeta).unwrap_or_default(), MetaRef::decode(tmeta).unwrap_or_default());
-            let mut what = Vec::new();
-            for (bit, name) in Schema::FIELDS {
-                if bits & bit != 0 {
-                    if !what.is_empty() {
-                        what.push(b'+');
-                    }
-                    what.extend_from_slice(name.as_bytes());
+            let row = &mut self.row;
+            row.clear();
+            row.bytes(key);
+            // What differs: `size+etag`.
+            for (i, (_, name)) in Schema::FIELDS.iter().filter(|(bit, _)| bits & bit != 0).enumerate() {
+                if i > 0 {
+                    row.buf.push(b'+');
                 }
+                row.buf.extend_from_slice(name.as_bytes());
             }
-            let num = |v: Option<u64>| v.map(|x| x.to_string().into_bytes()).unwrap_or_default();
-            let inum = |v: Option<i64>| v.map(|x| x.to_string().into_bytes()).unwrap_or_default();
-            let row: [Vec<u8>; 9] = [
-                key.to_vec(),
-                what,
-                num(s.size),
-                num(tm.size),
-                s.etag.unwrap_or_default().to_vec(),
-                tm.etag.unwrap_or_default().to_vec(),
-                inum(s.mtime),
-                inum(tm.mtime),
-                s.origin.unwrap_or_default().to_vec(),
-            ];
-            let refs: Vec<&[u8]> = row.iter().map(|v| &v[..]).collect();
-            csv.row(&refs)?;
+            row.ends.push(row.buf.len());
+            row.num(s.size);
+            row.num(tm.size);
+            row.bytes(s.etag.unwrap_or_default());
+            row.bytes(tm.etag.unwrap_or_default());
+            row.num(s.mtime);
+            row.num(tm.mtime);
+            row.bytes(s.origin.unwrap_or_default());
+            csv.row(row)?;
         }
         Ok(())
     }
@@ -415,43 +444,43 @@ impl Counts {
     }
 }
 
-/// Fills `row` with key + the schema's fields of `meta`, as CSV cell bytes.
-fn meta_row(row: &mut Vec<Vec<u8>>, key: &[u8], meta: &[u8], schema: Schema) -> std::result::Result<(), String> {
+/// Fills `row` with key + the schema's fields of `meta`, as CSV cells. False when `meta` does not
+/// decode (its cells are then empty).
+fn meta_row(row: &mut Row, key: &[u8], meta: &[u8], schema: Schema) -> bool {
     row.clear();
-    row.push(key.to_vec());
-    let m = MetaRef::decode(meta);
-    let m2 = m.clone().unwrap_or_default();
+    row.bytes(key);
+    let decoded = MetaRef::decode(meta);
+    let ok = decoded.is_ok();
+    let m = decoded.unwrap_or_default();
     for (bit, _) in Schema::FIELDS {
         if !schema.has(bit) {
             continue;
         }
-        let cell = match bit {
-            Schema::SIZE => m2.size.map(|v| v.to_string().into_bytes()).unwrap_or_default(),
-            Schema::ETAG => m2.etag.unwrap_or_default().to_vec(),
-            Schema::MTIME => m2.mtime.map(|v| v.to_string().into_bytes()).unwrap_or_default(),
-            Schema::ORIGIN => m2.origin.unwrap_or_default().to_vec(),
-            Schema::CLASS => m2.class.unwrap_or_default().to_vec(),
+        match bit {
+            Schema::SIZE => row.num(m.size),
+            Schema::ETAG => row.bytes(m.etag.unwrap_or_default()),
+            Schema::MTIME => row.num(m.mtime),
+            Schema::ORIGIN => row.bytes(m.origin.unwrap_or_default()),
+            Schema::CLASS => row.bytes(m.class.unwrap_or_default()),
             _ => unreachable!(),
-        };
-        row.push(cell);
+        }
     }
-    m.map(|_| ())
+    ok
 }
 
 /// Compares two ETags/checksums. `None` when they cannot be compared (a multipart ETag is an MD5 of
 /// part MD5s, not of the content).
 pub fn etag_equal(a: &[u8], b: &[u8]) -> Option<bool> {
-    let strip = |x: &[u8]| -> Vec<u8> {
+    fn strip(x: &[u8]) -> &[u8] {
         let x = x.strip_prefix(b"W/").unwrap_or(x);
         let x = x.strip_prefix(b"\"").unwrap_or(x);
-        let x = x.strip_suffix(b"\"").unwrap_or(x);
-        x.to_ascii_lowercase()
-    };
+        x.strip_suffix(b"\"").unwrap_or(x)
+    }
     let (a, b) = (strip(a), strip(b));
     if a.contains(&b'-') != b.contains(&b'-') {
         return None;
     }
-    Some(a == b)
+    Some(a.eq_ignore_ascii_case(b))
 }
 
 /// Per-side statistics in the summary.
