@@ -17,6 +17,7 @@
 //! `--mem`, `--tmp`, `-o/--out`, `--resume`, `--force`, `-q/--quiet`, `--key-column` (the Cassandra
 //! partition key column), `--csv-column` (the key's column in a CSV input).
 
+use crate::error::Error;
 use crate::input::{Format, InputSpec, KeyColumn};
 #[cfg(feature = "net")]
 use crate::sources::cassandra::session::{parse_consistency, Connect};
@@ -148,9 +149,9 @@ impl LoadArgs {
         Duration::from_millis(self.latency_target)
     }
     /// `--concurrency` must be at least 1.
-    pub fn check(&self) -> anyhow::Result<()> {
+    pub fn check(&self) -> crate::Result<()> {
         if self.concurrency < 1 {
-            anyhow::bail!("--concurrency must be at least 1");
+            return Err(Error::Usage("--concurrency must be at least 1".into()));
         }
         Ok(())
     }
@@ -245,23 +246,23 @@ impl CassandraArgs {
     /// The session settings for `keyspace` (the keyspace whose ring the driver reads; the binary knows
     /// it, the group does not). Credentials fall back to $KEYRECON_CASSANDRA_USERNAME /
     /// $KEYRECON_CASSANDRA_PASSWORD, each on its own; then both or neither must be set.
-    pub fn connect(&self, keyspace: &str) -> anyhow::Result<Connect> {
+    pub fn connect(&self, keyspace: &str) -> crate::Result<Connect> {
         self.connect_with_env(keyspace, |name| std::env::var(name).ok())
     }
 
     /// [`Self::connect`] with the environment passed in (the tests cannot share the process's).
-    fn connect_with_env(&self, keyspace: &str, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Connect> {
+    fn connect_with_env(&self, keyspace: &str, env: impl Fn(&str) -> Option<String>) -> crate::Result<Connect> {
         let username = self.username.clone().or_else(|| env(CASSANDRA_USERNAME_ENV));
         let password = self.password.clone().or_else(|| env(CASSANDRA_PASSWORD_ENV));
         if username.is_some() != password.is_some() {
-            anyhow::bail!(
+            return Err(Error::Usage(format!(
                 "give both a username and a password (or neither): --username / ${CASSANDRA_USERNAME_ENV} is {}, --password / ${CASSANDRA_PASSWORD_ENV} is {}",
                 if username.is_some() { "set" } else { "not set" },
                 if password.is_some() { "set" } else { "not set" },
-            );
+            )));
         }
         if self.contact_points.iter().all(|p| p.trim().is_empty()) {
-            anyhow::bail!("--contact-points is empty: name at least one node as HOST:PORT");
+            return Err(Error::Usage("--contact-points is empty: name at least one node as HOST:PORT".into()));
         }
         Ok(Connect {
             contact_points: self.contact_points.clone(),
@@ -307,11 +308,11 @@ pub struct S3Args {
 impl S3Args {
     /// The client settings. Path-style addressing stays the client's default (on with --endpoint-url)
     /// unless --virtual-host turns it off.
-    pub fn client_options(&self) -> anyhow::Result<ClientOptions> {
+    pub fn client_options(&self) -> crate::Result<ClientOptions> {
         if let Some(url) = &self.endpoint_url {
             let lower = url.to_ascii_lowercase();
             if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-                anyhow::bail!("--endpoint-url must start with http:// or https://, got {url:?}");
+                return Err(Error::Usage(format!("--endpoint-url must start with http:// or https://, got {url:?}")));
             }
         }
         Ok(ClientOptions {

@@ -17,7 +17,7 @@
 //! - [`exec`]: planning/validation (Cassandra's rules), paging, prepared ids.
 //! - [`murmur3`]: Cassandra's Murmur3Partitioner token.
 //! - [`faults`]: fault injection and stats.
-//! - [`server`]: accept loop and per-connection protocol state.
+//! - `server`: accept loop and per-connection protocol state.
 //! - [`fixtures`]: deterministic row generation and CSV loading.
 //!
 //! Invariants kept across modules: rows are served in token order (ties by key

@@ -1,22 +1,28 @@
-//! Diff of unsorted inputs without sorting them: hash partitioning.
+//! Diff of unsorted inputs without sorting them: hash partitioning, then a hash join per partition.
 //!
 //! A set difference does not need byte order, only equality. So instead of sorting 2 x N keys we:
 //! ```text
-//!  phase 1 (one thread per side)              phase 2 (rayon, one partition per task)
-//!  key ─► h = xxh3_64(key) ─► partition h>>s   load both sides of partition p (spill file + tail)
-//!          append to fixed buffer of (side,p)   entries (h, off, len), sort by (h, key bytes)
-//!          full ─► append to spill file         walk both sides by (h, key): only-source,
-//!                                               only-target, both ─► outcome collectors
-//!  end: the outcome collectors (external sorters, small in practice) are sorted into byte order
-//!       and replayed through the DiffWriter in one ordered pass.
+//!  phase 1 (one thread per side)               phase 2 (rayon, one partition per task)
+//!  key ─► h = xxh3_64(key) ─► partition h>>s    load both sides of partition p (spill file + tail)
+//!          append to fixed buffer of (side,p)    source side ─► open-addressing table (first wins)
+//!          full ─► append to spill file          target side streams through it: only-target,
+//!                                                both (metadata compared), and what is left of the
+//!                                                table is only-source ─► outcome collectors
+//!  end: the outcome collectors (external sorters; outcomes are few next to the inputs) are sorted into
+//!       byte order and replayed through the DiffWriter in one ordered pass, so the output files equal
+//!       the sorted walk's byte for byte.
 //! ```
-//! Exactness: equal hashes are always confirmed by comparing key bytes, so collisions only cost time.
+//! Exactness: a table slot holds a 32-bit tag of the hash and an index; equal tags are confirmed by the
+//! full hash and then the key bytes, so collisions only cost time. Deduplication keeps the first
+//! occurrence of a key in input order, like `sort -u` (the source side on insert into the table, the
+//! target side in a second table of target-only keys).
+//!
 //! Memory: the phase-1 buffers are allocated once at a fixed size (first touch of fresh memory is slow
 //! on our VMs; large buffers are advised to use huge pages), and the partition count is chosen from the
-//! input sizes so that one partition of both sides fits in a worker's share of `--mem`. When the inputs
-//! fit in memory nothing is spilled at all. A partition that still exceeds its share (unknown input
-//! sizes, or one key repeated millions of times) is diffed by the external sorter instead, which spills.
-//! Deduplication keeps the first occurrence of a key in input order, like `sort -u`.
+//! input sizes so that one partition of both sides fits in a worker's share of `--mem` and its tables
+//! stay in cache. When the inputs fit in memory nothing is spilled at all. A partition that still
+//! exceeds its share (unknown input sizes, or one key repeated millions of times) is diffed by the
+//! external sorter and the sorted walk instead (`diff_partition_by_sorting`), which spills.
 
 use crate::diff::{Comparator, Counts, DiffWriter};
 use crate::error::{Error, IoContext, Result};

@@ -1,7 +1,7 @@
 //! Reads one chunk file through a memory map, one record at a time, checking everything the format
 //! promises (see the module doc of `chunk`). The cursor borrows keys straight from the map: no copy, no
 //! allocation per record. Pages already consumed are dropped from the mapping every
-//! [`RELEASE_EVERY`] bytes so reading a large chunk set keeps resident memory flat.
+//! `RELEASE_EVERY` bytes so reading a large chunk set keeps resident memory flat.
 
 use super::{FOOTER_LEN, FOOTER_MAGIC, HEADER_LEN, HEADER_MAGIC, VERSION};
 use crate::error::{Error, IoContext, Result};
