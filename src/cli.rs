@@ -20,6 +20,8 @@
 use crate::error::Error;
 use crate::input::{Format, InputSpec, KeyColumn};
 #[cfg(feature = "net")]
+use crate::repair::fetch::{BlobSource, TableRef};
+#[cfg(feature = "net")]
 use crate::sources::cassandra::session::{parse_consistency, Connect};
 #[cfg(feature = "net")]
 use crate::sources::s3::client::ClientOptions;
@@ -174,6 +176,80 @@ pub fn report(tool: &str, s: &impl Summary, quiet: bool) -> i32 {
         eprintln!("{tool}: {}", s.paragraph());
     }
     code
+}
+
+/// The keys a tool works on (keyrecon-repair, keyrecon-verify): a file or stdin, read by the engine's
+/// key reader (`--format auto` by default there: diff's missing-on-target.csv, repair's ok.csv, or
+/// one key per line).
+#[derive(clap::Args, Clone, Debug)]
+pub struct KeysArgs {
+    /// Keys: missing-on-target.csv (its `origin` column names the Cassandra key), a CSV with a `key`
+    /// column (e.g. an ok.csv), a key-per-line file, or - (stdin).
+    #[arg(long, value_name = "FILE|-")]
+    pub keys: PathBuf,
+    #[command(flatten)]
+    pub fmt: FormatArgs,
+}
+
+impl KeysArgs {
+    pub fn spec(&self) -> crate::Result<InputSpec> {
+        self.fmt.spec(self.keys.clone()).map_err(Error::Usage)
+    }
+}
+
+/// Where blobs are fetched (keyrecon-repair; keyrecon-verify --deep): the source table, the
+/// fallbacks, the key and blob columns, the connection. Optional here so verify can go without;
+/// repair makes --source and --key-column required with `mut_arg`.
+#[cfg(feature = "net")]
+#[derive(clap::Args, Clone, Debug)]
+pub struct BlobArgs {
+    /// Table to fetch blobs from, as KEYSPACE.TABLE.
+    #[arg(long, value_name = "KS.TABLE", value_parser = TableRef::parse)]
+    pub source: Option<TableRef>,
+    /// Table to try when the previous ones lack the key (repeatable, tried in order).
+    #[arg(long, value_name = "KS.TABLE", value_parser = TableRef::parse)]
+    pub fallback: Vec<TableRef>,
+    /// The partition key column (text, ascii, blob, integer or uuid).
+    #[arg(long)]
+    pub key_column: Option<String>,
+    /// The column holding the object's bytes.
+    #[arg(long, default_value = "blob")]
+    pub blob_column: String,
+    #[command(flatten)]
+    pub cassandra: CassandraArgs,
+}
+
+#[cfg(feature = "net")]
+impl BlobArgs {
+    /// The blob source, or `None` without --source.
+    pub fn source(&self) -> crate::Result<Option<BlobSource>> {
+        let Some(src) = &self.source else { return Ok(None) };
+        let Some(key_column) = &self.key_column else {
+            return Err(Error::Usage("--source needs --key-column (the partition key column)".into()));
+        };
+        let mut tables = vec![src.clone()];
+        tables.extend(self.fallback.iter().cloned());
+        Ok(Some(BlobSource {
+            connect: self.cassandra.connect(&src.keyspace)?,
+            tables,
+            key_column: key_column.clone(),
+            blob_column: self.blob_column.clone(),
+        }))
+    }
+}
+
+/// The bucket keys are written to or checked in (keyrecon-repair, keyrecon-verify).
+#[cfg(feature = "net")]
+#[derive(clap::Args, Clone, Debug)]
+pub struct BucketArgs {
+    /// The bucket.
+    #[arg(long)]
+    pub bucket: String,
+    /// Prepended to every key to form the S3 key.
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+    #[command(flatten)]
+    pub s3: S3Args,
 }
 
 /// Parses a timeout in seconds (`12`, `0.5`). Zero, negative, NaN and infinite values are refused:

@@ -30,13 +30,12 @@ use crate::error::{Error, IoContext, Result};
 use crate::hex::encode as hex;
 use crate::input::{InputSpec, Rejects};
 use crate::pool::{self, Flow};
-use crate::repair::fetch::{Fetcher, Lookup, TableRef};
+use crate::repair::fetch::{BlobSource, Fetcher, Lookup};
 use crate::repair::keys::{self, Item};
 use crate::repair::live::{self, Live};
 use crate::repair::put::{self, Head, Target};
 use crate::repair::retry::Retry;
 use crate::repair::throttle::{Side, Throttle};
-use crate::sources::cassandra::session::Connect;
 use crate::sources::s3::client::ClientOptions;
 use crate::summary::Summary;
 use serde::Serialize;
@@ -47,15 +46,6 @@ use std::time::{Duration, Instant};
 
 pub const TOOL: &str = "keyrecon-verify";
 
-/// Where `--deep` fetches blobs.
-#[derive(Debug, Clone)]
-pub struct DeepSource {
-    pub connect: Connect,
-    pub tables: Vec<TableRef>,
-    pub key_column: String,
-    pub blob_column: String,
-}
-
 #[derive(Debug, Clone)]
 pub struct VerifyConfig {
     /// The keys to check (`-` = stdin); see [`crate::repair::keys`].
@@ -64,7 +54,7 @@ pub struct VerifyConfig {
     pub bucket: String,
     pub prefix: Vec<u8>,
     /// `Some`: compare with the Cassandra blobs.
-    pub deep: Option<DeepSource>,
+    pub deep: Option<BlobSource>,
     /// Part size of multipart uploads, when known (else asked per object).
     pub part_size: Option<usize>,
     pub concurrency: usize,
@@ -206,7 +196,7 @@ async fn run_async(cfg: VerifyConfig) -> Result<VerifySummary> {
     let keys = keys::read(&cfg.keys, &rejects)?;
     rejects.flush()?;
     let fetcher = match &cfg.deep {
-        Some(d) => Some(Fetcher::connect(&d.connect, &d.tables, &d.key_column, &d.blob_column).await?),
+        Some(d) => Some(Fetcher::connect(d).await?),
         None => None,
     };
     let client = crate::sources::s3::client::build(&cfg.s3).await?;

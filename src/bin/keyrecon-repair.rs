@@ -1,7 +1,6 @@
 //! keyrecon-repair: copy the blobs of missing keys from Cassandra to S3, resumably, gently, exactly.
 use clap::Parser;
-use keyrecon::cli::{main_with, parse_size, report, CassandraArgs, FormatArgs, LoadArgs, S3Args};
-use keyrecon::repair::fetch::TableRef;
+use keyrecon::cli::{main_with, parse_size, report, BlobArgs, BucketArgs, KeysArgs, LoadArgs};
 use keyrecon::repair::{self, RepairConfig, TOOL};
 use std::path::PathBuf;
 
@@ -48,14 +47,14 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 #[command(name = "keyrecon-repair", version, verbatim_doc_comment)]
 #[command(mut_arg("format", |a| a.default_value("auto")))]
+#[command(mut_arg("source", |a| a.required(true)))]
+#[command(mut_arg("key_column", |a| a.required(true)))]
+#[command(mut_arg("bucket", |a| a.help("Target bucket")))]
 #[command(mut_arg("concurrency", |a| a.help("Keys in flight at most (each holds its blob in memory: memory ~ concurrency x object size)")))]
 #[command(mut_arg("rate", |a| a.value_name("OBJ/S").help("Cap on objects per second")))]
 struct Args {
-    /// Keys to repair: missing-on-target.csv, a CSV with a `key` column, a key-per-line file, or - (stdin).
-    #[arg(long, value_name = "FILE|-")]
-    keys: PathBuf,
     #[command(flatten)]
-    fmt: FormatArgs,
+    keys: KeysArgs,
     /// Directory for the outcome files, summary.json and the journal.
     #[arg(long, short = 'o', value_name = "DIR")]
     out: PathBuf,
@@ -66,29 +65,10 @@ struct Args {
     #[arg(long)]
     force: bool,
 
-    /// Table to fetch blobs from, as KEYSPACE.TABLE.
-    #[arg(long, value_name = "KS.TABLE", value_parser = TableRef::parse)]
-    source: TableRef,
-    /// Table to try when the previous ones lack the key (repeatable, tried in order).
-    #[arg(long, value_name = "KS.TABLE", value_parser = TableRef::parse)]
-    fallback: Vec<TableRef>,
-    /// The partition key column (text, ascii, blob, integer or uuid).
-    #[arg(long)]
-    key_column: String,
-    /// The column holding the object's bytes.
-    #[arg(long, default_value = "blob")]
-    blob_column: String,
     #[command(flatten)]
-    cassandra: CassandraArgs,
-
-    /// Target bucket.
-    #[arg(long)]
-    bucket: String,
-    /// Prepended to every key to form the S3 key.
-    #[arg(long, default_value = "")]
-    prefix: String,
+    blobs: BlobArgs,
     #[command(flatten)]
-    s3: S3Args,
+    target: BucketArgs,
     /// Replace objects that already exist (no HEAD re-check, no If-None-Match).
     #[arg(long)]
     overwrite: bool,
@@ -132,17 +112,12 @@ fn main() {
         if a.part_size < 1 {
             anyhow::bail!("--part-size must be at least 1 byte");
         }
-        let mut tables = vec![a.source.clone()];
-        tables.extend(a.fallback.iter().cloned());
         let cfg = RepairConfig {
-            keys: a.fmt.spec(a.keys.clone()).map_err(anyhow::Error::msg)?,
-            connect: a.cassandra.connect(&a.source.keyspace)?,
-            tables,
-            key_column: a.key_column.clone(),
-            blob_column: a.blob_column.clone(),
-            s3: a.s3.client_options()?,
-            bucket: a.bucket.clone(),
-            prefix: a.prefix.clone().into_bytes(),
+            keys: a.keys.spec()?,
+            source: a.blobs.source()?.expect("--source is required"),
+            s3: a.target.s3.client_options()?,
+            bucket: a.target.bucket.clone(),
+            prefix: a.target.prefix.clone().into_bytes(),
             concurrency: a.load.concurrency,
             rate: a.load.rate,
             bandwidth: a.bandwidth.map(|b| b as f64),

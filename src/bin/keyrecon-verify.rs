@@ -1,8 +1,7 @@
 //! keyrecon-verify: check that keys are in S3 and, with --deep, that each object holds its Cassandra blob.
 use clap::Parser;
-use keyrecon::cli::{main_with, parse_size, report, CassandraArgs, FormatArgs, LoadArgs, S3Args};
-use keyrecon::repair::fetch::TableRef;
-use keyrecon::verify::{self, DeepSource, VerifyConfig, TOOL};
+use keyrecon::cli::{main_with, parse_size, report, BlobArgs, BucketArgs, KeysArgs, LoadArgs};
+use keyrecon::verify::{self, VerifyConfig, TOOL};
 use std::path::PathBuf;
 
 /// Check that keys exist in S3 (HEAD each) and, with --deep, that each object is its Cassandra blob.
@@ -28,26 +27,19 @@ use std::path::PathBuf;
 // Cassandra is only read with --deep, which requires the contact points itself.
 #[command(mut_arg("contact_points", |a| a.required(false).help("Nodes to connect to first, as HOST:PORT,... (with --deep)")))]
 #[command(mut_arg("format", |a| a.default_value("auto")))]
+#[command(mut_arg("bucket", |a| a.help("Bucket to check")))]
+#[command(mut_arg("source", |a| a.help("Table to fetch blobs from with --deep, as KEYSPACE.TABLE")))]
 #[command(mut_arg("concurrency", |a| a.help("Keys checked at once at most")))]
 #[command(mut_arg("rate", |a| a.value_name("KEYS/S").help("Cap on keys per second")))]
 struct Args {
-    /// Keys to check: a CSV with a `key` column (missing-on-target.csv, ok.csv), a key-per-line file, or -.
-    #[arg(long, value_name = "FILE|-")]
-    keys: PathBuf,
     #[command(flatten)]
-    fmt: FormatArgs,
+    keys: KeysArgs,
     /// Directory for the outcome files and summary.json.
     #[arg(long, short = 'o', value_name = "DIR")]
     out: PathBuf,
 
-    /// Bucket to check.
-    #[arg(long)]
-    bucket: String,
-    /// Prepended to every key to form the S3 key.
-    #[arg(long, default_value = "")]
-    prefix: String,
     #[command(flatten)]
-    s3: S3Args,
+    target: BucketArgs,
     /// Part size the objects were uploaded with (for multipart ETags; default: ask the server).
     #[arg(long, value_parser = parse_size)]
     part_size: Option<usize>,
@@ -55,20 +47,8 @@ struct Args {
     /// Compare each object with its Cassandra blob (size and MD5/ETag); needs --source and --contact-points.
     #[arg(long, requires_all = ["source", "contact_points", "key_column"])]
     deep: bool,
-    /// Table to fetch blobs from, as KEYSPACE.TABLE.
-    #[arg(long, value_name = "KS.TABLE", value_parser = TableRef::parse)]
-    source: Option<TableRef>,
-    /// Table to try when the previous ones lack the key (repeatable, in order).
-    #[arg(long, value_name = "KS.TABLE", value_parser = TableRef::parse)]
-    fallback: Vec<TableRef>,
-    /// The partition key column.
-    #[arg(long)]
-    key_column: Option<String>,
-    /// The column holding the object's bytes.
-    #[arg(long, default_value = "blob")]
-    blob_column: String,
     #[command(flatten)]
-    cassandra: CassandraArgs,
+    blobs: BlobArgs,
 
     #[command(flatten)]
     load: LoadArgs,
@@ -81,24 +61,12 @@ fn main() {
     main_with(TOOL, || {
         let a = Args::parse();
         a.load.check()?;
-        let deep = match (&a.source, a.deep) {
-            (Some(src), true) => {
-                let mut tables = vec![src.clone()];
-                tables.extend(a.fallback.iter().cloned());
-                Some(DeepSource {
-                    connect: a.cassandra.connect(&src.keyspace)?,
-                    tables,
-                    key_column: a.key_column.clone().unwrap_or_default(),
-                    blob_column: a.blob_column.clone(),
-                })
-            }
-            _ => None,
-        };
+        let deep = if a.deep { a.blobs.source()? } else { None };
         let cfg = VerifyConfig {
-            keys: a.fmt.spec(a.keys.clone()).map_err(anyhow::Error::msg)?,
-            s3: a.s3.client_options()?,
-            bucket: a.bucket.clone(),
-            prefix: a.prefix.clone().into_bytes(),
+            keys: a.keys.spec()?,
+            s3: a.target.s3.client_options()?,
+            bucket: a.target.bucket.clone(),
+            prefix: a.target.prefix.clone().into_bytes(),
             deep,
             part_size: a.part_size,
             concurrency: a.load.concurrency,

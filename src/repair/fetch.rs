@@ -21,6 +21,17 @@ use scylla::serialize::writers::{CellWriter, WrittenCellProof};
 use scylla::serialize::SerializationError;
 use scylla::statement::prepared::PreparedStatement;
 
+/// Where blobs come from: the source table first, then the fallbacks, in lookup order.
+#[derive(Clone, Debug)]
+pub struct BlobSource {
+    pub connect: Connect,
+    pub tables: Vec<TableRef>,
+    /// The partition key column.
+    pub key_column: String,
+    /// The column holding the object's bytes.
+    pub blob_column: String,
+}
+
 /// `keyspace.table` as given on the command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TableRef {
@@ -140,8 +151,9 @@ pub enum Lookup {
 
 impl Fetcher {
     /// Connects and prepares the lookup of every table (`tables[0]` is the source).
-    pub async fn connect(c: &Connect, tables: &[TableRef], key_column: &str, blob_column: &str) -> Result<Fetcher> {
-        let session = session::connect(c).await?;
+    pub async fn connect(src: &BlobSource) -> Result<Fetcher> {
+        let (tables, key_column, blob_column) = (&src.tables, &src.key_column, &src.blob_column);
+        let session = session::connect(&src.connect).await?;
         let mut sources = Vec::new();
         for t in tables {
             let cql = format!(

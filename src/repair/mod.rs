@@ -38,11 +38,10 @@ pub mod throttle;
 use crate::error::{Error, Result};
 use crate::input::{InputSpec, Rejects};
 use crate::pool::{self, Flow};
-use crate::sources::cassandra::session::Connect;
 use crate::sources::s3::client::ClientOptions;
 use crate::summary::Summary;
 use bytes::Bytes;
-use fetch::{Fetcher, Lookup, TableRef};
+use fetch::{BlobSource, Fetcher, Lookup};
 use journal::{Done, Journal, Outcome};
 use keys::Item;
 use live::Live;
@@ -63,11 +62,8 @@ pub const TOOL: &str = "keyrecon-repair";
 pub struct RepairConfig {
     /// The keys to repair (`-` = stdin); see [`keys`].
     pub keys: InputSpec,
-    pub connect: Connect,
-    /// The source first, then the fallbacks, in lookup order.
-    pub tables: Vec<TableRef>,
-    pub key_column: String,
-    pub blob_column: String,
+    /// Where blobs come from.
+    pub source: BlobSource,
     pub s3: ClientOptions,
     pub bucket: String,
     /// Prepended to every key to form the S3 key.
@@ -236,7 +232,7 @@ async fn run_async(cfg: RepairConfig) -> Result<RepairSummary> {
         keys_file: keys.source.clone(),
         out: cfg.out.display().to_string(),
         bucket: cfg.bucket.clone(),
-        tables: cfg.tables.iter().map(|t| t.to_string()).collect(),
+        tables: cfg.source.tables.iter().map(|t| t.to_string()).collect(),
         dry_run: cfg.dry_run,
         resumed: cfg.resume,
         keys_input: keys.items.len() as u64,
@@ -249,7 +245,7 @@ async fn run_async(cfg: RepairConfig) -> Result<RepairSummary> {
     summary.skipped_done_earlier = summary.keys_input - todo.len() as u64;
 
     let tc = Instant::now();
-    let fetcher = Fetcher::connect(&cfg.connect, &cfg.tables, &cfg.key_column, &cfg.blob_column).await?;
+    let fetcher = Fetcher::connect(&cfg.source).await?;
     let client = crate::sources::s3::client::build(&cfg.s3).await?;
     let target = Target {
         client,
