@@ -5,7 +5,7 @@
 //! file chunks are merged into one disjoint chunk set. `--resume` skips the files the journal lists.
 //! Each data file's bytes are checked against the manifest's `size` and `MD5checksum` as they stream;
 //! an `s3://` file whose GET fails (5xx, throttling, timeout) or whose bytes do not match is read again
-//! from its start (`--max-retries`), then fails the run, named: a damaged report must never look like
+//! from its start (`--retries`), then fails the run, named: a damaged report must never look like
 //! missing keys.
 //!
 //! ```text
