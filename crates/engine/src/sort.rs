@@ -1,22 +1,22 @@
 //! Memory-budgeted external sort of records into byte order, removing duplicates.
 //!
 //! ```text
-//!  push(key, meta) ──► run buffer (one arena of record bytes + one array of 16-byte entries)
+//!  push(key, meta) ──► buffer (one arena of record bytes + one array of 16-byte entries)
 //!                         │ full (bytes, not records, decide: --mem)
 //!                         ▼
 //!                      sort entries in parallel (rayon) by cached 8-byte prefix, then key bytes;
-//!                      drop duplicates ──► run-NNNNNN.krc in the spill directory (chunk format)
+//!                      drop duplicates ──► spill-NNNNNN.krc, a chunk in the spill directory
 //!  finish() ──► no spill: the buffer itself is the sorted result
-//!           └─► spills: k-way merge (loser tree) of the runs; more runs than `fanin` are first
+//!           └─► spills: k-way merge (loser tree) of the spilled chunks; more than `fanin` are first
 //!               merged in groups (multi-level merge, [`reduce`]) so open files stay bounded
 //! ```
 //! The file-level merges every producer of chunk sets shares live here too: [`reduce`] (multi-level,
 //! one fan-in policy, [`FANIN`]), [`write_set`] (a sorted stream into a chunk set, cut into chunks of a
 //! target size) and [`merge_into_set`] (both): keyrecon-sort, the Cassandra lister's final merge and the
 //! S3 inventory reader all end through them.
-//! The arena and entry array are allocated once and reused for every run: first touch of fresh memory
+//! The arena and entry array are allocated once and reused for every spill: first touch of fresh memory
 //! is slow on the VMs we run on, and the budget is then an honest ceiling on resident memory.
-//! Ties among equal keys keep the first record pushed (runs are merged with ties broken by run order),
+//! Ties among equal keys keep the first record pushed (spilled chunks are merged with ties broken by spill order),
 //! so `sort -u`-like "first wins" holds for metadata as well.
 
 use crate::chunk::ChunkCursor;
@@ -47,7 +47,7 @@ pub struct MergeStats {
 /// Reduces sorted chunk files to at most `fanin`: groups of `fanin` consecutive files are merged
 /// (duplicates dropped, the earlier file's record kept) into one file in `dir` that takes the group's
 /// place, level by level. Keeping the order keeps "the first input wins" across levels. Intermediate
-/// files are removed once merged; the inputs only if `remove_inputs` (a sort's private runs, but not
+/// files are removed once merged; the inputs only if `remove_inputs` (a sort's private spills, but not
 /// a lister's journaled files, which a resume still needs). Returns the files left, each with whether
 /// it is an intermediate file (or an input the caller gave away), to be removed after use.
 pub fn reduce(
@@ -135,11 +135,11 @@ pub fn merge_into_set(
 
 #[derive(Clone, Debug)]
 pub struct SortConfig {
-    /// Memory for the run buffer, in bytes.
+    /// Memory for the buffer, in bytes.
     pub mem: usize,
     /// Parent directory for spill files (a private subdirectory is created lazily and removed at the end).
     pub tmp_dir: PathBuf,
-    /// Most runs merged at once.
+    /// Most chunks merged at once.
     pub fanin: usize,
     pub schema: Schema,
 }
@@ -185,8 +185,8 @@ pub struct Sorter {
     arena_cap: usize,
     entries_cap: usize,
     spill_dir: Option<PathBuf>,
-    runs: Vec<PathBuf>,
-    next_run: u64,
+    spilled: Vec<PathBuf>,
+    next_spill: u64,
     stats: SortStats,
 }
 
@@ -203,8 +203,8 @@ impl Sorter {
             arena_cap,
             entries_cap,
             spill_dir: None,
-            runs: Vec::new(),
-            next_run: 0,
+            spilled: Vec::new(),
+            next_spill: 0,
             stats: SortStats::default(),
         }
     }
@@ -269,10 +269,10 @@ impl Sorter {
         Ok(d)
     }
 
-    fn new_run(&mut self) -> Result<ChunkWriter> {
+    fn new_spill(&mut self) -> Result<ChunkWriter> {
         let dir = self.spill_dir()?;
-        self.next_run += 1;
-        ChunkWriter::create(dir.join(format!("run-{:06}.krc", self.next_run)), self.cfg.schema)
+        self.next_spill += 1;
+        ChunkWriter::create(dir.join(format!("spill-{:06}.krc", self.next_spill)), self.cfg.schema)
     }
 
     fn spill(&mut self) -> Result<()> {
@@ -280,28 +280,28 @@ impl Sorter {
             return Ok(());
         }
         self.sort_buffer();
-        let mut w = self.new_run()?;
+        let mut w = self.new_spill()?;
         for e in &self.entries {
             let k = &self.arena[e.off as usize..e.off as usize + e.klen as usize];
             w.push(k, self.meta_of(e))?;
         }
         let path = w.path().to_path_buf();
-        let st = w.finish()?.expect("non-empty run");
+        let st = w.finish()?.expect("a spill is never empty");
         self.stats.chunks_spilled += 1;
         self.stats.bytes_spilled += st.data_len;
-        self.runs.push(path);
+        self.spilled.push(path);
         self.arena.clear();
         self.entries.clear();
         Ok(())
     }
 
-    /// Merges runs level by level ([`reduce`]) until one merge can take them all. Runs stay in push
+    /// Merges the spilled chunks level by level ([`reduce`]) until one merge can take them all. They stay in push
     /// order, which keeps "first pushed wins" among duplicates.
-    fn reduce_runs(&mut self) -> Result<()> {
+    fn reduce_spilled(&mut self) -> Result<()> {
         let mut ms = MergeStats::default();
         let dir = self.spill_dir()?;
-        let runs = reduce(std::mem::take(&mut self.runs), self.cfg.fanin, &dir, self.cfg.schema, true, &mut ms)?;
-        self.runs = runs.into_iter().map(|(f, _)| f).collect();
+        let left = reduce(std::mem::take(&mut self.spilled), self.cfg.fanin, &dir, self.cfg.schema, true, &mut ms)?;
+        self.spilled = left.into_iter().map(|(f, _)| f).collect();
         self.stats.merge_passes += ms.passes;
         self.stats.duplicates += ms.duplicates;
         Ok(())
@@ -310,7 +310,7 @@ impl Sorter {
     /// Ends input and returns the sorted, duplicate-free records as a cursor. Spill files are removed
     /// when the cursor is dropped.
     pub fn finish(mut self) -> Result<SortedOutput> {
-        if self.runs.is_empty() {
+        if self.spilled.is_empty() {
             self.sort_buffer();
             self.stats.unique = self.entries.len() as u64;
             let stats = self.stats.clone();
@@ -322,8 +322,8 @@ impl Sorter {
             });
         }
         self.spill()?;
-        self.reduce_runs()?;
-        let cursors = self.runs.iter().map(ChunkCursor::open).collect::<Result<Vec<_>>>()?;
+        self.reduce_spilled()?;
+        let cursors = self.spilled.iter().map(ChunkCursor::open).collect::<Result<Vec<_>>>()?;
         let stats = self.stats.clone();
         let guard = SpillGuard(self.spill_dir.take());
         Ok(SortedOutput {
@@ -476,7 +476,7 @@ mod tests {
     }
 
     #[test]
-    fn first_pushed_metadata_wins_across_runs() {
+    fn first_pushed_metadata_wins_across_spills() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Sorter::new(SortConfig::new(1 << 16, dir.path(), Schema(Schema::SIZE)));
         for i in 0..20000u32 {
