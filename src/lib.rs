@@ -18,6 +18,7 @@
 //! - [`rt`]: the one tokio runtime builder.
 //! - [`sources`]: the listers (`cassandra`, `s3`), each writing a chunk set.
 //! - [`pool`]: the worker pool that repair and verify run their keys through.
+//! - [`queue`]: the fleet's shared work queue on Redis Streams (keyrecon-queue; repair/verify --queue).
 //! - [`repair`]: keyrecon-repair (Cassandra blob -> S3 PUT, journal, throttle).
 //! - [`verify`]: keyrecon-verify (HEAD, and with --deep compare size and MD5/ETag with the blob).
 //!
@@ -37,6 +38,8 @@ pub mod cli;
 pub mod limit;
 #[cfg(feature = "net")]
 pub mod pool;
+#[cfg(feature = "net")]
+pub mod queue;
 #[cfg(feature = "net")]
 pub mod repair;
 #[cfg(feature = "net")]

@@ -49,7 +49,19 @@ where
     W: Fn(T) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Flow> + Send,
 {
-    let (tx, rx) = mpsc::channel(QUEUE);
+    run_with_queue(workers, QUEUE, produce, work).await
+}
+
+/// [`run`] with `queue` items waiting at most: a queue consumer takes no more keys from the shared
+/// queue than it can start soon, so the other machines get the rest.
+pub async fn run_with_queue<T, P, W, Fut>(workers: usize, queue: usize, produce: P, work: W) -> Result<()>
+where
+    T: Send + 'static,
+    P: FnOnce(Feeder<T>) -> Result<()> + Send + 'static,
+    W: Fn(T) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Flow> + Send,
+{
+    let (tx, rx) = mpsc::channel(queue.max(1));
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
     let stop = Arc::new(AtomicBool::new(false));
     let producer = tokio::task::spawn_blocking(move || produce(Feeder { tx }));

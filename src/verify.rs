@@ -66,7 +66,8 @@ pub struct VerifyConfig {
     pub quiet: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Ok,
     Missing,
@@ -74,8 +75,8 @@ pub enum Verdict {
     Failed,
 }
 
-/// One key's result.
-#[derive(Clone, Debug)]
+/// One key's result (also the record a queue consumer puts in the fleet's outcome stream).
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct Checked {
     pub verdict: Verdict,
     pub item: Item,
@@ -406,59 +407,109 @@ async fn compare(
 }
 
 fn write_outcomes(cfg: &VerifyConfig, results: &[Checked]) -> Result<()> {
-    let open = |name: &str, header: &[&str]| -> Result<(PathBuf, csv::Writer<std::fs::File>)> {
-        let p = cfg.out.join(name);
-        let mut w = csv::Writer::from_writer(std::fs::File::create(&p).ctx(&p)?);
-        w.write_record(header).map_err(|e| Error::csv(&p, e))?;
-        Ok((p, w))
-    };
-    let mut ok = open("ok.csv", &["key", "origin", "target_key", "size", "etag", "comparison"])?;
-    let mut missing = open("missing.csv", &["key", "origin", "target_key"])?;
-    let mut differ = open(
-        "differ.csv",
-        &["key", "origin", "target_key", "s3_size", "blob_size", "s3_etag", "blob_md5", "comparison", "reason"],
-    )?;
-    let mut failed = open("failed.csv", &["key", "origin", "stage", "attempts", "error"])?;
-    let n = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default().into_bytes();
-    let s = |v: &Option<String>| v.clone().unwrap_or_default().into_bytes();
+    let mut w = Writer::create(&cfg.out, &cfg.prefix)?;
     for r in results {
-        let origin = r.item.origin.clone().unwrap_or_default();
-        let tk = [&cfg.prefix[..], &r.item.key].concat();
-        let (w, row): (&mut (PathBuf, csv::Writer<std::fs::File>), Vec<Vec<u8>>) = match r.verdict {
-            Verdict::Ok => (
-                &mut ok,
-                vec![r.item.key.clone(), origin, tk, n(r.s3_size), s(&r.s3_etag), r.comparison.clone().into_bytes()],
-            ),
-            Verdict::Missing => (&mut missing, vec![r.item.key.clone(), origin, tk]),
-            Verdict::Differ => (
-                &mut differ,
-                vec![
-                    r.item.key.clone(),
-                    origin,
-                    tk,
-                    n(r.s3_size),
-                    n(r.blob_size),
-                    s(&r.s3_etag),
-                    s(&r.blob_md5),
-                    r.comparison.clone().into_bytes(),
-                    r.reason.clone().into_bytes(),
-                ],
-            ),
-            Verdict::Failed => (
-                &mut failed,
-                vec![
-                    r.item.key.clone(),
-                    origin,
-                    r.stage.clone().into_bytes(),
-                    r.attempts.to_string().into_bytes(),
-                    r.reason.clone().into_bytes(),
-                ],
-            ),
+        w.row(r)?;
+    }
+    w.finish().map(|_| ())
+}
+
+type CsvFile = (PathBuf, csv::Writer<std::fs::File>);
+
+/// The outcome files of a verify, written one key at a time (keys in byte order, once each).
+pub struct Writer<'a> {
+    prefix: &'a [u8],
+    ok: CsvFile,
+    missing: CsvFile,
+    differ: CsvFile,
+    failed: CsvFile,
+    counts: VerifyCounts,
+}
+
+impl<'a> Writer<'a> {
+    pub fn create(dir: &std::path::Path, prefix: &'a [u8]) -> Result<Writer<'a>> {
+        let open = |name: &str, header: &[&str]| -> Result<CsvFile> {
+            let p = dir.join(name);
+            let mut w = csv::Writer::from_writer(std::fs::File::create(&p).ctx(&p)?);
+            w.write_record(header).map_err(|e| Error::csv(&p, e))?;
+            Ok((p, w))
         };
-        w.1.write_record(&row).map_err(|e| Error::csv(&w.0, e))?;
+        Ok(Writer {
+            prefix,
+            ok: open("ok.csv", &["key", "origin", "target_key", "size", "etag", "comparison"])?,
+            missing: open("missing.csv", &["key", "origin", "target_key"])?,
+            differ: open(
+                "differ.csv",
+                &["key", "origin", "target_key", "s3_size", "blob_size", "s3_etag", "blob_md5", "comparison", "reason"],
+            )?,
+            failed: open("failed.csv", &["key", "origin", "stage", "attempts", "error"])?,
+            counts: VerifyCounts::default(),
+        })
     }
-    for (p, mut w) in [ok, missing, differ, failed] {
-        w.flush().ctx(&p)?;
+
+    /// One key's result.
+    pub fn row(&mut self, r: &Checked) -> Result<()> {
+        let n = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default().into_bytes();
+        let s = |v: &Option<String>| v.clone().unwrap_or_default().into_bytes();
+        let origin = r.item.origin.clone().unwrap_or_default();
+        let tk = [self.prefix, &r.item.key].concat();
+        let (w, row): (&mut CsvFile, Vec<Vec<u8>>) = match r.verdict {
+            Verdict::Ok => {
+                self.counts.ok += 1;
+                (
+                    &mut self.ok,
+                    vec![
+                        r.item.key.clone(),
+                        origin,
+                        tk,
+                        n(r.s3_size),
+                        s(&r.s3_etag),
+                        r.comparison.clone().into_bytes(),
+                    ],
+                )
+            }
+            Verdict::Missing => {
+                self.counts.missing += 1;
+                (&mut self.missing, vec![r.item.key.clone(), origin, tk])
+            }
+            Verdict::Differ => {
+                self.counts.differ += 1;
+                (
+                    &mut self.differ,
+                    vec![
+                        r.item.key.clone(),
+                        origin,
+                        tk,
+                        n(r.s3_size),
+                        n(r.blob_size),
+                        s(&r.s3_etag),
+                        s(&r.blob_md5),
+                        r.comparison.clone().into_bytes(),
+                        r.reason.clone().into_bytes(),
+                    ],
+                )
+            }
+            Verdict::Failed => {
+                self.counts.failed += 1;
+                (
+                    &mut self.failed,
+                    vec![
+                        r.item.key.clone(),
+                        origin,
+                        r.stage.clone().into_bytes(),
+                        r.attempts.to_string().into_bytes(),
+                        r.reason.clone().into_bytes(),
+                    ],
+                )
+            }
+        };
+        w.1.write_record(&row).map_err(|e| Error::csv(&w.0, e))
     }
-    Ok(())
+
+    pub fn finish(self) -> Result<VerifyCounts> {
+        for (p, mut w) in [self.ok, self.missing, self.differ, self.failed] {
+            w.flush().ctx(&p)?;
+        }
+        Ok(self.counts)
+    }
 }

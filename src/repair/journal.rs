@@ -143,7 +143,9 @@ const INTENT: &str = "put";
 
 use crate::hex::{decode as unhex, encode as hex};
 
-fn encode(d: &Done) -> Vec<u8> {
+/// The journal line of a final record (with its newline): also what a queue consumer puts in the
+/// fleet's outcome stream.
+pub fn encode(d: &Done) -> Vec<u8> {
     let l = Line {
         o: d.outcome.name().to_string(),
         k: hex(&d.key),
@@ -161,6 +163,14 @@ fn encode(d: &Done) -> Vec<u8> {
     let mut v = serde_json::to_vec(&l).expect("journal line serializes");
     v.push(b'\n');
     v
+}
+
+/// A final record from its journal line (without or with the newline).
+pub fn decode_final(line: &[u8]) -> std::result::Result<Done, String> {
+    match decode(line.strip_suffix(b"\n").unwrap_or(line))? {
+        Parsed::Final(d) => Ok(d),
+        Parsed::Intent(_) => Err("an intent, not a final record".into()),
+    }
 }
 
 enum Parsed {

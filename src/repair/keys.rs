@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
 
 /// One key to work on.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Item {
     /// The target key (before `--prefix`).
     pub key: Vec<u8>,

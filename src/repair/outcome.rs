@@ -79,24 +79,49 @@ fn num(v: Option<u64>) -> Vec<u8> {
 /// Writes the outcome files for `finals` into `dir` and returns the counts.
 pub fn write(dir: &Path, finals: &mut [Done], prefix: &[u8], dry_run: bool) -> Result<Counts> {
     finals.sort_by(|a, b| a.key.cmp(&b.key));
-    let ok_name = if dry_run { "would-copy.csv" } else { "ok.csv" };
-    let mut ok = Csv::create(
-        dir,
-        ok_name,
-        &["key", "origin", "target_key", "size", "table", "md5", "content_type", "parts", "attempts", "note"],
-    )?;
-    let mut nf = Csv::create(dir, "not-found.csv", &["key", "origin", "tables"])?;
-    let mut failed = Csv::create(dir, "failed.csv", &["key", "origin", "stage", "attempts", "error"])?;
-    let mut exists = Csv::create(dir, "exists.csv", &["key", "origin", "outcome", "existing_size", "size"])?;
-    let mut c = Counts::default();
-    let s = |o: &Option<String>| o.clone().unwrap_or_default().into_bytes();
+    let mut w = Writer::create(dir, prefix, dry_run)?;
     for d in finals.iter() {
-        c.add(d.outcome);
+        w.row(d)?;
+    }
+    w.finish()
+}
+
+/// The outcome files, written one key at a time (keys must arrive in byte order, once each).
+pub struct Writer<'a> {
+    prefix: &'a [u8],
+    ok: Csv<'a>,
+    nf: Csv<'a>,
+    failed: Csv<'a>,
+    exists: Csv<'a>,
+    counts: Counts,
+}
+
+impl<'a> Writer<'a> {
+    pub fn create(dir: &Path, prefix: &'a [u8], dry_run: bool) -> Result<Writer<'a>> {
+        let ok_name = if dry_run { "would-copy.csv" } else { "ok.csv" };
+        Ok(Writer {
+            prefix,
+            ok: Csv::create(
+                dir,
+                ok_name,
+                &["key", "origin", "target_key", "size", "table", "md5", "content_type", "parts", "attempts", "note"],
+            )?,
+            nf: Csv::create(dir, "not-found.csv", &["key", "origin", "tables"])?,
+            failed: Csv::create(dir, "failed.csv", &["key", "origin", "stage", "attempts", "error"])?,
+            exists: Csv::create(dir, "exists.csv", &["key", "origin", "outcome", "existing_size", "size"])?,
+            counts: Counts::default(),
+        })
+    }
+
+    /// One key's final record.
+    pub fn row(&mut self, d: &Done) -> Result<()> {
+        self.counts.add(d.outcome);
+        let s = |o: &Option<String>| o.clone().unwrap_or_default().into_bytes();
         let origin = d.origin.clone().unwrap_or_default();
         match d.outcome {
             Outcome::Ok => {
-                let tk = [prefix, &d.key].concat();
-                ok.row(&[
+                let tk = [self.prefix, &d.key].concat();
+                self.ok.row(&[
                     &d.key,
                     &origin,
                     &tk,
@@ -107,22 +132,25 @@ pub fn write(dir: &Path, finals: &mut [Done], prefix: &[u8], dry_run: bool) -> R
                     d.parts.to_string().as_bytes(),
                     d.attempts.to_string().as_bytes(),
                     &s(&d.error),
-                ])?
+                ])
             }
-            Outcome::NotFound => nf.row(&[&d.key, &origin, &s(&d.error)])?,
+            Outcome::NotFound => self.nf.row(&[&d.key, &origin, &s(&d.error)]),
             Outcome::Failed => {
-                failed.row(&[&d.key, &origin, &s(&d.stage), d.attempts.to_string().as_bytes(), &s(&d.error)])?
+                self.failed.row(&[&d.key, &origin, &s(&d.stage), d.attempts.to_string().as_bytes(), &s(&d.error)])
             }
             Outcome::Exists | Outcome::Differ => {
-                exists.row(&[&d.key, &origin, d.outcome.name().as_bytes(), &num(d.existing), &num(d.size)])?
+                self.exists.row(&[&d.key, &origin, d.outcome.name().as_bytes(), &num(d.existing), &num(d.size)])
             }
         }
     }
-    ok.finish()?;
-    nf.finish()?;
-    failed.finish()?;
-    exists.finish()?;
-    Ok(c)
+
+    pub fn finish(self) -> Result<Counts> {
+        self.ok.finish()?;
+        self.nf.finish()?;
+        self.failed.finish()?;
+        self.exists.finish()?;
+        Ok(self.counts)
+    }
 }
 
 #[cfg(test)]
