@@ -193,11 +193,15 @@ impl Consumer {
         let (keys, meta) = (self.q.key("keys"), self.q.key("meta"));
         let mut p = redis::pipe();
         p.atomic();
-        let (mut finals, mut failed, mut dead) = (0, 0, 0);
+        let (mut failed, mut dead) = (0, 0);
+        // Batched: one XACK, one XDEL, one HDEL each and one HINCRBY per outcome for the whole flush.
+        let (mut ack, mut del, mut forget) = (redis::cmd("XACK"), redis::cmd("XDEL"), Vec::new());
+        ack.arg(&keys).arg(GROUP);
+        del.arg(&keys);
+        let mut per_outcome: HashMap<&'static str, u64> = HashMap::new();
         for a in &acks {
             match a {
                 Ack::Final { id, key, outcome, record, dead: d } => {
-                    finals += 1;
                     p.cmd("XADD")
                         .arg(self.q.key("outcomes"))
                         .arg("*")
@@ -223,18 +227,33 @@ impl Consumer {
                             .arg(why)
                             .ignore();
                     }
-                    p.cmd("XACK").arg(&keys).arg(GROUP).arg(id).ignore();
-                    p.cmd("XDEL").arg(&keys).arg(id).ignore();
-                    p.cmd("HINCRBY").arg(&meta).arg(format!("n:{outcome}")).arg(1).ignore();
-                    p.cmd("HINCRBY").arg(&meta).arg(format!("c:{}", self.cfg.consumer)).arg(1).ignore();
-                    p.cmd("HDEL").arg(self.q.key("intents")).arg(key).ignore();
-                    p.cmd("HDEL").arg(self.q.key("errors")).arg(key).ignore();
+                    ack.arg(id);
+                    del.arg(id);
+                    forget.push(key);
+                    *per_outcome.entry(outcome).or_default() += 1;
                 }
                 Ack::Failed { key, error } => {
                     failed += 1;
                     p.cmd("HSET").arg(self.q.key("errors")).arg(key).arg(error).ignore();
                 }
             }
+        }
+        let finals: u64 = per_outcome.values().sum();
+        if finals > 0 {
+            p.add_command(ack).ignore();
+            p.add_command(del).ignore();
+            for (part, keys) in [("intents", &forget), ("errors", &forget)] {
+                let mut c = redis::cmd("HDEL");
+                c.arg(self.q.key(part));
+                for k in keys.iter() {
+                    c.arg(&k[..]);
+                }
+                p.add_command(c).ignore();
+            }
+            for (o, n) in &per_outcome {
+                p.cmd("HINCRBY").arg(&meta).arg(format!("n:{o}")).arg(*n).ignore();
+            }
+            p.cmd("HINCRBY").arg(&meta).arg(format!("c:{}", self.cfg.consumer)).arg(finals).ignore();
         }
         self.q.redis.run::<()>("MULTI XACK", &p).await?;
         self.acknowledged.fetch_add(finals, Relaxed);
@@ -485,7 +504,9 @@ where
     };
     let feeder = consumer.clone();
     let rt = tokio::runtime::Handle::current();
-    let r = pool::run_with_queue(workers, workers, move |feed| feeder.feed(feed, rt), work).await;
+    // Room for two batches: the next read overlaps the work on the current one.
+    let room = consumer.cfg.batch * 2;
+    let r = pool::run_with_queue(workers, room, move |feed| feeder.feed(feed, rt), work).await;
     consumer.stop.store(true, Relaxed);
     let b = bg.await.map_err(|e| Error::Internal(format!("queue acknowledgements: {e}")))?;
     consumer.flush().await?;
