@@ -123,7 +123,8 @@ impl<'a> Partitioner<'a> {
     #[inline]
     fn push(&mut self, key: &[u8], meta: &[u8]) -> Result<()> {
         let h = xxh3_64(key);
-        let p = (h >> self.shift) as usize;
+        // One partition: a shift by 64 would overflow (the whole hash shifted out is partition 0).
+        let p = h.checked_shr(self.shift).unwrap_or(0) as usize;
         let need = encoded_len(key, meta, self.with_meta);
         let part = &mut self.parts[p];
         if part.buf.len() + need > part.buf.capacity() {
@@ -734,5 +735,54 @@ struct DirGuard(PathBuf);
 impl Drop for DirGuard {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff::cases::{self, SIZE_ETAG_MTIME};
+    use crate::input::InputStats;
+
+    /// Records in input order, duplicates allowed: what a key file with metadata would yield.
+    struct Recs {
+        recs: Vec<(Vec<u8>, Vec<u8>)>,
+        /// Tell `hash_diff` the input size (as a file or chunk set does), or not (stdin).
+        hint: bool,
+    }
+
+    impl RecordSource for Recs {
+        fn describe(&self) -> String {
+            "test records".into()
+        }
+        fn schema(&self) -> Schema {
+            Schema(SIZE_ETAG_MTIME)
+        }
+        fn size_hint(&self) -> Option<u64> {
+            self.hint.then(|| self.recs.iter().map(|(k, m)| (k.len() + m.len() + 2) as u64).sum())
+        }
+        fn for_each(&self, _progress: &AtomicU64, f: &mut crate::input::RecordFn) -> Result<SourceStats> {
+            for (k, m) in &self.recs {
+                f(k, m)?;
+            }
+            let input = InputStats { records_read: self.recs.len() as u64, ..Default::default() };
+            Ok(SourceStats { input, duplicates: 0 })
+        }
+    }
+
+    /// Regression: a forced partition count of 1 shifted the 64-bit hash right by 64 bits to find the
+    /// partition (a panic: shift overflow in debug builds, an index out of bounds in release builds).
+    #[test]
+    fn one_forced_partition_does_not_overflow_the_hash_shift() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let src = Recs { recs: vec![(b"a".to_vec(), vec![]), (b"b".to_vec(), vec![])], hint: true };
+        let tgt = Recs { recs: vec![(b"b".to_vec(), vec![]), (b"c".to_vec(), vec![])], hint: true };
+        let cfg = HashDiffConfig { mem: 64 << 20, tmp_dir: dir.path().to_path_buf(), partitions: Some(1) };
+        let mut w = cases::writer(&out, 0);
+        let (_, _, stats) = hash_diff(&src, &tgt, &cfg, &mut w, &AtomicU64::new(0)).unwrap();
+        let c = w.finish().unwrap();
+        assert_eq!(stats.partitions, 1);
+        assert_eq!((c.missing_on_target, c.missing_on_source, c.matched), (1, 1, 1));
     }
 }
