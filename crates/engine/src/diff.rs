@@ -641,6 +641,7 @@ pub(crate) mod cases {
     macro_rules! keys {
         ($($k:expr),* $(,)?) => { vec![$(AsRef::<[u8]>::as_ref($k).to_vec()),*] };
     }
+    pub(crate) use {keys, recs};
 
     /// The per-field counters of [`Counts`] a case expects.
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
