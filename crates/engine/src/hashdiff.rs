@@ -264,12 +264,14 @@ pub fn hash_diff(
         .map(usize::next_power_of_two)
         .unwrap_or_else(|| by_mem.max(by_cache.min(max_by_buffers)).next_power_of_two().clamp(16, 4096));
     let fits = known.is_some() && total_est * 11 / 10 <= mem * 3 / 4;
-    let cap = if fits {
-        // Everything stays in memory: size buffers for the expected share plus hashing skew headroom.
-        (total_est / 2 / nparts * 3 / 2).max(64 << 10)
-    } else {
-        (mem * 2 / 5 / (2 * nparts)).max(64 << 10)
+    // Phase-1 buffer of one partition of a side.
+    let cap = |side_bytes: Option<u64>| match side_bytes {
+        // Everything stays in memory: size buffers for the side's expected share plus hashing skew
+        // headroom (per side: one side may be much larger than the other).
+        Some(b) if fits => (b as usize / nparts * 3 / 2).max(64 << 10),
+        _ => (mem * 2 / 5 / (2 * nparts)).max(64 << 10),
     };
+    let (cap_a, cap_b) = (cap(src.size_hint()), cap(tgt.size_hint()));
     let spill_dir = cfg.tmp_dir.join(format!("keyrecon-diff-{}-{:x}", std::process::id(), rand::random::<u32>()));
     std::fs::create_dir_all(&spill_dir).ctx(&spill_dir)?;
     let _guard = DirGuard(spill_dir.clone());
@@ -278,12 +280,12 @@ pub fn hash_diff(
     let (ra, rb) = std::thread::scope(|s| {
         let dir = &spill_dir;
         let ha = s.spawn(move || -> Result<(Partitioner, SourceStats)> {
-            let mut p = Partitioner::new(nparts, cap, sm, dir, 's');
+            let mut p = Partitioner::new(nparts, cap_a, sm, dir, 's');
             let st = src.for_each(progress, &mut |k, m| p.push(k, m))?;
             Ok((p, st))
         });
         let hb = s.spawn(move || -> Result<(Partitioner, SourceStats)> {
-            let mut p = Partitioner::new(nparts, cap, tm, dir, 't');
+            let mut p = Partitioner::new(nparts, cap_b, tm, dir, 't');
             let st = tgt.for_each(progress, &mut |k, m| p.push(k, m))?;
             Ok((p, st))
         });
@@ -784,6 +786,30 @@ mod tests {
         let c = w.finish().unwrap();
         assert_eq!(stats.partitions, 1);
         assert_eq!((c.missing_on_target, c.missing_on_source, c.matched), (1, 1, 1));
+    }
+
+    /// Regression: inputs that fit in the budget are not spilled (module doc), also when one side is much
+    /// larger than the other. Phase-1 buffers were sized for half the total input on each side, so the
+    /// larger side overflowed them and spilled (found by tests/metadata.rs: a 1.4 MB diff spilled 1 MB
+    /// with `--mem 1G`).
+    #[test]
+    fn inputs_that_fit_do_not_spill_when_one_side_is_much_larger() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let key = |i: u64| format!("images/2024/01/{i:016}").into_bytes();
+        let recs = |keys: std::ops::Range<u64>, step: u64| Recs {
+            recs: keys.map(|i| (key(i * step), rec("").size(i * step).encoded().1)).collect(),
+            hint: true,
+        };
+        // ~1.8 MB against ~0.4 KB, in a budget of 64 MiB.
+        let (big, small) = (recs(0..50_000, 1), recs(0..10, 7));
+        for (src, tgt, side) in [(&big, &small, "source"), (&small, &big, "target")] {
+            let cfg = HashDiffConfig { mem: 64 << 20, tmp_dir: dir.path().to_path_buf(), partitions: None };
+            let mut w = cases::writer(&out, SIZE_ETAG_MTIME);
+            let (_, _, stats) = hash_diff(src, tgt, &cfg, &mut w, &AtomicU64::new(0)).unwrap();
+            assert_eq!(w.finish().unwrap().matched, 10);
+            assert_eq!(stats.spilled_bytes, 0, "the larger side is the {side}: {stats:?}");
+        }
     }
 
     /// Keys of filler records: padding that makes partitions big enough to spill, kept out of the checks.
