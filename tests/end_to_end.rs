@@ -1,10 +1,12 @@
 //! The whole first half of keyrecon across real services: rows in the CQL test node (the real scylla
 //! driver on the wire), part of them copied to a real Garage S3 server, both sides listed by their
 //! listers into chunk sets, and keyrecon-diff on the two chunk sets.
+mod support;
 mod support_cql;
 mod support_s3;
 
 use std::process::Command;
+use support::{assert_code, Workdir};
 use support_cql::{cass_key, s3_key};
 
 const DIFF: &str = env!("CARGO_BIN_EXE_keyrecon-diff");
@@ -39,8 +41,8 @@ fn cassandra_listing_diffed_against_s3_listing_finds_exactly_what_the_migration_
         c.put_object().bucket(bucket).key("t01orphan").body(b"o".to_vec().into()).send().await.expect("put orphan");
     });
 
-    let dir = tempfile::tempdir().unwrap();
-    let (cs, ss, out) = (dir.path().join("cass.chunks"), dir.path().join("s3.chunks"), dir.path().join("diff"));
+    let dir = Workdir::new();
+    let (cs, ss, out) = (dir.join("cass.chunks"), dir.join("s3.chunks"), dir.join("diff"));
     let o = support_cql::list_objects(&node, &cs, &[]);
     assert_eq!(
         o.status.code(),
@@ -51,7 +53,7 @@ fn cassandra_listing_diffed_against_s3_listing_finds_exactly_what_the_migration_
     assert!(String::from_utf8_lossy(&std::fs::read(cs.join("rejects.csv")).unwrap()).contains("zzz-legacy"));
 
     let o = g.list(&["--bucket", bucket, "--out", ss.to_str().unwrap(), "-j", "4"]);
-    support_s3::assert_code(&o, 0);
+    assert_code(&o, 0);
 
     let o = Command::new(DIFF)
         .args([cs.as_os_str(), ss.as_os_str()])

@@ -2,13 +2,14 @@
 //! wire): exact listings, key mapping and rejects, resume after kill -9, fault injection, throttling,
 //! writetime windows, and a keyrecon-diff of the result.
 
+mod support;
+
 use cql_test_node::{token, BlockingNode, ColumnType, Fault, Row, Table, TestNode, DEFAULT_WRITETIME};
 use keyrecon::chunk::ChunkSet;
-use keyrecon::merge::SortedCursor;
-use keyrecon::record::Meta;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use support::{keys_of, read_set, summary, Workdir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_keyrecon-list-cassandra");
 const DIFF: &str = env!("CARGO_BIN_EXE_keyrecon-diff");
@@ -60,26 +61,13 @@ fn run(node: &BlockingNode, out: &Path, extra: &[&str]) -> Output {
     o
 }
 
-fn records(dir: &Path) -> Vec<(Vec<u8>, Meta)> {
-    let set = ChunkSet::open(dir).expect("open chunk set");
-    let mut s = set.stream().unwrap();
-    let mut out = Vec::new();
-    while s.advance().unwrap() {
-        out.push((s.key().to_vec(), Meta::decode(s.meta()).unwrap()));
-    }
-    out
-}
-
+/// The keys of the chunk set in `dir`, as text.
 fn keys(dir: &Path) -> Vec<String> {
-    records(dir).into_iter().map(|(k, _)| String::from_utf8(k).unwrap()).collect()
+    keys_of(&read_set(dir))
 }
 
 fn want_keys(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("obj{i:05}")).collect()
-}
-
-fn summary(dir: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap()
 }
 
 /// Every chunk file and the manifest's chunk list (not its timestamp/args) of a chunk set.
@@ -103,8 +91,8 @@ fn fingerprint(dir: &Path) -> Vec<(String, Vec<u8>)> {
 fn full_listing_equals_the_fixture_with_sizes_and_writetimes() {
     let n = 3000;
     let node = node_with(rows(n));
-    let d = tempfile::tempdir().unwrap();
-    let out = d.path().join("cass.chunks");
+    let d = Workdir::new();
+    let out = d.join("cass.chunks");
     let o = run(
         &node,
         &out,
@@ -124,8 +112,8 @@ fn full_listing_equals_the_fixture_with_sizes_and_writetimes() {
         ],
     );
     assert_eq!(o.status.code(), Some(0));
-    let recs = records(&out);
-    assert_eq!(recs.iter().map(|(k, _)| String::from_utf8(k.clone()).unwrap()).collect::<Vec<_>>(), want_keys(n));
+    let recs = read_set(&out);
+    assert_eq!(keys_of(&recs), want_keys(n));
     for (k, m) in &recs {
         let i: usize = std::str::from_utf8(&k[3..]).unwrap().parse().unwrap();
         assert_eq!(m.size, Some((i % 97) as u64), "size of {i}");
@@ -147,9 +135,9 @@ fn full_listing_equals_the_fixture_with_sizes_and_writetimes() {
     assert!(stderr.contains("3000 rows read"), "{stderr}");
 
     // --size-column reads the length column instead of the blob.
-    let out2 = d.path().join("len.chunks");
+    let out2 = d.join("len.chunks");
     assert_eq!(run(&node, &out2, &["--size-column", "len", "-q"]).status.code(), Some(0));
-    let r2 = records(&out2);
+    let r2 = read_set(&out2);
     assert_eq!(
         r2.iter().map(|(k, m)| (k.clone(), m.size)).collect::<Vec<_>>(),
         recs.iter().map(|(k, m)| (k.clone(), m.size)).collect::<Vec<_>>()
@@ -183,17 +171,15 @@ fn key_map_maps_keeps_origin_and_rejects_with_reasons() {
     }
     want.sort();
     let node = node_with(rs);
-    let d = tempfile::tempdir().unwrap();
-    let rules = d.path().join("rules.txt");
-    std::fs::write(
-        &rules,
+    let d = Workdir::new();
+    let rules = d.write(
+        "rules.txt",
         "# seed migration rules\nif length == 21 and ends-with _1 then strip-suffix _1\nrequire-prefix t01\n",
-    )
-    .unwrap();
-    let out = d.path().join("mapped");
+    );
+    let out = d.join("mapped");
     let o = run(&node, &out, &["--page-size", "64", "--splits", "16", "--key-map", &format!("@{}", rules.display())]);
     assert_eq!(o.status.code(), Some(0), "rejects are reported, not an error");
-    let got: Vec<(String, String)> = records(&out)
+    let got: Vec<(String, String)> = read_set(&out)
         .into_iter()
         .map(|(k, m)| (String::from_utf8(k).unwrap(), String::from_utf8(m.origin.expect("origin")).unwrap()))
         .collect();
@@ -212,10 +198,10 @@ fn key_map_maps_keeps_origin_and_rejects_with_reasons() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("40 rejected"));
 
     // Inline rules; a bad rule is a usage error.
-    let out2 = d.path().join("inline");
+    let out2 = d.join("inline");
     assert_eq!(run(&node, &out2, &["-q", "--key-map", "add-prefix media/"]).status.code(), Some(0));
     assert!(keys(&out2).iter().all(|k| k.starts_with("media/")));
-    let o = run(&node, &d.path().join("bad"), &["--key-map", "frobnicate"]);
+    let o = run(&node, &d.join("bad"), &["--key-map", "frobnicate"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown action"));
 }
@@ -224,7 +210,7 @@ fn key_map_maps_keeps_origin_and_rejects_with_reasons() {
 fn resume_after_kill_gives_the_same_chunk_set_as_a_clean_run() {
     let n = 4000;
     let node = node_with(rows(n));
-    let d = tempfile::tempdir().unwrap();
+    let d = Workdir::new();
     let args = [
         "--page-size",
         "50",
@@ -240,12 +226,12 @@ fn resume_after_kill_gives_the_same_chunk_set_as_a_clean_run() {
         "64K",
         "-q",
     ];
-    let clean = d.path().join("clean");
+    let clean = d.join("clean");
     assert_eq!(run(&node, &clean, &args).status.code(), Some(0));
 
     // Slow pages so the kill lands mid-scan: 4000 rows / 50 per page * 15 ms / 4 workers ~ 0.3 s.
     node.faults().set_delay(Some(Duration::from_millis(15)));
-    let out = d.path().join("resumed");
+    let out = d.join("resumed");
     for round in 0..2 {
         let mut child = cmd(&node, &out, &args).stderr(Stdio::null()).spawn().unwrap();
         let pages0 = node.stats().page_requests;
@@ -288,8 +274,8 @@ fn timeouts_unavailable_and_dropped_connections_are_retried_exactly() {
     f.fail_next(2, Fault::Unavailable);
     f.fail_next(1, Fault::Overloaded);
     f.fail_next(1, Fault::ReadFailure);
-    let d = tempfile::tempdir().unwrap();
-    let out = d.path().join("a");
+    let d = Workdir::new();
+    let out = d.join("a");
     let o = run(&node, &out, &["--page-size", "100", "--splits", "8", "--concurrency", "2"]);
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(keys(&out), want_keys(n));
@@ -302,7 +288,7 @@ fn timeouts_unavailable_and_dropped_connections_are_retried_exactly() {
     let lo = token(b"obj00010");
     f.drop_connection_after(5);
     f.fail_token_range_times(lo, lo, Fault::ReadTimeout, 3);
-    let out = d.path().join("b");
+    let out = d.join("b");
     let o = run(&node, &out, &["--page-size", "100", "--splits", "8", "--concurrency", "3"]);
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(keys(&out), want_keys(n));
@@ -315,8 +301,8 @@ fn a_range_that_keeps_failing_is_split_then_reported_with_exit_2() {
     let node = node_with(rows(n));
     let bad = token(b"obj00042");
     node.faults().fail_token_range(bad, bad, Fault::ReadTimeout);
-    let d = tempfile::tempdir().unwrap();
-    let out = d.path().join("a");
+    let d = Workdir::new();
+    let out = d.join("a");
     let o = run(
         &node,
         &out,
@@ -354,15 +340,15 @@ fn a_range_that_keeps_failing_is_split_then_reported_with_exit_2() {
 fn rate_cap_lowers_the_page_request_rate() {
     let n = 3000;
     let node = node_with(rows(n));
-    let d = tempfile::tempdir().unwrap();
+    let d = Workdir::new();
     let args = ["--page-size", "100", "--splits", "16", "--concurrency", "4", "-q"];
-    assert_eq!(run(&node, &d.path().join("fast"), &args).status.code(), Some(0));
+    assert_eq!(run(&node, &d.join("fast"), &args).status.code(), Some(0));
     let fast = node.stats().page_rate().unwrap();
     node.reset_stats();
     let mut slow_args = args.to_vec();
     slow_args.extend(["--rate", "2000"]);
     let t = Instant::now();
-    assert_eq!(run(&node, &d.path().join("slow"), &slow_args).status.code(), Some(0));
+    assert_eq!(run(&node, &d.join("slow"), &slow_args).status.code(), Some(0));
     let took = t.elapsed();
     let slow = node.stats().page_rate().unwrap();
     eprintln!("page rate unthrottled {fast:.0}/s, --rate 2000 rows/s: {slow:.0}/s in {took:?}");
@@ -370,7 +356,7 @@ fn rate_cap_lowers_the_page_request_rate() {
     assert!(slow < 45.0, "rate-limited page rate {slow}");
     assert!(slow * 3.0 < fast, "{slow} vs {fast}");
     assert!(took >= Duration::from_millis(1200));
-    assert_eq!(keys(&d.path().join("slow")), want_keys(n));
+    assert_eq!(keys(&d.join("slow")), want_keys(n));
 }
 
 #[test]
@@ -378,37 +364,37 @@ fn rising_page_latency_halves_concurrency_and_is_logged() {
     let node = node_with(rows(1500));
     // Slow pages at first, then the cluster recovers.
     node.faults().delay_next(12, Duration::from_millis(80));
-    let d = tempfile::tempdir().unwrap();
+    let d = Workdir::new();
     let o = run(
         &node,
-        &d.path().join("a"),
+        &d.join("a"),
         &["--page-size", "50", "--splits", "16", "--concurrency", "8", "--latency-target", "30"],
     );
     assert_eq!(o.status.code(), Some(0));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("throttle: concurrency 8 -> 4 (page latency"), "{stderr}");
-    let s = summary(&d.path().join("a"));
+    let s = summary(&d.join("a"));
     assert!(s["throttle_events"].as_u64().unwrap() >= 1);
     assert!(s["min_concurrency"].as_u64().unwrap() <= 4);
-    assert_eq!(keys(&d.path().join("a")), want_keys(1500));
+    assert_eq!(keys(&d.join("a")), want_keys(1500));
 }
 
 #[test]
 fn writetime_cutoffs_select_the_window() {
     let n = 1000;
     let node = node_with(rows(n));
-    let d = tempfile::tempdir().unwrap();
+    let d = Workdir::new();
     // Rows 100..400 (written at DEFAULT + i s): after = DEFAULT + 100 s (inclusive), before = +400 s (exclusive).
     let after = "2023-11-14T22:15:00Z"; // DEFAULT_WRITETIME (22:13:20) + 100 s
     let before = (DEFAULT_WRITETIME + 400_000_000).to_string();
-    let out = d.path().join("w");
+    let out = d.join("w");
     let o = run(&node, &out, &["--writetime-of", "blob", "--written-after", after, "--written-before", &before]);
     assert_eq!(o.status.code(), Some(0));
     let want: Vec<String> = (100..400).map(|i| format!("obj{i:05}")).collect();
     assert_eq!(keys(&out), want);
     assert_eq!(summary(&out)["outside_window"], 700);
     // A cutoff without --writetime-of is a usage error.
-    let o = run(&node, &d.path().join("x"), &["--written-before", &before]);
+    let o = run(&node, &d.join("x"), &["--written-before", &before]);
     assert_eq!(o.status.code(), Some(2));
 }
 
@@ -416,8 +402,8 @@ fn writetime_cutoffs_select_the_window() {
 fn diff_of_the_listing_against_an_s3_key_file() {
     let n = 1200;
     let node = node_with(rows(n));
-    let d = tempfile::tempdir().unwrap();
-    let out = d.path().join("cass");
+    let d = Workdir::new();
+    let out = d.join("cass");
     assert_eq!(
         run(&node, &out, &["-q", "--writetime-of", "blob", "--key-map", "add-prefix media/"]).status.code(),
         Some(0)
@@ -426,9 +412,8 @@ fn diff_of_the_listing_against_an_s3_key_file() {
     let mut s3: Vec<String> = (0..n).filter(|i| *i != 7 && *i != 1000).map(|i| format!("media/obj{i:05}")).collect();
     s3.push("media/orphan".into());
     s3.reverse();
-    let kf = d.path().join("s3.txt");
-    std::fs::write(&kf, s3.join("\n") + "\n").unwrap();
-    let dd = d.path().join("diff");
+    let kf = d.write("s3.txt", s3.join("\n") + "\n");
+    let dd = d.join("diff");
     let o = Command::new(DIFF).arg(&out).arg(&kf).arg("--out").arg(&dd).arg("-q").output().unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(std::fs::read_to_string(dd.join("missing-on-target.txt")).unwrap(), "media/obj00007\nmedia/obj01000\n");
@@ -447,8 +432,8 @@ fn credentials_come_from_the_environment_and_are_never_written() {
         .build()
         .start_blocking("127.0.0.1:0")
         .unwrap();
-    let d = tempfile::tempdir().unwrap();
-    let out = d.path().join("a");
+    let d = Workdir::new();
+    let out = d.join("a");
     let o = cmd(&node, &out, &[])
         .env("KEYRECON_CASSANDRA_USERNAME", "lister")
         .env("KEYRECON_CASSANDRA_PASSWORD", "pa55-w0rd")
@@ -456,7 +441,7 @@ fn credentials_come_from_the_environment_and_are_never_written() {
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(keys(&out).len(), 100);
-    let out2 = d.path().join("b");
+    let out2 = d.join("b");
     let o2 = cmd(&node, &out2, &["--username", "lister", "--password", "pa55-w0rd"]).output().unwrap();
     assert_eq!(o2.status.code(), Some(0));
     for p in
@@ -468,7 +453,7 @@ fn credentials_come_from_the_environment_and_are_never_written() {
         assert!(!String::from_utf8_lossy(&o.stderr).contains("pa55-w0rd"));
     }
     // Wrong password: an error, exit 2, still no secret in the message.
-    let o = cmd(&node, &d.path().join("c"), &["--username", "lister", "--password", "nope-nope"]).output().unwrap();
+    let o = cmd(&node, &d.join("c"), &["--username", "lister", "--password", "nope-nope"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(!String::from_utf8_lossy(&o.stderr).contains("nope-nope"));
 }
@@ -490,11 +475,11 @@ fn diff_compare_mtime_flags_rows_written_after_the_target_copy() {
         })
         .collect();
     let tgt = node_with(copied);
-    let d = tempfile::tempdir().unwrap();
-    let (a, b) = (d.path().join("src"), d.path().join("tgt"));
+    let d = Workdir::new();
+    let (a, b) = (d.join("src"), d.join("tgt"));
     assert_eq!(run(&src, &a, &["-q", "--writetime-of", "blob"]).status.code(), Some(0));
     assert_eq!(run(&tgt, &b, &["-q", "--writetime-of", "blob"]).status.code(), Some(0));
-    let dd = d.path().join("diff");
+    let dd = d.join("diff");
     let o = Command::new(DIFF).arg(&a).arg(&b).args(["--compare", "mtime", "-q", "--out"]).arg(&dd).output().unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
     let differ = std::fs::read_to_string(dd.join("differ.txt")).unwrap();

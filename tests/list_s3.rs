@@ -1,6 +1,7 @@
 //! keyrecon-list-s3 against a real Garage (started by `support_s3`, one per test binary): the listing
 //! must be exactly the bucket's keys, whatever the parallelism, faults and interruptions.
 
+mod support;
 mod support_s3;
 
 use keyrecon::record::Meta;
@@ -9,7 +10,8 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
-use support_s3::{assert_code, garage, keys_of, proxy, read_set, s, summary, tmp};
+use support::{assert_code, keys_of, read_set, s, summary, Workdir};
+use support_s3::{garage, proxy};
 
 /// Keys S3 tools get wrong: spaces, `+` and `%` (URL-encoding), unicode, trailing `/`, keys that are
 /// prefixes of others, 1024-byte keys, plus enough plain keys for many pages.
@@ -57,8 +59,8 @@ fn awkward() -> &'static (String, Vec<String>) {
 fn empty_bucket_gives_an_empty_chunk_set() {
     let g = garage();
     g.bucket_with("empty", &[]);
-    let t = tmp();
-    let out = t.path().join("s3.chunks");
+    let t = Workdir::new();
+    let out = t.join("s3.chunks");
     let o = g.list(&["--bucket", "empty", "--out", s(&out), "-j", "4"]);
     assert_code(&o, 0);
     assert!(read_set(&out).is_empty());
@@ -74,8 +76,8 @@ fn one_object_carries_size_etag_mtime_and_class() {
     let before = keyrecon::sources::s3::now_us() - 2_000_000;
     g.bucket_with("one", &["hello world.txt".to_string()]);
     let after = keyrecon::sources::s3::now_us() + 2_000_000;
-    let t = tmp();
-    let out = t.path().join("s3.chunks");
+    let t = Workdir::new();
+    let out = t.join("s3.chunks");
     let o = g.list(&["--bucket", "one", "--out", s(&out)]);
     assert_code(&o, 0);
     let set = read_set(&out);
@@ -98,14 +100,14 @@ fn one_object_carries_size_etag_mtime_and_class() {
 fn parallel_listing_equals_serial_listing_on_awkward_keys() {
     let g = garage();
     let (bucket, keys) = awkward();
-    let t = tmp();
-    let serial = t.path().join("serial");
+    let t = Workdir::new();
+    let serial = t.join("serial");
     assert_code(&g.list(&["--bucket", bucket, "--out", s(&serial), "-j", "1"]), 0);
     let serial_keys = keys_of(&read_set(&serial));
     assert_eq!(&serial_keys, keys, "serial listing = the uploaded keys");
     // Small pages and many streams force many splits (work stealing) and short ranges.
     for (j, page) in [("8", "37"), ("3", "200"), ("16", "1000")] {
-        let dir = t.path().join(format!("par-{j}-{page}"));
+        let dir = t.join(format!("par-{j}-{page}"));
         let o = g.list(&["--bucket", bucket, "--out", s(&dir), "-j", j, "--page-size", page, "--chunk-keys", "300"]);
         assert_code(&o, 0);
         let set = read_set(&dir);
@@ -147,7 +149,7 @@ fn lines_output_streams_plain_keys() {
 fn prefix_start_after_and_end_before_select_keys() {
     let g = garage();
     let (bucket, keys) = awkward();
-    let t = tmp();
+    let t = Workdir::new();
     type Want = Box<dyn Fn(&str) -> bool>;
     let cases: &[(&[&str], Want)] = &[
         (&["--prefix", "a"], Box::new(|k: &str| k.starts_with('a'))),
@@ -160,7 +162,7 @@ fn prefix_start_after_and_end_before_select_keys() {
         ),
     ];
     for (i, (args, want)) in cases.iter().enumerate() {
-        let dir = t.path().join(format!("c{i}"));
+        let dir = t.join(format!("c{i}"));
         let mut a = vec!["--bucket", bucket.as_str(), "--out", s(&dir)];
         a.extend_from_slice(args);
         assert_code(&g.list(&a), 0);
@@ -182,9 +184,9 @@ fn age_cutoffs_filter_on_last_modified() {
     let cut_s = aws_sdk_s3::primitives::DateTime::from_millis(cut / 1000)
         .fmt(aws_sdk_s3::primitives::DateTimeFormat::DateTime)
         .unwrap();
-    let t = tmp();
+    let t = Workdir::new();
     let run = |name: &str, args: &[&str]| {
-        let dir = t.path().join(name);
+        let dir = t.join(name);
         let mut a = vec!["--bucket", "ages", "--out", s(&dir), "-j", "3", "--page-size", "7"];
         a.extend_from_slice(args);
         assert_code(&g.list(&a), 0);
@@ -207,8 +209,8 @@ fn age_cutoffs_filter_on_last_modified() {
 /// that it exits 0 with exactly the bucket's keys despite what the proxy did, and returns its summary.
 fn list_awkward_via(endpoint: &str, args: &[&str], despite: &str) -> serde_json::Value {
     let (bucket, keys) = awkward();
-    let t = tmp();
-    let dir = t.path().join("s3.chunks");
+    let t = Workdir::new();
+    let dir = t.join("s3.chunks");
     let mut a = vec!["--bucket", bucket.as_str(), "--out", s(&dir)];
     a.extend_from_slice(args);
     assert_code(&garage().list_via(endpoint, &a), 0);
@@ -340,8 +342,8 @@ fn a_range_that_always_fails_exits_2_and_resume_completes_it() {
             (v.as_slice() >= &b"e"[..]).then_some(500)
         }),
     );
-    let t = tmp();
-    let dir = t.path().join("s3.chunks");
+    let t = Workdir::new();
+    let dir = t.join("s3.chunks");
     let args = ["--bucket", bucket.as_str(), "--out", s(&dir), "-j", "4", "--page-size", "100", "--chunk-keys", "250"];
     let mut a = args.to_vec();
     a.extend(["--retries", "2", "--retry-base-ms", "1"]);
@@ -389,8 +391,8 @@ fn interrupted_listing_resumes_after_kill() {
             None
         }),
     );
-    let t = tmp();
-    let dir = t.path().join("s3.chunks");
+    let t = Workdir::new();
+    let dir = t.join("s3.chunks");
     let args =
         ["--bucket", bucket.as_str(), "--out", s(&dir), "-j", "2", "--page-size", "50", "--chunk-keys", "100", "-q"];
     let mut child = g.command_via(&p.endpoint, &args).spawn().unwrap();
@@ -504,8 +506,8 @@ fn check_inventory_set(dir: &Path, keys: &[String]) {
 fn inventory_report_from_a_local_manifest() {
     let keys = awkward_keys();
     let (manifest, files) = inventory_report(&keys, "inventory-dest");
-    let t = tmp();
-    let root = t.path().join("report");
+    let t = Workdir::new();
+    let root = t.join("report");
     for (k, b) in &files {
         let p = root.join(k);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -514,7 +516,7 @@ fn inventory_report_from_a_local_manifest() {
     let mdir = root.join("inv/src/all/2024-05-01T01-00Z");
     std::fs::create_dir_all(&mdir).unwrap();
     std::fs::write(mdir.join("manifest.json"), &manifest).unwrap();
-    let out = t.path().join("inv.chunks");
+    let out = t.join("inv.chunks");
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_keyrecon-list-s3"))
         .args(["--inventory", s(&mdir.join("manifest.json")), "--out", s(&out), "-j", "3", "--mem", "64K"])
         .output()
@@ -524,7 +526,7 @@ fn inventory_report_from_a_local_manifest() {
     let sum = summary(&out);
     assert_eq!(sum["not_latest_or_deleted"], 2, "{sum}");
     // A window on keys and times applies to inventories too.
-    let out2 = t.path().join("inv2.chunks");
+    let out2 = t.join("inv2.chunks");
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_keyrecon-list-s3"))
         .args([
             "--inventory",
@@ -561,8 +563,8 @@ fn inventory_report_from_s3() {
             c.put_object().bucket("inventory-dest").key(k).body(b.clone().into()).send().await.unwrap();
         }
     });
-    let t = tmp();
-    let out = t.path().join("inv.chunks");
+    let t = Workdir::new();
+    let out = t.join("inv.chunks");
     let o =
         g.list(&["--inventory", "s3://inventory-dest/inv/src/all/2024-05-01T01-00Z/manifest.json", "--out", s(&out)]);
     assert_code(&o, 0);
@@ -587,8 +589,8 @@ fn inventory_files_are_read_again_after_a_failed_get_and_checked_against_their_m
             (line.starts_with("GET ") && path.contains(".csv.gz") && seen.lock().unwrap().insert(path)).then_some(503)
         }),
     );
-    let t = tmp();
-    let out = t.path().join("inv.chunks");
+    let t = Workdir::new();
+    let out = t.join("inv.chunks");
     let o = g.list_via(&p.endpoint, &["--inventory", &url, "--out", s(&out), "-j", "2"]);
     assert_code(&o, 0);
     check_inventory_set(&out, &keys);
@@ -599,7 +601,7 @@ fn inventory_files_are_read_again_after_a_failed_get_and_checked_against_their_m
     let mut m: serde_json::Value = serde_json::from_str(&manifest).unwrap();
     m["files"][1]["MD5checksum"] = "0123456789abcdef0123456789abcdef".into();
     let url = upload_report(g, "inventory-md5", &m.to_string(), &files);
-    let out = t.path().join("bad.chunks");
+    let out = t.join("bad.chunks");
     let o = g.list(&["--inventory", &url, "--out", s(&out), "--retries", "1"]);
     assert_code(&o, 2);
     let err = String::from_utf8_lossy(&o.stderr);
@@ -655,8 +657,8 @@ fn inventory_data_files_from_s3_are_streamed_not_read_whole() {
         &manifest.to_string(),
         &[("inv/src/all/data/big.csv.gz".to_string(), big.clone())],
     );
-    let t = tmp();
-    let out = t.path().join("inv.chunks");
+    let t = Workdir::new();
+    let out = t.join("inv.chunks");
     let o = g.list(&["--inventory", &url, "--out", s(&out), "--prefix", "keep/", "--mem", "4M", "-j", "1"]);
     assert_code(&o, 0);
     let want: Vec<String> = (0..48_000).step_by(480).map(|i| format!("keep/{i:06}")).collect();
@@ -682,8 +684,8 @@ fn inventory_resume_skips_files_already_done() {
     let (manifest, files) = inventory_report(&keys, "inventory-resume");
     assert_eq!(files.len(), 3);
     let url = upload_report(g, "inventory-resume", &manifest, &files[..2]);
-    let t = tmp();
-    let out = t.path().join("inv.chunks");
+    let t = Workdir::new();
+    let out = t.join("inv.chunks");
     let args = ["--inventory", url.as_str(), "--out", s(&out), "-j", "1"];
     let o = g.list(&args);
     assert_code(&o, 2);
@@ -734,17 +736,16 @@ fn inventory_resume_skips_files_already_done() {
 fn keyrecon_diff_reads_the_listing_directly() {
     let g = garage();
     let (bucket, keys) = awkward();
-    let t = tmp();
-    let s3 = t.path().join("s3.chunks");
+    let t = Workdir::new();
+    let s3 = t.join("s3.chunks");
     assert_code(&g.list(&["--bucket", bucket, "--out", s(&s3), "-j", "4", "-q"]), 0);
     // The source (e.g. Cassandra) knows every key but a few, plus two the bucket lacks.
     let dropped: BTreeSet<&String> = keys.iter().step_by(500).collect();
     let mut src: Vec<String> = keys.iter().filter(|k| !dropped.contains(k)).cloned().collect();
     src.extend(["missing/one".to_string(), "missing/two".to_string()]);
     src.reverse();
-    let src_file = t.path().join("source.txt");
-    std::fs::write(&src_file, src.join("\n") + "\n").unwrap();
-    let d = t.path().join("diff");
+    let src_file = t.write("source.txt", src.join("\n") + "\n");
+    let d = t.join("diff");
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_keyrecon-diff"))
         .args([s(&src_file), s(&s3), "--out", s(&d), "-q"])
         .output()
@@ -755,7 +756,7 @@ fn keyrecon_diff_reads_the_listing_directly() {
         std::fs::read_to_string(d.join("missing-on-source.txt")).unwrap().lines().map(String::from).collect();
     assert_eq!(orphans, dropped.into_iter().cloned().collect::<Vec<_>>());
     // Against itself: no differences.
-    let d2 = t.path().join("diff2");
+    let d2 = t.join("diff2");
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_keyrecon-diff"))
         .args([s(&s3), s(&s3), "--out", s(&d2), "-q"])
         .output()
@@ -778,8 +779,8 @@ fn issue3_ranges_finishing_out_of_order_make_an_ordered_set_keyrecon_diff_reads(
         Arc::new(|_: &str, _| None),
         Arc::new(move |line: &str, _| first_request(line).then_some(std::time::Duration::from_millis(1500))),
     );
-    let t = tmp();
-    let dir = t.path().join("s3.chunks");
+    let t = Workdir::new();
+    let dir = t.join("s3.chunks");
     let o = g.list_via(
         &p.endpoint,
         &["--bucket", bucket, "--out", s(&dir), "-j", "4", "--page-size", "100", "--chunk-keys", "120", "-q"],
@@ -796,17 +797,15 @@ fn issue3_ranges_finishing_out_of_order_make_an_ordered_set_keyrecon_diff_reads(
         "no temporary files left"
     );
     assert_eq!(&keys_of(&read_set(&dir)), keys, "one sorted sequence, every key once");
-    let list = t.path().join("keys.txt");
-    std::fs::write(&list, keys.join("\n") + "\n").unwrap();
-    let d = t.path().join("diff");
+    let list = t.write("keys.txt", keys.join("\n") + "\n");
+    let d = t.join("diff");
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_keyrecon-diff"))
         .args([s(&list), s(&dir), "--out", s(&d), "-q"])
         .output()
         .unwrap();
     assert_code(&o, 0);
-    let few = t.path().join("few.txt");
-    std::fs::write(&few, keys[1..].join("\n") + "\n").unwrap();
-    let d = t.path().join("diff2");
+    let few = t.write("few.txt", keys[1..].join("\n") + "\n");
+    let d = t.join("diff2");
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_keyrecon-diff"))
         .args([s(&few), s(&dir), "--out", s(&d), "-q"])
         .output()
@@ -818,8 +817,8 @@ fn issue3_ranges_finishing_out_of_order_make_an_ordered_set_keyrecon_diff_reads(
 #[test]
 fn missing_bucket_and_existing_output_are_trouble() {
     let g = garage();
-    let t = tmp();
-    let out = t.path().join("x.chunks");
+    let t = Workdir::new();
+    let out = t.join("x.chunks");
     let o = g.list(&["--bucket", "no-such-bucket", "--out", s(&out), "--retries", "1", "--retry-base-ms", "1"]);
     assert_code(&o, 2);
     assert!(String::from_utf8_lossy(&o.stderr).contains("NoSuchBucket"), "{}", String::from_utf8_lossy(&o.stderr));

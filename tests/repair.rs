@@ -2,6 +2,7 @@
 //! Garage S3 server (one per test binary), the fault-injecting proxy in front of it for S3 errors and
 //! the node's own fault injection for Cassandra timeouts. No mocks, no timing assertions.
 
+mod support;
 mod support_cql;
 mod support_s3;
 
@@ -10,8 +11,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
+use support::{assert_code, csv_rows, summary, Workdir};
 use support_cql::{cass_key, s3_key};
-use support_s3::{assert_code, csv_rows, garage, proxy, runtime, summary, tmp};
+use support_s3::{garage, proxy, runtime};
 
 const REPAIR: &str = env!("CARGO_BIN_EXE_keyrecon-repair");
 const DIFF: &str = env!("CARGO_BIN_EXE_keyrecon-diff");
@@ -91,15 +93,13 @@ fn col(path: &Path, name: &str) -> Vec<String> {
     r.records().map(|r| r.unwrap()[i].to_string()).collect()
 }
 
-fn write_keys(dir: &Path, keys: &[&[u8]]) -> std::path::PathBuf {
-    let p = dir.join("keys.txt");
+fn write_keys(dir: &Workdir, keys: &[&[u8]]) -> std::path::PathBuf {
     let mut v = Vec::new();
     for k in keys {
         v.extend_from_slice(k);
         v.push(b'\n');
     }
-    std::fs::write(&p, v).unwrap();
-    p
+    dir.write("keys.txt", v)
 }
 
 fn list_and_diff(node: &BlockingNode, bucket: &str, dir: &Path, tag: &str) -> (Output, std::path::PathBuf) {
@@ -123,13 +123,13 @@ fn diff_repair_diff_leaves_nothing_missing_and_every_object_equals_its_blob() {
     for i in (0..n).filter(|i| i % 5 != 0 && *i != 3) {
         put(&b, &s3_key(i), &blob(i));
     }
-    let t = tmp();
-    let (o, d1) = list_and_diff(&node, &b, t.path(), "before");
+    let t = Workdir::new();
+    let (o, d1) = list_and_diff(&node, &b, t.root(), "before");
     assert_code(&o, 1);
     let missing = d1.join("missing-on-target.csv");
     assert_eq!(csv_rows(&missing).len(), n / 5 + 1);
 
-    let out = t.path().join("repair");
+    let out = t.join("repair");
     let o = repair(&node, &b, &missing, &out, &["--concurrency", "8", "-q"]);
     assert_code(&o, 0);
     let s = summary(&out);
@@ -143,7 +143,7 @@ fn diff_repair_diff_leaves_nothing_missing_and_every_object_equals_its_blob() {
     // The Cassandra key (origin) was fetched, the S3 key written.
     assert!(col(&out.join("ok.csv"), "origin").contains(&cass_key(5)));
 
-    let (o, d2) = list_and_diff(&node, &b, t.path(), "after");
+    let (o, d2) = list_and_diff(&node, &b, t.root(), "after");
     assert_code(&o, 0);
     assert_eq!(std::fs::read_to_string(d2.join("missing-on-target.txt")).unwrap(), "");
     let objs = objects(&b);
@@ -154,9 +154,8 @@ fn diff_repair_diff_leaves_nothing_missing_and_every_object_equals_its_blob() {
     assert_eq!(objs[&s3_key(3)].1.as_deref(), Some("image/png"), "repaired PNG gets its Content-Type");
     // A JPEG repaired into another bucket: sniffed too.
     let b2 = bucket("repair-jpeg");
-    let keys = t.path().join("jpeg.csv");
-    std::fs::write(&keys, format!("key,origin\n{},{}\n", s3_key(4), cass_key(4))).unwrap();
-    let o = repair(&node, &b2, &keys, &t.path().join("r2"), &["-q"]);
+    let keys = t.write("jpeg.csv", format!("key,origin\n{},{}\n", s3_key(4), cass_key(4)));
+    let o = repair(&node, &b2, &keys, &t.join("r2"), &["-q"]);
     assert_code(&o, 0);
     let objs = objects(&b2);
     assert_eq!(objs[&s3_key(4)], (JPEG.to_vec(), Some("image/jpeg".to_string())));
@@ -169,14 +168,14 @@ fn not_found_goes_to_not_found_csv_and_the_fallback_table_is_used() {
         vec![Row::new("in-old").blob("blob", b"OLD".to_vec()), Row::new("in-source").blob("blob", b"stale".to_vec())],
     );
     let b = bucket("repair-fallback");
-    let t = tmp();
-    let keys = write_keys(t.path(), &[b"in-source", b"in-old", b"nowhere"]);
+    let t = Workdir::new();
+    let keys = write_keys(&t, &[b"in-source", b"in-old", b"nowhere"]);
     // Without the fallback: two not found.
-    let o = repair(&node, &bucket("repair-no-fallback"), &keys, &t.path().join("r1"), &["-q"]);
+    let o = repair(&node, &bucket("repair-no-fallback"), &keys, &t.join("r1"), &["-q"]);
     assert_code(&o, 1);
-    assert_eq!(col(&t.path().join("r1/not-found.csv"), "key"), vec!["in-old", "nowhere"]);
+    assert_eq!(col(&t.join("r1/not-found.csv"), "key"), vec!["in-old", "nowhere"]);
     // With it: only the key in no table.
-    let out = t.path().join("r2");
+    let out = t.join("r2");
     let o = repair(&node, &b, &keys, &out, &["--fallback", "media.old", "-q"]);
     assert_code(&o, 1);
     let nf = csv_rows(&out.join("not-found.csv"));
@@ -206,9 +205,9 @@ fn existing_objects_are_not_overwritten_without_overwrite() {
     let b = bucket("repair-exists");
     put(&b, "same", b"old!");
     put(&b, "other", b"x");
-    let t = tmp();
-    let keys = write_keys(t.path(), &[b"same", b"other", b"fresh"]);
-    let out = t.path().join("r1");
+    let t = Workdir::new();
+    let keys = write_keys(&t, &[b"same", b"other", b"fresh"]);
+    let out = t.join("r1");
     let o = repair(&node, &b, &keys, &out, &["-q"]);
     assert_code(&o, 1); // `differ` needs a look
     let ex: BTreeMap<String, String> =
@@ -230,7 +229,7 @@ fn existing_objects_are_not_overwritten_without_overwrite() {
     assert_code(&o, 2);
     assert!(String::from_utf8_lossy(&o.stderr).contains("--resume"), "{}", String::from_utf8_lossy(&o.stderr));
 
-    let out = t.path().join("r2");
+    let out = t.join("r2");
     let o = repair(&node, &b, &keys, &out, &["--overwrite", "-q"]);
     assert_code(&o, 0);
     assert_eq!(col(&out.join("ok.csv"), "key"), vec!["fresh", "other", "same"]);
@@ -243,11 +242,11 @@ fn dry_run_writes_nothing() {
     let node = node_with(rows(20, s3_key), vec![]);
     let b = bucket("repair-dry");
     put(&b, &s3_key(1), &blob(1));
-    let t = tmp();
+    let t = Workdir::new();
     let keys: Vec<String> = (0..20).map(s3_key).chain(["t01missing".to_string()]).collect();
     let kr: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
-    let kf = write_keys(t.path(), &kr);
-    let out = t.path().join("dry");
+    let kf = write_keys(&t, &kr);
+    let out = t.join("dry");
     let o = repair(&node, &b, &kf, &out, &["--dry-run", "-q"]);
     assert_code(&o, 1);
     let stdout = String::from_utf8_lossy(&o.stdout);
@@ -274,11 +273,11 @@ fn kill_9_mid_repair_then_resume_copies_every_key_exactly_once() {
     let n = 400;
     let node = node_with(rows(n, s3_key), vec![]);
     let b = bucket("repair-kill");
-    let t = tmp();
+    let t = Workdir::new();
     let keys: Vec<String> = (0..n).map(s3_key).collect();
     let kr: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
-    let kf = write_keys(t.path(), &kr);
-    let out = t.path().join("r");
+    let kf = write_keys(&t, &kr);
+    let out = t.join("r");
     let mut child = repair_cmd(&node, &garage().endpoint, &b, &kf, &out, &["--rate", "100", "-j", "8", "-q"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -324,11 +323,11 @@ fn s3_503_500_and_cassandra_timeouts_are_retried_and_throttled() {
     // Of the PUTs, those that are every 3rd request get 503 SlowDown, every 7th 500; each passes in the end.
     // (Faults on HEADs are keyrecon-verify's test.)
     let p = proxy::start(&garage().endpoint, proxy::transient_faults("PUT "));
-    let t = tmp();
+    let t = Workdir::new();
     let keys: Vec<String> = (0..n).map(s3_key).collect();
     let kr: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
-    let kf = write_keys(t.path(), &kr);
-    let out = t.path().join("r");
+    let kf = write_keys(&t, &kr);
+    let out = t.join("r");
     let o = repair_cmd(&node, &p.endpoint, &b, &kf, &out, &["-j", "16", "--retries", "9"]).output().unwrap();
     assert_code(&o, 0);
     let s = summary(&out);
@@ -355,11 +354,11 @@ fn a_request_that_keeps_failing_lands_in_failed_csv_with_its_error() {
         &garage().endpoint,
         Arc::new(move |line: &str, _| (line.starts_with("PUT ") && line.contains(&bad)).then_some(500)),
     );
-    let t = tmp();
+    let t = Workdir::new();
     let keys: Vec<String> = (0..10).map(s3_key).collect();
     let kr: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
-    let kf = write_keys(t.path(), &kr);
-    let out = t.path().join("r");
+    let kf = write_keys(&t, &kr);
+    let out = t.join("r");
     let o = repair_cmd(&node, &p.endpoint, &b, &kf, &out, &["--retries", "2", "-q"]).output().unwrap();
     assert_code(&o, 2);
     let f = csv_rows(&out.join("failed.csv"));
@@ -389,9 +388,9 @@ fn non_utf8_keys_fail_with_a_reason_and_do_not_stop_the_others() {
         .start_blocking("127.0.0.1:0")
         .unwrap();
     let b = bucket("repair-utf8");
-    let dir = tmp();
-    let kf = write_keys(dir.path(), &[b"ok-key", b"bad\xff"]);
-    let out = dir.path().join("r");
+    let dir = Workdir::new();
+    let kf = write_keys(&dir, &[b"ok-key", b"bad\xff"]);
+    let out = dir.join("r");
     let o = repair(&node, &b, &kf, &out, &["-q"]);
     assert_code(&o, 2);
     let data = std::fs::read(out.join("failed.csv")).unwrap();
@@ -412,9 +411,9 @@ fn blobs_above_the_multipart_threshold_are_uploaded_in_parts() {
         vec![],
     );
     let b = bucket("repair-multipart");
-    let t = tmp();
-    let kf = write_keys(t.path(), &[b"big", b"small"]);
-    let out = t.path().join("r");
+    let t = Workdir::new();
+    let kf = write_keys(&t, &[b"big", b"small"]);
+    let out = t.join("r");
     let o = repair(&node, &b, &kf, &out, &["--multipart-threshold", "100K", "--part-size", "128K", "-q"]);
     assert_code(&o, 0);
     let ok: BTreeMap<String, String> =
@@ -427,7 +426,7 @@ fn blobs_above_the_multipart_threshold_are_uploaded_in_parts() {
 
     // --content-type overrides the sniffing (and the default of none).
     let b2 = bucket("repair-content-type");
-    let o = repair(&node, &b2, &kf, &t.path().join("r2"), &["--content-type", "application/x-keyrecon", "-q"]);
+    let o = repair(&node, &b2, &kf, &t.join("r2"), &["--content-type", "application/x-keyrecon", "-q"]);
     assert_code(&o, 0);
     assert_eq!(objects(&b2)["small"].1.as_deref(), Some("application/x-keyrecon"));
 }
@@ -447,8 +446,8 @@ fn resume_tells_our_interrupted_upload_from_a_live_writers_object() {
     // PUT "theirs", which a live writer wrote meanwhile with other bytes. The crash tore the last line.
     put(&b, "ours", b"B1");
     put(&b, "theirs", b"XX");
-    let t = tmp();
-    let out = t.path().join("r");
+    let t = Workdir::new();
+    let out = t.join("r");
     std::fs::create_dir_all(&out).unwrap();
     let hex = |k: &str| k.bytes().map(|b| format!("{b:02x}")).collect::<String>();
     std::fs::write(
@@ -460,7 +459,7 @@ fn resume_tells_our_interrupted_upload_from_a_live_writers_object() {
         ),
     )
     .unwrap();
-    let kf = write_keys(t.path(), &[b"ours", b"theirs", b"fresh"]);
+    let kf = write_keys(&t, &[b"ours", b"theirs", b"fresh"]);
     let o = repair(&node, &b, &kf, &out, &["--resume", "-q"]);
     assert_code(&o, 0);
     let ok = csv_rows(&out.join("ok.csv"));
@@ -480,11 +479,11 @@ fn rising_cassandra_latency_lowers_concurrency() {
     // Every read takes 600 ms, twice the 300 ms latency target (S3 requests stay well below it).
     node.faults().set_delay(Some(std::time::Duration::from_millis(600)));
     let b = bucket("repair-latency");
-    let t = tmp();
+    let t = Workdir::new();
     let keys: Vec<String> = (0..n).map(s3_key).collect();
     let kr: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
-    let kf = write_keys(t.path(), &kr);
-    let out = t.path().join("r");
+    let kf = write_keys(&t, &kr);
+    let out = t.join("r");
     let o = repair(&node, &b, &kf, &out, &["-j", "8", "--latency-target", "300"]);
     assert_code(&o, 0);
     let err = String::from_utf8_lossy(&o.stderr);

@@ -1,37 +1,16 @@
 //! Integration tests of keyrecon-sort and keyrecon-diff: the built binaries against a plain in-memory
 //! `sort -u` + set difference, and against GNU sort + comm themselves.
 
+mod support;
+
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use support::Workdir;
 
 const DIFF: &str = env!("CARGO_BIN_EXE_keyrecon-diff");
 const SORT: &str = env!("CARGO_BIN_EXE_keyrecon-sort");
-
-struct Workdir {
-    dir: tempfile::TempDir,
-}
-
-impl Workdir {
-    fn new() -> Self {
-        Workdir { dir: tempfile::tempdir().unwrap() }
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-    fn write(&self, name: &str, data: &[u8]) -> PathBuf {
-        let p = self.path(name);
-        std::fs::write(&p, data).unwrap();
-        p
-    }
-    fn read(&self, name: &str) -> Vec<u8> {
-        std::fs::read(self.path(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
-    }
-    fn summary(&self, out: &str) -> serde_json::Value {
-        serde_json::from_slice(&self.read(&format!("{out}/summary.json"))).unwrap()
-    }
-}
 
 fn run(bin: &str, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
     let mut c = Command::new(bin);
@@ -114,7 +93,7 @@ fn random_inputs_match_reference_for_every_engine_and_budget() {
         let (s, t) = (w.write("s", &src), w.write("t", &tgt));
         let (mot, mos, mat) = reference(&src, &tgt, term);
         for (engine, mem) in [("hash", "1G"), ("hash", "1M"), ("sort", "1G"), ("sort", "64K")] {
-            let out = w.path("out");
+            let out = w.join("out");
             let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
                 vec![&s, &t, &"--out", &out, &"--engine", &engine, &"--mem", &mem, &"--match"];
             if term == 0 {
@@ -153,7 +132,7 @@ fn one_key_repeated_beyond_the_budget_takes_the_sorting_fallback() {
     src.extend_from_slice(b"only-in-source\n");
     let s = w.write("s", &src);
     let t = w.write("t", b"hot-key\nonly-in-target\n");
-    let out = w.path("out");
+    let out = w.join("out");
     let o = run(DIFF, &[&s, &t, &"--out", &out, &"--mem", &"1M", &"--engine", &"hash"]);
     assert_eq!(code(&o), 1, "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(w.read("out/missing-on-target.txt"), b"only-in-source\n");
@@ -178,9 +157,9 @@ fn fixture_equals_gnu_sort_and_comm_byte_for_byte() {
         assert!(o.status.success(), "{cmd}: {}", String::from_utf8_lossy(&o.stderr));
         o.stdout
     };
-    let (ss, ts) = (w.path("s.sorted"), w.path("t.sorted"));
+    let (ss, ts) = (w.join("s.sorted"), w.join("t.sorted"));
     sh(&format!("sort -u {} > {}; sort -u {} > {}", s.display(), ss.display(), t.display(), ts.display()));
-    let out = w.path("out");
+    let out = w.join("out");
     let o = run(DIFF, &[&s, &t, &"--out", &out, &"--match", &"--combined"]);
     assert_eq!(code(&o), 1, "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(w.read("out/missing-on-target.txt"), sh(&format!("comm -23 {} {}", ss.display(), ts.display())));
@@ -212,7 +191,7 @@ fn edge_cases_table() {
     ];
     let w = Workdir::new();
     for (i, (src, tgt, mot, mos)) in cases.into_iter().enumerate() {
-        let (s, t, out) = (w.write("s", src), w.write("t", tgt), w.path("out"));
+        let (s, t, out) = (w.write("s", src), w.write("t", tgt), w.join("out"));
         for engine in ["hash", "sort"] {
             let o = run(DIFF, &[&s, &t, &"--out", &out, &"--engine", &engine]);
             let want = if mot.is_empty() && mos.is_empty() { 0 } else { 1 };
@@ -226,7 +205,7 @@ fn edge_cases_table() {
     let mut src = b"a\n".to_vec();
     src.extend_from_slice(&long);
     src.extend_from_slice(b"\nb\n");
-    let (s, t, out) = (w.write("s", &src), w.write("t", b"a\nb\n"), w.path("out"));
+    let (s, t, out) = (w.write("s", &src), w.write("t", b"a\nb\n"), w.join("out"));
     let o = run(DIFF, &[&s, &t, &"--out", &out]);
     assert_eq!(code(&o), 2, "a rejected key must make the run exit 2");
     let rej = String::from_utf8_lossy(&w.read("out/rejects.csv")).into_owned();
@@ -240,7 +219,7 @@ fn edge_cases_table() {
 fn stdin_csv_and_exit_codes() {
     let w = Workdir::new();
     let t = w.write("t", b"k1\nk2\n");
-    let out = w.path("out");
+    let out = w.join("out");
     // Identical sets (different order, duplicates): exit 0.
     let mut c = Command::new(DIFF)
         .args(["-", t.to_str().unwrap(), "--out", out.to_str().unwrap(), "-q"])
@@ -278,7 +257,7 @@ fn chunk_sets_round_trip_and_damage_is_an_error() {
     let src = random_keys(&mut rng, 20000, b'\n');
     let tgt = random_keys(&mut rng, 20000, b'\n');
     let (s, t) = (w.write("s", &src), w.write("t", &tgt));
-    let (sc, tc) = (w.path("s.chunks"), w.path("t.chunks"));
+    let (sc, tc) = (w.join("s.chunks"), w.join("t.chunks"));
     // Small memory and chunk size: many runs, several output chunks.
     for (input, set) in [(&s, &sc), (&t, &tc)] {
         let o = run(SORT, &[input, &"--out", set, &"--mem", &"64K", &"--chunk-size", &"16K"]);
@@ -293,7 +272,7 @@ fn chunk_sets_round_trip_and_damage_is_an_error() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("--force"));
 
     let (mot, mos, _) = reference(&src, &tgt, b'\n');
-    let out = w.path("out");
+    let out = w.join("out");
     for (a, b) in [(&sc, &tc), (&sc, &t), (&s, &tc)] {
         let o = run(DIFF, &[a, b, &"--out", &out]);
         assert_eq!(code(&o), 1, "{}", String::from_utf8_lossy(&o.stderr));
@@ -336,7 +315,7 @@ fn chunk_sets_round_trip_and_damage_is_an_error() {
 fn keys_with_newlines_need_nul_output() {
     let w = Workdir::new();
     let (s, t) = (w.write("s", b"a\nb\0c\0"), w.write("t", b"c\0"));
-    let out = w.path("out");
+    let out = w.join("out");
     let o = run(DIFF, &[&s, &t, &"--out", &out, &"-z"]);
     assert_eq!(code(&o), 1);
     assert_eq!(w.read("out/missing-on-target.txt"), b"a\nb\0");
@@ -347,7 +326,7 @@ fn sort_key_map_carries_origin_into_the_diff_csv_and_rejects_with_line() {
     let w = Workdir::new();
     // 21 bytes ending in _1: the seed migration stored it without the suffix.
     let s = w.write("s", b"t01aaaaaaaaaaaaaaaa_1\nt01bbbb\nxyz\n");
-    let sc = w.path("s.chunks");
+    let sc = w.join("s.chunks");
     let rules = "if length == 21 and ends-with _1 then strip-suffix _1; require-prefix t01";
     let o = run(SORT, &[&s, &"--out", &sc, &"--key-map", &rules]);
     assert_eq!(
@@ -359,7 +338,7 @@ fn sort_key_map_carries_origin_into_the_diff_csv_and_rejects_with_line() {
     let rej = String::from_utf8_lossy(&w.read("s.chunks/rejects.csv")).into_owned();
     assert!(rej.contains(",3,") && rej.contains("xyz") && rej.contains("t01"), "{rej}");
     let t = w.write("t", b"t01bbbb\n");
-    let out = w.path("out");
+    let out = w.join("out");
     let o = run(DIFF, &[&sc, &t, &"--out", &out]);
     assert_eq!(code(&o), 1, "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(w.read("out/missing-on-target.txt"), b"t01aaaaaaaaaaaaaaaa\n");

@@ -1,6 +1,7 @@
 //! keyrecon-verify against the real Garage and the CQL test node: existence, and with --deep the size
 //! and content (MD5 ETag, multipart ETag recomputed from the blob) of objects repaired by keyrecon-repair.
 
+mod support;
 mod support_cql;
 mod support_s3;
 
@@ -8,7 +9,8 @@ use cql_test_node::{BlockingNode, Fault, Row};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Output;
-use support_s3::{assert_code, csv_rows as rows_of, garage, s, summary, tmp};
+use support::{assert_code, csv_rows as rows_of, s, summary, Workdir};
+use support_s3::garage;
 
 const REPAIR: &str = env!("CARGO_BIN_EXE_keyrecon-repair");
 const VERIFY: &str = env!("CARGO_BIN_EXE_keyrecon-verify");
@@ -39,18 +41,16 @@ fn shallow_verify_finds_missing_keys() {
     let b = bucket("verify-shallow");
     put(&b, "here", b"1");
     put(&b, "p/also", b"2");
-    let t = tmp();
-    let keys = t.path().join("keys.txt");
-    std::fs::write(&keys, "here\ngone\n").unwrap();
-    let out = t.path().join("v");
+    let t = Workdir::new();
+    let keys = t.write("keys.txt", "here\ngone\n");
+    let out = t.join("v");
     let o = run(VERIFY, &["--keys", s(&keys), "--bucket", &b, "--out", s(&out), "-q"]);
     assert_code(&o, 1);
     assert_eq!(by_key(&out.join("ok.csv"), 5), BTreeMap::from([("here".to_string(), "exists".to_string())]));
     assert_eq!(rows_of(&out.join("missing.csv")).iter().map(|r| r[0].to_string()).collect::<Vec<_>>(), vec!["gone"]);
     // --prefix forms the S3 key; all present: exit 0.
     std::fs::write(&keys, "also\n").unwrap();
-    let o =
-        run(VERIFY, &["--keys", s(&keys), "--bucket", &b, "--prefix", "p/", "--out", s(&t.path().join("v2")), "-q"]);
+    let o = run(VERIFY, &["--keys", s(&keys), "--bucket", &b, "--prefix", "p/", "--out", s(&t.join("v2")), "-q"]);
     assert_code(&o, 0);
 }
 
@@ -65,10 +65,9 @@ fn s3_errors_on_head_are_retried_not_reported_missing() {
     }
     // Every 3rd request a 503, every 7th a 500 (HEAD only: nothing else is sent).
     let p = support_s3::proxy::start(&g.endpoint, support_s3::proxy::transient_faults(""));
-    let t = tmp();
-    let list = t.path().join("keys.txt");
-    std::fs::write(&list, keys.iter().map(|k| format!("{k}\n")).collect::<String>()).unwrap();
-    let out = t.path().join("v");
+    let t = Workdir::new();
+    let list = t.write("keys.txt", keys.iter().map(|k| format!("{k}\n")).collect::<String>());
+    let out = t.join("v");
     let o = g
         .command(VERIFY, &p.endpoint)
         .args(["--keys", s(&list), "--bucket", &b, "--out", s(&out), "-q", "--retries", "9", "-j", "4"])
@@ -91,12 +90,12 @@ fn deep_verify_compares_size_md5_and_multipart_etags_with_the_blobs() {
     rows.push(Row::new("big").blob("blob", big.clone()));
     let n = node(rows);
     let b = bucket("verify-deep");
-    let t = tmp();
-    let keys = t.path().join("keys.txt");
+    let t = Workdir::new();
+    let keys = t.join("keys.txt");
     let mut names: Vec<String> = (0..30).map(|i| format!("k{i:02}")).collect();
     names.push("big".into());
     std::fs::write(&keys, names.join("\n") + "\n").unwrap();
-    let rep = t.path().join("repair");
+    let rep = t.join("repair");
     let cass = [
         "--contact-points",
         &n.addr().to_string(),
@@ -127,7 +126,7 @@ fn deep_verify_compares_size_md5_and_multipart_etags_with_the_blobs() {
     put(&b, "k03", &[b'X'; 103]);
     put(&b, "k04", b"short");
     n.faults().fail_next(3, Fault::ReadTimeout);
-    let out = t.path().join("verify");
+    let out = t.join("verify");
     let ok_csv = rep.join("ok.csv");
     let mut args = vec!["--keys", s(&ok_csv), "--bucket", &b, "--deep", "--out", s(&out), "-q"];
     args.extend(cass);
@@ -150,7 +149,7 @@ fn deep_verify_compares_size_md5_and_multipart_etags_with_the_blobs() {
     );
 
     // Given the part size, no per-part HEAD is needed; a wrong one is a difference, said so.
-    let v2 = t.path().join("v2");
+    let v2 = t.join("v2");
     let mut args = vec!["--keys", s(&ok_csv), "--bucket", &b, "--deep", "--part-size", "100K", "--out", s(&v2), "-q"];
     args.extend(cass);
     assert_code(&run(VERIFY, &args), 1);
@@ -164,10 +163,9 @@ fn keys_that_cannot_be_checked_are_failed_with_the_reason() {
     let b = bucket("verify-failed");
     put(&b, "there", b"x");
     put(&b, "orphan", b"y");
-    let t = tmp();
-    let keys = t.path().join("keys.txt");
-    std::fs::write(&keys, b"there\norphan\nbad\xff\n").unwrap();
-    let out = t.path().join("v");
+    let t = Workdir::new();
+    let keys = t.write("keys.txt", b"there\norphan\nbad\xff\n");
+    let out = t.join("v");
     let addr = n.addr().to_string();
     let o = run(
         VERIFY,

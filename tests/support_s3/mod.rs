@@ -1,6 +1,7 @@
 //! Test support for the S3 side: a Garage server started once per test binary ([`garage`]), an S3
-//! client and bucket/object fixtures, a fault-injecting HTTP proxy ([`proxy`]), the keyrecon binaries
-//! run against it with clean credentials ([`Garage::command`]), and readers of chunk sets and CSVs.
+//! client and bucket/object fixtures, a fault-injecting HTTP proxy ([`proxy`]), and the keyrecon
+//! binaries run against it with clean credentials ([`Garage::command`]). The helpers every test binary
+//! shares (work directory, summary and CSV readers) are in `support`.
 //!
 //! Garage runs from the installed binary (`$GARAGE_BIN`, `PATH` or `~/.cargo/bin`); without it the
 //! tests fail and say to run `scripts/install-garage.sh`. It listens on random free ports of 127.0.0.1,
@@ -14,9 +15,6 @@ pub mod proxy;
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
-use keyrecon::chunk::ChunkSet;
-use keyrecon::merge::SortedCursor;
-use keyrecon::record::Meta;
 use rand::Rng;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -302,47 +300,4 @@ impl Garage {
 
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
-}
-
-/// Every record of a chunk set, in order (checks the set on the way: strictly increasing keys).
-pub fn read_set(dir: &Path) -> Vec<(Vec<u8>, Meta)> {
-    let set = ChunkSet::open(dir).unwrap_or_else(|e| panic!("open chunk set {}: {e}", dir.display()));
-    let mut s = set.stream().unwrap();
-    let mut v: Vec<(Vec<u8>, Meta)> = Vec::new();
-    while s.advance().unwrap() {
-        if let Some((k, _)) = v.last() {
-            assert!(k.as_slice() < s.key(), "chunk set {} not strictly increasing", dir.display());
-        }
-        v.push((s.key().to_vec(), Meta::decode(s.meta()).unwrap()));
-    }
-    v
-}
-
-pub fn keys_of(set: &[(Vec<u8>, Meta)]) -> Vec<String> {
-    set.iter().map(|(k, _)| String::from_utf8(k.clone()).unwrap()).collect()
-}
-
-pub fn summary(dir: &Path) -> serde_json::Value {
-    let p = dir.join("summary.json");
-    serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
-}
-
-pub fn tmp() -> tempfile::TempDir {
-    tempfile::tempdir().unwrap()
-}
-
-pub fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// The rows of a CSV file with a header (outcome files, missing-on-target.csv).
-pub fn csv_rows(path: &Path) -> Vec<csv::StringRecord> {
-    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    r.records().map(|r| r.unwrap()).collect()
-}
-
-/// Asserts a command's exit code, showing its stderr if not.
-#[track_caller]
-pub fn assert_code(out: &Output, code: i32) {
-    assert_eq!(out.status.code(), Some(code), "exit code; stderr:\n{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -590,9 +590,345 @@ impl crate::summary::Summary for DiffSummary {
     }
 }
 
+/// The two-sided cases shared by the table tests of [`walk`] (below) and of the hash join
+/// (`hashdiff::tests`), after rclone's `march_test`: two record lists and what the diff must report.
+/// Every case here has duplicate-free sides listed in byte order, as [`walk`] requires; the hash join
+/// also runs them in reverse and adds cases with duplicates.
+#[cfg(test)]
+pub(crate) mod cases {
+    use super::{Counts, DiffOptions, DiffWriter};
+    use crate::record::{Meta, Schema};
+    use std::path::Path;
+
+    /// What the table compares unless a case says otherwise (`--compare size,etag,mtime`).
+    pub const SIZE_ETAG_MTIME: u8 = Schema::SIZE | Schema::ETAG | Schema::MTIME;
+
+    /// One record of a case: a key and its metadata (nothing known by default).
+    #[derive(Clone, Debug)]
+    pub struct Rec {
+        pub key: Vec<u8>,
+        pub meta: Meta,
+    }
+
+    pub fn rec(key: impl AsRef<[u8]>) -> Rec {
+        Rec { key: key.as_ref().to_vec(), meta: Meta::default() }
+    }
+
+    impl Rec {
+        pub fn size(mut self, v: u64) -> Rec {
+            self.meta.size = Some(v);
+            self
+        }
+        pub fn etag(mut self, v: &str) -> Rec {
+            self.meta.etag = Some(v.as_bytes().to_vec());
+            self
+        }
+        pub fn mtime(mut self, v: i64) -> Rec {
+            self.meta.mtime = Some(v);
+            self
+        }
+        /// The record as the engine moves it: key and encoded metadata.
+        pub fn encoded(&self) -> (Vec<u8>, Vec<u8>) {
+            (self.key.clone(), self.meta.to_bytes())
+        }
+    }
+
+    /// Records of these keys, without metadata.
+    macro_rules! recs {
+        ($($k:expr),* $(,)?) => { vec![$($crate::diff::cases::rec($k)),*] };
+    }
+    /// A list of keys (byte strings or `&str`).
+    macro_rules! keys {
+        ($($k:expr),* $(,)?) => { vec![$(AsRef::<[u8]>::as_ref($k).to_vec()),*] };
+    }
+    pub(crate) use {keys, recs};
+
+    /// The per-field counters of [`Counts`] a case expects.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Fields {
+        pub size: u64,
+        pub etag: u64,
+        pub mtime: u64,
+        pub etag_uncomparable: u64,
+    }
+
+    impl Fields {
+        pub fn of(c: &Counts) -> Fields {
+            Fields {
+                size: c.differ_size,
+                etag: c.differ_etag,
+                mtime: c.differ_mtime,
+                etag_uncomparable: c.etag_uncomparable,
+            }
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    pub struct Case {
+        pub name: &'static str,
+        /// Records in input order.
+        pub src: Vec<Rec>,
+        pub tgt: Vec<Rec>,
+        /// Schema bits of the compared fields.
+        pub compare: u8,
+        pub missing_on_target: Vec<Vec<u8>>,
+        pub missing_on_source: Vec<Vec<u8>>,
+        pub differ: Vec<Vec<u8>>,
+        pub matched: Vec<Vec<u8>>,
+        pub fields: Fields,
+        /// Duplicate records removed (source, target).
+        pub duplicates: (u64, u64),
+    }
+
+    impl Default for Case {
+        fn default() -> Self {
+            Case {
+                name: "",
+                src: vec![],
+                tgt: vec![],
+                compare: SIZE_ETAG_MTIME,
+                missing_on_target: vec![],
+                missing_on_source: vec![],
+                differ: vec![],
+                matched: vec![],
+                fields: Fields::default(),
+                duplicates: (0, 0),
+            }
+        }
+    }
+
+    /// Duplicate-free cases in byte order.
+    pub fn table() -> Vec<Case> {
+        vec![
+            Case { name: "both empty", ..Case::default() },
+            Case { name: "target empty", src: recs!["a", "b"], missing_on_target: keys!["a", "b"], ..Case::default() },
+            Case { name: "source empty", tgt: recs!["a", "b"], missing_on_source: keys!["a", "b"], ..Case::default() },
+            Case {
+                name: "identical",
+                src: recs!["a", "b", "c"],
+                tgt: recs!["a", "b", "c"],
+                matched: keys!["a", "b", "c"],
+                ..Case::default()
+            },
+            Case {
+                name: "interleaved",
+                src: recs!["a", "c", "e", "g"],
+                tgt: recs!["b", "c", "d", "g", "h"],
+                missing_on_target: keys!["a", "e"],
+                missing_on_source: keys!["b", "d", "h"],
+                matched: keys!["c", "g"],
+                ..Case::default()
+            },
+            Case {
+                name: "prefix keys",
+                src: recs!["a", "abc"],
+                tgt: recs!["ab", "abc", "abcd"],
+                missing_on_target: keys!["a"],
+                missing_on_source: keys!["ab", "abcd"],
+                matched: keys!["abc"],
+                ..Case::default()
+            },
+            Case {
+                name: "bytes 0x00 0x7f 0x80 0xff order as unsigned",
+                src: recs![b"\x00", b"a", b"a\x00", b"\x7f", b"\xff"],
+                tgt: recs![b"\x00", b"a\x00", b"\x80", b"\xff", b"\xff\xff"],
+                missing_on_target: keys![b"a", b"\x7f"],
+                missing_on_source: keys![b"\x80", b"\xff\xff"],
+                matched: keys![b"\x00", b"a\x00", b"\xff"],
+                ..Case::default()
+            },
+            Case {
+                name: "utf-8 sorts by bytes",
+                src: recs!["e", "z", "é", "😀"],
+                tgt: recs!["é", "ë", "😀x"],
+                missing_on_target: keys!["e", "z", "😀"],
+                missing_on_source: keys!["ë", "😀x"],
+                matched: keys!["é"],
+                ..Case::default()
+            },
+            Case {
+                name: "size differs",
+                src: vec![rec("k").size(1)],
+                tgt: vec![rec("k").size(2)],
+                differ: keys!["k"],
+                fields: Fields { size: 1, ..Fields::default() },
+                ..Case::default()
+            },
+            Case {
+                name: "size equal",
+                src: vec![rec("k").size(7)],
+                tgt: vec![rec("k").size(7)],
+                matched: keys!["k"],
+                ..Case::default()
+            },
+            Case {
+                name: "size unknown on one side is a match",
+                src: vec![rec("a").size(1), rec("b")],
+                tgt: vec![rec("a"), rec("b").size(2)],
+                matched: keys!["a", "b"],
+                ..Case::default()
+            },
+            Case {
+                name: "etag with quotes, W/ and other case is a match",
+                src: vec![rec("a").etag("\"ABCdef\""), rec("b").etag("W/\"abc\"")],
+                tgt: vec![rec("a").etag("abcDEF"), rec("b").etag("ABC")],
+                matched: keys!["a", "b"],
+                ..Case::default()
+            },
+            Case {
+                name: "etag differs",
+                src: vec![rec("k").etag("\"abc\"")],
+                tgt: vec![rec("k").etag("\"abd\"")],
+                differ: keys!["k"],
+                fields: Fields { etag: 1, ..Fields::default() },
+                ..Case::default()
+            },
+            Case {
+                name: "multipart etag against a plain one is uncomparable",
+                src: vec![rec("a").etag("\"abc-2\""), rec("b").etag("abc")],
+                tgt: vec![rec("a").etag("abc"), rec("b").etag("\"abd-3\"")],
+                matched: keys!["a", "b"],
+                fields: Fields { etag_uncomparable: 2, ..Fields::default() },
+                ..Case::default()
+            },
+            Case {
+                // The current rule: two multipart ETags are compared (same part size, same content).
+                name: "two multipart etags are compared",
+                src: vec![rec("a").etag("\"abc-2\""), rec("b").etag("\"abc-2\"")],
+                tgt: vec![rec("a").etag("ABC-2"), rec("b").etag("\"abd-2\"")],
+                differ: keys!["b"],
+                matched: keys!["a"],
+                fields: Fields { etag: 1, ..Fields::default() },
+                ..Case::default()
+            },
+            Case {
+                name: "etag unknown on one side is a match",
+                src: vec![rec("a").etag("abc"), rec("b")],
+                tgt: vec![rec("a"), rec("b").etag("abc-2")],
+                matched: keys!["a", "b"],
+                ..Case::default()
+            },
+            Case {
+                name: "mtime: source written after target differs",
+                src: vec![rec("k").mtime(1_700_000_000_000_001)],
+                tgt: vec![rec("k").mtime(1_700_000_000_000_000)],
+                differ: keys!["k"],
+                fields: Fields { mtime: 1, ..Fields::default() },
+                ..Case::default()
+            },
+            Case {
+                name: "mtime: source older or equal matches",
+                src: vec![rec("a").mtime(5), rec("b").mtime(-3), rec("c").mtime(9)],
+                tgt: vec![rec("a").mtime(6), rec("b").mtime(-3), rec("c")],
+                matched: keys!["a", "b", "c"],
+                ..Case::default()
+            },
+            Case {
+                name: "several fields differ: one differ, each field counted",
+                src: vec![rec("k").size(1).etag("abc").mtime(10)],
+                tgt: vec![rec("k").size(2).etag("abd").mtime(9)],
+                differ: keys!["k"],
+                fields: Fields { size: 1, etag: 1, mtime: 1, ..Fields::default() },
+                ..Case::default()
+            },
+            Case {
+                name: "only the compared fields count",
+                src: vec![rec("k").size(1).etag("abc").mtime(10)],
+                tgt: vec![rec("k").size(2).etag("abd").mtime(9)],
+                compare: Schema::ETAG,
+                differ: keys!["k"],
+                fields: Fields { etag: 1, ..Fields::default() },
+                ..Case::default()
+            },
+            Case {
+                name: "nothing compared: keys decide",
+                src: vec![rec("k").size(1).etag("abc").mtime(10), rec("s").size(1)],
+                tgt: vec![rec("k").size(2).etag("abd").mtime(9), rec("t").size(1)],
+                compare: 0,
+                missing_on_target: keys!["s"],
+                missing_on_source: keys!["t"],
+                matched: keys!["k"],
+                ..Case::default()
+            },
+            Case {
+                name: "keys equal except metadata, mixed with one-sided keys",
+                src: vec![rec("a").size(1), rec("b").size(1), rec("d").size(4), rec("e").mtime(2)],
+                tgt: vec![rec("b").size(2), rec("c").size(3), rec("d").size(4), rec("e").mtime(1)],
+                missing_on_target: keys!["a"],
+                missing_on_source: keys!["c"],
+                differ: keys!["b", "e"],
+                matched: keys!["d"],
+                fields: Fields { size: 1, mtime: 1, ..Fields::default() },
+                ..Case::default()
+            },
+        ]
+    }
+
+    /// A writer of every outcome file (match.txt and combined.txt too) for `compare` into `dir`.
+    pub fn writer(dir: &Path, compare: u8) -> DiffWriter {
+        DiffWriter::create(DiffOptions {
+            out_dir: dir.to_path_buf(),
+            compare,
+            write_match: true,
+            combined: true,
+            term: b'\n',
+            source_schema: Schema(SIZE_ETAG_MTIME),
+            target_schema: Schema(SIZE_ETAG_MTIME),
+        })
+        .unwrap()
+    }
+
+    /// Keys shown exactly (escaped bytes), so that a failing assertion is readable.
+    pub fn show(keys: &[Vec<u8>]) -> Vec<String> {
+        keys.iter().map(|k| k.escape_ascii().to_string()).collect()
+    }
+
+    /// The keys of a key file written with `\n`, except those starting with `skip` (filler records).
+    pub fn key_file(path: &Path, skip: &[u8]) -> Vec<Vec<u8>> {
+        let data = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(data.is_empty() || data.ends_with(b"\n"), "{}: last key unterminated", path.display());
+        let mut keys: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
+        keys.pop();
+        keys.into_iter().filter(|k| skip.is_empty() || !k.starts_with(skip)).map(<[u8]>::to_vec).collect()
+    }
+
+    /// Checks the key files and counters in `dir` against `case`. `skip`: a key prefix of filler records
+    /// to leave out of the key files (their counts are not in `counts`' comparison either: the caller
+    /// subtracts them).
+    pub fn check(case: &Case, dir: &Path, counts: &Counts, skip: &[u8], ctx: &str) {
+        let ctx = format!("{ctx}, case {:?}", case.name);
+        let lists = [
+            ("missing-on-target.txt", &case.missing_on_target, counts.missing_on_target, "+ "),
+            ("missing-on-source.txt", &case.missing_on_source, counts.missing_on_source, "- "),
+            ("differ.txt", &case.differ, counts.differ, "* "),
+            ("match.txt", &case.matched, counts.matched, "= "),
+        ];
+        let mut combined: Vec<(Vec<u8>, &str)> = Vec::new();
+        for (file, want, n, marker) in lists {
+            let got = key_file(&dir.join(file), skip);
+            assert_eq!(show(&got), show(want), "{ctx}: {file}");
+            assert_eq!(n, want.len() as u64, "{ctx}: count of {file}");
+            combined.extend(want.iter().map(|k| (k.clone(), marker)));
+        }
+        assert_eq!(Fields::of(counts), case.fields, "{ctx}: per-field counts");
+        assert_eq!((counts.unwritable_keys, counts.bad_metadata), (0, 0), "{ctx}");
+        // combined.txt: every key once, in byte order, with its marker.
+        combined.sort();
+        let want: Vec<String> = combined.iter().map(|(k, m)| format!("{m}{}", k.escape_ascii())).collect();
+        let got: Vec<String> = key_file(&dir.join("combined.txt"), b"")
+            .iter()
+            .filter(|l| skip.is_empty() || !l[2..].starts_with(skip))
+            .map(|l| format!("{}{}", String::from_utf8_lossy(&l[..2]), l[2..].escape_ascii()))
+            .collect();
+        assert_eq!(got, want, "{ctx}: combined.txt");
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::cases::{self, rec, Case};
     use super::*;
+    use crate::merge::VecCursor;
 
     #[test]
     fn etags() {
@@ -600,5 +936,52 @@ mod tests {
         assert_eq!(etag_equal(b"\"abc\"", b"abd"), Some(false));
         assert_eq!(etag_equal(b"\"abc-2\"", b"abc"), None);
         assert_eq!(etag_equal(b"\"abc-2\"", b"\"abc-2\""), Some(true));
+    }
+
+    /// A case side as the sorted, duplicate-free run [`walk`] needs (the table must list it so).
+    fn sorted_run(case: &Case, recs: &[cases::Rec]) -> VecCursor {
+        let run: Vec<(Vec<u8>, Vec<u8>)> = recs.iter().map(cases::Rec::encoded).collect();
+        assert!(run.windows(2).all(|w| w[0].0 < w[1].0), "case {:?}: a side is not strictly increasing", case.name);
+        VecCursor::new(run)
+    }
+
+    /// Runs `walk` on a case into `dir`.
+    fn walk_case(case: &Case, dir: &Path) -> Counts {
+        let mut w = cases::writer(dir, case.compare);
+        walk(&mut sorted_run(case, &case.src), &mut sorted_run(case, &case.tgt), &mut w).unwrap();
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn walk_table() {
+        for case in cases::table() {
+            assert_eq!(case.duplicates, (0, 0), "case {:?}: walk takes duplicate-free sides", case.name);
+            let dir = tempfile::tempdir().unwrap();
+            let counts = walk_case(&case, dir.path());
+            cases::check(&case, dir.path(), &counts, b"", "walk");
+        }
+    }
+
+    /// combined.txt and differ.csv spelled out for one case: rclone's markers, what differs and both
+    /// sides' values.
+    #[test]
+    fn walk_combined_markers_and_differ_csv() {
+        let case = Case {
+            name: "markers",
+            src: vec![rec("a").size(1), rec("b").size(1).etag("\"x\"").mtime(5), rec("d").size(4)],
+            tgt: vec![rec("b").size(2).etag("y").mtime(4), rec("c"), rec("d").size(4)],
+            ..Case::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        walk_case(&case, dir.path());
+        let read = |f: &str| String::from_utf8(std::fs::read(dir.path().join(f)).unwrap()).unwrap();
+        assert_eq!(read("combined.txt"), "+ a\n* b\n- c\n= d\n");
+        assert_eq!(
+            read("differ.csv"),
+            "key,differs,source_size,target_size,source_etag,target_etag,source_mtime,target_mtime,origin\n\
+             b,size+etag+mtime,1,2,\"\"\"x\"\"\",y,5,4,\n"
+        );
+        assert_eq!(read("missing-on-target.csv"), "key,size,etag,mtime\na,1,,\n");
+        assert_eq!(read("missing-on-source.csv"), "key,size,etag,mtime\nc,,,\n");
     }
 }

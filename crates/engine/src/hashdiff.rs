@@ -123,7 +123,8 @@ impl<'a> Partitioner<'a> {
     #[inline]
     fn push(&mut self, key: &[u8], meta: &[u8]) -> Result<()> {
         let h = xxh3_64(key);
-        let p = (h >> self.shift) as usize;
+        // One partition: a shift by 64 would overflow (the whole hash shifted out is partition 0).
+        let p = h.checked_shr(self.shift).unwrap_or(0) as usize;
         let need = encoded_len(key, meta, self.with_meta);
         let part = &mut self.parts[p];
         if part.buf.len() + need > part.buf.capacity() {
@@ -263,12 +264,14 @@ pub fn hash_diff(
         .map(usize::next_power_of_two)
         .unwrap_or_else(|| by_mem.max(by_cache.min(max_by_buffers)).next_power_of_two().clamp(16, 4096));
     let fits = known.is_some() && total_est * 11 / 10 <= mem * 3 / 4;
-    let cap = if fits {
-        // Everything stays in memory: size buffers for the expected share plus hashing skew headroom.
-        (total_est / 2 / nparts * 3 / 2).max(64 << 10)
-    } else {
-        (mem * 2 / 5 / (2 * nparts)).max(64 << 10)
+    // Phase-1 buffer of one partition of a side.
+    let cap = |side_bytes: Option<u64>| match side_bytes {
+        // Everything stays in memory: size buffers for the side's expected share plus hashing skew
+        // headroom (per side: one side may be much larger than the other).
+        Some(b) if fits => (b as usize / nparts * 3 / 2).max(64 << 10),
+        _ => (mem * 2 / 5 / (2 * nparts)).max(64 << 10),
     };
+    let (cap_a, cap_b) = (cap(src.size_hint()), cap(tgt.size_hint()));
     let spill_dir = cfg.tmp_dir.join(format!("keyrecon-diff-{}-{:x}", std::process::id(), rand::random::<u32>()));
     std::fs::create_dir_all(&spill_dir).ctx(&spill_dir)?;
     let _guard = DirGuard(spill_dir.clone());
@@ -277,12 +280,12 @@ pub fn hash_diff(
     let (ra, rb) = std::thread::scope(|s| {
         let dir = &spill_dir;
         let ha = s.spawn(move || -> Result<(Partitioner, SourceStats)> {
-            let mut p = Partitioner::new(nparts, cap, sm, dir, 's');
+            let mut p = Partitioner::new(nparts, cap_a, sm, dir, 's');
             let st = src.for_each(progress, &mut |k, m| p.push(k, m))?;
             Ok((p, st))
         });
         let hb = s.spawn(move || -> Result<(Partitioner, SourceStats)> {
-            let mut p = Partitioner::new(nparts, cap, tm, dir, 't');
+            let mut p = Partitioner::new(nparts, cap_b, tm, dir, 't');
             let st = tgt.for_each(progress, &mut |k, m| p.push(k, m))?;
             Ok((p, st))
         });
@@ -734,5 +737,300 @@ struct DirGuard(PathBuf);
 impl Drop for DirGuard {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff::cases::{self, keys, rec, recs, Case, Fields, Rec, SIZE_ETAG_MTIME};
+    use crate::input::InputStats;
+
+    /// Records in input order, duplicates allowed: what a key file with metadata would yield.
+    struct Recs {
+        recs: Vec<(Vec<u8>, Vec<u8>)>,
+        /// Tell `hash_diff` the input size (as a file or chunk set does), or not (stdin).
+        hint: bool,
+    }
+
+    impl RecordSource for Recs {
+        fn describe(&self) -> String {
+            "test records".into()
+        }
+        fn schema(&self) -> Schema {
+            Schema(SIZE_ETAG_MTIME)
+        }
+        fn size_hint(&self) -> Option<u64> {
+            self.hint.then(|| self.recs.iter().map(|(k, m)| (k.len() + m.len() + 2) as u64).sum())
+        }
+        fn for_each(&self, _progress: &AtomicU64, f: &mut crate::input::RecordFn) -> Result<SourceStats> {
+            for (k, m) in &self.recs {
+                f(k, m)?;
+            }
+            let input = InputStats { records_read: self.recs.len() as u64, ..Default::default() };
+            Ok(SourceStats { input, duplicates: 0 })
+        }
+    }
+
+    /// Regression: a forced partition count of 1 shifted the 64-bit hash right by 64 bits to find the
+    /// partition (a panic: shift overflow in debug builds, an index out of bounds in release builds).
+    #[test]
+    fn one_forced_partition_does_not_overflow_the_hash_shift() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let src = Recs { recs: vec![(b"a".to_vec(), vec![]), (b"b".to_vec(), vec![])], hint: true };
+        let tgt = Recs { recs: vec![(b"b".to_vec(), vec![]), (b"c".to_vec(), vec![])], hint: true };
+        let cfg = HashDiffConfig { mem: 64 << 20, tmp_dir: dir.path().to_path_buf(), partitions: Some(1) };
+        let mut w = cases::writer(&out, 0);
+        let (_, _, stats) = hash_diff(&src, &tgt, &cfg, &mut w, &AtomicU64::new(0)).unwrap();
+        let c = w.finish().unwrap();
+        assert_eq!(stats.partitions, 1);
+        assert_eq!((c.missing_on_target, c.missing_on_source, c.matched), (1, 1, 1));
+    }
+
+    /// Regression: inputs that fit in the budget are not spilled (module doc), also when one side is much
+    /// larger than the other. Phase-1 buffers were sized for half the total input on each side, so the
+    /// larger side overflowed them and spilled (found by tests/metadata.rs: a 1.4 MB diff spilled 1 MB
+    /// with `--mem 1G`).
+    #[test]
+    fn inputs_that_fit_do_not_spill_when_one_side_is_much_larger() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let key = |i: u64| format!("images/2024/01/{i:016}").into_bytes();
+        let recs = |keys: std::ops::Range<u64>, step: u64| Recs {
+            recs: keys.map(|i| (key(i * step), rec("").size(i * step).encoded().1)).collect(),
+            hint: true,
+        };
+        // ~1.8 MB against ~0.4 KB, in a budget of 64 MiB.
+        let (big, small) = (recs(0..50_000, 1), recs(0..10, 7));
+        for (src, tgt, side) in [(&big, &small, "source"), (&small, &big, "target")] {
+            let cfg = HashDiffConfig { mem: 64 << 20, tmp_dir: dir.path().to_path_buf(), partitions: None };
+            let mut w = cases::writer(&out, SIZE_ETAG_MTIME);
+            let (_, _, stats) = hash_diff(src, tgt, &cfg, &mut w, &AtomicU64::new(0)).unwrap();
+            assert_eq!(w.finish().unwrap().matched, 10);
+            assert_eq!(stats.spilled_bytes, 0, "the larger side is the {side}: {stats:?}");
+        }
+    }
+
+    /// Keys of filler records: padding that makes partitions big enough to spill, kept out of the checks.
+    const FILLER: &[u8] = b"~filler/";
+
+    /// How `hash_diff` is run on a case.
+    struct Run {
+        name: &'static str,
+        partitions: Option<usize>,
+        mem: usize,
+        hint: bool,
+        /// Filler records (only in the source, or only in the target), put in the middle of that side's
+        /// records: a duplicate's first occurrence is then spilled and the later one still in memory.
+        filler: usize,
+        filler_in_source: bool,
+        /// What the run must have done: spill partitions to disk; diff an oversized partition by sorting.
+        spills: bool,
+        oversized: bool,
+    }
+
+    const IN_MEMORY: Run = Run {
+        name: "",
+        partitions: None,
+        mem: 64 << 20,
+        hint: true,
+        filler: 0,
+        filler_in_source: true,
+        spills: false,
+        oversized: false,
+    };
+
+    /// Run with 2 workers (`hash_diff` sizes partitions by the worker count). With `--mem` at its 1 MiB
+    /// floor and no size hint, a partition buffer holds 64 KiB before it spills, and a partition is
+    /// joined while its estimated load (2 x its bytes) stays under 1.5 x a worker's 200 KiB share:
+    /// 4,000 filler records (~240 KiB) in 2 partitions spill and are still joined, in 1 partition they
+    /// take the sorting fallback.
+    const RUNS: [Run; 6] = [
+        Run { name: "partitions chosen from sizes", ..IN_MEMORY },
+        Run { name: "1 partition", partitions: Some(1), ..IN_MEMORY },
+        Run { name: "16 partitions", partitions: Some(16), ..IN_MEMORY },
+        Run {
+            name: "source spills",
+            partitions: Some(2),
+            mem: 1 << 20,
+            hint: false,
+            filler: 4_000,
+            spills: true,
+            ..IN_MEMORY
+        },
+        Run {
+            name: "target spills",
+            partitions: Some(2),
+            mem: 1 << 20,
+            hint: false,
+            filler: 4_000,
+            filler_in_source: false,
+            spills: true,
+            ..IN_MEMORY
+        },
+        Run {
+            name: "oversized partition: sorting fallback",
+            partitions: Some(1),
+            mem: 1 << 20,
+            hint: false,
+            filler: 4_000,
+            spills: true,
+            oversized: true,
+            ..IN_MEMORY
+        },
+    ];
+
+    /// One side's records, with `filler` records in the middle.
+    fn side(recs: &[Rec], filler: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut v: Vec<(Vec<u8>, Vec<u8>)> = recs.iter().map(Rec::encoded).collect();
+        let pad = (0..filler).map(|i| {
+            // ~60 bytes a record: few records, enough bytes.
+            let mut k = FILLER.to_vec();
+            k.extend_from_slice(format!("{i:050}").as_bytes());
+            rec(k).size(i as u64).encoded()
+        });
+        let mid = v.len() / 2;
+        v.splice(mid..mid, pad);
+        v
+    }
+
+    /// Runs `hash_diff` on a case as `run` says and checks everything against the case.
+    fn check_case(case: &Case, run: &Run, reverse: bool) {
+        let ctx = format!("hash_diff {:?}{}", run.name, if reverse { ", input reversed" } else { "" });
+        let order = |recs: &[Rec]| -> Vec<Rec> {
+            let mut v = recs.to_vec();
+            if reverse {
+                v.reverse();
+            }
+            v
+        };
+        let (sf, tf) = if run.filler_in_source { (run.filler, 0) } else { (0, run.filler) };
+        let src = Recs { recs: side(&order(&case.src), sf), hint: run.hint };
+        let tgt = Recs { recs: side(&order(&case.tgt), tf), hint: run.hint };
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let cfg = HashDiffConfig { mem: run.mem, tmp_dir: dir.path().to_path_buf(), partitions: run.partitions };
+        let mut w = cases::writer(&out, case.compare);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let (a, b, stats) = pool.install(|| hash_diff(&src, &tgt, &cfg, &mut w, &AtomicU64::new(0))).unwrap();
+        let mut counts = w.finish().unwrap();
+        counts.missing_on_target -= sf as u64;
+        counts.missing_on_source -= tf as u64;
+        cases::check(case, &out, &counts, FILLER, &ctx);
+        let ctx = format!("{ctx}, case {:?}", case.name);
+        let both = (case.differ.len() + case.matched.len()) as u64;
+        assert_eq!(a.unique, (case.missing_on_target.len() + sf) as u64 + both, "{ctx}: unique source keys");
+        assert_eq!(b.unique, (case.missing_on_source.len() + tf) as u64 + both, "{ctx}: unique target keys");
+        assert_eq!((a.duplicates, b.duplicates), case.duplicates, "{ctx}: duplicates");
+        assert_eq!(stats.spilled_bytes > 0, run.spills, "{ctx}: spilled? {stats:?}");
+        assert_eq!(stats.oversized_partitions > 0, run.oversized, "{ctx}: sorting fallback? {stats:?}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "{ctx}: spill files left behind");
+    }
+
+    /// Cases only an unsorted input has: a key more than once on a side. The first occurrence in input
+    /// order is the record (like `sort -u`); the others are counted as duplicates.
+    fn duplicate_cases() -> Vec<Case> {
+        vec![
+            Case {
+                name: "source duplicate: the first occurrence matches",
+                src: vec![rec("k").size(1), rec("k").size(2)],
+                tgt: vec![rec("k").size(1)],
+                matched: keys!["k"],
+                duplicates: (1, 0),
+                ..Case::default()
+            },
+            Case {
+                name: "source duplicate: the first occurrence differs",
+                src: vec![rec("k").size(2), rec("k").size(1)],
+                tgt: vec![rec("k").size(1)],
+                differ: keys!["k"],
+                fields: Fields { size: 1, ..Fields::default() },
+                duplicates: (1, 0),
+                ..Case::default()
+            },
+            Case {
+                name: "target duplicate: the first occurrence matches",
+                src: vec![rec("k").etag("abc")],
+                tgt: vec![rec("k").etag("\"ABC\""), rec("k").etag("abd")],
+                matched: keys!["k"],
+                duplicates: (0, 1),
+                ..Case::default()
+            },
+            Case {
+                name: "target duplicate: the first occurrence differs",
+                src: vec![rec("k").mtime(5)],
+                tgt: vec![rec("k").mtime(4), rec("k").mtime(6), rec("k").mtime(5)],
+                differ: keys!["k"],
+                fields: Fields { mtime: 1, ..Fields::default() },
+                duplicates: (0, 2),
+                ..Case::default()
+            },
+            Case {
+                name: "duplicates on both sides, different metadata",
+                src: vec![rec("k").size(1), rec("k").size(2)],
+                tgt: vec![rec("k").size(2), rec("k").size(1)],
+                differ: keys!["k"],
+                fields: Fields { size: 1, ..Fields::default() },
+                duplicates: (1, 1),
+                ..Case::default()
+            },
+            Case {
+                name: "one-sided duplicates are reported once",
+                src: recs!["a", "b", "a", "a"],
+                tgt: recs!["c", "b", "c", "b"],
+                missing_on_target: keys!["a"],
+                missing_on_source: keys!["c"],
+                matched: keys!["b"],
+                duplicates: (2, 2),
+                ..Case::default()
+            },
+            Case {
+                name: "unsorted, interleaved duplicates",
+                src: recs!["z", "é", b"\xff", "a", "z", b"\x00", "é"],
+                tgt: recs![b"\x00", "m", "a", "m", b"\xff", b"\x00"],
+                missing_on_target: keys!["z", "é"],
+                missing_on_source: keys!["m"],
+                matched: keys![b"\x00", "a", b"\xff"],
+                duplicates: (2, 2),
+                ..Case::default()
+            },
+        ]
+    }
+
+    #[test]
+    fn hash_join_table() {
+        for run in &RUNS {
+            for case in cases::table() {
+                check_case(&case, run, false);
+                check_case(&case, run, true);
+            }
+            for case in duplicate_cases() {
+                check_case(&case, run, false);
+            }
+        }
+    }
+
+    /// A key only on one side, more than once: its CSV row carries the first occurrence's metadata.
+    #[test]
+    fn one_sided_duplicates_keep_the_first_metadata_in_the_csv() {
+        let src = vec![rec("a").size(1), rec("a").size(2)];
+        let tgt = vec![rec("b").etag("first"), rec("b").etag("second")];
+        for run in &RUNS {
+            let (sf, tf) = if run.filler_in_source { (run.filler, 0) } else { (0, run.filler) };
+            let dir = tempfile::tempdir().unwrap();
+            let out = dir.path().join("out");
+            let cfg = HashDiffConfig { mem: run.mem, tmp_dir: dir.path().to_path_buf(), partitions: run.partitions };
+            let mut w = cases::writer(&out, SIZE_ETAG_MTIME);
+            let (s, t) = (Recs { recs: side(&src, sf), hint: run.hint }, Recs { recs: side(&tgt, tf), hint: run.hint });
+            hash_diff(&s, &t, &cfg, &mut w, &AtomicU64::new(0)).unwrap();
+            w.finish().unwrap();
+            let rows = |f: &str| -> Vec<String> {
+                let text = String::from_utf8(std::fs::read(out.join(f)).unwrap()).unwrap();
+                text.lines().filter(|l| !l.starts_with("~filler/")).map(String::from).collect()
+            };
+            assert_eq!(rows("missing-on-target.csv"), ["key,size,etag,mtime", "a,1,,"], "{}", run.name);
+            assert_eq!(rows("missing-on-source.csv"), ["key,size,etag,mtime", "b,,first,"], "{}", run.name);
+        }
     }
 }
