@@ -21,9 +21,11 @@
 //! files only and counted in `unwritable_keys`, which makes the run exit 2.
 //!
 //! Metadata rules (`--compare`): `size` differs if both sides know it and it is unequal; `etag` compares
-//! the values without quotes, case-insensitively, and skips (counts `etag_uncomparable`) multipart ETags
-//! (`...-N`), which are not MD5s of the content; `mtime` differs when the source was written after the
-//! target (edited after copying).
+//! the values without quotes or `W/`, case-insensitively; a multipart ETag (`...-N`, an MD5 of the part
+//! MD5s, not of the content) against a plain one is skipped and counted in `etag_uncomparable`, while
+//! two multipart ETags are compared: unequal ones mean other content or another part size, and either is
+//! worth a look (the data-safe side: a false "differ" costs a check, a false "match" loses a change);
+//! `mtime` differs when the source was written after the target (edited after copying).
 
 use crate::error::{Error, IoContext, Result};
 use crate::merge::SortedCursor;
@@ -468,8 +470,8 @@ fn meta_row(row: &mut Row, key: &[u8], meta: &[u8], schema: Schema) -> bool {
     ok
 }
 
-/// Compares two ETags/checksums. `None` when they cannot be compared (a multipart ETag is an MD5 of
-/// part MD5s, not of the content).
+/// Compares two ETags/checksums. `None` when they cannot be compared: one is multipart (an MD5 of part
+/// MD5s) and the other is not. Two multipart ETags are compared (module doc).
 pub fn etag_equal(a: &[u8], b: &[u8]) -> Option<bool> {
     fn strip(x: &[u8]) -> &[u8] {
         let x = x.strip_prefix(b"W/").unwrap_or(x);
@@ -792,7 +794,7 @@ pub(crate) mod cases {
                 ..Case::default()
             },
             Case {
-                // The current rule: two multipart ETags are compared (same part size, same content).
+                // Two multipart ETags are compared: unequal means other content or another part size.
                 name: "two multipart etags are compared",
                 src: vec![rec("a").etag("\"abc-2\""), rec("b").etag("\"abc-2\"")],
                 tgt: vec![rec("a").etag("ABC-2"), rec("b").etag("\"abd-2\"")],
