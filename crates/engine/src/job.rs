@@ -154,6 +154,12 @@ pub fn diff(cfg: DiffConfig) -> Result<DiffSummary> {
                 hash_diff(as_source(&cfg.source, &fs), as_source(&cfg.target, &ft), &hc, &mut w, &progress.counter)?;
             fill(&mut summary.source, &a.source.input, a.unique, a.duplicates);
             fill(&mut summary.target, &b.source.input, b.unique, b.duplicates);
+            // A chunk set's bytes are its stored size, whichever engine read it.
+            for (st, side) in [(&mut summary.source, &cfg.source), (&mut summary.target, &cfg.target)] {
+                if let Side::ChunkSet(c) = side {
+                    st.bytes = c.data_len();
+                }
+            }
             summary.timings.read_ms = hs.read_ms;
             summary.engine_stats = serde_json::to_value(&hs).unwrap_or_default();
             summary.timings.diff_ms = hs.match_ms + hs.output_ms;
