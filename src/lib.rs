@@ -18,6 +18,8 @@
 //! - [`rt`]: the one tokio runtime builder.
 //! - [`sources`]: the listers (`cassandra`, `s3`), each writing a chunk set.
 //! - [`pool`]: the worker pool that repair and verify run their keys through.
+//! - [`nightly`]: keyrecon-reconcile, a nightly reconciliation as one job (stages, history, brake,
+//!   report, metrics).
 //! - [`queue`]: the fleet's shared work queue on Redis Streams (keyrecon-queue; repair/verify --queue).
 //! - [`repair`]: keyrecon-repair (Cassandra blob -> S3 PUT, journal, throttle).
 //! - [`verify`]: keyrecon-verify (HEAD, and with --deep compare size and MD5/ETag with the blob).
@@ -36,6 +38,8 @@ pub use keyrecon_engine::{Error, Result};
 pub mod cli;
 #[cfg(feature = "net")]
 pub mod limit;
+#[cfg(feature = "net")]
+pub mod nightly;
 #[cfg(feature = "net")]
 pub mod pool;
 #[cfg(feature = "net")]
