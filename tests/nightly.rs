@@ -283,7 +283,10 @@ fn a_listing_that_lost_keys_trips_the_brake_and_copies_nothing() {
             out.replace("<IsTruncated>true</IsTruncated>", "<IsTruncated>false</IsTruncated>").into_bytes()
         }),
     );
-    let cfg = config(&w, &node, bucket, &p.endpoint, "");
+    // A run that is not clean notifies: the command gets report.md's path.
+    let notified = w.join("notified.md");
+    let notify = format!("notify-cmd = \"sh -c 'cp \\\"$0\\\" {}'\"", notified.display());
+    let cfg = config(&w, &node, bucket, &p.endpoint, &notify);
     let before = object_count(bucket);
     let (o, s) = night(&cfg, &[]);
     assert_code(&o, 2);
@@ -295,6 +298,8 @@ fn a_listing_that_lost_keys_trips_the_brake_and_copies_nothing() {
     assert!(!run.join("repair").exists(), "repair did not start");
     assert_eq!(object_count(bucket), before, "nothing was copied");
     assert!(std::fs::read_to_string(run.join("report.html")).unwrap().contains("id=\"brake\""));
+    let mail = std::fs::read_to_string(&notified).expect("--notify-cmd ran with the report's path");
+    assert!(mail.contains("**Brake:**") && mail.contains("repair did not start"), "{mail}");
     // After a look, --accept-large lets the repair run (through Garage: the proxy is only for listing).
     let cfg = config(&w, &node, bucket, &g.endpoint, "");
     let (o, s) = night(&cfg, &["--accept-large", "-q"]);
