@@ -293,7 +293,7 @@ pub struct CassandraArgs {
     /// Password (default: $KEYRECON_CASSANDRA_PASSWORD; prefer the environment).
     #[arg(long)]
     pub password: Option<String>,
-    /// Connect with TLS, verifying nodes against this PEM CA bundle (needs a build with `--features tls`).
+    /// Connect with TLS, verifying nodes against this PEM CA bundle.
     #[arg(long, value_name = "PEM")]
     pub tls_ca: Option<PathBuf>,
     /// Client-side timeout of one Cassandra read, in seconds.

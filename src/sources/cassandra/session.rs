@@ -24,7 +24,7 @@ pub struct Connect {
     pub password: Option<String>,
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
-    /// PEM CA bundle to verify the nodes with; `Some` turns TLS on (needs the `tls` cargo feature).
+    /// PEM CA bundle to verify the nodes with; `Some` turns TLS on.
     pub tls_ca: Option<std::path::PathBuf>,
     /// Keyspace whose replication the driver should read (for the ring).
     pub keyspace: String,
@@ -84,7 +84,6 @@ pub async fn connect(c: &Connect) -> Result<Session> {
     b.build().await.map_err(|e| Error::remote(format!("connecting to {}", c.contact_points.join(",")), e))
 }
 
-#[cfg(feature = "tls")]
 fn tls(b: SessionBuilder, ca: &std::path::Path) -> Result<SessionBuilder> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
@@ -94,15 +93,14 @@ fn tls(b: SessionBuilder, ca: &std::path::Path) -> Result<SessionBuilder> {
         let cert = cert.map_err(|e| bad_ca(&e))?;
         roots.add(cert).map_err(|e| bad_ca(&e))?;
     }
-    let cfg = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    // The aws-lc provider explicitly: the process may hold more than one, and then `builder()` cannot choose.
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Internal(format!("TLS protocol versions: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     Ok(b.tls_context(Some(Arc::new(cfg))))
-}
-
-#[cfg(not(feature = "tls"))]
-fn tls(_b: SessionBuilder, _ca: &std::path::Path) -> Result<SessionBuilder> {
-    Err(Error::Usage(
-        "--tls-ca: this build has no TLS support; rebuild with `cargo build --release --features tls`".into(),
-    ))
 }
 
 /// Quotes a CQL identifier unless it is a plain lowercase one (Cassandra folds unquoted names).
