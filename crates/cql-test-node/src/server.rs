@@ -325,10 +325,7 @@ async fn run(conn: &Arc<Conn>, stream: i16, plan: Result<Arc<Plan>, CqlError>, p
                         return inject(f);
                     }
                 }
-                shared.stats.update(|s| {
-                    s.rows_served += page.rows as u64;
-                    s.lookups_missed += page.lookup_missed as u64;
-                });
+                shared.stats.served(page.kind, page.rows, page.partitions, page.bytes, page.lookup_missed);
             }
             conn.send(ex.frame);
         }
