@@ -263,6 +263,10 @@ pub struct Stats {
     /// Connections closed by the node because of a fault.
     pub connections_dropped: u64,
     pub auth_failures: u64,
+    /// TLS handshakes completed and failed (a client that does not trust the
+    /// node's CA fails here).
+    pub tls_handshakes: u64,
+    pub tls_handshake_failures: u64,
 }
 
 impl Stats {

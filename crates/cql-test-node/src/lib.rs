@@ -3,7 +3,7 @@
 //! and must never be pointed at by production code.
 //!
 //! What it does: answers the driver's handshake (OPTIONS, STARTUP, optional
-//! PasswordAuthenticator SASL PLAIN, REGISTER), serves
+//! PasswordAuthenticator SASL PLAIN, REGISTER), optionally over TLS, serves
 //! the system tables the driver reads (`system.local`, `system.peers`,
 //! `system_schema.*`), and runs a small SELECT subset over in-memory tables:
 //! token-range scans (`token(a, b) > ? AND token(a, b) <= ?`), `SELECT
@@ -26,7 +26,8 @@
 //! - [`exec`]: planning/validation (Cassandra's rules), paging, prepared ids.
 //! - [`murmur3`]: Cassandra's Murmur3Partitioner token.
 //! - [`faults`]: fault injection and stats.
-//! - `server`: accept loop and per-connection protocol state.
+//! - [`tls`]: run-time test certificates and rustls configs.
+//! - `server`: accept loop, TLS handshake, per-connection protocol state.
 //! - [`fixtures`]: deterministic row generation and CSV loading.
 //!
 //! Invariants kept across modules: partitions are served in token order (ties
@@ -38,7 +39,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> cql_test_node::Result<()> {
-//! use cql_test_node::{ColumnType, Fault, ReadKind, Row, Table, TestNode, Value};
+//! use cql_test_node::{ColumnType, Fault, ReadKind, Row, Table, TestNode, TlsCerts, Value};
 //! // CREATE TABLE ks.t (k text PRIMARY KEY, v blob)
 //! let simple = Table::new("ks", "t", "k", ColumnType::Text).column("v", ColumnType::Blob);
 //! // CREATE TABLE ks.parts (bucket text, id bigint, part int, meta blob static, data blob,
@@ -48,6 +49,7 @@
 //!     .clustering_column("part", ColumnType::Int)
 //!     .static_column("meta", ColumnType::Blob)
 //!     .column("data", ColumnType::Blob);
+//! let certs = TlsCerts::generate()?;
 //! let node = TestNode::builder()
 //!     .table(simple)
 //!     .rows((0..10).map(|i| Row::new(format!("k{i}")).blob("v", vec![i as u8])))
@@ -58,6 +60,7 @@
 //!             .blob("data", vec![0; 100])
 //!     }))
 //!     .release_version("5.0.2") // serves octet_length(data)
+//!     .tls(&certs) // clients trust certs.ca_pem, e.g. via certs.client_config()
 //!     .build()
 //!     .start("127.0.0.1:0")
 //!     .await?;
@@ -78,6 +81,7 @@ pub mod protocol;
 pub mod schema;
 mod server;
 pub mod store;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -89,6 +93,7 @@ pub use error::{Error, Result};
 pub use faults::{Fault, FaultHandle, ReadKind, ReadStats, Stats};
 pub use schema::{compose_key, split_key, ColumnRef, ColumnType, Order, Row, Table, Value, Version};
 pub use store::{Partition, StoredRow};
+pub use tls::TlsCerts;
 
 use crate::exec::Engine;
 use crate::faults::StatsCell;
@@ -134,6 +139,7 @@ pub struct TestNodeBuilder {
     default_writetime: i64,
     cluster_name: String,
     release_version: String,
+    tls: Option<TlsCerts>,
 }
 
 impl TestNodeBuilder {
@@ -163,6 +169,13 @@ impl TestNodeBuilder {
     /// Requires PasswordAuthenticator login (`Some`), or no auth (`None`).
     pub fn credentials(mut self, c: impl Into<Option<Credentials>>) -> Self {
         self.credentials = c.into();
+        self
+    }
+
+    /// Serves TLS only, presenting `certs`' server certificate; clients trust
+    /// `certs.ca_pem` (or use [`TlsCerts::client_config`]).
+    pub fn tls(mut self, certs: &TlsCerts) -> Self {
+        self.tls = Some(certs.clone());
         self
     }
 
@@ -222,6 +235,7 @@ impl TestNode {
             default_writetime: DEFAULT_WRITETIME,
             cluster_name: "cql-test-node".to_string(),
             release_version: Version::DEFAULT.to_string(),
+            tls: None,
         }
     }
 
@@ -262,6 +276,10 @@ impl TestNode {
             faults: FaultHandle::default(),
             stats: StatsCell::default(),
             credentials: b.credentials.map(|c| (c.username, c.password)),
+            tls: match &b.tls {
+                Some(certs) => Some(tokio_rustls::TlsAcceptor::from(certs.server_config()?)),
+                None => None,
+            },
         }))
     }
 
