@@ -468,6 +468,19 @@ impl Table {
     }
 }
 
+/// The clustered table of the unit tests: `PRIMARY KEY ((a text, b int), c
+/// int, d text) WITH CLUSTERING ORDER BY (c ASC, d DESC)`, static `s blob`,
+/// regular `v blob`.
+#[cfg(test)]
+pub(crate) fn clustered_test_table() -> Table {
+    Table::new("ks", "c", "a", ColumnType::Text)
+        .partition_key_column("b", ColumnType::Int)
+        .clustering_column("c", ColumnType::Int)
+        .clustering_column_desc("d", ColumnType::Text)
+        .static_column("s", ColumnType::Blob)
+        .column("v", ColumnType::Blob)
+}
+
 /// A typed cell value, serialized per the protocol's section 6.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {

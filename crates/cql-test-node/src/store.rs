@@ -368,13 +368,7 @@ mod tests {
     }
 
     fn clustered() -> Store {
-        let t = Table::new("ks", "c", "a", ColumnType::Text)
-            .partition_key_column("b", ColumnType::Int)
-            .clustering_column_desc("c", ColumnType::Int)
-            .clustering_column("d", ColumnType::Text)
-            .static_column("s", ColumnType::Blob)
-            .column("v", ColumnType::Blob);
-        Store::new(vec![t], 7).unwrap()
+        Store::new(vec![crate::schema::clustered_test_table()], 7).unwrap()
     }
 
     fn key(a: &str, b: i32) -> Vec<u8> {
@@ -395,8 +389,8 @@ mod tests {
         assert!(s.insert("ks.c", row(1, "a").writetime(9)).unwrap(), "same primary key replaces");
         let p = s.get_partition("ks.c", &key("x", 1)).unwrap().unwrap();
         let got: Vec<Option<Vec<u8>>> = p.rows.iter().map(|(_, r)| r.cells[0].clone()).collect();
-        // c DESC, then d ASC.
-        let want: Vec<Option<Vec<u8>>> = ["3a", "2z", "1a", "1b"].iter().map(|v| Some(v.as_bytes().to_vec())).collect();
+        // c ASC, then d DESC.
+        let want: Vec<Option<Vec<u8>>> = ["1b", "1a", "2z", "3a"].iter().map(|v| Some(v.as_bytes().to_vec())).collect();
         assert_eq!(got, want);
         assert_eq!((s.len("ks.c").unwrap(), s.row_count("ks.c").unwrap()), (1, 4));
         assert_eq!(p.rows_after(Some(&p.rows[1].0)), 2);

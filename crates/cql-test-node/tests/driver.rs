@@ -17,9 +17,11 @@ use futures::TryStreamExt;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::cluster::metadata::{ColumnKind, Strategy};
+use scylla::deserialize::row::DeserializeRow;
 use scylla::errors::{
     DbError, ExecutionError, NextPageError, NextRowError, PagerExecutionError, RequestAttemptError, RequestError,
 };
+use scylla::response::query_result::QueryResult;
 use scylla::response::{PagingState, PagingStateResponse};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::unprepared::Statement;
@@ -649,6 +651,14 @@ fn objects(partitions: i64, parts: i32) -> Vec<Row> {
     rows
 }
 
+/// The rows of a result, decoded as `T`.
+fn decoded<T>(r: QueryResult) -> Vec<T>
+where
+    T: for<'f, 'm> DeserializeRow<'f, 'm>,
+{
+    r.into_rows_result().unwrap().rows::<T>().unwrap().map(Result::unwrap).collect()
+}
+
 fn objects_key(bucket: &str, id: i64) -> Vec<u8> {
     compose_key(&[bucket.as_bytes(), &id.to_be_bytes()])
 }
@@ -698,16 +708,7 @@ async fn composite_keys_and_clustering_columns_in_driver_metadata() {
     assert_eq!(idx, [(0, 1), (1, 0)]);
     let routed = p.calculate_token(&(3i64, "PHOTO:12345/odd")).unwrap().unwrap();
     assert_eq!(routed.value(), token(&objects_key("PHOTO:12345/odd", 3)));
-    let rows: Vec<(i32, Vec<u8>)> = s
-        .execute_unpaged(&p, (3i64, "PHOTO:12345/odd"))
-        .await
-        .unwrap()
-        .into_rows_result()
-        .unwrap()
-        .rows::<(i32, Vec<u8>)>()
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let rows: Vec<(i32, Vec<u8>)> = decoded(s.execute_unpaged(&p, (3i64, "PHOTO:12345/odd")).await.unwrap());
     assert_eq!(rows, [(0, vec![0; 10]), (1, vec![1; 11])]);
     node.shutdown().await;
 }
@@ -726,7 +727,7 @@ async fn clustered_scans_page_inside_partitions_and_distinct_reads_partitions() 
     let mut state = PagingState::start();
     loop {
         let (res, next) = s.execute_single_page(&p, all, state).await.unwrap();
-        rows.extend(res.into_rows_result().unwrap().rows::<(String, i64, i64, i32)>().unwrap().map(Result::unwrap));
+        rows.extend(decoded::<(String, i64, i64, i32)>(res));
         match next.into_paging_control_flow() {
             ControlFlow::Break(()) => break,
             ControlFlow::Continue(ps) => state = ps,
@@ -863,10 +864,7 @@ async fn every_key_type_in_a_composite_key() {
         CqlTimeuuid,
         CqlTimestamp,
     );
-    let fetch = |res: scylla::response::query_result::QueryRowsResult| -> Vec<Wide> {
-        res.rows::<Wide>().unwrap().map(Result::unwrap).collect()
-    };
-    let got = fetch(s.execute_unpaged(&p, key(2)).await.unwrap().into_rows_result().unwrap());
+    let got: Vec<Wide> = decoded(s.execute_unpaged(&p, key(2)).await.unwrap());
     // c DESC; every key column decodes back to what was stored.
     let cs: Vec<Option<i32>> = got.iter().map(|r| r.0).collect();
     assert_eq!(cs, [Some(2), Some(1), Some(0)]);
@@ -874,7 +872,7 @@ async fn every_key_type_in_a_composite_key() {
         assert_eq!((r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11, r.12), key(2));
     }
     // The static-only partition is one row with a null clustering column.
-    let only = fetch(s.execute_unpaged(&p, key(99)).await.unwrap().into_rows_result().unwrap());
+    let only: Vec<Wide> = decoded(s.execute_unpaged(&p, key(99)).await.unwrap());
     assert_eq!(only.len(), 1);
     assert_eq!((only[0].0, only[0].2.as_deref()), (None, Some("static only")));
     // A key column given twice is refused.
@@ -895,16 +893,9 @@ async fn octet_length_follows_the_release_version() {
             .await
             .unwrap();
         let s = session(&node).await;
-        let reported = s
-            .query_unpaged("SELECT release_version FROM system.local", ())
-            .await
-            .unwrap()
-            .into_rows_result()
-            .unwrap()
-            .single_row::<(String,)>()
-            .unwrap()
-            .0;
-        assert_eq!(reported, version);
+        let reported: Vec<(String,)> =
+            decoded(s.query_unpaged("SELECT release_version FROM system.local", ()).await.unwrap());
+        assert_eq!(reported, [(version.to_string(),)]);
         let q = "SELECT part, octet_length(data), octet_length(meta) FROM ks.objects WHERE bucket = ? AND id = ?";
         if !has {
             let e = s.prepare(q).await.unwrap_err();
@@ -914,28 +905,15 @@ async fn octet_length_follows_the_release_version() {
         }
         let p = s.prepare(q).await.unwrap();
         node.reset_stats();
-        let sizes: Vec<(i32, Option<i32>, Option<i32>)> = s
-            .execute_unpaged(&p, ("photos", 4i64))
-            .await
-            .unwrap()
-            .into_rows_result()
-            .unwrap()
-            .rows::<(i32, Option<i32>, Option<i32>)>()
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
+        let sizes: Vec<(i32, Option<i32>, Option<i32>)> =
+            decoded(s.execute_unpaged(&p, ("photos", 4i64)).await.unwrap());
         // data is 10 + part bytes; meta is static ("meta4"), so every row shows it.
         assert_eq!(sizes, [(0, Some(10), Some(5)), (1, Some(11), Some(5)), (2, Some(12), Some(5))]);
         let sized = node.stats().reads(ReadKind::Lookup).bytes;
         node.reset_stats();
-        let blobs = s
-            .query_unpaged("SELECT part, data, meta FROM ks.objects WHERE bucket = 'photos' AND id = 4", ())
-            .await
-            .unwrap()
-            .into_rows_result()
-            .unwrap()
-            .rows_num();
-        assert_eq!(blobs, 3);
+        let q = "SELECT part, data, meta FROM ks.objects WHERE bucket = 'photos' AND id = 4";
+        let blobs: Vec<(i32, Vec<u8>, Vec<u8>)> = decoded(s.query_unpaged(q, ()).await.unwrap());
+        assert_eq!(blobs.len(), 3);
         let fetched = node.stats().reads(ReadKind::Lookup).bytes;
         println!("{version}: octet_length moved {sized} bytes, fetching the values {fetched}");
         assert!(sized < fetched);
@@ -969,15 +947,8 @@ async fn tls_with_password_lists_and_looks_up_and_refuses_strangers() {
         s.execute_iter(p, (i64::MIN, i64::MAX)).await.unwrap().rows_stream().unwrap().try_collect().await.unwrap();
     assert_eq!(keys.len(), 30);
     let p = s.prepare("SELECT data FROM ks.objects WHERE bucket = ? AND id = ? AND part = ?").await.unwrap();
-    let (data,) = s
-        .execute_unpaged(&p, ("photos", 2i64, 1i32))
-        .await
-        .unwrap()
-        .into_rows_result()
-        .unwrap()
-        .single_row::<(Vec<u8>,)>()
-        .unwrap();
-    assert_eq!(data, vec![1; 11]);
+    let data: Vec<(Vec<u8>,)> = decoded(s.execute_unpaged(&p, ("photos", 2i64, 1i32)).await.unwrap());
+    assert_eq!(data, [(vec![1; 11],)]);
     let ok_handshakes = node.stats().tls_handshakes;
     assert!(ok_handshakes >= 1);
 
