@@ -1035,6 +1035,8 @@ fn scan_page(
 ) -> Page {
     let t = &p.table.schema;
     let mut page = Page { body: Vec::new(), rows: 0, partitions: 0, last: None };
+    // Borrowed while scanning; owned once, when the page is done.
+    let mut last: Option<(&RowKey, Option<&Vec<u8>>)> = None;
     let map = p.table.read();
     'partitions: for (pos, part) in map.range((from, Bound::Unbounded)) {
         if page.rows == max || !in_range(pos) {
@@ -1056,7 +1058,7 @@ fn scan_page(
             if p.distinct || part.statics.is_some() {
                 src.encode(&mut page.body, &p.outputs);
                 page.rows += 1;
-                page.last = Some((pos.clone(), None));
+                last = Some((pos, None));
             }
             continue;
         }
@@ -1072,9 +1074,10 @@ fn scan_page(
             src.row = Some(row);
             src.encode(&mut page.body, &p.outputs);
             page.rows += 1;
-            page.last = Some((pos.clone(), Some(order.clone())));
+            last = Some((pos, Some(order)));
         }
     }
+    page.last = last.map(|(pos, row)| (pos.clone(), row.cloned()));
     page
 }
 

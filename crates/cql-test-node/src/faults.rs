@@ -2,7 +2,9 @@
 //!
 //! Role: let a test make the node misbehave (delays, READ_TIMEOUT, UNAVAILABLE,
 //! other errors, dropped connections) and observe what the client did (request
-//! counts, page-request timestamps for rate checks).
+//! counts, page-request timestamps for rate checks) and what the node read for
+//! it: rows returned, partitions read and bytes sent per [`ReadKind`], which is
+//! how a test proves a DISTINCT listing read partitions, not rows.
 //!
 //! Invariants:
 //! - Faults and delays apply only to *page requests*: QUERY or EXECUTE of a
@@ -18,6 +20,8 @@
 //!   else to the range end; a key lookup covers its key's token. So a scan gets
 //!   pages until it reaches the bad tokens, like a bad replica region would.
 //! - Every handle method is thread-safe and takes effect for the next request.
+//! - Read statistics count pages that were answered; a page that got a fault
+//!   counts in `page_requests` and `faults_injected` only.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
