@@ -1108,13 +1108,9 @@ fn run_data(stream: i16, p: &DataPlan, params: &QueryParams) -> Result<(Vec<u8>,
                 parts.push(key_value(term, params, name)?);
             }
             let key = schema::compose_key(&parts);
-            t.key_parts(&key).map_err(|e| {
-                if key.is_empty() {
-                    invalid(e)
-                } else {
-                    invalid(format!("Invalid value for the partition key ({}): {e}", t.partition_key_names()))
-                }
-            })?;
+            // "Key may not be empty", or "partition key b: <why>".
+            t.key_parts(&key)
+                .map_err(|e| invalid(if key.is_empty() { e } else { format!("Invalid value for {e}") }))?;
             let pos = (murmur3::token(&key), key);
             let page = scan_page(
                 p,
