@@ -18,15 +18,18 @@
 //!             | TOKEN '(' ident (',' ident)* ')'
 //!             | WRITETIME '(' ident ')'
 //!             | TTL '(' ident ')'
+//!             | ident '(' [ident (',' ident)*] ')'      -- any other function
 //! table      := ident ['.' ident]
 //! relation   := lhs op term
 //!             | ident IN ('?' | '(' term (',' term)* ')')
 //! lhs        := ident | TOKEN '(' ident (',' ident)* ')'
 //! op         := '=' | '<' | '<=' | '>' | '>='
-//! term       := '?' | 'string' | integer | 0xHEX | TRUE | FALSE
+//! term       := '?' | 'string' | integer | 0xHEX | uuid | TRUE | FALSE
 //! ```
 //!
-//! Invariants: bind markers (`?`) are numbered 0.. in textual order, which is the
+//! Invariants: which functions exist is the executor's question (it depends on
+//! the Cassandra version the node plays), so the parser accepts any call.
+//! Bind markers (`?`) are numbered 0.. in textual order, which is the
 //! order of values in QUERY/EXECUTE; named markers (`:name`) are not supported.
 //! Errors are SYNTAX_ERROR [`CqlError`]s that quote the offending input.
 
@@ -66,6 +69,9 @@ pub enum Selector {
     Token(Vec<String>),
     WriteTime(String),
     Ttl(String),
+    /// Any other function call: name (lower-cased unless quoted) and column
+    /// arguments.
+    Call(String, Vec<String>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +104,7 @@ pub enum Term {
     Str(String),
     Int(i128),
     Blob(Vec<u8>),
+    Uuid([u8; 16]),
     Bool(bool),
     List(Vec<Term>),
 }
@@ -112,7 +119,30 @@ enum Tok {
     Str(String),
     Int(i128),
     Hex(Vec<u8>),
+    Uuid([u8; 16]),
     Sym(&'static str),
+}
+
+/// A UUID literal (`8-4-4-4-12` hex digits) at the start of `b`.
+fn uuid_literal(b: &[u8]) -> Option<[u8; 16]> {
+    let text = b.get(..36)?;
+    if b.get(36).is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_') {
+        return None;
+    }
+    let mut hex = Vec::with_capacity(32);
+    for (i, c) in text.iter().enumerate() {
+        match i {
+            8 | 13 | 18 | 23 if *c == b'-' => {}
+            8 | 13 | 18 | 23 => return None,
+            _ if c.is_ascii_hexdigit() => hex.push(*c),
+            _ => return None,
+        }
+    }
+    let mut u = [0u8; 16];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        u[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(u)
 }
 
 fn lex(q: &str) -> Result<Vec<Tok>, CqlError> {
@@ -130,6 +160,12 @@ fn lex(q: &str) -> Result<Vec<Tok>, CqlError> {
             while i < b.len() && b[i] != b'\n' {
                 i += 1;
             }
+            continue;
+        }
+        // Before numbers and identifiers, which a UUID may start like.
+        if let Some(u) = uuid_literal(&b[i..]) {
+            out.push(Tok::Uuid(u));
+            i += 36;
             continue;
         }
         if c == b'0' && matches!(b.get(i + 1), Some(b'x' | b'X')) {
@@ -331,7 +367,19 @@ impl Parser<'_> {
                 return Ok(make(args.into_iter().next().expect("one arg")));
             }
         }
-        Ok(Selector::Column(self.ident()?))
+        let name = self.ident()?;
+        if self.eat_sym("(") {
+            let mut args = Vec::new();
+            if !self.eat_sym(")") {
+                args.push(self.ident()?);
+                while self.eat_sym(",") {
+                    args.push(self.ident()?);
+                }
+                self.expect_sym(")")?;
+            }
+            return Ok(Selector::Call(name, args));
+        }
+        Ok(Selector::Column(name))
     }
 
     fn term(&mut self) -> Result<Term, CqlError> {
@@ -344,6 +392,7 @@ impl Parser<'_> {
             Some(Tok::Str(s)) => Term::Str(s.clone()),
             Some(Tok::Int(v)) => Term::Int(*v),
             Some(Tok::Hex(b)) => Term::Blob(b.clone()),
+            Some(Tok::Uuid(u)) => Term::Uuid(*u),
             Some(Tok::Ident { text, quoted: false }) if text == "true" || text == "false" => Term::Bool(text == "true"),
             _ => return Err(self.err("a literal or '?'")),
         };
@@ -513,6 +562,33 @@ mod tests {
             s.selection,
             Selection::List(vec![(Selector::Ttl("v".into()), None), (Selector::Column("token".into()), None),])
         );
+    }
+
+    #[test]
+    fn composite_tokens_calls_and_uuids() {
+        let s = select(
+            "SELECT DISTINCT a, b, token(a, b), octet_length(v), now() FROM ks.t \
+             WHERE a = 123e4567-e89b-12d3-a456-426614174000 AND b = ? AND token(a, b) > ?",
+        );
+        assert_eq!(
+            s.selection,
+            Selection::List(vec![
+                (Selector::Column("a".into()), None),
+                (Selector::Column("b".into()), None),
+                (Selector::Token(vec!["a".into(), "b".into()]), None),
+                (Selector::Call("octet_length".into(), vec!["v".into()]), None),
+                (Selector::Call("now".into(), vec![]), None),
+            ])
+        );
+        let mut u = [0u8; 16];
+        u.copy_from_slice(&[
+            0x12, 0x3e, 0x45, 0x67, 0xe8, 0x9b, 0x12, 0xd3, 0xa4, 0x56, 0x42, 0x66, 0x14, 0x17, 0x40, 0x00,
+        ]);
+        assert_eq!(s.relations[0].rhs, Term::Uuid(u));
+        assert_eq!(s.relations[1].rhs, Term::Bind(0));
+        assert_eq!(s.relations[2].lhs, Lhs::Token(vec!["a".into(), "b".into()]));
+        // Not a UUID: a number followed by an identifier stays a syntax error.
+        assert_eq!(parse("SELECT k FROM t WHERE k = 123e4567").unwrap_err().code, code::SYNTAX_ERROR);
     }
 
     #[test]

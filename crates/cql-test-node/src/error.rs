@@ -18,6 +18,8 @@ pub enum Error {
     UnknownTable(String),
     #[error("row with key {key} in {table}: {reason}")]
     Row { table: String, key: String, reason: String },
+    #[error("test node configuration: {0}")]
+    Config(String),
     #[error("test node runtime: {0}")]
     Runtime(io::Error),
 }

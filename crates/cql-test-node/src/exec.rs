@@ -13,13 +13,28 @@
 //!   the minimum token means "to the end of the ring". So `token(k) > X` with
 //!   nothing above X returns no rows, and `token(k) > X AND token(k) <= i64::MIN`
 //!   returns everything above X.
-//! - Rows come in ring order. A page holds at most `page_size` rows; when a page
-//!   is exactly full the node sets has_more_pages even if nothing follows (as
-//!   Cassandra does), so the last page may be empty.
+//! - Partitions come in ring order, rows of a partition in clustering order. A
+//!   page holds at most `page_size` rows and may end inside a partition; when a
+//!   page is exactly full the node sets has_more_pages even if nothing follows
+//!   (as Cassandra does), so the last page may be empty. Single-partition
+//!   lookups page the same way.
+//! - `SELECT DISTINCT` yields one row per partition and reads no row of it
+//!   (only its key and static row); a partition holding only static cells
+//!   yields one row with null clustering and regular columns, as in Cassandra.
+//! - Restrictions follow Cassandra's rules: `token(..)` takes the partition key
+//!   columns in key order; a lookup restricts every partition-key column by
+//!   `=` (in any order in the WHERE clause) and may add `=` on a prefix of the
+//!   clustering columns; DISTINCT selects only partition key columns, static
+//!   columns and `token(..)` (and all key columns for a range). Anything else
+//!   is an InvalidRequest with Cassandra's message, or one saying the test node
+//!   does not support it (IN, slices, filtering).
+//! - Functions exist per the version the node plays: `octet_length` from 5.0
+//!   on, otherwise "Unknown function 'octet_length'" like Cassandra 4.
 //! - The paging state is opaque to clients: `KT`, a version byte, the kind, the
-//!   resume position (last token and key, or a row offset for system tables) and
-//!   the remaining LIMIT. A paging state from another query or node version is
-//!   rejected with PROTOCOL_ERROR, never misread.
+//!   resume position (last token and key plus the last row's clustering order
+//!   key, or a row offset for system tables) and the remaining LIMIT. A paging
+//!   state from another query or node version is rejected with PROTOCOL_ERROR,
+//!   never misread.
 //! - Prepared ids are 16 bytes derived from the keyspace and query text, so the
 //!   same statement gets the same id on every connection.
 
@@ -29,12 +44,13 @@ use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 
 use crate::cql::{self, Lhs, Op, Selection, Selector, Statement, Term};
+use crate::faults::ReadKind;
 use crate::murmur3;
 use crate::protocol::{
     self, opcode, put_bytes, put_int, result_kind, BoundValue, ColumnSpec, CqlError, CqlType, Metadata, QueryParams,
 };
-use crate::schema::{self, ColumnType, NodeInfo, SysContext, SysTable, Table};
-use crate::store::{self, RowKey, Store, TableData};
+use crate::schema::{self, ColumnRef, ColumnType, NodeInfo, SysContext, SysTable, Table, Version};
+use crate::store::{self, RowKey, Store, StoredRow, TableData};
 
 /// Per-connection context.
 #[derive(Debug, Clone)]
@@ -57,23 +73,31 @@ impl Plan {
     }
 }
 
+/// What one selector yields for each row.
 #[derive(Debug, Clone, Copy)]
 enum Output {
-    Key,
-    Column(usize),
+    Column(ColumnRef),
     Token,
-    WriteTime(usize),
-    Ttl(usize),
+    WriteTime(ColumnRef),
+    Ttl(ColumnRef),
+    /// `octet_length(col)`: the byte length of the value, null for null.
+    OctetLength(ColumnRef),
+}
+
+/// A primary-key value in a WHERE clause: a literal serialized at planning,
+/// or a bind marker.
+#[derive(Debug, Clone)]
+enum KeyTerm {
+    Literal(Vec<u8>),
+    Bind(usize),
 }
 
 #[derive(Debug, Clone)]
 enum Restriction {
     /// Token bounds: (term, inclusive).
-    Range {
-        start: Option<(Term, bool)>,
-        end: Option<(Term, bool)>,
-    },
-    Key(Term),
+    Range { start: Option<(Term, bool)>, end: Option<(Term, bool)> },
+    /// One term per partition-key column, in key order: a single partition.
+    Key(Vec<KeyTerm>),
 }
 
 /// A SELECT on a fixture table.
@@ -84,6 +108,10 @@ pub struct DataPlan {
     bind: Metadata,
     pk_indexes: Vec<u16>,
     restriction: Restriction,
+    /// EQ terms on a prefix of the clustering columns.
+    clustering: Vec<KeyTerm>,
+    /// One row per partition.
+    distinct: bool,
     limit: Option<Term>,
 }
 
@@ -110,8 +138,15 @@ pub struct Executed {
 pub struct PageInfo {
     /// Inclusive token interval the page covers; `None` when it covers nothing.
     pub covered: Option<(i64, i64)>,
+    pub kind: ReadKind,
+    /// Rows returned.
     pub rows: usize,
-    /// A single-key lookup that found no row.
+    /// Partitions the page read from (a partition split across pages counts
+    /// on each).
+    pub partitions: usize,
+    /// Bytes of the encoded rows.
+    pub bytes: usize,
+    /// A single-partition lookup that found no row.
     pub lookup_missed: bool,
 }
 
@@ -119,6 +154,8 @@ pub struct PageInfo {
 pub struct Engine {
     pub store: Store,
     pub info: NodeInfo,
+    /// The Cassandra version the node behaves like (which functions exist).
+    version: Version,
     prepared: Mutex<HashMap<Vec<u8>, Arc<Plan>>>,
 }
 
@@ -130,8 +167,11 @@ fn invalid(msg: impl Into<String>) -> CqlError {
 }
 
 impl Engine {
+    /// # Panics
+    /// If `info.release_version` is not a version (the builder checks it).
     pub fn new(store: Store, info: NodeInfo) -> Engine {
-        Engine { store, info, prepared: Mutex::new(HashMap::new()) }
+        let version = Version::parse(&info.release_version).expect("a release version checked by the builder");
+        Engine { store, info, version, prepared: Mutex::new(HashMap::new()) }
     }
 
     /// Parses and plans `query` for a connection using `keyspace`.
@@ -164,7 +204,7 @@ impl Engine {
                     .store
                     .table(&ks, &sel.table)
                     .ok_or_else(|| invalid(format!("unconfigured table {}", sel.table)))?;
-                plan_data(td.clone(), &sel).map(Plan::Data)
+                plan_data(td.clone(), &sel, self.version).map(Plan::Data)
             }
         }
     }
@@ -234,12 +274,12 @@ impl Engine {
             };
             let mut count = 0i64;
             let mut bytes = 0i64;
-            for ((tok, key), row) in map.range((from, Bound::Unbounded)) {
+            for ((tok, key), part) in map.range((from, Bound::Unbounded)) {
                 if end != murmur3::MIN_TOKEN && *tok > end {
                     break;
                 }
                 count += 1;
-                bytes += key.len() as i64 + row.cells.iter().flatten().map(|c| c.len() as i64).sum::<i64>();
+                bytes += (key.len() + part.value_bytes()) as i64;
             }
             (count, bytes)
         };
@@ -443,89 +483,141 @@ fn decode_list(b: &[u8]) -> Result<Vec<Vec<u8>>, CqlError> {
     Ok(out)
 }
 
-fn plan_data(td: Arc<TableData>, sel: &cql::Select) -> Result<DataPlan, CqlError> {
+/// Cassandra's answer to a restriction it could only serve by filtering.
+fn needs_filtering(allow_filtering: bool, what: &str) -> CqlError {
+    invalid(if allow_filtering {
+        format!("filtering on {what} is not supported by the test node")
+    } else {
+        "Cannot execute this query as it might involve data filtering and thus may have unpredictable performance. If you want to execute this query despite the performance unpredictability, use ALLOW FILTERING".to_string()
+    })
+}
+
+/// Serializes a literal for a primary-key column of type `typ` (values are
+/// checked with the bound ones, at execution).
+fn literal_bytes(term: &Term, typ: ColumnType, name: &str) -> Result<Vec<u8>, CqlError> {
+    use ColumnType as C;
+    let bad = || invalid(format!("Invalid constant {term:?} for \"{name}\" of type {}", typ.name()));
+    let int = |v: i128, bytes: usize| -> Result<Vec<u8>, CqlError> {
+        let bits = 8 * bytes as u32;
+        let (min, max) = (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1);
+        if v < min || v > max {
+            return Err(invalid(format!("Invalid constant {v} for \"{name}\": out of range for {}", typ.name())));
+        }
+        Ok(v.to_be_bytes()[16 - bytes..].to_vec())
+    };
+    match (typ, term) {
+        (C::Text | C::Ascii, Term::Str(s)) => Ok(s.as_bytes().to_vec()),
+        (C::Blob, Term::Blob(b)) => Ok(b.clone()),
+        (C::Uuid | C::Timeuuid, Term::Uuid(u)) => Ok(u.to_vec()),
+        (_, Term::Int(v)) => match typ.fixed_width() {
+            Some(w) if w <= 8 => int(*v, w),
+            _ => Err(bad()),
+        },
+        _ => Err(bad()),
+    }
+}
+
+/// The value of a primary-key term for this execution.
+fn key_value<'a>(term: &'a KeyTerm, params: &'a QueryParams, name: &str) -> Result<&'a [u8], CqlError> {
+    match term {
+        KeyTerm::Literal(b) => Ok(b),
+        KeyTerm::Bind(i) => bound_bytes(params, *i, name),
+    }
+}
+
+fn plan_data(td: Arc<TableData>, sel: &cql::Select, version: Version) -> Result<DataPlan, CqlError> {
     let t = td.schema.clone();
     let full = format!("{}.{}", t.keyspace, t.name);
-    let (pk, pk_type) = (&t.partition_key.0, t.partition_key.1);
-    let undefined = |name: &str| invalid(format!("Undefined column name {name} in table {full}"));
-    // Resolves a name to the key (None) or a regular column index.
-    let resolve = |name: &str| -> Result<Option<usize>, CqlError> {
-        if name == pk {
-            Ok(None)
-        } else {
-            t.column_index(name).map(Some).ok_or_else(|| undefined(name))
-        }
-    };
+    let pk_names = t.partition_key_names();
+    let resolve =
+        |name: &str| t.resolve(name).ok_or_else(|| invalid(format!("Undefined column name {name} in table {full}")));
     let check_token_args = |args: &[String]| -> Result<(), CqlError> {
         for a in args {
             resolve(a)?;
         }
-        if args.len() != 1 || args[0] != *pk {
-            return Err(invalid(format!("The token function arguments must be in the partition key order: {pk}")));
+        let in_key_order =
+            args.len() == t.partition_key.len() && args.iter().zip(&t.partition_key).all(|(a, (pk, _))| a == pk);
+        if !in_key_order {
+            return Err(invalid(format!(
+                "The token function arguments must be in the partition key order: {pk_names}"
+            )));
         }
         Ok(())
     };
-    let regular = |func: &str, name: &str| -> Result<usize, CqlError> {
+    // writetime() and ttl() read a cell's metadata: static and regular columns only.
+    let cell = |func: &str, name: &str| -> Result<ColumnRef, CqlError> {
         match resolve(name)? {
-            Some(i) => Ok(i),
-            None => Err(invalid(format!("Cannot use selection function {func} on PRIMARY KEY part {name}"))),
+            c @ (ColumnRef::Static(_) | ColumnRef::Regular(_)) => Ok(c),
+            _ => Err(invalid(format!("Cannot use selection function {func} on PRIMARY KEY part {name}"))),
         }
     };
+    let spec = |name: String, typ: CqlType| ColumnSpec { name, typ };
 
     let mut outputs = Vec::new();
     let mut cols = Vec::new();
-    let spec = |name: String, typ: CqlType| ColumnSpec { name, typ };
+    // Columns the selection reads, function arguments included (DISTINCT's rules).
+    let mut requested: Vec<ColumnRef> = Vec::new();
     match &sel.selection {
         Selection::Star => {
             for c in t.star_order() {
-                match c {
-                    None => {
-                        outputs.push(Output::Key);
-                        cols.push(spec(pk.clone(), pk_type.cql_type()));
-                    }
-                    Some(i) => {
-                        outputs.push(Output::Column(i));
-                        cols.push(spec(t.columns[i].0.clone(), t.columns[i].1.cql_type()));
-                    }
-                }
+                outputs.push(Output::Column(c));
+                cols.push(spec(t.column_name(c).to_string(), t.column_type(c).cql_type()));
+                requested.push(c);
             }
         }
         Selection::List(list) => {
             for (s, alias) in list {
                 let (out, name, typ) = match s {
-                    Selector::Column(n) => match resolve(n)? {
-                        None => (Output::Key, n.clone(), pk_type.cql_type()),
-                        Some(i) => (Output::Column(i), n.clone(), t.columns[i].1.cql_type()),
-                    },
+                    Selector::Column(n) => {
+                        let c = resolve(n)?;
+                        requested.push(c);
+                        (Output::Column(c), n.clone(), t.column_type(c).cql_type())
+                    }
                     Selector::Token(args) => {
                         check_token_args(args)?;
+                        requested.extend((0..t.partition_key.len()).map(ColumnRef::PartitionKey));
                         (Output::Token, format!("system.token({})", args.join(", ")), CqlType::Bigint)
                     }
                     Selector::WriteTime(n) => {
-                        (Output::WriteTime(regular("writeTime", n)?), format!("writetime({n})"), CqlType::Bigint)
+                        let c = cell("writeTime", n)?;
+                        requested.push(c);
+                        (Output::WriteTime(c), format!("writetime({n})"), CqlType::Bigint)
                     }
-                    Selector::Ttl(n) => (Output::Ttl(regular("ttl", n)?), format!("ttl({n})"), CqlType::Int),
+                    Selector::Ttl(n) => {
+                        let c = cell("ttl", n)?;
+                        requested.push(c);
+                        (Output::Ttl(c), format!("ttl({n})"), CqlType::Int)
+                    }
+                    Selector::Call(f, args) => {
+                        let arg_cols = args.iter().map(|a| resolve(a)).collect::<Result<Vec<_>, _>>()?;
+                        requested.extend(&arg_cols);
+                        match (f.as_str(), arg_cols.as_slice()) {
+                            ("octet_length", [c]) if version.has_octet_length() => {
+                                (Output::OctetLength(*c), format!("system.octet_length({})", args[0]), CqlType::Int)
+                            }
+                            ("octet_length", _) if version.has_octet_length() => {
+                                return Err(invalid(format!(
+                                    "Invalid number of arguments in call to function system.octet_length: 1 required but {} provided",
+                                    args.len()
+                                )))
+                            }
+                            // Cassandra's answer for a function its version lacks.
+                            _ => return Err(invalid(format!("Unknown function '{f}'"))),
+                        }
+                    }
                 };
-                if sel.distinct && !matches!(out, Output::Key | Output::Token) {
-                    return Err(invalid(format!(
-                        "SELECT DISTINCT queries must only request partition key columns and/or static columns (not {name})"
-                    )));
-                }
                 outputs.push(out);
                 cols.push(spec(alias.clone().unwrap_or(name), typ));
             }
         }
     }
-    if sel.distinct && matches!(sel.selection, Selection::Star) && !t.columns.is_empty() {
-        return Err(invalid("SELECT DISTINCT queries must only request partition key columns and/or static columns"));
-    }
 
     let mut binds: Vec<Option<ColumnSpec>> = vec![None; sel.bind_count];
-    let mut pk_indexes = Vec::new();
     let mut start: Option<(Term, bool)> = None;
     let mut end: Option<(Term, bool)> = None;
-    let mut key: Option<Term> = None;
     let mut token_eq = false;
+    let mut key_terms: Vec<Option<KeyTerm>> = vec![None; t.partition_key.len()];
+    let mut ck_terms: Vec<Option<KeyTerm>> = vec![None; t.clustering.len()];
     for r in &sel.relations {
         match &r.lhs {
             Lhs::Token(args) => {
@@ -544,7 +636,7 @@ fn plan_data(td: Arc<TableData>, sel: &cql::Select) -> Result<DataPlan, CqlError
                 let set = |slot: &mut Option<(Term, bool)>, which: &str, inc: bool| {
                     if slot.is_some() || token_eq {
                         return Err(invalid(format!(
-                            "More than one restriction was found for the {which} bound on {pk}"
+                            "More than one restriction was found for the {which} bound on {pk_names}"
                         )));
                     }
                     *slot = Some((r.rhs.clone(), inc));
@@ -558,7 +650,7 @@ fn plan_data(td: Arc<TableData>, sel: &cql::Select) -> Result<DataPlan, CqlError
                     Op::Eq => {
                         if start.is_some() || end.is_some() || token_eq {
                             return Err(invalid(format!(
-                                "{pk} cannot be restricted by more than one relation if it includes an Equal"
+                                "{pk_names} cannot be restricted by more than one relation if it includes an Equal"
                             )));
                         }
                         start = Some((r.rhs.clone(), true));
@@ -569,53 +661,97 @@ fn plan_data(td: Arc<TableData>, sel: &cql::Select) -> Result<DataPlan, CqlError
                 }
             }
             Lhs::Column(name) => {
-                if resolve(name)?.is_some() {
-                    return Err(invalid(if sel.allow_filtering {
-                        format!("filtering on regular column {name} is not supported by the test node")
-                    } else {
-                        "Cannot execute this query as it might involve data filtering and thus may have unpredictable performance. If you want to execute this query despite the performance unpredictability, use ALLOW FILTERING".to_string()
-                    }));
-                }
-                match r.op {
-                    Op::Eq => {}
-                    Op::In => {
-                        return Err(invalid(
-                            "IN on the partition key is not supported by the test node",
-                        ))
+                let c = resolve(name)?;
+                let slot = match c {
+                    ColumnRef::PartitionKey(i) => &mut key_terms[i],
+                    ColumnRef::Clustering(i) => &mut ck_terms[i],
+                    _ => return Err(needs_filtering(sel.allow_filtering, &format!("column {name}"))),
+                };
+                match (r.op, c) {
+                    (Op::Eq, _) => {}
+                    (Op::In, _) => {
+                        return Err(invalid(format!("IN on primary key column {name} is not supported by the test node")))
                     }
-                    _ => {
+                    (_, ColumnRef::PartitionKey(_)) => {
                         return Err(invalid(
                             "Only EQ and IN relation are supported on the partition key (unless you use the token() function)",
                         ))
                     }
-                }
-                if key.is_some() {
-                    return Err(invalid(format!(
-                        "{pk} cannot be restricted by more than one relation if it includes an Equal"
-                    )));
-                }
-                match (&r.rhs, pk_type) {
-                    (Term::Bind(b), _) => {
-                        binds[*b] = Some(spec(pk.clone(), pk_type.cql_type()));
-                        pk_indexes.push(*b as u16);
-                    }
-                    (Term::Str(_), ColumnType::Text) | (Term::Blob(_), ColumnType::Blob) => {}
-                    (other, _) => {
+                    _ => {
                         return Err(invalid(format!(
-                            "Invalid constant {other:?} for \"{pk}\" of type {}",
-                            pk_type.name()
+                            "slices on clustering column {name} are not supported by the test node"
                         )))
                     }
                 }
-                key = Some(r.rhs.clone());
+                if slot.is_some() {
+                    return Err(invalid(format!(
+                        "{name} cannot be restricted by more than one relation if it includes an Equal"
+                    )));
+                }
+                let typ = t.column_type(c);
+                *slot = Some(match &r.rhs {
+                    Term::Bind(b) => {
+                        binds[*b] = Some(spec(name.clone(), typ.cql_type()));
+                        KeyTerm::Bind(*b)
+                    }
+                    lit => KeyTerm::Literal(literal_bytes(lit, typ, name)?),
+                });
             }
         }
     }
-    if key.is_some() && (start.is_some() || end.is_some()) {
+
+    // The partition key: every column by EQ (in any order, as Cassandra
+    // allows), or none of them.
+    let key = if key_terms.iter().any(Option::is_some) {
+        if start.is_some() || end.is_some() {
+            return Err(invalid(format!(
+                "Columns \"{pk_names}\" cannot be restricted by both a normal relation and a token relation"
+            )));
+        }
+        if key_terms.iter().any(Option::is_none) {
+            return Err(needs_filtering(sel.allow_filtering, "part of the partition key"));
+        }
+        Some(key_terms.into_iter().flatten().collect::<Vec<_>>())
+    } else {
+        None
+    };
+    // The clustering columns: a prefix by EQ.
+    let prefix = ck_terms.iter().take_while(|c| c.is_some()).count();
+    if let Some(j) = ck_terms[prefix..].iter().position(Option::is_some) {
         return Err(invalid(format!(
-            "Columns \"{pk}\" cannot be restricted by both a normal relation and a token relation"
+            "PRIMARY KEY column \"{}\" cannot be restricted as preceding column \"{}\" is not restricted",
+            t.clustering[prefix + j].0,
+            t.clustering[prefix].0
         )));
     }
+    let clustering: Vec<KeyTerm> = ck_terms.into_iter().flatten().collect();
+    if !clustering.is_empty() && key.is_none() {
+        return Err(needs_filtering(sel.allow_filtering, "clustering columns without the partition key"));
+    }
+
+    if sel.distinct {
+        // Cassandra's SelectStatement.validateDistinctSelection.
+        if !clustering.is_empty() {
+            return Err(invalid(
+                "SELECT DISTINCT with WHERE clause only supports restriction by partition key and/or static columns.",
+            ));
+        }
+        if let Some(c) = requested.iter().find(|c| !matches!(c, ColumnRef::PartitionKey(_) | ColumnRef::Static(_))) {
+            return Err(invalid(format!(
+                "SELECT DISTINCT queries must only request partition key columns and/or static columns (not {})",
+                t.column_name(*c)
+            )));
+        }
+        if key.is_none() {
+            if let Some(i) = (0..t.partition_key.len()).find(|i| !requested.contains(&ColumnRef::PartitionKey(*i))) {
+                return Err(invalid(format!(
+                    "SELECT DISTINCT queries must request all the partition key columns (missing {})",
+                    t.partition_key[i].0
+                )));
+            }
+        }
+    }
+
     match &sel.limit {
         Some(Term::Bind(b)) => binds[*b] = Some(spec(LIMIT_BIND_NAME.into(), CqlType::Int)),
         Some(Term::Int(v)) if *v > 0 && *v <= i32::MAX as i128 => {}
@@ -629,6 +765,19 @@ fn plan_data(td: Arc<TableData>, sel: &cql::Select) -> Result<DataPlan, CqlError
         .into_iter()
         .map(|b| b.ok_or_else(|| invalid("bind marker in an unsupported position")))
         .collect::<Result<Vec<_>, _>>()?;
+    // Like Cassandra: the marker of each partition-key column in key order,
+    // when every one is a marker, so the driver can route by token.
+    let pk_indexes = match &key {
+        Some(terms) => terms
+            .iter()
+            .map(|k| match k {
+                KeyTerm::Bind(b) => Some(*b as u16),
+                KeyTerm::Literal(_) => None,
+            })
+            .collect::<Option<Vec<_>>>()
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
     let restriction = match key {
         Some(k) => Restriction::Key(k),
         None => Restriction::Range { start, end },
@@ -640,6 +789,8 @@ fn plan_data(td: Arc<TableData>, sel: &cql::Select) -> Result<DataPlan, CqlError
         outputs,
         pk_indexes,
         restriction,
+        clustering,
+        distinct: sel.distinct,
         limit: sel.limit.clone(),
     })
 }
@@ -734,12 +885,22 @@ impl TokenRange {
 }
 
 enum Resume {
-    Key { pos: RowKey, remaining: Option<usize> },
-    Offset { offset: usize, remaining: Option<usize> },
+    /// Continue after partition `pos`: after the row with clustering order
+    /// key `row` in it, or after the whole partition for `None`.
+    Key {
+        pos: RowKey,
+        row: Option<Vec<u8>>,
+        remaining: Option<usize>,
+    },
+    Offset {
+        offset: usize,
+        remaining: Option<usize>,
+    },
 }
 
 const PS_MAGIC: &[u8; 2] = b"KT";
-const PS_VERSION: u8 = 1;
+/// 2: the resume position carries a row inside the partition.
+const PS_VERSION: u8 = 2;
 
 fn bad_paging_state() -> CqlError {
     CqlError::protocol("Invalid value for the paging state")
@@ -749,14 +910,15 @@ fn put_remaining(out: &mut Vec<u8>, remaining: Option<usize>) {
     out.extend_from_slice(&remaining.map_or(-1i64, |r| r as i64).to_be_bytes());
 }
 
-fn encode_key_state(pos: &RowKey, remaining: Option<usize>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(24 + pos.1.len());
+fn encode_key_state(pos: &RowKey, row: Option<&[u8]>, remaining: Option<usize>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(28 + pos.1.len() + row.map_or(0, <[u8]>::len));
     out.extend_from_slice(PS_MAGIC);
     out.push(PS_VERSION);
     out.push(0);
     out.extend_from_slice(&pos.0.to_be_bytes());
     out.extend_from_slice(&(pos.1.len() as u32).to_be_bytes());
     out.extend_from_slice(&pos.1);
+    protocol::put_bytes(&mut out, row);
     put_remaining(&mut out, remaining);
     out
 }
@@ -789,8 +951,9 @@ fn decode_paging_state(b: &[u8]) -> Result<Resume, CqlError> {
             for k in key.iter_mut() {
                 *k = r.u8("key").map_err(bad)?;
             }
+            let row = r.bytes("row").map_err(bad)?.map(<[u8]>::to_vec);
             let rem = r.long("remaining").map_err(bad)?;
-            Resume::Key { pos: (token, key), remaining: (rem >= 0).then_some(rem as usize) }
+            Resume::Key { pos: (token, key), row, remaining: (rem >= 0).then_some(rem as usize) }
         }
         1 => {
             let offset = r.long("offset").map_err(bad)?;
@@ -805,122 +968,211 @@ fn decode_paging_state(b: &[u8]) -> Result<Resume, CqlError> {
     Ok(resume)
 }
 
-fn encode_row(out: &mut Vec<u8>, outputs: &[Output], key: &RowKey, row: &store::StoredRow) {
-    for o in outputs {
-        match *o {
-            Output::Key => put_bytes(out, Some(&key.1)),
-            Output::Column(i) => put_bytes(out, row.cells[i].as_deref()),
-            Output::Token => put_bytes(out, Some(&key.0.to_be_bytes())),
-            Output::WriteTime(i) => match row.cells[i] {
-                Some(_) => put_bytes(out, Some(&row.writetime.to_be_bytes())),
-                None => put_bytes(out, None),
-            },
-            Output::Ttl(i) => match (&row.cells[i], row.ttl) {
-                (Some(_), Some(ttl)) => put_bytes(out, Some(&ttl.to_be_bytes())),
-                _ => put_bytes(out, None),
-            },
+/// What one output row is made of: its partition's key values, the row
+/// (`None` for a DISTINCT row or a partition with only static cells) and the
+/// partition's static row.
+struct RowSource<'r> {
+    token: i64,
+    key: &'r [&'r [u8]],
+    row: Option<&'r StoredRow>,
+    statics: Option<&'r StoredRow>,
+}
+
+impl<'r> RowSource<'r> {
+    /// A column's value and the stored row holding its cell metadata.
+    fn value(&self, c: ColumnRef) -> (Option<&'r [u8]>, Option<&'r StoredRow>) {
+        match c {
+            ColumnRef::PartitionKey(i) => (Some(self.key[i]), None),
+            ColumnRef::Clustering(i) => (self.row.map(|r| r.clustering[i].as_slice()), None),
+            ColumnRef::Static(i) => (self.statics.and_then(|s| s.cells[i].as_deref()), self.statics),
+            ColumnRef::Regular(i) => (self.row.and_then(|r| r.cells[i].as_deref()), self.row),
         }
     }
+
+    fn encode(&self, out: &mut Vec<u8>, outputs: &[Output]) {
+        for o in outputs {
+            match *o {
+                Output::Column(c) => put_bytes(out, self.value(c).0),
+                Output::Token => put_bytes(out, Some(&self.token.to_be_bytes())),
+                Output::WriteTime(c) => match self.value(c) {
+                    (Some(_), Some(r)) => put_bytes(out, Some(&r.writetime.to_be_bytes())),
+                    _ => put_bytes(out, None),
+                },
+                Output::Ttl(c) => match self.value(c) {
+                    (Some(_), Some(StoredRow { ttl: Some(ttl), .. })) => put_bytes(out, Some(&ttl.to_be_bytes())),
+                    _ => put_bytes(out, None),
+                },
+                Output::OctetLength(c) => match self.value(c).0 {
+                    Some(v) => put_bytes(out, Some(&(v.len() as i32).to_be_bytes())),
+                    None => put_bytes(out, None),
+                },
+            }
+        }
+    }
+}
+
+/// Where a page stopped: the partition, and the last row served in it
+/// (`None` when the partition is done).
+type Position = (RowKey, Option<Vec<u8>>);
+
+/// One page of a scan over partitions in ring order.
+struct Page {
+    body: Vec<u8>,
+    rows: usize,
+    partitions: usize,
+    last: Option<Position>,
+}
+
+/// Serves up to `max` rows from partitions starting at `from` (inclusive)
+/// while `in_range` holds, resuming inside `resume`'s partition.
+fn scan_page(
+    p: &DataPlan,
+    from: Bound<RowKey>,
+    in_range: impl Fn(&RowKey) -> bool,
+    resume: Option<&Position>,
+    clustering_prefix: &[u8],
+    max: usize,
+) -> Page {
+    let t = &p.table.schema;
+    let mut page = Page { body: Vec::new(), rows: 0, partitions: 0, last: None };
+    // Borrowed while scanning; owned once, when the page is done.
+    let mut last: Option<(&RowKey, Option<&Vec<u8>>)> = None;
+    let map = p.table.read();
+    'partitions: for (pos, part) in map.range((from, Bound::Unbounded)) {
+        if page.rows == max || !in_range(pos) {
+            break;
+        }
+        let after = match resume {
+            Some((rpos, row)) if rpos == pos => match row {
+                None => continue,
+                Some(row) => Some(row.as_slice()),
+            },
+            _ => None,
+        };
+        page.partitions += 1;
+        let key = schema::split_key(&pos.1, t.partition_key.len()).expect("stored keys were checked on insert");
+        let mut src = RowSource { token: pos.0, key: &key, row: None, statics: part.statics.as_ref() };
+        // DISTINCT, or a partition with only static cells: one row, with
+        // null clustering and regular columns.
+        if p.distinct || (part.rows.is_empty() && clustering_prefix.is_empty() && after.is_none()) {
+            if p.distinct || part.statics.is_some() {
+                src.encode(&mut page.body, &p.outputs);
+                page.rows += 1;
+                last = Some((pos, None));
+            }
+            continue;
+        }
+        // Rows matching the clustering prefix are contiguous in clustering order.
+        let first = part.rows_after(after).max(part.rows.partition_point(|(o, _)| o.as_slice() < clustering_prefix));
+        for (order, row) in &part.rows[first..] {
+            if !order.starts_with(clustering_prefix) {
+                break;
+            }
+            if page.rows == max {
+                break 'partitions;
+            }
+            src.row = Some(row);
+            src.encode(&mut page.body, &p.outputs);
+            page.rows += 1;
+            last = Some((pos, Some(order)));
+        }
+    }
+    page.last = last.map(|(pos, row)| (pos.clone(), row.cloned()));
+    page
 }
 
 fn run_data(stream: i16, p: &DataPlan, params: &QueryParams) -> Result<(Vec<u8>, PageInfo), CqlError> {
-    let mut body = Vec::new();
-    match &p.restriction {
-        Restriction::Key(term) => {
-            let key: Vec<u8> = match term {
-                Term::Str(s) => s.as_bytes().to_vec(),
-                Term::Blob(b) => b.clone(),
-                Term::Bind(i) => bound_bytes(params, *i, &p.table.schema.partition_key.0)?.to_vec(),
-                other => return Err(invalid(format!("invalid key {other:?}"))),
-            };
-            if key.is_empty() {
-                return Err(invalid("Key may not be empty"));
+    let t = &p.table.schema;
+    let mut clustering_values = Vec::with_capacity(p.clustering.len());
+    for (term, (name, typ, _)) in p.clustering.iter().zip(&t.clustering) {
+        let v = key_value(term, params, name)?;
+        typ.validate_key(v).map_err(|e| invalid(format!("Invalid value for {name}: {e}")))?;
+        clustering_values.push(v);
+    }
+    let clustering_prefix = t.clustering_order_key(&clustering_values);
+    let (resume, remaining) = match &params.paging_state {
+        Some(ps) => match decode_paging_state(ps)? {
+            Resume::Key { pos, row, remaining } => (Some((pos, row)), remaining),
+            Resume::Offset { .. } => return Err(bad_paging_state()),
+        },
+        None => (None, limit_value(p.limit.as_ref(), params)?),
+    };
+    let page_size = page_size(params);
+    let max = page_size.min(remaining.unwrap_or(usize::MAX));
+    // The resume partition is scanned again: `scan_page` continues inside it.
+    let resume_from = |first: Bound<RowKey>| resume.as_ref().map_or(first, |(pos, _)| Bound::Included(pos.clone()));
+    let (page, kind, range) = match &p.restriction {
+        Restriction::Key(terms) => {
+            let mut parts = Vec::with_capacity(terms.len());
+            for (term, (name, _)) in terms.iter().zip(&t.partition_key) {
+                parts.push(key_value(term, params, name)?);
             }
-            let (pk, pk_type) = &p.table.schema.partition_key;
-            pk_type.validate(&key).map_err(|e| invalid(format!("Invalid value for {pk}: {e}")))?;
-            let token = murmur3::token(&key);
-            let pos = (token, key);
-            let map = p.table.read();
-            let found = map.get(&pos);
-            if let Some(row) = found {
-                encode_row(&mut body, &p.outputs, &pos, row);
-            }
-            drop(map);
-            let n = found_count(&body);
-            let frame = rows_frame(stream, &p.result, None, params.skip_metadata, n, &body);
-            Ok((frame, PageInfo { covered: Some((token, token)), rows: n, lookup_missed: n == 0 }))
+            let key = schema::compose_key(&parts);
+            // "Key may not be empty", or "partition key b: <why>".
+            t.key_parts(&key)
+                .map_err(|e| invalid(if key.is_empty() { e } else { format!("Invalid value for {e}") }))?;
+            let pos = (murmur3::token(&key), key);
+            let page = scan_page(
+                p,
+                resume_from(Bound::Included(pos.clone())),
+                |k| *k == pos,
+                resume.as_ref(),
+                &clustering_prefix,
+                max,
+            );
+            (page, ReadKind::Lookup, TokenRange::from_bounds(Some((pos.0, true)), Some((pos.0, true))))
         }
         Restriction::Range { start, end } => {
-            let start = match start {
-                Some((t, inc)) => Some((term_bigint(t, params)?, *inc)),
-                None => None,
+            let bound = |b: &Option<(Term, bool)>| match b {
+                Some((t, inc)) => term_bigint(t, params).map(|v| Some((v, *inc))),
+                None => Ok(None),
             };
-            let end = match end {
-                Some((t, inc)) => Some((term_bigint(t, params)?, *inc)),
-                None => None,
+            let range = TokenRange::from_bounds(bound(start)?, bound(end)?);
+            let from = match range.lower {
+                _ if range.empty => None,
+                None => Some(Bound::Unbounded),
+                Some((t, inc)) => store::lower_from_token(t, inc),
             };
-            let range = TokenRange::from_bounds(start, end);
-            let (resume, remaining) = match &params.paging_state {
-                Some(ps) => match decode_paging_state(ps)? {
-                    Resume::Key { pos, remaining } => (Some(pos), remaining),
-                    Resume::Offset { .. } => return Err(bad_paging_state()),
-                },
-                None => (None, limit_value(p.limit.as_ref(), params)?),
-            };
-            let page_size = page_size(params);
-            let max = page_size.min(remaining.unwrap_or(usize::MAX));
-            let from: Option<Bound<RowKey>> = if range.empty {
-                None
-            } else {
-                match &resume {
-                    Some(pos) => Some(Bound::Excluded(pos.clone())),
-                    None => match range.lower {
-                        None => Some(Bound::Unbounded),
-                        Some((t, inc)) => store::lower_from_token(t, inc),
-                    },
+            let page = match from {
+                Some(from) => {
+                    scan_page(p, resume_from(from), |k| range.contains(k.0), resume.as_ref(), &clustering_prefix, max)
                 }
+                None => Page { body: Vec::new(), rows: 0, partitions: 0, last: None },
             };
-            let mut n = 0usize;
-            let mut last: Option<RowKey> = None;
-            if let Some(from) = from {
-                let map = p.table.read();
-                for (k, row) in map.range((from, Bound::Unbounded)) {
-                    if n == max || !range.contains(k.0) {
-                        break;
-                    }
-                    encode_row(&mut body, &p.outputs, k, row);
-                    n += 1;
-                    last = Some(k.clone());
-                }
-            }
-            let remaining = remaining.map(|r| r - n);
-            // Like Cassandra: a full page means "maybe more", even at the end.
-            let more = page_size != usize::MAX && n == page_size && remaining != Some(0);
-            let ps = match (&last, more) {
-                (Some(pos), true) => Some(encode_key_state(pos, remaining)),
-                _ => None,
-            };
-            let lo = resume.as_ref().map_or(range.first_token(), |r| r.0);
-            let hi = match (&last, more) {
-                (Some(pos), true) => pos.0,
-                _ => range.last_token(),
-            };
-            let covered = (!range.empty && lo <= hi).then_some((lo, hi));
-            let frame = rows_frame(stream, &p.result, ps.as_deref(), params.skip_metadata, n, &body);
-            Ok((frame, PageInfo { covered, rows: n, lookup_missed: false }))
+            let kind = if p.distinct { ReadKind::DistinctRange } else { ReadKind::Range };
+            (page, kind, range)
         }
-    }
-}
-
-/// A lookup encodes at most one row: non-empty body means one row.
-fn found_count(body: &[u8]) -> usize {
-    usize::from(!body.is_empty())
+    };
+    let n = page.rows;
+    let remaining = remaining.map(|r| r - n);
+    // Like Cassandra: a full page means "maybe more", even at the end.
+    let more = page_size != usize::MAX && n == page_size && remaining != Some(0);
+    let ps = match (&page.last, more) {
+        (Some((pos, row)), true) => Some(encode_key_state(pos, row.as_deref(), remaining)),
+        _ => None,
+    };
+    let lo = resume.as_ref().map_or(range.first_token(), |r| r.0 .0);
+    let hi = match (&page.last, more) {
+        (Some((pos, _)), true) => pos.0,
+        _ => range.last_token(),
+    };
+    let covered = (!range.empty && lo <= hi).then_some((lo, hi));
+    let frame = rows_frame(stream, &p.result, ps.as_deref(), params.skip_metadata, n, &page.body);
+    let info = PageInfo {
+        covered,
+        kind,
+        rows: n,
+        partitions: page.partitions,
+        bytes: page.body.len(),
+        lookup_missed: kind == ReadKind::Lookup && n == 0,
+    };
+    Ok((frame, info))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::Row;
+    use crate::schema::{compose_key, Row, Value};
 
     const MIN: i64 = i64::MIN;
 
@@ -952,13 +1204,16 @@ mod tests {
 
     #[test]
     fn paging_state_round_trip_and_rejection() {
-        let ps = encode_key_state(&(42, b"k".to_vec()), Some(3));
-        match decode_paging_state(&ps).unwrap() {
-            Resume::Key { pos, remaining } => {
-                assert_eq!(pos, (42, b"k".to_vec()));
-                assert_eq!(remaining, Some(3));
+        for row in [None, Some(&b"ck"[..])] {
+            let ps = encode_key_state(&(42, b"k".to_vec()), row, Some(3));
+            match decode_paging_state(&ps).unwrap() {
+                Resume::Key { pos, row: got, remaining } => {
+                    assert_eq!(pos, (42, b"k".to_vec()));
+                    assert_eq!(got.as_deref(), row);
+                    assert_eq!(remaining, Some(3));
+                }
+                _ => panic!("wrong kind"),
             }
-            _ => panic!("wrong kind"),
         }
         let ps = encode_offset_state(7, None);
         assert!(matches!(decode_paging_state(&ps).unwrap(), Resume::Offset { offset: 7, remaining: None }));
@@ -967,21 +1222,51 @@ mod tests {
         }
     }
 
-    fn engine() -> Engine {
+    /// `ks.t`: 50 one-row partitions. `ks.c` ([`schema::clustered_test_table`],
+    /// c ASC, d DESC): partition `p{i}` has `i % 4`
+    /// rows (`c` 0.., `d` "d") and static `s` = `[i]`, so every fourth one
+    /// holds only static cells; `p3` has two more rows `(0, "a")`, `(0, "z")`.
+    /// 20 partitions, 37 rows as a SELECT returns them.
+    fn engine_playing(version: &str) -> Engine {
         let store = Store::new(
-            vec![Table::new("ks", "t", "k", ColumnType::Text)
-                .column("v", ColumnType::Blob)
-                .column("n", ColumnType::Bigint)],
+            vec![
+                Table::new("ks", "t", "k", ColumnType::Text)
+                    .column("v", ColumnType::Blob)
+                    .column("n", ColumnType::Bigint),
+                schema::clustered_test_table(),
+            ],
             1000,
         )
         .unwrap();
         for i in 0..50 {
             store.insert("ks.t", Row::new(format!("key{i}")).blob("v", vec![i as u8])).unwrap();
         }
+        for i in 0..20i32 {
+            let part = || Row::partition([Value::Text(format!("p{i}")), Value::Int(i)]);
+            store.insert("ks.c", part().blob("s", vec![i as u8]).ttl(60)).unwrap();
+            let mut rows: Vec<(i32, &str)> = (0..i % 4).map(|c| (c, "d")).collect();
+            if i == 3 {
+                rows.extend([(0, "a"), (0, "z")]);
+            }
+            for (c, d) in rows {
+                let row = part().clustering([Value::Int(c), Value::Text(d.into())]);
+                store.insert("ks.c", if c == 1 { row } else { row.blob("v", vec![0; c as usize + 1]) }).unwrap();
+            }
+        }
         Engine::new(
             store,
-            NodeInfo { cluster_name: "c".into(), host_id: [0; 16], schema_version: [0; 16], tokens: vec![0] },
+            NodeInfo {
+                cluster_name: "c".into(),
+                host_id: [0; 16],
+                schema_version: [0; 16],
+                tokens: vec![0],
+                release_version: version.into(),
+            },
         )
+    }
+
+    fn engine() -> Engine {
+        engine_playing(Version::DEFAULT)
     }
 
     fn err(e: &Engine, q: &str) -> CqlError {
@@ -991,31 +1276,40 @@ mod tests {
         }
     }
 
+    /// Each query is refused at planning with a message containing its needle.
+    fn assert_refused(e: &Engine, cases: &[(&str, &str)]) {
+        for (q, needle) in cases {
+            let got = err(e, q);
+            assert!(matches!(got.code, protocol::code::INVALID | protocol::code::SYNTAX_ERROR), "{q}: {got}");
+            assert!(got.message.contains(needle), "{q}: expected {needle:?} in {:?}", got.message);
+        }
+    }
+
     #[test]
     fn invalid_queries_are_refused_like_cassandra() {
         let e = engine();
-        for (q, needle) in [
-            ("SELECT k FROM t", "No keyspace"),
-            ("SELECT k FROM nope.t", "Keyspace nope does not exist"),
-            ("SELECT k FROM ks.nope", "unconfigured table nope"),
-            ("SELECT x FROM ks.t", "Undefined column name x"),
-            ("SELECT writetime(k) FROM ks.t", "PRIMARY KEY part k"),
-            ("SELECT k FROM ks.t WHERE v = 0x00", "ALLOW FILTERING"),
-            ("SELECT k FROM ks.t WHERE k > 'a'", "Only EQ and IN"),
-            ("SELECT k FROM ks.t WHERE token(k) > 1 AND token(k) > 2", "start bound"),
-            ("SELECT k FROM ks.t WHERE token(k) > 1 AND k = 'a'", "both a normal relation and a token"),
-            ("SELECT k FROM ks.t WHERE token(v) > 1", "partition key order"),
-            ("SELECT k FROM ks.t WHERE token(k) > 'a'", "bigint"),
-            ("SELECT k FROM ks.t WHERE k = 5", "of type text"),
-            ("SELECT k FROM ks.t LIMIT 0", "strictly positive"),
-            ("SELECT DISTINCT v FROM ks.t", "DISTINCT"),
-            ("SELECT x FROM system_schema.scylla_tables", "unconfigured table scylla_tables"),
-            ("SELECT nope FROM system.local", "Undefined column name nope"),
-            ("USE nope", "does not exist"),
-        ] {
-            let got = err(&e, q);
-            assert!(got.message.contains(needle), "{q}: expected {needle:?} in {:?}", got.message);
-        }
+        assert_refused(
+            &e,
+            &[
+                ("SELECT k FROM t", "No keyspace"),
+                ("SELECT k FROM nope.t", "Keyspace nope does not exist"),
+                ("SELECT k FROM ks.nope", "unconfigured table nope"),
+                ("SELECT x FROM ks.t", "Undefined column name x"),
+                ("SELECT writetime(k) FROM ks.t", "PRIMARY KEY part k"),
+                ("SELECT k FROM ks.t WHERE v = 0x00", "ALLOW FILTERING"),
+                ("SELECT k FROM ks.t WHERE k > 'a'", "Only EQ and IN"),
+                ("SELECT k FROM ks.t WHERE token(k) > 1 AND token(k) > 2", "start bound"),
+                ("SELECT k FROM ks.t WHERE token(k) > 1 AND k = 'a'", "both a normal relation and a token"),
+                ("SELECT k FROM ks.t WHERE token(v) > 1", "partition key order"),
+                ("SELECT k FROM ks.t WHERE token(k) > 'a'", "bigint"),
+                ("SELECT k FROM ks.t WHERE k = 5", "of type text"),
+                ("SELECT k FROM ks.t LIMIT 0", "strictly positive"),
+                ("SELECT DISTINCT v FROM ks.t", "DISTINCT"),
+                ("SELECT x FROM system_schema.scylla_tables", "unconfigured table scylla_tables"),
+                ("SELECT nope FROM system.local", "Undefined column name nope"),
+                ("USE nope", "does not exist"),
+            ],
+        );
     }
 
     fn exec(e: &Engine, q: &str, values: Vec<BoundValue>, page: Option<i32>, ps: Option<Vec<u8>>) -> Executed {
@@ -1089,5 +1383,263 @@ mod tests {
         let id = prepared_id(None, "SELECT k FROM ks.t WHERE k = ?");
         assert!(e.prepared(&id).is_ok());
         assert_eq!(e.prepared(b"nope").err().unwrap().code, protocol::code::UNPREPARED);
+    }
+
+    fn bytes(b: &[u8]) -> BoundValue {
+        BoundValue::Bytes(b.to_vec())
+    }
+
+    fn long(v: i64) -> BoundValue {
+        BoundValue::Bytes(v.to_be_bytes().to_vec())
+    }
+
+    type Cells = Vec<Option<Vec<u8>>>;
+
+    /// The rows of a Rows frame (metadata with simple types only).
+    fn rows_of(frame: &[u8]) -> Vec<Cells> {
+        let mut r = protocol::Reader::new(&frame[protocol::HEADER_LEN..]);
+        assert_eq!(r.int("kind").unwrap(), result_kind::ROWS);
+        let flags = r.int("flags").unwrap();
+        let cols = r.int("cols").unwrap();
+        if flags & 2 != 0 {
+            r.bytes("ps").unwrap();
+        }
+        if flags & 4 == 0 {
+            r.string("ks").unwrap();
+            r.string("table").unwrap();
+            for _ in 0..cols {
+                r.string("name").unwrap();
+                r.short("type").unwrap();
+            }
+        }
+        let n = r.int("rows").unwrap();
+        (0..n).map(|_| (0..cols).map(|_| r.bytes("cell").unwrap().map(<[u8]>::to_vec)).collect()).collect()
+    }
+
+    fn text(c: &Option<Vec<u8>>) -> &str {
+        std::str::from_utf8(c.as_deref().unwrap()).unwrap()
+    }
+
+    fn int(c: &Option<Vec<u8>>) -> i64 {
+        let b = c.as_deref().unwrap();
+        let mut v = if b[0] & 0x80 != 0 { -1i64 } else { 0 };
+        for x in b {
+            v = (v << 8) | *x as i64;
+        }
+        v
+    }
+
+    /// Runs `q` to the end with page size `page`: rows and pages.
+    fn all_pages(e: &Engine, q: &str, values: Vec<BoundValue>, page: i32) -> (Vec<Cells>, Vec<PageInfo>) {
+        let (mut rows, mut infos, mut ps) = (Vec::new(), Vec::new(), None);
+        loop {
+            let x = exec(e, q, values.clone(), Some(page), ps);
+            rows.extend(rows_of(&x.frame));
+            infos.push(x.page.unwrap());
+            ps = paging_state(&x.frame);
+            if ps.is_none() {
+                return (rows, infos);
+            }
+        }
+    }
+
+    const RANGE_C: &str = "SELECT a, b, token(a, b), c, d FROM c WHERE token(a, b) > ? AND token(a, b) <= ?";
+
+    #[test]
+    fn composite_keys_scan_in_token_then_clustering_order() {
+        let e = engine();
+        let x = exec(&e, RANGE_C, vec![long(MIN), long(MIN)], None, None);
+        let rows = rows_of(&x.frame);
+        assert_eq!(rows.len(), 37);
+        let info = x.page.unwrap();
+        assert_eq!((info.kind, info.rows, info.partitions), (ReadKind::Range, 37, 20));
+        for r in &rows {
+            // token(a, b) is Murmur3 of the composite serialization.
+            let key = compose_key(&[r[0].clone().unwrap(), r[1].clone().unwrap()]);
+            assert_eq!(int(&r[2]), murmur3::token(&key), "{}", text(&r[0]));
+        }
+        assert!(rows.windows(2).all(|w| int(&w[0][2]) <= int(&w[1][2])), "token order");
+        let p3: Vec<(i64, &str)> =
+            rows.iter().filter(|r| text(&r[0]) == "p3").map(|r| (int(&r[3]), text(&r[4]))).collect();
+        // c ascending, then d descending.
+        assert_eq!(p3, vec![(0, "z"), (0, "d"), (0, "a"), (1, "d"), (2, "d")]);
+        // A partition with only static cells is one row with null clustering columns.
+        let p4: Vec<&Cells> = rows.iter().filter(|r| text(&r[0]) == "p4").collect();
+        assert_eq!((p4.len(), &p4[0][3], &p4[0][4]), (1, &None, &None));
+    }
+
+    #[test]
+    fn lookups_take_key_columns_in_any_order_and_a_clustering_prefix() {
+        let e = engine();
+        let three = || bytes(&3i32.to_be_bytes());
+        let x = exec(&e, "SELECT c, d FROM c WHERE b = ? AND a = ?", vec![three(), bytes(b"p3")], None, None);
+        assert_eq!(rows_of(&x.frame).len(), 5);
+        let info = x.page.unwrap();
+        assert_eq!((info.kind, info.rows, info.partitions, info.lookup_missed), (ReadKind::Lookup, 5, 1, false));
+        let key = compose_key(&[&b"p3"[..], &3i32.to_be_bytes()]);
+        let t = murmur3::token(&key);
+        assert_eq!(info.covered, Some((t, t)));
+        let x = exec(&e, "SELECT d FROM c WHERE a = 'p3' AND b = 3 AND c = 0", vec![], None, None);
+        let d: Vec<String> = rows_of(&x.frame).iter().map(|r| text(&r[0]).to_string()).collect();
+        assert_eq!(d, ["z", "d", "a"]);
+        let x = exec(
+            &e,
+            "SELECT v FROM c WHERE a = 'p3' AND b = 3 AND c = ? AND d = ?",
+            vec![bytes(&0i32.to_be_bytes()), bytes(b"a")],
+            None,
+            None,
+        );
+        assert_eq!(rows_of(&x.frame), vec![vec![Some(vec![0])]]);
+        let x = exec(&e, "SELECT c, s FROM c WHERE a = 'p4' AND b = 4", vec![], None, None);
+        assert_eq!(rows_of(&x.frame), vec![vec![None, Some(vec![4])]]);
+        let x = exec(&e, "SELECT c FROM c WHERE a = 'p4' AND b = 5", vec![], None, None);
+        assert!(x.page.unwrap().lookup_missed);
+    }
+
+    #[test]
+    fn distinct_reads_partitions_not_rows() {
+        let e = engine();
+        let q = "SELECT DISTINCT a, b, token(a, b), s FROM c WHERE token(a, b) > ? AND token(a, b) <= ?";
+        let (rows, pages) = all_pages(&e, q, vec![long(MIN), long(MIN)], 3);
+        assert_eq!(rows.len(), 20);
+        let mut names: Vec<&str> = rows.iter().map(|r| text(&r[0])).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), 20, "each partition once");
+        assert!(rows.iter().all(|r| r[3] == Some(vec![int(&r[1]) as u8])), "static cells come along");
+        assert!(pages.iter().all(|p| p.kind == ReadKind::DistinctRange && p.rows == p.partitions));
+        assert_eq!(pages.iter().map(|p| p.partitions).sum::<usize>(), 20);
+        // The same scan without DISTINCT returns every row of the same partitions.
+        let (rows, pages) = all_pages(&e, RANGE_C, vec![long(MIN), long(MIN)], 3);
+        assert_eq!(rows.len(), 37);
+        assert!(pages.iter().map(|p| p.partitions).sum::<usize>() >= 20);
+        // DISTINCT on a single partition need not select every key column.
+        let x = exec(&e, "SELECT DISTINCT s FROM c WHERE a = 'p3' AND b = 3", vec![], None, None);
+        assert_eq!(rows_of(&x.frame), vec![vec![Some(vec![3])]]);
+    }
+
+    #[test]
+    fn paging_inside_and_across_partitions_loses_and_repeats_nothing() {
+        let e = engine();
+        let whole = rows_of(&exec(&e, RANGE_C, vec![long(MIN), long(MIN)], None, None).frame);
+        for page in 1..=8 {
+            let (rows, pages) = all_pages(&e, RANGE_C, vec![long(MIN), long(MIN)], page);
+            assert_eq!(rows, whole, "page size {page}");
+            // Full pages, then a last page that is short (or empty when 37 divides).
+            let expect = 37 / page as usize + 1;
+            assert_eq!(pages.len(), expect, "page size {page}");
+        }
+        let q = "SELECT c, d FROM c WHERE a = ? AND b = ?";
+        let (rows, pages) = all_pages(&e, q, vec![bytes(b"p3"), bytes(&3i32.to_be_bytes())], 2);
+        assert_eq!(rows.len(), 5);
+        assert_eq!(pages.len(), 3);
+        // LIMIT counts rows across pages and partitions.
+        let (rows, _) = all_pages(&e, &format!("{RANGE_C} LIMIT 9"), vec![long(MIN), long(MIN)], 4);
+        assert_eq!(rows, whole[..9]);
+    }
+
+    #[test]
+    fn prepared_lookups_name_partition_key_markers_in_key_order() {
+        let e = engine();
+        let plan = |q: &str| match e.plan(q, Some("ks")).unwrap() {
+            Plan::Data(p) => p,
+            _ => panic!("not a data plan"),
+        };
+        let p = plan("SELECT v FROM c WHERE b = ? AND a = ?");
+        assert_eq!(p.pk_indexes, vec![1, 0]);
+        let names: Vec<&str> = p.bind.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["b", "a"]);
+        assert_eq!(p.bind.columns[0].typ, CqlType::Int);
+        assert_eq!(plan("SELECT v FROM c WHERE a = ? AND b = ? AND c = ?").pk_indexes, vec![0, 1]);
+        assert!(plan("SELECT v FROM c WHERE a = ? AND b = 3").pk_indexes.is_empty());
+        assert!(plan(RANGE_C).pk_indexes.is_empty());
+        assert_eq!(plan("SELECT k FROM t WHERE k = ?").pk_indexes, vec![0]);
+    }
+
+    #[test]
+    fn composite_and_clustered_queries_are_refused_like_cassandra() {
+        let e = engine();
+        assert_refused(
+            &e,
+            &[
+                ("SELECT a FROM ks.c WHERE a = 'x'", "use ALLOW FILTERING"),
+                ("SELECT a FROM ks.c WHERE b = ?", "use ALLOW FILTERING"),
+                ("SELECT a FROM ks.c WHERE a = 'x' ALLOW FILTERING", "not supported by the test node"),
+                ("SELECT a FROM ks.c WHERE token(b, a) > 0", "partition key order: a, b"),
+                ("SELECT a FROM ks.c WHERE token(a) > 0", "partition key order: a, b"),
+                ("SELECT token(a) FROM ks.c", "partition key order: a, b"),
+                (
+                    "SELECT a FROM ks.c WHERE a = 'x' AND b = 1 AND d = 'y'",
+                    "PRIMARY KEY column \"d\" cannot be restricted as preceding column \"c\" is not restricted",
+                ),
+                ("SELECT a FROM ks.c WHERE token(a, b) > 0 AND c = 1", "use ALLOW FILTERING"),
+                (
+                    "SELECT a FROM ks.c WHERE a = 'x' AND b = 1 AND a = 'y'",
+                    "a cannot be restricted by more than one relation",
+                ),
+                ("SELECT a FROM ks.c WHERE a = 'x' AND b = 'y'", "of type int"),
+                ("SELECT a FROM ks.c WHERE a = 'x' AND b = 3000000000", "out of range for int"),
+                (
+                    "SELECT a FROM ks.c WHERE a = 'x' AND b = 1 AND token(a, b) > 0",
+                    "both a normal relation and a token relation",
+                ),
+                ("SELECT a FROM ks.c WHERE a = 'x' AND b = 1 AND c > 1", "slices on clustering column c"),
+                ("SELECT a FROM ks.c WHERE a IN ('x') AND b = 1", "IN on primary key column a"),
+                ("SELECT a FROM ks.c WHERE s = 0x00", "use ALLOW FILTERING"),
+                ("SELECT DISTINCT a, b, c FROM ks.c", "partition key columns and/or static columns (not c)"),
+                ("SELECT DISTINCT a, b, writetime(v) FROM ks.c", "(not v)"),
+                ("SELECT DISTINCT * FROM ks.c", "(not c)"),
+                ("SELECT DISTINCT a FROM ks.c", "must request all the partition key columns (missing b)"),
+                (
+                    "SELECT DISTINCT a, b FROM ks.c WHERE a = 'x' AND b = 1 AND c = 1",
+                    "SELECT DISTINCT with WHERE clause",
+                ),
+                ("SELECT writetime(c) FROM ks.c", "Cannot use selection function writeTime on PRIMARY KEY part c"),
+                ("SELECT ttl(a) FROM ks.c", "Cannot use selection function ttl on PRIMARY KEY part a"),
+                ("SELECT octet_length(v) FROM ks.c", "Unknown function 'octet_length'"),
+                ("SELECT octet_length(nope) FROM ks.c", "Undefined column name nope"),
+            ],
+        );
+        // token(a, b) requests every key column: a valid DISTINCT.
+        assert!(e.plan("SELECT DISTINCT s, token(a, b) FROM ks.c WHERE token(a, b) > 0", None).is_ok());
+    }
+
+    #[test]
+    fn bad_key_values_are_refused_at_execution() {
+        let e = engine();
+        let plan = e.plan("SELECT v FROM ks.c WHERE a = ? AND b = ?", None).unwrap();
+        let conn = ConnCtx { keyspace: None, local: "127.0.0.1:9042".parse().unwrap() };
+        for (values, needle) in [
+            (vec![bytes(b"x"), bytes(&[0, 1])], "partition key b: Expected 4 or 0 byte int (2)"),
+            (vec![bytes(b"x"), bytes(&[])], "empty int value"),
+            (vec![bytes(&[0xff]), bytes(&[0, 0, 0, 1])], "String didn't validate"),
+            (vec![BoundValue::Null, bytes(&[0, 0, 0, 1])], "Invalid null value for a"),
+        ] {
+            let params = QueryParams { values, ..QueryParams::default() };
+            let got = e.execute(0, &plan, &params, &conn).err().expect("refused");
+            assert!(got.message.contains(needle), "expected {needle:?} in {:?}", got.message);
+        }
+    }
+
+    #[test]
+    fn octet_length_exists_from_cassandra_5() {
+        let q = "SELECT c, octet_length(v), octet_length(a), octet_length(s), writetime(s), ttl(s) FROM ks.c WHERE a = 'p3' AND b = 3 AND c = 0";
+        let old = engine_playing("4.0.7");
+        assert_eq!(err(&old, q).message, "Unknown function 'octet_length'");
+        let new = engine_playing("5.0.2");
+        let rows = rows_of(&exec(&new, q, vec![], None, None).frame);
+        assert_eq!(rows.len(), 3);
+        for r in &rows {
+            // v is one byte at c = 0; a is "p3"; s is one byte.
+            assert_eq!((int(&r[1]), int(&r[2]), int(&r[3])), (1, 2, 1));
+            assert_eq!((int(&r[4]), int(&r[5])), (1000, 60));
+        }
+        let nulls = rows_of(
+            &exec(&new, "SELECT octet_length(v) FROM c WHERE a = 'p3' AND b = 3 AND c = 1", vec![], None, None).frame,
+        );
+        assert_eq!(nulls, vec![vec![None]], "null for a null value");
+        let e = err(&new, "SELECT octet_length(v, a) FROM ks.c");
+        assert!(e.message.contains("1 required but 2 provided"), "{}", e.message);
+        assert_eq!(err(&new, "SELECT length2(v) FROM ks.c").message, "Unknown function 'length2'");
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! Role: let a test make the node misbehave (delays, READ_TIMEOUT, UNAVAILABLE,
 //! other errors, dropped connections) and observe what the client did (request
-//! counts, page-request timestamps for rate checks).
+//! counts, page-request timestamps for rate checks) and what the node read for
+//! it: rows returned, partitions read and bytes sent per [`ReadKind`], which is
+//! how a test proves a DISTINCT listing read partitions, not rows.
 //!
 //! Invariants:
 //! - Faults and delays apply only to *page requests*: QUERY or EXECUTE of a
@@ -18,6 +20,8 @@
 //!   else to the range end; a key lookup covers its key's token. So a scan gets
 //!   pages until it reaches the bad tokens, like a bad replica region would.
 //! - Every handle method is thread-safe and takes effect for the next request.
+//! - Read statistics count pages that were answered; a page that got a fault
+//!   counts in `page_requests` and `faults_injected` only.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -209,6 +213,30 @@ impl FaultHandle {
     }
 }
 
+/// The kinds of reads a page request can be, for [`Stats::reads`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ReadKind {
+    /// A token-range (or unrestricted) scan returning every row.
+    Range,
+    /// `SELECT DISTINCT` over a token range: one row per partition.
+    DistinctRange,
+    /// A single-partition lookup (`WHERE` every partition-key column `=`).
+    Lookup,
+}
+
+/// What page requests of one [`ReadKind`] read, summed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadStats {
+    /// Page requests answered with rows (faulted ones are not counted).
+    pub requests: u64,
+    /// Rows returned.
+    pub rows: u64,
+    /// Partitions read; a partition split across pages counts on each page.
+    pub partitions: u64,
+    /// Bytes of the encoded rows returned (what crossed the wire as values).
+    pub bytes: u64,
+}
+
 /// A snapshot of what the node has served.
 #[derive(Debug, Clone, Default)]
 pub struct Stats {
@@ -222,6 +250,10 @@ pub struct Stats {
     pub page_request_times: Vec<Instant>,
     /// Rows returned by page requests.
     pub rows_served: u64,
+    /// Partitions read by page requests (see [`ReadStats::partitions`]).
+    pub partitions_served: u64,
+    /// Rows, partitions and bytes per kind of read.
+    pub reads: BTreeMap<ReadKind, ReadStats>,
     /// Faults injected (errors sent and connections dropped by faults).
     pub faults_injected: u64,
     /// Successful single-key lookups that found nothing.
@@ -235,12 +267,21 @@ pub struct Stats {
     /// Connections closed by the node because of a fault.
     pub connections_dropped: u64,
     pub auth_failures: u64,
+    /// TLS handshakes completed and failed (a client that does not trust the
+    /// node's CA fails here).
+    pub tls_handshakes: u64,
+    pub tls_handshake_failures: u64,
 }
 
 impl Stats {
     /// Requests of one opcode, e.g. `stats.kind("EXECUTE")`.
     pub fn kind(&self, kind: &str) -> u64 {
         self.by_kind.get(kind).copied().unwrap_or(0)
+    }
+
+    /// What reads of one kind served, e.g. `stats.reads(ReadKind::DistinctRange).partitions`.
+    pub fn reads(&self, kind: ReadKind) -> ReadStats {
+        self.reads.get(&kind).copied().unwrap_or_default()
     }
 
     /// Page requests per second between the first and last recorded page
@@ -281,6 +322,20 @@ impl StatsCell {
             if s.page_request_times.len() < MAX_TIMES {
                 s.page_request_times.push(at);
             }
+        });
+    }
+
+    /// Records a page served without a fault.
+    pub(crate) fn served(&self, kind: ReadKind, rows: usize, partitions: usize, bytes: usize, lookup_missed: bool) {
+        self.update(|s| {
+            s.rows_served += rows as u64;
+            s.partitions_served += partitions as u64;
+            s.lookups_missed += lookup_missed as u64;
+            let r = s.reads.entry(kind).or_default();
+            r.requests += 1;
+            r.rows += rows as u64;
+            r.partitions += partitions as u64;
+            r.bytes += bytes as u64;
         });
     }
 
@@ -361,6 +416,18 @@ mod tests {
         assert_eq!(e.code, code::READ_TIMEOUT);
         assert_eq!(e.extra, ErrorExtra::ReadTimeout { consistency: 4, received: 0, block_for: 1, data_present: false });
         assert!(Fault::DropConnection.to_error(1).is_none());
+    }
+
+    #[test]
+    fn reads_are_summed_per_kind() {
+        let c = StatsCell::default();
+        c.served(ReadKind::DistinctRange, 10, 10, 100, false);
+        c.served(ReadKind::DistinctRange, 5, 5, 50, false);
+        c.served(ReadKind::Lookup, 0, 0, 0, true);
+        let s = c.snapshot();
+        assert_eq!(s.reads(ReadKind::DistinctRange), ReadStats { requests: 2, rows: 15, partitions: 15, bytes: 150 });
+        assert_eq!(s.reads(ReadKind::Range), ReadStats::default());
+        assert_eq!((s.rows_served, s.partitions_served, s.lookups_missed), (15, 15, 1));
     }
 
     #[test]

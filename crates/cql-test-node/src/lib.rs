@@ -3,40 +3,70 @@
 //! and must never be pointed at by production code.
 //!
 //! What it does: answers the driver's handshake (OPTIONS, STARTUP, optional
-//! PasswordAuthenticator SASL PLAIN, REGISTER), serves the system tables the
-//! driver reads (`system.local`, `system.peers`, `system_schema.*`), and runs a
-//! small SELECT subset over in-memory tables: token-range scans and
-//! single-partition lookups with paging, via QUERY or PREPARE/EXECUTE. Tests can
-//! inject faults and read request statistics at runtime.
+//! PasswordAuthenticator SASL PLAIN, REGISTER), optionally over TLS, serves
+//! the system tables the driver reads (`system.local`, `system.peers`,
+//! `system_schema.*`), and runs a small SELECT subset over in-memory tables:
+//! token-range scans (`token(a, b) > ? AND token(a, b) <= ?`), `SELECT
+//! DISTINCT` over partitions, and single-partition lookups (`a = ? AND b =
+//! ?`, optionally with a clustering prefix), with paging across and inside
+//! partitions, via QUERY or PREPARE/EXECUTE. Tables have composite partition
+//! keys, clustering columns (ASC or DESC) and static columns of ten types;
+//! selectors are columns, `token(..)`, `writetime(..)`, `ttl(..)`, and
+//! `octet_length(..)` when the node plays Cassandra 5.0 or later
+//! ([`TestNodeBuilder::release_version`]). Tests can inject faults and read
+//! request statistics, including rows and partitions read per kind of read
+//! ([`Stats::reads`]), at runtime.
 //!
 //! Module map:
 //! - [`protocol`]: frames, request decoding, response encoding (wire format).
 //! - [`cql`]: the hand-written parser of the supported CQL subset.
-//! - [`schema`]: fixture table model and the system tables.
-//! - [`store`]: rows in ring order, insert/delete while serving.
+//! - [`schema`]: fixture table model, key serialization, the system tables.
+//! - [`store`]: partitions in ring order, rows in clustering order,
+//!   insert/delete while serving.
 //! - [`exec`]: planning/validation (Cassandra's rules), paging, prepared ids.
 //! - [`murmur3`]: Cassandra's Murmur3Partitioner token.
 //! - [`faults`]: fault injection and stats.
-//! - `server`: accept loop and per-connection protocol state.
+//! - [`tls`]: run-time test certificates and rustls configs.
+//! - `server`: accept loop, TLS handshake, per-connection protocol state.
 //! - [`fixtures`]: deterministic row generation and CSV loading.
 //!
-//! Invariants kept across modules: rows are served in token order (ties by key
-//! bytes); token-range semantics follow Cassandra exactly (see [`exec`]); faults
-//! only touch page requests on fixture tables, never the driver's metadata
-//! traffic.
+//! Invariants kept across modules: partitions are served in token order (ties
+//! by key bytes) and rows of a partition in clustering order; a partition key
+//! is identified everywhere by its serialized form ([`compose_key`] for
+//! composite keys), whose Murmur3 hash is its token; token-range semantics
+//! follow Cassandra exactly (see [`exec`]); faults only touch page requests on
+//! fixture tables, never the driver's metadata traffic.
 //!
 //! ```no_run
 //! # async fn demo() -> cql_test_node::Result<()> {
-//! use cql_test_node::{ColumnType, Fault, Row, Table, TestNode};
-//! let table = Table::new("ks", "t", "k", ColumnType::Text).column("v", ColumnType::Blob);
+//! use cql_test_node::{ColumnType, Fault, ReadKind, Row, Table, TestNode, TlsCerts, Value};
+//! // CREATE TABLE ks.t (k text PRIMARY KEY, v blob)
+//! let simple = Table::new("ks", "t", "k", ColumnType::Text).column("v", ColumnType::Blob);
+//! // CREATE TABLE ks.parts (bucket text, id bigint, part int, meta blob static, data blob,
+//! //                        PRIMARY KEY ((bucket, id), part))
+//! let parts = Table::new("ks", "parts", "bucket", ColumnType::Text)
+//!     .partition_key_column("id", ColumnType::Bigint)
+//!     .clustering_column("part", ColumnType::Int)
+//!     .static_column("meta", ColumnType::Blob)
+//!     .column("data", ColumnType::Blob);
+//! let certs = TlsCerts::generate()?;
 //! let node = TestNode::builder()
-//!     .table(table)
+//!     .table(simple)
 //!     .rows((0..10).map(|i| Row::new(format!("k{i}")).blob("v", vec![i as u8])))
+//!     .table(parts)
+//!     .rows((0..3).map(|p| {
+//!         Row::partition([Value::Text("photos".into()), Value::Bigint(42)])
+//!             .clustering([Value::Int(p)])
+//!             .blob("data", vec![0; 100])
+//!     }))
+//!     .release_version("5.0.2") // serves octet_length(data)
+//!     .tls(&certs) // clients trust certs.ca_pem, e.g. via certs.client_config()
 //!     .build()
 //!     .start("127.0.0.1:0")
 //!     .await?;
 //! node.faults().fail_next(1, Fault::ReadTimeout);
-//! println!("{} pages served", node.stats().page_requests);
+//! let stats = node.stats();
+//! println!("{} pages, {} partitions by DISTINCT", stats.page_requests, stats.reads(ReadKind::DistinctRange).partitions);
 //! node.shutdown().await;
 //! # Ok(()) }
 //! ```
@@ -51,6 +81,7 @@ pub mod protocol;
 pub mod schema;
 mod server;
 pub mod store;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -59,9 +90,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use error::{Error, Result};
-pub use faults::{Fault, FaultHandle, Stats};
-pub use schema::{ColumnType, Row, Table, Value};
-pub use store::StoredRow;
+pub use faults::{Fault, FaultHandle, ReadKind, ReadStats, Stats};
+pub use schema::{compose_key, split_key, ColumnRef, ColumnType, Order, Row, Table, Value, Version};
+pub use store::{Partition, StoredRow};
+pub use tls::TlsCerts;
 
 use crate::exec::Engine;
 use crate::faults::StatsCell;
@@ -72,7 +104,8 @@ use crate::store::Store;
 /// Default writetime of fixture cells: 2023-11-14T22:13:20Z in microseconds.
 pub const DEFAULT_WRITETIME: i64 = 1_700_000_000_000_000;
 
-/// The token of a serialized partition key (Murmur3Partitioner).
+/// The token of a serialized partition key (Murmur3Partitioner); for a
+/// composite key, serialize it with [`compose_key`] first.
 pub fn token(key: &[u8]) -> i64 {
     murmur3::token(key)
 }
@@ -105,6 +138,8 @@ pub struct TestNodeBuilder {
     seed: u64,
     default_writetime: i64,
     cluster_name: String,
+    release_version: String,
+    tls: Option<TlsCerts>,
 }
 
 impl TestNodeBuilder {
@@ -137,6 +172,13 @@ impl TestNodeBuilder {
         self
     }
 
+    /// Serves TLS only, presenting `certs`' server certificate; clients trust
+    /// `certs.ca_pem` (or use [`TlsCerts::client_config`]).
+    pub fn tls(mut self, certs: &TlsCerts) -> Self {
+        self.tls = Some(certs.clone());
+        self
+    }
+
     /// Number of ring tokens (vnodes) the node owns; default 16 like Cassandra 4.
     pub fn num_tokens(mut self, n: usize) -> Self {
         self.num_tokens = n.max(1);
@@ -166,6 +208,16 @@ impl TestNodeBuilder {
         self
     }
 
+    /// The Cassandra version the node reports (`system.local.release_version`)
+    /// and behaves like where versions differ: `"4.0.7"` answers
+    /// `octet_length(col)` with "Unknown function 'octet_length'", `"5.0.2"`
+    /// serves it. Default [`Version::DEFAULT`] (4.1.0). An unparsable version
+    /// fails `start`.
+    pub fn release_version(mut self, version: &str) -> Self {
+        self.release_version = version.to_string();
+        self
+    }
+
     pub fn build(self) -> TestNode {
         TestNode { b: self }
     }
@@ -182,11 +234,19 @@ impl TestNode {
             seed: 1,
             default_writetime: DEFAULT_WRITETIME,
             cluster_name: "cql-test-node".to_string(),
+            release_version: Version::DEFAULT.to_string(),
+            tls: None,
         }
     }
 
     fn into_shared(self) -> Result<Arc<Shared>> {
         let b = self.b;
+        if Version::parse(&b.release_version).is_none() {
+            return Err(Error::Config(format!(
+                "release version {:?}: expected major.minor[.patch], e.g. 4.0.7",
+                b.release_version
+            )));
+        }
         let store = Store::new(b.tables, b.default_writetime)?;
         for (table, rows) in b.rows {
             store.insert_many(&table, rows)?;
@@ -209,12 +269,17 @@ impl TestNode {
             host_id: schema::name_uuid(&format!("host-{}", b.seed)),
             schema_version: schema::name_uuid("schema-1"),
             tokens,
+            release_version: b.release_version,
         };
         Ok(Arc::new(Shared {
             engine: Engine::new(store, info),
             faults: FaultHandle::default(),
             stats: StatsCell::default(),
             credentials: b.credentials.map(|c| (c.username, c.password)),
+            tls: match &b.tls {
+                Some(certs) => Some(tokio_rustls::TlsAcceptor::from(certs.server_config()?)),
+                None => None,
+            },
         }))
     }
 
@@ -285,7 +350,8 @@ impl NodeHandle {
         self.shared.stats.reset()
     }
 
-    /// Inserts or replaces a partition of `keyspace.table`; true if replaced.
+    /// Inserts or replaces a row of `keyspace.table`; true if it replaced a
+    /// row with the same primary key.
     pub fn insert(&self, table: &str, row: Row) -> Result<bool> {
         self.shared.engine.store.insert(table, row)
     }
@@ -299,12 +365,24 @@ impl NodeHandle {
         self.shared.engine.store.delete(table, key)
     }
 
+    /// A partition's first row (its only row without clustering columns).
     pub fn get(&self, table: &str, key: &[u8]) -> Result<Option<StoredRow>> {
         self.shared.engine.store.get(table, key)
     }
 
+    /// A whole partition: static row and rows in clustering order.
+    pub fn get_partition(&self, table: &str, key: &[u8]) -> Result<Option<Partition>> {
+        self.shared.engine.store.get_partition(table, key)
+    }
+
+    /// Number of partitions.
     pub fn len(&self, table: &str) -> Result<usize> {
         self.shared.engine.store.len(table)
+    }
+
+    /// Number of rows (what a full scan without DISTINCT returns).
+    pub fn row_count(&self, table: &str) -> Result<usize> {
+        self.shared.engine.store.row_count(table)
     }
 
     /// Keys of a table in ring (token) order.

@@ -3,11 +3,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Parser;
-use cql_test_node::{fixtures, ColumnType, Credentials, Table, TestNode};
+use cql_test_node::{fixtures, ColumnType, Credentials, Table, TestNode, TlsCerts};
 
-/// TEST NODE ONLY: serve a fixture table over CQL native protocol v4.
+/// TEST NODE ONLY, not Cassandra: serve a fixture table over CQL native protocol v4
+/// for keyrecon's tests, benchmarks and manual runs.
 ///
 /// Prints `listening on ADDR` once ready, then serves until killed.
 #[derive(Parser, Debug)]
@@ -19,13 +20,19 @@ struct Args {
     /// Table as keyspace.table.
     #[arg(long, default_value = "ks.t")]
     table: String,
-    /// Partition key as name:type (type text or blob).
+    /// Partition key as name:type, or several comma-separated for a composite
+    /// key (`bucket:text,id:bigint` is PRIMARY KEY ((bucket, id))).
     #[arg(long, default_value = "k:text")]
     pk: String,
-    /// Regular column as name:type (blob, text, bigint, int, timestamp); repeatable.
+    /// Rows per partition: adds the clustering column `c int` (0..N-1 in each
+    /// partition); 0 means no clustering column.
+    #[arg(long, default_value_t = 0)]
+    clustering: u64,
+    /// Regular column as name:type (text, ascii, blob, bigint, int, smallint,
+    /// tinyint, timestamp, uuid, timeuuid); repeatable.
     #[arg(long = "col")]
     cols: Vec<String>,
-    /// Generate this many rows with deterministic random keys and values.
+    /// Generate this many partitions with deterministic random keys and values.
     #[arg(long)]
     rows: Option<u64>,
     /// Seed for --rows.
@@ -45,6 +52,15 @@ struct Args {
     /// Ring tokens (vnodes) the node owns.
     #[arg(long, default_value_t = 16)]
     num_tokens: usize,
+    /// Cassandra version to report and behave like (5.0 and later serve
+    /// octet_length).
+    #[arg(long, default_value = cql_test_node::Version::DEFAULT)]
+    release_version: String,
+    /// Serve TLS only, with a CA and server certificate (127.0.0.1, ::1,
+    /// localhost) generated at start; the CA's PEM is written to this file for
+    /// clients to trust.
+    #[arg(long, value_name = "PATH")]
+    tls_ca_out: Option<PathBuf>,
 }
 
 fn name_type(s: &str, what: &str) -> anyhow::Result<(String, ColumnType)> {
@@ -56,11 +72,16 @@ fn name_type(s: &str, what: &str) -> anyhow::Result<(String, ColumnType)> {
 fn table(args: &Args) -> anyhow::Result<Table> {
     let (ks, name) =
         args.table.split_once('.').with_context(|| format!("--table {:?}: expected keyspace.table", args.table))?;
-    let (pk, pk_type) = name_type(&args.pk, "--pk")?;
-    if !matches!(pk_type, ColumnType::Text | ColumnType::Blob) {
-        bail!("--pk {:?}: the partition key must be text or blob", args.pk);
-    }
+    let mut key = args.pk.split(',').map(|c| name_type(c, "--pk"));
+    let (pk, pk_type) = key.next().context("--pk: empty")??;
     let mut t = Table::new(ks, name, &pk, pk_type);
+    for c in key {
+        let (n, ct) = c?;
+        t = t.partition_key_column(&n, ct);
+    }
+    if args.clustering > 0 {
+        t = t.clustering_column("c", ColumnType::Int);
+    }
     for c in &args.cols {
         let (n, ct) = name_type(c, "--col")?;
         t = t.column(&n, ct);
@@ -72,7 +93,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let t = table(&args)?;
     let mut rows = Vec::new();
     if let Some(n) = args.rows {
-        rows.extend(fixtures::generate_rows(&t, n, args.seed, args.blob_size));
+        rows.extend(fixtures::generate_partitions(&t, n, args.clustering, args.seed, args.blob_size));
     }
     if let Some(path) = &args.rows_csv {
         let f = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
@@ -83,11 +104,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
         (Some(u), Some(p)) => Some(Credentials::new(u, p)),
         _ => None,
     };
-    let node = TestNode::builder()
+    let mut builder = TestNode::builder();
+    if let Some(path) = &args.tls_ca_out {
+        let certs = TlsCerts::generate()?;
+        std::fs::write(path, &certs.ca_pem).with_context(|| format!("write the CA to {}", path.display()))?;
+        builder = builder.tls(&certs);
+    }
+    let node = builder
         .table(t)
         .rows(rows)
         .credentials(creds)
         .num_tokens(args.num_tokens)
+        .release_version(&args.release_version)
         .build()
         .start(&args.listen)
         .await

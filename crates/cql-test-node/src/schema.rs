@@ -11,10 +11,23 @@
 //! Invariants:
 //! - One node, one data center (`datacenter1`, rack `rack1`), Murmur3 partitioner,
 //!   every user keyspace `SimpleStrategy` with replication factor 1.
-//! - A table has one partition-key column and no clustering columns; regular
-//!   columns are one of [`ColumnType`]. `system_schema.columns` reports the
-//!   partition key with kind `partition_key`, position 0, and regular columns
-//!   with kind `regular`, position -1 (as Cassandra does).
+//! - A table has one or more partition-key columns, zero or more clustering
+//!   columns (each ascending or descending), static columns (only with
+//!   clustering columns, as Cassandra requires) and regular columns; every
+//!   column is one of [`ColumnType`]. `system_schema.columns` reports them as
+//!   Cassandra does: kind `partition_key` / `clustering` with position 0..n-1,
+//!   `static` / `regular` with position -1, and `clustering_order` `asc`/`desc`
+//!   for clustering columns (`none` otherwise).
+//! - A partition key is *serialized* as Cassandra's partitioner sees it: the
+//!   column's value for a one-column key; for a composite key, per component a
+//!   2-byte big-endian length, the bytes and a 0x00 end-of-component byte
+//!   ([`compose_key`]). The token is Murmur3 of exactly these bytes, which is
+//!   also the routing key the driver computes.
+//! - Clustering values are ordered by an order-preserving byte encoding
+//!   ([`ColumnType::order_bytes`]): rows of a partition sort by the bytes of
+//!   their encoded clustering values, which equals Cassandra's comparator
+//!   order for every supported type (signed integers, unsigned bytes for
+//!   text/ascii/blob, UUIDType and TimeUUIDType rules), inverted for DESC.
 //! - System rows are generated on each query from the fixed schema, so they are
 //!   always consistent with the user tables.
 
@@ -31,9 +44,28 @@ pub enum ColumnType {
     Bigint,
     Int,
     Timestamp,
+    Ascii,
+    Smallint,
+    Tinyint,
+    Uuid,
+    Timeuuid,
 }
 
 impl ColumnType {
+    /// Every supported type, for table tests.
+    pub const ALL: [ColumnType; 10] = [
+        ColumnType::Text,
+        ColumnType::Blob,
+        ColumnType::Bigint,
+        ColumnType::Int,
+        ColumnType::Timestamp,
+        ColumnType::Ascii,
+        ColumnType::Smallint,
+        ColumnType::Tinyint,
+        ColumnType::Uuid,
+        ColumnType::Timeuuid,
+    ];
+
     pub fn cql_type(self) -> CqlType {
         match self {
             ColumnType::Text => CqlType::Text,
@@ -41,6 +73,11 @@ impl ColumnType {
             ColumnType::Bigint => CqlType::Bigint,
             ColumnType::Int => CqlType::Int,
             ColumnType::Timestamp => CqlType::Timestamp,
+            ColumnType::Ascii => CqlType::Ascii,
+            ColumnType::Smallint => CqlType::Smallint,
+            ColumnType::Tinyint => CqlType::Tinyint,
+            ColumnType::Uuid => CqlType::Uuid,
+            ColumnType::Timeuuid => CqlType::Timeuuid,
         }
     }
 
@@ -51,43 +88,222 @@ impl ColumnType {
             ColumnType::Bigint => "bigint",
             ColumnType::Int => "int",
             ColumnType::Timestamp => "timestamp",
+            ColumnType::Ascii => "ascii",
+            ColumnType::Smallint => "smallint",
+            ColumnType::Tinyint => "tinyint",
+            ColumnType::Uuid => "uuid",
+            ColumnType::Timeuuid => "timeuuid",
         }
     }
 
-    /// Parses a CQL type name (`text`/`varchar`, `blob`, `bigint`, `int`, `timestamp`).
+    /// Parses a CQL type name (`text`/`varchar` or any [`ColumnType::name`]).
     pub fn parse(s: &str) -> Option<ColumnType> {
-        match s.to_ascii_lowercase().as_str() {
-            "text" | "varchar" => Some(ColumnType::Text),
-            "blob" => Some(ColumnType::Blob),
-            "bigint" => Some(ColumnType::Bigint),
-            "int" => Some(ColumnType::Int),
-            "timestamp" => Some(ColumnType::Timestamp),
-            _ => None,
+        let s = s.to_ascii_lowercase();
+        if s == "varchar" {
+            return Some(ColumnType::Text);
+        }
+        ColumnType::ALL.into_iter().find(|t| t.name() == s)
+    }
+
+    /// The byte width of fixed-size types; `None` for text, ascii and blob.
+    pub fn fixed_width(self) -> Option<usize> {
+        match self {
+            ColumnType::Text | ColumnType::Ascii | ColumnType::Blob => None,
+            ColumnType::Bigint | ColumnType::Timestamp => Some(8),
+            ColumnType::Int => Some(4),
+            ColumnType::Smallint => Some(2),
+            ColumnType::Tinyint => Some(1),
+            ColumnType::Uuid | ColumnType::Timeuuid => Some(16),
         }
     }
 
-    /// Checks that `b` is a valid serialized value of this type.
+    /// Checks that `b` is a valid serialized value of this type (Cassandra's
+    /// messages). Empty values are legal where Cassandra allows them (the
+    /// legacy "empty" value of the older fixed-size types).
     pub fn validate(self, b: &[u8]) -> Result<(), String> {
         match self {
             ColumnType::Text => std::str::from_utf8(b).map(|_| ()).map_err(|_| "String didn't validate.".to_string()),
+            ColumnType::Ascii => match b.iter().find(|c| **c > 0x7f) {
+                Some(c) => Err(format!("Invalid byte for ascii: {}", *c as i8)),
+                None => Ok(()),
+            },
             ColumnType::Blob => Ok(()),
-            // Empty values are legal for these types in CQL (legacy "empty" values).
             ColumnType::Bigint | ColumnType::Timestamp if b.len() == 8 || b.is_empty() => Ok(()),
             ColumnType::Int if b.len() == 4 || b.is_empty() => Ok(()),
             ColumnType::Bigint | ColumnType::Timestamp => {
                 Err(format!("Expected 8 or 0 byte long for {} ({})", self.name(), b.len()))
             }
             ColumnType::Int => Err(format!("Expected 4 or 0 byte int ({})", b.len())),
+            ColumnType::Smallint if b.len() == 2 => Ok(()),
+            ColumnType::Smallint => Err(format!("Expected 2 bytes for a smallint ({})", b.len())),
+            ColumnType::Tinyint if b.len() == 1 => Ok(()),
+            ColumnType::Tinyint => Err(format!("Expected 1 byte for a tinyint ({})", b.len())),
+            ColumnType::Uuid | ColumnType::Timeuuid if b.len() != 16 && !b.is_empty() => {
+                Err(format!("UUID should be 16 or 0 bytes ({})", b.len()))
+            }
+            ColumnType::Timeuuid if !b.is_empty() && b[6] >> 4 != 1 => Err("Invalid version for TimeUUID type.".into()),
+            ColumnType::Uuid | ColumnType::Timeuuid => Ok(()),
+        }
+    }
+
+    /// [`ColumnType::validate`] for a primary-key part: fixed-size types must
+    /// also be non-empty (the test node does not order legacy empty values).
+    pub fn validate_key(self, b: &[u8]) -> Result<(), String> {
+        self.validate(b)?;
+        if b.is_empty() && self.fixed_width().is_some() {
+            return Err(format!("empty {} value in a primary key", self.name()));
+        }
+        Ok(())
+    }
+
+    /// Appends the order-preserving encoding of a valid key value `b`: byte
+    /// order of the encodings is Cassandra's comparator order for the type,
+    /// and the encoding is prefix-free, so encodings of several columns can be
+    /// concatenated and compared as one byte string.
+    pub fn order_bytes(self, b: &[u8], out: &mut Vec<u8>) {
+        match self {
+            ColumnType::Text | ColumnType::Ascii | ColumnType::Blob => {
+                // Unsigned bytes; 0x00 is escaped so the 0x00 0x00 end marker
+                // sorts before any continuation.
+                for &c in b {
+                    out.push(c);
+                    if c == 0 {
+                        out.push(0xff);
+                    }
+                }
+                out.extend_from_slice(&[0, 0]);
+            }
+            ColumnType::Bigint
+            | ColumnType::Timestamp
+            | ColumnType::Int
+            | ColumnType::Smallint
+            | ColumnType::Tinyint => {
+                // Signed big-endian: flipping the sign bit makes it unsigned.
+                if let Some((first, rest)) = b.split_first() {
+                    out.push(first ^ 0x80);
+                    out.extend_from_slice(rest);
+                }
+            }
+            ColumnType::Timeuuid => {
+                // TimeUUIDType: the timestamp, then the low half as signed bytes.
+                let (msb, lsb) = uuid_halves(b);
+                out.extend_from_slice(&reorder_timestamp(msb).to_be_bytes());
+                out.extend(lsb.to_be_bytes().iter().map(|c| c ^ 0x80));
+            }
+            ColumnType::Uuid => {
+                // UUIDType: version, then the timestamp for version 1 or the
+                // high half unsigned, then the low half unsigned.
+                let (msb, lsb) = uuid_halves(b);
+                let version = ((msb >> 12) & 0xf) as u8;
+                out.push(version);
+                let high = if version == 1 { reorder_timestamp(msb) } else { msb };
+                out.extend_from_slice(&high.to_be_bytes());
+                out.extend_from_slice(&lsb.to_be_bytes());
+            }
         }
     }
 }
 
-/// A user table: one partition-key column plus regular columns.
+fn uuid_halves(b: &[u8]) -> (u64, u64) {
+    let mut u = [0u8; 16];
+    let n = b.len().min(16);
+    u[..n].copy_from_slice(&b[..n]);
+    (u64::from_be_bytes(u[..8].try_into().expect("8")), u64::from_be_bytes(u[8..].try_into().expect("8")))
+}
+
+/// Cassandra's `TimeUUIDType.reorderTimestampBytes`: time_hi, time_mid,
+/// time_low, so the timestamp compares as a number.
+fn reorder_timestamp(msb: u64) -> u64 {
+    (msb << 48) | ((msb << 16) & 0xffff_0000_0000) | (msb >> 32)
+}
+
+/// Clustering order of a clustering column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Order {
+    Asc,
+    Desc,
+}
+
+impl Order {
+    pub fn name(self) -> &'static str {
+        match self {
+            Order::Asc => "asc",
+            Order::Desc => "desc",
+        }
+    }
+}
+
+/// Serializes a partition key from its columns' serialized values: the value
+/// itself for one column, Cassandra's composite form for several (per
+/// component: u16 big-endian length, bytes, 0x00).
+///
+/// # Panics
+/// If a component is longer than 65535 bytes (Cassandra's limit too).
+pub fn compose_key<B: AsRef<[u8]>>(parts: &[B]) -> Vec<u8> {
+    if let [one] = parts {
+        return one.as_ref().to_vec();
+    }
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.as_ref().len() + 3).sum());
+    for p in parts {
+        let p = p.as_ref();
+        let len = u16::try_from(p.len()).expect("a partition key component is at most 65535 bytes");
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(p);
+        out.push(0);
+    }
+    out
+}
+
+/// Splits a serialized partition key of `n` columns into their values (the
+/// inverse of [`compose_key`]).
+pub fn split_key(key: &[u8], n: usize) -> Result<Vec<&[u8]>, String> {
+    if n == 1 {
+        return Ok(vec![key]);
+    }
+    let mut parts = Vec::with_capacity(n);
+    let mut rest = key;
+    while !rest.is_empty() {
+        let [hi, lo, tail @ ..] = rest else {
+            return Err("truncated composite key: a length needs 2 bytes".into());
+        };
+        let len = u16::from_be_bytes([*hi, *lo]) as usize;
+        if tail.len() < len + 1 {
+            return Err(format!("truncated composite key: component {} needs {} bytes", parts.len(), len + 1));
+        }
+        if tail[len] != 0 {
+            return Err(format!("composite key component {} does not end with 0x00", parts.len()));
+        }
+        parts.push(&tail[..len]);
+        rest = &tail[len + 1..];
+    }
+    if parts.len() != n {
+        return Err(format!("composite key has {} components, the table's partition key has {n}", parts.len()));
+    }
+    Ok(parts)
+}
+
+/// Which column of a table a name refers to, with its index in that kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ColumnRef {
+    PartitionKey(usize),
+    Clustering(usize),
+    Static(usize),
+    Regular(usize),
+}
+
+/// A user table: partition key columns, clustering columns, static and
+/// regular columns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Table {
     pub keyspace: String,
     pub name: String,
-    pub partition_key: (String, ColumnType),
+    /// Partition key columns in key order (one for a simple key).
+    pub partition_key: Vec<(String, ColumnType)>,
+    /// Clustering columns in clustering order.
+    pub clustering: Vec<(String, ColumnType, Order)>,
+    /// Static columns: one value per partition.
+    pub statics: Vec<(String, ColumnType)>,
+    /// Regular columns.
     pub columns: Vec<(String, ColumnType)>,
 }
 
@@ -97,9 +313,37 @@ impl Table {
         Table {
             keyspace: keyspace.to_string(),
             name: name.to_string(),
-            partition_key: (pk.to_string(), pk_type),
+            partition_key: vec![(pk.to_string(), pk_type)],
+            clustering: Vec::new(),
+            statics: Vec::new(),
             columns: Vec::new(),
         }
+    }
+
+    /// Adds a partition key column after the existing ones: `Table::new(ks, t,
+    /// "bucket", Text).partition_key_column("id", Bigint)` is `PRIMARY KEY
+    /// ((bucket, id))`.
+    pub fn partition_key_column(mut self, name: &str, typ: ColumnType) -> Table {
+        self.partition_key.push((name.to_string(), typ));
+        self
+    }
+
+    /// Adds an ascending clustering column after the existing ones.
+    pub fn clustering_column(mut self, name: &str, typ: ColumnType) -> Table {
+        self.clustering.push((name.to_string(), typ, Order::Asc));
+        self
+    }
+
+    /// Adds a clustering column with `WITH CLUSTERING ORDER BY (name DESC)`.
+    pub fn clustering_column_desc(mut self, name: &str, typ: ColumnType) -> Table {
+        self.clustering.push((name.to_string(), typ, Order::Desc));
+        self
+    }
+
+    /// Adds a static column (one value per partition; needs a clustering column).
+    pub fn static_column(mut self, name: &str, typ: ColumnType) -> Table {
+        self.statics.push((name.to_string(), typ));
+        self
     }
 
     /// Adds a regular column.
@@ -113,14 +357,62 @@ impl Table {
         self.columns.iter().position(|(n, _)| n == name)
     }
 
-    /// Checks names are unique and non-empty.
+    /// The column a name refers to.
+    pub fn resolve(&self, name: &str) -> Option<ColumnRef> {
+        let find = |mut names: std::slice::Iter<'_, (String, ColumnType)>| names.position(|c| c.0 == name);
+        find(self.partition_key.iter())
+            .map(ColumnRef::PartitionKey)
+            .or_else(|| self.clustering.iter().position(|c| c.0 == name).map(ColumnRef::Clustering))
+            .or_else(|| find(self.statics.iter()).map(ColumnRef::Static))
+            .or_else(|| find(self.columns.iter()).map(ColumnRef::Regular))
+    }
+
+    pub fn column_name(&self, c: ColumnRef) -> &str {
+        match c {
+            ColumnRef::PartitionKey(i) => &self.partition_key[i].0,
+            ColumnRef::Clustering(i) => &self.clustering[i].0,
+            ColumnRef::Static(i) => &self.statics[i].0,
+            ColumnRef::Regular(i) => &self.columns[i].0,
+        }
+    }
+
+    pub fn column_type(&self, c: ColumnRef) -> ColumnType {
+        match c {
+            ColumnRef::PartitionKey(i) => self.partition_key[i].1,
+            ColumnRef::Clustering(i) => self.clustering[i].1,
+            ColumnRef::Static(i) => self.statics[i].1,
+            ColumnRef::Regular(i) => self.columns[i].1,
+        }
+    }
+
+    /// The partition key's column names joined by `", "`, as Cassandra's
+    /// messages print them.
+    pub fn partition_key_names(&self) -> String {
+        self.partition_key.iter().map(|c| c.0.as_str()).collect::<Vec<_>>().join(", ")
+    }
+
+    /// Checks names are unique and non-empty, and static columns have a
+    /// clustering column to be static to.
     pub fn validate(&self) -> Result<(), String> {
-        let mut names = vec![self.partition_key.0.as_str()];
-        names.extend(self.columns.iter().map(|(n, _)| n.as_str()));
-        for n in &names {
-            if n.is_empty() {
-                return Err(format!("{}.{}: empty column name", self.keyspace, self.name));
-            }
+        if self.keyspace.is_empty() || self.name.is_empty() {
+            return Err("keyspace and table names must not be empty".into());
+        }
+        if self.partition_key.is_empty() {
+            return Err("a table needs a partition key column".into());
+        }
+        if !self.statics.is_empty() && self.clustering.is_empty() {
+            return Err(
+                "Static columns are only useful (and thus allowed) if the table has at least one clustering column"
+                    .into(),
+            );
+        }
+        let names: Vec<&str> = (self.partition_key.iter().map(|c| c.0.as_str()))
+            .chain(self.clustering.iter().map(|c| c.0.as_str()))
+            .chain(self.statics.iter().map(|c| c.0.as_str()))
+            .chain(self.columns.iter().map(|c| c.0.as_str()))
+            .collect();
+        if names.iter().any(|n| n.is_empty()) {
+            return Err(format!("{}.{}: empty column name", self.keyspace, self.name));
         }
         let mut sorted = names.clone();
         sorted.sort_unstable();
@@ -128,19 +420,65 @@ impl Table {
         if sorted.len() != names.len() {
             return Err(format!("{}.{}: duplicate column names in {names:?}", self.keyspace, self.name));
         }
-        if self.keyspace.is_empty() || self.name.is_empty() {
-            return Err("keyspace and table names must not be empty".into());
-        }
         Ok(())
     }
 
-    /// Columns in the order `SELECT *` returns them: partition key, then
-    /// regular columns sorted by name (Cassandra's order).
-    pub fn star_order(&self) -> Vec<Option<usize>> {
-        let mut idx: Vec<usize> = (0..self.columns.len()).collect();
-        idx.sort_by(|a, b| self.columns[*a].0.cmp(&self.columns[*b].0));
-        std::iter::once(None).chain(idx.into_iter().map(Some)).collect()
+    /// Columns in the order `SELECT *` returns them (Cassandra's order):
+    /// partition key and clustering columns in key order, then static columns
+    /// by name, then regular columns by name.
+    pub fn star_order(&self) -> Vec<ColumnRef> {
+        let by_name = |cols: &[(String, ColumnType)]| {
+            let mut idx: Vec<usize> = (0..cols.len()).collect();
+            idx.sort_by(|a, b| cols[*a].0.cmp(&cols[*b].0));
+            idx
+        };
+        (0..self.partition_key.len())
+            .map(ColumnRef::PartitionKey)
+            .chain((0..self.clustering.len()).map(ColumnRef::Clustering))
+            .chain(by_name(&self.statics).into_iter().map(ColumnRef::Static))
+            .chain(by_name(&self.columns).into_iter().map(ColumnRef::Regular))
+            .collect()
     }
+
+    /// Splits and checks a serialized partition key against the key's types.
+    pub fn key_parts<'k>(&self, key: &'k [u8]) -> Result<Vec<&'k [u8]>, String> {
+        if key.is_empty() {
+            return Err("Key may not be empty".into());
+        }
+        let parts = split_key(key, self.partition_key.len())?;
+        for (p, (name, typ)) in parts.iter().zip(&self.partition_key) {
+            typ.validate_key(p).map_err(|e| format!("partition key {name}: {e}"))?;
+        }
+        Ok(parts)
+    }
+
+    /// The order-preserving encoding of serialized clustering values (a prefix
+    /// of the clustering columns), DESC columns inverted.
+    pub fn clustering_order_key<B: AsRef<[u8]>>(&self, values: &[B]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (v, (_, typ, order)) in values.iter().zip(&self.clustering) {
+            let start = out.len();
+            typ.order_bytes(v.as_ref(), &mut out);
+            if *order == Order::Desc {
+                // Inverting a prefix-free encoding reverses its order.
+                out[start..].iter_mut().for_each(|b| *b = !*b);
+            }
+        }
+        out
+    }
+}
+
+/// The clustered table of the unit tests: `PRIMARY KEY ((a text, b int), c
+/// int, d text) WITH CLUSTERING ORDER BY (c ASC, d DESC)`, static `s blob`,
+/// regular `v blob`.
+#[cfg(test)]
+pub(crate) fn clustered_test_table() -> Table {
+    Table::new("ks", "c", "a", ColumnType::Text)
+        .partition_key_column("b", ColumnType::Int)
+        .clustering_column("c", ColumnType::Int)
+        .clustering_column_desc("d", ColumnType::Text)
+        .static_column("s", ColumnType::Blob)
+        .column("v", ColumnType::Blob)
 }
 
 /// A typed cell value, serialized per the protocol's section 6.
@@ -153,16 +491,25 @@ pub enum Value {
     Int(i32),
     /// Milliseconds since the epoch.
     Timestamp(i64),
+    Ascii(String),
+    Smallint(i16),
+    Tinyint(i8),
+    Uuid([u8; 16]),
+    /// A version 1 (time-based) UUID.
+    Timeuuid([u8; 16]),
 }
 
 impl Value {
     pub fn serialize(&self) -> Option<Vec<u8>> {
         match self {
             Value::Null => None,
-            Value::Text(s) => Some(s.as_bytes().to_vec()),
+            Value::Text(s) | Value::Ascii(s) => Some(s.as_bytes().to_vec()),
             Value::Blob(b) => Some(b.clone()),
             Value::Bigint(v) | Value::Timestamp(v) => Some(v.to_be_bytes().to_vec()),
             Value::Int(v) => Some(v.to_be_bytes().to_vec()),
+            Value::Smallint(v) => Some(v.to_be_bytes().to_vec()),
+            Value::Tinyint(v) => Some(v.to_be_bytes().to_vec()),
+            Value::Uuid(u) | Value::Timeuuid(u) => Some(u.to_vec()),
         }
     }
 
@@ -174,17 +521,25 @@ impl Value {
             Value::Bigint(_) => Some(ColumnType::Bigint),
             Value::Int(_) => Some(ColumnType::Int),
             Value::Timestamp(_) => Some(ColumnType::Timestamp),
+            Value::Ascii(_) => Some(ColumnType::Ascii),
+            Value::Smallint(_) => Some(ColumnType::Smallint),
+            Value::Tinyint(_) => Some(ColumnType::Tinyint),
+            Value::Uuid(_) => Some(ColumnType::Uuid),
+            Value::Timeuuid(_) => Some(ColumnType::Timeuuid),
         }
     }
 }
 
-/// One partition (one row): the serialized partition key and its cells.
+/// One CQL row: the serialized partition key, clustering values (none for a
+/// table without clustering columns) and cells.
 ///
 /// Cells not given are null. `writetime` (microseconds) applies to every
-/// non-null cell; `None` means the node's default writetime.
+/// non-null cell; `None` means the node's default writetime. Static cells set
+/// on a row update the partition's static row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
     pub key: Vec<u8>,
+    pub clustering: Vec<Value>,
     pub cells: Vec<(String, Value)>,
     pub writetime: Option<i64>,
     pub ttl: Option<i32>,
@@ -192,9 +547,22 @@ pub struct Row {
 
 impl Row {
     /// A row whose partition key serializes to `key` (UTF-8 bytes for text
-    /// keys, raw bytes for blob keys).
+    /// keys, raw bytes for blob keys, [`compose_key`] for composite keys).
     pub fn new(key: impl Into<Vec<u8>>) -> Row {
-        Row { key: key.into(), cells: Vec::new(), writetime: None, ttl: None }
+        Row { key: key.into(), clustering: Vec::new(), cells: Vec::new(), writetime: None, ttl: None }
+    }
+
+    /// A row of the partition whose key columns have these values, in key
+    /// order (one value for a simple key). `Value::Null` serializes as empty.
+    pub fn partition(parts: impl IntoIterator<Item = Value>) -> Row {
+        let parts: Vec<Vec<u8>> = parts.into_iter().map(|v| v.serialize().unwrap_or_default()).collect();
+        Row::new(compose_key(&parts))
+    }
+
+    /// The row's clustering values, in clustering order.
+    pub fn clustering(mut self, values: impl IntoIterator<Item = Value>) -> Row {
+        self.clustering = values.into_iter().collect();
+        self
     }
 
     pub fn set(mut self, column: &str, value: Value) -> Row {
@@ -231,6 +599,41 @@ pub struct NodeInfo {
     pub schema_version: [u8; 16],
     /// Sorted ring tokens owned by the node.
     pub tokens: Vec<i64>,
+    /// The Cassandra version the node reports and behaves like.
+    pub release_version: String,
+}
+
+/// A Cassandra release version, `major.minor.patch` as `release_version`
+/// spells it. It decides what the node accepts where versions differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+}
+
+impl Version {
+    /// What the node reports unless told otherwise.
+    pub const DEFAULT: &'static str = "4.1.0";
+
+    /// Parses `4.0.7`, `5.0` or `5.0.2-SNAPSHOT` (a suffix after `-` is ignored).
+    pub fn parse(s: &str) -> Option<Version> {
+        let core = s.split('-').next()?;
+        let mut it = core.split('.').map(|p| p.parse::<u32>().ok());
+        let major = it.next()??;
+        let minor = it.next()??;
+        let patch = it.next().unwrap_or(Some(0))?;
+        if it.next().is_some() {
+            return None;
+        }
+        Some(Version { major, minor, patch })
+    }
+
+    /// `octet_length(col)` came with Cassandra 5.0 (CASSANDRA-18340); 4.x
+    /// answers "Unknown function 'octet_length'".
+    pub fn has_octet_length(self) -> bool {
+        self.major >= 5
+    }
 }
 
 /// A system table's column definitions.
@@ -543,7 +946,7 @@ pub fn sys_rows(t: &SysTable, cx: &SysContext<'_>) -> Vec<Vec<SysValue>> {
             text("4"),
             text("org.apache.cassandra.dht.Murmur3Partitioner"),
             text("rack1"),
-            text("4.1.0"),
+            text(&cx.info.release_version),
             V::Inet(cx.local_ip),
             V::Int(cx.local_port as i32),
             V::Uuid(cx.info.schema_version),
@@ -624,28 +1027,30 @@ pub fn sys_rows(t: &SysTable, cx: &SysContext<'_>) -> Vec<Vec<SysValue>> {
         ("system_schema", "columns") => {
             let mut rows = Vec::new();
             for t in cx.tables {
-                let (pk, pk_type) = &t.partition_key;
-                rows.push(vec![
-                    text(&t.keyspace),
-                    text(&t.name),
-                    text(pk),
-                    text("none"),
-                    V::Blob(pk.as_bytes().to_vec()),
-                    text("partition_key"),
-                    V::Int(0),
-                    text(pk_type.name()),
-                ]);
-                for (c, ct) in &t.columns {
+                let mut push = |c: ColumnRef, order: &str, kind: &str, position: i32| {
+                    let name = t.column_name(c);
                     rows.push(vec![
                         text(&t.keyspace),
                         text(&t.name),
-                        text(c),
-                        text("none"),
-                        V::Blob(c.as_bytes().to_vec()),
-                        text("regular"),
-                        V::Int(-1),
-                        text(ct.name()),
+                        text(name),
+                        text(order),
+                        V::Blob(name.as_bytes().to_vec()),
+                        text(kind),
+                        V::Int(position),
+                        text(t.column_type(c).name()),
                     ]);
+                };
+                for i in 0..t.partition_key.len() {
+                    push(ColumnRef::PartitionKey(i), "none", "partition_key", i as i32);
+                }
+                for (i, (_, _, order)) in t.clustering.iter().enumerate() {
+                    push(ColumnRef::Clustering(i), order.name(), "clustering", i as i32);
+                }
+                for i in 0..t.statics.len() {
+                    push(ColumnRef::Static(i), "none", "static", -1);
+                }
+                for i in 0..t.columns.len() {
+                    push(ColumnRef::Regular(i), "none", "regular", -1);
                 }
             }
             rows
@@ -687,9 +1092,175 @@ mod tests {
     }
 
     #[test]
-    fn star_order_is_pk_then_sorted_columns() {
+    fn star_order_is_keys_then_statics_then_regulars_by_name() {
+        use ColumnRef::*;
         let t = Table::new("ks", "t", "k", ColumnType::Text).column("z", ColumnType::Blob).column("a", ColumnType::Int);
-        assert_eq!(t.star_order(), vec![None, Some(1), Some(0)]);
+        assert_eq!(t.star_order(), vec![PartitionKey(0), Regular(1), Regular(0)]);
+        let t = Table::new("ks", "t", "b", ColumnType::Text)
+            .partition_key_column("a", ColumnType::Int)
+            .clustering_column("z", ColumnType::Int)
+            .clustering_column("c", ColumnType::Int)
+            .column("y", ColumnType::Blob)
+            .static_column("x", ColumnType::Blob)
+            .static_column("s", ColumnType::Blob);
+        assert_eq!(
+            t.star_order(),
+            vec![PartitionKey(0), PartitionKey(1), Clustering(0), Clustering(1), Static(1), Static(0), Regular(0)]
+        );
+        assert_eq!(t.resolve("s"), Some(Static(1)));
+        assert_eq!(t.resolve("a"), Some(PartitionKey(1)));
+        assert_eq!(t.resolve("nope"), None);
+    }
+
+    #[test]
+    fn statics_need_a_clustering_column() {
+        let t = Table::new("ks", "t", "k", ColumnType::Text).static_column("s", ColumnType::Blob);
+        assert!(t.validate().unwrap_err().contains("Static columns"));
+    }
+
+    #[test]
+    fn versions_parse_and_gate_functions() {
+        let v = |s| Version::parse(s);
+        assert_eq!(v("4.0.7"), Some(Version { major: 4, minor: 0, patch: 7 }));
+        assert_eq!(v("5.0"), Some(Version { major: 5, minor: 0, patch: 0 }));
+        assert_eq!(v("5.0.2-SNAPSHOT"), Some(Version { major: 5, minor: 0, patch: 2 }));
+        for bad in ["", "5", "x.y", "4.0.7.1", "4.-1.0"] {
+            assert_eq!(v(bad), None, "{bad}");
+        }
+        assert!(!v(Version::DEFAULT).unwrap().has_octet_length());
+        assert!(!v("4.0.7").unwrap().has_octet_length());
+        assert!(v("5.0.2").unwrap().has_octet_length());
+    }
+
+    #[test]
+    fn composite_keys_round_trip() {
+        let key = compose_key(&[&b"ab"[..], &[], &[0, 0xff]]);
+        assert_eq!(key, vec![0, 2, b'a', b'b', 0, 0, 0, 0, 0, 2, 0, 0xff, 0]);
+        assert_eq!(split_key(&key, 3).unwrap(), vec![&b"ab"[..], &[], &[0, 0xff]]);
+        // One column: the value itself, never the composite form.
+        assert_eq!(compose_key(&[b"ab"]), b"ab");
+        assert_eq!(split_key(b"ab", 1).unwrap(), vec![&b"ab"[..]]);
+        for (bad, n, needle) in [
+            (&key[..key.len() - 1], 3, "truncated"),
+            (&key[..1], 3, "truncated"),
+            (&key[..], 2, "3 components"),
+            (&[0u8, 1, b'x', 1][..], 1 + 1, "does not end with 0x00"),
+        ] {
+            let e = split_key(bad, n).unwrap_err();
+            assert!(e.contains(needle), "{bad:?}: {e}");
+        }
+        let row = Row::partition([Value::Text("photos".into()), Value::Bigint(42)]);
+        assert_eq!(row.key, compose_key(&[b"photos".to_vec(), 42i64.to_be_bytes().to_vec()]));
+        assert_eq!(Row::partition([Value::Text("k".into())]).key, b"k");
+    }
+
+    #[test]
+    fn key_parts_check_every_component() {
+        let t = Table::new("ks", "t", "a", ColumnType::Text).partition_key_column("b", ColumnType::Int);
+        let good = compose_key(&[&b"x"[..], &7i32.to_be_bytes()]);
+        assert_eq!(t.key_parts(&good).unwrap(), vec![&b"x"[..], &7i32.to_be_bytes()[..]]);
+        let bad = compose_key(&[&b"x"[..], &[1, 2]]);
+        assert!(t.key_parts(&bad).unwrap_err().contains("partition key b"));
+        let empty_int = compose_key(&[&b"x"[..], &[]]);
+        assert!(t.key_parts(&empty_int).unwrap_err().contains("empty int"));
+        assert!(t.key_parts(b"").unwrap_err().contains("Key may not be empty"));
+    }
+
+    /// The byte order of encodings must be the value order of the type.
+    #[test]
+    fn order_bytes_follow_cassandra_comparators() {
+        fn enc(t: ColumnType, v: &Value) -> Vec<u8> {
+            let mut out = Vec::new();
+            t.order_bytes(&v.serialize().unwrap(), &mut out);
+            out
+        }
+        let v1 = |ts: u64, lsb: u64| {
+            // time_low | time_mid | version 1 + time_hi, then the low half.
+            let msb = ((ts & 0xffff_ffff) << 32) | (((ts >> 32) & 0xffff) << 16) | 0x1000 | ((ts >> 48) & 0x0fff);
+            let mut u = [0u8; 16];
+            u[..8].copy_from_slice(&msb.to_be_bytes());
+            u[8..].copy_from_slice(&lsb.to_be_bytes());
+            u
+        };
+        let v4 = |x: u8| {
+            let mut u = [x; 16];
+            u[6] = 0x40 | (x & 0x0f);
+            u
+        };
+        let cases: Vec<(ColumnType, Vec<Value>)> = vec![
+            (ColumnType::Bigint, [i64::MIN, -1, 0, 1, i64::MAX].map(Value::Bigint).to_vec()),
+            (ColumnType::Int, [i32::MIN, -300, -1, 0, 255, 256, i32::MAX].map(Value::Int).to_vec()),
+            (ColumnType::Smallint, [i16::MIN, -1, 0, 1, i16::MAX].map(Value::Smallint).to_vec()),
+            (ColumnType::Tinyint, [i8::MIN, -1, 0, 1, i8::MAX].map(Value::Tinyint).to_vec()),
+            (ColumnType::Timestamp, [-5, 0, 1_700_000_000_000].map(Value::Timestamp).to_vec()),
+            (
+                ColumnType::Text,
+                ["", "\0", "\0\0", "\0a", "a", "a\0", "a\u{1}", "ab", "b", "é"].map(|s| Value::Text(s.into())).to_vec(),
+            ),
+            (
+                ColumnType::Blob,
+                [&[][..], &[0], &[0, 0], &[0, 0xff], &[1], &[0xff]].map(|b| Value::Blob(b.to_vec())).to_vec(),
+            ),
+            // TimeUUIDType: by timestamp first (time_hi outranks time_low), then the low half as signed bytes.
+            (
+                ColumnType::Timeuuid,
+                [
+                    v1(1, 0x8000_0000_0000_0000),
+                    v1(1, 0),
+                    v1(1, 0x7f00_0000_0000_0000),
+                    v1(0xffff_ffff, 0),
+                    v1(1 << 32, 0),
+                    v1(1 << 48, 0),
+                ]
+                .map(Value::Timeuuid)
+                .to_vec(),
+            ),
+            // UUIDType: version first, time-based by timestamp, the rest unsigned.
+            (
+                ColumnType::Uuid,
+                [v1(5, 0), v1(1 << 40, 0), v1(1 << 40, 0x8000_0000_0000_0000), v4(0), v4(0x7f), v4(0x80), v4(0xff)]
+                    .map(Value::Uuid)
+                    .to_vec(),
+            ),
+        ];
+        for (t, values) in cases {
+            for w in values.windows(2) {
+                assert!(enc(t, &w[0]) < enc(t, &w[1]), "{}: {:?} < {:?}", t.name(), w[0], w[1]);
+            }
+        }
+        // Concatenated encodings compare column by column; DESC inverts.
+        let t = Table::new("ks", "t", "k", ColumnType::Text)
+            .clustering_column("a", ColumnType::Text)
+            .clustering_column_desc("b", ColumnType::Int);
+        let key = |a: &str, b: i32| t.clustering_order_key(&[a.as_bytes().to_vec(), b.to_be_bytes().to_vec()]);
+        assert!(key("a", 5) < key("a", 1));
+        assert!(key("a", 1) < key("a\0", 9));
+        assert!(key("a\0", 9) < key("b", -1));
+        assert!(key("a", 1).starts_with(&t.clustering_order_key(&[b"a"])));
+    }
+
+    #[test]
+    fn every_type_validates_like_cassandra() {
+        use ColumnType::*;
+        for (t, ok, bad) in [
+            (Ascii, &b"abc"[..], &[0x80u8][..]),
+            (Smallint, &[0, 1], &[]),
+            (Tinyint, &[1], &[0, 1]),
+            (Uuid, &[0; 16], &[0; 15]),
+        ] {
+            assert!(t.validate(ok).is_ok(), "{}", t.name());
+            assert!(t.validate(bad).is_err(), "{}", t.name());
+        }
+        let mut v1 = [0u8; 16];
+        v1[6] = 0x10;
+        assert!(Timeuuid.validate(&v1).is_ok());
+        v1[6] = 0x40;
+        assert_eq!(Timeuuid.validate(&v1).unwrap_err(), "Invalid version for TimeUUID type.");
+        for t in ColumnType::ALL {
+            assert_eq!(ColumnType::parse(t.name()), Some(t));
+            assert_eq!(t.cql_type().cql_name(), t.name());
+        }
+        assert_eq!(ColumnType::parse("VARCHAR"), Some(Text));
     }
 
     #[test]
@@ -714,7 +1285,13 @@ mod tests {
 
     #[test]
     fn every_served_system_table_has_rows_matching_columns() {
-        let info = NodeInfo { cluster_name: "c".into(), host_id: [1; 16], schema_version: [2; 16], tokens: vec![0] };
+        let info = NodeInfo {
+            cluster_name: "c".into(),
+            host_id: [1; 16],
+            schema_version: [2; 16],
+            tokens: vec![0],
+            release_version: "4.1.0".into(),
+        };
         let tables =
             vec![std::sync::Arc::new(Table::new("ks", "t", "k", ColumnType::Text).column("v", ColumnType::Blob))];
         let est = |_: &Table, _: i64, _: i64| (1i64, 10i64);

@@ -14,6 +14,9 @@
 //!   connection is closed, which is how Cassandra makes clients downgrade.
 //! - Faults and delays are decided per page request (see `faults`); a
 //!   DropConnection fault closes the socket without answering.
+//! - With TLS configured every connection starts with a TLS handshake (bounded
+//!   by a timeout) before any CQL frame; a failed handshake is counted in
+//!   `Stats::tls_handshake_failures` and the socket closed.
 //! - Shutdown stops the accept loop and closes every connection.
 
 use std::collections::HashMap;
@@ -21,8 +24,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify};
 
@@ -39,7 +41,12 @@ pub(crate) struct Shared {
     pub faults: FaultHandle,
     pub stats: StatsCell,
     pub credentials: Option<(String, String)>,
+    /// Serve TLS only, with this acceptor.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
+
+/// How long a client may take to finish its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connection phases.
 const PHASE_NEW: u8 = 0;
@@ -79,7 +86,7 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, mut shutdo
             r = listener.accept() => match r {
                 Ok((sock, _peer)) => {
                     shared.stats.update(|s| s.connections_accepted += 1);
-                    tokio::spawn(connection(sock, shared.clone(), shutdown.clone()));
+                    tokio::spawn(accept(sock, shared.clone(), shutdown.clone()));
                 }
                 // Typically EMFILE; back off instead of spinning.
                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
@@ -89,7 +96,32 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, mut shutdo
     }
 }
 
-async fn read_frame(rd: &mut BufReader<OwnedReadHalf>) -> std::io::Result<Option<(FrameHeader, Vec<u8>)>> {
+/// Sets up one accepted socket (TLS handshake if configured) and serves it.
+async fn accept(sock: TcpStream, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let _ = sock.set_nodelay(true);
+    let Ok(local) = sock.local_addr() else {
+        return;
+    };
+    let Some(acceptor) = shared.tls.clone() else {
+        let (rd, wr) = sock.into_split();
+        return connection(rd, wr, local, shared, shutdown).await;
+    };
+    let handshake = tokio::select! {
+        r = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(sock)) => r,
+        _ = shutdown.changed() => return,
+    };
+    match handshake {
+        Ok(Ok(tls)) => {
+            shared.stats.update(|s| s.tls_handshakes += 1);
+            let (rd, wr) = tokio::io::split(tls);
+            connection(rd, wr, local, shared, shutdown).await
+        }
+        // A client that does not trust the certificate, or speaks plain CQL.
+        Ok(Err(_)) | Err(_) => shared.stats.update(|s| s.tls_handshake_failures += 1),
+    }
+}
+
+async fn read_frame<R: AsyncRead + Unpin>(rd: &mut BufReader<R>) -> std::io::Result<Option<(FrameHeader, Vec<u8>)>> {
     let mut h = [0u8; HEADER_LEN];
     match rd.read_exact(&mut h).await {
         Ok(_) => {}
@@ -106,7 +138,7 @@ async fn read_frame(rd: &mut BufReader<OwnedReadHalf>) -> std::io::Result<Option
     Ok(Some((header, body)))
 }
 
-async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Vec<u8>>) {
+async fn write_loop<W: AsyncWrite + Unpin>(wr: W, mut rx: mpsc::UnboundedReceiver<Vec<u8>>) {
     let mut w = BufWriter::with_capacity(64 * 1024, wr);
     while let Some(frame) = rx.recv().await {
         if w.write_all(&frame).await.is_err() {
@@ -125,12 +157,16 @@ async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Vec<u8>>
     let _ = w.shutdown().await;
 }
 
-async fn connection(sock: TcpStream, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
-    let _ = sock.set_nodelay(true);
-    let Ok(local) = sock.local_addr() else {
-        return;
-    };
-    let (rd, wr) = sock.into_split();
+async fn connection<R, W>(
+    rd: R,
+    wr: W,
+    local: std::net::SocketAddr,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let (tx, rx) = mpsc::unbounded_channel();
     let mut writer = tokio::spawn(write_loop(wr, rx));
     let conn = Arc::new(Conn {
@@ -325,10 +361,7 @@ async fn run(conn: &Arc<Conn>, stream: i16, plan: Result<Arc<Plan>, CqlError>, p
                         return inject(f);
                     }
                 }
-                shared.stats.update(|s| {
-                    s.rows_served += page.rows as u64;
-                    s.lookups_missed += page.lookup_missed as u64;
-                });
+                shared.stats.served(page.kind, page.rows, page.partitions, page.bytes, page.lookup_missed);
             }
             conn.send(ex.frame);
         }

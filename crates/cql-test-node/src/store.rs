@@ -1,14 +1,20 @@
 //! In-memory partitions of the fixture tables, kept in ring order.
 //!
-//! Role: hold each table's rows in a `BTreeMap` keyed by `(token, key bytes)`,
-//! which is exactly the order a Cassandra node serves partitions in (tokens
-//! ascending, ties broken by unsigned key bytes), and let tests insert and
-//! delete rows while the node is serving.
+//! Role: hold each table's partitions in a `BTreeMap` keyed by `(token, key
+//! bytes)`, which is exactly the order a Cassandra node serves partitions in
+//! (tokens ascending, ties broken by unsigned key bytes), each partition's rows
+//! in clustering order, and let tests insert and delete rows while the node is
+//! serving.
 //!
 //! Invariants:
-//! - A stored row's key is never empty (CQL forbids empty partition keys) and is
-//!   a valid value of the table's partition-key type.
-//! - `cells[i]` belongs to `Table::columns[i]` and has been type-checked.
+//! - A stored partition key is never empty (CQL forbids empty partition keys)
+//!   and each of its components is a valid value of its column's type.
+//! - A partition's `rows` are sorted by their clustering order key
+//!   ([`Table::clustering_order_key`]) with no two equal; a table without
+//!   clustering columns has exactly one row per partition, under the empty
+//!   order key. A stored partition has at least one row or a static row.
+//! - `cells[i]` belongs to `Table::columns[i]` (`Table::statics[i]` in a static
+//!   row) and has been type-checked.
 //! - Locks are held only for synchronous work (a page scan, an insert), never
 //!   across an `.await`.
 
@@ -18,36 +24,79 @@ use std::sync::{Arc, RwLock};
 
 use crate::error::{show_key, Error, Result};
 use crate::murmur3;
-use crate::schema::{Row, Table};
+use crate::schema::{ColumnRef, Row, Table, Value};
 
 /// Ring position of a partition: token, then key bytes.
 pub type RowKey = (i64, Vec<u8>);
 
-/// A stored partition.
+/// A stored row (or a partition's static row).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredRow {
+    /// Serialized clustering values (empty without clustering columns and in
+    /// a static row).
+    pub clustering: Vec<Vec<u8>>,
     pub cells: Vec<Option<Vec<u8>>>,
     /// Microseconds; applies to every non-null cell.
     pub writetime: i64,
     pub ttl: Option<i32>,
 }
 
-/// One table's schema and rows.
+impl StoredRow {
+    /// Bytes of the row's values, for `size_estimates`.
+    fn value_bytes(&self) -> usize {
+        self.clustering.iter().map(Vec::len).sum::<usize>() + self.cells.iter().flatten().map(Vec::len).sum::<usize>()
+    }
+}
+
+/// A stored partition: its static row and its rows in clustering order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Partition {
+    /// Static cells, if any was ever set.
+    pub statics: Option<StoredRow>,
+    /// `(clustering order key, row)`, sorted by the order key.
+    pub rows: Vec<(Vec<u8>, StoredRow)>,
+}
+
+impl Partition {
+    /// Bytes of the partition's values (key excluded), for `size_estimates`.
+    pub fn value_bytes(&self) -> usize {
+        self.statics.as_ref().map_or(0, StoredRow::value_bytes)
+            + self.rows.iter().map(|(_, r)| r.value_bytes()).sum::<usize>()
+    }
+
+    /// The index of the first row after order key `after` (all rows for `None`).
+    pub fn rows_after(&self, after: Option<&[u8]>) -> usize {
+        match after {
+            None => 0,
+            Some(a) => self.rows.partition_point(|(k, _)| k.as_slice() <= a),
+        }
+    }
+}
+
+/// One table's schema and partitions.
 pub struct TableData {
     pub schema: Arc<Table>,
-    pub rows: RwLock<BTreeMap<RowKey, StoredRow>>,
+    pub rows: RwLock<BTreeMap<RowKey, Partition>>,
 }
 
 impl TableData {
-    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<RowKey, StoredRow>> {
+    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<RowKey, Partition>> {
         // A panic while holding the lock cannot leave the map half-updated
         // (inserts are single map operations), so poisoning is ignored.
         self.rows.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<RowKey, StoredRow>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<RowKey, Partition>> {
         self.rows.write().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// A row checked against its table, ready to store.
+struct Checked {
+    pos: RowKey,
+    statics: Option<StoredRow>,
+    /// `None` for a row that only sets static cells.
+    row: Option<(Vec<u8>, StoredRow)>,
 }
 
 /// All fixture tables.
@@ -94,24 +143,26 @@ impl Store {
         self.tables.iter().any(|t| t.schema.keyspace == ks)
     }
 
-    /// Inserts (or replaces) a partition. Returns true if it replaced one.
+    /// Inserts (or replaces) a row; static cells it sets replace the
+    /// partition's. Returns true if it replaced a row with the same primary
+    /// key (for a row that sets only static cells: if the partition existed).
     pub fn insert(&self, table: &str, row: Row) -> Result<bool> {
         let td = self.table_by_name(table)?;
-        let (key, stored) = self.to_stored(&td.schema, row)?;
-        Ok(td.write().insert(key, stored).is_some())
+        let checked = self.check(&td.schema, row)?;
+        Ok(apply(&mut td.write(), checked))
     }
 
-    /// Inserts many partitions under one lock.
+    /// Inserts many rows under one lock.
     pub fn insert_many(&self, table: &str, rows: impl IntoIterator<Item = Row>) -> Result<usize> {
         let td = self.table_by_name(table)?;
-        let mut converted = Vec::new();
+        let mut checked = Vec::new();
         for row in rows {
-            converted.push(self.to_stored(&td.schema, row)?);
+            checked.push(self.check(&td.schema, row)?);
         }
-        let n = converted.len();
+        let n = checked.len();
         let mut map = td.write();
-        for (k, v) in converted {
-            map.insert(k, v);
+        for c in checked {
+            apply(&mut map, c);
         }
         Ok(n)
     }
@@ -128,41 +179,126 @@ impl Store {
         Ok(self.table_by_name(table)?.read().len())
     }
 
+    /// Number of rows in a table (a partition with only static cells counts
+    /// one, as a SELECT returns it).
+    pub fn row_count(&self, table: &str) -> Result<usize> {
+        Ok(self.table_by_name(table)?.read().values().map(|p| p.rows.len().max(1)).sum())
+    }
+
     /// All partition keys of a table in ring order.
     pub fn keys(&self, table: &str) -> Result<Vec<Vec<u8>>> {
         Ok(self.table_by_name(table)?.read().keys().map(|(_, k)| k.clone()).collect())
     }
 
-    /// A stored partition's cells by column name, or `None` if absent.
+    /// A partition's first row (its only row without clustering columns), or
+    /// `None` if the partition is absent or has only static cells.
     pub fn get(&self, table: &str, key: &[u8]) -> Result<Option<StoredRow>> {
+        Ok(self.get_partition(table, key)?.and_then(|p| p.rows.into_iter().next().map(|(_, r)| r)))
+    }
+
+    /// A whole partition, or `None` if absent.
+    pub fn get_partition(&self, table: &str, key: &[u8]) -> Result<Option<Partition>> {
         let td = self.table_by_name(table)?;
         let k = (murmur3::token(key), key.to_vec());
         Ok(td.read().get(&k).cloned())
     }
 
-    fn to_stored(&self, t: &Table, row: Row) -> Result<(RowKey, StoredRow)> {
+    fn check(&self, t: &Table, row: Row) -> Result<Checked> {
         let table = format!("{}.{}", t.keyspace, t.name);
         let err = |reason: String| Error::Row { table: table.clone(), key: show_key(&row.key), reason };
-        if row.key.is_empty() {
-            return Err(err("Key may not be empty".into()));
-        }
-        t.partition_key.1.validate(&row.key).map_err(|r| err(format!("partition key {}: {r}", t.partition_key.0)))?;
-        let mut cells = vec![None; t.columns.len()];
+        t.key_parts(&row.key).map_err(err)?;
+        let writetime = row.writetime.unwrap_or(self.default_writetime);
+        let stored = |n: usize| StoredRow { clustering: Vec::new(), cells: vec![None; n], writetime, ttl: row.ttl };
+        let mut regular = stored(t.columns.len());
+        let mut statics = None::<StoredRow>;
+        let mut sets_regular = false;
         for (name, value) in &row.cells {
-            let i = t.column_index(name).ok_or_else(|| err(format!("no regular column {name:?}")))?;
-            if let Some(vt) = value.column_type() {
-                if vt != t.columns[i].1 {
-                    return Err(err(format!(
-                        "column {name} is {} but the value is {}",
-                        t.columns[i].1.name(),
-                        vt.name()
-                    )));
+            let (cell, typ) = match t.resolve(name) {
+                Some(c @ ColumnRef::Regular(i)) => {
+                    sets_regular = true;
+                    (&mut regular.cells[i], t.column_type(c))
                 }
-            }
-            cells[i] = value.serialize();
+                Some(c @ ColumnRef::Static(i)) => {
+                    (&mut statics.get_or_insert_with(|| stored(t.statics.len())).cells[i], t.column_type(c))
+                }
+                Some(_) => {
+                    return Err(err(format!("{name} is a primary key column: give it in the key or clustering")))
+                }
+                None => return Err(err(format!("no regular or static column {name:?}"))),
+            };
+            check_value(value, typ).map_err(|r| err(format!("column {name} {r}")))?;
+            *cell = value.serialize();
         }
-        let key = (murmur3::token(&row.key), row.key.clone());
-        Ok((key, StoredRow { cells, writetime: row.writetime.unwrap_or(self.default_writetime), ttl: row.ttl }))
+        if row.clustering.is_empty() && !t.clustering.is_empty() && (sets_regular || statics.is_none()) {
+            let names: Vec<&str> = t.clustering.iter().map(|c| c.0.as_str()).collect();
+            return Err(err(format!("Some clustering keys are missing: {}", names.join(", "))));
+        }
+        let row_part = if row.clustering.is_empty() && !t.clustering.is_empty() {
+            None
+        } else {
+            if row.clustering.len() != t.clustering.len() {
+                return Err(err(format!(
+                    "{} clustering values for {} clustering columns",
+                    row.clustering.len(),
+                    t.clustering.len()
+                )));
+            }
+            let mut values = Vec::with_capacity(row.clustering.len());
+            for (v, (name, typ, _)) in row.clustering.iter().zip(&t.clustering) {
+                check_value(v, *typ).map_err(|r| err(format!("clustering column {name} {r}")))?;
+                let b = v.serialize().ok_or_else(|| err(format!("clustering column {name} may not be null")))?;
+                typ.validate_key(&b).map_err(|r| err(format!("clustering column {name}: {r}")))?;
+                values.push(b);
+            }
+            regular.clustering = values;
+            Some((t.clustering_order_key(&regular.clustering), regular))
+        };
+        let pos = (murmur3::token(&row.key), row.key);
+        Ok(Checked { pos, statics, row: row_part })
+    }
+}
+
+/// A value's type must be the column's (null fits every column).
+fn check_value(v: &Value, typ: crate::schema::ColumnType) -> std::result::Result<(), String> {
+    match v.column_type() {
+        Some(vt) if vt != typ => Err(format!("is {} but the value is {}", typ.name(), vt.name())),
+        _ => Ok(()),
+    }
+}
+
+/// Stores a checked row; true if it replaced a row (or, setting only static
+/// cells, if the partition existed).
+fn apply(map: &mut BTreeMap<RowKey, Partition>, c: Checked) -> bool {
+    let existed = map.contains_key(&c.pos);
+    let part = map.entry(c.pos).or_default();
+    if let Some(new) = c.statics {
+        match &mut part.statics {
+            // Cells merge (an INSERT leaves other static cells alone); the
+            // row's writetime and TTL become the static row's.
+            Some(old) => {
+                for (o, n) in old.cells.iter_mut().zip(new.cells) {
+                    if n.is_some() {
+                        *o = n;
+                    }
+                }
+                old.writetime = new.writetime;
+                old.ttl = new.ttl;
+            }
+            None => part.statics = Some(new),
+        }
+    }
+    let Some((order, row)) = c.row else {
+        return existed;
+    };
+    match part.rows.binary_search_by(|(k, _)| k.cmp(&order)) {
+        Ok(i) => {
+            part.rows[i].1 = row;
+            true
+        }
+        Err(i) => {
+            part.rows.insert(i, (order, row));
+            false
+        }
     }
 }
 
@@ -181,7 +317,7 @@ pub fn lower_from_token(t: i64, inclusive: bool) -> Option<Bound<RowKey>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{ColumnType, Value};
+    use crate::schema::{compose_key, ColumnType};
 
     fn store() -> Store {
         Store::new(vec![Table::new("ks", "t", "k", ColumnType::Text).column("v", ColumnType::Blob)], 7).unwrap()
@@ -208,6 +344,7 @@ mod tests {
         assert!(s.insert("ks.t", Row::new("a").blob("v", "2").writetime(9)).unwrap());
         let r = s.get("ks.t", b"a").unwrap().unwrap();
         assert_eq!(r.cells, vec![Some(b"2".to_vec())]);
+        assert_eq!(s.row_count("ks.t").unwrap(), 1);
         assert_eq!(r.writetime, 9);
         assert!(s.delete("ks.t", b"a").unwrap());
         assert!(!s.delete("ks.t", b"a").unwrap());
@@ -223,9 +360,68 @@ mod tests {
         assert!(e.contains("column v is blob but the value is int"), "{e}");
         let e = s.insert("ks.t", Row::new("a").blob("nope", "x")).unwrap_err().to_string();
         assert!(e.contains("nope") && e.contains("\"a\""), "{e}");
+        let e = s.insert("ks.t", Row::new("a").blob("k", "x")).unwrap_err().to_string();
+        assert!(e.contains("primary key column"), "{e}");
         let e = s.insert("ks.t", Row::new(vec![0xff])).unwrap_err().to_string();
         assert!(e.contains("partition key k"), "{e}");
         assert!(matches!(s.insert("ks.x", Row::new("a")), Err(Error::UnknownTable(_))));
+    }
+
+    fn clustered() -> Store {
+        Store::new(vec![crate::schema::clustered_test_table()], 7).unwrap()
+    }
+
+    fn key(a: &str, b: i32) -> Vec<u8> {
+        compose_key(&[a.as_bytes().to_vec(), b.to_be_bytes().to_vec()])
+    }
+
+    #[test]
+    fn rows_of_a_partition_are_in_clustering_order() {
+        let s = clustered();
+        let row = |c: i32, d: &str| {
+            Row::partition([Value::Text("x".into()), Value::Int(1)])
+                .clustering([Value::Int(c), Value::Text(d.into())])
+                .blob("v", format!("{c}{d}"))
+        };
+        for (c, d) in [(1, "b"), (3, "a"), (1, "a"), (2, "z")] {
+            assert!(!s.insert("ks.c", row(c, d)).unwrap());
+        }
+        assert!(s.insert("ks.c", row(1, "a").writetime(9)).unwrap(), "same primary key replaces");
+        let p = s.get_partition("ks.c", &key("x", 1)).unwrap().unwrap();
+        let got: Vec<Option<Vec<u8>>> = p.rows.iter().map(|(_, r)| r.cells[0].clone()).collect();
+        // c ASC, then d DESC.
+        let want: Vec<Option<Vec<u8>>> = ["1b", "1a", "2z", "3a"].iter().map(|v| Some(v.as_bytes().to_vec())).collect();
+        assert_eq!(got, want);
+        assert_eq!((s.len("ks.c").unwrap(), s.row_count("ks.c").unwrap()), (1, 4));
+        assert_eq!(p.rows_after(Some(&p.rows[1].0)), 2);
+        assert_eq!(p.rows_after(None), 0);
+    }
+
+    #[test]
+    fn static_cells_belong_to_the_partition() {
+        let s = clustered();
+        let part = || Row::partition([Value::Text("x".into()), Value::Int(1)]);
+        // Only static cells: a partition with no rows, which SELECT shows as one row.
+        assert!(!s.insert("ks.c", part().blob("s", "one")).unwrap());
+        assert_eq!((s.len("ks.c").unwrap(), s.row_count("ks.c").unwrap()), (1, 1));
+        assert_eq!(s.get("ks.c", &key("x", 1)).unwrap(), None);
+        s.insert("ks.c", part().clustering([Value::Int(1), Value::Text("a".into())]).blob("s", "two")).unwrap();
+        s.insert("ks.c", part().clustering([Value::Int(2), Value::Text("a".into())]).blob("v", "v")).unwrap();
+        let p = s.get_partition("ks.c", &key("x", 1)).unwrap().unwrap();
+        assert_eq!(p.statics.unwrap().cells, vec![Some(b"two".to_vec())]);
+        assert_eq!(p.rows.len(), 2);
+        for (row, needle) in [
+            (part().blob("v", "x"), "Some clustering keys are missing: c, d"),
+            (part(), "Some clustering keys are missing"),
+            (part().clustering([Value::Int(1)]), "1 clustering values for 2 clustering columns"),
+            (part().clustering([Value::Int(1), Value::Int(2)]), "clustering column d is text but the value is int"),
+            (part().clustering([Value::Null, Value::Text("a".into())]), "clustering column c may not be null"),
+            (Row::partition([Value::Text("x".into())]).blob("s", "x"), "composite key"),
+            (Row::partition([Value::Text("x".into()), Value::Bigint(1)]).blob("s", "x"), "partition key b"),
+        ] {
+            let e = s.insert("ks.c", row).unwrap_err().to_string();
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
     }
 
     #[test]

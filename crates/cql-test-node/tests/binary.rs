@@ -1,4 +1,5 @@
-//! The `cql-test-node` binary: flags -> listening node a driver can scan.
+//! The `cql-test-node` binary: flags -> listening node a driver can scan,
+//! including composite keys, clustering rows, a release version and TLS.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
@@ -79,5 +80,52 @@ async fn csv_rows_are_served() {
         spawn(&["--listen", "127.0.0.1:0", "--col", "blob:blob", "--rows-csv", path.to_str().unwrap()]);
     assert_eq!(count(&addr, "SELECT k FROM ks.t WHERE k = 'beta'").await, 1);
     assert_eq!(count(&addr, "SELECT k, blob FROM ks.t").await, 2);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn composite_clustered_tables_and_a_release_version() {
+    let (_child, addr) = spawn(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--table",
+        "bench.parts",
+        "--pk",
+        "bucket:text,id:bigint",
+        "--clustering",
+        "4",
+        "--col",
+        "data:blob",
+        "--rows",
+        "25",
+        "--release-version",
+        "5.0.2",
+    ]);
+    assert_eq!(count(&addr, "SELECT bucket, id, c FROM bench.parts").await, 100);
+    assert_eq!(count(&addr, "SELECT DISTINCT bucket, id FROM bench.parts").await, 25);
+    assert_eq!(count(&addr, "SELECT octet_length(data) FROM bench.parts").await, 100);
+}
+
+#[tokio::test]
+async fn tls_with_the_ca_written_for_clients() {
+    let dir = std::env::temp_dir().join(format!("cql-test-node-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    let (_child, addr) = spawn(&["--listen", "127.0.0.1:0", "--rows", "7", "--tls-ca-out", ca.to_str().unwrap()]);
+    use rustls::pki_types::pem::PemObject;
+    let pem = std::fs::read(&ca).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(cql_test_node::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let s =
+        SessionBuilder::new().known_node(&addr).tls_context(Some(std::sync::Arc::new(config))).build().await.unwrap();
+    let n = s.query_unpaged("SELECT k FROM ks.t", ()).await.unwrap().into_rows_result().unwrap().rows_num();
+    assert_eq!(n, 7);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,24 +1,31 @@
 //! The test node against the real `scylla` driver: connection and metadata,
 //! token-range scans with both paging styles, lookups, auth, every fault kind,
-//! reconnects, and a throughput sanity run.
+//! reconnects, a throughput sanity run; then tables as they are in production
+//! (composite partition keys of every type, clustering and static columns,
+//! DISTINCT proven by the node's read statistics), octet_length per release
+//! version, and TLS with password authentication.
 
 use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use cql_test_node::{
-    token, ColumnType, Credentials, Fault, Row, RunningNode, Table, TestNode, Value, DEFAULT_WRITETIME,
+    compose_key, token, ColumnType, Credentials, Fault, ReadKind, Row, RunningNode, Table, TestNode, TlsCerts, Value,
+    DEFAULT_WRITETIME,
 };
 use futures::TryStreamExt;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
-use scylla::cluster::metadata::Strategy;
+use scylla::cluster::metadata::{ColumnKind, Strategy};
+use scylla::deserialize::row::DeserializeRow;
 use scylla::errors::{
     DbError, ExecutionError, NextPageError, NextRowError, PagerExecutionError, RequestAttemptError, RequestError,
 };
+use scylla::response::query_result::QueryResult;
 use scylla::response::{PagingState, PagingStateResponse};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::unprepared::Statement;
+use scylla::value::{CqlTimestamp, CqlTimeuuid};
 
 const RANGE_QUERY: &str = "SELECT k, token(k) FROM ks.t WHERE token(k) > ? AND token(k) <= ?";
 
@@ -345,11 +352,11 @@ async fn authentication_success_and_failure() {
         .expect("login with right password");
     let n = ok.query_unpaged("SELECT k FROM ks.t", ()).await.unwrap().into_rows_result().unwrap().rows_num();
     assert_eq!(n, 2);
-    let bad = SessionBuilder::new().known_node_addr(node.addr()).user("alice", "wrong").build().await;
+    let bad = SessionBuilder::new().known_node_addr(node.addr()).user("alice", "not-the-pa55word").build().await;
     let Err(e) = bad else {
         panic!("wrong password must fail");
     };
-    assert!(format!("{e:?}").contains("AuthenticationError"), "error names authentication: {e:?}");
+    check_wrong_password(&e, "alice", "not-the-pa55word");
     let none = SessionBuilder::new().known_node_addr(node.addr()).build().await;
     assert!(none.is_err(), "no credentials must fail");
     assert!(node.stats().auth_failures >= 1);
@@ -600,5 +607,370 @@ async fn two_hundred_thousand_rows_page_through() {
     let distinct: BTreeSet<&String> = parts.iter().flatten().map(|(k, _)| k).collect();
     println!("200k rows in 17 parallel range scans: {:?}", t2.elapsed());
     assert_eq!((total, distinct.len()), (n, n));
+    node.shutdown().await;
+}
+
+/// A wrong password fails as Cassandra's PasswordAuthenticator fails it, and
+/// the error does not repeat the password.
+fn check_wrong_password(e: &impl std::fmt::Debug, user: &str, password: &str) {
+    let shown = format!("{e:?}");
+    assert!(shown.contains("AuthenticationError"), "error names authentication: {shown}");
+    assert!(
+        shown.contains(&format!("Provided username {user} and/or password are incorrect")),
+        "Cassandra's message: {shown}"
+    );
+    assert!(!shown.contains(password), "the password leaked: {shown}");
+}
+
+// ---- Tables as they are in production: composite keys, clustering, statics ----
+
+/// `PRIMARY KEY ((bucket, id), part)` with a static `meta` and a regular `data`:
+/// `partitions` partitions of `parts` rows each.
+fn objects_table() -> Table {
+    Table::new("ks", "objects", "bucket", ColumnType::Text)
+        .partition_key_column("id", ColumnType::Bigint)
+        .clustering_column("part", ColumnType::Int)
+        .static_column("meta", ColumnType::Blob)
+        .column("data", ColumnType::Blob)
+}
+
+fn objects(partitions: i64, parts: i32) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for id in 0..partitions {
+        let bucket = if id % 2 == 0 { "photos" } else { "PHOTO:12345/odd" };
+        for part in 0..parts {
+            let mut r = Row::partition([Value::Text(bucket.into()), Value::Bigint(id)])
+                .clustering([Value::Int(part)])
+                .blob("data", vec![part as u8; 10 + part as usize]);
+            if part == 0 {
+                r = r.blob("meta", format!("meta{id}").into_bytes());
+            }
+            rows.push(r);
+        }
+    }
+    rows
+}
+
+/// The rows of a result, decoded as `T`.
+fn decoded<T>(r: QueryResult) -> Vec<T>
+where
+    T: for<'f, 'm> DeserializeRow<'f, 'm>,
+{
+    r.into_rows_result().unwrap().rows::<T>().unwrap().map(Result::unwrap).collect()
+}
+
+fn objects_key(bucket: &str, id: i64) -> Vec<u8> {
+    compose_key(&[bucket.as_bytes(), &id.to_be_bytes()])
+}
+
+const OBJECTS_RANGE: &str =
+    "SELECT bucket, id, token(bucket, id), part FROM ks.objects WHERE token(bucket, id) > ? AND token(bucket, id) <= ?";
+const OBJECTS_DISTINCT: &str = "SELECT DISTINCT bucket, id, token(bucket, id) FROM ks.objects \
+     WHERE token(bucket, id) > ? AND token(bucket, id) <= ?";
+
+async fn objects_node(partitions: i64, parts: i32) -> RunningNode {
+    TestNode::builder()
+        .table(objects_table())
+        .rows(objects(partitions, parts))
+        .build()
+        .start("127.0.0.1:0")
+        .await
+        .expect("start test node")
+}
+
+fn db_error_message(e: &ExecutionError) -> (DbError, String) {
+    match e {
+        ExecutionError::LastAttemptError(RequestAttemptError::DbError(db, msg)) => (db.clone(), msg.clone()),
+        other => panic!("not a database error: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn composite_keys_and_clustering_columns_in_driver_metadata() {
+    let node = objects_node(4, 2).await;
+    let s = session(&node).await;
+    let state = s.get_cluster_state();
+    let t = state.get_keyspace("ks").unwrap().tables.get("objects").expect("table objects");
+    assert_eq!(t.partition_key, ["bucket", "id"]);
+    assert_eq!(t.clustering_key, ["part"]);
+    assert_eq!(t.columns["meta"].kind, ColumnKind::Static);
+    assert_eq!(t.columns["data"].kind, ColumnKind::Regular);
+    assert_eq!(t.columns["id"].kind, ColumnKind::PartitionKey);
+    // The driver computes the token of a composite key as the node does.
+    for (bucket, id) in [("photos", 0i64), ("PHOTO:12345/odd", 1), ("", i64::MIN)] {
+        let driver = state.compute_token("ks", "objects", &(bucket, id)).unwrap();
+        assert_eq!(driver.value(), token(&objects_key(bucket, id)), "({bucket:?}, {id})");
+    }
+    // A prepared lookup names each key column's marker, whatever the WHERE order.
+    let p = s.prepare("SELECT part, data FROM ks.objects WHERE id = ? AND bucket = ?").await.unwrap();
+    // (marker, position in the key), sorted by marker: marker 0 (id) is key column 1.
+    let idx: Vec<(u16, u16)> = p.get_variable_pk_indexes().iter().map(|i| (i.index, i.sequence)).collect();
+    assert_eq!(idx, [(0, 1), (1, 0)]);
+    let routed = p.calculate_token(&(3i64, "PHOTO:12345/odd")).unwrap().unwrap();
+    assert_eq!(routed.value(), token(&objects_key("PHOTO:12345/odd", 3)));
+    let rows: Vec<(i32, Vec<u8>)> = decoded(s.execute_unpaged(&p, (3i64, "PHOTO:12345/odd")).await.unwrap());
+    assert_eq!(rows, [(0, vec![0; 10]), (1, vec![1; 11])]);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clustered_scans_page_inside_partitions_and_distinct_reads_partitions() {
+    let (partitions, parts) = (60, 7);
+    let node = objects_node(partitions, parts).await;
+    let s = session(&node).await;
+    let all = (i64::MIN, i64::MAX);
+
+    // Every row, in token then clustering order, with pages that end inside partitions.
+    node.reset_stats();
+    let p = prepare_paged(&s, OBJECTS_RANGE, 5).await;
+    let mut rows: Vec<(String, i64, i64, i32)> = Vec::new();
+    let mut state = PagingState::start();
+    loop {
+        let (res, next) = s.execute_single_page(&p, all, state).await.unwrap();
+        rows.extend(decoded::<(String, i64, i64, i32)>(res));
+        match next.into_paging_control_flow() {
+            ControlFlow::Break(()) => break,
+            ControlFlow::Continue(ps) => state = ps,
+        }
+    }
+    assert_eq!(rows.len(), (partitions * parts as i64) as usize);
+    for w in rows.windows(2) {
+        let (a, b) = (&w[0], &w[1]);
+        assert!(a.2 < b.2 || (a.2 == b.2 && a.3 < b.3), "token then clustering order: {a:?} {b:?}");
+    }
+    for r in &rows {
+        assert_eq!(r.2, token(&objects_key(&r.0, r.1)));
+    }
+    let range = node.stats().reads(ReadKind::Range);
+    assert_eq!(range.rows, rows.len() as u64);
+    assert!(range.partitions >= partitions as u64);
+
+    // DISTINCT: one row per partition, and the node read partitions, not rows.
+    node.reset_stats();
+    let p = prepare_paged(&s, OBJECTS_DISTINCT, 7).await;
+    let keys: Vec<(String, i64, i64)> =
+        s.execute_iter(p, all).await.unwrap().rows_stream::<(String, i64, i64)>().unwrap().try_collect().await.unwrap();
+    assert_eq!(keys.len(), partitions as usize);
+    let distinct: BTreeSet<(String, i64)> = keys.iter().map(|k| (k.0.clone(), k.1)).collect();
+    assert_eq!(distinct.len(), partitions as usize);
+    let stats = node.stats();
+    let d = stats.reads(ReadKind::DistinctRange);
+    assert_eq!((d.rows, d.partitions), (partitions as u64, partitions as u64));
+    assert_eq!(stats.reads(ReadKind::Range).rows, 0);
+    assert_eq!(stats.rows_served, partitions as u64, "{partitions} rows for {} stored", partitions * parts as i64);
+
+    // Cassandra's refusals reach the driver as InvalidRequest.
+    for (q, needle) in [
+        ("SELECT part FROM ks.objects WHERE bucket = 'photos'", "ALLOW FILTERING"),
+        ("SELECT DISTINCT bucket, id, part FROM ks.objects", "(not part)"),
+        ("SELECT DISTINCT bucket FROM ks.objects", "(missing id)"),
+        ("SELECT part FROM ks.objects WHERE token(id, bucket) > 0", "partition key order: bucket, id"),
+    ] {
+        let e = s.query_unpaged(q, ()).await.unwrap_err();
+        let (db, msg) = db_error_message(&e);
+        assert_eq!(db, DbError::Invalid, "{q}");
+        assert!(msg.contains(needle), "{q}: {msg}");
+    }
+    node.shutdown().await;
+}
+
+/// Every supported type in one composite partition key, plus a static-only
+/// partition and a descending clustering column.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_key_type_in_a_composite_key() {
+    let names = ["t", "a", "bl", "bi", "i", "si", "ti", "u", "tu", "ts"];
+    let types = [
+        ColumnType::Text,
+        ColumnType::Ascii,
+        ColumnType::Blob,
+        ColumnType::Bigint,
+        ColumnType::Int,
+        ColumnType::Smallint,
+        ColumnType::Tinyint,
+        ColumnType::Uuid,
+        ColumnType::Timeuuid,
+        ColumnType::Timestamp,
+    ];
+    let mut t = Table::new("ks", "wide", names[0], types[0]);
+    for (n, typ) in names.iter().zip(types).skip(1) {
+        t = t.partition_key_column(n, typ);
+    }
+    let t = t
+        .clustering_column_desc("c", ColumnType::Int)
+        .static_column("s", ColumnType::Text)
+        .column("v", ColumnType::Blob);
+    let uuid4 = uuid::Uuid::from_u128(0x1234_5678_9abc_4def_8123_4567_89ab_cdef);
+    let timeuuid = uuid::Uuid::from_u128(0x5b6e_0a30_8b6b_11ee_b962_0242_ac12_0002);
+    let parts = |i: i64| {
+        vec![
+            Value::Text(format!("tëxt/{i}")),
+            Value::Ascii(format!("ascii:{i}")),
+            Value::Blob(vec![0, i as u8, 0xff]),
+            Value::Bigint(-i),
+            Value::Int(i as i32),
+            Value::Smallint(-(i as i16)),
+            Value::Tinyint(i as i8),
+            Value::Uuid(*uuid4.as_bytes()),
+            Value::Timeuuid(*timeuuid.as_bytes()),
+            Value::Timestamp(1_700_000_000_000 + i),
+        ]
+    };
+    let mut rows = Vec::new();
+    for i in 0..5 {
+        for c in 0..3 {
+            rows.push(Row::partition(parts(i)).clustering([Value::Int(c)]).blob("v", vec![c as u8]));
+        }
+    }
+    rows.push(Row::partition(parts(99)).set("s", Value::Text("static only".into())));
+    let node = TestNode::builder().table(t).rows(rows).build().start("127.0.0.1:0").await.unwrap();
+    let s = session(&node).await;
+
+    type Key = (String, String, Vec<u8>, i64, i32, i16, i8, uuid::Uuid, CqlTimeuuid, CqlTimestamp);
+    let key = |i: i64| -> Key {
+        (
+            format!("tëxt/{i}"),
+            format!("ascii:{i}"),
+            vec![0, i as u8, 0xff],
+            -i,
+            i as i32,
+            -(i as i16),
+            i as i8,
+            uuid4,
+            CqlTimeuuid::from(timeuuid),
+            CqlTimestamp(1_700_000_000_000 + i),
+        )
+    };
+    let state = s.get_cluster_state();
+    for i in [0, 4, 99] {
+        let ours = token(&Row::partition(parts(i)).key);
+        assert_eq!(state.compute_token("ks", "wide", &key(i)).unwrap().value(), ours, "key {i}");
+    }
+    let where_all = names.iter().map(|n| format!("{n} = ?")).collect::<Vec<_>>().join(" AND ");
+    let p = s.prepare(format!("SELECT c, v, s, {} FROM ks.wide WHERE {where_all}", names.join(", "))).await.unwrap();
+    assert_eq!(p.get_variable_pk_indexes().len(), 10);
+    // The selected columns: c, v, s, then the ten key columns.
+    type Wide = (
+        Option<i32>,
+        Option<Vec<u8>>,
+        Option<String>,
+        String,
+        String,
+        Vec<u8>,
+        i64,
+        i32,
+        i16,
+        i8,
+        uuid::Uuid,
+        CqlTimeuuid,
+        CqlTimestamp,
+    );
+    let got: Vec<Wide> = decoded(s.execute_unpaged(&p, key(2)).await.unwrap());
+    // c DESC; every key column decodes back to what was stored.
+    let cs: Vec<Option<i32>> = got.iter().map(|r| r.0).collect();
+    assert_eq!(cs, [Some(2), Some(1), Some(0)]);
+    for r in got {
+        assert_eq!((r.3, r.4, r.5, r.6, r.7, r.8, r.9, r.10, r.11, r.12), key(2));
+    }
+    // The static-only partition is one row with a null clustering column.
+    let only: Vec<Wide> = decoded(s.execute_unpaged(&p, key(99)).await.unwrap());
+    assert_eq!(only.len(), 1);
+    assert_eq!((only[0].0, only[0].2.as_deref()), (None, Some("static only")));
+    // A key column given twice is refused.
+    let e = s.query_unpaged("SELECT c FROM ks.wide WHERE t = 'x' AND t = 'y'", ()).await.unwrap_err();
+    assert!(db_error_message(&e).1.contains("more than one relation"), "{e:?}");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn octet_length_follows_the_release_version() {
+    for (version, has) in [("4.0.7", false), (cql_test_node::Version::DEFAULT, false), ("5.0.2", true)] {
+        let node = TestNode::builder()
+            .table(objects_table())
+            .rows(objects(10, 3))
+            .release_version(version)
+            .build()
+            .start("127.0.0.1:0")
+            .await
+            .unwrap();
+        let s = session(&node).await;
+        let reported: Vec<(String,)> =
+            decoded(s.query_unpaged("SELECT release_version FROM system.local", ()).await.unwrap());
+        assert_eq!(reported, [(version.to_string(),)]);
+        let q = "SELECT part, octet_length(data), octet_length(meta) FROM ks.objects WHERE bucket = ? AND id = ?";
+        if !has {
+            let e = s.prepare(q).await.unwrap_err();
+            assert!(format!("{e:?}").contains("Unknown function 'octet_length'"), "{version}: {e:?}");
+            node.shutdown().await;
+            continue;
+        }
+        let p = s.prepare(q).await.unwrap();
+        node.reset_stats();
+        let sizes: Vec<(i32, Option<i32>, Option<i32>)> =
+            decoded(s.execute_unpaged(&p, ("photos", 4i64)).await.unwrap());
+        // data is 10 + part bytes; meta is static ("meta4"), so every row shows it.
+        assert_eq!(sizes, [(0, Some(10), Some(5)), (1, Some(11), Some(5)), (2, Some(12), Some(5))]);
+        let sized = node.stats().reads(ReadKind::Lookup).bytes;
+        node.reset_stats();
+        let q = "SELECT part, data, meta FROM ks.objects WHERE bucket = 'photos' AND id = 4";
+        let blobs: Vec<(i32, Vec<u8>, Vec<u8>)> = decoded(s.query_unpaged(q, ()).await.unwrap());
+        assert_eq!(blobs.len(), 3);
+        let fetched = node.stats().reads(ReadKind::Lookup).bytes;
+        println!("{version}: octet_length moved {sized} bytes, fetching the values {fetched}");
+        assert!(sized < fetched);
+        node.shutdown().await;
+    }
+}
+
+async fn tls_session(node: &RunningNode, certs: &TlsCerts, user: Option<(&str, &str)>) -> Result<Session, String> {
+    let mut b = SessionBuilder::new().known_node_addr(node.addr()).tls_context(Some(certs.client_config()));
+    if let Some((u, p)) = user {
+        b = b.user(u, p);
+    }
+    b.build().await.map_err(|e| format!("{e:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_password_lists_and_looks_up_and_refuses_strangers() {
+    let certs = TlsCerts::generate().unwrap();
+    let node = TestNode::builder()
+        .table(objects_table())
+        .rows(objects(30, 2))
+        .credentials(Credentials::new("lister", "pa55-w0rd"))
+        .tls(&certs)
+        .build()
+        .start("127.0.0.1:0")
+        .await
+        .unwrap();
+    let s = tls_session(&node, &certs, Some(("lister", "pa55-w0rd"))).await.expect("TLS session");
+    let p = prepare_paged(&s, OBJECTS_DISTINCT, 4).await;
+    let keys: Vec<(String, i64, i64)> =
+        s.execute_iter(p, (i64::MIN, i64::MAX)).await.unwrap().rows_stream().unwrap().try_collect().await.unwrap();
+    assert_eq!(keys.len(), 30);
+    let p = s.prepare("SELECT data FROM ks.objects WHERE bucket = ? AND id = ? AND part = ?").await.unwrap();
+    let data: Vec<(Vec<u8>,)> = decoded(s.execute_unpaged(&p, ("photos", 2i64, 1i32)).await.unwrap());
+    assert_eq!(data, [(vec![1; 11],)]);
+    let ok_handshakes = node.stats().tls_handshakes;
+    assert!(ok_handshakes >= 1);
+
+    // A wrong password over TLS fails as it does in plain text.
+    let e = tls_session(&node, &certs, Some(("lister", "guessed-Pa55"))).await.unwrap_err();
+    check_wrong_password(&e, "lister", "guessed-Pa55");
+
+    // A client trusting another CA never gets to speak CQL.
+    let stranger = TlsCerts::generate().unwrap();
+    let failures = node.stats().tls_handshake_failures;
+    let e = tls_session(&node, &stranger, Some(("lister", "pa55-w0rd"))).await.unwrap_err();
+    println!("untrusted CA: {e}");
+    assert!(e.to_lowercase().contains("certificate") || e.contains("UnknownIssuer"), "{e}");
+    assert!(node.stats().tls_handshake_failures > failures);
+
+    // Nor does a plain-text client.
+    let plain = SessionBuilder::new()
+        .known_node_addr(node.addr())
+        .user("lister", "pa55-w0rd")
+        .connection_timeout(Duration::from_secs(3))
+        .build()
+        .await;
+    assert!(plain.is_err(), "plain text to a TLS node must fail");
     node.shutdown().await;
 }
