@@ -2,6 +2,7 @@
 use anyhow::Context;
 use clap::Parser;
 use keyrecon::cli::{main_with, parse_size, report, FormatArgs};
+use keyrecon::input::InputSpec;
 use keyrecon::job::{self, DiffConfig, Engine, Side};
 use std::path::PathBuf;
 
@@ -9,6 +10,14 @@ use std::path::PathBuf;
 ///
 /// SOURCE and TARGET are each a chunk set (a directory written by keyrecon-sort or a lister), a key
 /// file, or - for stdin. Key files need not be sorted and may hold duplicates.
+///
+/// A side may be several chunk sets: give it with --source DIR / --target DIR, repeated, instead of
+/// its positional (e.g. the shards of a listing, one per machine: keyrecon-list-cassandra and
+/// keyrecon-list-s3 --shard I/N). They are merged into one sorted stream, duplicates dropped. Before
+/// anything is read, shards are checked: all N shards of one listing (same table or bucket and prefix,
+/// same filters, same N), each exactly once; otherwise the diff stops with exit status 2 and says which
+/// shard is missing or doubled, or which set lists something else (a missing shard would otherwise
+/// show its keys as missing). Chunk sets that are not shards (keyrecon-sort outputs) merge unchecked.
 ///
 /// Writes into --out DIR: missing-on-target.txt (in SOURCE only: repair these), missing-on-source.txt
 /// (in TARGET only: orphans), differ.txt (in both, metadata differs), match.txt (--match),
@@ -21,13 +30,29 @@ use std::path::PathBuf;
 /// Example:
 ///   keyrecon-diff cassandra-keys.txt s3-keys.txt --out diff/ && echo "in sync"
 ///   keyrecon-diff ks.chunks/ s3.chunks/ --out diff/ --compare size,mtime; keyrecon-repair --keys diff/missing-on-target.csv ...
+///
+///   # a bucket listed by three machines (keyrecon-list-s3 --shard 1/3, 2/3, 3/3), diffed as one:
+///   keyrecon-diff cassandra.chunks \
+///     --target s3-1.chunks --target s3-2.chunks --target s3-3.chunks --out diff/
+///   # both sides sharded (keyrecon-list-cassandra --shard 1/2, 2/2):
+///   keyrecon-diff --source cass-1.chunks --source cass-2.chunks \
+///     --target s3-1.chunks --target s3-2.chunks --target s3-3.chunks --out diff/
 #[derive(Parser, Debug)]
 #[command(name = "keyrecon-diff", version, verbatim_doc_comment)]
 struct Args {
-    /// Source side: chunk set directory, key file, or - (stdin).
-    source: PathBuf,
+    /// Source side: chunk set directory, key file, or - (stdin). Positionals go to the sides not given
+    /// with --source/--target, in order: with --source flags, the one positional is the target.
+    #[arg(value_name = "SOURCE")]
+    first: Option<PathBuf>,
     /// Target side: chunk set directory, key file, or - (stdin).
-    target: PathBuf,
+    #[arg(value_name = "TARGET")]
+    second: Option<PathBuf>,
+    /// A chunk set of the source side; repeat for several (e.g. the shards of a listing).
+    #[arg(long, value_name = "DIR")]
+    source: Vec<PathBuf>,
+    /// A chunk set of the target side; repeat for several (e.g. the shards of a listing).
+    #[arg(long, value_name = "DIR")]
+    target: Vec<PathBuf>,
     /// Output directory (created if missing; outcome files in it are replaced).
     #[arg(long, short = 'o', value_name = "DIR")]
     out: PathBuf,
@@ -60,9 +85,12 @@ struct Args {
 fn main() {
     main_with("keyrecon-diff", || {
         let a = Args::parse();
-        let spec = |p: PathBuf| a.fmt.spec(p).map_err(anyhow::Error::msg);
-        let source = Side::open(spec(a.source.clone())?).context("source")?;
-        let target = Side::open(spec(a.target.clone())?).context("target")?;
+        let (sources, targets) = sides(&a)?;
+        let specs = |ps: Vec<PathBuf>| -> anyhow::Result<Vec<InputSpec>> {
+            ps.into_iter().map(|p| a.fmt.spec(p).map_err(anyhow::Error::msg)).collect()
+        };
+        let source = Side::open_all(specs(sources)?).context("source")?;
+        let target = Side::open_all(specs(targets)?).context("target")?;
         let cfg = DiffConfig {
             source,
             target,
@@ -78,4 +106,27 @@ fn main() {
         };
         Ok(report("keyrecon-diff", &job::diff(cfg)?, a.quiet))
     })
+}
+
+/// The inputs of each side: its --source/--target flags, or else the next positional.
+fn sides(a: &Args) -> anyhow::Result<(Vec<PathBuf>, Vec<PathBuf>)> {
+    let mut positionals = a.first.iter().chain(&a.second).cloned();
+    let mut side = |flags: &[PathBuf], name: &str, flag: &str| -> anyhow::Result<Vec<PathBuf>> {
+        if !flags.is_empty() {
+            return Ok(flags.to_vec());
+        }
+        match positionals.next() {
+            Some(p) => Ok(vec![p]),
+            None => anyhow::bail!("no {name}: give SOURCE TARGET, or --{flag} DIR (repeatable) for that side"),
+        }
+    };
+    let sources = side(&a.source, "SOURCE", "source")?;
+    let targets = side(&a.target, "TARGET", "target")?;
+    if let Some(extra) = positionals.next() {
+        anyhow::bail!(
+            "{}: one input too many (a side given with --source or --target takes no positional)",
+            extra.display()
+        );
+    }
+    Ok((sources, targets))
 }

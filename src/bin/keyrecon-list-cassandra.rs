@@ -1,5 +1,6 @@
 //! keyrecon-list-cassandra: list a Cassandra table's partition keys into a chunk set.
 use clap::Parser;
+use keyrecon::chunk::Shard;
 use keyrecon::cli::{main_with, parse_size, report, CassandraArgs, LoadArgs};
 use keyrecon::keymap::KeyMap;
 use keyrecon::sources::cassandra::session::{Selection, SizeSource};
@@ -18,6 +19,12 @@ use std::path::PathBuf;
 /// Progress is journaled in CHUNKSET/.keyrecon-scan: after a crash or kill, rerun the same command
 /// with --resume; finished ranges are not listed again and the result equals an uninterrupted run.
 ///
+/// Sharding: with --shard I/N, N machines list one table together. The ring is cut into N contiguous
+/// slices of equal width (the same on every machine); shard I lists slice I only, cut into --splits
+/// ranges. Each machine writes its own chunk set; keyrecon-diff takes all N (--source, repeated), checks
+/// that each shard is there exactly once and that all list the same table with the same --key-map and
+/// --written-* window, and merges them. A resume must use the same --shard.
+///
 /// Credentials: KEYRECON_CASSANDRA_USERNAME / KEYRECON_CASSANDRA_PASSWORD (preferred: flags show up
 /// in `ps`). They are never logged or written to the manifest.
 ///
@@ -30,6 +37,12 @@ use std::path::PathBuf;
 ///     --key-map 'if length == 21 and ends-with _1 then strip-suffix _1; require-prefix t01' \
 ///     --out cassandra.chunks
 ///   keyrecon-diff cassandra.chunks s3.chunks --out diff/
+///
+///   # three machines, one shard each, then one diff of the three shards against S3:
+///   keyrecon-list-cassandra ... --table objects --key-column id --shard 1/3 --out cass-1.chunks  # machine 1
+///   keyrecon-list-cassandra ... --table objects --key-column id --shard 2/3 --out cass-2.chunks  # machine 2
+///   keyrecon-list-cassandra ... --table objects --key-column id --shard 3/3 --out cass-3.chunks  # machine 3
+///   keyrecon-diff --source cass-1.chunks --source cass-2.chunks --source cass-3.chunks s3.chunks --out diff/
 #[derive(Parser, Debug)]
 #[command(name = "keyrecon-list-cassandra", version, verbatim_doc_comment)]
 // A full scan reads every row once: LOCAL_ONE is enough (a diff against S3 tolerates a replica that lags
@@ -62,7 +75,11 @@ struct Args {
     #[arg(long)]
     force: bool,
 
-    /// Number of token ranges to cut the ring into (at least one per vnode range).
+    /// List only shard I of N (1-based, e.g. 2/3): the I-th of N equal slices of the token ring, so N
+    /// machines can list one table; diff the N chunk sets together (keyrecon-diff --source, repeated).
+    #[arg(long, value_name = "I/N")]
+    shard: Option<Shard>,
+    /// Number of token ranges to cut the ring (or the --shard's slice) into (at least one per vnode range).
     #[arg(long, default_value_t = 1024)]
     splits: usize,
     /// Rows per page.
@@ -140,6 +157,7 @@ fn main() {
             out: a.out.clone(),
             resume: a.resume,
             force: a.force,
+            shard: a.shard,
             splits: a.splits,
             page_size: a.page_size,
             concurrency: a.load.concurrency,

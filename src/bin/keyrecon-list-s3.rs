@@ -4,13 +4,14 @@
 
 use anyhow::{bail, Result};
 use clap::Parser;
+use keyrecon::chunk::Shard;
 use keyrecon::cli::{main_with, parse_size, report, S3Args};
 use keyrecon::sources::s3::{
     self,
     fetch::RetryPolicy,
     inventory::InventoryConfig,
     list::{ListConfig, Sink},
-    Cutoff, Job,
+    Job, Window,
 };
 use std::path::PathBuf;
 use std::time::Duration;
@@ -35,6 +36,15 @@ enum Output {
 /// that are still truncated (Ceph returns them) are followed; an empty one that hands back the token it
 /// was asked with is retried like a failed page.
 ///
+/// Sharding: with --shard I/N, N machines list one bucket together. The key space under --prefix (and
+/// inside --start-after/--end-before) is cut into N contiguous key ranges at boundaries every machine
+/// computes alike from those flags and N (evenly spaced over printable ASCII after the prefix; keys
+/// beyond '~' fall in the last shard); shard I lists range I only, with all its streams. Each machine
+/// writes its own chunk set; keyrecon-diff takes all N (--target, repeated), checks that each shard is
+/// there exactly once and that all list the same bucket, prefix and filters, and merges them. A resume
+/// must use the same --shard. Not with --inventory (an inventory report is files read by one machine,
+/// not a listing to share out).
+///
 /// Credentials and region follow the AWS conventions (environment, ~/.aws/config and credentials,
 /// --profile, SSO, instance roles). For S3-compatible servers pass --endpoint-url (path-style then).
 ///
@@ -54,6 +64,13 @@ enum Output {
 ///   keyrecon-list-s3 --endpoint-url http://127.0.0.1:3900 --region garage --bucket b --out b.chunks
 ///   keyrecon-list-s3 --inventory s3://inv/photos/all/2024-05-01T01-00Z/manifest.json --out photos.chunks
 ///   keyrecon-diff cassandra.chunks photos.chunks --out diff/
+///
+///   # three machines, one shard each, then one diff of Cassandra against the three shards:
+///   keyrecon-list-s3 --bucket photos --shard 1/3 --out photos-1.chunks     # machine 1
+///   keyrecon-list-s3 --bucket photos --shard 2/3 --out photos-2.chunks     # machine 2
+///   keyrecon-list-s3 --bucket photos --shard 3/3 --out photos-3.chunks     # machine 3
+///   keyrecon-diff cassandra.chunks --target photos-1.chunks --target photos-2.chunks \
+///     --target photos-3.chunks --out diff/
 #[derive(Parser, Debug)]
 #[command(name = "keyrecon-list-s3", version, verbatim_doc_comment)]
 // A LIST page of 1000 keys may take longer than repair's and verify's single-key requests; the flag was
@@ -100,6 +117,10 @@ struct Args {
     /// Only objects modified at or before this time (RFC 3339), e.g. when dual writes began.
     #[arg(long, value_name = "TIME", value_parser = s3::parse_time_us)]
     modified_before: Option<i64>,
+    /// List only shard I of N (1-based, e.g. 2/3): the I-th of N key ranges of the listing, so N machines
+    /// can list one bucket; diff the N chunk sets together (keyrecon-diff --target, repeated).
+    #[arg(long, value_name = "I/N")]
+    shard: Option<Shard>,
     /// Read this S3 Inventory manifest.json (local path or s3://bucket/key) instead of listing.
     #[arg(long, value_name = "MANIFEST")]
     inventory: Option<String>,
@@ -140,10 +161,22 @@ fn main() {
 
 /// The flags as a job: a listing into a sink, or an inventory read.
 fn job(a: Args) -> Result<Job> {
-    let cutoff = Cutoff::from_flags(s3::now_us(), a.max_age, a.min_age, a.modified_since, a.modified_before);
+    let window = Window {
+        max_age: a.max_age,
+        min_age: a.min_age,
+        modified_since: a.modified_since,
+        modified_before: a.modified_before,
+    };
     let to_stdout = a.out.as_os_str() == "-";
     let lines = to_stdout || a.format == Output::Lines;
     if let Some(manifest) = a.inventory {
+        if let Some(s) = a.shard {
+            bail!(
+                "--shard {s} with --inventory: sharding splits the ListObjectsV2 requests of a listing among \
+                 machines; an inventory report is a set of files S3 already wrote, read whole by one machine \
+                 (drop --shard, or list the bucket with --shard instead of reading its inventory)"
+            );
+        }
         if lines {
             bail!("--inventory writes a chunk set: --out must be a directory, without --format lines");
         }
@@ -152,7 +185,7 @@ fn job(a: Args) -> Result<Job> {
             prefix: a.prefix,
             start_after: a.start_after,
             end_before: a.end_before,
-            cutoff,
+            cutoff: window.cutoff(s3::now_us()),
             concurrency: a.concurrency,
             mem: a.mem,
             chunk_bytes: 256 << 20,
@@ -175,7 +208,8 @@ fn job(a: Args) -> Result<Job> {
         end_before: a.end_before,
         concurrency: a.concurrency,
         page_size: a.page_size.clamp(1, 1000),
-        cutoff,
+        window,
+        shard: a.shard,
         retry: RetryPolicy {
             max_retries: a.retries,
             base: Duration::from_millis(a.retry_base_ms),

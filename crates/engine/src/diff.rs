@@ -488,15 +488,26 @@ pub fn etag_equal(a: &[u8], b: &[u8]) -> Option<bool> {
 /// Per-side statistics in the summary.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct SideStats {
+    /// The input; a side of several chunk sets names them all, joined by `, ` (see `inputs`).
     pub input: String,
-    /// "chunkset" or "file".
+    /// "chunkset" (one or more) or "file".
     pub kind: String,
+    /// Every input of the side, in merge order, with what it lists when a lister wrote it.
+    pub inputs: Vec<SideInput>,
     pub records_read: u64,
     pub unique_keys: u64,
     pub duplicates: u64,
     pub blank_lines: u64,
     pub rejected: u64,
     pub bytes: u64,
+}
+
+/// One input of a diff side.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SideInput {
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listing: Option<crate::chunk::Listing>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]

@@ -66,6 +66,11 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// The chunk sets of one diff side are not one complete set of shards of one listing (a shard is
+    /// missing or given twice, or the sets list different things); the message names the sets.
+    #[error("{0}")]
+    Shards(String),
+
     /// Flags or inputs that do not make sense together; the message says what to do instead.
     #[error("{0}")]
     Usage(String),

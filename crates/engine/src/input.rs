@@ -544,9 +544,10 @@ impl RecordSource for FileSource {
     }
 }
 
-impl RecordSource for crate::chunk::ChunkSet {
+/// One or more chunk sets (a diff side), read as their sorted, deduplicated union.
+impl RecordSource for crate::chunk::ChunkSets {
     fn describe(&self) -> String {
-        self.dir.display().to_string()
+        self.names().join(", ")
     }
     fn schema(&self) -> crate::record::Schema {
         self.schema

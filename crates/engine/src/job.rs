@@ -2,8 +2,8 @@
 //! these configs and map the summary to an exit code.
 
 use crate::chunk::set::Producer;
-use crate::chunk::{ChunkSet, ChunkSetWriter};
-use crate::diff::{walk, DiffOptions, DiffSummary, DiffWriter, SideStats, Timings};
+use crate::chunk::{ChunkSetWriter, ChunkSets};
+use crate::diff::{walk, DiffOptions, DiffSummary, DiffWriter, SideInput, SideStats, Timings};
 use crate::error::{Error, Result};
 use crate::hashdiff::{hash_diff, HashDiffConfig};
 use crate::input::{FileSource, InputSpec, InputStats, RecordSource, Rejects};
@@ -15,24 +15,45 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
-/// One side of a diff: a chunk set directory, or a key file / stdin.
+/// One side of a diff: one or more chunk sets (merged into one stream), or a key file / stdin.
 pub enum Side {
-    ChunkSet(ChunkSet),
+    ChunkSets(ChunkSets),
     File(InputSpec),
 }
 
 impl Side {
     /// A directory with a manifest is a chunk set; a directory without one is an error (an unfinished
-    /// chunk set must not be read as "no keys"); anything else is a key file.
+    /// chunk set must not be read as "no keys"); anything else is a key file. A chunk set that is one
+    /// shard of several is refused (the other shards are missing; see [`Side::open_all`]).
     pub fn open(spec: InputSpec) -> Result<Side> {
         if !spec.is_stdin() && spec.path.is_dir() {
-            return Ok(Side::ChunkSet(ChunkSet::open(&spec.path)?));
+            return Ok(Side::ChunkSets(ChunkSets::open(std::slice::from_ref(&spec.path))?));
         }
         Ok(Side::File(spec))
     }
+
+    /// A side of one or more inputs. Several inputs must all be chunk sets (e.g. the shards of one
+    /// listing, or keyrecon-sort outputs); they are checked before anything is read (see
+    /// [`ChunkSets::open`]: a missing, doubled or foreign shard is an [`Error::Shards`]).
+    pub fn open_all(specs: Vec<InputSpec>) -> Result<Side> {
+        if specs.len() <= 1 {
+            let spec = specs.into_iter().next().ok_or_else(|| Error::Usage("a diff side needs an input".into()))?;
+            return Side::open(spec);
+        }
+        if let Some(s) = specs.iter().find(|s| s.is_stdin() || !s.path.is_dir()) {
+            return Err(Error::Usage(format!(
+                "{}: a side of several inputs takes chunk sets only (sort key files into one chunk set with \
+                 keyrecon-sort first)",
+                s.display()
+            )));
+        }
+        let dirs: Vec<PathBuf> = specs.into_iter().map(|s| s.path).collect();
+        Ok(Side::ChunkSets(ChunkSets::open(&dirs)?))
+    }
+
     fn schema(&self) -> Schema {
         match self {
-            Side::ChunkSet(c) => c.schema,
+            Side::ChunkSets(c) => c.schema,
             Side::File(_) => Schema::KEYS_ONLY,
         }
     }
@@ -90,10 +111,23 @@ fn compare_bits(cfg: &DiffConfig) -> Result<u8> {
 
 fn side_stats(side: &Side) -> SideStats {
     match side {
-        Side::ChunkSet(c) => {
-            SideStats { input: c.dir.display().to_string(), kind: "chunkset".into(), ..Default::default() }
-        }
-        Side::File(f) => SideStats { input: f.display(), kind: "file".into(), ..Default::default() },
+        Side::ChunkSets(c) => SideStats {
+            input: c.names().join(", "),
+            kind: "chunkset".into(),
+            inputs: c
+                .names()
+                .into_iter()
+                .zip(&c.listings)
+                .map(|(path, l)| SideInput { path, listing: l.clone() })
+                .collect(),
+            ..Default::default()
+        },
+        Side::File(f) => SideStats {
+            input: f.display(),
+            kind: "file".into(),
+            inputs: vec![SideInput { path: f.display(), listing: None }],
+            ..Default::default()
+        },
     }
 }
 
@@ -133,7 +167,7 @@ pub fn diff(cfg: DiffConfig) -> Result<DiffSummary> {
         ..Default::default()
     };
     summary.compared = Schema(compare).names().into_iter().map(String::from).collect();
-    let both_sets = matches!((&cfg.source, &cfg.target), (Side::ChunkSet(_), Side::ChunkSet(_)));
+    let both_sets = matches!((&cfg.source, &cfg.target), (Side::ChunkSets(_), Side::ChunkSets(_)));
     let engine = match cfg.engine {
         Engine::Auto if both_sets => Engine::Sort,
         Engine::Auto => Engine::Hash,
@@ -156,7 +190,7 @@ pub fn diff(cfg: DiffConfig) -> Result<DiffSummary> {
             fill(&mut summary.target, &b.source.input, b.unique, b.duplicates);
             // A chunk set's bytes are its stored size, whichever engine read it.
             for (st, side) in [(&mut summary.source, &cfg.source), (&mut summary.target, &cfg.target)] {
-                if let Side::ChunkSet(c) = side {
+                if let Side::ChunkSets(c) = side {
                     st.bytes = c.data_len();
                 }
             }
@@ -196,7 +230,7 @@ pub fn diff(cfg: DiffConfig) -> Result<DiffSummary> {
 
 fn size_hint(s: &Side) -> Option<u64> {
     match s {
-        Side::ChunkSet(c) => Some(c.data_len()),
+        Side::ChunkSets(c) => Some(c.data_len()),
         Side::File(f) => f.len_hint(),
     }
 }
@@ -204,14 +238,14 @@ fn size_hint(s: &Side) -> Option<u64> {
 /// The file source of a file side (a chunk set is its own record source).
 fn file_source(side: &Side, rejects: &Rejects) -> Option<FileSource> {
     match side {
-        Side::ChunkSet(_) => None,
+        Side::ChunkSets(_) => None,
         Side::File(f) => Some(FileSource { spec: f.clone(), rejects: rejects.clone() }),
     }
 }
 
 fn as_source<'a>(side: &'a Side, file: &'a Option<FileSource>) -> &'a dyn RecordSource {
     match (side, file) {
-        (Side::ChunkSet(c), _) => c,
+        (Side::ChunkSets(c), _) => c,
         (Side::File(_), Some(f)) => f,
         (Side::File(_), None) => unreachable!("file_source made one for every file side"),
     }
@@ -275,7 +309,7 @@ fn sorted_side(
     progress: &AtomicU64,
 ) -> Result<SortedSide> {
     match side {
-        Side::ChunkSet(c) => Ok(SortedSide::Set { stream: c.stream()?, unique: 0, data_len: c.data_len() }),
+        Side::ChunkSets(c) => Ok(SortedSide::Set { stream: c.stream()?, unique: 0, data_len: c.data_len() }),
         Side::File(spec) => {
             let mut sorter = Sorter::new(SortConfig::new(mem, tmp, Schema::KEYS_ONLY));
             let input = crate::input::for_each_key(spec, rejects, progress, |k, _| sorter.push(k, b""))?;
@@ -398,4 +432,114 @@ pub fn sort(cfg: SortJobConfig) -> Result<SortSummary> {
     };
     s.exit_code = if s.input.rejected > 0 { 2 } else { 0 };
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::MetaRef;
+    use rand::{Rng, SeedableRng};
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    /// A chunk set in `dir` of `recs` (key -> size), cut into chunks of about `chunk` records.
+    fn write_set(dir: &Path, recs: &BTreeMap<Vec<u8>, u64>, chunk: usize) -> PathBuf {
+        let w = ChunkSetWriter::create(dir, Schema(Schema::SIZE), false).unwrap();
+        let mut c = w.new_chunk().unwrap();
+        let mut meta = Vec::new();
+        for (i, (k, size)) in recs.iter().enumerate() {
+            if i > 0 && i % chunk == 0 {
+                w.add_chunk(std::mem::replace(&mut c, w.new_chunk().unwrap())).unwrap();
+            }
+            meta.clear();
+            MetaRef { size: Some(*size), ..Default::default() }.encode(&mut meta);
+            c.push(k, &meta).unwrap();
+        }
+        w.add_chunk(c).unwrap();
+        w.finish(Producer::default(), true, serde_json::Value::Null).unwrap();
+        dir.to_path_buf()
+    }
+
+    fn run(source: Vec<PathBuf>, target: Vec<PathBuf>, engine: Engine, out: &Path, tmp: &Path) -> DiffSummary {
+        let side = |dirs: Vec<PathBuf>| {
+            Side::open_all(dirs.into_iter().map(|d| InputSpec::new(d, crate::input::Format::Lines)).collect()).unwrap()
+        };
+        diff(DiffConfig {
+            source: side(source),
+            target: side(target),
+            out_dir: out.to_path_buf(),
+            compare: None,
+            write_match: true,
+            combined: true,
+            term: b'\n',
+            mem: 1 << 20,
+            tmp_dir: tmp.to_path_buf(),
+            engine,
+            quiet: true,
+        })
+        .unwrap()
+    }
+
+    /// Every file a diff wrote but summary.json (which names its inputs), with its bytes.
+    fn outcome_files(out: &Path) -> Vec<(std::ffi::OsString, Vec<u8>)> {
+        let mut v: Vec<_> = std::fs::read_dir(out)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_name() != "summary.json")
+            .map(|e| (e.file_name(), std::fs::read(e.path()).unwrap()))
+            .collect();
+        v.sort();
+        assert!(
+            v.len() >= 7,
+            "match, combined and the CSVs were asked for: {:?}",
+            v.iter().map(|f| &f.0).collect::<Vec<_>>()
+        );
+        v
+    }
+
+    /// A side of several overlapping chunk sets diffs exactly like one chunk set of their union, with the
+    /// sorted engine and the hash engine: same outcome files byte for byte, same counts.
+    #[test]
+    fn several_sets_per_side_diff_like_their_union() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+        for round in 0..4 {
+            let t = tempfile::tempdir().unwrap();
+            let p = |n: &str| t.path().join(n);
+            let universe: Vec<Vec<u8>> = (0..3000).map(|i| format!("k{:05}", i * 7919 % 10007).into_bytes()).collect();
+            let (mut union, mut target) = (BTreeMap::new(), BTreeMap::new());
+            let mut parts = vec![BTreeMap::new(); 1 + round * 2];
+            for k in &universe {
+                let size = rng.gen_range(0..3u64);
+                if rng.gen_bool(0.9) {
+                    union.insert(k.clone(), size);
+                    // Each source key in one part, some in two (as token order scatters a mapped key).
+                    let n = parts.len();
+                    parts[rng.gen_range(0..n)].insert(k.clone(), size);
+                    if rng.gen_bool(0.1) {
+                        parts[rng.gen_range(0..n)].insert(k.clone(), size);
+                    }
+                }
+                if rng.gen_bool(0.85) {
+                    target.insert(k.clone(), if rng.gen_bool(0.05) { size + 1 } else { size });
+                }
+            }
+            let sets: Vec<PathBuf> =
+                parts.iter().enumerate().map(|(i, m)| write_set(&p(&format!("s{i}")), m, 97)).collect();
+            let whole = write_set(&p("union"), &union, 500);
+            let tgt = write_set(&p("target"), &target, 300);
+            for engine in [Engine::Sort, Engine::Hash] {
+                let (a, b) = (p(&format!("{engine:?}-parts")), p(&format!("{engine:?}-whole")));
+                let sa = run(sets.clone(), vec![tgt.clone()], engine, &a, t.path());
+                let sb = run(vec![whole.clone()], vec![tgt.clone()], engine, &b, t.path());
+                assert_eq!(outcome_files(&a), outcome_files(&b), "{engine:?}, round {round}");
+                assert_eq!(
+                    (sa.missing_on_target, sa.missing_on_source, sa.differ, sa.matched),
+                    (sb.missing_on_target, sb.missing_on_source, sb.differ, sb.matched)
+                );
+                assert!(sa.differences());
+                assert_eq!(sa.source.unique_keys, union.len() as u64);
+                assert_eq!(sa.source.inputs.len(), parts.len());
+            }
+        }
+    }
 }

@@ -67,6 +67,10 @@ impl<C: SortedCursor> Merge<C> {
     pub fn records(&self) -> u64 {
         self.records
     }
+    /// The merged cursors, in input order.
+    pub fn cursors(&self) -> &[C] {
+        &self.cursors
+    }
     pub fn into_cursors(self) -> Vec<C> {
         self.cursors
     }

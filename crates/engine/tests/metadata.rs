@@ -9,7 +9,7 @@
 //! budgets are chosen so that the hash engine runs both in memory and spilling.
 
 use keyrecon_engine::chunk::set::Producer;
-use keyrecon_engine::chunk::{ChunkSet, ChunkSetWriter};
+use keyrecon_engine::chunk::{ChunkSetWriter, ChunkSets};
 use keyrecon_engine::job::{self, DiffConfig, Engine, Side};
 use keyrecon_engine::record::{Meta, Schema};
 use rand::rngs::StdRng;
@@ -323,8 +323,8 @@ fn run(
     mem: usize,
 ) -> keyrecon_engine::diff::DiffSummary {
     let cfg = DiffConfig {
-        source: Side::ChunkSet(ChunkSet::open(src).unwrap()),
-        target: Side::ChunkSet(ChunkSet::open(tgt).unwrap()),
+        source: Side::ChunkSets(ChunkSets::open(&[src.to_path_buf()]).unwrap()),
+        target: Side::ChunkSets(ChunkSets::open(&[tgt.to_path_buf()]).unwrap()),
         out_dir: out.to_path_buf(),
         compare: Some(vec!["size".into(), "etag".into(), "mtime".into()]),
         write_match: true,

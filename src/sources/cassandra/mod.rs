@@ -16,6 +16,11 @@
 //! chunks each time. Because the chunks are merged in a fixed order (by range, then position) and
 //! duplicates are dropped, an interrupted and resumed run produces the same chunk set as a clean one.
 //!
+//! Sharding (`--shard I/N`): the scan covers only shard I's slice of the token ring
+//! ([`ring::shard_slice`]); the journal's plan records the shard, so a resume with another is refused.
+//! The manifest's `info.listing` and summary.json say what was listed ([`Listing`]: table, key map,
+//! writetime window, shard), so keyrecon-diff can check that it was given every shard exactly once.
+//!
 //! Records: key = the (mapped) key; meta per [`Schema`]: `size` (`--size-of`/`--size-column`),
 //! `mtime` = writetime in microseconds (`--writetime-of`), `origin` = the Cassandra key when
 //! `--key-map` is given (always present then, even when the mapping left the key unchanged).
@@ -25,9 +30,11 @@ pub mod ring;
 pub mod scan;
 pub mod session;
 
+use crate::chunk::listing::{Filters, Listing, Source};
 use crate::chunk::set::Producer;
 use crate::chunk::ChunkCursor;
 use crate::chunk::ChunkSetWriter;
+use crate::chunk::Shard;
 use crate::error::{Error, IoContext, Result};
 use crate::keymap::KeyMap;
 use crate::merge::Merge;
@@ -55,7 +62,9 @@ pub struct ListConfig {
     pub out: PathBuf,
     pub resume: bool,
     pub force: bool,
-    /// Target number of token ranges (at least one per vnode range).
+    /// `--shard I/N`: list only this shard's slice of the token ring (`None`: the whole ring).
+    pub shard: Option<Shard>,
+    /// Target number of token ranges of the ring, or of the shard's slice (at least one per vnode range).
     pub splits: usize,
     pub page_size: i32,
     pub concurrency: usize,
@@ -82,6 +91,8 @@ pub struct ListConfig {
 pub struct ListSummary {
     pub keyspace: String,
     pub table: String,
+    /// What was listed (table, key map, writetime window, shard); also the manifest's `info.listing`.
+    pub listing: Option<Listing>,
     pub out: String,
     pub schema: String,
     pub complete: bool,
@@ -143,8 +154,12 @@ impl Summary for ListSummary {
                 self.failed_ranges.iter().map(|f| format!("({}, {}]: {}", f.lo, f.hi, f.error)).collect();
             format!(" NOT LISTED ({} ranges): {}.", self.failed_ranges.len(), list.join("; "))
         };
+        let shard = match self.listing.as_ref().and_then(|l| l.shard) {
+            Some(s) => format!(" shard {s}"),
+            None => String::new(),
+        };
         format!(
-            "{}.{}: {} rows read in {} pages over {} ranges{}; {} records in {} ({} duplicates, {} rejected, {} outside the writetime window); {} retries, {} ranges split, {} throttle events (lowest concurrency {}); scan {:.2}s ({}), merge {:.2}s, peak RSS {} MiB.{}",
+            "{}.{}{shard}: {} rows read in {} pages over {} ranges{}; {} records in {} ({} duplicates, {} rejected, {} outside the writetime window); {} retries, {} ranges split, {} throttle events (lowest concurrency {}); scan {:.2}s ({}), merge {:.2}s, peak RSS {} MiB.{}",
             self.keyspace,
             self.table,
             self.rows_read,
@@ -187,15 +202,40 @@ fn schema_of(cfg: &ListConfig) -> Schema {
     Schema(s)
 }
 
-/// What must not change between a run and its resume.
+/// What must not change between a run and its resume. The shard is there only when given, so journals
+/// of unsharded runs written before `--shard` existed still resume.
 fn params(cfg: &ListConfig, schema: Schema) -> serde_json::Value {
-    serde_json::json!({
+    let mut p = serde_json::json!({
         "selection": cfg.selection,
         "key_map": cfg.keymap.as_ref().map(|k| k.source()),
         "written_after": cfg.written_after,
         "written_before": cfg.written_before,
         "schema": schema.to_string(),
-    })
+    });
+    if let Some(s) = cfg.shard {
+        p["shard"] = serde_json::json!(s.to_string());
+    }
+    p
+}
+
+/// What this run lists, for the manifest and the summary.
+fn listing(cfg: &ListConfig) -> Listing {
+    Listing {
+        source: Source::Cassandra,
+        what: format!("{}.{}", cfg.selection.keyspace, cfg.selection.table),
+        filters: Filters {
+            key_map: cfg.keymap.as_ref().map(|k| k.source().to_string()),
+            written_after: cfg.written_after,
+            written_before: cfg.written_before,
+            ..Default::default()
+        },
+        shard: cfg.shard,
+    }
+}
+
+/// The part of the ring this run lists: the shard's slice, or the whole ring.
+fn slice(cfg: &ListConfig) -> ring::TokenRange {
+    cfg.shard.map_or(ring::TokenRange::ring(), ring::shard_slice)
 }
 
 /// Runs the listing. Errors that stop the run are returned; failed ranges are in the summary.
@@ -209,6 +249,7 @@ pub fn list(cfg: ListConfig) -> Result<ListSummary> {
         keyspace: cfg.selection.keyspace.clone(),
         table: cfg.selection.table.clone(),
         out: cfg.out.display().to_string(),
+        listing: Some(listing(&cfg)),
         schema: schema.to_string(),
         resumed: cfg.resume,
         ..Default::default()
@@ -306,6 +347,18 @@ async fn scan_all(cfg: &ListConfig, schema: Schema, work: &Path, sum: &mut ListS
         let (j, replay) = Journal::open(work)?;
         let plan = replay.plan.as_ref().unwrap();
         let want = params(cfg, schema);
+        let shard_of = |p: &serde_json::Value| p.get("shard").and_then(|s| s.as_str()).map(String::from);
+        let (was, now) = (shard_of(&plan.params), shard_of(&want));
+        if was != now {
+            return Err(Error::Usage(format!(
+                "--resume: the interrupted run listed {}.{}{}, this run asks for {}; resume it with the same \
+                 --shard (or list this shard into another --out)",
+                cfg.selection.keyspace,
+                cfg.selection.table,
+                was.map_or(" (the whole table, no --shard)".into(), |s| format!(" shard {s}")),
+                now.map_or("the whole table (no --shard)".into(), |s| format!("shard {s}"))
+            )));
+        }
         if plan.params != want {
             return Err(Error::Usage(format!(
                 "--resume: this run's table, columns, key map or window differ from the interrupted run's:\n  was {}\n  now {}",
@@ -338,8 +391,8 @@ async fn scan_all(cfg: &ListConfig, schema: Schema, work: &Path, sum: &mut ListS
     } else {
         let tokens: Vec<i64> =
             session.get_cluster_state().replica_locator().ring().iter().map(|(t, _)| t.value()).collect();
-        let ranges = ring::split_ring(&tokens, cfg.splits);
-        ring::check_cover(&ranges).map_err(Error::Internal)?;
+        let ranges = ring::split_ring(&tokens, cfg.splits, slice(cfg));
+        ring::check_cover(&ranges, slice(cfg)).map_err(Error::Internal)?;
         let plan = Plan { params: params(cfg, schema), ranges: ranges.iter().map(|r| (r.lo, r.hi)).collect() };
         let j = Journal::create(work, plan)?;
         (j, ranges.iter().map(|r| Task { range: *r, next: r.lo, depth: 0 }).collect())
@@ -348,10 +401,12 @@ async fn scan_all(cfg: &ListConfig, schema: Schema, work: &Path, sum: &mut ListS
 
     let ring = Arc::new(AtomicU64::new(ring_done));
     let listed = ring.clone();
-    let progress =
-        Progress::spec(TOOL, format!("{}.{}", cfg.selection.keyspace, cfg.selection.table), Unit::Items("rows"))
-            .fraction_of("the token ring", move || Some(listed.load(Relaxed) as f64 / (1u64 << 40) as f64))
-            .start(cfg.quiet);
+    // The share of what this run lists: the ring, or the shard's slice of it.
+    let units = scan::ring_units(slice(cfg).lo, slice(cfg).hi).max(1) as f64;
+    let of = if cfg.shard.is_some() { "the shard's slice of the ring" } else { "the token ring" };
+    let progress = Progress::spec(TOOL, listing(cfg).to_string(), Unit::Items("rows"))
+        .fraction_of(of, move || Some(listed.load(Relaxed) as f64 / units))
+        .start(cfg.quiet);
     let n_tasks = tasks.len();
     let sh = Arc::new(Scan {
         session,
@@ -472,6 +527,7 @@ fn merge_chunks(
         work,
     )?;
     let info = serde_json::json!({
+        Listing::KEY: listing(cfg),
         "source": "cassandra",
         "keyspace": cfg.selection.keyspace,
         "table": cfg.selection.table,

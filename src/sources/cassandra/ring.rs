@@ -12,7 +12,13 @@
 //! ```
 //! Invariant (tested): sorted by `lo`, no gaps, no overlaps, first `lo` = MIN, last `hi` = MAX. Ranges
 //! follow vnode boundaries so each scan query is served by one replica set.
+//!
+//! Sharding (`--shard I/N`, N machines listing one table): the ring `(MIN, MAX]` is cut into N
+//! contiguous slices of equal width ([`shard_slice`]), a function of I and N only, so every machine
+//! computes the same slices and they cover the ring exactly once. A shard's scan ranges are the vnode
+//! ranges intersected with its slice, split as above (`--splits` applies to the slice).
 
+use crate::chunk::Shard;
 use serde::{Deserialize, Serialize};
 
 pub const MIN_TOKEN: i64 = i64::MIN;
@@ -33,6 +39,17 @@ impl TokenRange {
 
     pub fn contains(&self, t: i64) -> bool {
         t > self.lo && t <= self.hi
+    }
+
+    /// The whole ring, `(MIN, MAX]`: every token a key can have.
+    pub fn ring() -> Self {
+        TokenRange::new(MIN_TOKEN, MAX_TOKEN)
+    }
+
+    /// The tokens in both ranges, if any.
+    pub fn intersect(&self, other: &TokenRange) -> Option<TokenRange> {
+        let (lo, hi) = (self.lo.max(other.lo), self.hi.min(other.hi));
+        (lo < hi).then(|| TokenRange::new(lo, hi))
     }
 
     /// Width in tokens (up to 2^64 - 1).
@@ -77,23 +94,29 @@ pub fn vnode_ranges(tokens: &[i64]) -> Vec<TokenRange> {
     bounds.windows(2).map(|w| TokenRange::new(w[0], w[1])).collect()
 }
 
-/// About `splits` scan ranges covering the whole ring, cut at the vnode boundaries and then evenly
-/// within each vnode range (at least one part per vnode range).
-pub fn split_ring(tokens: &[i64], splits: usize) -> Vec<TokenRange> {
-    let total = u64::MAX as f64;
+/// The part of the ring shard `shard` lists: the `shard.index`-th of `shard.count` contiguous slices of
+/// equal width (1/1: the whole ring).
+pub fn shard_slice(shard: Shard) -> TokenRange {
+    TokenRange::ring().split(shard.count as usize)[shard.index as usize - 1]
+}
+
+/// About `splits` scan ranges covering `within` (the whole ring, or a shard's slice), cut at the vnode
+/// boundaries and then evenly within each vnode range (at least one part per vnode range).
+pub fn split_ring(tokens: &[i64], splits: usize, within: TokenRange) -> Vec<TokenRange> {
+    let total = within.width() as f64;
     let mut out = Vec::new();
-    for r in vnode_ranges(tokens) {
+    for r in vnode_ranges(tokens).iter().filter_map(|r| r.intersect(&within)) {
         let parts = ((splits as f64) * (r.width() as f64) / total).round().max(1.0) as usize;
         out.extend(r.split(parts));
     }
     out
 }
 
-/// Checks that `ranges` cover the ring exactly once (sorted, contiguous, MIN to MAX).
-pub fn check_cover(ranges: &[TokenRange]) -> Result<(), String> {
+/// Checks that `ranges` cover `within` exactly once (sorted, contiguous, from its `lo` to its `hi`).
+pub fn check_cover(ranges: &[TokenRange], within: TokenRange) -> Result<(), String> {
     let first = ranges.first().ok_or("no ranges")?;
-    if first.lo != MIN_TOKEN {
-        return Err(format!("first range {first} does not start at the minimum token"));
+    if first.lo != within.lo {
+        return Err(format!("first range {first} does not start where {within} does"));
     }
     for w in ranges.windows(2) {
         if w[0].hi != w[1].lo {
@@ -106,8 +129,8 @@ pub fn check_cover(ranges: &[TokenRange]) -> Result<(), String> {
         }
     }
     let last = ranges.last().unwrap();
-    if last.hi != MAX_TOKEN {
-        return Err(format!("last range {last} does not end at the maximum token"));
+    if last.hi != within.hi {
+        return Err(format!("last range {last} does not end where {within} does"));
     }
     Ok(())
 }
@@ -133,8 +156,9 @@ mod tests {
         ];
         for tokens in &token_sets {
             for splits in [1, 2, 3, 7, 64, 1000] {
-                let r = split_ring(tokens, splits);
-                check_cover(&r).unwrap_or_else(|e| panic!("tokens {tokens:?} splits {splits}: {e}"));
+                let r = split_ring(tokens, splits, TokenRange::ring());
+                check_cover(&r, TokenRange::ring())
+                    .unwrap_or_else(|e| panic!("tokens {tokens:?} splits {splits}: {e}"));
                 assert!(r.len() >= splits.min(r.len()));
                 // Probe the edges: ring tokens, their neighbours, the wrap-around at the minimum token.
                 let mut probes = vec![MIN_TOKEN + 1, MIN_TOKEN + 2, -1, 0, 1, MAX_TOKEN - 1, MAX_TOKEN];
@@ -158,7 +182,7 @@ mod tests {
     #[test]
     fn vnode_boundaries_are_kept_and_splits_are_roughly_even() {
         let tokens = [-100, 0, 4_000_000_000_000_000_000];
-        let r = split_ring(&tokens, 64);
+        let r = split_ring(&tokens, 64, TokenRange::ring());
         for t in tokens {
             assert!(r.iter().any(|x| x.hi == t), "vnode boundary {t} kept");
         }
@@ -174,8 +198,53 @@ mod tests {
 
     #[test]
     fn check_cover_catches_gaps_and_overlaps() {
-        assert!(check_cover(&[TokenRange::new(MIN_TOKEN, 0), TokenRange::new(1, MAX_TOKEN)]).is_err());
-        assert!(check_cover(&[TokenRange::new(MIN_TOKEN, 5), TokenRange::new(4, MAX_TOKEN)]).is_err());
-        assert!(check_cover(&[TokenRange::new(MIN_TOKEN, 5)]).is_err());
+        let ring = TokenRange::ring();
+        assert!(check_cover(&[TokenRange::new(MIN_TOKEN, 0), TokenRange::new(1, MAX_TOKEN)], ring).is_err());
+        assert!(check_cover(&[TokenRange::new(MIN_TOKEN, 5), TokenRange::new(4, MAX_TOKEN)], ring).is_err());
+        assert!(check_cover(&[TokenRange::new(MIN_TOKEN, 5)], ring).is_err());
+        assert!(check_cover(&[TokenRange::new(MIN_TOKEN, 5)], TokenRange::new(MIN_TOKEN, 5)).is_ok());
+    }
+
+    /// Shard slices: N = 1 is the whole ring; for every N the slices are contiguous, of equal width
+    /// (within one token), cover the ring exactly once, and are the same on every call.
+    #[test]
+    fn shard_slices_cover_the_ring_once() {
+        assert_eq!(shard_slice(Shard::WHOLE), TokenRange::ring());
+        for n in [1u32, 2, 3, 7, 64, 1000, crate::chunk::listing::MAX_SHARDS] {
+            let slices: Vec<TokenRange> = (1..=n).map(|i| shard_slice(Shard::new(i, n).unwrap())).collect();
+            check_cover(&slices, TokenRange::ring()).unwrap_or_else(|e| panic!("{n} shards: {e}"));
+            let (min, max) = slices.iter().fold((u128::MAX, 0), |(a, b), s| (a.min(s.width()), b.max(s.width())));
+            assert!(max - min <= 1, "{n} shards: widths {min}..{max}");
+            assert_eq!(slices[0], shard_slice(Shard::new(1, n).unwrap()), "deterministic");
+        }
+        assert_eq!(shard_slice(Shard::new(2, 2).unwrap()), TokenRange::new(-1, MAX_TOKEN));
+    }
+
+    /// A shard's scan ranges cover its slice exactly once and keep the vnode boundaries inside it; the
+    /// shards' ranges together cover the ring, every token in exactly one shard.
+    #[test]
+    fn shard_ranges_cover_their_slice_and_together_the_ring() {
+        let tokens: Vec<i64> = (0..16).map(|i| (i as i64).wrapping_mul(0x9E37_79B9_7F4A_7C15u64 as i64)).collect();
+        for n in [1u32, 3, 7] {
+            let mut all = Vec::new();
+            for i in 1..=n {
+                let slice = shard_slice(Shard::new(i, n).unwrap());
+                let r = split_ring(&tokens, 64, slice);
+                check_cover(&r, slice).unwrap_or_else(|e| panic!("shard {i}/{n}: {e}"));
+                // 64 parts of the slice, give or take the rounding of each vnode piece in it.
+                assert!((64 - 9..=64 + 17).contains(&r.len()), "--splits applies to the shard: {} ranges", r.len());
+                for &t in &tokens {
+                    if slice.contains(t) && t != slice.hi {
+                        assert!(r.iter().any(|x| x.hi == t), "vnode boundary {t} kept in shard {i}/{n}");
+                    }
+                }
+                all.extend(r);
+            }
+            check_cover(&all, TokenRange::ring()).unwrap_or_else(|e| panic!("{n} shards together: {e}"));
+            let edges = tokens.iter().flat_map(|&t| [t.saturating_sub(1), t, t.saturating_add(1)]);
+            for t in edges.chain([MIN_TOKEN + 1, -1, 0, MAX_TOKEN]).filter(|&t| t != MIN_TOKEN) {
+                assert_eq!(owners(&all, t), 1, "token {t} with {n} shards");
+            }
+        }
     }
 }

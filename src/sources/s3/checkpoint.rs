@@ -4,7 +4,7 @@
 //! ```text
 //! checkpoint.json  {"format":"keyrecon-list-s3-checkpoint",
 //!                   "settings":{"bucket":..,"prefix":..,"start_after":..,"end_before":..,
-//!                               "min_mtime_us":..,"max_mtime_us":..},
+//!                               "min_mtime_us":..,"max_mtime_us":..,"shard":{"index":2,"count":3}},
 //!                   "ranges":[{"after_hex":null|"6b..","end":"open"|"incl:HEX"|"excl:HEX","done":bool}]}
 //! ```
 //! It is rewritten (temporary file + rename) on every change of the range set: a split, a finished
@@ -15,7 +15,7 @@
 use super::ranges::End;
 use super::sched::{Slot, St};
 use super::SCHEMA;
-use crate::chunk::ChunkSetWriter;
+use crate::chunk::{ChunkSetWriter, Shard};
 use crate::error::{Error, IoContext, Result};
 use crate::hex;
 use serde::{Deserialize, Serialize};
@@ -35,6 +35,9 @@ pub struct CheckpointSettings {
     pub end_before: Option<String>,
     pub min_mtime_us: Option<i64>,
     pub max_mtime_us: Option<i64>,
+    /// `--shard I/N`; absent (and so absent in checkpoints written before sharding) for a whole listing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -163,6 +166,16 @@ pub(super) fn load_resume(dir: &Path, settings: &CheckpointSettings) -> Result<(
         Error::context(format!("--resume: nothing to resume in {} (no {CHECKPOINT})", dir.display()), e)
     })?;
     let cp: Checkpoint = serde_json::from_slice(&body).map_err(|e| Error::json(&cp_path, e))?;
+    if cp.settings.shard != settings.shard {
+        let show = |s: Option<Shard>| s.map_or("the whole bucket (no --shard)".to_string(), |s| format!("shard {s}"));
+        return Err(Error::Usage(format!(
+            "--resume: {} was written for {}, this run asks for {}; resume it with the same --shard (or list \
+             this shard into another --out)",
+            cp_path.display(),
+            show(cp.settings.shard),
+            show(settings.shard)
+        )));
+    }
     if cp.settings != *settings {
         return Err(Error::Usage(format!(
             "--resume: {} was written for {:?}, this run asks for {:?}",

@@ -12,6 +12,11 @@
 //! A page that fails after all retries is counted, reported, leaves its range unfinished (exit code 2)
 //! and is never skipped.
 //!
+//! With `--shard I/N` the first range is shard I's key range ([`super::ranges::shard_range`]) instead of
+//! the whole listing, and work stealing splits inside it. The checkpoint records the shard (a resume
+//! with another is refused); the manifest's `info.listing` and summary.json record what was listed
+//! ([`Listing`]: bucket and prefix, key range and age window as given, shard).
+//!
 //! Chunk-set output: each stream writes its keys into chunks of the chunk set (sorted, at most
 //! `chunk_keys` records each) opened from one shared [`ChunkSetWriter`]. Ranges are disjoint, so the set
 //! is the concatenation of the chunks in key order: when every range is done the writer lists them in
@@ -22,10 +27,11 @@
 use super::checkpoint::{self, CheckpointFile, CheckpointSettings, Snapshot, CHECKPOINT};
 use super::fetch::{Pager, RetryPolicy};
 use super::listxml::Page;
-use super::ranges::End;
 use super::sched::{Next, Sched, Slot, St};
-use super::Cutoff;
+use super::Window;
+use crate::chunk::listing::{Filters, Listing, Source};
 use crate::chunk::set::{Producer, MANIFEST};
+use crate::chunk::Shard;
 use crate::chunk::{ChunkSetWriter, ChunkWriter};
 use crate::error::{Error, IoContext, Result};
 use crate::progress::{Progress, Unit};
@@ -52,7 +58,10 @@ pub struct ListConfig {
     pub concurrency: usize,
     /// MaxKeys per request (S3 caps it at 1000).
     pub page_size: i32,
-    pub cutoff: Cutoff,
+    /// The LastModified window, as the flags gave it (made absolute when the run starts).
+    pub window: Window,
+    /// `--shard I/N`: list only shard I's key range (`None`: the whole listing).
+    pub shard: Option<Shard>,
     pub retry: RetryPolicy,
     /// Records per chunk (the granularity of --resume).
     pub chunk_keys: u64,
@@ -70,10 +79,12 @@ pub enum Sink {
 }
 
 /// What a listing did; written to `summary.json` and into the manifest's `info`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ListSummary {
     pub bucket: String,
     pub prefix: String,
+    /// What was listed (bucket and prefix, key range, age window, shard); the manifest's `info.listing`.
+    pub listing: Listing,
     pub complete: bool,
     pub resumed: bool,
     pub keys_listed: u64,
@@ -104,8 +115,8 @@ impl Summary for ListSummary {
     /// The one-paragraph summary printed on stderr.
     fn paragraph(&self) -> String {
         let mut s = format!(
-            "listed {} keys ({} written, {} outside the age window, {} bytes) from s3://{}/{} in {:.2}s ({:.0} keys/s) with {} streams over {} ranges ({} splits): {} pages, {} retries, {} slow-downs, {} errors; peak RSS {} MiB.",
-            self.keys_listed, self.keys_written, self.keys_filtered, self.bytes, self.bucket, self.prefix, self.elapsed_s,
+            "listed {} keys ({} written, {} outside the age window, {} bytes) from {} in {:.2}s ({:.0} keys/s) with {} streams over {} ranges ({} splits): {} pages, {} retries, {} slow-downs, {} errors; peak RSS {} MiB.",
+            self.keys_listed, self.keys_written, self.keys_filtered, self.bytes, self.listing, self.elapsed_s,
             self.keys_per_s, self.concurrency, self.ranges, self.splits, self.pages, self.retries, self.slowdowns, self.errors,
             self.peak_rss_bytes >> 20
         );
@@ -297,18 +308,26 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
     if cfg.concurrency == 0 {
         return Err(Error::Usage("--concurrency must be at least 1".into()));
     }
+    let cutoff = cfg.window.cutoff(super::now_us());
     let settings = CheckpointSettings {
         bucket: cfg.bucket.clone(),
         prefix: cfg.prefix.clone(),
         start_after: cfg.start_after.clone(),
         end_before: cfg.end_before.clone(),
-        min_mtime_us: cfg.cutoff.min_mtime_us,
-        max_mtime_us: cfg.cutoff.max_mtime_us,
+        min_mtime_us: cutoff.min_mtime_us,
+        max_mtime_us: cutoff.max_mtime_us,
+        shard: cfg.shard,
     };
-    let first = Slot::new(
-        cfg.start_after.clone().map(String::into_bytes),
-        cfg.end_before.clone().map_or(End::Open, |e| End::Excl(e.into_bytes())),
+    // The whole listing (shard 1/1), or the shard's part of it.
+    let s = cfg.shard.unwrap_or(Shard::WHOLE);
+    let (after, end) = super::ranges::shard_range(
+        &cfg.prefix,
+        cfg.start_after.as_deref(),
+        cfg.end_before.as_deref(),
+        s.index,
+        s.count,
     );
+    let first = Slot::new(after, end);
     let (out, slots, checkpoint, resumed) = match &sink {
         Sink::Lines { terminator } => (
             Out::Lines {
@@ -348,7 +367,7 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
         c.persist(snap)?;
     }
     let sh = Arc::new(Shared {
-        pager: Pager::new(client, &cfg.bucket, &cfg.prefix, cfg.cutoff, cfg.retry.clone()),
+        pager: Pager::new(client, &cfg.bucket, &cfg.prefix, cutoff, cfg.retry.clone()),
         cfg: cfg.clone(),
         sched: Mutex::new(sched),
         checkpoint,
@@ -401,6 +420,7 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
     let mut sum = ListSummary {
         bucket: cfg.bucket.clone(),
         prefix: cfg.prefix.clone(),
+        listing: listing(&cfg),
         complete: g.slots.iter().all(|s| s.state == St::Done),
         resumed,
         keys_listed: n.listed.load(Relaxed),
@@ -438,10 +458,30 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
     Ok(sum)
 }
 
+/// What `cfg` lists, for the manifest and the summary.
+fn listing(cfg: &ListConfig) -> Listing {
+    let ms = |d: Option<Duration>| d.map(|d| d.as_millis() as u64);
+    Listing {
+        source: Source::S3,
+        what: format!("s3://{}/{}", cfg.bucket, cfg.prefix),
+        filters: Filters {
+            start_after: cfg.start_after.clone(),
+            end_before: cfg.end_before.clone(),
+            max_age_ms: ms(cfg.window.max_age),
+            min_age_ms: ms(cfg.window.min_age),
+            modified_since: cfg.window.modified_since,
+            modified_before: cfg.window.modified_before,
+            ..Default::default()
+        },
+        shard: cfg.shard,
+    }
+}
+
 /// The progress line: keys listed, keys/s, then ranges done / total (active), retries, errors.
 fn progress(sh: Arc<Shared>) -> Progress {
     let (quiet, counter) = (sh.cfg.quiet, sh.n.listed.clone());
-    Progress::spec(TOOL, "", Unit::Items("keys"))
+    let label = sh.cfg.shard.map_or(String::new(), |s| format!("shard {s}"));
+    Progress::spec(TOOL, label, Unit::Items("keys"))
         .note(move || {
             let (ranges, active) = {
                 let g = sh.sched.lock().unwrap();

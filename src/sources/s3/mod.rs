@@ -102,6 +102,24 @@ impl Cutoff {
     }
 }
 
+/// The LastModified window as the flags give it: ages relative to the start of a run (`--max-age`,
+/// `--min-age`), times absolute (`--modified-since`, `--modified-before`). Recorded as given in a
+/// listing's filters, so shards started minutes apart by the same command agree on it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Window {
+    pub max_age: Option<std::time::Duration>,
+    pub min_age: Option<std::time::Duration>,
+    pub modified_since: Option<i64>,
+    pub modified_before: Option<i64>,
+}
+
+impl Window {
+    /// The absolute window of a run starting at `now_us`.
+    pub fn cutoff(&self, now_us: i64) -> Cutoff {
+        Cutoff::from_flags(now_us, self.max_age, self.min_age, self.modified_since, self.modified_before)
+    }
+}
+
 /// What keyrecon-list-s3 does.
 pub enum Job {
     /// List a bucket into `sink`.
@@ -114,7 +132,7 @@ pub enum Job {
 #[derive(Debug, serde::Serialize)]
 #[serde(untagged)]
 pub enum S3Summary {
-    List(list::ListSummary),
+    List(Box<list::ListSummary>),
     Inventory(inventory::InventorySummary),
 }
 
@@ -140,7 +158,7 @@ pub fn run(client: &client::ClientOptions, job: Job) -> Result<S3Summary> {
     match job {
         Job::List { cfg, sink } => rt.block_on(async {
             let c = client::build(client).await?;
-            list::list(c, cfg, sink).await.map(S3Summary::List)
+            list::list(c, cfg, sink).await.map(|s| S3Summary::List(Box::new(s)))
         }),
         Job::Inventory { cfg, out, force, resume } => {
             let c = if cfg.manifest.starts_with("s3://") { Some(rt.block_on(client::build(client))?) } else { None };

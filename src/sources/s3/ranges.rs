@@ -16,6 +16,16 @@
 //! end is taken as "the printable ASCII above the prefix" first (most keys are ASCII), and work stealing
 //! keeps splitting the widest remaining range whenever a stream runs dry, so a bad guess costs one short
 //! request, not parallelism.
+//!
+//! Shards (`--shard I/N`, N machines listing one bucket): shard I lists `(b[I-1], b[I]]`, where
+//! `b[0]` is `--start-after` (or nothing), `b[N]` the listing's end, and the N-1 boundaries
+//! ([`shard_bounds`]) depend on (prefix, start-after, end-before, N) only, so every machine computes the
+//! same. They are evenly spaced over the printable-ASCII key space above the prefix (keys read as
+//! base-95 fractions of ' '..='~', exact integer arithmetic), between the listing's lower end and its
+//! end (or `prefix + DEL`, the soft cap, when open). Whatever the boundaries, they are non-decreasing,
+//! so every key falls in exactly one shard; they only decide how evenly the shards share the keys:
+//! keys above `~` after the prefix (non-ASCII) all fall in the last shard, and a key space whose ends
+//! differ only in non-ASCII characters is cut by repeated bisection with [`split_point`] instead.
 
 /// The upper end of a range.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -85,6 +95,131 @@ pub fn split_point(lo: &[u8], end: &End, prefix: &[u8]) -> Option<Vec<u8>> {
     let mid = to_utf8(&mid);
     debug_assert!(&mid[..] > lo && end.admits(&mid) && end.bound() != Some(&mid[..]));
     (mid.len() <= MAX_KEY).then_some(mid)
+}
+
+/// The first printable ASCII character and how many there are (' '..='~'): the digits of shard
+/// boundaries.
+const DIGIT0: u32 = 0x20;
+const DIGITS: u128 = 95;
+/// Base-95 places of a position in the key space: 95^16 (~2^105) times the largest shard count still
+/// fits in a u128.
+const PLACES: u32 = 16;
+
+/// The N-1 boundaries of `count` shards of the listing `prefix`, `start_after`, `end_before` (see the
+/// module doc): non-decreasing, each above the listing's lower end and, where the key space allows,
+/// strictly inside it. The same inputs give the same boundaries on every machine.
+pub fn shard_bounds(prefix: &str, start_after: Option<&str>, end_before: Option<&str>, count: u32) -> Vec<Vec<u8>> {
+    let n = count.max(1) as usize;
+    let lo = start_after.map_or(prefix, |s| s.max(prefix));
+    let soft = format!("{prefix}\u{7f}");
+    let hi = end_before.map_or(soft.as_str(), |e| e.min(soft.as_str()));
+    if n == 1 {
+        return Vec::new();
+    }
+    if lo >= hi {
+        // No key can be listed: any boundaries do; all shards are empty.
+        return vec![lo.as_bytes().to_vec(); n - 1];
+    }
+    let (lc, hc): (Vec<char>, Vec<char>) = (lo.chars().collect(), hi.chars().collect());
+    let c = lc.iter().zip(&hc).take_while(|(a, b)| a == b).count();
+    let base: String = lc[..c].iter().collect();
+    let (l, h) = (position(&lc[c..]), position(&hc[c..]));
+    if h > l {
+        // The fewest places that keep the boundaries distinct and inside (lo, hi): short StartAfter values.
+        for places in 1..=PLACES {
+            let unit = DIGITS.pow(PLACES - places);
+            let keys: Vec<Vec<u8>> = (1..n as u128)
+                .map(|j| {
+                    let v = (l + (h - l) * j / n as u128) / unit;
+                    let mut k = base.clone().into_bytes();
+                    k.extend(digits(v, places).trim_end_matches(' ').bytes());
+                    k
+                })
+                .collect();
+            let inside = keys.first().is_some_and(|k| &k[..] > lo.as_bytes())
+                && keys.last().is_some_and(|k| &k[..] < hi.as_bytes())
+                && keys.windows(2).all(|w| w[0] < w[1]);
+            if inside {
+                return keys;
+            }
+        }
+    }
+    // The ends differ only where printable ASCII cannot tell them apart: halve with split_point.
+    let end = end_before.map_or(End::Open, |e| End::Excl(e.as_bytes().to_vec()));
+    let mut out = Vec::with_capacity(n - 1);
+    bisect(lo.as_bytes(), &end, prefix.as_bytes(), n, &mut out);
+    out
+}
+
+/// Shard `index` (1-based) of `count` of the listing: the range `(after, end)` its lister starts with.
+pub fn shard_range(
+    prefix: &str,
+    start_after: Option<&str>,
+    end_before: Option<&str>,
+    index: u32,
+    count: u32,
+) -> (Option<Vec<u8>>, End) {
+    let b = shard_bounds(prefix, start_after, end_before, count);
+    let i = index.clamp(1, count.max(1)) as usize;
+    // Clamped to the listing's own ends (the boundaries lie inside them already; this keeps the
+    // shards inside the listing whatever they are).
+    let sa = start_after.map(|s| s.as_bytes().to_vec());
+    let after = if i == 1 { sa } else { Some(b[i - 2].clone()).max(sa) };
+    let listing_end = end_before.map_or(End::Open, |e| End::Excl(e.as_bytes().to_vec()));
+    let end = match (i == count.max(1) as usize, end_before) {
+        (true, _) => listing_end,
+        (false, Some(e)) if e.as_bytes() <= &b[i - 1][..] => listing_end,
+        (false, _) => End::Incl(b[i - 1].clone()),
+    };
+    (after, end)
+}
+
+/// Where a key tail sits in the printable-ASCII key space: a [`PLACES`]-digit base-95 number whose
+/// digits are the characters ' '..='~'. A control character counts as the lowest digit and a character
+/// above '~' as one past the highest (carrying into the place before), and both end the number; so
+/// the position never decreases as keys increase.
+fn position(tail: &[char]) -> u128 {
+    let mut v = 0u128;
+    for (i, &c) in tail.iter().take(PLACES as usize).enumerate() {
+        let w = DIGITS.pow(PLACES - 1 - i as u32);
+        let c = c as u32;
+        if c < DIGIT0 {
+            break;
+        }
+        if c as u128 >= DIGIT0 as u128 + DIGITS {
+            v += DIGITS * w;
+            break;
+        }
+        v += (c - DIGIT0) as u128 * w;
+    }
+    v
+}
+
+/// `v` (< 95^places) as `places` printable ASCII characters.
+fn digits(mut v: u128, places: u32) -> String {
+    let mut d = vec![' '; places as usize];
+    for slot in d.iter_mut().rev() {
+        *slot = char::from_u32(DIGIT0 + (v % DIGITS) as u32).unwrap_or('~');
+        v /= DIGITS;
+    }
+    d.into_iter().collect()
+}
+
+/// The boundaries of `n` parts of `(lo, end)` by repeated halving at [`split_point`]; where a part cannot
+/// be split, its lower parts are empty (boundary = `lo`).
+fn bisect(lo: &[u8], end: &End, prefix: &[u8], n: usize, out: &mut Vec<Vec<u8>>) {
+    if n <= 1 {
+        return;
+    }
+    match split_point(lo, end, prefix) {
+        None => out.extend(std::iter::repeat_n(lo.to_vec(), n - 1)),
+        Some(mid) => {
+            let left = n / 2;
+            bisect(lo, &End::Incl(mid.clone()), prefix, left, out);
+            out.push(mid.clone());
+            bisect(&mid, end, prefix, n - left, out);
+        }
+    }
 }
 
 /// An estimate of how many keys could lie in `(lo, end)`, as log2 of the width of that interval when
@@ -289,6 +424,125 @@ mod tests {
             let n = ranges.iter().filter(|(a, e)| a.as_ref().is_none_or(|a| k > a) && e.admits(k)).count();
             assert_eq!(n, 1, "key {k:?} in {n} ranges");
         }
+    }
+
+    /// Is `key` in the shard range `(after, end)`?
+    fn in_range(key: &[u8], (after, end): &(Option<Vec<u8>>, End)) -> bool {
+        after.as_ref().is_none_or(|a| key > &a[..]) && end.admits(key)
+    }
+
+    #[test]
+    fn one_shard_is_the_whole_listing() {
+        assert!(shard_bounds("", None, None, 1).is_empty());
+        assert_eq!(shard_range("", None, None, 1, 1), (None, End::Open));
+        assert_eq!(
+            shard_range("p/", Some("p/a"), Some("p/z"), 1, 1),
+            (Some(b"p/a".to_vec()), End::Excl(b"p/z".to_vec()))
+        );
+    }
+
+    /// The boundaries are part of what shards of one listing agree on, across machines and versions: a
+    /// change here makes shards listed by different keyrecon versions overlap or leave gaps. Pinned.
+    #[test]
+    fn shard_boundaries_are_pinned() {
+        let s = |v: Vec<Vec<u8>>| v.into_iter().map(|k| String::from_utf8(k).unwrap()).collect::<Vec<_>>();
+        assert_eq!(s(shard_bounds("", None, None, 3)), ["?", "_"]);
+        assert_eq!(s(shard_bounds("", None, None, 7)), ["-", ";", "H", "V", "c", "q"]);
+        assert_eq!(s(shard_bounds("logs/", None, None, 2)), ["logs/O"]);
+        // Between --start-after and --end-before: evenly spaced between them, one place deeper.
+        assert_eq!(s(shard_bounds("", Some("a"), Some("b"), 3)), ["a?", "a_"]);
+        for _ in 0..3 {
+            assert_eq!(shard_bounds("x/", Some("x/2024"), None, 7), shard_bounds("x/", Some("x/2024"), None, 7));
+        }
+    }
+
+    /// The property sharding relies on: every key of the listing is in exactly one shard, every other
+    /// key in none, whatever the prefix, bounds and shard count; boundaries are UTF-8 and in order.
+    #[test]
+    fn every_key_is_in_exactly_one_shard() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+        let alphabet: Vec<char> = "ab/ ~+%0\u{0}\u{1f}\u{7f}é日\u{D7FF}\u{E000}\u{10FFFF}".chars().collect();
+        let random_key = |rng: &mut rand::rngs::StdRng, prefix: &str| {
+            let n = rng.gen_range(0..6);
+            let tail: String = (0..n).map(|_| alphabet[rng.gen_range(0..alphabet.len())]).collect();
+            if rng.gen_bool(0.8) {
+                format!("{prefix}{tail}")
+            } else {
+                tail
+            }
+        };
+        let listings: Vec<(&str, Option<&str>, Option<&str>)> = vec![
+            ("", None, None),
+            ("a", None, None),
+            ("a/", Some("a/b"), None),
+            ("", Some("a"), Some("b")),
+            ("", Some("b"), Some("a")),
+            ("", None, Some("a/\u{7f}")),
+            ("日", None, None),
+            ("", Some("t\u{3042}"), Some("t\u{3044}")),
+            ("", Some("a\u{1}"), Some("a\u{2}")),
+            ("~", Some("~~~~~~~~~~~~~~~~~~~~"), None),
+            ("", Some("~"), Some("~\u{0}")),
+        ];
+        for (prefix, sa, eb) in listings {
+            for n in [1u32, 2, 3, 7, 64] {
+                let b = shard_bounds(prefix, sa, eb, n);
+                assert_eq!(b.len(), n as usize - 1);
+                assert!(b.windows(2).all(|w| w[0] <= w[1]), "{prefix:?} {sa:?} {eb:?} {n}: not in order {b:?}");
+                for k in &b {
+                    assert!(std::str::from_utf8(k).is_ok() && k.len() <= MAX_KEY, "{k:?}");
+                }
+                let shards: Vec<_> = (1..=n).map(|i| shard_range(prefix, sa, eb, i, n)).collect();
+                let mut keys: Vec<Vec<u8>> = (0..1500).map(|_| random_key(&mut rng, prefix).into_bytes()).collect();
+                for k in &b {
+                    let mut next = k.clone();
+                    next.push(0);
+                    keys.extend([k.clone(), next, [&k[..], b" "].concat(), k[..k.len().saturating_sub(1)].to_vec()]);
+                }
+                keys.extend([sa, eb].into_iter().flatten().map(|k| k.as_bytes().to_vec()));
+                keys.push(prefix.as_bytes().to_vec());
+                for k in &keys {
+                    let listed = k.starts_with(prefix.as_bytes())
+                        && sa.is_none_or(|a| &k[..] > a.as_bytes())
+                        && eb.is_none_or(|e| &k[..] < e.as_bytes());
+                    let owners = shards.iter().filter(|r| in_range(k, r)).count();
+                    // A key outside the prefix may sit inside a range (the lister never sees it).
+                    if k.starts_with(prefix.as_bytes()) {
+                        assert_eq!(
+                            owners, listed as usize,
+                            "{k:?} in {owners} of {n} shards of {prefix:?} {sa:?} {eb:?}: {b:?}"
+                        );
+                    } else {
+                        assert!(owners <= 1, "{k:?} in {owners} shards");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn shard_boundaries_are_distinct_and_spread_when_the_key_space_allows() {
+        use rand::{Rng, SeedableRng};
+        for (prefix, sa, eb) in [
+            ("", None, None),
+            ("img/", None, None),
+            ("", Some("t01"), Some("t02")),
+            ("", Some("t\u{3042}"), Some("t\u{3044}")),
+        ] {
+            let b = shard_bounds(prefix, sa, eb, 7);
+            assert!(b.windows(2).all(|w| w[0] < w[1]), "{prefix:?} {sa:?} {eb:?}: {b:?}");
+        }
+        // Uniform printable keys under a prefix: every one of 7 shards gets a fair part.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let shards: Vec<_> = (1..=7).map(|i| shard_range("img/", None, None, i, 7)).collect();
+        let mut counts = [0usize; 7];
+        for _ in 0..7000 {
+            let k: String = (0..8).map(|_| char::from(rng.gen_range(0x20u8..0x7f))).collect();
+            let k = format!("img/{k}");
+            counts[shards.iter().position(|r| in_range(k.as_bytes(), r)).unwrap()] += 1;
+        }
+        assert!(counts.iter().all(|&c| (700..=1300).contains(&c)), "{counts:?}");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! A **chunk** is one file of records in strictly increasing key byte order. A **chunk set** is a directory
 //! of chunks plus `manifest.json` ([`set`]). Every producer (keyrecon-sort, the listers) writes chunk sets;
-//! every consumer (keyrecon-diff, repair) reads them through [`reader::ChunkCursor`].
+//! every consumer (keyrecon-diff, repair) reads them through [`reader::ChunkCursor`]. A lister records
+//! what it listed (source, table or bucket, filters, shard) in the manifest ([`listing`]).
 //!
 //! # Chunk file format (version 1, all integers little endian)
 //! ```text
@@ -23,12 +24,14 @@
 //! and at the end the record count and checksum match the footer. A chunk is written as
 //! `.NAME.tmp` and renamed when complete, so a crash never leaves a file that looks finished.
 
+pub mod listing;
 pub mod reader;
 pub mod set;
 pub mod writer;
 
+pub use listing::{Listing, Shard};
 pub use reader::ChunkCursor;
-pub use set::{ChunkInfo, ChunkSet, ChunkSetWriter, Manifest};
+pub use set::{ChunkInfo, ChunkSet, ChunkSetWriter, ChunkSets, Manifest};
 pub use writer::ChunkWriter;
 
 pub const HEADER_MAGIC: &[u8; 8] = b"KRCHUNK1";

@@ -16,6 +16,7 @@
 //! chunks may overlap (e.g. one chunk per Cassandra token range) and readers k-way merge them, removing
 //! duplicates.
 
+use super::listing::{check_side, Listing};
 use super::reader::ChunkCursor;
 use super::writer::{ChunkStats, ChunkWriter};
 use crate::error::{Error, IoContext, Result};
@@ -440,17 +441,20 @@ impl ChunkSet {
 }
 
 /// A chunk set read as one sorted, duplicate-free stream: chunk after chunk when the set is disjoint,
-/// otherwise a k-way merge.
+/// otherwise a k-way merge; several chunk sets ([`ChunkSets`]) as a k-way merge of their streams.
 pub enum SetStream {
     Concat(crate::merge::Concat<ChunkCursor>),
     Merge(crate::merge::Merge<ChunkCursor>),
+    Union(Box<crate::merge::Merge<SetStream>>),
 }
 
 impl SetStream {
+    /// Records dropped because their key was seen already (within a set, or in another set of a union).
     pub fn duplicates(&self) -> u64 {
         match self {
             SetStream::Concat(_) => 0,
             SetStream::Merge(m) => m.duplicates(),
+            SetStream::Union(m) => m.duplicates() + m.cursors().iter().map(SetStream::duplicates).sum::<u64>(),
         }
     }
 }
@@ -461,6 +465,7 @@ impl crate::merge::SortedCursor for SetStream {
         match self {
             SetStream::Concat(c) => c.advance(),
             SetStream::Merge(m) => m.advance(),
+            SetStream::Union(m) => m.advance(),
         }
     }
     #[inline]
@@ -468,6 +473,7 @@ impl crate::merge::SortedCursor for SetStream {
         match self {
             SetStream::Concat(c) => c.key(),
             SetStream::Merge(m) => m.key(),
+            SetStream::Union(m) => m.key(),
         }
     }
     #[inline]
@@ -475,6 +481,7 @@ impl crate::merge::SortedCursor for SetStream {
         match self {
             SetStream::Concat(c) => c.meta(),
             SetStream::Merge(m) => m.meta(),
+            SetStream::Union(m) => m.meta(),
         }
     }
 }
@@ -489,6 +496,79 @@ impl ChunkSet {
         } else {
             SetStream::Merge(crate::merge::Merge::new(cursors, true))
         })
+    }
+
+    /// What the set lists, when a lister wrote it (`info.listing`, see [`super::listing`]).
+    pub fn listing(&self) -> Result<Option<Listing>> {
+        Listing::from_info(&self.manifest.info, &self.dir.join(MANIFEST))
+    }
+}
+
+/// One side of a diff made of one or more chunk sets (e.g. the shards of a listing), read as one sorted,
+/// duplicate-free stream: their union through the k-way merge. Shards of a Cassandra listing overlap in
+/// key order (token order is not key order), so the sets are merged, not concatenated.
+///
+/// [`ChunkSets::open`] checks the sets before anything is read (see [`check_side`]) and orders them by
+/// shard index, so among equal keys the lowest shard's record wins, as the lowest token's does in an
+/// unsharded listing.
+pub struct ChunkSets {
+    /// In merge order.
+    pub sets: Vec<ChunkSet>,
+    /// What each set lists (`sets[i]`'s), when a lister wrote it.
+    pub listings: Vec<Option<Listing>>,
+    pub schema: Schema,
+}
+
+impl ChunkSets {
+    /// Opens the chunk sets in `dirs` (at least one) and checks they make one side: the same record
+    /// fields, and, when any is a shard, exactly the N shards of one listing.
+    pub fn open(dirs: &[PathBuf]) -> Result<ChunkSets> {
+        let sets = dirs.iter().map(ChunkSet::open).collect::<Result<Vec<_>>>()?;
+        ChunkSets::new(sets)
+    }
+
+    /// [`open`](Self::open) for sets already opened.
+    pub fn new(sets: Vec<ChunkSet>) -> Result<ChunkSets> {
+        let first = sets.first().ok_or_else(|| Error::Usage("a diff side needs at least one input".into()))?;
+        let schema = first.schema;
+        let mut named =
+            sets.iter().map(|s| Ok((s.dir.display().to_string(), s.listing()?))).collect::<Result<Vec<_>>>()?;
+        let order = check_side(&named)?;
+        if let Some(other) = sets.iter().find(|s| s.schema != schema) {
+            return Err(Error::Usage(format!(
+                "{} carries {} but {} carries {}: the chunk sets of one side must carry the same fields",
+                first.dir.display(),
+                schema,
+                other.dir.display(),
+                other.schema
+            )));
+        }
+        let mut slots: Vec<Option<ChunkSet>> = sets.into_iter().map(Some).collect();
+        let mut ordered = ChunkSets { sets: Vec::new(), listings: Vec::new(), schema };
+        for i in order {
+            ordered.sets.push(slots[i].take().expect("check_side returns a permutation"));
+            ordered.listings.push(named[i].1.take());
+        }
+        Ok(ordered)
+    }
+
+    /// Bytes of record data over all sets.
+    pub fn data_len(&self) -> u64 {
+        self.sets.iter().map(ChunkSet::data_len).sum()
+    }
+
+    /// The sets' directories, in merge order, as given.
+    pub fn names(&self) -> Vec<String> {
+        self.sets.iter().map(|s| s.dir.display().to_string()).collect()
+    }
+
+    /// The union as one sorted, duplicate-free stream (one set: its own stream, no merge).
+    pub fn stream(&self) -> Result<SetStream> {
+        if let [one] = &self.sets[..] {
+            return one.stream();
+        }
+        let streams = self.sets.iter().map(ChunkSet::stream).collect::<Result<Vec<_>>>()?;
+        Ok(SetStream::Union(Box::new(crate::merge::Merge::new(streams, true))))
     }
 }
 
@@ -553,6 +633,71 @@ mod tests {
         let e = w.finish_key_ordered(Producer::default(), serde_json::Value::Null).unwrap_err().to_string();
         assert!(e.contains("chunk-000000.krc") && e.contains("chunk-000001.krc") && e.contains("overlaps"), "{e}");
         assert!(!t.path().join(MANIFEST).exists(), "no manifest for a broken set");
+    }
+
+    /// A finished chunk set in `dir` of `keys` (each its own chunk list: overlapping chunks allowed), with
+    /// `size` metadata = `tag` and `info`.
+    fn set_of(dir: &Path, chunks: &[&[&str]], tag: u64, info: serde_json::Value) -> ChunkSet {
+        let w = ChunkSetWriter::create(dir, Schema(Schema::SIZE), false).unwrap();
+        let mut meta = Vec::new();
+        for keys in chunks {
+            let mut c = w.new_chunk().unwrap();
+            for k in *keys {
+                meta.clear();
+                crate::record::MetaRef { size: Some(tag), ..Default::default() }.encode(&mut meta);
+                c.push(k.as_bytes(), &meta).unwrap();
+            }
+            w.add_chunk(c).unwrap();
+        }
+        w.finish(Producer::default(), false, info).unwrap();
+        ChunkSet::open(dir).unwrap()
+    }
+
+    fn shard_info(i: u32, n: u32) -> serde_json::Value {
+        let l = Listing {
+            source: super::super::listing::Source::Cassandra,
+            what: "ks.t".into(),
+            filters: Default::default(),
+            shard: Some(super::super::Shard::new(i, n).unwrap()),
+        };
+        serde_json::json!({ Listing::KEY: l })
+    }
+
+    /// Several chunk sets read as one: sorted, deduplicated across sets (shards of a Cassandra listing
+    /// overlap in key order), ties to the lowest shard whatever order the sets were given in.
+    #[test]
+    fn sets_merge_into_one_stream_in_shard_order() {
+        let t = tempfile::tempdir().unwrap();
+        let s3 = set_of(&t.path().join("c"), &[&["b", "z"], &["a", "y"]], 3, shard_info(3, 3));
+        let s1 = set_of(&t.path().join("a"), &[&["m", "y"]], 1, shard_info(1, 3));
+        let s2 = set_of(&t.path().join("b"), &[&["c", "m", "n"]], 2, shard_info(2, 3));
+        let sets = ChunkSets::new(vec![s3, s1, s2]).unwrap();
+        assert_eq!(sets.names().iter().map(|n| n.rsplit('/').next().unwrap()).collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(sets.listings[0].as_ref().unwrap().shard.unwrap().index, 1);
+        let mut s = sets.stream().unwrap();
+        let mut got = Vec::new();
+        while s.advance().unwrap() {
+            let size = crate::record::MetaRef::decode(s.meta()).unwrap().size.unwrap();
+            got.push((String::from_utf8(s.key().to_vec()).unwrap(), size));
+        }
+        let want = [("a", 3), ("b", 3), ("c", 2), ("m", 1), ("n", 2), ("y", 1), ("z", 3)];
+        assert_eq!(got, want.map(|(k, v)| (k.to_string(), v)));
+        assert_eq!(s.duplicates(), 2, "m twice, y twice");
+    }
+
+    #[test]
+    fn sets_of_one_side_must_carry_the_same_fields_and_be_whole() {
+        let t = tempfile::tempdir().unwrap();
+        let a = set_of(&t.path().join("a"), &[&["a"]], 1, serde_json::Value::Null);
+        let w = ChunkSetWriter::create(t.path().join("b"), Schema::KEYS_ONLY, false).unwrap();
+        w.finish(Producer::default(), true, serde_json::Value::Null).unwrap();
+        let b = ChunkSet::open(t.path().join("b")).unwrap();
+        let e = ChunkSets::new(vec![a, b]).err().unwrap().to_string();
+        assert!(e.contains("carries key,size but") && e.contains("carries key:"), "{e}");
+        // One shard alone is not a side: the others are missing.
+        let lone = set_of(&t.path().join("c"), &[&["a"]], 1, shard_info(2, 2));
+        let e = ChunkSets::new(vec![lone]).err().unwrap();
+        assert!(matches!(e, Error::Shards(_)) && e.to_string() == "shard 1/2 of ks.t is missing", "{e}");
     }
 
     #[test]
