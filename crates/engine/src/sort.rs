@@ -10,6 +10,9 @@
 //!           └─► spills: k-way merge (loser tree) of the spilled chunks; more than `fanin` are first
 //!               merged in groups (multi-level merge, [`reduce`]) so open files stay bounded
 //! ```
+//! The budget bounds the merge too: each open chunk keeps up to [`RESIDENT_MAX`] of its pages mapped,
+//! so a sort merges at most `mem / RESIDENT_MAX` chunks at once (at least 2). Without that bound, the
+//! merge's resident pages would grow with the number of spills, that is with the input.
 //! The file-level merges every producer of chunk sets shares live here too: [`reduce`] (multi-level,
 //! one fan-in policy, [`FANIN`]), [`write_set`] (a sorted stream into a chunk set, cut into chunks of a
 //! target size) and [`merge_into_set`] (both): keyrecon-sort, the Cassandra lister's final merge and the
@@ -22,6 +25,7 @@
 //! Spills go to a [`ScratchDir`] under `tmp_dir`, removed when the sort's output is dropped; tools keep
 //! their own intermediate chunks in one too.
 
+use crate::chunk::reader::RESIDENT_MAX;
 use crate::chunk::writer::ChunkStats;
 use crate::chunk::ChunkCursor;
 use crate::chunk::{ChunkSetWriter, ChunkWriter};
@@ -150,7 +154,7 @@ pub struct SortConfig {
     pub mem: usize,
     /// Parent directory for spill files (a private subdirectory is created lazily and removed at the end).
     pub tmp_dir: PathBuf,
-    /// Most chunks merged at once.
+    /// Most chunks merged at once ([`Sorter::new`] lowers it to what the budget holds).
     pub fanin: usize,
     pub schema: Schema,
 }
@@ -202,9 +206,10 @@ pub struct Sorter {
 }
 
 impl Sorter {
-    pub fn new(cfg: SortConfig) -> Self {
+    pub fn new(mut cfg: SortConfig) -> Self {
         // Bytes decide: 3/4 for record bytes, 1/4 for entries (~40-byte keys fill both about evenly).
         let mem = cfg.mem.max(4096);
+        cfg.fanin = cfg.fanin.min(mem / RESIDENT_MAX).max(2);
         let entries_cap = (mem / 4 / std::mem::size_of::<Entry>()).max(16);
         let arena_cap = (mem - entries_cap * std::mem::size_of::<Entry>()).min(u32::MAX as usize);
         Sorter {
@@ -525,6 +530,46 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// The multi-level merge at any fan-in (the sorter's own fan-in is bounded by its budget, so small
+    /// budgets only ever use 2): sort + dedup, the earliest file's record winning, inputs kept.
+    #[test]
+    fn reduce_at_any_fanin_keeps_the_earliest_files_record() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = Vec::new();
+        let mut want = std::collections::BTreeMap::new();
+        for f in 0..20u8 {
+            let mut keys: Vec<Vec<u8>> = (0..rng.gen_range(0..300))
+                .map(|_| vec![b'k', rng.gen_range(0..4u8), rng.gen_range(0..200u8)])
+                .collect();
+            keys.sort();
+            keys.dedup();
+            let p = dir.path().join(format!("in-{f:02}.krc"));
+            let mut w = ChunkWriter::create(&p, Schema(Schema::SIZE)).unwrap();
+            for k in &keys {
+                w.push(k, &[f]).unwrap();
+                want.entry(k.clone()).or_insert(f);
+            }
+            if w.finish().unwrap().is_some() {
+                files.push(p);
+            }
+        }
+        for fanin in [2, 3, 4, 7, 128] {
+            let work = tempfile::tempdir().unwrap();
+            let mut st = MergeStats::default();
+            let left = reduce(files.clone(), fanin, work.path(), Schema(Schema::SIZE), false, &mut st).unwrap();
+            assert!(left.len() <= fanin, "fanin {fanin}: {} files left", left.len());
+            assert_eq!(st.passes > 0, files.len() > fanin, "fanin {fanin}");
+            let mut m = Merge::new(left.iter().map(|(f, _)| ChunkCursor::open(f).unwrap()).collect(), true);
+            let mut got = std::collections::BTreeMap::new();
+            while m.advance().unwrap() {
+                got.insert(m.key().to_vec(), m.meta()[0]);
+            }
+            assert_eq!(got, want, "fanin {fanin}");
+            assert!(files.iter().all(|f| f.exists()), "inputs are the caller's");
         }
     }
 

@@ -1,7 +1,9 @@
 //! Reads one chunk file through a memory map, one record at a time, checking everything the format
 //! promises (see the module doc of `chunk`). The cursor borrows keys straight from the map: no copy, no
 //! allocation per record. Pages already consumed are dropped from the mapping every
-//! `RELEASE_EVERY` bytes so reading a large chunk set keeps resident memory flat.
+//! `RELEASE_EVERY` bytes so reading a large chunk set keeps resident memory flat: a cursor keeps at most
+//! [`RESIDENT_MAX`] bytes of its chunk mapped, and a merge of k chunks k times that. (Mapped file pages
+//! count in a process's RSS like any other.)
 
 use super::{FOOTER_LEN, FOOTER_MAGIC, HEADER_LEN, HEADER_MAGIC, VERSION};
 use crate::error::{Error, IoContext, Result};
@@ -12,8 +14,11 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use xxhash_rust::xxh3::Xxh3;
 
-const RELEASE_EVERY: usize = 64 << 20;
+const RELEASE_EVERY: usize = 4 << 20;
 const HASH_BLOCK: usize = 1 << 20;
+/// Most bytes of its chunk a cursor keeps resident: up to `RELEASE_EVERY` behind the current record
+/// before they are dropped, and the checksum's block reaching ahead.
+pub const RESIDENT_MAX: usize = RELEASE_EVERY + 2 * HASH_BLOCK;
 
 pub struct ChunkCursor {
     path: PathBuf,
