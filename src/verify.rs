@@ -26,6 +26,7 @@
 //! plus `summary.json`. Exit status: 0 all ok, 1 some missing or different, 2 some failed. Verify only
 //! reads, so it keeps no journal: an interrupted verify is simply run again.
 
+use crate::chunk::ChunkCursor;
 use crate::error::{Error, IoContext, Result};
 use crate::hex::encode as hex;
 use crate::input::{InputSpec, Rejects};
@@ -34,8 +35,10 @@ use crate::repair::fetch::{BlobSource, Fetcher, Lookup};
 use crate::repair::keys::{self, Item};
 use crate::repair::live::{self, Live};
 use crate::repair::put::{self, Head, Target};
+use crate::repair::resume::Todo;
 use crate::repair::retry::Retry;
 use crate::repair::throttle::{Side, Throttle};
+use crate::sort::ScratchDir;
 use crate::sources::s3::client::ClientOptions;
 use crate::summary::Summary;
 use serde::Serialize;
@@ -63,6 +66,10 @@ pub struct VerifyConfig {
     /// Further attempts of a failed request (0: one attempt only).
     pub retries: u32,
     pub out: PathBuf,
+    /// Memory budget of each sort, in bytes.
+    pub mem: usize,
+    /// Where sorts spill and the run's scratch directory goes.
+    pub tmp_dir: PathBuf,
     pub quiet: bool,
 }
 
@@ -193,8 +200,9 @@ pub fn run(cfg: VerifyConfig) -> Result<VerifySummary> {
 async fn run_async(cfg: VerifyConfig) -> Result<VerifySummary> {
     let t0 = Instant::now();
     std::fs::create_dir_all(&cfg.out).ctx(&cfg.out)?;
+    let scratch = ScratchDir::create(&cfg.tmp_dir, "verify")?;
     let rejects = Rejects::new(Some(cfg.out.join("rejects.csv")));
-    let keys = keys::read(&cfg.keys, &rejects)?;
+    let keys = keys::sort(&cfg.keys, &rejects, cfg.mem, &cfg.tmp_dir, scratch.path())?;
     rejects.flush()?;
     let fetcher = match &cfg.deep {
         Some(d) => Some(Fetcher::connect(d).await?),
@@ -207,13 +215,13 @@ async fn run_async(cfg: VerifyConfig) -> Result<VerifySummary> {
         out: cfg.out.display().to_string(),
         bucket: cfg.bucket.clone(),
         deep: cfg.deep.is_some(),
-        keys_input: keys.items.len() as u64,
+        keys_input: keys.count,
         duplicate_keys_in_input: keys.duplicates,
         keys_rejected: keys.input.rejected,
         ..Default::default()
     };
-    let total = keys.items.len() as u64;
-    let workers = cfg.concurrency.min(keys.items.len()).max(1);
+    let total = keys.count;
+    let workers = cfg.concurrency.min(total as usize).max(1);
     let live = Arc::new(Live::default());
     let sh = Arc::new(Shared {
         throttle: Throttle::new(TOOL, cfg.concurrency, cfg.rate, None, cfg.latency_target, cfg.quiet),
@@ -228,17 +236,9 @@ async fn run_async(cfg: VerifyConfig) -> Result<VerifySummary> {
     let ticker = live::progress(TOOL, total, live.clone(), sh.cfg.quiet);
     let tr = Instant::now();
     let work = sh.clone();
-    let items = keys.items;
     pool::run(
         workers,
-        move |feed| {
-            for item in items {
-                if !feed.send(item) {
-                    break;
-                }
-            }
-            Ok(())
-        },
+        move |feed| Todo::<_, ChunkCursor>::new(keys.cursor()?, None).feed(&feed),
         move |item| {
             let sh = work.clone();
             async move {
