@@ -19,7 +19,8 @@ use std::path::PathBuf;
 /// Outcomes in --out DIR: ok.csv, missing.csv, differ.csv (with what differs), failed.csv (with the
 /// last error), summary.json. Exit status: 0 all ok; 1 some missing or different; 2 some failed.
 ///
-/// The keys are sorted first (checked in byte order, each once) within --mem, spilling to --tmp.
+/// Memory stays flat whatever the number of keys: the keys (checked in byte order, each once) and the
+/// results go through an external sort within --mem, spilling to --tmp.
 ///
 /// Example (after a repair):
 ///   keyrecon-verify --keys repair/ok.csv --bucket photos --deep --contact-points 10.0.0.1:9042 \
@@ -33,7 +34,7 @@ use std::path::PathBuf;
 #[command(mut_arg("source", |a| a.help("Table to fetch blobs from with --deep, as KEYSPACE.TABLE")))]
 #[command(mut_arg("concurrency", |a| a.help("Keys checked at once at most")))]
 #[command(mut_arg("rate", |a| a.value_name("KEYS/S").help("Cap on keys per second")))]
-#[command(mut_arg("mem", |a| a.help("Memory budget of the keys' sort (e.g. 256M, 1G). More than this spills to --tmp.")))]
+#[command(mut_arg("mem", |a| a.help("Memory budget of each sort, the keys' and the results' (e.g. 256M, 1G). More than this spills to --tmp.")))]
 struct Args {
     #[command(flatten)]
     keys: KeysArgs,
