@@ -335,6 +335,10 @@ impl Sorter {
             });
         }
         self.spill()?;
+        // The buffer's work is done: give its memory back before the merge's cursors take theirs, so
+        // the two never add up past the budget.
+        self.arena = Vec::new();
+        self.entries = Vec::new();
         self.reduce_spilled()?;
         let cursors = self.spilled.iter().map(ChunkCursor::open).collect::<Result<Vec<_>>>()?;
         let stats = self.stats.clone();
