@@ -14,7 +14,7 @@
 //!
 //! One name per concept, across every tool (README "Flags"): `-j/--concurrency` (requests, streams or
 //! keys in flight), `--retries` (further attempts after the first), `--rate`, `--latency-target`,
-//! `--mem`, `--tmp`, `-o/--out`, `--resume`, `--force`, `-q/--quiet`, `--key-column` (the Cassandra
+//! `--mem`, `--tmp` ([`MemArgs`]), `-o/--out`, `--resume`, `--force`, `-q/--quiet`, `--key-column` (the Cassandra
 //! partition key column), `--csv-column` (the key's column in a CSV input).
 
 use crate::error::Error;
@@ -124,6 +124,26 @@ impl FormatArgs {
         } else {
             b'\n'
         }
+    }
+}
+
+/// The sort budget of the tools that sort (keyrecon-sort, keyrecon-diff, keyrecon-repair,
+/// keyrecon-verify): memory, and where what does not fit spills. The default is repair's and verify's,
+/// whose sorts share a host with the keys in flight; the engine's tools raise it with `mut_arg`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct MemArgs {
+    /// Memory budget for sorting (e.g. 256M, 1G). More than this spills to --tmp.
+    #[arg(long, default_value = "256M", value_parser = parse_size)]
+    pub mem: usize,
+    /// Directory for spill files (default: $TMPDIR or /tmp).
+    #[arg(long, value_name = "DIR")]
+    pub tmp: Option<PathBuf>,
+}
+
+impl MemArgs {
+    /// `--tmp`, else `$TMPDIR` or /tmp.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.tmp.clone().unwrap_or_else(crate::sort::default_tmp)
     }
 }
 

@@ -25,17 +25,28 @@
 //!
 //! plus `summary.json`. Exit status: 0 all ok, 1 some missing or different, 2 some failed. Verify only
 //! reads, so it keeps no journal: an interrupted verify is simply run again.
+//!
+//! Memory is flat in the number of keys, as in repair: the keys are sorted (each once, in byte order)
+//! into a chunk of a scratch directory under `--tmp` and fed to the pool from there, and each result
+//! goes through a second sort (key -> the [`Checked`] as JSON, the same record a queue consumer puts in
+//! the fleet's outcome stream; [`Schema::OPAQUE`]) within `--mem`, from which the outcome files are
+//! written, streaming.
 
+use crate::chunk::ChunkCursor;
 use crate::error::{Error, IoContext, Result};
 use crate::hex::encode as hex;
 use crate::input::{InputSpec, Rejects};
+use crate::merge::SortedCursor;
 use crate::pool::{self, Flow};
+use crate::record::{show_key, Schema};
 use crate::repair::fetch::{BlobSource, Fetcher, Lookup};
 use crate::repair::keys::{self, Item};
 use crate::repair::live::{self, Live};
 use crate::repair::put::{self, Head, Target};
+use crate::repair::resume::Todo;
 use crate::repair::retry::Retry;
 use crate::repair::throttle::{Side, Throttle};
+use crate::sort::{ScratchDir, SortConfig, Sorter};
 use crate::sources::s3::client::ClientOptions;
 use crate::summary::Summary;
 use serde::Serialize;
@@ -63,6 +74,10 @@ pub struct VerifyConfig {
     /// Further attempts of a failed request (0: one attempt only).
     pub retries: u32,
     pub out: PathBuf,
+    /// Memory budget of each sort, in bytes.
+    pub mem: usize,
+    /// Where sorts spill and the run's scratch directory goes.
+    pub tmp_dir: PathBuf,
     pub quiet: bool,
 }
 
@@ -135,6 +150,8 @@ pub struct VerifySummary {
     pub retries_s3: u64,
     pub throttle_events: u64,
     pub min_concurrency: usize,
+    /// `--mem`: the budget of each sort.
+    pub mem_budget_bytes: u64,
     pub elapsed_ms: u64,
     pub peak_rss_bytes: u64,
 }
@@ -183,7 +200,9 @@ struct Shared {
     throttle: Throttle,
     live: Arc<Live>,
     retries: [AtomicU64; 2],
-    results: Mutex<Vec<Checked>>,
+    /// Key -> the result as JSON, taken once the pool is done.
+    results: Mutex<Option<Sorter>>,
+    fatal: Mutex<Option<Error>>,
 }
 
 pub fn run(cfg: VerifyConfig) -> Result<VerifySummary> {
@@ -193,8 +212,9 @@ pub fn run(cfg: VerifyConfig) -> Result<VerifySummary> {
 async fn run_async(cfg: VerifyConfig) -> Result<VerifySummary> {
     let t0 = Instant::now();
     std::fs::create_dir_all(&cfg.out).ctx(&cfg.out)?;
+    let scratch = ScratchDir::create(&cfg.tmp_dir, "verify")?;
     let rejects = Rejects::new(Some(cfg.out.join("rejects.csv")));
-    let keys = keys::read(&cfg.keys, &rejects)?;
+    let keys = keys::sort(&cfg.keys, &rejects, cfg.mem, &cfg.tmp_dir, scratch.path())?;
     rejects.flush()?;
     let fetcher = match &cfg.deep {
         Some(d) => Some(Fetcher::connect(d).await?),
@@ -207,14 +227,16 @@ async fn run_async(cfg: VerifyConfig) -> Result<VerifySummary> {
         out: cfg.out.display().to_string(),
         bucket: cfg.bucket.clone(),
         deep: cfg.deep.is_some(),
-        keys_input: keys.items.len() as u64,
+        keys_input: keys.count,
         duplicate_keys_in_input: keys.duplicates,
         keys_rejected: keys.input.rejected,
+        mem_budget_bytes: cfg.mem as u64,
         ..Default::default()
     };
-    let total = keys.items.len() as u64;
-    let workers = cfg.concurrency.min(keys.items.len()).max(1);
+    let total = keys.count;
+    let workers = cfg.concurrency.min(total as usize).max(1);
     let live = Arc::new(Live::default());
+    let results = Sorter::new(SortConfig::new(cfg.mem, &cfg.tmp_dir, Schema::OPAQUE));
     let sh = Arc::new(Shared {
         throttle: Throttle::new(TOOL, cfg.concurrency, cfg.rate, None, cfg.latency_target, cfg.quiet),
         cfg,
@@ -222,61 +244,30 @@ async fn run_async(cfg: VerifyConfig) -> Result<VerifySummary> {
         target,
         live: live.clone(),
         retries: Default::default(),
-        results: Mutex::new(Vec::new()),
+        results: Mutex::new(Some(results)),
+        fatal: Mutex::new(None),
     });
     live.limit.store(sh.throttle.limit(), Relaxed);
     let ticker = live::progress(TOOL, total, live.clone(), sh.cfg.quiet);
     let tr = Instant::now();
     let work = sh.clone();
-    let items = keys.items;
     pool::run(
         workers,
-        move |feed| {
-            for item in items {
-                if !feed.send(item) {
-                    break;
-                }
-            }
-            Ok(())
-        },
+        move |feed| Todo::<_, ChunkCursor>::new(keys.cursor()?, None).feed(&feed),
         move |item| {
             let sh = work.clone();
-            async move {
-                let c = check(&sh, &item).await;
-                sh.results.lock().unwrap().push(c);
-                sh.live.done.fetch_add(1, Relaxed);
-                sh.live.inflight.store(sh.throttle.inflight(), Relaxed);
-                sh.live.limit.store(sh.throttle.limit(), Relaxed);
-                Flow::Continue
-            }
+            async move { check_item(&sh, item).await }
         },
     )
     .await?;
     let secs = tr.elapsed().as_secs_f64().max(1e-3);
     ticker.finish();
-
-    let mut results = std::mem::take(&mut *sh.results.lock().unwrap());
-    results.sort_by(|a, b| a.item.key.cmp(&b.item.key));
-    for r in &results {
-        match r.verdict {
-            Verdict::Ok => summary.outcomes.ok += 1,
-            Verdict::Missing => summary.outcomes.missing += 1,
-            Verdict::Differ => summary.outcomes.differ += 1,
-            Verdict::Failed => summary.outcomes.failed += 1,
-        }
-        if matches!(r.verdict, Verdict::Ok | Verdict::Differ) {
-            match r.comparison.as_str() {
-                "md5" => summary.compared_md5 += 1,
-                "size-only" => summary.compared_size_only += 1,
-                c if c.starts_with("multipart-etag") => summary.compared_multipart_etag += 1,
-                _ => {}
-            }
-        }
-        if r.stage == "fetch" && r.reason.starts_with("not in ") {
-            summary.not_in_source += 1;
-        }
+    if let Some(e) = sh.fatal.lock().unwrap().take() {
+        return Err(e);
     }
-    write_outcomes(&sh.cfg, &results)?;
+
+    let results = sh.results.lock().unwrap().take().expect("the results are taken once");
+    summary.outcomes = write_outcomes(&sh.cfg.out, &sh.cfg.prefix, &mut results.finish()?, &mut summary)?;
     summary.bytes_compared = live.bytes.load(Relaxed);
     summary.objects_per_sec = total as f64 / secs;
     summary.retries_cassandra = sh.retries[0].load(Relaxed);
@@ -287,6 +278,23 @@ async fn run_async(cfg: VerifyConfig) -> Result<VerifySummary> {
     summary.peak_rss_bytes = crate::progress::peak_rss_bytes();
     crate::summary::write_json(&sh.cfg.out, &summary)?;
     Ok(summary)
+}
+
+/// One key checked and its result sorted away. A result that cannot be kept (the sort's spill
+/// failed) stops the pool.
+async fn check_item(sh: &Shared, item: Item) -> Flow {
+    let c = check(sh, &item).await;
+    let rec = serde_json::to_vec(&c).expect("a result serializes");
+    // A push that spills sorts and writes up to --mem bytes on this worker: rare, like the journal's fsync.
+    let pushed = sh.results.lock().unwrap().as_mut().expect("results are taken after the pool").push(&item.key, &rec);
+    if let Err(e) = pushed {
+        sh.fatal.lock().unwrap().get_or_insert(e);
+        return Flow::Stop;
+    }
+    sh.live.done.fetch_add(1, Relaxed);
+    sh.live.inflight.store(sh.throttle.inflight(), Relaxed);
+    sh.live.limit.store(sh.throttle.limit(), Relaxed);
+    Flow::Continue
 }
 
 fn checked(item: &Item, verdict: Verdict) -> Checked {
@@ -406,12 +414,37 @@ async fn compare(
     Ok((comparison, differs))
 }
 
-fn write_outcomes(cfg: &VerifyConfig, results: &[Checked]) -> Result<()> {
-    let mut w = Writer::create(&cfg.out, &cfg.prefix)?;
-    for r in results {
-        w.row(r)?;
+/// Writes the outcome files from the sorted results (one per key, in key byte order) and counts the
+/// comparisons into `summary`; returns the outcome counts.
+fn write_outcomes(
+    dir: &std::path::Path,
+    prefix: &[u8],
+    results: &mut impl SortedCursor,
+    summary: &mut VerifySummary,
+) -> Result<VerifyCounts> {
+    let mut w = Writer::create(dir, prefix)?;
+    while results.advance()? {
+        let r: Checked = serde_json::from_slice(results.meta())
+            .map_err(|e| Error::Internal(format!("the result of {:?} read back: {e}", show_key(results.key()))))?;
+        count_comparison(summary, &r);
+        w.row(&r)?;
     }
-    w.finish().map(|_| ())
+    w.finish()
+}
+
+/// Counts which comparison decided a result, and a blob in no table.
+fn count_comparison(summary: &mut VerifySummary, r: &Checked) {
+    if matches!(r.verdict, Verdict::Ok | Verdict::Differ) {
+        match r.comparison.as_str() {
+            "md5" => summary.compared_md5 += 1,
+            "size-only" => summary.compared_size_only += 1,
+            c if c.starts_with("multipart-etag") => summary.compared_multipart_etag += 1,
+            _ => {}
+        }
+    }
+    if r.stage == "fetch" && r.reason.starts_with("not in ") {
+        summary.not_in_source += 1;
+    }
 }
 
 type CsvFile = (PathBuf, csv::Writer<std::fs::File>);
@@ -511,5 +544,51 @@ impl<'a> Writer<'a> {
             w.flush().ctx(&p)?;
         }
         Ok(self.counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Results in the order workers finish, through a sort that spills: the files come out one row per
+    /// key in key byte order, with every field the result had.
+    #[test]
+    fn results_come_out_sorted_from_a_spilling_sort() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sorter = Sorter::new(SortConfig::new(4096, dir.path(), Schema::OPAQUE));
+        let mut want = Vec::new();
+        for i in (0..300u32).rev() {
+            let mut key = format!("k{i:03}").into_bytes();
+            key.push(0xff);
+            let item =
+                Item { key: key.clone(), origin: (i % 2 == 0).then(|| b"o,\xfe".to_vec()), size: None, intent: false };
+            let mut c =
+                checked(&item, [Verdict::Ok, Verdict::Missing, Verdict::Differ, Verdict::Failed][i as usize % 4]);
+            c.comparison = if i % 4 == 0 { "md5".into() } else { String::new() };
+            c.s3_size = Some(i as u64);
+            c.reason = format!("reason, \"{i}\"");
+            sorter.push(&key, &serde_json::to_vec(&c).unwrap()).unwrap();
+            want.push(c);
+        }
+        want.sort_by(|a, b| a.item.key.cmp(&b.item.key));
+        let mut sorted = sorter.finish().unwrap();
+        assert!(sorted.stats().chunks_spilled > 1);
+        let mut summary = VerifySummary::default();
+        let counts = write_outcomes(dir.path(), b"p/", &mut sorted, &mut summary).unwrap();
+        assert_eq!(counts, VerifyCounts { ok: 75, missing: 75, differ: 75, failed: 75 });
+        assert_eq!(summary.compared_md5, 75);
+
+        let out = tempfile::tempdir().unwrap();
+        let mut w = Writer::create(out.path(), b"p/").unwrap();
+        for c in &want {
+            w.row(c).unwrap();
+        }
+        w.finish().unwrap();
+        for f in ["ok.csv", "missing.csv", "differ.csv", "failed.csv"] {
+            let got = std::fs::read(dir.path().join(f)).unwrap();
+            assert_eq!(got, std::fs::read(out.path().join(f)).unwrap(), "{f}: as if written from the sorted results");
+            assert_eq!(got.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count(), 76, "{f}");
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! keyrecon-diff: which keys are missing on either side, and which differ.
 use anyhow::Context;
 use clap::Parser;
-use keyrecon::cli::{main_with, parse_size, report, FormatArgs};
+use keyrecon::cli::{main_with, report, FormatArgs, MemArgs};
 use keyrecon::input::InputSpec;
 use keyrecon::job::{self, DiffConfig, Engine, Side};
 use std::path::PathBuf;
@@ -39,6 +39,7 @@ use std::path::PathBuf;
 ///     --target s3-1.chunks --target s3-2.chunks --target s3-3.chunks --out diff/
 #[derive(Parser, Debug)]
 #[command(name = "keyrecon-diff", version, verbatim_doc_comment)]
+#[command(mut_arg("mem", |a| a.default_value("1G").help("Memory budget for sorting/partitioning (e.g. 256M, 1G). Inputs larger than this spill to --tmp.")))]
 struct Args {
     /// Source side: chunk set directory, key file, or - (stdin). Positionals go to the sides not given
     /// with --source/--target, in order: with --source flags, the one positional is the target.
@@ -66,12 +67,8 @@ struct Args {
     /// Also write combined.txt with every key and a marker (rclone check's format).
     #[arg(long)]
     combined: bool,
-    /// Memory budget for sorting/partitioning (e.g. 256M, 1G). Inputs larger than this spill to --tmp.
-    #[arg(long, default_value = "1G", value_parser = parse_size)]
-    mem: usize,
-    /// Directory for spill files (default: $TMPDIR or /tmp).
-    #[arg(long, value_name = "DIR")]
-    tmp: Option<PathBuf>,
+    #[command(flatten)]
+    sort: MemArgs,
     /// Engine: auto (merge sorted chunk sets, hash-partition anything else), hash, or sort.
     #[arg(long, value_enum, default_value_t = Engine::Auto)]
     engine: Engine,
@@ -99,8 +96,8 @@ fn main() {
             write_match: a.write_match,
             combined: a.combined,
             term: a.fmt.terminator(),
-            mem: a.mem,
-            tmp_dir: a.tmp.clone().unwrap_or_else(keyrecon::sort::default_tmp),
+            mem: a.sort.mem,
+            tmp_dir: a.sort.tmp_dir(),
             engine: a.engine,
             quiet: a.quiet,
         };

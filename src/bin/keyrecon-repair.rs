@@ -1,6 +1,6 @@
 //! keyrecon-repair: copy the blobs of missing keys from Cassandra to S3, resumably, gently, exactly.
 use clap::Parser;
-use keyrecon::cli::{main_with, parse_size, report, BlobArgs, BucketArgs, KeysArgs, LoadArgs};
+use keyrecon::cli::{main_with, parse_size, report, BlobArgs, BucketArgs, KeysArgs, LoadArgs, MemArgs};
 use keyrecon::repair::{self, RepairConfig, TOOL};
 use std::path::PathBuf;
 
@@ -28,6 +28,10 @@ use std::path::PathBuf;
 /// journal.jsonl. After a crash or kill, rerun the same command with --resume: keys with a final
 /// outcome are skipped, failed ones are tried again, nothing is copied twice or lost.
 ///
+/// Memory stays flat whatever the number of keys: the keys (worked on in byte order, each once) and
+/// the journal go through an external sort within --mem, spilling to --tmp; beyond that, memory is
+/// about --concurrency x the object size.
+///
 /// Exit status: 0 every key ok or exists; 1 some not found or existing with another size (differ);
 /// 2 some failed, input rows were rejected, or the run could not start.
 ///
@@ -52,6 +56,7 @@ use std::path::PathBuf;
 #[command(mut_arg("bucket", |a| a.help("Target bucket")))]
 #[command(mut_arg("concurrency", |a| a.help("Keys in flight at most (each holds its blob in memory: memory ~ concurrency x object size)")))]
 #[command(mut_arg("rate", |a| a.value_name("OBJ/S").help("Cap on objects per second")))]
+#[command(mut_arg("mem", |a| a.help("Memory budget of each sort, the keys' and the journal's (e.g. 256M, 1G). More than this spills to --tmp.")))]
 struct Args {
     #[command(flatten)]
     keys: KeysArgs,
@@ -94,6 +99,8 @@ struct Args {
 
     #[command(flatten)]
     load: LoadArgs,
+    #[command(flatten)]
+    sort: MemArgs,
     /// Cap on bytes per second uploaded (K/M/G suffixes).
     #[arg(long, value_name = "BYTES/S", value_parser = parse_size)]
     bandwidth: Option<usize>,
@@ -132,6 +139,8 @@ fn main() {
             out: a.out.clone(),
             resume: a.resume,
             force: a.force,
+            mem: a.sort.mem,
+            tmp_dir: a.sort.tmp_dir(),
             quiet: a.quiet,
         };
         Ok(report(TOOL, &repair::run(cfg)?, a.quiet))

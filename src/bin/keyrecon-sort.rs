@@ -1,6 +1,6 @@
 //! keyrecon-sort: key files into a sorted, deduplicated chunk set.
 use clap::Parser;
-use keyrecon::cli::{main_with, parse_size, report, FormatArgs};
+use keyrecon::cli::{main_with, parse_size, report, FormatArgs, MemArgs};
 use keyrecon::job::{self, SortJobConfig};
 use std::path::PathBuf;
 
@@ -17,6 +17,7 @@ use std::path::PathBuf;
 ///   aws s3api list-objects-v2 ... | jq -r '.Contents[].Key' | keyrecon-sort - --out target.chunks
 #[derive(Parser, Debug)]
 #[command(name = "keyrecon-sort", version, verbatim_doc_comment)]
+#[command(mut_arg("mem", |a| a.default_value("1G").help("Memory budget (e.g. 256M, 1G).")))]
 struct Args {
     /// Key files, or - for stdin.
     #[arg(required = true)]
@@ -27,12 +28,8 @@ struct Args {
     /// Replace an existing chunk set in --out.
     #[arg(long)]
     force: bool,
-    /// Memory budget (e.g. 256M, 1G).
-    #[arg(long, default_value = "1G", value_parser = parse_size)]
-    mem: usize,
-    /// Directory for spill files (default: $TMPDIR or /tmp).
-    #[arg(long, value_name = "DIR")]
-    tmp: Option<PathBuf>,
+    #[command(flatten)]
+    sort: MemArgs,
     /// Target size of each chunk file.
     #[arg(long, default_value = "256M", value_parser = parse_size)]
     chunk_size: usize,
@@ -63,8 +60,8 @@ fn main() {
             inputs,
             out: a.out.clone(),
             overwrite: a.force,
-            mem: a.mem,
-            tmp_dir: a.tmp.clone().unwrap_or_else(keyrecon::sort::default_tmp),
+            mem: a.sort.mem,
+            tmp_dir: a.sort.tmp_dir(),
             chunk_bytes: a.chunk_size as u64,
             quiet: a.quiet,
             key_map: a

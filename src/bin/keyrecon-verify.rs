@@ -1,6 +1,6 @@
 //! keyrecon-verify: check that keys are in S3 and, with --deep, that each object holds its Cassandra blob.
 use clap::Parser;
-use keyrecon::cli::{main_with, parse_size, report, BlobArgs, BucketArgs, KeysArgs, LoadArgs};
+use keyrecon::cli::{main_with, parse_size, report, BlobArgs, BucketArgs, KeysArgs, LoadArgs, MemArgs};
 use keyrecon::verify::{self, VerifyConfig, TOOL};
 use std::path::PathBuf;
 
@@ -19,6 +19,9 @@ use std::path::PathBuf;
 /// Outcomes in --out DIR: ok.csv, missing.csv, differ.csv (with what differs), failed.csv (with the
 /// last error), summary.json. Exit status: 0 all ok; 1 some missing or different; 2 some failed.
 ///
+/// Memory stays flat whatever the number of keys: the keys (checked in byte order, each once) and the
+/// results go through an external sort within --mem, spilling to --tmp.
+///
 /// Example (after a repair):
 ///   keyrecon-verify --keys repair/ok.csv --bucket photos --deep --contact-points 10.0.0.1:9042 \
 ///     --source media.objects --key-column id --blob-column data --out verify/
@@ -31,6 +34,7 @@ use std::path::PathBuf;
 #[command(mut_arg("source", |a| a.help("Table to fetch blobs from with --deep, as KEYSPACE.TABLE")))]
 #[command(mut_arg("concurrency", |a| a.help("Keys checked at once at most")))]
 #[command(mut_arg("rate", |a| a.value_name("KEYS/S").help("Cap on keys per second")))]
+#[command(mut_arg("mem", |a| a.help("Memory budget of each sort, the keys' and the results' (e.g. 256M, 1G). More than this spills to --tmp.")))]
 struct Args {
     #[command(flatten)]
     keys: KeysArgs,
@@ -52,6 +56,8 @@ struct Args {
 
     #[command(flatten)]
     load: LoadArgs,
+    #[command(flatten)]
+    sort: MemArgs,
     /// No progress, no throttle log, no summary line on stderr.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -74,6 +80,8 @@ fn main() {
             latency_target: a.load.latency_target(),
             retries: a.load.retries,
             out: a.out.clone(),
+            mem: a.sort.mem,
+            tmp_dir: a.sort.tmp_dir(),
             quiet: a.quiet,
         };
         Ok(report(TOOL, &verify::run(cfg)?, a.quiet))

@@ -283,7 +283,7 @@ impl Consumer {
         let origin = e.get("o").map(<[u8]>::to_vec);
         let size = e.get("s").and_then(|s| std::str::from_utf8(s).ok()?.parse().ok());
         self.held.lock().unwrap().insert(e.id.clone());
-        Some(Delivery { id: e.id, item: Item { key, origin, size }, deliveries, dead })
+        Some(Delivery { id: e.id, item: Item { key, origin, size, intent: false }, deliveries, dead })
     }
 
     /// Claims entries idle for `claim_idle` (a dead consumer's, or failed tries), with their delivery

@@ -226,7 +226,7 @@ struct Batch {
 
 impl Batch {
     fn push(&mut self, key: &[u8], origin: Option<&[u8]>, size: Option<u64>) {
-        self.entries.push(Item { key: key.to_vec(), origin: origin.map(<[u8]>::to_vec), size });
+        self.entries.push(Item { key: key.to_vec(), origin: origin.map(<[u8]>::to_vec), size, intent: false });
     }
 }
 

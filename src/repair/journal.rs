@@ -15,14 +15,28 @@
 //! ([`SYNC_EVERY`] records or [`SYNC_INTERVAL`]), not one by one: a lost tail only means those keys are
 //! repaired again, and the `put` intent records make that safe (see `repair::mod`).
 //!
-//! Outcome files are rendered from the journal at the end of a run ([`Journal::finals`]): the last
-//! final record of each key wins, so a key repaired across a kill and a resume is in ok.csv once.
+//! Reading it back holds no key in memory beyond the sort budget ([`states`]). Every line goes through
+//! the engine's external sorter (`--mem`, spilling to `--tmp`) under the sort key "journal key, then
+//! line number" ([`push_seq_key`]), so a key's records come out together in journal order, keys in byte
+//! order. [`KeyStates`] folds each key's records into its [`KeyState`]: the **last** final record (it
+//! wins: a key repaired across a kill and a resume is in ok.csv once, with its last outcome) and whether
+//! an intent follows it. `--resume` walks these states in lockstep with the sorted keys
+//! (`repair::resume`); the outcome files are rendered from them (`repair::outcome`).
+//!
+//! A [`KeyState`] travels as the metadata of a sorted record (the states of a resume are written to a
+//! chunk, [`Schema::OPAQUE`]):
+//! ```text
+//!  intent: u8 (1: an intent follows the last final record) | outcome: u8 (0: no final record, else
+//!  Outcome::code) | the last final record's journal line, without its newline
+//! ```
 
 use crate::error::{Error, IoContext, Result};
+use crate::merge::SortedCursor;
+use crate::record::Schema;
+use crate::sort::{push_seq_key, split_seq_key, SortConfig, SortedOutput, Sorter};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -61,6 +75,13 @@ impl Outcome {
     /// Done for good: a resumed run skips the key. `failed` keys are tried again.
     pub fn is_final(self) -> bool {
         self != Outcome::Failed
+    }
+    /// The outcome as one byte (1 + its place in [`Outcome::ALL`]; 0 stands for "none").
+    pub fn code(self) -> u8 {
+        Outcome::ALL.iter().position(|o| *o == self).expect("in ALL") as u8 + 1
+    }
+    pub fn from_code(c: u8) -> Option<Outcome> {
+        Outcome::ALL.get((c as usize).checked_sub(1)?).copied()
     }
 }
 
@@ -202,84 +223,221 @@ fn decode(line: &[u8]) -> std::result::Result<Parsed, String> {
     }))
 }
 
-/// What an earlier run left in the journal.
-#[derive(Default)]
-pub struct Replay {
-    /// The last final record of each key, in journal order of first appearance.
-    pub finals: Vec<Done>,
-    index: HashMap<Vec<u8>, usize>,
-    /// Keys whose PUT may have started (intent without a later final record).
-    pub intents: HashSet<Vec<u8>>,
-    /// A torn last line was dropped.
-    pub torn_tail: bool,
+/// What the journal says about one key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyState<'a> {
+    /// The key's last final record: its outcome and its journal line.
+    pub last: Option<(Outcome, &'a [u8])>,
+    /// An intent follows the last final record (or there is none): a PUT may have been sent and not
+    /// journaled.
+    pub intent: bool,
 }
 
-impl Replay {
-    fn add(&mut self, p: Parsed) {
-        match p {
-            Parsed::Intent(k) => {
-                self.intents.insert(k);
-            }
-            Parsed::Final(d) => {
-                self.intents.remove(&d.key);
-                match self.index.get(&d.key) {
-                    Some(&i) => self.finals[i] = d,
-                    None => {
-                        self.index.insert(d.key.clone(), self.finals.len());
-                        self.finals.push(d);
-                    }
-                }
+impl<'a> KeyState<'a> {
+    /// Appends the encoding (module doc) to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.intent as u8);
+        match self.last {
+            None => out.push(0),
+            Some((o, line)) => {
+                out.push(o.code());
+                out.extend_from_slice(line);
             }
         }
     }
-    /// The key's final outcome, if it has one that a resumed run must not redo.
-    pub fn done(&self, key: &[u8]) -> Option<&Done> {
-        self.index.get(key).map(|&i| &self.finals[i]).filter(|d| d.outcome.is_final())
-    }
-}
 
-/// Parses journal bytes. A last line without its newline is torn (dropped); any other bad line is an
-/// error naming the line. Returns the replay and the length of the well-formed prefix.
-fn replay_bytes(path: &Path, data: &[u8]) -> Result<(Replay, u64)> {
-    let mut r = Replay::default();
-    let mut pos = 0usize;
-    let mut line_no = 0u64;
-    while pos < data.len() {
-        line_no += 1;
-        let Some(nl) = memchr::memchr(b'\n', &data[pos..]) else {
-            r.torn_tail = true;
-            break;
+    pub fn decode(meta: &'a [u8]) -> std::result::Result<KeyState<'a>, String> {
+        let [intent @ (0 | 1), code, line @ ..] = meta else {
+            return Err(format!("not a journal key state: {:?}", meta.escape_ascii().to_string()));
         };
-        let line = &data[pos..pos + nl];
-        if !line.is_empty() {
-            let p = decode(line).map_err(|msg| Error::Parse { path: path.to_path_buf(), line: line_no, msg })?;
-            r.add(p);
-        }
-        pos += nl + 1;
+        let last = match code {
+            0 => None,
+            c => Some((Outcome::from_code(*c).ok_or_else(|| format!("unknown outcome code {c}"))?, line)),
+        };
+        Ok(KeyState { last, intent: *intent == 1 })
     }
-    Ok((r, pos as u64))
+
+    /// A resumed run skips the key: its last outcome is final. (A `failed` key is tried again.)
+    pub fn done(&self) -> bool {
+        self.last.is_some_and(|(o, _)| o.is_final())
+    }
+
+    /// The last final record, decoded.
+    pub fn record(&self) -> Result<Option<Done>> {
+        let Some((_, line)) = self.last else { return Ok(None) };
+        // Every line was decoded once when it was read (`states`): a failure here is ours.
+        decode_final(line).map(Some).map_err(|e| Error::Internal(format!("a journal line read back: {e}")))
+    }
+}
+
+/// Reads the journal at `path` (none there: no keys) through the external sorter, within `mem` bytes,
+/// spilling to `tmp`. Every line is decoded, so a bad line is an error naming it, except a last line
+/// without its newline: torn by a crash, dropped ([`KeyStates::torn_tail`]).
+pub fn states(path: &Path, mem: usize, tmp: &Path) -> Result<KeyStates> {
+    let mut sorter = Sorter::new(SortConfig::new(mem, tmp, Schema::OPAQUE));
+    let mut torn_tail = false;
+    let file = match File::open(path) {
+        Ok(f) => Some(f),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    if let Some(f) = file {
+        let mut r = BufReader::with_capacity(1 << 16, f);
+        let (mut line, mut sort_key, mut rec) = (Vec::new(), Vec::new(), Vec::new());
+        let mut n = 0u64;
+        loop {
+            line.clear();
+            if r.read_until(b'\n', &mut line).ctx(path)? == 0 {
+                break;
+            }
+            n += 1;
+            if line.pop() != Some(b'\n') {
+                torn_tail = true;
+                break;
+            }
+            if line.is_empty() {
+                continue;
+            }
+            let (key, code) =
+                match decode(&line).map_err(|msg| Error::Parse { path: path.to_path_buf(), line: n, msg })? {
+                    Parsed::Intent(k) => (k, 0),
+                    Parsed::Final(d) => (d.key, d.outcome.code()),
+                };
+            sort_key.clear();
+            push_seq_key(&mut sort_key, &key, n);
+            rec.clear();
+            rec.push(code);
+            rec.extend_from_slice(&line);
+            sorter.push(&sort_key, &rec)?;
+        }
+    }
+    Ok(KeyStates {
+        sorted: sorter.finish()?,
+        started: false,
+        pending: false,
+        key: Vec::new(),
+        next: Vec::new(),
+        state: Vec::new(),
+        torn_tail,
+    })
+}
+
+/// The journal's keys in byte order, each with its [`KeyState`]: a [`SortedCursor`] whose `meta` is
+/// the state's encoding (module doc), so it can be written to a chunk and read back as one.
+pub struct KeyStates {
+    /// Records `(seq key, outcome code | line)`, code 0 for an intent.
+    sorted: SortedOutput,
+    started: bool,
+    /// `sorted` stands on a record not folded yet, whose key is `next`.
+    pending: bool,
+    key: Vec<u8>,
+    next: Vec<u8>,
+    state: Vec<u8>,
+    torn_tail: bool,
+}
+
+impl KeyStates {
+    /// The journal ended in a torn line, which was dropped.
+    pub fn torn_tail(&self) -> bool {
+        self.torn_tail
+    }
+
+    /// The current key's state.
+    pub fn state(&self) -> KeyState<'_> {
+        KeyState::decode(&self.state).expect("advance encodes a valid state")
+    }
+
+    fn split_next(&mut self) -> Result<()> {
+        split_seq_key(self.sorted.key(), &mut self.next)
+            .map(|_| ())
+            .ok_or_else(|| Error::Internal("a journal sort key that push_seq_key did not write".into()))
+    }
+}
+
+impl SortedCursor for KeyStates {
+    /// Folds the next key's records, in journal order: a final record replaces the last one and clears
+    /// the intent, an intent sets it.
+    fn advance(&mut self) -> Result<bool> {
+        if !self.started {
+            self.started = true;
+            self.pending = self.sorted.advance()?;
+            if self.pending {
+                self.split_next()?;
+            }
+        }
+        if !self.pending {
+            return Ok(false);
+        }
+        std::mem::swap(&mut self.key, &mut self.next);
+        self.state.clear();
+        self.state.extend_from_slice(&[0, 0]);
+        let mut intent;
+        loop {
+            match self.sorted.meta().split_first() {
+                Some((0, _)) => intent = true,
+                Some((&code, line)) => {
+                    intent = false;
+                    self.state.truncate(1);
+                    self.state.push(code);
+                    self.state.extend_from_slice(line);
+                }
+                None => return Err(Error::Internal("a journal record without its outcome code".into())),
+            }
+            self.pending = self.sorted.advance()?;
+            if !self.pending {
+                break;
+            }
+            self.split_next()?;
+            if self.next != self.key {
+                break;
+            }
+        }
+        self.state[0] = intent as u8;
+        Ok(true)
+    }
+    fn key(&self) -> &[u8] {
+        &self.key
+    }
+    fn meta(&self) -> &[u8] {
+        &self.state
+    }
+}
+
+/// Length of the whole lines at the start of `f`: what follows the last newline is a torn line.
+fn whole_lines_len(f: &mut File, path: &Path) -> Result<u64> {
+    let mut end = f.metadata().ctx(path)?.len();
+    let mut buf = vec![0u8; 64 << 10];
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let block = &mut buf[..(end - start) as usize];
+        f.seek(SeekFrom::Start(start)).ctx(path)?;
+        f.read_exact(block).ctx(path)?;
+        if let Some(i) = memchr::memrchr(b'\n', block) {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 /// The append side. Cheap to share (`&Journal` from many tasks).
 pub struct Journal {
     path: PathBuf,
+    torn_tail: bool,
     inner: Mutex<Inner>,
 }
 
 struct Inner {
-    file: Option<File>,
+    file: File,
     unsynced: u64,
     last_sync: Instant,
-    /// Records of a journal-less run (`--dry-run`).
-    memory: Vec<Done>,
 }
 
 impl Journal {
-    /// Opens `dir/journal.jsonl`. `resume`: replay it (dropping a torn tail); otherwise it must not
-    /// exist unless `force` (then it is truncated).
-    pub fn open(dir: &Path, resume: bool, force: bool) -> Result<(Journal, Replay)> {
+    /// Opens `dir/journal.jsonl`. `resume`: append to it, after dropping (truncating away) a torn last
+    /// line; otherwise it must not exist unless `force` (then it is truncated).
+    pub fn open(dir: &Path, resume: bool, force: bool) -> Result<Journal> {
         let path = dir.join(FILE);
-        let mut replay = Replay::default();
         let exists = path.exists();
         if exists && !resume && !force {
             return Err(Error::Usage(format!(
@@ -287,49 +445,46 @@ impl Journal {
                 path.display()
             )));
         }
-        let file = if resume && exists {
-            let mut f = OpenOptions::new().read(true).write(true).open(&path).ctx(&path)?;
-            let mut data = Vec::new();
-            f.read_to_end(&mut data).ctx(&path)?;
-            let (r, good) = replay_bytes(&path, &data)?;
-            if good < data.len() as u64 {
-                f.set_len(good).ctx(&path)?;
-            }
-            f.seek(SeekFrom::End(0)).ctx(&path)?;
-            replay = r;
-            f
-        } else {
-            OpenOptions::new().create(true).write(true).truncate(true).open(&path).ctx(&path)?
-        };
-        let j = Journal {
-            path,
-            inner: Mutex::new(Inner { file: Some(file), unsynced: 0, last_sync: Instant::now(), memory: Vec::new() }),
-        };
-        Ok((j, replay))
+        if !(resume && exists) {
+            return Journal::create(&path);
+        }
+        let mut f = OpenOptions::new().read(true).write(true).open(&path).ctx(&path)?;
+        let good = whole_lines_len(&mut f, &path)?;
+        let torn_tail = good < f.metadata().ctx(&path)?.len();
+        if torn_tail {
+            f.set_len(good).ctx(&path)?;
+        }
+        f.seek(SeekFrom::End(0)).ctx(&path)?;
+        Ok(Journal::with_file(path, f, torn_tail))
     }
 
-    /// A journal that keeps records in memory only (`--dry-run` must not leave a journal to resume).
-    pub fn in_memory() -> Journal {
-        Journal {
-            path: PathBuf::from("(memory)"),
-            inner: Mutex::new(Inner { file: None, unsynced: 0, last_sync: Instant::now(), memory: Vec::new() }),
-        }
+    /// A new, empty journal at `path` (truncated if it exists): a dry run's, in its scratch directory,
+    /// so that it leaves nothing to resume.
+    pub fn create(path: &Path) -> Result<Journal> {
+        let f = OpenOptions::new().create(true).write(true).truncate(true).open(path).ctx(path)?;
+        Ok(Journal::with_file(path.to_path_buf(), f, false))
+    }
+
+    fn with_file(path: PathBuf, file: File, torn_tail: bool) -> Journal {
+        Journal { path, torn_tail, inner: Mutex::new(Inner { file, unsynced: 0, last_sync: Instant::now() }) }
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// Opening for a resume dropped a torn last line.
+    pub fn torn_tail(&self) -> bool {
+        self.torn_tail
+    }
+
     fn append(&self, line: &[u8]) -> Result<()> {
         let mut g = self.inner.lock().unwrap();
         let inner = &mut *g;
-        let Some(f) = inner.file.as_mut() else {
-            return Ok(());
-        };
-        f.write_all(line).ctx(&self.path)?;
+        inner.file.write_all(line).ctx(&self.path)?;
         inner.unsynced += 1;
         if inner.unsynced >= SYNC_EVERY || inner.last_sync.elapsed() >= SYNC_INTERVAL {
-            f.sync_data().ctx(&self.path)?;
+            inner.file.sync_data().ctx(&self.path)?;
             inner.unsynced = 0;
             inner.last_sync = Instant::now();
         }
@@ -346,45 +501,29 @@ impl Journal {
 
     /// Records a key's outcome.
     pub fn record(&self, d: &Done) -> Result<()> {
-        {
-            let mut g = self.inner.lock().unwrap();
-            if g.file.is_none() {
-                g.memory.push(d.clone());
-                return Ok(());
-            }
-        }
         self.append(&encode(d))
     }
 
     /// Flushes to disk.
     pub fn sync(&self) -> Result<()> {
         let mut g = self.inner.lock().unwrap();
-        if let Some(f) = g.file.as_mut() {
-            f.sync_data().ctx(&self.path)?;
-        }
+        g.file.sync_data().ctx(&self.path)?;
         g.unsynced = 0;
         Ok(())
     }
 
-    /// Every key's final record over all runs (the last one wins), for the outcome files.
-    pub fn finals(&self) -> Result<Vec<Done>> {
+    /// Every key the journal holds, with its state ([`states`]), after a [`sync`](Self::sync).
+    pub fn states(&self, mem: usize, tmp: &Path) -> Result<KeyStates> {
         self.sync()?;
-        let g = self.inner.lock().unwrap();
-        if g.file.is_none() {
-            let mut r = Replay::default();
-            for d in &g.memory {
-                r.add(Parsed::Final(d.clone()));
-            }
-            return Ok(r.finals);
-        }
-        let data = std::fs::read(&self.path).ctx(&self.path)?;
-        Ok(replay_bytes(&self.path, &data)?.0.finals)
+        states(&self.path, mem, tmp)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::{Rng, SeedableRng};
+    use std::collections::BTreeMap;
 
     fn done(o: Outcome, k: &[u8]) -> Done {
         let mut d = Done::new(o, k, Some(b"orig\xff"));
@@ -393,51 +532,201 @@ mod tests {
         d
     }
 
-    #[test]
-    fn round_trip_last_final_wins_and_failed_is_retried() {
-        let dir = tempfile::tempdir().unwrap();
-        let (j, r) = Journal::open(dir.path(), false, false).unwrap();
-        assert!(r.finals.is_empty());
-        j.intent(b"a\xff\n").unwrap();
-        j.record(&done(Outcome::Failed, b"a\xff\n")).unwrap();
-        j.intent(b"b").unwrap();
-        j.record(&done(Outcome::NotFound, b"c")).unwrap();
-        drop(j);
-        assert!(Journal::open(dir.path(), false, false).is_err(), "an existing journal needs --resume or --force");
-        let (j, r) = Journal::open(dir.path(), true, false).unwrap();
-        assert!(r.done(b"a\xff\n").is_none(), "failed keys are tried again");
-        assert_eq!(r.done(b"c").unwrap().outcome, Outcome::NotFound);
-        assert!(r.intents.contains(&b"b"[..]));
-        assert!(!r.intents.contains(&b"a\xff\n"[..]));
-        j.record(&done(Outcome::Ok, b"a\xff\n")).unwrap();
-        let f = j.finals().unwrap();
-        assert_eq!(f.len(), 2);
-        assert_eq!(f[0], done(Outcome::Ok, b"a\xff\n"));
+    fn fin(o: Outcome, k: &[u8]) -> Vec<u8> {
+        encode(&done(o, k))
+    }
+
+    fn intent(k: &[u8]) -> Vec<u8> {
+        format!("{{\"o\":\"put\",\"k\":\"{}\"}}\n", hex(k)).into_bytes()
+    }
+
+    /// (key, last final outcome, intent) of every key, and the torn-tail flag, of a journal file.
+    type Got = (Vec<(Vec<u8>, Option<Outcome>, bool)>, bool);
+
+    fn read_states(path: &Path, mem: usize) -> Got {
+        let mut st = states(path, mem, path.parent().unwrap()).unwrap();
+        let mut v = Vec::new();
+        while st.advance().unwrap() {
+            let s = st.state();
+            if let Some(d) = s.record().unwrap() {
+                assert_eq!((d.key.as_slice(), Some(d.outcome)), (st.key(), s.last.map(|l| l.0)));
+            }
+            assert_eq!(KeyState::decode(st.meta()).unwrap(), s, "meta is the state's encoding");
+            v.push((st.key().to_vec(), s.last.map(|l| l.0), s.intent));
+        }
+        (v, st.torn_tail())
     }
 
     #[test]
-    fn torn_last_line_is_dropped_and_truncated_a_bad_middle_line_is_an_error() {
+    #[allow(clippy::type_complexity)]
+    fn states_last_final_wins_intents_and_torn_tail() {
+        use Outcome::*;
+        let k = |s: &[u8]| s.to_vec();
+        let cases: Vec<(&str, Vec<Vec<u8>>, &[u8], Vec<(Vec<u8>, Option<Outcome>, bool)>)> = vec![
+            ("empty", vec![], b"", vec![]),
+            ("one final", vec![fin(Ok, b"a")], b"", vec![(k(b"a"), Some(Ok), false)]),
+            (
+                "failed then ok: the resume's",
+                vec![fin(Failed, b"a"), fin(Ok, b"a")],
+                b"",
+                vec![(k(b"a"), Some(Ok), false)],
+            ),
+            (
+                "the last wins, not the best",
+                vec![fin(Ok, b"a"), fin(Failed, b"a")],
+                b"",
+                vec![(k(b"a"), Some(Failed), false)],
+            ),
+            ("intent alone", vec![intent(b"a")], b"", vec![(k(b"a"), None, true)]),
+            ("intent then final", vec![intent(b"a"), fin(Ok, b"a")], b"", vec![(k(b"a"), Some(Ok), false)]),
+            (
+                "failed, then a resume's intent and a kill",
+                vec![intent(b"a"), fin(Failed, b"a"), intent(b"a")],
+                b"",
+                vec![(k(b"a"), Some(Failed), true)],
+            ),
+            (
+                "keys in byte order, whatever the journal order; NUL and prefixes",
+                vec![
+                    fin(NotFound, b"b"),
+                    fin(Ok, b"a\x00"),
+                    intent(b"\xff"),
+                    fin(Exists, b"a"),
+                    fin(Differ, b"a\x00\x00"),
+                ],
+                b"",
+                vec![
+                    (k(b"a"), Some(Exists), false),
+                    (k(b"a\x00"), Some(Ok), false),
+                    (k(b"a\x00\x00"), Some(Differ), false),
+                    (k(b"b"), Some(NotFound), false),
+                    (k(b"\xff"), None, true),
+                ],
+            ),
+            (
+                "blank lines are skipped",
+                vec![b"\n".to_vec(), fin(Ok, b"a"), b"\n".to_vec()],
+                b"",
+                vec![(k(b"a"), Some(Ok), false)],
+            ),
+            (
+                "a torn last line is dropped",
+                vec![fin(Failed, b"a")],
+                b"{\"o\":\"ok\",\"k\":\"61\"",
+                vec![(k(b"a"), Some(Failed), false)],
+            ),
+            ("only a torn line", vec![], b"{\"o\":\"put\"", vec![]),
+        ];
         let dir = tempfile::tempdir().unwrap();
-        let (j, _) = Journal::open(dir.path(), false, false).unwrap();
-        j.record(&done(Outcome::Ok, b"k1")).unwrap();
-        drop(j);
         let p = dir.path().join(FILE);
+        for (name, lines, torn, want) in cases {
+            let mut data = lines.concat();
+            data.extend_from_slice(torn);
+            std::fs::write(&p, &data).unwrap();
+            for mem in [4096, 1 << 20] {
+                assert_eq!(read_states(&p, mem), (want.clone(), !torn.is_empty()), "{name} (mem {mem})");
+            }
+        }
+        let none = read_states(&dir.path().join("absent.jsonl"), 1 << 20);
+        assert_eq!(none, (vec![], false), "no journal: no keys");
+    }
+
+    /// Random journals against the rule in memory (what the old in-memory replay did), with budgets small
+    /// enough to spill.
+    #[test]
+    fn states_equal_an_in_memory_replay() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(12);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(FILE);
+        for round in 0..8 {
+            let mut data = Vec::new();
+            let mut model: BTreeMap<Vec<u8>, (Option<Done>, bool)> = BTreeMap::new();
+            for _ in 0..rng.gen_range(0..3000) {
+                let key: Vec<u8> =
+                    (0..rng.gen_range(1..4)).map(|_| [0u8, 1, b'a', 0xff][rng.gen_range(0..4)]).collect();
+                let e = model.entry(key.clone()).or_default();
+                if rng.gen_bool(0.3) {
+                    data.extend_from_slice(&intent(&key));
+                    e.1 = true;
+                } else {
+                    let d = done(Outcome::ALL[rng.gen_range(0..5)], &key);
+                    data.extend_from_slice(&encode(&d));
+                    *e = (Some(d), false);
+                }
+            }
+            std::fs::write(&p, &data).unwrap();
+            for mem in [4096, 1 << 14, 1 << 24] {
+                let mut st = states(&p, mem, dir.path()).unwrap();
+                let mut got = BTreeMap::new();
+                while st.advance().unwrap() {
+                    got.insert(st.key().to_vec(), (st.state().record().unwrap(), st.state().intent));
+                }
+                assert_eq!(got, model, "round {round} mem {mem}");
+            }
+        }
+        // The sorter's spills are gone.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn open_refuses_an_earlier_journal_without_resume_or_force_and_truncates_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path(), false, false).unwrap();
+        j.intent(b"a\xff\n").unwrap();
+        j.record(&done(Outcome::Failed, b"a\xff\n")).unwrap();
+        drop(j);
+        let e = Journal::open(dir.path(), false, false).err().unwrap().to_string();
+        assert!(e.contains("--resume") && e.contains("--force"), "{e}");
+
+        let p = dir.path().join(FILE);
+        let good = std::fs::metadata(&p).unwrap().len();
         let mut data = std::fs::read(&p).unwrap();
-        let good = data.len();
         data.extend_from_slice(b"{\"o\":\"ok\",\"k\":\"6b");
         std::fs::write(&p, &data).unwrap();
-        let (j, r) = Journal::open(dir.path(), true, false).unwrap();
-        assert!(r.torn_tail);
-        assert_eq!(r.finals.len(), 1);
-        assert_eq!(std::fs::metadata(&p).unwrap().len(), good as u64);
-        j.record(&done(Outcome::Ok, b"k2")).unwrap();
-        assert_eq!(j.finals().unwrap().len(), 2);
-        drop(j);
+        let j = Journal::open(dir.path(), true, false).unwrap();
+        assert!(j.torn_tail());
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), good, "the torn line is truncated away");
+        j.record(&done(Outcome::Ok, b"a\xff\n")).unwrap();
+        let mut st = j.states(1 << 20, dir.path()).unwrap();
+        assert!(st.advance().unwrap());
+        assert_eq!(st.state().record().unwrap(), Some(done(Outcome::Ok, b"a\xff\n")));
+        assert!(!st.advance().unwrap());
+        drop((st, j));
 
-        let mut data = std::fs::read(&p).unwrap();
-        data.splice(0..0, b"garbage\n".iter().copied());
+        let j = Journal::open(dir.path(), false, true).unwrap();
+        assert!(!j.torn_tail());
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 0, "--force starts over");
+    }
+
+    #[test]
+    fn a_bad_line_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(FILE);
+        let mut data = fin(Outcome::Ok, b"k1");
+        data.extend_from_slice(b"garbage\n");
+        data.extend_from_slice(&fin(Outcome::Ok, b"k2"));
         std::fs::write(&p, &data).unwrap();
-        let e = Journal::open(dir.path(), true, false).err().unwrap().to_string();
-        assert!(e.contains("line 1"), "{e}");
+        let e = states(&p, 1 << 20, dir.path()).err().unwrap().to_string();
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn key_state_encoding() {
+        for st in [
+            KeyState { last: None, intent: false },
+            KeyState { last: None, intent: true },
+            KeyState { last: Some((Outcome::Differ, b"{}")), intent: true },
+            KeyState { last: Some((Outcome::Failed, b"")), intent: false },
+        ] {
+            let mut b = Vec::new();
+            st.encode(&mut b);
+            assert_eq!(KeyState::decode(&b).unwrap(), st);
+        }
+        for bad in [&b""[..], b"\x00", b"\x02\x00", b"\x00\x09"] {
+            assert!(KeyState::decode(bad).is_err(), "{bad:?}");
+        }
+        assert!(KeyState { last: Some((Outcome::Ok, b"")), intent: false }.done());
+        assert!(!KeyState { last: Some((Outcome::Failed, b"")), intent: false }.done(), "failed keys are tried again");
+        assert!(!KeyState { last: None, intent: true }.done());
     }
 }

@@ -3,14 +3,19 @@
 //!
 //! ```text
 //!  keys (missing-on-target.csv | key file | stdin)
-//!    │  minus keys the journal says are done (--resume)
+//!    │  external sort (--mem, spilling to --tmp): byte order, each key once    [keys::sort]
+//!    │  lockstep walk against the journal's sorted key states (--resume):
+//!    │  minus keys done, intents flagged                                       [resume::Todo]
 //!    ▼
 //!  N tokio workers, each key: permit (AIMD limit, --rate) ─► fetch (source, fallbacks) ─► HEAD ─►
 //!                             --bandwidth ─► journal "put" intent ─► PUT / multipart (Content-MD5)
-//!    │ outcome: ok | not_found | failed | exists | differ
+//!    │ outcome: ok | not_found | failed | exists | differ                      [record]
 //!    ▼
-//!  journal.jsonl (append, batched fsync) ─► outcome CSVs + summary.json (rendered from the journal)
+//!  journal.jsonl (append, batched fsync) ─► external sort ─► outcome CSVs, streamed [write_outcome_files]
+//!                                                          + summary.json
 //! ```
+//! The steps in brackets are separate functions: another key source (a queue) can feed the same pool,
+//! record outcomes the same way and render the same files.
 //!
 //! Why this order:
 //! - Fetch before HEAD: an object that exists is only `exists` if it has the blob's size; otherwise it
@@ -23,8 +28,12 @@
 //!   `--resume`, whose HEAD then finds an object. If the journal has an intent for that key and the
 //!   object's ETag is the blob's MD5 (or its multipart ETag), it is our own upload: `ok`, not `exists`.
 //!   So a kill -9 at any point leaves every key in ok.csv exactly once after the resume.
-//! - Bodies are `Bytes` in memory: a retry resends the same bytes; memory is bounded by the number of
-//!   keys in flight × the object size.
+//! - Bodies are `Bytes` in memory: a retry resends the same bytes.
+//!
+//! Memory is flat in the number of keys: a fixed base, one sort at a time within `--mem` (the keys,
+//! then on `--resume` the journal's states, at the end the journal for the outcome files), the pool's
+//! queue of [`pool::QUEUE`] keys, and the keys in flight × the object size. The sorted keys and the
+//! journal's states wait in chunks of a scratch directory under `--tmp`, removed at the end.
 
 pub mod fetch;
 pub mod journal;
@@ -32,24 +41,28 @@ pub mod keys;
 pub mod live;
 pub mod outcome;
 pub mod put;
+pub mod resume;
 pub mod retry;
 pub mod throttle;
 
+use crate::chunk::ChunkCursor;
 use crate::error::{Error, Result};
 use crate::input::{InputSpec, Rejects};
+use crate::merge::Concat;
 use crate::pool::{self, Flow};
+use crate::sort::ScratchDir;
 use crate::sources::s3::client::ClientOptions;
 use crate::summary::Summary;
 use bytes::Bytes;
 use fetch::{BlobSource, Fetcher, Lookup};
 use journal::{Done, Journal, Outcome};
-use keys::Item;
+use keys::{Item, SortedKeys};
 use live::Live;
 use put::Target;
+use resume::Todo;
 use retry::Retry;
 use serde::Serialize;
-use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -84,6 +97,10 @@ pub struct RepairConfig {
     pub out: PathBuf,
     pub resume: bool,
     pub force: bool,
+    /// Memory budget of each sort (the keys, the journal), in bytes.
+    pub mem: usize,
+    /// Where sorts spill and the run's scratch directory goes.
+    pub tmp_dir: PathBuf,
     pub quiet: bool,
 }
 
@@ -122,15 +139,20 @@ pub struct RepairSummary {
     pub min_concurrency: usize,
     pub final_concurrency: usize,
     pub journal_torn_tail_dropped: bool,
+    /// `--mem`: the budget of each sort.
+    pub mem_budget_bytes: u64,
     pub timings: Timings,
     pub peak_rss_bytes: u64,
 }
 
 #[derive(Debug, Default, Serialize)]
 pub struct Timings {
+    /// Reading and sorting the keys, and with --resume the journal's states and the walk.
     pub read_keys_ms: u64,
     pub connect_ms: u64,
     pub repair_ms: u64,
+    /// Sorting the journal and writing the outcome files.
+    pub outcome_files_ms: u64,
     pub total_ms: u64,
     /// Mean time of a successful blob fetch (all tables tried).
     pub fetch_mean_ms: f64,
@@ -197,7 +219,6 @@ struct Shared {
     target: Target,
     throttle: Throttle,
     journal: Journal,
-    intents: HashSet<Vec<u8>>,
     live: Arc<Live>,
     counters: Counters,
     this_run: Mutex<outcome::Counts>,
@@ -212,10 +233,6 @@ pub fn run(cfg: RepairConfig) -> Result<RepairSummary> {
 async fn run_async(cfg: RepairConfig) -> Result<RepairSummary> {
     let t0 = Instant::now();
     std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
-    let rejects = Rejects::new(Some(cfg.out.join("rejects.csv")));
-    let keys = keys::read(&cfg.keys, &rejects)?;
-    rejects.flush()?;
-    let read_ms = t0.elapsed().as_millis() as u64;
     if cfg.dry_run && cfg.out.join(journal::FILE).exists() {
         // Its outcome files would replace the real run's.
         return Err(Error::Usage(format!(
@@ -223,26 +240,33 @@ async fn run_async(cfg: RepairConfig) -> Result<RepairSummary> {
             cfg.out.display()
         )));
     }
-    let (journal, replay) = if cfg.dry_run {
-        (Journal::in_memory(), Default::default())
+    let scratch = ScratchDir::create(&cfg.tmp_dir, "repair")?;
+    let rejects = Rejects::new(Some(cfg.out.join("rejects.csv")));
+    let keys = keys::sort(&cfg.keys, &rejects, cfg.mem, &cfg.tmp_dir, scratch.path())?;
+    rejects.flush()?;
+    let journal = if cfg.dry_run {
+        // A dry run's journal is scratch: it leaves nothing to resume.
+        Journal::create(&scratch.path().join(journal::FILE))?
     } else {
         Journal::open(&cfg.out, cfg.resume, cfg.force)?
     };
+    let input = Input::new(keys, cfg.resume.then_some(&journal), &cfg, scratch.path())?;
+    let read_ms = t0.elapsed().as_millis() as u64;
     let mut summary = RepairSummary {
-        keys_file: keys.source.clone(),
+        keys_file: input.keys.source.clone(),
         out: cfg.out.display().to_string(),
         bucket: cfg.bucket.clone(),
         tables: cfg.source.tables.iter().map(|t| t.to_string()).collect(),
         dry_run: cfg.dry_run,
         resumed: cfg.resume,
-        keys_input: keys.items.len() as u64,
-        duplicate_keys_in_input: keys.duplicates,
-        keys_rejected: keys.input.rejected,
-        journal_torn_tail_dropped: replay.torn_tail,
+        keys_input: input.keys.count,
+        duplicate_keys_in_input: input.keys.duplicates,
+        keys_rejected: input.keys.input.rejected,
+        skipped_done_earlier: input.skipped,
+        journal_torn_tail_dropped: journal.torn_tail(),
+        mem_budget_bytes: cfg.mem as u64,
         ..Default::default()
     };
-    let todo: Vec<Item> = keys.items.into_iter().filter(|i| replay.done(&i.key).is_none()).collect();
-    summary.skipped_done_earlier = summary.keys_input - todo.len() as u64;
 
     let tc = Instant::now();
     let fetcher = Fetcher::connect(&cfg.source).await?;
@@ -257,15 +281,14 @@ async fn run_async(cfg: RepairConfig) -> Result<RepairSummary> {
 
     let throttle = Throttle::new(TOOL, cfg.concurrency, cfg.rate, cfg.bandwidth, cfg.latency_target, cfg.quiet);
     let live = Arc::new(Live::default());
-    let total = todo.len() as u64;
-    let workers = cfg.concurrency.min(todo.len()).max(1);
+    let total = input.left();
+    let workers = cfg.concurrency.min(total as usize).max(1);
     let sh = Arc::new(Shared {
         cfg,
         fetcher,
         target,
         throttle,
         journal,
-        intents: replay.intents,
         live: live.clone(),
         counters: Counters::default(),
         this_run: Mutex::new(Default::default()),
@@ -277,14 +300,7 @@ async fn run_async(cfg: RepairConfig) -> Result<RepairSummary> {
     let work = sh.clone();
     pool::run(
         workers,
-        move |feed| {
-            for item in todo {
-                if !feed.send(item) {
-                    break;
-                }
-            }
-            Ok(())
-        },
+        move |feed| input.todo()?.feed(&feed),
         move |item| {
             let sh = work.clone();
             async move { repair_item(&sh, item).await }
@@ -297,8 +313,9 @@ async fn run_async(cfg: RepairConfig) -> Result<RepairSummary> {
         return Err(e);
     }
 
-    let mut finals = sh.journal.finals()?;
-    summary.outcomes = outcome::write(&sh.cfg.out, &mut finals, &sh.cfg.prefix, sh.cfg.dry_run)?;
+    let to = Instant::now();
+    summary.outcomes = write_outcome_files(&sh.journal, &sh.cfg)?;
+    let outcome_files_ms = to.elapsed().as_millis() as u64;
     summary.this_run = sh.this_run.lock().unwrap().clone();
     summary.processed = summary.this_run.total();
     let c = &sh.counters;
@@ -319,6 +336,7 @@ async fn run_async(cfg: RepairConfig) -> Result<RepairSummary> {
         read_keys_ms: read_ms,
         connect_ms,
         repair_ms,
+        outcome_files_ms,
         total_ms: t0.elapsed().as_millis() as u64,
         fetch_mean_ms: mean(&c.fetch_us, &c.fetches),
         put_mean_ms: mean(&c.put_us, &c.puts),
@@ -328,10 +346,53 @@ async fn run_async(cfg: RepairConfig) -> Result<RepairSummary> {
     Ok(summary)
 }
 
-/// One key from start to its journaled outcome. A journal that cannot be written stops the pool.
+/// The input side of a run: the keys in byte order ([`keys::sort`]), with `--resume` the journal's key
+/// states beside them ([`resume::states_chunk`]), and how many keys the walk of the two leaves.
+struct Input {
+    keys: SortedKeys,
+    /// `None`: no resume, or a journal without keys.
+    states: Option<PathBuf>,
+    /// Keys the journal has a final outcome for.
+    skipped: u64,
+}
+
+impl Input {
+    /// `resume`: the journal to walk the keys against, its states sorted within `cfg.mem` into `scratch`.
+    fn new(keys: SortedKeys, resume: Option<&Journal>, cfg: &RepairConfig, scratch: &Path) -> Result<Input> {
+        let states = match resume {
+            Some(j) => resume::states_chunk(j, cfg.mem, &cfg.tmp_dir, scratch)?,
+            None => None,
+        };
+        let mut input = Input { keys, states, skipped: 0 };
+        if input.states.is_some() {
+            // A walk of its own, so that the progress line and the summary know the count before the
+            // first key goes out.
+            input.skipped = input.todo()?.count_skipped()?;
+        }
+        Ok(input)
+    }
+
+    /// The walk that feeds the pool.
+    fn todo(&self) -> Result<Todo<Concat<ChunkCursor>, ChunkCursor>> {
+        Ok(Todo::new(self.keys.cursor()?, self.states.as_ref().map(ChunkCursor::open).transpose()?))
+    }
+
+    /// Keys left to work on.
+    fn left(&self) -> u64 {
+        self.keys.count - self.skipped
+    }
+}
+
+/// One key from start to its journaled outcome.
 async fn repair_item(sh: &Shared, item: Item) -> Flow {
     let d = repair_one(sh, &item).await;
-    if let Err(e) = sh.journal.record(&d) {
+    record(sh, &d)
+}
+
+/// Records a key's outcome: the journal (what the outcome files are rendered from), this run's counts
+/// and the progress line. A journal that cannot be written stops the pool.
+fn record(sh: &Shared, d: &Done) -> Flow {
+    if let Err(e) = sh.journal.record(d) {
         sh.fatal.lock().unwrap().get_or_insert(e);
         return Flow::Stop;
     }
@@ -340,6 +401,13 @@ async fn repair_item(sh: &Shared, item: Item) -> Flow {
     sh.live.inflight.store(sh.throttle.inflight(), Relaxed);
     sh.live.limit.store(sh.throttle.limit(), Relaxed);
     Flow::Continue
+}
+
+/// Renders the outcome files into `cfg.out` from the journal: every key's last final record, in key
+/// byte order, streamed from the journal's sorted key states (within `cfg.mem`).
+fn write_outcome_files(journal: &Journal, cfg: &RepairConfig) -> Result<outcome::Counts> {
+    let mut states = journal.states(cfg.mem, &cfg.tmp_dir)?;
+    outcome::write(&cfg.out, &mut states, &cfg.prefix, cfg.dry_run)
 }
 
 fn fail(mut d: Done, stage: &str, error: String) -> Done {
@@ -418,7 +486,7 @@ async fn repair_permitted(sh: &Shared, it: &Item, mut d: Done, tk: &str) -> Done
     d.content_type = ct.clone();
 
     // Re-check the target.
-    let interrupted = sh.intents.contains(&it.key);
+    let interrupted = it.intent;
     if !cfg.overwrite && (cfg.recheck || interrupted) {
         match retry.run(Side::S3, &mut d.attempts, || sh.target.head(tk)).await {
             Err(e) => return fail(d, "head", e.msg),

@@ -1,5 +1,7 @@
 //! Outcome files of a repair, rendered from the journal's final records (one row per key, keys in
-//! byte order), so they are exact even across kill -9 and `--resume`:
+//! byte order), so they are exact even across kill -9 and `--resume`. [`write`] streams them from the
+//! journal's sorted key states ([`super::journal::states`]); [`Writer`] writes rows as they come (the
+//! fleet report, `queue::report`, writes through it too), so nothing is held per key:
 //!
 //! | file | columns |
 //! |---|---|
@@ -10,8 +12,9 @@
 //!
 //! `origin` is empty when the Cassandra key is the key itself.
 
-use super::journal::{Done, Outcome};
+use super::journal::{Done, KeyStates, Outcome};
 use crate::error::{Error, IoContext, Result};
+use crate::merge::SortedCursor;
 use serde::Serialize;
 use std::fs::File;
 use std::path::Path;
@@ -76,27 +79,32 @@ fn num(v: Option<u64>) -> Vec<u8> {
     v.map(|v| v.to_string().into_bytes()).unwrap_or_default()
 }
 
-/// Writes the outcome files for `finals` into `dir` and returns the counts.
-pub fn write(dir: &Path, finals: &mut [Done], prefix: &[u8], dry_run: bool) -> Result<Counts> {
-    finals.sort_by(|a, b| a.key.cmp(&b.key));
+/// Writes the outcome files of every key in `states` (its last final record; keys without one, an
+/// intent alone, have no row) into `dir` and returns the counts.
+pub fn write(dir: &Path, states: &mut KeyStates, prefix: &[u8], dry_run: bool) -> Result<Counts> {
     let mut w = Writer::create(dir, prefix, dry_run)?;
-    for d in finals.iter() {
-        w.row(d)?;
+    while states.advance()? {
+        if let Some(d) = states.state().record()? {
+            w.row(&d)?;
+        }
     }
     w.finish()
 }
 
-/// The outcome files, written one key at a time (keys must arrive in byte order, once each).
+/// The four outcome files, written a row at a time. Rows come one per key in key byte order (the
+/// caller's sorted stream), so the files are in that order too.
 pub struct Writer<'a> {
     prefix: &'a [u8],
     ok: Csv<'a>,
-    nf: Csv<'a>,
+    not_found: Csv<'a>,
     failed: Csv<'a>,
     exists: Csv<'a>,
     counts: Counts,
 }
 
 impl<'a> Writer<'a> {
+    /// Creates the files in `dir` (`would-copy.csv` instead of ok.csv for a dry run); `prefix` + key
+    /// is the target key.
     pub fn create(dir: &Path, prefix: &'a [u8], dry_run: bool) -> Result<Writer<'a>> {
         let ok_name = if dry_run { "would-copy.csv" } else { "ok.csv" };
         Ok(Writer {
@@ -106,14 +114,14 @@ impl<'a> Writer<'a> {
                 ok_name,
                 &["key", "origin", "target_key", "size", "table", "md5", "content_type", "parts", "attempts", "note"],
             )?,
-            nf: Csv::create(dir, "not-found.csv", &["key", "origin", "tables"])?,
+            not_found: Csv::create(dir, "not-found.csv", &["key", "origin", "tables"])?,
             failed: Csv::create(dir, "failed.csv", &["key", "origin", "stage", "attempts", "error"])?,
             exists: Csv::create(dir, "exists.csv", &["key", "origin", "outcome", "existing_size", "size"])?,
             counts: Counts::default(),
         })
     }
 
-    /// One key's final record.
+    /// Writes the row of `d` into the file of its outcome.
     pub fn row(&mut self, d: &Done) -> Result<()> {
         self.counts.add(d.outcome);
         let s = |o: &Option<String>| o.clone().unwrap_or_default().into_bytes();
@@ -134,7 +142,7 @@ impl<'a> Writer<'a> {
                     &s(&d.error),
                 ])
             }
-            Outcome::NotFound => self.nf.row(&[&d.key, &origin, &s(&d.error)]),
+            Outcome::NotFound => self.not_found.row(&[&d.key, &origin, &s(&d.error)]),
             Outcome::Failed => {
                 self.failed.row(&[&d.key, &origin, &s(&d.stage), d.attempts.to_string().as_bytes(), &s(&d.error)])
             }
@@ -144,9 +152,10 @@ impl<'a> Writer<'a> {
         }
     }
 
+    /// Flushes the files; the counts of the rows written.
     pub fn finish(self) -> Result<Counts> {
         self.ok.finish()?;
-        self.nf.finish()?;
+        self.not_found.finish()?;
         self.failed.finish()?;
         self.exists.finish()?;
         Ok(self.counts)
@@ -158,19 +167,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn one_row_per_key_in_byte_order_with_exit_codes() {
+    fn one_row_per_key_with_exit_codes() {
         let dir = tempfile::tempdir().unwrap();
         let mut v = vec![
-            Done::new(Outcome::Ok, b"b", Some(b"b_1")),
             Done::new(Outcome::Ok, b"a\xff", None),
+            Done::new(Outcome::Ok, b"b", Some(b"b_1")),
             Done::new(Outcome::Differ, b"c", None),
         ];
-        v[0].size = Some(3);
+        v[1].size = Some(3);
         let mut f = Done::new(Outcome::Failed, b"d", None);
         f.error = Some("PUT \"d\": 503 SlowDown".into());
         f.stage = Some("put".into());
         v.push(f);
-        let c = write(dir.path(), &mut v, b"p/", false).unwrap();
+        let mut w = Writer::create(dir.path(), b"p/", false).unwrap();
+        for d in &v {
+            w.row(d).unwrap();
+        }
+        let c = w.finish().unwrap();
         assert_eq!(c, Counts { ok: 2, not_found: 0, failed: 1, exists: 0, differ: 1 });
         assert_eq!(c.exit_code(), 2);
         let ok = std::fs::read(dir.path().join("ok.csv")).unwrap();
@@ -184,5 +197,24 @@ mod tests {
         assert!(failed.contains("d,,put,0,\"PUT \"\"d\"\": 503 SlowDown\""), "{failed}");
         assert_eq!(Counts { differ: 1, ..Counts::default() }.exit_code(), 1);
         assert_eq!(Counts { ok: 1, exists: 1, ..Counts::default() }.exit_code(), 0);
+    }
+
+    /// From a journal: the last final record of each key, in key byte order; an intent alone is no row.
+    #[test]
+    fn written_from_the_journal_in_key_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = super::super::journal::Journal::create(&dir.path().join("j.jsonl")).unwrap();
+        j.record(&Done::new(Outcome::Failed, b"b", None)).unwrap();
+        j.record(&Done::new(Outcome::NotFound, b"a", None)).unwrap();
+        j.intent(b"c").unwrap();
+        j.intent(b"b").unwrap();
+        j.record(&Done::new(Outcome::Ok, b"b", Some(b"b_1"))).unwrap();
+        let c = write(dir.path(), &mut j.states(1 << 20, dir.path()).unwrap(), b"", true).unwrap();
+        assert_eq!(c, Counts { ok: 1, not_found: 1, ..Counts::default() });
+        let ok = std::fs::read_to_string(dir.path().join("would-copy.csv")).unwrap();
+        assert_eq!(ok.lines().skip(1).collect::<Vec<_>>(), vec!["b,b_1,b,,,,,0,0,"]);
+        let nf = std::fs::read_to_string(dir.path().join("not-found.csv")).unwrap();
+        assert_eq!(nf, "key,origin,tables\na,,\n");
+        assert_eq!(std::fs::read_to_string(dir.path().join("failed.csv")).unwrap().lines().count(), 1);
     }
 }

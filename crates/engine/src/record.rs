@@ -30,6 +30,10 @@ impl Schema {
     pub const CLASS: u8 = 16;
     pub const ALL: u8 = 31;
     pub const KEYS_ONLY: Schema = Schema(0);
+    /// Records carry metadata in an encoding of their producer's own, not the one below: chunks that
+    /// never leave the tool that wrote them (spills of repair's journal, verify's results). It names no
+    /// field, so such a chunk is never mistaken for a listing.
+    pub const OPAQUE: Schema = Schema(0x80);
 
     pub const FIELDS: [(u8, &'static str); 5] = [
         (Self::SIZE, "size"),

@@ -10,6 +10,9 @@
 //!           └─► spills: k-way merge (loser tree) of the spilled chunks; more than `fanin` are first
 //!               merged in groups (multi-level merge, [`reduce`]) so open files stay bounded
 //! ```
+//! The budget bounds the merge too: each open chunk's cursor holds a read buffer of [`BUF`] bytes,
+//! so a sort merges at most `mem / BUF` chunks at once (at least 2). Without that bound, the
+//! merge's buffers would grow with the number of spills, that is with the input.
 //! The file-level merges every producer of chunk sets shares live here too: [`reduce`] (multi-level,
 //! one fan-in policy, [`FANIN`]), [`write_set`] (a sorted stream into a chunk set, cut into chunks of a
 //! target size) and [`merge_into_set`] (both): keyrecon-sort, the Cassandra lister's final merge and the
@@ -17,8 +20,13 @@
 //! The arena and entry array are allocated once and reused for every spill: first touch of fresh memory
 //! is slow on the VMs we run on, and the budget is then an honest ceiling on resident memory.
 //! Ties among equal keys keep the first record pushed (spilled chunks are merged with ties broken by spill order),
-//! so `sort -u`-like "first wins" holds for metadata as well.
+//! so `sort -u`-like "first wins" holds for metadata as well. A caller that must keep every record of a
+//! key (repair's journal, where the last one wins) sorts by [`push_seq_key`] instead.
+//! Spills go to a [`ScratchDir`] under `tmp_dir`, removed when the sort's output is dropped; tools keep
+//! their own intermediate chunks in one too.
 
+use crate::chunk::reader::BUF;
+use crate::chunk::writer::ChunkStats;
 use crate::chunk::ChunkCursor;
 use crate::chunk::{ChunkSetWriter, ChunkWriter};
 use crate::error::{Error, IoContext, Result};
@@ -74,13 +82,10 @@ pub fn reduce(
             let mut m = Merge::new(cursors, true);
             let n = NEXT.fetch_add(1, Ordering::Relaxed);
             let p = dir.join(format!("merge-{}-{n:06}.krc", std::process::id()));
-            let mut w = ChunkWriter::create(&p, schema)?;
-            while m.advance()? {
-                w.push(m.key(), m.meta())?;
-            }
+            let written = write_chunk(&mut m, &p, schema)?;
             stats.duplicates += m.duplicates();
             drop(m);
-            if w.finish()?.is_some() {
+            if written.is_some() {
                 files.push(p);
                 ours.push(true);
             }
@@ -92,6 +97,16 @@ pub fn reduce(
         }
     }
     Ok(files.into_iter().zip(ours).collect())
+}
+
+/// Writes a sorted, duplicate-free stream into the one chunk file `path`. An empty stream leaves no
+/// file: `None`.
+pub fn write_chunk(src: &mut dyn SortedCursor, path: &Path, schema: Schema) -> Result<Option<ChunkStats>> {
+    let mut w = ChunkWriter::create(path, schema)?;
+    while src.advance()? {
+        w.push(src.key(), src.meta())?;
+    }
+    w.finish()
 }
 
 /// Writes a sorted, duplicate-free stream into `out` as chunks of about `chunk_bytes` each (so the set
@@ -139,7 +154,7 @@ pub struct SortConfig {
     pub mem: usize,
     /// Parent directory for spill files (a private subdirectory is created lazily and removed at the end).
     pub tmp_dir: PathBuf,
-    /// Most chunks merged at once.
+    /// Most chunks merged at once ([`Sorter::new`] lowers it to what the budget holds).
     pub fanin: usize,
     pub schema: Schema,
 }
@@ -184,16 +199,17 @@ pub struct Sorter {
     entries: Vec<Entry>,
     arena_cap: usize,
     entries_cap: usize,
-    spill_dir: Option<PathBuf>,
+    spill_dir: Option<ScratchDir>,
     spilled: Vec<PathBuf>,
     next_spill: u64,
     stats: SortStats,
 }
 
 impl Sorter {
-    pub fn new(cfg: SortConfig) -> Self {
+    pub fn new(mut cfg: SortConfig) -> Self {
         // Bytes decide: 3/4 for record bytes, 1/4 for entries (~40-byte keys fill both about evenly).
         let mem = cfg.mem.max(4096);
+        cfg.fanin = cfg.fanin.min(mem / BUF).max(2);
         let entries_cap = (mem / 4 / std::mem::size_of::<Entry>()).max(16);
         let arena_cap = (mem - entries_cap * std::mem::size_of::<Entry>()).min(u32::MAX as usize);
         Sorter {
@@ -260,13 +276,10 @@ impl Sorter {
     }
 
     fn spill_dir(&mut self) -> Result<PathBuf> {
-        if let Some(d) = &self.spill_dir {
-            return Ok(d.clone());
+        if self.spill_dir.is_none() {
+            self.spill_dir = Some(ScratchDir::create(&self.cfg.tmp_dir, "sort")?);
         }
-        let d = self.cfg.tmp_dir.join(format!("keyrecon-sort-{}-{:x}", std::process::id(), rand::random::<u32>()));
-        std::fs::create_dir_all(&d).ctx(&d)?;
-        self.spill_dir = Some(d.clone());
-        Ok(d)
+        Ok(self.spill_dir.as_ref().expect("just created").path().to_path_buf())
     }
 
     fn new_spill(&mut self) -> Result<ChunkWriter> {
@@ -322,15 +335,18 @@ impl Sorter {
             });
         }
         self.spill()?;
+        // The buffer's work is done: give its memory back before the merge's cursors take theirs, so
+        // the two never add up past the budget.
+        self.arena = Vec::new();
+        self.entries = Vec::new();
         self.reduce_spilled()?;
         let cursors = self.spilled.iter().map(ChunkCursor::open).collect::<Result<Vec<_>>>()?;
         let stats = self.stats.clone();
-        let guard = SpillGuard(self.spill_dir.take());
         Ok(SortedOutput {
             inner: Inner::Merge(Merge::new(cursors, true)),
             dup_base: stats.duplicates,
             stats,
-            _spill: Some(guard),
+            _spill: self.spill_dir.take(),
         })
     }
 
@@ -342,20 +358,26 @@ impl Sorter {
     }
 }
 
-impl Drop for Sorter {
-    fn drop(&mut self) {
-        if let Some(d) = self.spill_dir.take() {
-            let _ = std::fs::remove_dir_all(d);
-        }
+/// A private directory of a run's intermediate files (a sort's spills, repair's sorted keys), under
+/// a parent such as `--tmp`: `keyrecon-TAG-PID-RANDOM`, removed with its contents when dropped.
+pub struct ScratchDir {
+    path: PathBuf,
+}
+
+impl ScratchDir {
+    pub fn create(parent: &Path, tag: &str) -> Result<ScratchDir> {
+        let path = parent.join(format!("keyrecon-{tag}-{}-{:x}", std::process::id(), rand::random::<u32>()));
+        std::fs::create_dir_all(&path).ctx(&path)?;
+        Ok(ScratchDir { path })
+    }
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 
-struct SpillGuard(Option<PathBuf>);
-impl Drop for SpillGuard {
+impl Drop for ScratchDir {
     fn drop(&mut self) {
-        if let Some(d) = self.0.take() {
-            let _ = std::fs::remove_dir_all(d);
-        }
+        let _ = std::fs::remove_dir_all(&self.path);
     }
 }
 
@@ -369,7 +391,8 @@ pub struct SortedOutput {
     inner: Inner,
     stats: SortStats,
     dup_base: u64,
-    _spill: Option<SpillGuard>,
+    /// Declared last: the spilled chunks are removed after the cursors over them are dropped.
+    _spill: Option<ScratchDir>,
 }
 
 impl SortedOutput {
@@ -417,6 +440,45 @@ impl SortedCursor for SortedOutput {
 /// Default spill directory: `$TMPDIR` or /tmp.
 pub fn default_tmp() -> PathBuf {
     std::env::temp_dir()
+}
+
+/// Appends the sort key of record number `seq` of `key`, for sorting records of which a key may have
+/// many and all must be kept, in arrival order. The [`Sorter`] keeps the first of equal keys; a reader
+/// that needs another (repair's journal: the last final record of a key wins) sorts by this instead:
+/// ```text
+///  key bytes, each 0x00 written as 0x00 0xff │ 0x00 0x00 │ seq: u64 big endian
+/// ```
+/// The escaping keeps byte order and no escaped key is a prefix of another, so these sort keys order
+/// by (key bytes, seq): a key's records come out together in `seq` order, keys in byte order.
+#[inline]
+pub fn push_seq_key(out: &mut Vec<u8>, key: &[u8], seq: u64) {
+    out.reserve(key.len() + 10);
+    for &b in key {
+        out.push(b);
+        if b == 0 {
+            out.push(0xff);
+        }
+    }
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&seq.to_be_bytes());
+}
+
+/// Splits a [`push_seq_key`] sort key: the key into `key` (replacing what it held) and the sequence
+/// number returned. `None` if `b` is not such a sort key.
+#[inline]
+pub fn split_seq_key(b: &[u8], key: &mut Vec<u8>) -> Option<u64> {
+    key.clear();
+    let mut at = 0;
+    loop {
+        let zero = at + memchr::memchr(0, &b[at..])?;
+        key.extend_from_slice(&b[at..zero]);
+        match *b.get(zero + 1)? {
+            0xff => key.push(0),
+            0 => return Some(u64::from_be_bytes(b.get(zero + 2..)?.try_into().ok()?)),
+            _ => return None,
+        }
+        at = zero + 2;
+    }
 }
 
 #[cfg(test)]
@@ -473,6 +535,99 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The multi-level merge at any fan-in (the sorter's own fan-in is bounded by its budget, so small
+    /// budgets only ever use 2): sort + dedup, the earliest file's record winning, inputs kept.
+    #[test]
+    fn reduce_at_any_fanin_keeps_the_earliest_files_record() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = Vec::new();
+        let mut want = std::collections::BTreeMap::new();
+        for f in 0..20u8 {
+            let mut keys: Vec<Vec<u8>> = (0..rng.gen_range(0..300))
+                .map(|_| vec![b'k', rng.gen_range(0..4u8), rng.gen_range(0..200u8)])
+                .collect();
+            keys.sort();
+            keys.dedup();
+            let p = dir.path().join(format!("in-{f:02}.krc"));
+            let mut w = ChunkWriter::create(&p, Schema(Schema::SIZE)).unwrap();
+            for k in &keys {
+                w.push(k, &[f]).unwrap();
+                want.entry(k.clone()).or_insert(f);
+            }
+            if w.finish().unwrap().is_some() {
+                files.push(p);
+            }
+        }
+        for fanin in [2, 3, 4, 7, 128] {
+            let work = tempfile::tempdir().unwrap();
+            let mut st = MergeStats::default();
+            let left = reduce(files.clone(), fanin, work.path(), Schema(Schema::SIZE), false, &mut st).unwrap();
+            assert!(left.len() <= fanin, "fanin {fanin}: {} files left", left.len());
+            assert_eq!(st.passes > 0, files.len() > fanin, "fanin {fanin}");
+            let mut m = Merge::new(left.iter().map(|(f, _)| ChunkCursor::open(f).unwrap()).collect(), true);
+            let mut got = std::collections::BTreeMap::new();
+            while m.advance().unwrap() {
+                got.insert(m.key().to_vec(), m.meta()[0]);
+            }
+            assert_eq!(got, want, "fanin {fanin}");
+            assert!(files.iter().all(|f| f.exists()), "inputs are the caller's");
+        }
+    }
+
+    #[test]
+    fn seq_keys_order_by_key_then_seq_and_split_back() {
+        let keys: [&[u8]; 9] =
+            [b"", b"\x00", b"\x00\x00", b"\x00\x01", b"\x00\xff", b"a", b"a\x00", b"a\x00b", b"\xff"];
+        let mut all = Vec::new();
+        for k in keys {
+            for seq in [0u64, 1, 255, 256, u64::MAX] {
+                let mut sk = Vec::new();
+                push_seq_key(&mut sk, k, seq);
+                all.push((k.to_vec(), seq, sk));
+            }
+        }
+        let mut by_tuple = all.clone();
+        by_tuple.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        all.sort_by(|a, b| a.2.cmp(&b.2));
+        assert_eq!(all, by_tuple, "byte order of seq keys = order by (key, seq)");
+        let mut key = b"junk".to_vec();
+        for (k, seq, sk) in &all {
+            assert_eq!(split_seq_key(sk, &mut key), Some(*seq));
+            assert_eq!(&key, k);
+        }
+        for bad in [&b""[..], b"ab", b"a\x00", b"a\x00\x01", b"a\x00\x00\x01"] {
+            assert_eq!(split_seq_key(bad, &mut key), None, "{bad:?}");
+        }
+    }
+
+    /// The sorter keeps the first of equal keys; by seq key it keeps all of them, and the last record
+    /// of each key is there to take, whatever was spilled.
+    #[test]
+    fn seq_keys_keep_every_record_across_spills() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Sorter::new(SortConfig::new(1 << 14, dir.path(), Schema(Schema::SIZE)));
+        let mut sk = Vec::new();
+        for seq in 0..6000u64 {
+            sk.clear();
+            push_seq_key(&mut sk, format!("k{}", seq % 7).as_bytes(), seq);
+            s.push(&sk, &seq.to_le_bytes()).unwrap();
+        }
+        let mut out = s.finish().unwrap();
+        assert!(out.stats().chunks_spilled > 1);
+        let (mut key, mut last) = (Vec::new(), std::collections::BTreeMap::new());
+        let mut n = 0;
+        while out.advance().unwrap() {
+            let seq = split_seq_key(out.key(), &mut key).unwrap();
+            assert_eq!(u64::from_le_bytes(out.meta().try_into().unwrap()), seq);
+            last.insert(key.clone(), seq);
+            n += 1;
+        }
+        assert_eq!(n, 6000);
+        assert_eq!(last.get(&b"k0"[..]), Some(&5999), "the last record of k0 came out last");
+        assert_eq!(last.len(), 7);
     }
 
     #[test]
