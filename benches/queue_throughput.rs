@@ -20,6 +20,7 @@ fn main() {
         url: QueueUrl::parse(url).unwrap(),
         consumer: format!("bench-{}", std::process::id()),
         tool: "keyrecon-repair",
+        prefix: Vec::new(),
         claim_idle: Duration::from_secs(60),
         max_deliveries: 5,
         batch: workers.max(1000),

@@ -205,15 +205,86 @@ pub fn report(tool: &str, s: &impl Summary, quiet: bool) -> i32 {
 pub struct KeysArgs {
     /// Keys: missing-on-target.csv (its `origin` column names the Cassandra key), a CSV with a `key`
     /// column (e.g. an ok.csv), a key-per-line file, or - (stdin).
-    #[arg(long, value_name = "FILE|-")]
-    pub keys: PathBuf,
+    #[arg(long, value_name = "FILE|-", required = true)]
+    pub keys: Option<PathBuf>,
     #[command(flatten)]
     pub fmt: FormatArgs,
 }
 
 impl KeysArgs {
     pub fn spec(&self) -> crate::Result<InputSpec> {
-        self.fmt.spec(self.keys.clone()).map_err(Error::Usage)
+        let path = self.keys.clone().ok_or_else(|| Error::Usage("--keys FILE|- is required".into()))?;
+        self.fmt.spec(path).map_err(Error::Usage)
+    }
+}
+
+/// Keys from a fleet's queue instead of --keys (keyrecon-repair, keyrecon-verify; the queue is made
+/// and watched with keyrecon-queue). The tools make --keys optional with `mut_arg`.
+#[cfg(feature = "net")]
+#[derive(clap::Args, Clone, Debug)]
+pub struct QueueArgs {
+    /// Take the keys from a fleet's queue instead of --keys: redis://HOST:PORT[/DB]/NAME, made by
+    /// `keyrecon-queue enqueue`. Run the same command on every machine; see docs/fleet.md.
+    #[arg(long, value_name = "URL", conflicts_with = "keys", required_unless_present = "keys", value_parser = parse_queue_url)]
+    pub queue: Option<crate::queue::QueueUrl>,
+    /// This process's name in the queue's consumer group; unique per running process (default:
+    /// HOSTNAME-PID). A consumer restarted under its old name takes back its pending keys at once.
+    #[arg(long, value_name = "NAME", requires = "queue")]
+    pub consumer: Option<String>,
+    /// Keys held this long by a consumer that stopped answering (or left pending by a failed try) are
+    /// taken over by a live one.
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
+    pub claim_idle: Duration,
+    /// Deliveries of one key before it is given up: recorded as failed with the reason, and put on
+    /// the queue's dead-letter stream.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_deliveries: u64,
+    /// Seconds to keep retrying while Redis is unreachable (a restart, a network blip) before giving up.
+    #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_secs)]
+    pub redis_timeout: Duration,
+}
+
+#[cfg(feature = "net")]
+fn parse_queue_url(s: &str) -> Result<crate::queue::QueueUrl, String> {
+    crate::queue::QueueUrl::parse(s).map_err(|e| e.to_string())
+}
+
+#[cfg(feature = "net")]
+impl QueueArgs {
+    /// Where the tool's keys come from: the queue, or else --keys. `batch`: keys taken from the queue
+    /// at a time (the tool's concurrency); `prefix`: the tool's --prefix.
+    pub fn key_source(
+        &self,
+        keys: &KeysArgs,
+        tool: &'static str,
+        batch: usize,
+        prefix: &[u8],
+        quiet: bool,
+    ) -> crate::Result<crate::repair::keys::KeySource> {
+        use crate::repair::keys::KeySource;
+        let Some(url) = &self.queue else { return Ok(KeySource::Input(keys.spec()?)) };
+        let consumer = match &self.consumer {
+            Some(c) if c.is_empty() || c.contains('\0') => {
+                return Err(Error::Usage(format!("--consumer {c:?}: a name, without NUL")))
+            }
+            Some(c) => c.clone(),
+            None => {
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+                let host = host.trim();
+                format!("{}-{}", if host.is_empty() { "keyrecon" } else { host }, std::process::id())
+            }
+        };
+        Ok(KeySource::Queue(crate::queue::consume::ConsumerConfig {
+            url: url.clone(),
+            consumer,
+            tool,
+            prefix: prefix.to_vec(),
+            claim_idle: self.claim_idle,
+            max_deliveries: self.max_deliveries,
+            batch: batch.max(1),
+            redis_timeout: self.redis_timeout,
+            quiet,
+        }))
     }
 }
 

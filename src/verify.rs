@@ -26,6 +26,12 @@
 //! plus `summary.json`. Exit status: 0 all ok, 1 some missing or different, 2 some failed. Verify only
 //! reads, so it keeps no journal: an interrupted verify is simply run again.
 //!
+//! With `--queue` the keys come from a fleet's queue instead ([`KeySource::Queue`], see
+//! [`crate::queue::consume`]): a result other than `failed` is kept and acknowledged (the [`Checked`]
+//! record goes to the fleet's outcome stream); a failed check stays pending for another delivery, and
+//! after `--max-deliveries` the key is recorded as failed with the reason. The outcome files in
+//! `--out` then hold this consumer's results; `keyrecon-queue report` renders the fleet's.
+//!
 //! Memory is flat in the number of keys, as in repair: the keys are sorted (each once, in byte order)
 //! into a chunk of a scratch directory under `--tmp` and fed to the pool from there, and each result
 //! goes through a second sort (key -> the [`Checked`] as JSON, the same record a queue consumer puts in
@@ -35,12 +41,13 @@
 use crate::chunk::ChunkCursor;
 use crate::error::{Error, IoContext, Result};
 use crate::hex::encode as hex;
-use crate::input::{InputSpec, Rejects};
+use crate::input::Rejects;
 use crate::merge::SortedCursor;
 use crate::pool::{self, Flow};
+use crate::queue::consume::{self, Consumer, ConsumerStats, Delivery};
 use crate::record::{show_key, Schema};
 use crate::repair::fetch::{BlobSource, Fetcher, Lookup};
-use crate::repair::keys::{self, Item};
+use crate::repair::keys::{self, Item, KeySource};
 use crate::repair::live::{self, Live};
 use crate::repair::put::{self, Head, Target};
 use crate::repair::resume::Todo;
@@ -59,8 +66,8 @@ pub const TOOL: &str = "keyrecon-verify";
 
 #[derive(Debug, Clone)]
 pub struct VerifyConfig {
-    /// The keys to check (`-` = stdin); see [`crate::repair::keys`].
-    pub keys: InputSpec,
+    /// The keys to check: a key input (`-` = stdin; see [`crate::repair::keys`]) or a fleet's queue.
+    pub keys: KeySource,
     pub s3: ClientOptions,
     pub bucket: String,
     pub prefix: Vec<u8>,
@@ -154,6 +161,9 @@ pub struct VerifySummary {
     pub mem_budget_bytes: u64,
     pub elapsed_ms: u64,
     pub peak_rss_bytes: u64,
+    /// With `--queue`: what this consumer took from the queue and gave back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<ConsumerStats>,
 }
 
 impl Summary for VerifySummary {
@@ -189,7 +199,7 @@ impl Summary for VerifySummary {
             },
             self.objects_per_sec,
             self.out
-        )
+        ) + &self.queue.as_ref().map(crate::repair::queue_paragraph).unwrap_or_default()
     }
 }
 
@@ -203,6 +213,8 @@ struct Shared {
     /// Key -> the result as JSON, taken once the pool is done.
     results: Mutex<Option<Sorter>>,
     fatal: Mutex<Option<Error>>,
+    /// With `--queue`: the consumer the keys come from and go back to.
+    queue: Option<Arc<Consumer>>,
 }
 
 pub fn run(cfg: VerifyConfig) -> Result<VerifySummary> {
@@ -213,28 +225,44 @@ async fn run_async(cfg: VerifyConfig) -> Result<VerifySummary> {
     let t0 = Instant::now();
     std::fs::create_dir_all(&cfg.out).ctx(&cfg.out)?;
     let scratch = ScratchDir::create(&cfg.tmp_dir, "verify")?;
-    let rejects = Rejects::new(Some(cfg.out.join("rejects.csv")));
-    let keys = keys::sort(&cfg.keys, &rejects, cfg.mem, &cfg.tmp_dir, scratch.path())?;
-    rejects.flush()?;
+    let mut summary = VerifySummary {
+        out: cfg.out.display().to_string(),
+        bucket: cfg.bucket.clone(),
+        deep: cfg.deep.is_some(),
+        mem_budget_bytes: cfg.mem as u64,
+        ..Default::default()
+    };
+    let keys = match &cfg.keys {
+        KeySource::Input(spec) => {
+            let rejects = Rejects::new(Some(cfg.out.join("rejects.csv")));
+            let keys = keys::sort(spec, &rejects, cfg.mem, &cfg.tmp_dir, scratch.path())?;
+            rejects.flush()?;
+            summary.keys_file = keys.source.clone();
+            summary.keys_input = keys.count;
+            summary.duplicate_keys_in_input = keys.duplicates;
+            summary.keys_rejected = keys.input.rejected;
+            Some(keys)
+        }
+        KeySource::Queue(q) => {
+            summary.keys_file = q.url.shown.clone();
+            None
+        }
+    };
     let fetcher = match &cfg.deep {
         Some(d) => Some(Fetcher::connect(d).await?),
         None => None,
     };
     let client = crate::sources::s3::client::build(&cfg.s3).await?;
     let target = Target { client, bucket: cfg.bucket.clone(), multipart_threshold: usize::MAX, part_size: 0 };
-    let mut summary = VerifySummary {
-        keys_file: keys.source.clone(),
-        out: cfg.out.display().to_string(),
-        bucket: cfg.bucket.clone(),
-        deep: cfg.deep.is_some(),
-        keys_input: keys.count,
-        duplicate_keys_in_input: keys.duplicates,
-        keys_rejected: keys.input.rejected,
-        mem_budget_bytes: cfg.mem as u64,
-        ..Default::default()
+    let queue = match &cfg.keys {
+        KeySource::Queue(q) => Some(Consumer::open(q.clone()).await?),
+        KeySource::Input(_) => None,
     };
-    let total = keys.count;
-    let workers = cfg.concurrency.min(total as usize).max(1);
+    let total = keys.as_ref().map(|k| k.count);
+    let workers = match total {
+        Some(n) => cfg.concurrency.min(n as usize).max(1),
+        None => cfg.concurrency,
+    };
     let live = Arc::new(Live::default());
     let results = Sorter::new(SortConfig::new(cfg.mem, &cfg.tmp_dir, Schema::OPAQUE));
     let sh = Arc::new(Shared {
@@ -246,20 +274,33 @@ async fn run_async(cfg: VerifyConfig) -> Result<VerifySummary> {
         retries: Default::default(),
         results: Mutex::new(Some(results)),
         fatal: Mutex::new(None),
+        queue: queue.clone(),
     });
     live.limit.store(sh.throttle.limit(), Relaxed);
     let ticker = live::progress(TOOL, total, live.clone(), sh.cfg.quiet);
     let tr = Instant::now();
     let work = sh.clone();
-    pool::run(
-        workers,
-        move |feed| Todo::<_, ChunkCursor>::new(keys.cursor()?, None).feed(&feed),
-        move |item| {
-            let sh = work.clone();
-            async move { check_item(&sh, item).await }
-        },
-    )
-    .await?;
+    match (keys, queue) {
+        (Some(keys), _) => {
+            pool::run(
+                workers,
+                move |feed| Todo::<_, ChunkCursor>::new(keys.cursor()?, None).feed(&feed),
+                move |item| {
+                    let sh = work.clone();
+                    async move { check_item(&sh, item).await }
+                },
+            )
+            .await?
+        }
+        (None, Some(q)) => {
+            consume::run(q, workers, move |d| {
+                let sh = work.clone();
+                async move { check_delivery(&sh, d).await }
+            })
+            .await?
+        }
+        (None, None) => unreachable!("keys come from an input or a queue"),
+    }
     let secs = tr.elapsed().as_secs_f64().max(1e-3);
     ticker.finish();
     if let Some(e) = sh.fatal.lock().unwrap().take() {
@@ -269,12 +310,17 @@ async fn run_async(cfg: VerifyConfig) -> Result<VerifySummary> {
     let results = sh.results.lock().unwrap().take().expect("the results are taken once");
     summary.outcomes = write_outcomes(&sh.cfg.out, &sh.cfg.prefix, &mut results.finish()?, &mut summary)?;
     summary.bytes_compared = live.bytes.load(Relaxed);
-    summary.objects_per_sec = total as f64 / secs;
+    summary.objects_per_sec = live.done.load(Relaxed) as f64 / secs;
     summary.retries_cassandra = sh.retries[0].load(Relaxed);
     summary.retries_s3 = sh.retries[1].load(Relaxed);
     summary.throttle_events = sh.throttle.events.load(Relaxed);
     summary.min_concurrency = sh.throttle.min_limit.load(Relaxed);
     summary.elapsed_ms = t0.elapsed().as_millis() as u64;
+    summary.queue = sh.queue.as_ref().map(|q| q.stats());
+    if summary.queue.is_some() {
+        summary.keys_input =
+            summary.outcomes.ok + summary.outcomes.missing + summary.outcomes.differ + summary.outcomes.failed;
+    }
     summary.peak_rss_bytes = crate::progress::peak_rss_bytes();
     crate::summary::write_json(&sh.cfg.out, &summary)?;
     Ok(summary)
@@ -284,7 +330,37 @@ async fn run_async(cfg: VerifyConfig) -> Result<VerifySummary> {
 /// failed) stops the pool.
 async fn check_item(sh: &Shared, item: Item) -> Flow {
     let c = check(sh, &item).await;
-    let rec = serde_json::to_vec(&c).expect("a result serializes");
+    keep(sh, &item, &c)
+}
+
+/// One key from a queue: checked like a key of the input; a result is kept, then acknowledged, and a
+/// failed check is left pending for another delivery (see the module doc).
+async fn check_delivery(sh: &Shared, dl: Delivery) -> Flow {
+    let q = sh.queue.as_ref().expect("a delivery comes from a queue");
+    let c = match &dl.dead {
+        Some(why) => failed(checked(&dl.item, Verdict::Failed), "queue", why.clone()),
+        None => check(sh, &dl.item).await,
+    };
+    if c.verdict == Verdict::Failed && dl.dead.is_none() {
+        q.complete(&dl, "failed", Vec::new(), false, Some(c.reason));
+        return Flow::Continue;
+    }
+    let flow = keep(sh, &dl.item, &c);
+    if matches!(flow, Flow::Continue) {
+        let name = match c.verdict {
+            Verdict::Ok => "ok",
+            Verdict::Missing => "missing",
+            Verdict::Differ => "differ",
+            Verdict::Failed => "failed",
+        };
+        q.complete(&dl, name, serde_json::to_vec(&c).expect("a result serializes"), true, None);
+    }
+    flow
+}
+
+/// Sorts a result away for the outcome files.
+fn keep(sh: &Shared, item: &Item, c: &Checked) -> Flow {
+    let rec = serde_json::to_vec(c).expect("a result serializes");
     // A push that spills sorts and writes up to --mem bytes on this worker: rare, like the journal's fsync.
     let pushed = sh.results.lock().unwrap().as_mut().expect("results are taken after the pool").push(&item.key, &rec);
     if let Err(e) = pushed {

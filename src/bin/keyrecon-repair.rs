@@ -1,6 +1,6 @@
 //! keyrecon-repair: copy the blobs of missing keys from Cassandra to S3, resumably, gently, exactly.
 use clap::Parser;
-use keyrecon::cli::{main_with, parse_size, report, BlobArgs, BucketArgs, KeysArgs, LoadArgs, MemArgs};
+use keyrecon::cli::{main_with, parse_size, report, BlobArgs, BucketArgs, KeysArgs, LoadArgs, MemArgs, QueueArgs};
 use keyrecon::repair::{self, RepairConfig, TOOL};
 use std::path::PathBuf;
 
@@ -48,9 +48,20 @@ use std::path::PathBuf;
 ///     --source media.objects --fallback media_old.objects --key-column id --blob-column data \
 ///     --bucket photos --concurrency 32 --out repair/
 ///   # dry run first: add --dry-run (prints what would be copied, writes nothing to S3)
+///
+/// On many machines: put the keys into a Redis Streams queue once, and run the same repair with
+/// --queue instead of --keys on every machine; each key is acknowledged only after its final
+/// outcome is in the machine's journal, a dead machine's keys are taken over after --claim-idle, and
+/// one report covers the fleet (see keyrecon-queue --help and docs/fleet.md):
+///   keyrecon-queue enqueue --keys diff/missing-on-target.csv redis://10.0.0.9:6379/repair-1202
+///   keyrecon-repair --queue redis://10.0.0.9:6379/repair-1202 --consumer "$(hostname)" \
+///     --contact-points 10.0.0.1:9042 --source media.objects --key-column id --blob-column data \
+///     --bucket photos --out repair/              # on each machine; rerun as is after a crash
+///   keyrecon-queue report redis://10.0.0.9:6379/repair-1202 --out fleet-report/
 #[derive(Parser, Debug)]
 #[command(name = "keyrecon-repair", version, verbatim_doc_comment)]
 #[command(mut_arg("format", |a| a.default_value("auto")))]
+#[command(mut_arg("keys", |a| a.required(false)))]
 #[command(mut_arg("source", |a| a.required(true)))]
 #[command(mut_arg("key_column", |a| a.required(true)))]
 #[command(mut_arg("bucket", |a| a.help("Target bucket")))]
@@ -60,6 +71,8 @@ use std::path::PathBuf;
 struct Args {
     #[command(flatten)]
     keys: KeysArgs,
+    #[command(flatten)]
+    queue: QueueArgs,
     /// Directory for the outcome files, summary.json and the journal.
     #[arg(long, short = 'o', value_name = "DIR")]
     out: PathBuf,
@@ -120,7 +133,7 @@ fn main() {
             anyhow::bail!("--part-size must be at least 1 byte");
         }
         let cfg = RepairConfig {
-            keys: a.keys.spec()?,
+            keys: a.queue.key_source(&a.keys, TOOL, a.load.concurrency, a.target.prefix.as_bytes(), a.quiet)?,
             source: a.blobs.source()?.expect("--source is required"),
             s3: a.target.s3.client_options()?,
             bucket: a.target.bucket.clone(),

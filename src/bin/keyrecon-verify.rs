@@ -1,6 +1,6 @@
 //! keyrecon-verify: check that keys are in S3 and, with --deep, that each object holds its Cassandra blob.
 use clap::Parser;
-use keyrecon::cli::{main_with, parse_size, report, BlobArgs, BucketArgs, KeysArgs, LoadArgs, MemArgs};
+use keyrecon::cli::{main_with, parse_size, report, BlobArgs, BucketArgs, KeysArgs, LoadArgs, MemArgs, QueueArgs};
 use keyrecon::verify::{self, VerifyConfig, TOOL};
 use std::path::PathBuf;
 
@@ -25,11 +25,16 @@ use std::path::PathBuf;
 /// Example (after a repair):
 ///   keyrecon-verify --keys repair/ok.csv --bucket photos --deep --contact-points 10.0.0.1:9042 \
 ///     --source media.objects --key-column id --blob-column data --out verify/
+///
+/// On many machines: enqueue the keys (`keyrecon-queue enqueue --keys repair/ok.csv URL`), run
+/// `keyrecon-verify --queue URL --consumer NAME ...` on each, then `keyrecon-queue report URL --out DIR`
+/// (docs/fleet.md).
 #[derive(Parser, Debug)]
 #[command(name = "keyrecon-verify", version, verbatim_doc_comment)]
 // Cassandra is only read with --deep, which requires the contact points itself.
 #[command(mut_arg("contact_points", |a| a.required(false).help("Nodes to connect to first, as HOST:PORT,... (with --deep)")))]
 #[command(mut_arg("format", |a| a.default_value("auto")))]
+#[command(mut_arg("keys", |a| a.required(false)))]
 #[command(mut_arg("bucket", |a| a.help("Bucket to check")))]
 #[command(mut_arg("source", |a| a.help("Table to fetch blobs from with --deep, as KEYSPACE.TABLE")))]
 #[command(mut_arg("concurrency", |a| a.help("Keys checked at once at most")))]
@@ -38,6 +43,8 @@ use std::path::PathBuf;
 struct Args {
     #[command(flatten)]
     keys: KeysArgs,
+    #[command(flatten)]
+    queue: QueueArgs,
     /// Directory for the outcome files and summary.json.
     #[arg(long, short = 'o', value_name = "DIR")]
     out: PathBuf,
@@ -69,7 +76,7 @@ fn main() {
         a.load.check()?;
         let deep = if a.deep { a.blobs.source()? } else { None };
         let cfg = VerifyConfig {
-            keys: a.keys.spec()?,
+            keys: a.queue.key_source(&a.keys, TOOL, a.load.concurrency, a.target.prefix.as_bytes(), a.quiet)?,
             s3: a.target.s3.client_options()?,
             bucket: a.target.bucket.clone(),
             prefix: a.target.prefix.clone().into_bytes(),

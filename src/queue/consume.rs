@@ -40,6 +40,8 @@ pub struct ConsumerConfig {
     pub consumer: String,
     /// The tool consuming (`keyrecon-repair`, `keyrecon-verify`): a queue is consumed by one tool.
     pub tool: &'static str,
+    /// The tool's `--prefix` (target key = prefix + key): one per queue, and the fleet report's.
+    pub prefix: Vec<u8>,
     /// Entries idle this long (their consumer died, or a try failed) are claimed by a live consumer.
     pub claim_idle: Duration,
     /// Deliveries of one key before it is given up (dead-letter stream, outcome failed).
@@ -121,6 +123,21 @@ impl Consumer {
                 return Err(Error::Usage(format!(
                     "{}: the queue is consumed by {tool}; {} needs a queue of its own",
                     cfg.url.shown, cfg.tool
+                )));
+            }
+        }
+        let set: bool = q
+            .redis
+            .run("HSETNX meta prefix", redis::cmd("HSETNX").arg(q.key("meta")).arg("prefix").arg(&cfg.prefix))
+            .await?;
+        if !set {
+            let prefix = q.meta().await?.0.get("prefix").cloned().unwrap_or_default();
+            if prefix != cfg.prefix {
+                return Err(Error::Usage(format!(
+                    "{}: the queue's other consumers write under --prefix {:?}, this one under {:?}: one queue, one target",
+                    cfg.url.shown,
+                    String::from_utf8_lossy(&prefix),
+                    String::from_utf8_lossy(&cfg.prefix)
                 )));
             }
         }
@@ -379,6 +396,50 @@ impl Consumer {
         Ok(out)
     }
 
+    /// Entries already pending on this consumer's name after `after`: a consumer restarted under its
+    /// old name takes its keys back at once instead of after `claim_idle`. They were delivered before,
+    /// so they count as redeliveries (the intent check applies).
+    async fn read_own(&self, after: &str) -> Result<(Vec<Delivery>, Option<String>)> {
+        let reply: Value = self
+            .q
+            .redis
+            .run(
+                "XREADGROUP own",
+                redis::cmd("XREADGROUP")
+                    .arg("GROUP")
+                    .arg(GROUP)
+                    .arg(&self.cfg.consumer)
+                    .arg("COUNT")
+                    .arg(self.cfg.batch)
+                    .arg("STREAMS")
+                    .arg(self.q.key("keys"))
+                    .arg(after),
+            )
+            .await
+            .map_err(|e| self.vanished_or(e))?;
+        let entries = parse_read(&reply);
+        let last = entries.last().map(|e| e.id.clone());
+        let mut out = Vec::new();
+        let mut gone = Vec::new();
+        for e in entries {
+            if e.fields.is_empty() {
+                gone.push(e.id);
+            } else {
+                out.extend(self.delivery(e, 2, None));
+            }
+        }
+        if !gone.is_empty() {
+            let mut c = redis::cmd("XACK");
+            c.arg(self.q.key("keys")).arg(GROUP);
+            for id in &gone {
+                c.arg(id);
+            }
+            self.q.redis.run::<()>("XACK deleted", &c).await?;
+        }
+        self.claimed.fetch_add(out.len() as u64, Relaxed);
+        Ok((out, last))
+    }
+
     /// New entries for this consumer.
     async fn read_new(&self) -> Result<Vec<Delivery>> {
         let reply: Value = self
@@ -446,6 +507,17 @@ impl Consumer {
     fn feed(&self, feed: Feeder<Delivery>, rt: tokio::runtime::Handle) -> Result<()> {
         let claim_every = (self.cfg.claim_idle / 2).max(Duration::from_millis(50));
         let mut last_claim: Option<Instant> = None;
+        // First what an earlier process of this name left pending.
+        let mut own = Some("0".to_string());
+        while let Some(after) = own.take() {
+            let (got, last) = rt.block_on(self.read_own(&after))?;
+            for d in got {
+                if !feed.send(d) {
+                    return Ok(());
+                }
+            }
+            own = last;
+        }
         loop {
             if self.stop.load(Relaxed) {
                 return Ok(());

@@ -25,6 +25,16 @@ use std::sync::atomic::AtomicU64;
 /// What a sorted key record carries beside the key: the input's origin and size cells.
 pub const SCHEMA: Schema = Schema(Schema::ORIGIN | Schema::SIZE);
 
+/// Where a run's keys come from.
+#[derive(Clone, Debug)]
+pub enum KeySource {
+    /// A key input (a file, or `-` for stdin): sorted first, each key once, see [`sort`].
+    Input(InputSpec),
+    /// A fleet's queue on Redis Streams: keys in the order the queue hands them out, see
+    /// [`crate::queue::consume`].
+    Queue(crate::queue::consume::ConsumerConfig),
+}
+
 /// One key to work on.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Item {

@@ -17,12 +17,13 @@ pub struct Live {
     pub limit: AtomicUsize,
 }
 
-/// Starts the progress line of `total` keys (none when `quiet`).
-pub fn progress(tool: &'static str, total: u64, live: Arc<Live>, quiet: bool) -> Progress {
+/// Starts the progress line of `total` keys (`None`: not known, e.g. keys from a queue; none when
+/// `quiet`).
+pub fn progress(tool: &'static str, total: Option<u64>, live: Arc<Live>, quiet: bool) -> Progress {
     let t0 = Instant::now();
     let counter = live.done.clone();
     Progress::spec(tool, "", Unit::Items("keys"))
-        .total(Some(total))
+        .total(total)
         .note(move || {
             let mbs = live.bytes.load(Relaxed) as f64 / 1e6 / t0.elapsed().as_secs_f64().max(1e-3);
             format!("{mbs:.1} MB/s, {} in flight (limit {})", live.inflight.load(Relaxed), live.limit.load(Relaxed))

@@ -14,8 +14,9 @@
 //!  journal.jsonl (append, batched fsync) ─► external sort ─► outcome CSVs, streamed [write_outcome_files]
 //!                                                          + summary.json
 //! ```
-//! The steps in brackets are separate functions: another key source (a queue) can feed the same pool,
-//! record outcomes the same way and render the same files.
+//! The steps in brackets are separate functions: a fleet's queue ([`KeySource::Queue`], see
+//! [`crate::queue::consume`]) feeds the same workers instead of the sorted keys, records outcomes the
+//! same way and renders the same files; each key's final outcome is journaled, then acknowledged.
 //!
 //! Why this order:
 //! - Fetch before HEAD: an object that exists is only `exists` if it has the blob's size; otherwise it
@@ -46,17 +47,18 @@ pub mod retry;
 pub mod throttle;
 
 use crate::chunk::ChunkCursor;
-use crate::error::{Error, Result};
-use crate::input::{InputSpec, Rejects};
+use crate::error::{Error, IoContext, Result};
+use crate::input::Rejects;
 use crate::merge::Concat;
 use crate::pool::{self, Flow};
+use crate::queue::consume::{self, Consumer, ConsumerStats, Delivery};
 use crate::sort::ScratchDir;
 use crate::sources::s3::client::ClientOptions;
 use crate::summary::Summary;
 use bytes::Bytes;
 use fetch::{BlobSource, Fetcher, Lookup};
 use journal::{Done, Journal, Outcome};
-use keys::{Item, SortedKeys};
+use keys::{Item, KeySource, SortedKeys};
 use live::Live;
 use put::Target;
 use resume::Todo;
@@ -73,8 +75,8 @@ pub const TOOL: &str = "keyrecon-repair";
 /// A validated repair job.
 #[derive(Debug, Clone)]
 pub struct RepairConfig {
-    /// The keys to repair (`-` = stdin); see [`keys`].
-    pub keys: InputSpec,
+    /// The keys to repair: a key input (`-` = stdin; see [`keys`]) or a fleet's queue.
+    pub keys: KeySource,
     /// Where blobs come from.
     pub source: BlobSource,
     pub s3: ClientOptions,
@@ -143,6 +145,9 @@ pub struct RepairSummary {
     pub mem_budget_bytes: u64,
     pub timings: Timings,
     pub peak_rss_bytes: u64,
+    /// With `--queue`: what this consumer took from the queue and gave back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<ConsumerStats>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -197,8 +202,16 @@ impl Summary for RepairSummary {
             self.throttle_events,
             self.min_concurrency,
             self.out
-        )
+        ) + &self.queue.as_ref().map(queue_paragraph).unwrap_or_default()
     }
+}
+
+/// The queue's part of a consumer's summary paragraph.
+pub(crate) fn queue_paragraph(q: &ConsumerStats) -> String {
+    format!(
+        "; queue {} as {}: {} keys read, {} claimed from idle consumers, {} acknowledged, {} failed tries left for redelivery, {} given up (dead-letter stream); the fleet's report: keyrecon-queue report {} --out DIR",
+        q.queue, q.consumer, q.delivered, q.claimed, q.acknowledged, q.failed_tries, q.dead_lettered, q.queue
+    )
 }
 
 #[derive(Default)]
@@ -223,6 +236,8 @@ struct Shared {
     counters: Counters,
     this_run: Mutex<outcome::Counts>,
     fatal: Mutex<Option<Error>>,
+    /// With `--queue`: the consumer the keys come from and go back to.
+    queue: Option<Arc<Consumer>>,
 }
 
 /// Runs a repair to the end and writes its outcome files and summary into `cfg.out`.
@@ -240,33 +255,49 @@ async fn run_async(cfg: RepairConfig) -> Result<RepairSummary> {
             cfg.out.display()
         )));
     }
+    if matches!(cfg.keys, KeySource::Queue(_)) && cfg.dry_run {
+        return Err(Error::Usage(
+            "--dry-run takes its keys from --keys, not --queue: the queue would hand its keys to a run that copies nothing".into(),
+        ));
+    }
     let scratch = ScratchDir::create(&cfg.tmp_dir, "repair")?;
-    let rejects = Rejects::new(Some(cfg.out.join("rejects.csv")));
-    let keys = keys::sort(&cfg.keys, &rejects, cfg.mem, &cfg.tmp_dir, scratch.path())?;
-    rejects.flush()?;
     let journal = if cfg.dry_run {
         // A dry run's journal is scratch: it leaves nothing to resume.
         Journal::create(&scratch.path().join(journal::FILE))?
+    } else if let KeySource::Queue(q) = &cfg.keys {
+        consumer_journal(&cfg, q)?
     } else {
         Journal::open(&cfg.out, cfg.resume, cfg.force)?
     };
-    let input = Input::new(keys, cfg.resume.then_some(&journal), &cfg, scratch.path())?;
-    let read_ms = t0.elapsed().as_millis() as u64;
     let mut summary = RepairSummary {
-        keys_file: input.keys.source.clone(),
         out: cfg.out.display().to_string(),
         bucket: cfg.bucket.clone(),
         tables: cfg.source.tables.iter().map(|t| t.to_string()).collect(),
         dry_run: cfg.dry_run,
         resumed: cfg.resume,
-        keys_input: input.keys.count,
-        duplicate_keys_in_input: input.keys.duplicates,
-        keys_rejected: input.keys.input.rejected,
-        skipped_done_earlier: input.skipped,
         journal_torn_tail_dropped: journal.torn_tail(),
         mem_budget_bytes: cfg.mem as u64,
         ..Default::default()
     };
+    let input = match &cfg.keys {
+        KeySource::Input(spec) => {
+            let rejects = Rejects::new(Some(cfg.out.join("rejects.csv")));
+            let keys = keys::sort(spec, &rejects, cfg.mem, &cfg.tmp_dir, scratch.path())?;
+            rejects.flush()?;
+            let input = Input::new(keys, cfg.resume.then_some(&journal), &cfg, scratch.path())?;
+            summary.keys_file = input.keys.source.clone();
+            summary.keys_input = input.keys.count;
+            summary.duplicate_keys_in_input = input.keys.duplicates;
+            summary.keys_rejected = input.keys.input.rejected;
+            summary.skipped_done_earlier = input.skipped;
+            Some(input)
+        }
+        KeySource::Queue(q) => {
+            summary.keys_file = q.url.shown.clone();
+            None
+        }
+    };
+    let read_ms = t0.elapsed().as_millis() as u64;
 
     let tc = Instant::now();
     let fetcher = Fetcher::connect(&cfg.source).await?;
@@ -277,12 +308,19 @@ async fn run_async(cfg: RepairConfig) -> Result<RepairSummary> {
         multipart_threshold: cfg.multipart_threshold,
         part_size: cfg.part_size,
     };
+    let queue = match &cfg.keys {
+        KeySource::Queue(q) => Some(Consumer::open(q.clone()).await?),
+        KeySource::Input(_) => None,
+    };
     let connect_ms = tc.elapsed().as_millis() as u64;
 
     let throttle = Throttle::new(TOOL, cfg.concurrency, cfg.rate, cfg.bandwidth, cfg.latency_target, cfg.quiet);
     let live = Arc::new(Live::default());
-    let total = input.left();
-    let workers = cfg.concurrency.min(total as usize).max(1);
+    let total = input.as_ref().map(Input::left);
+    let workers = match total {
+        Some(n) => cfg.concurrency.min(n as usize).max(1),
+        None => cfg.concurrency,
+    };
     let sh = Arc::new(Shared {
         cfg,
         fetcher,
@@ -293,20 +331,33 @@ async fn run_async(cfg: RepairConfig) -> Result<RepairSummary> {
         counters: Counters::default(),
         this_run: Mutex::new(Default::default()),
         fatal: Mutex::new(None),
+        queue: queue.clone(),
     });
     live.limit.store(sh.throttle.limit(), Relaxed);
     let ticker = live::progress(TOOL, total, live.clone(), sh.cfg.quiet);
     let tr = Instant::now();
     let work = sh.clone();
-    pool::run(
-        workers,
-        move |feed| input.todo()?.feed(&feed),
-        move |item| {
-            let sh = work.clone();
-            async move { repair_item(&sh, item).await }
-        },
-    )
-    .await?;
+    match (input, queue) {
+        (Some(input), _) => {
+            pool::run(
+                workers,
+                move |feed| input.todo()?.feed(&feed),
+                move |item| {
+                    let sh = work.clone();
+                    async move { repair_item(&sh, item).await }
+                },
+            )
+            .await?
+        }
+        (None, Some(q)) => {
+            consume::run(q, workers, move |d| {
+                let sh = work.clone();
+                async move { repair_delivery(&sh, d).await }
+            })
+            .await?
+        }
+        (None, None) => unreachable!("keys come from an input or a queue"),
+    }
     let repair_ms = tr.elapsed().as_millis() as u64;
     ticker.finish();
     if let Some(e) = sh.fatal.lock().unwrap().take() {
@@ -341,6 +392,7 @@ async fn run_async(cfg: RepairConfig) -> Result<RepairSummary> {
         fetch_mean_ms: mean(&c.fetch_us, &c.fetches),
         put_mean_ms: mean(&c.put_us, &c.puts),
     };
+    summary.queue = sh.queue.as_ref().map(|q| q.stats());
     summary.peak_rss_bytes = crate::progress::peak_rss_bytes();
     crate::summary::write_json(&sh.cfg.out, &summary)?;
     Ok(summary)
@@ -389,6 +441,41 @@ async fn repair_item(sh: &Shared, item: Item) -> Flow {
     record(sh, &d)
 }
 
+/// One key from a queue: worked on like a key of the input, then handed back. A final outcome is
+/// journaled, then acknowledged (with the journal line as the fleet's record of it); a failed try is
+/// not an outcome yet: it stays pending, and the queue delivers the key again after `--claim-idle`
+/// (to this consumer or another) until `--max-deliveries`, when it arrives dead and is recorded as
+/// failed with the reason.
+async fn repair_delivery(sh: &Shared, mut dl: Delivery) -> Flow {
+    let q = sh.queue.as_ref().expect("a delivery comes from a queue");
+    let d = match &dl.dead {
+        Some(why) => fail(Done::new(Outcome::Failed, &dl.item.key, dl.item.origin.as_deref()), "queue", why.clone()),
+        None => {
+            // An earlier delivery may have PUT the object and died before its outcome was
+            // acknowledged: the queue's intent for the key says so, like the journal's on --resume.
+            let intent = if dl.deliveries > 1 { q.has_intent(&dl.item.key).await } else { Ok(false) };
+            match intent {
+                Ok(i) => {
+                    dl.item.intent = i;
+                    repair_one(sh, &dl.item).await
+                }
+                Err(e) => {
+                    fail(Done::new(Outcome::Failed, &dl.item.key, dl.item.origin.as_deref()), "queue", e.to_string())
+                }
+            }
+        }
+    };
+    if !d.outcome.is_final() && dl.dead.is_none() {
+        q.complete(&dl, d.outcome.name(), Vec::new(), false, d.error.clone());
+        return Flow::Continue;
+    }
+    let flow = record(sh, &d);
+    if matches!(flow, Flow::Continue) {
+        q.complete(&dl, d.outcome.name(), journal::encode(&d), true, d.error.clone());
+    }
+    flow
+}
+
 /// Records a key's outcome: the journal (what the outcome files are rendered from), this run's counts
 /// and the progress line. A journal that cannot be written stops the pool.
 fn record(sh: &Shared, d: &Done) -> Flow {
@@ -401,6 +488,28 @@ fn record(sh: &Shared, d: &Done) -> Flow {
     sh.live.inflight.store(sh.throttle.inflight(), Relaxed);
     sh.live.limit.store(sh.throttle.limit(), Relaxed);
     Flow::Continue
+}
+
+/// A consumer's `--out` keeps the journal of one queue across restarts: restarted (by cron, systemd, a
+/// rescheduled pod) under the same `--out`, it appends to it without `--resume`. A journal of another
+/// queue, or of a one-machine repair, is refused as on one machine (`--resume` or `--force`).
+fn consumer_journal(cfg: &RepairConfig, q: &consume::ConsumerConfig) -> Result<Journal> {
+    let marker = cfg.out.join("queue");
+    let resume = match std::fs::read_to_string(&marker) {
+        Ok(was) if was.trim_end() == q.url.shown => true,
+        Ok(was) if !cfg.force => {
+            return Err(Error::Usage(format!(
+                "{} holds the journal of a consumer of {}, not of {}: use another --out, or start over with --force",
+                cfg.out.display(),
+                was.trim_end(),
+                q.url.shown
+            )))
+        }
+        _ => cfg.resume,
+    };
+    let journal = Journal::open(&cfg.out, resume, cfg.force)?;
+    std::fs::write(&marker, format!("{}\n", q.url.shown)).ctx(&marker)?;
+    Ok(journal)
 }
 
 /// Renders the outcome files into `cfg.out` from the journal: every key's last final record, in key
@@ -520,6 +629,13 @@ async fn repair_permitted(sh: &Shared, it: &Item, mut d: Done, tk: &str) -> Done
     sh.throttle.bandwidth(blob.len()).await;
     if let Err(e) = sh.journal.intent(&it.key) {
         return fail(d, "journal", e.to_string());
+    }
+    if let Some(q) = &sh.queue {
+        // The fleet's intent: a consumer that takes the key over after this one dies knows a PUT
+        // may have completed.
+        if let Err(e) = q.intent(&it.key).await {
+            return fail(d, "queue", e.to_string());
+        }
     }
     let tp = Instant::now();
     let up = put::Upload { body: blob, md5: sum, content_type: ct, if_none_match: !cfg.overwrite };
