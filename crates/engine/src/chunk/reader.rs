@@ -76,7 +76,11 @@ impl ChunkCursor {
         let data_len = u64::from_le_bytes(f[8..16].try_into().unwrap());
         let checksum = u64::from_le_bytes(f[16..24].try_into().unwrap());
         if f[24] != schema.0 {
-            return Err(Error::corrupt(&path, len - FOOTER_LEN as u64 + 24, "footer schema differs from header schema"));
+            return Err(Error::corrupt(
+                &path,
+                len - FOOTER_LEN as u64 + 24,
+                "footer schema differs from header schema",
+            ));
         }
         if HEADER_LEN as u64 + data_len + FOOTER_LEN as u64 != len {
             return Err(Error::corrupt(
@@ -194,7 +198,11 @@ impl ChunkCursor {
         if !self.schema.is_keys_only() {
             let b2 = rest.len();
             let Some(m) = get_varint(&mut rest) else {
-                return if b2 >= 10 { Err(self.corrupt(kstart + klen, "bad metadata length varint")) } else { Ok(None) };
+                return if b2 >= 10 {
+                    Err(self.corrupt(kstart + klen, "bad metadata length varint"))
+                } else {
+                    Ok(None)
+                };
             };
             mlen = m as usize;
             if mlen > rest.len() {
