@@ -5,8 +5,8 @@
 //!  feed (blocking thread)                     workers (pool)                 acker + heartbeat (tasks)
 //!   every claim_idle/2: XAUTOCLAIM idle ──┐
 //!   XREADGROUP > COUNT n ─────────────────┼─► Delivery ─► work(d) ─► complete(d, outcome)
-//!   nothing new: done? pending == 0? ─ end│                              │ buffered, MULTI every 20 ms:
-//!                                          │                              │ XADD outcomes, XACK, XDEL,
+//!   nothing new: done? pending == 0? ─ end│                              │ buffered, a script every 20 ms:
+//!                                          │                              │ XACK; acked: XADD outcome,
 //!   held ids ◄─────────────────────────────┘                              │ HINCRBY meta, HDEL intents
 //!   XCLAIM JUSTID held (keep them from going idle) every claim_idle/3     ▼ (a failed try: HSET errors, no ack)
 //! ```
@@ -27,8 +27,41 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How long an outcome may wait for its MULTI (all outcomes of that time go in one).
+/// How long an outcome may wait for its acknowledgement (all outcomes of that time go in one script).
 const ACK_EVERY: Duration = Duration::from_millis(20);
+/// The acknowledgement of a flush. KEYS: the work stream, outcomes, dead letters, meta, intents,
+/// errors. ARGV: group, consumer, the number F of final outcomes, then F times (entry id, key,
+/// outcome, record, deliveries or "" , reason or ""), then (key, error) pairs of failed tries.
+/// Returns {outcomes recorded, dead-lettered}.
+const ACK_SCRIPT: &str = r#"
+local group, consumer, nf = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local done, dead, i = 0, 0, 4
+for _ = 1, nf do
+  local id, key, o, rec, n, why = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+  i = i + 6
+  if redis.call('XACK', KEYS[1], group, id) == 1 then
+    redis.call('XADD', KEYS[2], '*', 'k', key, 'o', o, 'c', consumer, 'd', rec)
+    if n ~= '' then
+      redis.call('XADD', KEYS[3], '*', 'k', key, 'n', n, 'e', why)
+      dead = dead + 1
+    end
+    redis.call('HINCRBY', KEYS[4], 'n:' .. o, 1)
+    done = done + 1
+  end
+  redis.call('XDEL', KEYS[1], id)
+  redis.call('HDEL', KEYS[5], key)
+  redis.call('HDEL', KEYS[6], key)
+end
+if done > 0 then
+  redis.call('HINCRBY', KEYS[4], 'c:' .. consumer, done)
+end
+while i < #ARGV do
+  redis.call('HSET', KEYS[6], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+return {done, dead}
+"#;
+
 /// How long to wait before asking again when the stream has nothing new.
 const IDLE_POLL: Duration = Duration::from_millis(200);
 
@@ -74,6 +107,9 @@ pub struct ConsumerStats {
     pub claimed: u64,
     /// Final outcomes acknowledged.
     pub acknowledged: u64,
+    /// Final outcomes dropped because another consumer had recorded the key's outcome first (it
+    /// claimed the key while this one could not reach Redis to keep it).
+    pub superseded: u64,
     /// Failed tries left pending for another delivery.
     pub failed_tries: u64,
     /// Keys given up after --max-deliveries.
@@ -99,6 +135,7 @@ pub struct Consumer {
     delivered: AtomicU64,
     claimed: AtomicU64,
     acknowledged: AtomicU64,
+    superseded: AtomicU64,
     failed_tries: AtomicU64,
     dead_lettered: AtomicU64,
 }
@@ -151,6 +188,7 @@ impl Consumer {
             delivered: AtomicU64::new(0),
             claimed: AtomicU64::new(0),
             acknowledged: AtomicU64::new(0),
+            superseded: AtomicU64::new(0),
             failed_tries: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
         }))
@@ -163,6 +201,7 @@ impl Consumer {
             delivered: self.delivered.load(Relaxed),
             claimed: self.claimed.load(Relaxed),
             acknowledged: self.acknowledged.load(Relaxed),
+            superseded: self.superseded.load(Relaxed),
             failed_tries: self.failed_tries.load(Relaxed),
             dead_lettered: self.dead_lettered.load(Relaxed),
             redis_outages: self.q.redis.outages.load(Relaxed),
@@ -183,7 +222,7 @@ impl Consumer {
     }
 
     /// A delivery is done: with a final outcome (`record` is the tool's record of it, e.g. a journal
-    /// line) it is acknowledged in the next MULTI; a failed try (`final_ == false`) stays pending for
+    /// line) it is acknowledged in the next flush; a failed try (`final_ == false`) stays pending for
     /// another delivery. Call only after the outcome is in the tool's journal.
     pub fn complete(&self, d: &Delivery, outcome: &'static str, record: Vec<u8>, final_: bool, error: Option<String>) {
         self.held.lock().unwrap().remove(&d.id);
@@ -201,79 +240,42 @@ impl Consumer {
         self.acks.lock().unwrap().push(ack);
     }
 
-    /// Sends the buffered acknowledgements in one MULTI.
+    /// Sends the buffered acknowledgements in one script (atomic, like MULTI). A final outcome is
+    /// recorded only if its XACK acknowledged the entry: when two consumers finished one key (one
+    /// claimed it while the other, cut off from Redis, could not keep it), the first wins and the
+    /// second's outcome is dropped, so the outcome stream has one outcome per entry. A resend of a
+    /// script whose reply was lost records nothing twice, for the same reason.
     async fn flush(&self) -> Result<()> {
         let acks = std::mem::take(&mut *self.acks.lock().unwrap());
         if acks.is_empty() {
             return Ok(());
         }
-        let (keys, meta) = (self.q.key("keys"), self.q.key("meta"));
-        let mut p = redis::pipe();
-        p.atomic();
-        let (mut failed, mut dead) = (0, 0);
-        // Batched: one XACK, one XDEL, one HDEL each and one HINCRBY per outcome for the whole flush.
-        let (mut ack, mut del, mut forget) = (redis::cmd("XACK"), redis::cmd("XDEL"), Vec::new());
-        ack.arg(&keys).arg(GROUP);
-        del.arg(&keys);
-        let mut per_outcome: HashMap<&'static str, u64> = HashMap::new();
+        let mut c = redis::cmd("EVAL");
+        c.arg(ACK_SCRIPT).arg(6);
+        for part in ["keys", "outcomes", "dead", "meta", "intents", "errors"] {
+            c.arg(self.q.key(part));
+        }
+        let finals = acks.iter().filter(|a| matches!(a, Ack::Final { .. })).count();
+        c.arg(GROUP).arg(&self.cfg.consumer).arg(finals);
+        let mut failed = 0;
         for a in &acks {
-            match a {
-                Ack::Final { id, key, outcome, record, dead: d } => {
-                    p.cmd("XADD")
-                        .arg(self.q.key("outcomes"))
-                        .arg("*")
-                        .arg("k")
-                        .arg(key)
-                        .arg("o")
-                        .arg(*outcome)
-                        .arg("c")
-                        .arg(&self.cfg.consumer)
-                        .arg("d")
-                        .arg(record)
-                        .ignore();
-                    if let Some((n, why)) = d {
-                        dead += 1;
-                        p.cmd("XADD")
-                            .arg(self.q.key("dead"))
-                            .arg("*")
-                            .arg("k")
-                            .arg(key)
-                            .arg("n")
-                            .arg(*n)
-                            .arg("e")
-                            .arg(why)
-                            .ignore();
-                    }
-                    ack.arg(id);
-                    del.arg(id);
-                    forget.push(key);
-                    *per_outcome.entry(outcome).or_default() += 1;
-                }
-                Ack::Failed { key, error } => {
-                    failed += 1;
-                    p.cmd("HSET").arg(self.q.key("errors")).arg(key).arg(error).ignore();
-                }
+            if let Ack::Final { id, key, outcome, record, dead } = a {
+                c.arg(id).arg(key).arg(*outcome).arg(record);
+                match dead {
+                    Some((n, why)) => c.arg(*n).arg(why),
+                    None => c.arg("").arg(""),
+                };
             }
         }
-        let finals: u64 = per_outcome.values().sum();
-        if finals > 0 {
-            p.add_command(ack).ignore();
-            p.add_command(del).ignore();
-            for (part, keys) in [("intents", &forget), ("errors", &forget)] {
-                let mut c = redis::cmd("HDEL");
-                c.arg(self.q.key(part));
-                for k in keys.iter() {
-                    c.arg(&k[..]);
-                }
-                p.add_command(c).ignore();
+        for a in &acks {
+            if let Ack::Failed { key, error } = a {
+                failed += 1;
+                c.arg(key).arg(error);
             }
-            for (o, n) in &per_outcome {
-                p.cmd("HINCRBY").arg(&meta).arg(format!("n:{o}")).arg(*n).ignore();
-            }
-            p.cmd("HINCRBY").arg(&meta).arg(format!("c:{}", self.cfg.consumer)).arg(finals).ignore();
         }
-        self.q.redis.run::<()>("MULTI XACK", &p).await?;
-        self.acknowledged.fetch_add(finals, Relaxed);
+        let (done, dead): (u64, u64) = self.q.redis.run("EVAL acknowledge", &c).await?;
+        self.acknowledged.fetch_add(done, Relaxed);
+        self.superseded.fetch_add(finals as u64 - done, Relaxed);
         self.failed_tries.fetch_add(failed, Relaxed);
         self.dead_lettered.fetch_add(dead, Relaxed);
         Ok(())
@@ -400,24 +402,7 @@ impl Consumer {
     /// old name takes its keys back at once instead of after `claim_idle`. They were delivered before,
     /// so they count as redeliveries (the intent check applies).
     async fn read_own(&self, after: &str) -> Result<(Vec<Delivery>, Option<String>)> {
-        let reply: Value = self
-            .q
-            .redis
-            .run(
-                "XREADGROUP own",
-                redis::cmd("XREADGROUP")
-                    .arg("GROUP")
-                    .arg(GROUP)
-                    .arg(&self.cfg.consumer)
-                    .arg("COUNT")
-                    .arg(self.cfg.batch)
-                    .arg("STREAMS")
-                    .arg(self.q.key("keys"))
-                    .arg(after),
-            )
-            .await
-            .map_err(|e| self.vanished_or(e))?;
-        let entries = parse_read(&reply);
+        let entries = self.read_group(after).await?;
         let last = entries.last().map(|e| e.id.clone());
         let mut out = Vec::new();
         let mut gone = Vec::new();
@@ -440,26 +425,20 @@ impl Consumer {
         Ok((out, last))
     }
 
+    /// XREADGROUP of up to a batch of entries: `>` for entries never delivered, an id for those
+    /// pending on this consumer's name after it.
+    async fn read_group(&self, after: &str) -> Result<Vec<Entry>> {
+        let mut c = redis::cmd("XREADGROUP");
+        c.arg("GROUP").arg(GROUP).arg(&self.cfg.consumer).arg("COUNT").arg(self.cfg.batch);
+        c.arg("STREAMS").arg(self.q.key("keys")).arg(after);
+        let reply: Value = self.q.redis.run("XREADGROUP", &c).await.map_err(|e| self.vanished_or(e))?;
+        Ok(parse_read(&reply))
+    }
+
     /// New entries for this consumer.
     async fn read_new(&self) -> Result<Vec<Delivery>> {
-        let reply: Value = self
-            .q
-            .redis
-            .run(
-                "XREADGROUP",
-                redis::cmd("XREADGROUP")
-                    .arg("GROUP")
-                    .arg(GROUP)
-                    .arg(&self.cfg.consumer)
-                    .arg("COUNT")
-                    .arg(self.cfg.batch)
-                    .arg("STREAMS")
-                    .arg(self.q.key("keys"))
-                    .arg(">"),
-            )
-            .await
-            .map_err(|e| self.vanished_or(e))?;
-        let out: Vec<Delivery> = parse_read(&reply).into_iter().filter_map(|e| self.delivery(e, 1, None)).collect();
+        let entries = self.read_group(">").await?;
+        let out: Vec<Delivery> = entries.into_iter().filter_map(|e| self.delivery(e, 1, None)).collect();
         self.delivered.fetch_add(out.len() as u64, Relaxed);
         Ok(out)
     }

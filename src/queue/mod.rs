@@ -16,7 +16,7 @@
 //!  keyrecon-queue enqueue ──MULTI(XADD x batch, HSET offset)──► keys ──XREADGROUP──► consumer A ─┐
 //!   (resumes at meta.offset)                                    │   ──XAUTOCLAIM (idle)─► consumer B │
 //!                                                               │                                   ▼
-//!  keyrecon-queue report ◄── outcomes ◄── MULTI(XADD outcome, XACK, XDEL, HINCRBY) ── final outcome
+//!  keyrecon-queue report ◄── outcomes ◄── script(XACK; if acked: XADD outcome, HINCRBY; XDEL) ── final outcome
 //!  keyrecon-queue status ◄── XINFO / XPENDING / meta / recent outcomes
 //! ```
 //! The rules that keep every key:
@@ -24,7 +24,9 @@
 //!   the offset, so no key is enqueued twice. If the offset goes backwards under it (Redis lost writes),
 //!   a file input is reread from there; a pipe is an error.
 //! - A consumer acknowledges (XACK) an entry only after the key's final outcome is in its journal, and in
-//!   the same MULTI appends the outcome to the outcomes stream. A try that failed is not acknowledged:
+//!   the same script appends the outcome to the outcomes stream, only if the XACK acknowledged it: when
+//!   two consumers finished one entry (one claimed it while the other was cut off from Redis and could
+//!   not keep it), the first outcome stands. A try that failed is not acknowledged:
 //!   the entry stays pending and is claimed again (XAUTOCLAIM) once idle for `--claim-idle`, by any
 //!   consumer; after `--max-deliveries` deliveries it is given up: recorded as failed with the last
 //!   error, and put on the dead-letter stream.
