@@ -26,9 +26,11 @@
 //! `--key-map` is given (always present then, even when the mapping left the key unchanged).
 
 pub mod checkpoint;
+pub mod pk;
 pub mod ring;
 pub mod scan;
 pub mod session;
+pub mod table;
 
 use crate::chunk::listing::{Filters, Listing, Source};
 use crate::chunk::set::Producer;
@@ -633,14 +635,7 @@ pub fn parse_writetime(s: &str) -> std::result::Result<i64, String> {
             _ => return Err(bad()),
         }
     }
-    // Days from civil (Howard Hinnant's algorithm).
-    let y2 = if mo <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * (if mo > 2 { mo - 3 } else { mo + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    Ok((days * 86400 + secs) * 1_000_000 + micros)
+    Ok((pk::days_from_civil(y, mo, d) * 86400 + secs) * 1_000_000 + micros)
 }
 
 #[cfg(test)]
