@@ -341,10 +341,10 @@ pub struct BlobArgs {
     /// Table to try when the previous ones lack the key (repeatable, tried in order).
     #[arg(long, value_name = "KS.TABLE", value_parser = TableRef::parse)]
     pub fallback: Vec<TableRef>,
-    /// The partition key column (text, ascii, blob, integer or uuid).
-    #[arg(long)]
-    pub key_column: Option<String>,
-    /// The column holding the object's bytes.
+    #[command(flatten)]
+    pub key: KeyColumnArgs,
+    /// The column holding the object's bytes (in a table with clustering columns: a static column,
+    /// the one value of the partition).
     #[arg(long, default_value = "blob")]
     pub blob_column: String,
     #[command(flatten)]
@@ -355,16 +355,17 @@ pub struct BlobArgs {
 impl BlobArgs {
     /// The blob source, or `None` without --source.
     pub fn source(&self) -> crate::Result<Option<BlobSource>> {
+        let key = self.key.format()?;
         let Some(src) = &self.source else { return Ok(None) };
-        let Some(key_column) = &self.key_column else {
-            return Err(Error::Usage("--source needs --key-column (the partition key column)".into()));
+        let Some(key) = key else {
+            return Err(Error::Usage("--source needs --key-column (the partition key columns)".into()));
         };
         let mut tables = vec![src.clone()];
         tables.extend(self.fallback.iter().cloned());
         Ok(Some(BlobSource {
             connect: self.cassandra.connect(&src.keyspace)?,
             tables,
-            key_column: key_column.clone(),
+            key,
             blob_column: self.blob_column.clone(),
         }))
     }
