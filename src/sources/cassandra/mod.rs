@@ -696,7 +696,7 @@ pub fn parse_writetime(s: &str) -> std::result::Result<i64, String> {
             _ => return Err(bad()),
         }
     }
-    Ok((pk::days_from_civil(y, mo, d) * 86400 + secs) * 1_000_000 + micros)
+    Ok((crate::civil::days_from_civil(y, mo, d) * 86400 + secs) * 1_000_000 + micros)
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@
 //! were written) and nothing more is done. Only the other keys are split back in full: a backtracking
 //! match over the literals' occurrences, stopped at the second solution or after [`MAX_STEPS`].
 
+use crate::civil::{civil_from_days, days_from_civil};
 use std::io::Write;
 
 /// The types a partition key column may have.
@@ -201,29 +202,6 @@ pub fn be_int(b: &[u8]) -> Result<i64, String> {
         v = (v << 8) | x as i64;
     }
     Ok(v)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146097 + doe - 719468
-}
-
-/// The date of a day since 1970-01-01 (Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + (m <= 2) as i64, m, d)
 }
 
 const DAY_MS: i64 = 86_400_000;
