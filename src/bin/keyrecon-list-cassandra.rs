@@ -20,6 +20,7 @@ use std::path::PathBuf;
 /// (`SELECT DISTINCT a, b, token(a, b)`), never row by row; there --size-of, --size-column and
 /// --writetime-of must name a static column (one value per partition): a regular column has one value
 /// per row and is refused.
+///
 /// Timeouts, unavailable and overloaded errors are retried with backoff; a range that keeps failing is
 /// split in two and retried, then reported (exit status 2). Concurrency is halved when timeouts occur
 /// or the page latency rises above --latency-target and grows back slowly (each change is logged).
@@ -37,7 +38,8 @@ use std::path::PathBuf;
 /// in `ps`). They are never logged or written to the manifest.
 ///
 /// Output: CHUNKSET/ (manifest.json, chunks), CHUNKSET/summary.json, CHUNKSET/rejects.csv
-/// (table,token,reason,key) for keys --key-map rejected.
+/// (table,token,reason,key) for keys --key-map rejected, and for rows whose key would not split back
+/// into its columns (reason "unusable key: ...", exit status 2).
 ///
 /// Example:
 ///   keyrecon-list-cassandra --contact-points 10.0.0.1:9042,10.0.0.2:9042 --local-dc dc1 \
