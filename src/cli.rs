@@ -14,13 +14,16 @@
 //!
 //! One name per concept, across every tool (README "Flags"): `-j/--concurrency` (requests, streams or
 //! keys in flight), `--retries` (further attempts after the first), `--rate`, `--latency-target`,
-//! `--mem`, `--tmp` ([`MemArgs`]), `-o/--out`, `--resume`, `--force`, `-q/--quiet`, `--key-column` (the Cassandra
-//! partition key column), `--csv-column` (the key's column in a CSV input).
+//! `--mem`, `--tmp` ([`MemArgs`]), `-o/--out`, `--resume`, `--force`, `-q/--quiet`, `--key-column` and
+//! `--key-template` ([`KeyColumnArgs`]: the Cassandra partition key columns and how they are written
+//! as a key), `--csv-column` (the key's column in a CSV input).
 
 use crate::error::Error;
 use crate::input::{Format, InputSpec, KeyColumn};
 #[cfg(feature = "net")]
 use crate::repair::fetch::{BlobSource, TableRef};
+#[cfg(feature = "net")]
+use crate::sources::cassandra::pk::KeyFormat;
 #[cfg(feature = "net")]
 use crate::sources::cassandra::session::{parse_consistency, Connect};
 #[cfg(feature = "net")]
@@ -288,6 +291,44 @@ impl QueueArgs {
     }
 }
 
+/// The partition key and how it is written as a key (keyrecon-list-cassandra, keyrecon-repair,
+/// keyrecon-verify): the same flags and the same text form, so the key a listing writes is the key
+/// repair and verify parse back into the columns of exactly one row.
+#[cfg(feature = "net")]
+#[derive(clap::Args, Clone, Debug)]
+pub struct KeyColumnArgs {
+    /// The partition key columns, every one in key order (checked against the table's schema).
+    /// Types: text, ascii, blob, tinyint..bigint, uuid, timeuuid, timestamp, in any mix. For
+    /// `PRIMARY KEY ((service, id), part)`: --key-column service,id (part is a clustering column: each
+    /// partition is listed once).
+    #[arg(long, value_name = "COL[,COL...]", value_delimiter = ',')]
+    pub key_column: Vec<String>,
+    /// How the key columns are written as the key, e.g. '{service}:{id}' -> PHOTO:12345 (`{{`/`}}`:
+    /// literal braces). Default: the values joined by `/` (PHOTO/12345); a one-column key is the value
+    /// itself. Values as text: integers in decimal, uuids hyphenated, blobs in hex (as they are for a
+    /// one-column key without a template), timestamps 2024-03-01T12:00:00.000Z. Columns must be
+    /// separated (`{a}{b}` is refused). A value holding a separator is fine while the key splits back
+    /// one way only (`{service}/{id}`, id an integer); a row whose key would not is never listed under
+    /// it but rejected with the reason (rejects.csv, exit status 2), and repair and verify fail a key
+    /// that does not parse back ("key" stage).
+    #[arg(long, value_name = "TEMPLATE")]
+    pub key_template: Option<String>,
+}
+
+#[cfg(feature = "net")]
+impl KeyColumnArgs {
+    /// The key's form, or `None` without --key-column. A template that cannot split back is refused.
+    pub fn format(&self) -> crate::Result<Option<KeyFormat>> {
+        if self.key_column.is_empty() {
+            return match &self.key_template {
+                Some(_) => Err(Error::Usage("--key-template needs --key-column (the partition key columns)".into())),
+                None => Ok(None),
+            };
+        }
+        KeyFormat::new(&self.key_column, self.key_template.as_deref()).map(Some).map_err(Error::Usage)
+    }
+}
+
 /// Where blobs are fetched (keyrecon-repair; keyrecon-verify --deep): the source table, the
 /// fallbacks, the key and blob columns, the connection. Optional here so verify can go without;
 /// repair makes --source and --key-column required with `mut_arg`.
@@ -300,10 +341,10 @@ pub struct BlobArgs {
     /// Table to try when the previous ones lack the key (repeatable, tried in order).
     #[arg(long, value_name = "KS.TABLE", value_parser = TableRef::parse)]
     pub fallback: Vec<TableRef>,
-    /// The partition key column (text, ascii, blob, integer or uuid).
-    #[arg(long)]
-    pub key_column: Option<String>,
-    /// The column holding the object's bytes.
+    #[command(flatten)]
+    pub key: KeyColumnArgs,
+    /// The column holding the object's bytes (in a table with clustering columns: a static column,
+    /// the one value of the partition).
     #[arg(long, default_value = "blob")]
     pub blob_column: String,
     #[command(flatten)]
@@ -314,16 +355,17 @@ pub struct BlobArgs {
 impl BlobArgs {
     /// The blob source, or `None` without --source.
     pub fn source(&self) -> crate::Result<Option<BlobSource>> {
+        let key = self.key.format()?;
         let Some(src) = &self.source else { return Ok(None) };
-        let Some(key_column) = &self.key_column else {
-            return Err(Error::Usage("--source needs --key-column (the partition key column)".into()));
+        let Some(key) = key else {
+            return Err(Error::Usage("--source needs --key-column (the partition key columns)".into()));
         };
         let mut tables = vec![src.clone()];
         tables.extend(self.fallback.iter().cloned());
         Ok(Some(BlobSource {
             connect: self.cassandra.connect(&src.keyspace)?,
             tables,
-            key_column: key_column.clone(),
+            key,
             blob_column: self.blob_column.clone(),
         }))
     }

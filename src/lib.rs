@@ -14,6 +14,7 @@
 //!   `keyrecon::chunk::ChunkSet` is the engine's type.
 //! - [`cli`]: flags every binary shares (sizes, input formats, the Cassandra and S3 connection groups)
 //!   and the exit-code contract.
+//! - [`civil`]: calendar dates as days since the epoch, both ways (every time written as text).
 //! - [`limit`]: AIMD concurrency limiter, token bucket, jittered backoff for the tools that talk to servers.
 //! - [`rt`]: the one tokio runtime builder.
 //! - [`sources`]: the listers (`cassandra`, `s3`), each writing a chunk set.
@@ -35,6 +36,7 @@ pub use keyrecon_engine::{
 };
 pub use keyrecon_engine::{Error, Result};
 
+pub mod civil;
 pub mod cli;
 #[cfg(feature = "net")]
 pub mod limit;

@@ -429,6 +429,7 @@ async fn check(sh: &Shared, item: &Item) -> Checked {
             }
             Ok(Lookup::Absent) => tried.push(fetcher.name(i).to_string()),
             Ok(Lookup::NotAKey(why)) => tried.push(format!("{} ({why})", fetcher.name(i))),
+            Ok(Lookup::Unparsable(why)) => return failed(c, "key", why),
             Err(e) => {
                 return failed(c, "fetch", format!("key {:?}: {}", String::from_utf8_lossy(item.origin()), e.msg))
             }

@@ -1,7 +1,7 @@
 //! keyrecon-list-cassandra: list a Cassandra table's partition keys into a chunk set.
 use clap::Parser;
 use keyrecon::chunk::Shard;
-use keyrecon::cli::{main_with, parse_size, report, CassandraArgs, LoadArgs};
+use keyrecon::cli::{main_with, parse_size, report, CassandraArgs, KeyColumnArgs, LoadArgs};
 use keyrecon::keymap::KeyMap;
 use keyrecon::sources::cassandra::session::{Selection, SizeSource};
 use keyrecon::sources::cassandra::{self as cass, ListConfig};
@@ -12,6 +12,15 @@ use std::path::PathBuf;
 ///
 /// The Murmur3 token ring is cut into --splits ranges (along the nodes' vnode boundaries); at most
 /// --concurrency ranges are scanned at once with `token(k) > ? AND token(k) <= ?` and manual paging.
+///
+/// The table's schema is read first: --key-column must be its partition key, every column in key
+/// order (a missing, extra or misordered column is refused with the real key). A key of several
+/// columns is written as their values joined by `/`, or by --key-template, and scanned with
+/// `token(a, b)`. A table with clustering columns is listed one row per partition
+/// (`SELECT DISTINCT a, b, token(a, b)`), never row by row; there --size-of, --size-column and
+/// --writetime-of must name a static column (one value per partition): a regular column has one value
+/// per row and is refused.
+///
 /// Timeouts, unavailable and overloaded errors are retried with backoff; a range that keeps failing is
 /// split in two and retried, then reported (exit status 2). Concurrency is halved when timeouts occur
 /// or the page latency rises above --latency-target and grows back slowly (each change is logged).
@@ -29,7 +38,8 @@ use std::path::PathBuf;
 /// in `ps`). They are never logged or written to the manifest.
 ///
 /// Output: CHUNKSET/ (manifest.json, chunks), CHUNKSET/summary.json, CHUNKSET/rejects.csv
-/// (table,token,reason,key) for keys --key-map rejected.
+/// (table,token,reason,key) for keys --key-map rejected, and for rows whose key would not split back
+/// into its columns (reason "unusable key: ...", exit status 2).
 ///
 /// Example:
 ///   keyrecon-list-cassandra --contact-points 10.0.0.1:9042,10.0.0.2:9042 --local-dc dc1 \
@@ -37,6 +47,10 @@ use std::path::PathBuf;
 ///     --key-map 'if length == 21 and ends-with _1 then strip-suffix _1; require-prefix t01' \
 ///     --out cassandra.chunks
 ///   keyrecon-diff cassandra.chunks s3.chunks --out diff/
+///
+///   # PRIMARY KEY ((service, id), part): one key per partition, e.g. PHOTO:12345
+///   keyrecon-list-cassandra --contact-points 10.0.0.1:9042 --keyspace media --table parts \
+///     --key-column service,id --key-template '{service}:{id}' --out parts.chunks
 ///
 ///   # three machines, one shard each, then one diff of the three shards against S3:
 ///   keyrecon-list-cassandra ... --table objects --key-column id --shard 1/3 --out cass-1.chunks  # machine 1
@@ -52,6 +66,7 @@ use std::path::PathBuf;
 #[command(mut_arg("concurrency", |a| a.default_value("16").help("Ranges scanned at once (the AIMD limit never goes above this)")))]
 #[command(mut_arg("rate", |a| a.value_name("ROWS/S").help("Cap on rows per second over all ranges")))]
 #[command(mut_arg("latency_target", |a| a.help("Halve concurrency when the smoothed page latency exceeds this many milliseconds")))]
+#[command(mut_arg("key_column", |a| a.required(true)))]
 #[command(mut_arg("retries", |a| a.default_value("6").help("Retries of one page on timeouts/unavailable/overloaded before the range is split")))]
 struct Args {
     #[command(flatten)]
@@ -62,9 +77,8 @@ struct Args {
     /// Table to list.
     #[arg(long)]
     table: String,
-    /// The partition key column (text, ascii, blob, integer or uuid; single-column keys).
-    #[arg(long)]
-    key_column: String,
+    #[command(flatten)]
+    key: KeyColumnArgs,
     /// Chunk set directory to write.
     #[arg(long, short = 'o', value_name = "CHUNKSET")]
     out: PathBuf,
@@ -93,14 +107,16 @@ struct Args {
 
     /// Record each key's size as the byte length of this blob/text column. COSTS: every blob is
     /// transferred from Cassandra to be measured (the scan moves the whole table's data); use
-    /// --size-column when a length column exists.
+    /// --size-column when a length column exists. With clustering columns: a static column only.
     #[arg(long, value_name = "COL", conflicts_with = "size_column")]
     size_of: Option<String>,
-    /// Record each key's size from this integer column (cheap: no blob is fetched).
+    /// Record each key's size from this integer column (cheap: no blob is fetched). With clustering
+    /// columns: a static column only.
     #[arg(long, value_name = "COL")]
     size_column: Option<String>,
     /// Record writetime(COL) as the key's mtime (µs), for edit detection (keyrecon-diff --compare mtime)
-    /// and the --written-* cutoffs. Costs 8 bytes per row.
+    /// and the --written-* cutoffs. Costs 8 bytes per row. With clustering columns: a static column
+    /// only (its writetime is the partition's).
     #[arg(long, value_name = "COL")]
     writetime_of: Option<String>,
     /// Keep only rows written at or after this time (RFC 3339 or µs since the epoch). Needs --writetime-of.
@@ -138,6 +154,7 @@ fn main() {
         if a.page_size < 1 || a.splits < 1 {
             anyhow::bail!("--page-size and --splits must be at least 1");
         }
+        let key = a.key.format()?.expect("--key-column is required");
         let keymap =
             a.key_map.as_deref().map(KeyMap::from_arg).transpose().map_err(|e| anyhow::anyhow!("--key-map: {e}"))?;
         let size = match (&a.size_of, &a.size_column) {
@@ -150,10 +167,12 @@ fn main() {
             selection: Selection {
                 keyspace: a.keyspace.clone(),
                 table: a.table.clone(),
-                key_column: a.key_column.clone(),
+                key_columns: key.columns().to_vec(),
+                key_template: a.key.key_template.clone(),
                 writetime_of: a.writetime_of.clone(),
                 size,
             },
+            key,
             out: a.out.clone(),
             resume: a.resume,
             force: a.force,

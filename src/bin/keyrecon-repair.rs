@@ -13,6 +13,11 @@ use std::path::PathBuf;
 /// --multipart-threshold, Content-MD5 per part) and a Content-Type sniffed from the bytes for
 /// jpeg/png/gif/webp unless --content-type.
 ///
+/// Composite partition keys: --key-column a,b (every partition key column, in order; checked against
+/// each table's schema) and the --key-template the listing used. The Cassandra key is parsed back into
+/// its columns and fetched with `WHERE a = ? AND b = ?`; a key that does not parse is failed (stage
+/// key) with the reason. In a table with clustering columns, --blob-column must be a static column.
+///
 /// Input (--keys FILE or - for stdin): keyrecon-diff's missing-on-target.csv (its `key` is the S3 key,
 /// its `origin` the Cassandra key when a --key-map mapped it), a CSV with a `key` column (e.g. an
 /// ok.csv), or one key per line (-z: NUL-terminated), e.g. missing-on-target.txt when the listings
@@ -48,6 +53,11 @@ use std::path::PathBuf;
 ///     --source media.objects --fallback media_old.objects --key-column id --blob-column data \
 ///     --bucket photos --concurrency 32 --out repair/
 ///   # dry run first: add --dry-run (prints what would be copied, writes nothing to S3)
+///
+///   # a table keyed by (service, id), listed with --key-template '{service}:{id}' (PHOTO:12345):
+///   keyrecon-repair --keys diff/missing-on-target.csv --contact-points 10.0.0.1:9042 \
+///     --source media.by_service --key-column service,id --key-template '{service}:{id}' \
+///     --blob-column data --bucket photos --out repair/
 ///
 /// On many machines: put the keys into a Redis Streams queue once, and run the same repair with
 /// --queue instead of --keys on every machine; each key is acknowledged only after its final

@@ -22,9 +22,17 @@ use std::path::PathBuf;
 /// Memory stays flat whatever the number of keys: the keys (checked in byte order, each once) and the
 /// results go through an external sort within --mem, spilling to --tmp.
 ///
+/// A key of several columns (--key-column a,b and the listing's --key-template) is parsed back into
+/// its columns to fetch exactly that row; a key that does not parse is failed (stage key) with the
+/// reason.
+///
 /// Example (after a repair):
 ///   keyrecon-verify --keys repair/ok.csv --bucket photos --deep --contact-points 10.0.0.1:9042 \
 ///     --source media.objects --key-column id --blob-column data --out verify/
+///   # a table keyed by (service, id), listed as PHOTO:12345:
+///   keyrecon-verify --keys repair/ok.csv --bucket photos --deep --contact-points 10.0.0.1:9042 \
+///     --source media.by_service --key-column service,id --key-template '{service}:{id}' \
+///     --blob-column data --out verify/
 ///
 /// On many machines: enqueue the keys (`keyrecon-queue enqueue --keys repair/ok.csv URL`), run
 /// `keyrecon-verify --queue URL --consumer NAME ...` on each, then `keyrecon-queue report URL --out DIR`

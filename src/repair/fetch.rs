@@ -1,21 +1,27 @@
-//! Fetching blobs from Cassandra: `SELECT blob FROM ks.t WHERE k = ?`, prepared once per table, for
-//! `--source` and then each `--fallback` in order.
+//! Fetching blobs from Cassandra: `SELECT blob FROM ks.t WHERE a = ? AND b = ?`, prepared once per
+//! table, for `--source` and then each `--fallback` in order.
 //!
-//! The key is bound as the bytes the key column's type expects, converted from the key as the
-//! listers print it (text/ascii/blob: the bytes as stored; integers: decimal text; uuid: hyphenated
-//! hex) — the inverse of `sources::cassandra::scan::KeyKind`. A key that cannot be that type (a
-//! non-UTF-8 key for a text column, `abc` for a bigint) is not in that table.
+//! Each table's schema is checked first (`--key-column` is its partition key, in order; in a table
+//! with clustering columns the blob column must be static, the partition's one value, and the lookup
+//! reads one row: `LIMIT 1`). The key is parsed back into its columns' values by the lister's own
+//! [`KeyCodec`] (the inverse of how keyrecon-list-cassandra wrote it), so the lookup names exactly the
+//! row that was listed. A one-column key that cannot be that column's type (`abc` for a bigint) is not
+//! in that table ([`Lookup::NotAKey`], as before composite keys); a key written by a template that
+//! does not parse back into its columns names no row at all ([`Lookup::Unparsable`]: the caller fails
+//! it at the "key" stage with the reason, rather than guess a row).
 //!
 //! One call is one request: retries, backoff and throttling belong to the caller (`repair::mod`),
 //! which gets a [`RequestError`] saying whether the error is worth retrying and whether it signals load.
 
 use super::retry::RequestError;
 use crate::error::{Error, Result};
+use crate::sources::cassandra::pk::{KeyCodec, KeyFormat, KeyType};
 use crate::sources::cassandra::session::{self, ident, Connect};
+use crate::sources::cassandra::table::{Kind, TableDef};
 use scylla::client::session::Session;
 use scylla::deserialize::row::ColumnIterator;
 use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
-use scylla::frame::response::result::{ColumnType, NativeType};
+use scylla::frame::response::result::ColumnType;
 use scylla::serialize::value::SerializeValue;
 use scylla::serialize::writers::{CellWriter, WrittenCellProof};
 use scylla::serialize::SerializationError;
@@ -26,8 +32,8 @@ use scylla::statement::prepared::PreparedStatement;
 pub struct BlobSource {
     pub connect: Connect,
     pub tables: Vec<TableRef>,
-    /// The partition key column.
-    pub key_column: String,
+    /// The partition key columns and how keys write them.
+    pub key: KeyFormat,
     /// The column holding the object's bytes.
     pub blob_column: String,
 }
@@ -56,64 +62,7 @@ impl std::fmt::Display for TableRef {
     }
 }
 
-/// How a printed key becomes the bound value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KeyType {
-    Text,
-    Blob,
-    /// Big-endian integer of this many bytes.
-    Int(usize),
-    Uuid,
-}
-
-impl KeyType {
-    pub fn of(t: &ColumnType) -> std::result::Result<KeyType, String> {
-        Ok(match t {
-            ColumnType::Native(NativeType::Text | NativeType::Ascii) => KeyType::Text,
-            ColumnType::Native(NativeType::Blob) => KeyType::Blob,
-            ColumnType::Native(NativeType::BigInt) => KeyType::Int(8),
-            ColumnType::Native(NativeType::Int) => KeyType::Int(4),
-            ColumnType::Native(NativeType::SmallInt) => KeyType::Int(2),
-            ColumnType::Native(NativeType::TinyInt) => KeyType::Int(1),
-            ColumnType::Native(NativeType::Uuid | NativeType::Timeuuid) => KeyType::Uuid,
-            o => return Err(format!("key column type {o:?} is not supported (text, ascii, blob, integers, uuid)")),
-        })
-    }
-
-    /// The serialized value of `key` for this type, or why it cannot be one.
-    pub fn encode(self, key: &[u8]) -> std::result::Result<Vec<u8>, String> {
-        match self {
-            KeyType::Blob => Ok(key.to_vec()),
-            KeyType::Text => std::str::from_utf8(key)
-                .map(|_| key.to_vec())
-                .map_err(|_| "key is not valid UTF-8, the key column is text".to_string()),
-            KeyType::Int(n) => {
-                let v: i64 = std::str::from_utf8(key)
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .ok_or("key is not a decimal integer, the key column is one")?;
-                let bytes = v.to_be_bytes();
-                let (hi, lo) = bytes.split_at(8 - n);
-                // In range iff the dropped high bytes are the sign extension of the kept ones.
-                let sign = if lo[0] & 0x80 != 0 { 0xff } else { 0 };
-                if hi.iter().any(|b| *b != sign) {
-                    return Err(format!("key {v} does not fit the {}-byte integer key column", n));
-                }
-                Ok(lo.to_vec())
-            }
-            KeyType::Uuid => {
-                let hex: Vec<u8> = key.iter().copied().filter(|b| *b != b'-').collect();
-                if hex.len() != 32 || key.len() != 36 {
-                    return Err("key is not a hyphenated UUID, the key column is a uuid".into());
-                }
-                crate::hex::decode(std::str::from_utf8(&hex).unwrap_or("zz"))
-                    .map_err(|_| "key is not a hyphenated UUID, the key column is a uuid".into())
-            }
-        }
-    }
-}
-
-/// Already-serialized cell bytes, bound as they are (their type was checked by [`KeyType::encode`]).
+/// Already-serialized cell bytes, bound as they are (their type was checked by [`KeyCodec::parse`]).
 struct Raw<'a>(&'a [u8]);
 
 impl SerializeValue for Raw<'_> {
@@ -130,7 +79,7 @@ struct Source {
     table: TableRef,
     name: String,
     stmt: PreparedStatement,
-    key_type: KeyType,
+    key: KeyCodec,
 }
 
 /// One connection pool, one prepared lookup per table.
@@ -147,31 +96,67 @@ pub enum Lookup {
     Absent,
     /// The key cannot be a value of this table's key type.
     NotAKey(String),
+    /// The key does not parse back into the key columns (a key of several columns, or written by
+    /// --key-template): it names no row, and no table is asked.
+    Unparsable(String),
 }
 
 impl Fetcher {
-    /// Connects and prepares the lookup of every table (`tables[0]` is the source).
+    /// Connects, checks every table's schema and prepares its lookup (`tables[0]` is the source).
     pub async fn connect(src: &BlobSource) -> Result<Fetcher> {
-        let (tables, key_column, blob_column) = (&src.tables, &src.key_column, &src.blob_column);
         let session = session::connect(&src.connect).await?;
         let mut sources = Vec::new();
-        for t in tables {
-            let cql = format!(
-                "SELECT {} FROM {}.{} WHERE {} = ?",
-                ident(blob_column),
-                ident(&t.keyspace),
-                ident(&t.table),
-                ident(key_column)
-            );
-            let stmt =
-                session.prepare(cql.as_str()).await.map_err(|e| Error::remote(format!("{t}: preparing {cql:?}"), e))?;
-            let specs = stmt.get_variable_col_specs();
-            let spec =
-                specs.get_by_index(0).ok_or_else(|| Error::Internal(format!("{t}: {cql:?} has no bind marker")))?;
-            let key_type = KeyType::of(spec.typ()).map_err(|e| Error::Usage(format!("{t}.{key_column}: {e}")))?;
-            sources.push(Source { name: t.to_string(), table: t.clone(), stmt, key_type });
+        for t in &src.tables {
+            sources.push(Self::prepare(&session, src, t).await?);
         }
         Ok(Fetcher { session, sources })
+    }
+
+    async fn prepare(session: &Session, src: &BlobSource, t: &TableRef) -> Result<Source> {
+        let def = TableDef::describe(session, &t.keyspace, &t.table).await?;
+        def.check_key(src.key.columns())?;
+        let blob = &src.blob_column;
+        match def.kind(blob) {
+            None => {
+                return Err(Error::Schema { table: def.name, msg: format!("--blob-column {blob}: no such column") })
+            }
+            Some(Kind::Regular) if def.is_wide() => {
+                return Err(Error::Schema {
+                    table: def.name.clone(),
+                    msg: format!(
+                        "--blob-column {blob}: the table has clustering columns ({}), so a partition holds many rows \
+                         and {blob} one value per row; which row holds the object is not known. Name a static \
+                         column (one value per partition).",
+                        def.clustering.join(", ")
+                    ),
+                })
+            }
+            Some(_) => {}
+        }
+        let key: Vec<String> = src.key.columns().iter().map(|c| format!("{} = ?", ident(c))).collect();
+        let cql = format!(
+            "SELECT {} FROM {}.{} WHERE {}{}",
+            ident(blob),
+            ident(&t.keyspace),
+            ident(&t.table),
+            key.join(" AND "),
+            // The static value is on every row of the partition: read one.
+            if def.is_wide() { " LIMIT 1" } else { "" }
+        );
+        let stmt =
+            session.prepare(cql.as_str()).await.map_err(|e| Error::remote(format!("{t}: preparing {cql:?}"), e))?;
+        let specs = stmt.get_variable_col_specs();
+        let mut types = Vec::new();
+        for (i, c) in src.key.columns().iter().enumerate() {
+            let spec = specs
+                .get_by_index(i)
+                .ok_or_else(|| Error::Internal(format!("{t}: {cql:?} has no bind marker {}", i + 1)))?;
+            types.push(
+                KeyType::of(spec.typ())
+                    .map_err(|e| Error::Schema { table: t.to_string(), msg: format!("{c}: {e}") })?,
+            );
+        }
+        Ok(Source { name: t.to_string(), table: t.clone(), stmt, key: KeyCodec::new(src.key.clone(), types) })
     }
 
     pub fn tables(&self) -> impl Iterator<Item = &TableRef> {
@@ -193,12 +178,14 @@ impl Fetcher {
     /// Looks `key` up in table `i` (one request).
     pub async fn get(&self, i: usize, key: &[u8]) -> std::result::Result<Lookup, RequestError> {
         let s = &self.sources[i];
-        let bound = match s.key_type.encode(key) {
+        let bound = match s.key.parse(key) {
             Ok(b) => b,
-            Err(why) => return Ok(Lookup::NotAKey(why)),
+            Err(why) if s.key.format().is_raw() => return Ok(Lookup::NotAKey(why)),
+            Err(why) => return Ok(Lookup::Unparsable(why)),
         };
+        let bound: Vec<Raw> = bound.iter().map(|b| Raw(b)).collect();
         let fatal = |e: &dyn std::fmt::Display| RequestError::new(format!("{}: {e}", s.name), false, false);
-        let res = match self.session.execute_unpaged(&s.stmt, (Raw(&bound),)).await {
+        let res = match self.session.execute_unpaged(&s.stmt, &bound).await {
             Ok(r) => r,
             Err(e) => {
                 let (retry, load) = classify(&e);
@@ -246,18 +233,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_encode_as_their_column_type() {
-        assert_eq!(KeyType::Text.encode(b"abc").unwrap(), b"abc");
-        assert!(KeyType::Text.encode(b"a\xff").unwrap_err().contains("UTF-8"));
-        assert_eq!(KeyType::Blob.encode(b"a\xff").unwrap(), b"a\xff");
-        assert_eq!(KeyType::Int(8).encode(b"-2").unwrap(), (-2i64).to_be_bytes());
-        assert_eq!(KeyType::Int(4).encode(b"258").unwrap(), 258i32.to_be_bytes());
-        assert_eq!(KeyType::Int(1).encode(b"-128").unwrap(), [0x80]);
-        assert!(KeyType::Int(1).encode(b"128").is_err());
-        assert!(KeyType::Int(8).encode(b"x1").is_err());
-        let u = KeyType::Uuid.encode(b"00112233-4455-6677-8899-aabbccddeeff").unwrap();
-        assert_eq!(u, (0..16u8).map(|i| i * 0x11).collect::<Vec<_>>());
-        assert!(KeyType::Uuid.encode(b"00112233445566778899aabbccddeeff").is_err());
+    fn table_refs_parse() {
         assert_eq!(TableRef::parse("ks.t").unwrap().to_string(), "ks.t");
         assert!(TableRef::parse("kst").is_err());
         assert!(TableRef::parse("a.b.c").is_err());

@@ -572,6 +572,7 @@ async fn repair_permitted(sh: &Shared, it: &Item, mut d: Done, tk: &str) -> Done
             }
             Ok(Lookup::Absent) => tried.push(sh.fetcher.name(i).to_string()),
             Ok(Lookup::NotAKey(why)) => tried.push(format!("{} ({why})", sh.fetcher.name(i))),
+            Ok(Lookup::Unparsable(why)) => return fail(d, "key", why),
             Err(e) => return fail(d, "fetch", format!("key {:?}: {}", String::from_utf8_lossy(it.origin()), e.msg)),
         }
     }

@@ -962,6 +962,12 @@ async fn tls_with_password_lists_and_looks_up_and_refuses_strangers() {
     let e = tls_session(&node, &stranger, Some(("lister", "pa55-w0rd"))).await.unwrap_err();
     println!("untrusted CA: {e}");
     assert!(e.to_lowercase().contains("certificate") || e.contains("UnknownIssuer"), "{e}");
+    // The client gives up as soon as it has sent its alert; the node counts the failed handshake when
+    // it reads that alert, which may be a moment later.
+    let t0 = Instant::now();
+    while node.stats().tls_handshake_failures == failures && t0.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert!(node.stats().tls_handshake_failures > failures);
 
     // Nor does a plain-text client.

@@ -75,6 +75,11 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// A Cassandra table is not what the flags say (`--key-column` is not its partition key, a column
+    /// holds one value per row where one per partition is needed); the message shows the real table.
+    #[error("{table}: {msg}")]
+    Schema { table: String, msg: String },
+
     /// keyrecon broke one of its own invariants (a panicked task, an overlapping "disjoint" set): a bug.
     #[error("internal error: {0}")]
     Internal(String),

@@ -24,11 +24,20 @@
 //! Records: key = the (mapped) key; meta per [`Schema`]: `size` (`--size-of`/`--size-column`),
 //! `mtime` = writetime in microseconds (`--writetime-of`), `origin` = the Cassandra key when
 //! `--key-map` is given (always present then, even when the mapping left the key unchanged).
+//!
+//! The table first ([`table`]): `--key-column` must be its partition key, every column in order. A
+//! key of several columns is written by a template ([`pk`]: `{a}/{b}` by default), checked row by row
+//! to split back into the same columns; a row whose key would not is rejected (rejects.csv, exit 2).
+//! A table with clustering columns is listed a partition at a time (`SELECT DISTINCT` of the key and
+//! its token), never row by row; a size or writetime is then taken only from a column with one value
+//! per partition (a static column), see [`table::TableDef::per_partition`].
 
 pub mod checkpoint;
+pub mod pk;
 pub mod ring;
 pub mod scan;
 pub mod session;
+pub mod table;
 
 use crate::chunk::listing::{Filters, Listing, Source};
 use crate::chunk::set::Producer;
@@ -44,6 +53,7 @@ use crate::record::{MetaRef, Schema};
 use crate::sort::{merge_into_set, reduce, MergeStats, FANIN};
 use crate::summary::Summary;
 use checkpoint::{Journal, Plan, RangeState, Replay, WORK_DIR};
+use pk::{KeyCodec, KeyFormat, KeyType};
 use scan::{Counters, Scan, Task, Throttle};
 use serde::Serialize;
 use session::{Connect, Selection, SizeSource};
@@ -52,6 +62,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use table::TableDef;
 
 pub const TOOL: &str = "keyrecon-list-cassandra";
 
@@ -59,6 +70,8 @@ pub const TOOL: &str = "keyrecon-list-cassandra";
 pub struct ListConfig {
     pub connect: Connect,
     pub selection: Selection,
+    /// The key's columns and text form (the same columns and template as `selection`).
+    pub key: KeyFormat,
     pub out: PathBuf,
     pub resume: bool,
     pub force: bool,
@@ -102,8 +115,13 @@ pub struct ListSummary {
     pub records: u64,
     /// Rows listed more than once (re-listed after a retry/resume) or mapped onto an existing key.
     pub duplicates: u64,
-    /// Distinct rejected keys (rows of rejects.csv).
+    /// Distinct rejected keys (rows of rejects.csv): by --key-map, and unusable keys.
     pub rejects: u64,
+    /// Rows whose partition key could not be written as a key that splits back into its columns
+    /// (in rejects.csv with the reason; they make the exit status 2).
+    pub unusable_keys: u64,
+    /// Each partition was read once (`SELECT DISTINCT`): the table has clustering columns.
+    pub distinct: bool,
     pub outside_window: u64,
     pub no_writetime: u64,
     pub pages: u64,
@@ -137,9 +155,10 @@ pub struct Timings {
 }
 
 impl Summary for ListSummary {
-    /// 0 when every range was listed, else 2 (rerun with --resume).
+    /// 0 when every range was listed and every key could be written, else 2 (rerun with --resume;
+    /// see rejects.csv).
     fn exit_code(&self) -> i32 {
-        if self.complete && self.failed_ranges.is_empty() {
+        if self.complete && self.failed_ranges.is_empty() && self.unusable_keys == 0 {
             0
         } else {
             2
@@ -158,11 +177,20 @@ impl Summary for ListSummary {
             Some(s) => format!(" shard {s}"),
             None => String::new(),
         };
+        let unusable = if self.unusable_keys == 0 {
+            String::new()
+        } else {
+            format!(
+                " {} KEYS NOT LISTED: they would not split back into their columns (see rejects.csv).",
+                self.unusable_keys
+            )
+        };
         format!(
-            "{}.{}{shard}: {} rows read in {} pages over {} ranges{}; {} records in {} ({} duplicates, {} rejected, {} outside the writetime window); {} retries, {} ranges split, {} throttle events (lowest concurrency {}); scan {:.2}s ({}), merge {:.2}s, peak RSS {} MiB.{}",
+            "{}.{}{shard}: {} {} read in {} pages over {} ranges{}; {} records in {} ({} duplicates, {} rejected, {} outside the writetime window); {} retries, {} ranges split, {} throttle events (lowest concurrency {}); scan {:.2}s ({}), merge {:.2}s, peak RSS {} MiB.{}{unusable}",
             self.keyspace,
             self.table,
             self.rows_read,
+            if self.distinct { "partitions" } else { "rows" },
             self.pages,
             self.ranges,
             if self.resumed {
@@ -224,6 +252,7 @@ fn listing(cfg: &ListConfig) -> Listing {
         source: Source::Cassandra,
         what: format!("{}.{}", cfg.selection.keyspace, cfg.selection.table),
         filters: Filters {
+            key_template: (!cfg.key.is_raw()).then(|| cfg.key.template().to_string()),
             key_map: cfg.keymap.as_ref().map(|k| k.source().to_string()),
             written_after: cfg.written_after,
             written_before: cfg.written_before,
@@ -273,7 +302,7 @@ pub fn list(cfg: ListConfig) -> Result<ListSummary> {
     let unfinished = replay.ranges.values().filter(|s| matches!(s, RangeState::Pending { .. })).count();
     sum.ranges = replay.ranges.len() as u64;
     sum.complete = unfinished == 0;
-    let (records, duplicates, rejects) = merge_chunks(&cfg, schema, &work, &replay, &sum)?;
+    let (records, duplicates, rejects) = merge_chunks(&cfg, schema, &work, &replay, &mut sum)?;
     sum.records = records;
     sum.duplicates = duplicates;
     sum.rejects = rejects;
@@ -282,8 +311,9 @@ pub fn list(cfg: ListConfig) -> Result<ListSummary> {
     sum.timings.rows_per_sec = sum.rows_read as f64 / (sum.timings.scan_ms.max(1) as f64 / 1000.0);
     sum.peak_rss_bytes = peak_rss_bytes();
     crate::summary::write_json(&cfg.out, &sum)?;
-    if sum.exit_code() == 0 {
-        // Everything is in the chunk set now; the work directory only mattered for resuming.
+    if sum.complete && sum.failed_ranges.is_empty() {
+        // Everything is in the chunk set now (unusable keys in rejects.csv); the work directory only
+        // mattered for resuming.
         std::fs::remove_dir_all(&work).ctx(&work)?;
     }
     Ok(sum)
@@ -322,15 +352,40 @@ struct Scanned {
 async fn scan_all(cfg: &ListConfig, schema: Schema, work: &Path, sum: &mut ListSummary) -> Result<Scanned> {
     let t0 = Instant::now();
     let session = session::connect(&cfg.connect).await?;
-    let cql = cfg.selection.cql();
+    let sel = &cfg.selection;
+    let table = TableDef::describe(&session, &sel.keyspace, &sel.table).await?;
+    table.check_key(cfg.key.columns())?;
+    // A wide partition is listed once; a value it gives must be one per partition.
+    if let Some(w) = &sel.writetime_of {
+        table.per_partition("--writetime-of", w, "Name a static column, or list without --writetime-of.")?;
+    }
+    match &sel.size {
+        Some(SizeSource::BlobLength(c)) => table.per_partition(
+            "--size-of",
+            c,
+            "Name a static column, --size-column with a static length column, or list without a size.",
+        )?,
+        Some(SizeSource::Column(c)) => {
+            table.per_partition("--size-column", c, "Name a static length column, or list without a size.")?
+        }
+        None => {}
+    }
+    sum.distinct = table.is_wide();
+    let cql = sel.cql(sum.distinct);
     let mut stmt = session.prepare(cql.as_str()).await.map_err(|e| Error::remote(format!("preparing {cql:?}"), e))?;
     stmt.set_page_size(cfg.page_size);
     // A token-range read changes nothing: safe to retry anywhere.
     stmt.set_is_idempotent(true);
     let guard = stmt.get_current_result_set_col_specs();
     let specs = guard.get();
-    let key_kind = scan::key_kind(specs.get_by_index(0).unwrap().typ()).map_err(Error::Usage)?;
-    let wt_idx = 2;
+    let n_key = cfg.key.columns().len();
+    let mut types = Vec::with_capacity(n_key);
+    for (i, c) in cfg.key.columns().iter().enumerate() {
+        let t = KeyType::of(specs.get_by_index(i).unwrap().typ())
+            .map_err(|e| Error::Schema { table: table.name.clone(), msg: format!("{c}: {e}") })?;
+        types.push(t);
+    }
+    let wt_idx = n_key + 1;
     let size_idx = wt_idx + cfg.selection.writetime_of.is_some() as usize;
     let size_kind = match &cfg.selection.size {
         None => None,
@@ -411,7 +466,7 @@ async fn scan_all(cfg: &ListConfig, schema: Schema, work: &Path, sum: &mut ListS
     let sh = Arc::new(Scan {
         session,
         stmt,
-        key_kind,
+        key: KeyCodec::new(cfg.key.clone(), types),
         has_writetime: cfg.selection.writetime_of.is_some(),
         size_kind,
         keymap: cfg.keymap.clone(),
@@ -508,7 +563,7 @@ fn merge_chunks(
     schema: Schema,
     work: &Path,
     replay: &Replay,
-    sum: &ListSummary,
+    sum: &mut ListSummary,
 ) -> Result<(u64, u64, u64)> {
     // A fixed order (range, then position in it) makes "first wins" among equal keys deterministic.
     let mut flushes: Vec<&checkpoint::Flush> = replay.flushes.iter().collect();
@@ -520,7 +575,7 @@ fn merge_chunks(
     let merged = merge_into_set(keys, work, schema, &out, cfg.chunk_bytes)?;
     let (records, dups) = (merged.records, merged.duplicates);
 
-    let n_rejects = write_rejects(
+    let (n_rejects, unusable) = write_rejects(
         &cfg.out.join("rejects.csv"),
         &format!("{}.{}", cfg.selection.keyspace, cfg.selection.table),
         rejects,
@@ -531,7 +586,9 @@ fn merge_chunks(
         "source": "cassandra",
         "keyspace": cfg.selection.keyspace,
         "table": cfg.selection.table,
-        "key_column": cfg.selection.key_column,
+        "key_column": cfg.selection.key_columns.join(","),
+        "key_template": (!cfg.key.is_raw()).then(|| cfg.key.template()),
+        "distinct": sum.distinct,
         "writetime_of": cfg.selection.writetime_of,
         "size": cfg.selection.size,
         "key_map": cfg.keymap.as_ref().map(|k| k.source()),
@@ -540,19 +597,24 @@ fn merge_chunks(
         "complete": sum.complete && sum.failed_ranges.is_empty(),
         "failed_ranges": sum.failed_ranges,
         "rejects": n_rejects,
+        "unusable_keys": unusable,
     });
     let producer = Producer { tool: TOOL.into(), version: env!("CARGO_PKG_VERSION").into(), args: cfg.args.clone() };
     out.finish(producer, true, info)?;
+    // Counted from what was merged, so a resumed run counts the rows its first part rejected too.
+    sum.unusable_keys = unusable;
     Ok((records, dups, n_rejects))
 }
 
-/// rejects.csv: `table,token,reason,key`, sorted by key. Returns how many (0: no file).
-fn write_rejects(path: &Path, table: &str, chunks: Vec<PathBuf>, work: &Path) -> Result<u64> {
+/// rejects.csv: `table,token,reason,key`, sorted by key. Returns how many (0: no file), and how many of
+/// them are unusable keys (reason starting with [`scan::UNUSABLE`]) rather than --key-map rejects.
+fn write_rejects(path: &Path, table: &str, chunks: Vec<PathBuf>, work: &Path) -> Result<(u64, u64)> {
     let mut stats = MergeStats::default();
     let chunks = reduce(chunks, FANIN, work, scan::REJECT_SCHEMA, false, &mut stats)?;
     let cursors = chunks.iter().map(|(p, _)| ChunkCursor::open(p)).collect::<Result<Vec<_>>>()?;
     let mut m = Merge::new(cursors, true);
     let mut w: Option<csv::Writer<std::fs::File>> = None;
+    let mut unusable = 0;
     let err = |e: csv::Error| Error::csv(path, e);
     while m.advance()? {
         if w.is_none() {
@@ -562,6 +624,7 @@ fn write_rejects(path: &Path, table: &str, chunks: Vec<PathBuf>, work: &Path) ->
         }
         let meta = MetaRef::decode(m.meta()).map_err(|e| Error::corrupt(path, 0, e))?;
         let token = meta.mtime.unwrap_or_default().to_string();
+        unusable += meta.class.is_some_and(|c| c.starts_with(scan::UNUSABLE.as_bytes())) as u64;
         w.as_mut()
             .unwrap()
             .write_record([table.as_bytes(), token.as_bytes(), meta.class.unwrap_or_default(), m.key()])
@@ -570,7 +633,7 @@ fn write_rejects(path: &Path, table: &str, chunks: Vec<PathBuf>, work: &Path) ->
     if let Some(mut w) = w {
         w.flush().ctx(path)?;
     }
-    Ok(m.records())
+    Ok((m.records(), unusable))
 }
 
 /// Removes the values of secret-bearing flags from a command line (for manifests and logs).
@@ -633,14 +696,7 @@ pub fn parse_writetime(s: &str) -> std::result::Result<i64, String> {
             _ => return Err(bad()),
         }
     }
-    // Days from civil (Howard Hinnant's algorithm).
-    let y2 = if mo <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * (if mo > 2 { mo - 3 } else { mo + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    Ok((days * 86400 + secs) * 1_000_000 + micros)
+    Ok((crate::civil::days_from_civil(y, mo, d) * 86400 + secs) * 1_000_000 + micros)
 }
 
 #[cfg(test)]

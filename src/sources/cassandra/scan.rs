@@ -8,6 +8,10 @@
 //!        │ split halves       ▼
 //!        └── range failed  RunBuffer (arena + index, reused) ──full/range done──► chunk-N.krc + journal
 //! ```
+//! A row is its partition key columns, their token, then what was asked for. The key columns become
+//! the key through the [`KeyCodec`] into the worker's reused [`Rendered`] buffers; a row whose key
+//! cannot be written so that it splits back into its columns is rejected (reason starting with
+//! [`UNUSABLE`]), never listed under a key that could name another row.
 //! Errors: timeouts, unavailable, overloaded and dropped connections are retried on the same page
 //! with exponential backoff; after `retries` the rest of the range is split in two and re-queued, up to
 //! `split_depth` times, then reported as failed. Anything else (bad query, auth) stops the scan.
@@ -18,6 +22,7 @@
 //! logged and counted.
 
 use super::checkpoint::{Event, Flush, Journal};
+use super::pk::{be_int, KeyCodec, Rendered};
 use super::ring::TokenRange;
 use crate::chunk::ChunkWriter;
 use crate::error::{Error, Result};
@@ -37,17 +42,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How the key column's bytes become key bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KeyKind {
-    /// text, ascii, varchar, blob: the bytes as stored.
-    Raw,
-    /// bigint, int, smallint, tinyint: decimal text.
-    Int,
-    /// uuid, timeuuid: lowercase hyphenated text.
-    Uuid,
-}
-
 /// How the size column becomes a size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SizeKind {
@@ -55,17 +49,6 @@ pub enum SizeKind {
     Length,
     /// Big-endian integer value (bigint/int/...); null = no size.
     Int,
-}
-
-pub fn key_kind(t: &ColumnType) -> std::result::Result<KeyKind, String> {
-    match t {
-        ColumnType::Native(NativeType::Text | NativeType::Ascii | NativeType::Blob) => Ok(KeyKind::Raw),
-        ColumnType::Native(NativeType::BigInt | NativeType::Int | NativeType::SmallInt | NativeType::TinyInt) => {
-            Ok(KeyKind::Int)
-        }
-        ColumnType::Native(NativeType::Uuid | NativeType::Timeuuid) => Ok(KeyKind::Uuid),
-        o => Err(format!("key column type {o:?} is not supported (text, ascii, blob, integers, uuid)")),
-    }
 }
 
 pub fn size_kind(t: &ColumnType, measure: bool) -> std::result::Result<SizeKind, String> {
@@ -85,7 +68,8 @@ pub fn size_kind(t: &ColumnType, measure: bool) -> std::result::Result<SizeKind,
 pub struct Scan {
     pub session: Session,
     pub stmt: PreparedStatement,
-    pub key_kind: KeyKind,
+    /// The partition key columns (the row's first columns) -> the key.
+    pub key: KeyCodec,
     pub has_writetime: bool,
     pub size_kind: Option<SizeKind>,
     pub keymap: Option<KeyMap>,
@@ -131,6 +115,8 @@ pub struct Counters {
     pub empty_pages: AtomicU64,
     pub retries: AtomicU64,
     pub rejects: AtomicU64,
+    /// Rows whose key cannot be written so that it splits back into its columns.
+    pub unusable: AtomicU64,
     pub outside_window: AtomicU64,
     pub no_writetime: AtomicU64,
     pub ranges_done: AtomicU64,
@@ -240,7 +226,7 @@ async fn scan_range(sh: &Scan, task: Task, buf: &mut RunBuffer) -> std::result::
     let mut last_token: Option<i64> = None;
     // Where this range's share of the ring was counted up to.
     let mut covered = lo;
-    let mut scratch = Vec::new();
+    let mut scratch = Rendered::default();
     let fatal = |e: &dyn std::fmt::Display| Fail::Fatal(Error::remote(format!("range ({lo}, {hi}]"), e.to_string()));
     loop {
         if sh.stop.load(Relaxed) {
@@ -311,6 +297,9 @@ pub fn ring_units(from: i64, to: i64) -> u64 {
     ((to as i128 - from as i128).max(0) / RING_UNIT) as u64
 }
 
+/// How the reason of a rejected row starts when its key is unusable (not a --key-map reject).
+pub const UNUSABLE: &str = "unusable key: ";
+
 /// Where to continue after rows up to `last` were listed: one token earlier, so rows sharing the last
 /// token are listed again rather than lost (duplicates are merged away).
 fn resume_point(lo: i64, last: Option<i64>) -> i64 {
@@ -324,7 +313,7 @@ impl Scan {
         &self,
         mut cols: ColumnIterator<'_, '_>,
         buf: &mut RunBuffer,
-        scratch: &mut Vec<u8>,
+        scratch: &mut Rendered,
     ) -> std::result::Result<i64, String> {
         let mut next = || {
             cols.next()
@@ -332,7 +321,16 @@ impl Scan {
                 .and_then(|c| c.map_err(|_| "bad column"))
                 .map(|c| c.slice.map(|s| s.as_slice()))
         };
-        let key = next()?.ok_or("null partition key")?;
+        self.key.begin(scratch);
+        let mut unusable = None;
+        for _ in 0..self.key.types().len() {
+            let cell = next()?.ok_or("null partition key")?;
+            if unusable.is_none() {
+                if let Err(e) = self.key.push(scratch, cell) {
+                    unusable = Some((e, cell));
+                }
+            }
+        }
         let token = be_int(next()?.ok_or("null token")?)?;
         let wt = if self.has_writetime { next()?.map(be_int).transpose()? } else { None };
         let size = match self.size_kind {
@@ -353,24 +351,17 @@ impl Scan {
                 }
             }
         }
-        let key: &[u8] = match self.key_kind {
-            KeyKind::Raw => key,
-            KeyKind::Int => {
-                scratch.clear();
-                let v = be_int(key)?;
-                use std::io::Write;
-                let _ = write!(scratch, "{v}");
-                scratch
-            }
-            KeyKind::Uuid => {
-                scratch.clear();
-                for (i, b) in key.iter().enumerate() {
-                    if matches!(i, 4 | 6 | 8 | 10) {
-                        scratch.push(b'-');
-                    }
-                    crate::hex::push(scratch, std::slice::from_ref(b));
-                }
-                scratch
+        if let Some((why, cell)) = unusable {
+            // No text for the key: the rejects file shows the offending value's bytes in hex.
+            let shown = format!("0x{}", crate::hex::encode(cell));
+            self.reject_unusable(shown.as_bytes(), token, &why, buf);
+            return Ok(token);
+        }
+        let key = match self.key.finish(scratch) {
+            Ok(k) => k,
+            Err(why) => {
+                self.reject_unusable(scratch.last_key(), token, &why, buf);
+                return Ok(token);
             }
         };
         match &self.keymap {
@@ -388,6 +379,12 @@ impl Scan {
             },
         }
         Ok(token)
+    }
+
+    #[cold]
+    fn reject_unusable(&self, key: &[u8], token: i64, why: &str, buf: &mut RunBuffer) {
+        self.counters.unusable.fetch_add(1, Relaxed);
+        buf.reject(key, token, &format!("{UNUSABLE}{why}"));
     }
 
     /// Writes the buffer as chunk files and journals that `(next, hi]` is what remains.
@@ -409,17 +406,6 @@ impl Scan {
         }
         Ok(())
     }
-}
-
-fn be_int(b: &[u8]) -> std::result::Result<i64, String> {
-    if b.is_empty() || b.len() > 8 {
-        return Err(format!("integer of {} bytes", b.len()));
-    }
-    let mut v: i64 = if b[0] & 0x80 != 0 { -1 } else { 0 };
-    for &x in b {
-        v = (v << 8) | x as i64;
-    }
-    Ok(v)
 }
 
 /// Schema of reject chunks: key = the original key, mtime = its token, class = the reason.

@@ -114,14 +114,25 @@ pub fn ident(name: &str) -> String {
     }
 }
 
-/// Which columns a scan selects, in this order: key, token(key), [writetime(col)], [size source].
+/// Which columns a scan selects, in this order: the partition key columns, their token,
+/// [writetime(col)], [size source].
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Selection {
     pub keyspace: String,
     pub table: String,
-    pub key_column: String,
+    /// The partition key columns in key order. Written as `"a,b"` (`"id"` for one column: journals of
+    /// runs from before composite keys still resume).
+    #[serde(rename = "key_column", serialize_with = "comma_list")]
+    pub key_columns: Vec<String>,
+    /// `--key-template`, when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_template: Option<String>,
     pub writetime_of: Option<String>,
     pub size: Option<SizeSource>,
+}
+
+fn comma_list<S: serde::Serializer>(v: &[String], s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&v.join(","))
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -133,9 +144,13 @@ pub enum SizeSource {
 }
 
 impl Selection {
-    pub fn cql(&self) -> String {
-        let k = ident(&self.key_column);
-        let mut cols = vec![k.clone(), format!("token({k})")];
+    /// The scan statement. `distinct`: the table has clustering columns, so each partition is read once
+    /// (`SELECT DISTINCT`) instead of row by row.
+    pub fn cql(&self, distinct: bool) -> String {
+        let key: Vec<String> = self.key_columns.iter().map(|c| ident(c)).collect();
+        let token = format!("token({})", key.join(", "));
+        let mut cols = key.clone();
+        cols.push(token.clone());
         if let Some(w) = &self.writetime_of {
             cols.push(format!("writetime({})", ident(w)));
         }
@@ -144,7 +159,8 @@ impl Selection {
             None => {}
         }
         format!(
-            "SELECT {} FROM {}.{} WHERE token({k}) > ? AND token({k}) <= ?",
+            "SELECT {}{} FROM {}.{} WHERE {token} > ? AND {token} <= ?",
+            if distinct { "DISTINCT " } else { "" },
             cols.join(", "),
             ident(&self.keyspace),
             ident(&self.table)
@@ -160,14 +176,30 @@ mod tests {
         let s = Selection {
             keyspace: "ks".into(),
             table: "Objects".into(),
-            key_column: "k".into(),
+            key_columns: vec!["k".into()],
+            key_template: None,
             writetime_of: Some("blob".into()),
             size: Some(SizeSource::BlobLength("blob".into())),
         };
         assert_eq!(
-            s.cql(),
+            s.cql(false),
             "SELECT k, token(k), writetime(blob), blob FROM ks.\"Objects\" WHERE token(k) > ? AND token(k) <= ?"
         );
+        assert_eq!(serde_json::to_value(&s).unwrap()["key_column"], "k", "journals of older runs still resume");
+        let wide = Selection {
+            key_columns: vec!["bucket".into(), "Id".into()],
+            key_template: Some("{bucket}:{Id}".into()),
+            writetime_of: None,
+            size: None,
+            ..s
+        };
+        assert_eq!(
+            wide.cql(true),
+            "SELECT DISTINCT bucket, \"Id\", token(bucket, \"Id\") FROM ks.\"Objects\" \
+             WHERE token(bucket, \"Id\") > ? AND token(bucket, \"Id\") <= ?"
+        );
+        let v = serde_json::to_value(&wide).unwrap();
+        assert_eq!((v["key_column"].as_str(), v["key_template"].as_str()), (Some("bucket,Id"), Some("{bucket}:{Id}")));
         assert_eq!(ident("a\"b"), "\"a\"\"b\"");
         assert!(parse_consistency("local_one").is_ok());
         assert!(parse_consistency("SOME").is_err());

@@ -279,14 +279,7 @@ fn fast_rfc3339_utc(b: &[u8]) -> Option<i64> {
             us = us * 10 + frac.get(i).map_or(0, |d| (d - b'0') as i64);
         }
     }
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
+    let days = crate::civil::days_from_civil(y, mo, d);
     Some(((days * 86400 + h * 3600 + mi * 60 + s) * 1_000_000) + us)
 }
 

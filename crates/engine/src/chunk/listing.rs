@@ -87,6 +87,10 @@ impl fmt::Display for Source {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Filters {
+    /// How the partition key is written as the key: `--key-template`, or `{a}/{b}` for a key of
+    /// several columns (list-cassandra; absent for a one-column key written as itself).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_template: Option<String>,
     /// `--key-map` rules (list-cassandra).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_map: Option<String>,
