@@ -25,7 +25,7 @@ use std::path::PathBuf;
 /// mass copy). Look, then rerun with --accept-large.
 ///
 /// Exit status: 0 in sync, 1 differences found (repaired as configured), 2 trouble (a stage failed,
-/// or the brake held). --notify-cmd runs (with report.md's path) whenever the status is not 0.
+/// or the brake held). The notify-cmd of [report] runs (with report.md's path) whenever the status is not 0.
 ///
 /// Example (crontab):
 ///   0 2 * * *  keyrecon-reconcile --config /etc/keyrecon/media-objects.toml -q

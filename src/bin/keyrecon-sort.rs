@@ -8,7 +8,7 @@ use std::path::PathBuf;
 ///
 /// INPUT is a key file or - for stdin (lines by default; -z for NUL-terminated; --format csv).
 /// The result is a directory of sorted chunk files plus manifest.json. Memory stays within --mem:
-/// larger inputs spill sorted runs to --tmp and are merged. Keys that cannot be used (too long, CSV
+/// larger inputs spill sorted chunks to --tmp and are merged. Keys that cannot be used (too long, CSV
 /// rows without the key column) go to CHUNKSET/rejects.csv with the reason, and the exit status is 2.
 /// Keys a --key-map rule rejects also go to rejects.csv and are counted, but are not trouble (exit 0).
 ///
@@ -34,7 +34,7 @@ struct Args {
     #[arg(long, default_value = "256M", value_parser = parse_size)]
     chunk_size: usize,
     /// Map each key before sorting (rules inline, `;`-separated, or @FILE; language in keyrecon-list-cassandra
-    /// --help and src/keymap.rs). The chunk set then carries the original key as `origin`; keys a rule
+    /// --help and crates/engine/src/keymap.rs). The chunk set then carries the original key as `origin`; keys a rule
     /// rejects go to rejects.csv with the reason. Example: 'if length == 21 and ends-with _1 then strip-suffix _1'
     #[arg(long, value_name = "RULES")]
     key_map: Option<String>,
