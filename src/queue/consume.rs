@@ -36,6 +36,7 @@ const ACK_EVERY: Duration = Duration::from_millis(20);
 const ACK_SCRIPT: &str = r#"
 local group, consumer, nf = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local done, dead, i = 0, 0, 4
+local ids, keys, per = {}, {}, {}
 for _ = 1, nf do
   local id, key, o, rec, n, why = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
   i = i + 6
@@ -45,12 +46,21 @@ for _ = 1, nf do
       redis.call('XADD', KEYS[3], '*', 'k', key, 'n', n, 'e', why)
       dead = dead + 1
     end
-    redis.call('HINCRBY', KEYS[4], 'n:' .. o, 1)
+    per[o] = (per[o] or 0) + 1
     done = done + 1
   end
-  redis.call('XDEL', KEYS[1], id)
-  redis.call('HDEL', KEYS[5], key)
-  redis.call('HDEL', KEYS[6], key)
+  ids[#ids + 1] = id
+  keys[#keys + 1] = key
+end
+-- Batched, in slices that stay within Lua's stack for unpack.
+for s = 1, #ids, 1000 do
+  local e = math.min(s + 999, #ids)
+  redis.call('XDEL', KEYS[1], unpack(ids, s, e))
+  redis.call('HDEL', KEYS[5], unpack(keys, s, e))
+  redis.call('HDEL', KEYS[6], unpack(keys, s, e))
+end
+for o, n in pairs(per) do
+  redis.call('HINCRBY', KEYS[4], 'n:' .. o, n)
 end
 if done > 0 then
   redis.call('HINCRBY', KEYS[4], 'c:' .. consumer, done)
