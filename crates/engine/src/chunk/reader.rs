@@ -177,10 +177,9 @@ impl ChunkCursor {
         Ok(true)
     }
 
-    /// Parses the record at `pos`: (key start, key length, meta start, meta length, end), or `None`
-    /// when it is not whole in the buffer.
+    /// Parses the record at `pos`: its [`Span`], or `None` when it is not whole in the buffer.
     #[inline]
-    fn parse(&self) -> Result<Option<(usize, usize, usize, usize, usize)>> {
+    fn parse(&self) -> Result<Option<Span>> {
         let start = self.pos;
         let mut rest = &self.buf[start..self.filled];
         let before = rest.len();
@@ -239,6 +238,9 @@ impl ChunkCursor {
         Ok(false)
     }
 }
+
+/// Where a record lies in the buffer: key start, key length, metadata start, metadata length, end.
+type Span = (usize, usize, usize, usize, usize);
 
 impl SortedCursor for ChunkCursor {
     #[inline]
