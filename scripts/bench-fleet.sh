@@ -31,24 +31,7 @@ TD=target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
 cargo build -q --profile "$PROFILE" -p keyrecon --bin keyrecon-repair --bin keyrecon-queue
 cargo build -q --profile "$PROFILE" -p cql-test-node --bin cql-test-node
 
-if [ ! -f "$DATA/ready" ]; then
-  echo "writing $COUNT blobs of $SIZE bytes to $DATA (once)..." >&2
-  rm -rf "$DATA/blobs"; mkdir -p "$DATA/blobs/img"
-  python3 - "$SIZE" "$COUNT" "$DATA" <<'PY'
-import sys, random
-size, count, data = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-rnd = random.Random(7)
-with open(f"{data}/rows.csv", "w") as rows, open(f"{data}/keys.txt", "w") as keys:
-    for i in range(count):
-        key = f"img/{rnd.getrandbits(64):016x}.bin"
-        body = rnd.randbytes(size)
-        with open(f"{data}/blobs/{key}", "wb") as f:
-            f.write(body)
-        rows.write(f"{key},{body.hex()}\n")
-        keys.write(key + "\n")
-PY
-  touch "$DATA/ready"
-fi
+scripts/gen-blobs.sh "$SIZE" "$COUNT" "$DATA"
 
 NODE_PID= REDIS_PID=
 cleanup() {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use support::{assert_code, csv_rows, s, summary, Workdir};
 use support_cql::s3_key;
 use support_redis::RedisServer;
-use support_s3::{garage, proxy, runtime};
+use support_s3::{garage, proxy};
 
 const QUEUE: &str = env!("CARGO_BIN_EXE_keyrecon-queue");
 
@@ -252,19 +252,7 @@ fn report(url: &str, out: &Path) -> (Output, BTreeMap<String, Vec<String>>) {
 
 /// Every object of `bucket`: key -> bytes.
 fn objects(bucket: &str) -> BTreeMap<String, Vec<u8>> {
-    let c = garage().client();
-    runtime().block_on(async {
-        let mut out = BTreeMap::new();
-        let mut p = c.list_objects_v2().bucket(bucket).into_paginator().send();
-        while let Some(page) = p.next().await {
-            for o in page.expect("list").contents() {
-                let k = o.key().unwrap().to_string();
-                let g = c.get_object().bucket(bucket).key(&k).send().await.expect("get");
-                out.insert(k, g.body.collect().await.unwrap().into_bytes().to_vec());
-            }
-        }
-        out
-    })
+    garage().objects(bucket).into_iter().map(|(k, (b, _))| (k, b)).collect()
 }
 
 /// A proxy in front of Garage that counts the PUTs of each key (and injects `fail` on those it picks).

@@ -13,7 +13,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use support::{assert_code, csv_rows, summary, Workdir};
 use support_cql::{cass_key, s3_key};
-use support_s3::{garage, proxy, runtime};
+use support_s3::{garage, proxy};
 
 const REPAIR: &str = env!("CARGO_BIN_EXE_keyrecon-repair");
 const DIFF: &str = env!("CARGO_BIN_EXE_keyrecon-diff");
@@ -48,21 +48,7 @@ fn put(bucket: &str, key: &str, body: &[u8]) {
 
 /// Every object of `bucket`: key -> (bytes, content type).
 fn objects(bucket: &str) -> BTreeMap<String, (Vec<u8>, Option<String>)> {
-    let c = garage().client();
-    runtime().block_on(async {
-        let mut out = BTreeMap::new();
-        let mut p = c.list_objects_v2().bucket(bucket).into_paginator().send();
-        while let Some(page) = p.next().await {
-            for o in page.expect("list").contents() {
-                let k = o.key().unwrap().to_string();
-                let g = c.get_object().bucket(bucket).key(&k).send().await.expect("get");
-                let ct = g.content_type().map(str::to_string);
-                let b = g.body.collect().await.unwrap().into_bytes().to_vec();
-                out.insert(k, (b, ct));
-            }
-        }
-        out
-    })
+    garage().objects(bucket)
 }
 
 /// The repair command with the node, Garage (or `endpoint`) and credentials in a clean environment.

@@ -206,6 +206,25 @@ impl Garage {
         aws_sdk_s3::Client::from_conf(conf)
     }
 
+    /// Every object of `bucket`: key -> (bytes, content type).
+    pub fn objects(&self, bucket: &str) -> std::collections::BTreeMap<String, (Vec<u8>, Option<String>)> {
+        let c = self.client();
+        runtime().block_on(async {
+            let mut out = std::collections::BTreeMap::new();
+            let mut p = c.list_objects_v2().bucket(bucket).into_paginator().send();
+            while let Some(page) = p.next().await {
+                for o in page.expect("list").contents() {
+                    let k = o.key().unwrap().to_string();
+                    let g = c.get_object().bucket(bucket).key(&k).send().await.expect("get");
+                    let ct = g.content_type().map(str::to_string);
+                    let b = g.body.collect().await.unwrap().into_bytes().to_vec();
+                    out.insert(k, (b, ct));
+                }
+            }
+            out
+        })
+    }
+
     /// Creates bucket `name` and uploads `keys` (body = the key bytes, 64 PUTs in flight).
     pub fn bucket_with(&self, name: &str, keys: &[String]) {
         let rt = runtime();
