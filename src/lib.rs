@@ -23,7 +23,7 @@
 //!   report, metrics).
 //! - [`queue`]: the fleet's shared work queue on Redis Streams (keyrecon-queue; repair/verify --queue).
 //! - [`repair`]: keyrecon-repair (Cassandra blob -> S3 PUT, journal, throttle).
-//! - [`verify`]: keyrecon-verify (HEAD, and with --deep compare size and MD5/ETag with the blob).
+//! - [`verify`] (in `repair/`): keyrecon-verify (HEAD, and with --deep compare size and MD5/ETag with the blob).
 //!
 //! Without the default feature `net` only the engine and the engine's binaries build (keyrecon-diff,
 //! keyrecon-sort): what a newcomer's first command needs, without the S3 SDK and the Cassandra driver.
@@ -52,5 +52,6 @@ pub mod repair;
 pub mod rt;
 #[cfg(feature = "net")]
 pub mod sources;
+/// keyrecon-verify lives beside repair, whose fetch, HEAD, throttle and key machinery it shares.
 #[cfg(feature = "net")]
-pub mod verify;
+pub use repair::verify;

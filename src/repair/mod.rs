@@ -45,6 +45,7 @@ pub mod put;
 pub mod resume;
 pub mod retry;
 pub mod throttle;
+pub mod verify;
 
 use crate::chunk::ChunkCursor;
 use crate::error::{Error, IoContext, Result};
