@@ -137,14 +137,19 @@ fn night(cfg: &Path, args: &[&str]) -> (Output, serde_json::Value) {
 }
 
 fn latest_run(runs: &Path) -> PathBuf {
+    newest_run(runs).expect("a run directory")
+}
+
+/// The newest run directory, if the job has made one yet.
+fn newest_run(runs: &Path) -> Option<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(runs)
-        .unwrap()
+        .ok()?
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.is_dir() && p.file_name().unwrap().to_string_lossy().starts_with("20"))
         .collect();
     v.sort();
-    v.pop().expect("a run directory")
+    v.pop()
 }
 
 fn lines(p: &Path) -> Vec<String> {
@@ -317,9 +322,9 @@ fn a_night_killed_mid_run_resumes_to_the_same_result() {
     // Kill it once the source listing is done, in the middle of the night.
     let t0 = Instant::now();
     loop {
-        let stages = std::fs::read_dir(w.join("runs"))
-            .ok()
-            .and_then(|_| std::fs::read_to_string(latest_run(&w.join("runs")).join("stages.jsonl")).ok())
+        // The job makes runs/ before the run directory: either may not exist yet.
+        let stages = newest_run(&w.join("runs"))
+            .and_then(|r| std::fs::read_to_string(r.join("stages.jsonl")).ok())
             .unwrap_or_default();
         if stages.contains(r#""stage":"list-source","state":"done""#) {
             break;
