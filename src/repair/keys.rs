@@ -17,10 +17,14 @@ use crate::chunk::ChunkCursor;
 use crate::error::{Error, Result};
 use crate::input::{for_each_record, InputSpec, InputStats, Rejects};
 use crate::merge::Concat;
+use crate::pool::{self, Feeder, Flow};
+use crate::queue::consume::{self, Consumer, Delivery};
 use crate::record::{show_key, MetaRef, Schema};
 use crate::sort::{write_chunk, SortConfig, SortStats, Sorter};
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
 /// What a sorted key record carries beside the key: the input's origin and size cells.
 pub const SCHEMA: Schema = Schema(Schema::ORIGIN | Schema::SIZE);
@@ -33,6 +37,33 @@ pub enum KeySource {
     /// A fleet's queue on Redis Streams: keys in the order the queue hands them out, see
     /// [`crate::queue::consume`].
     Queue(crate::queue::consume::ConsumerConfig),
+}
+
+/// Runs a tool's keys through `workers` workers sharing `sh`: the sorted input's items (`produce`
+/// feeds them) through `item`, or, when there is no input, the deliveries of `queue` through
+/// `delivery` (which acknowledges them). Exactly one of the two sources is given.
+pub(crate) async fn work<S, P, I, IF, D, DF>(
+    workers: usize,
+    sh: &Arc<S>,
+    produce: Option<P>,
+    queue: Option<Arc<Consumer>>,
+    item: I,
+    delivery: D,
+) -> Result<()>
+where
+    S: Send + Sync + 'static,
+    P: FnOnce(Feeder<Item>) -> Result<()> + Send + 'static,
+    I: Fn(Arc<S>, Item) -> IF + Clone + Send + 'static,
+    IF: Future<Output = Flow> + Send,
+    D: Fn(Arc<S>, Delivery) -> DF + Clone + Send + 'static,
+    DF: Future<Output = Flow> + Send,
+{
+    let sh = sh.clone();
+    match (produce, queue) {
+        (Some(produce), _) => pool::run(workers, produce, move |it| item(sh.clone(), it)).await,
+        (None, Some(q)) => consume::run(q, workers, move |d| delivery(sh.clone(), d)).await,
+        (None, None) => unreachable!("keys come from an input or a queue"),
+    }
 }
 
 /// One key to work on.

@@ -337,28 +337,16 @@ async fn run_async(cfg: RepairConfig) -> Result<RepairSummary> {
     live.limit.store(sh.throttle.limit(), Relaxed);
     let ticker = live::progress(TOOL, total, live.clone(), sh.cfg.quiet);
     let tr = Instant::now();
-    let work = sh.clone();
-    match (input, queue) {
-        (Some(input), _) => {
-            pool::run(
-                workers,
-                move |feed| input.todo()?.feed(&feed),
-                move |item| {
-                    let sh = work.clone();
-                    async move { repair_item(&sh, item).await }
-                },
-            )
-            .await?
-        }
-        (None, Some(q)) => {
-            consume::run(q, workers, move |d| {
-                let sh = work.clone();
-                async move { repair_delivery(&sh, d).await }
-            })
-            .await?
-        }
-        (None, None) => unreachable!("keys come from an input or a queue"),
-    }
+    let produce = input.map(|input| move |feed: pool::Feeder<Item>| input.todo()?.feed(&feed));
+    keys::work(
+        workers,
+        &sh,
+        produce,
+        queue,
+        |sh, item| async move { repair_item(&sh, item).await },
+        |sh, d| async move { repair_delivery(&sh, d).await },
+    )
+    .await?;
     let repair_ms = tr.elapsed().as_millis() as u64;
     ticker.finish();
     if let Some(e) = sh.fatal.lock().unwrap().take() {

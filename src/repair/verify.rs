@@ -44,7 +44,7 @@ use crate::hex::encode as hex;
 use crate::input::Rejects;
 use crate::merge::SortedCursor;
 use crate::pool::{self, Flow};
-use crate::queue::consume::{self, Consumer, ConsumerStats, Delivery};
+use crate::queue::consume::{Consumer, ConsumerStats, Delivery};
 use crate::record::{show_key, Schema};
 use crate::repair::fetch::{BlobSource, Fetcher, Lookup};
 use crate::repair::keys::{self, Item, KeySource};
@@ -279,28 +279,17 @@ async fn run_async(cfg: VerifyConfig) -> Result<VerifySummary> {
     live.limit.store(sh.throttle.limit(), Relaxed);
     let ticker = live::progress(TOOL, total, live.clone(), sh.cfg.quiet);
     let tr = Instant::now();
-    let work = sh.clone();
-    match (keys, queue) {
-        (Some(keys), _) => {
-            pool::run(
-                workers,
-                move |feed| Todo::<_, ChunkCursor>::new(keys.cursor()?, None).feed(&feed),
-                move |item| {
-                    let sh = work.clone();
-                    async move { check_item(&sh, item).await }
-                },
-            )
-            .await?
-        }
-        (None, Some(q)) => {
-            consume::run(q, workers, move |d| {
-                let sh = work.clone();
-                async move { check_delivery(&sh, d).await }
-            })
-            .await?
-        }
-        (None, None) => unreachable!("keys come from an input or a queue"),
-    }
+    let produce =
+        keys.map(|keys| move |feed: pool::Feeder<Item>| Todo::<_, ChunkCursor>::new(keys.cursor()?, None).feed(&feed));
+    keys::work(
+        workers,
+        &sh,
+        produce,
+        queue,
+        |sh, item| async move { check_item(&sh, item).await },
+        |sh, d| async move { check_delivery(&sh, d).await },
+    )
+    .await?;
     let secs = tr.elapsed().as_secs_f64().max(1e-3);
     ticker.finish();
     if let Some(e) = sh.fatal.lock().unwrap().take() {
