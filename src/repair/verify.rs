@@ -319,7 +319,7 @@ async fn run_async(cfg: VerifyConfig) -> Result<VerifySummary> {
 /// failed) stops the pool.
 async fn check_item(sh: &Shared, item: Item) -> Flow {
     let c = check(sh, &item).await;
-    keep(sh, &item, &c)
+    keep(sh, &item, &record(&c))
 }
 
 /// One key from a queue: checked like a key of the input; a result is kept, then acknowledged, and a
@@ -334,7 +334,8 @@ async fn check_delivery(sh: &Shared, dl: Delivery) -> Flow {
         q.complete(&dl, "failed", Vec::new(), false, Some(c.reason));
         return Flow::Continue;
     }
-    let flow = keep(sh, &dl.item, &c);
+    let rec = record(&c);
+    let flow = keep(sh, &dl.item, &rec);
     if matches!(flow, Flow::Continue) {
         let name = match c.verdict {
             Verdict::Ok => "ok",
@@ -342,16 +343,20 @@ async fn check_delivery(sh: &Shared, dl: Delivery) -> Flow {
             Verdict::Differ => "differ",
             Verdict::Failed => "failed",
         };
-        q.complete(&dl, name, serde_json::to_vec(&c).expect("a result serializes"), true, None);
+        q.complete(&dl, name, rec, true, None);
     }
     flow
 }
 
-/// Sorts a result away for the outcome files.
-fn keep(sh: &Shared, item: &Item, c: &Checked) -> Flow {
-    let rec = serde_json::to_vec(c).expect("a result serializes");
+/// A result as it is sorted for the outcome files and sent to the fleet's outcome stream.
+fn record(c: &Checked) -> Vec<u8> {
+    serde_json::to_vec(c).expect("a result serializes")
+}
+
+/// Sorts a result (its [`record`]) away for the outcome files.
+fn keep(sh: &Shared, item: &Item, rec: &[u8]) -> Flow {
     // A push that spills sorts and writes up to --mem bytes on this worker: rare, like the journal's fsync.
-    let pushed = sh.results.lock().unwrap().as_mut().expect("results are taken after the pool").push(&item.key, &rec);
+    let pushed = sh.results.lock().unwrap().as_mut().expect("results are taken after the pool").push(&item.key, rec);
     if let Err(e) = pushed {
         sh.fatal.lock().unwrap().get_or_insert(e);
         return Flow::Stop;
