@@ -396,14 +396,7 @@ impl Consumer {
             };
             out.extend(self.delivery(e, n, dead));
         }
-        if !gone.is_empty() {
-            let mut c = redis::cmd("XACK");
-            c.arg(&keys).arg(GROUP);
-            for id in &gone {
-                c.arg(id);
-            }
-            self.q.redis.run::<()>("XACK deleted", &c).await?;
-        }
+        self.ack_deleted(&gone).await?;
         self.claimed.fetch_add(out.len() as u64, Relaxed);
         Ok(out)
     }
@@ -423,16 +416,23 @@ impl Consumer {
                 out.extend(self.delivery(e, 2, None));
             }
         }
-        if !gone.is_empty() {
-            let mut c = redis::cmd("XACK");
-            c.arg(self.q.key("keys")).arg(GROUP);
-            for id in &gone {
-                c.arg(id);
-            }
-            self.q.redis.run::<()>("XACK deleted", &c).await?;
-        }
+        self.ack_deleted(&gone).await?;
         self.claimed.fetch_add(out.len() as u64, Relaxed);
         Ok((out, last))
+    }
+
+    /// Acknowledges pending entries whose stream entry is gone (another consumer finished and deleted
+    /// it): there is nothing left to work on.
+    async fn ack_deleted(&self, gone: &[String]) -> Result<()> {
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let mut c = redis::cmd("XACK");
+        c.arg(self.q.key("keys")).arg(GROUP);
+        for id in gone {
+            c.arg(id);
+        }
+        self.q.redis.run::<()>("XACK deleted", &c).await
     }
 
     /// XREADGROUP of up to a batch of entries: `>` for entries never delivered, an id for those
