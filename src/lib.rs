@@ -18,6 +18,7 @@
 //! - [`limit`]: AIMD concurrency limiter, token bucket, jittered backoff for the tools that talk to servers.
 //! - [`rt`]: the one tokio runtime builder.
 //! - [`sources`]: the listers (`cassandra`, `s3`), each writing a chunk set.
+//! - [`keys`]: the keys repair and verify work on (an input read into a sorted chunk; the queue's items).
 //! - [`pool`]: the worker pool that repair and verify run their keys through.
 //! - [`nightly`]: keyrecon-reconcile, a nightly reconciliation as one job (stages, history, brake,
 //!   report, metrics).
@@ -38,6 +39,9 @@ pub use keyrecon_engine::{Error, Result};
 
 pub mod civil;
 pub mod cli;
+/// The keys repair and verify work on, read from an input and sorted (a queue's producer reads the same).
+#[cfg(feature = "net")]
+pub mod keys;
 #[cfg(feature = "net")]
 pub mod limit;
 #[cfg(feature = "net")]

@@ -135,7 +135,7 @@ fn main() {
                     redis_timeout: a.redis_timeout,
                     quiet: a.quiet,
                 };
-                Ok(report(TOOL, &fleet::report(cfg)?, a.quiet))
+                Ok(report(TOOL, &fleet::report(cfg, keyrecon::repair::fleet_render)?, a.quiet))
             }
         }
     })

@@ -17,8 +17,8 @@
 
 use super::{parse_entries, parse_read, Entry, Queue, QueueUrl, GROUP};
 use crate::error::{Error, Result};
+use crate::keys::Item;
 use crate::pool::{self, Feeder, Flow};
-use crate::repair::keys::Item;
 use redis::Value;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};

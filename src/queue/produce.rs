@@ -12,8 +12,8 @@
 use super::{Queue, QueueUrl, GROUP};
 use crate::error::{Error, Result};
 use crate::input::{for_each_record, InputSpec, InputStats, Rejects};
+use crate::keys::Item;
 use crate::progress::{Progress, Unit};
-use crate::repair::keys::Item;
 use crate::summary::Summary;
 use serde::Serialize;
 use std::path::PathBuf;

@@ -20,7 +20,7 @@ use crate::sort::{SortConfig, Sorter};
 use crate::summary::Summary;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Outcome entries read per XREVRANGE.
@@ -87,54 +87,21 @@ impl Summary for FleetReport {
     }
 }
 
-/// How a tool turns its outcome records into its outcome files.
-trait Render {
+/// How a tool turns its outcome records into its outcome files. The tools that consume a queue give
+/// theirs ([`crate::repair::fleet_render`]): the queue knows entries, not outcomes.
+pub trait Render {
     /// One key's record (its newest), keys in byte order.
     fn row(&mut self, record: &[u8]) -> Result<()>;
     /// (outcome name -> keys, the tool's exit code for them).
     fn finish(self: Box<Self>) -> Result<(BTreeMap<String, u64>, i32)>;
 }
 
-struct RepairRender<'a>(crate::repair::outcome::Writer<'a>);
-
-impl Render for RepairRender<'_> {
-    fn row(&mut self, record: &[u8]) -> Result<()> {
-        let d = crate::repair::journal::decode_final(record)
-            .map_err(|e| Error::Internal(format!("an outcome record that does not decode: {e}")))?;
-        self.0.row(&d)
-    }
-    fn finish(self: Box<Self>) -> Result<(BTreeMap<String, u64>, i32)> {
-        let c = self.0.finish()?;
-        let code = c.exit_code();
-        let m = [
-            ("ok", c.ok),
-            ("not_found", c.not_found),
-            ("failed", c.failed),
-            ("exists", c.exists),
-            ("differ", c.differ),
-        ];
-        Ok((m.into_iter().map(|(k, v)| (k.to_string(), v)).collect(), code))
-    }
-}
-
-struct VerifyRender<'a>(crate::verify::Writer<'a>);
-
-impl Render for VerifyRender<'_> {
-    fn row(&mut self, record: &[u8]) -> Result<()> {
-        let c: crate::verify::Checked = serde_json::from_slice(record)
-            .map_err(|e| Error::Internal(format!("an outcome record that does not decode: {e}")))?;
-        self.0.row(&c)
-    }
-    fn finish(self: Box<Self>) -> Result<(BTreeMap<String, u64>, i32)> {
-        let c = self.0.finish()?;
-        let code = c.exit_code();
-        let m = [("ok", c.ok), ("missing", c.missing), ("differ", c.differ), ("failed", c.failed)];
-        Ok((m.into_iter().map(|(k, v)| (k.to_string(), v)).collect(), code))
-    }
-}
+/// The outcome writer of the tool named by the queue (`keyrecon-repair`, `keyrecon-verify`; a queue no
+/// consumer joined yet names none), writing into `out`, keys shown with the queue's `prefix`.
+pub type Renderer = for<'p> fn(tool: &str, out: &Path, prefix: &'p [u8]) -> Result<Box<dyn Render + 'p>>;
 
 /// Runs `keyrecon-queue report`.
-pub fn report(cfg: ReportConfig) -> Result<FleetReport> {
+pub fn report(cfg: ReportConfig, renderer: Renderer) -> Result<FleetReport> {
     let t0 = Instant::now();
     let rt = crate::rt::runtime()?;
     let q = rt.block_on(Queue::connect(&cfg.url, cfg.redis_timeout, cfg.quiet))?;
@@ -145,11 +112,7 @@ pub fn report(cfg: ReportConfig) -> Result<FleetReport> {
     let tool = meta.str("tool").unwrap_or_default();
     let prefix = meta.0.get("prefix").cloned().unwrap_or_default();
     std::fs::create_dir_all(&cfg.out).map_err(|e| Error::io(&cfg.out, e))?;
-    let mut render: Box<dyn Render + '_> = match tool.as_str() {
-        "keyrecon-verify" => Box::new(VerifyRender(crate::verify::Writer::create(&cfg.out, &prefix)?)),
-        // A queue no consumer joined yet has only what its producer put in: render it as a repair's.
-        _ => Box::new(RepairRender(crate::repair::outcome::Writer::create(&cfg.out, &prefix, false)?)),
-    };
+    let mut render = renderer(&tool, &cfg.out, &prefix)?;
 
     // Newest first into the sorter: among equal keys the first pushed (the newest) wins.
     let mut sorter = Sorter::new(SortConfig::new(cfg.mem, &cfg.tmp, Schema(Schema::CLASS)));

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  keys (missing-on-target.csv | key file | stdin)
-//!    │  external sort (--mem, spilling to --tmp): byte order, each key once    [keys::sort]
+//!    │  external sort (--mem, spilling to --tmp): byte order, each key once    [crate::keys::sort]
 //!    │  lockstep walk against the journal's sorted key states (--resume):
 //!    │  minus keys done, intents flagged                                       [resume::Todo]
 //!    ▼
@@ -50,6 +50,7 @@ pub mod verify;
 use crate::chunk::ChunkCursor;
 use crate::error::{Error, IoContext, Result};
 use crate::input::Rejects;
+use crate::keys::{self as sorted_keys, Item, SortedKeys};
 use crate::merge::Concat;
 use crate::pool::{self, Flow};
 use crate::queue::consume::{self, Consumer, ConsumerStats, Delivery};
@@ -59,7 +60,7 @@ use crate::summary::Summary;
 use bytes::Bytes;
 use fetch::{BlobSource, Fetcher, Lookup};
 use journal::{Done, Journal, Outcome};
-use keys::{Item, KeySource, SortedKeys};
+use keys::{KeySource, Keys};
 use live::Live;
 use put::Target;
 use resume::Todo;
@@ -241,6 +242,20 @@ struct Shared {
     queue: Option<Arc<Consumer>>,
 }
 
+/// The outcome files of a fleet's queue (`keyrecon-queue report`): the writer of the tool that
+/// consumed it ([`crate::queue::report::Renderer`]). A queue no consumer joined yet has only what its
+/// producer put in: it is rendered as a repair's.
+pub fn fleet_render<'p>(
+    tool: &str,
+    out: &Path,
+    prefix: &'p [u8],
+) -> Result<Box<dyn crate::queue::report::Render + 'p>> {
+    Ok(match tool {
+        verify::TOOL => Box::new(verify::Writer::create(out, prefix)?),
+        _ => Box::new(outcome::Writer::create(out, prefix, false)?),
+    })
+}
+
 /// Runs a repair to the end and writes its outcome files and summary into `cfg.out`.
 pub fn run(cfg: RepairConfig) -> Result<RepairSummary> {
     crate::rt::runtime()?.block_on(run_async(cfg))
@@ -280,10 +295,10 @@ async fn run_async(cfg: RepairConfig) -> Result<RepairSummary> {
         mem_budget_bytes: cfg.mem as u64,
         ..Default::default()
     };
-    let input = match &cfg.keys {
+    let keys = match &cfg.keys {
         KeySource::Input(spec) => {
             let rejects = Rejects::new(Some(cfg.out.join("rejects.csv")));
-            let keys = keys::sort(spec, &rejects, cfg.mem, &cfg.tmp_dir, scratch.path())?;
+            let keys = sorted_keys::sort(spec, &rejects, cfg.mem, &cfg.tmp_dir, scratch.path())?;
             rejects.flush()?;
             let input = Input::new(keys, cfg.resume.then_some(&journal), &cfg, scratch.path())?;
             summary.keys_file = input.keys.source.clone();
@@ -291,11 +306,11 @@ async fn run_async(cfg: RepairConfig) -> Result<RepairSummary> {
             summary.duplicate_keys_in_input = input.keys.duplicates;
             summary.keys_rejected = input.keys.input.rejected;
             summary.skipped_done_earlier = input.skipped;
-            Some(input)
+            Keys::Sorted(input)
         }
         KeySource::Queue(q) => {
             summary.keys_file = q.url.shown.clone();
-            None
+            Keys::Queue(q.clone())
         }
     };
     let read_ms = t0.elapsed().as_millis() as u64;
@@ -309,15 +324,13 @@ async fn run_async(cfg: RepairConfig) -> Result<RepairSummary> {
         multipart_threshold: cfg.multipart_threshold,
         part_size: cfg.part_size,
     };
-    let queue = match &cfg.keys {
-        KeySource::Queue(q) => Some(Consumer::open(q.clone()).await?),
-        KeySource::Input(_) => None,
-    };
+    let keys = keys.open().await?;
+    let queue = keys.queue();
     let connect_ms = tc.elapsed().as_millis() as u64;
 
     let throttle = Throttle::new(TOOL, cfg.concurrency, cfg.rate, cfg.bandwidth, cfg.latency_target, cfg.quiet);
     let live = Arc::new(Live::default());
-    let total = input.as_ref().map(Input::left);
+    let total = keys.sorted().map(Input::left);
     let workers = match total {
         Some(n) => cfg.concurrency.min(n as usize).max(1),
         None => cfg.concurrency,
@@ -337,12 +350,11 @@ async fn run_async(cfg: RepairConfig) -> Result<RepairSummary> {
     live.limit.store(sh.throttle.limit(), Relaxed);
     let ticker = live::progress(TOOL, total, live.clone(), sh.cfg.quiet);
     let tr = Instant::now();
-    let produce = input.map(|input| move |feed: pool::Feeder<Item>| input.todo()?.feed(&feed));
     keys::work(
         workers,
         &sh,
-        produce,
-        queue,
+        keys,
+        |input| move |feed: pool::Feeder<Item>| input.todo()?.feed(&feed),
         |sh, item| async move { repair_item(&sh, item).await },
         |sh, d| async move { repair_delivery(&sh, d).await },
     )
@@ -387,7 +399,7 @@ async fn run_async(cfg: RepairConfig) -> Result<RepairSummary> {
     Ok(summary)
 }
 
-/// The input side of a run: the keys in byte order ([`keys::sort`]), with `--resume` the journal's key
+/// The input side of a run: the keys in byte order ([`crate::keys::sort`]), with `--resume` the journal's key
 /// states beside them ([`resume::states_chunk`]), and how many keys the walk of the two leaves.
 struct Input {
     keys: SortedKeys,

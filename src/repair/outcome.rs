@@ -16,6 +16,7 @@ use super::journal::{Done, KeyStates, Outcome};
 use crate::error::{Error, IoContext, Result};
 use crate::merge::SortedCursor;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::Path;
 
@@ -216,5 +217,26 @@ mod tests {
         let nf = std::fs::read_to_string(dir.path().join("not-found.csv")).unwrap();
         assert_eq!(nf, "key,origin,tables\na,,\n");
         assert_eq!(std::fs::read_to_string(dir.path().join("failed.csv")).unwrap().lines().count(), 1);
+    }
+}
+
+/// A fleet report's rows: the final records consumers acknowledged ([`journal::decode_final`]).
+impl crate::queue::report::Render for Writer<'_> {
+    fn row(&mut self, record: &[u8]) -> Result<()> {
+        let d = super::journal::decode_final(record)
+            .map_err(|e| Error::Internal(format!("an outcome record that does not decode: {e}")))?;
+        Writer::row(self, &d)
+    }
+    fn finish(self: Box<Self>) -> Result<(BTreeMap<String, u64>, i32)> {
+        let c = Writer::finish(*self)?;
+        let code = c.exit_code();
+        let m = [
+            ("ok", c.ok),
+            ("not_found", c.not_found),
+            ("failed", c.failed),
+            ("exists", c.exists),
+            ("differ", c.differ),
+        ];
+        Ok((m.into_iter().map(|(k, v)| (k.to_string(), v)).collect(), code))
     }
 }

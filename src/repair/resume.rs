@@ -17,9 +17,9 @@
 //! the same way.
 
 use super::journal::{Journal, KeyState};
-use super::keys::Item;
 use crate::chunk::ChunkWriter;
 use crate::error::{Error, Result};
+use crate::keys::Item;
 use crate::merge::SortedCursor;
 use crate::pool::Feeder;
 use crate::record::{show_key, Schema};
@@ -120,9 +120,9 @@ impl<K: SortedCursor, S: SortedCursor> Todo<K, S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::keys;
     use crate::merge::VecCursor;
     use crate::repair::journal::Outcome::{self, *};
-    use crate::repair::keys;
 
     fn keys_of(keys: &[&[u8]]) -> VecCursor {
         VecCursor::new(keys.iter().map(|k| (k.to_vec(), vec![0])).collect())

@@ -42,12 +42,13 @@ use crate::chunk::ChunkCursor;
 use crate::error::{Error, IoContext, Result};
 use crate::hex::encode as hex;
 use crate::input::Rejects;
+use crate::keys::{self as sorted_keys, Item};
 use crate::merge::SortedCursor;
 use crate::pool::{self, Flow};
 use crate::queue::consume::{Consumer, ConsumerStats, Delivery};
 use crate::record::{show_key, Schema};
 use crate::repair::fetch::{BlobSource, Fetcher, Lookup};
-use crate::repair::keys::{self, Item, KeySource};
+use crate::repair::keys::{self, KeySource, Keys};
 use crate::repair::live::{self, Live};
 use crate::repair::put::{self, Head, Target};
 use crate::repair::resume::Todo;
@@ -235,17 +236,17 @@ async fn run_async(cfg: VerifyConfig) -> Result<VerifySummary> {
     let keys = match &cfg.keys {
         KeySource::Input(spec) => {
             let rejects = Rejects::new(Some(cfg.out.join("rejects.csv")));
-            let keys = keys::sort(spec, &rejects, cfg.mem, &cfg.tmp_dir, scratch.path())?;
+            let keys = sorted_keys::sort(spec, &rejects, cfg.mem, &cfg.tmp_dir, scratch.path())?;
             rejects.flush()?;
             summary.keys_file = keys.source.clone();
             summary.keys_input = keys.count;
             summary.duplicate_keys_in_input = keys.duplicates;
             summary.keys_rejected = keys.input.rejected;
-            Some(keys)
+            Keys::Sorted(keys)
         }
         KeySource::Queue(q) => {
             summary.keys_file = q.url.shown.clone();
-            None
+            Keys::Queue(q.clone())
         }
     };
     let fetcher = match &cfg.deep {
@@ -254,11 +255,9 @@ async fn run_async(cfg: VerifyConfig) -> Result<VerifySummary> {
     };
     let client = crate::sources::s3::client::build(&cfg.s3).await?;
     let target = Target { client, bucket: cfg.bucket.clone(), multipart_threshold: usize::MAX, part_size: 0 };
-    let queue = match &cfg.keys {
-        KeySource::Queue(q) => Some(Consumer::open(q.clone()).await?),
-        KeySource::Input(_) => None,
-    };
-    let total = keys.as_ref().map(|k| k.count);
+    let keys = keys.open().await?;
+    let queue = keys.queue();
+    let total = keys.sorted().map(|k| k.count);
     let workers = match total {
         Some(n) => cfg.concurrency.min(n as usize).max(1),
         None => cfg.concurrency,
@@ -279,13 +278,11 @@ async fn run_async(cfg: VerifyConfig) -> Result<VerifySummary> {
     live.limit.store(sh.throttle.limit(), Relaxed);
     let ticker = live::progress(TOOL, total, live.clone(), sh.cfg.quiet);
     let tr = Instant::now();
-    let produce =
-        keys.map(|keys| move |feed: pool::Feeder<Item>| Todo::<_, ChunkCursor>::new(keys.cursor()?, None).feed(&feed));
     keys::work(
         workers,
         &sh,
-        produce,
-        queue,
+        keys,
+        |keys| move |feed: pool::Feeder<Item>| Todo::<_, ChunkCursor>::new(keys.cursor()?, None).feed(&feed),
         |sh, item| async move { check_item(&sh, item).await },
         |sh, d| async move { check_delivery(&sh, d).await },
     )
@@ -661,5 +658,20 @@ mod tests {
             assert_eq!(got, std::fs::read(out.path().join(f)).unwrap(), "{f}: as if written from the sorted results");
             assert_eq!(got.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count(), 76, "{f}");
         }
+    }
+}
+
+/// A fleet report's rows: the results consumers acknowledged (a [`Checked`] as JSON).
+impl crate::queue::report::Render for Writer<'_> {
+    fn row(&mut self, record: &[u8]) -> Result<()> {
+        let c: Checked = serde_json::from_slice(record)
+            .map_err(|e| Error::Internal(format!("an outcome record that does not decode: {e}")))?;
+        Writer::row(self, &c)
+    }
+    fn finish(self: Box<Self>) -> Result<(std::collections::BTreeMap<String, u64>, i32)> {
+        let c = Writer::finish(*self)?;
+        let code = c.exit_code();
+        let m = [("ok", c.ok), ("missing", c.missing), ("differ", c.differ), ("failed", c.failed)];
+        Ok((m.into_iter().map(|(k, v)| (k.to_string(), v)).collect(), code))
     }
 }
