@@ -12,8 +12,7 @@
 //! each unfinished range continues after the last key of the chunks it holds. The settings must equal
 //! the resumed run's, or `--resume` refuses.
 
-use super::ranges::End;
-use super::sched::{Slot, St};
+use super::ranges::{self, End};
 use super::SCHEMA;
 use crate::chunk::{ChunkSetWriter, Shard};
 use crate::error::{Error, IoContext, Result};
@@ -82,16 +81,20 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub(super) fn of(settings: &CheckpointSettings, slots: &[Slot], version: u64) -> Result<Snapshot> {
+    /// The checkpoint of `ranges`: each (listed after, end, done).
+    pub(super) fn of<'a>(
+        settings: &CheckpointSettings,
+        ranges: impl Iterator<Item = (Option<&'a [u8]>, &'a End, bool)>,
+        version: u64,
+    ) -> Result<Snapshot> {
         let cp = Checkpoint {
             format: FORMAT.into(),
             settings: settings.clone(),
-            ranges: slots
-                .iter()
-                .map(|s| CheckpointRange {
-                    after_hex: s.after.as_deref().map(hex::encode),
-                    end: end_to_str(&s.end),
-                    done: s.state == St::Done,
+            ranges: ranges
+                .map(|(after, end, done)| CheckpointRange {
+                    after_hex: after.map(hex::encode),
+                    end: end_to_str(end),
+                    done,
                 })
                 .collect(),
         };
@@ -158,9 +161,18 @@ pub fn prepare_fresh(dir: &Path, force: bool) -> Result<ChunkSetWriter> {
     Ok(set)
 }
 
+/// A range of an interrupted run: the keys after `after` up to `end`, whether it was done, and the last
+/// key the chunks in the directory hold of it (where its stream continues).
+pub(super) struct SavedRange {
+    pub(super) after: Option<Vec<u8>>,
+    pub(super) end: End,
+    pub(super) done: bool,
+    pub(super) pos: Option<Vec<u8>>,
+}
+
 /// Rebuilds the ranges of an interrupted run: done ranges stay done, the others continue after the last
 /// key of the chunks they hold. Returns the reopened chunk-set writer and the ranges.
-pub(super) fn load_resume(dir: &Path, settings: &CheckpointSettings) -> Result<(ChunkSetWriter, Vec<Slot>)> {
+pub(super) fn load_resume(dir: &Path, settings: &CheckpointSettings) -> Result<(ChunkSetWriter, Vec<SavedRange>)> {
     let cp_path = dir.join(CHECKPOINT);
     let body = std::fs::read(&cp_path).ctx(&cp_path).map_err(|e| {
         Error::context(format!("--resume: nothing to resume in {} (no {CHECKPOINT})", dir.display()), e)
@@ -192,21 +204,16 @@ pub(super) fn load_resume(dir: &Path, settings: &CheckpointSettings) -> Result<(
             None => None,
         };
         let end = end_from_str(&r.end).ok_or_else(|| bad(format!("bad range end {:?}", r.end)))?;
-        let mut s = Slot::new(after, end);
-        if r.done {
-            s.state = St::Done;
-        }
-        slots.push(s);
+        slots.push(SavedRange { after, end, done: r.done, pos: None });
     }
     let (set, _) = ChunkSetWriter::resume(dir, SCHEMA)?;
     for c in set.chunks() {
         let p = dir.join(&c.file);
         let (first, last) = (c.first_key()?, c.last_key()?);
-        let s = slots.iter_mut().find(|s| s.contains(&first)).ok_or_else(|| Error::Manifest {
-            path: p.clone(),
-            msg: "holds keys outside every checkpointed range".into(),
+        let s = slots.iter_mut().find(|s| ranges::contains(s.after.as_deref(), &s.end, &first)).ok_or_else(|| {
+            Error::Manifest { path: p.clone(), msg: "holds keys outside every checkpointed range".into() }
         })?;
-        if !s.contains(&last) {
+        if !ranges::contains(s.after.as_deref(), &s.end, &last) {
             return Err(Error::Manifest { path: p, msg: "spans more than one checkpointed range".into() });
         }
         if s.pos.as_ref().is_none_or(|pos| last > *pos) {

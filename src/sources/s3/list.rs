@@ -341,7 +341,8 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
         Sink::ChunkSet { dir, force, resume } => {
             let cp_path = dir.join(CHECKPOINT);
             if *resume {
-                let (set, slots) = checkpoint::load_resume(dir, &settings)?;
+                let (set, saved) = checkpoint::load_resume(dir, &settings)?;
+                let slots = saved.into_iter().map(Slot::resumed).collect();
                 (Out::Chunks(set.with_write_buffer(CHUNK_WRITE_BUF)), slots, Some(cp_path), true)
             } else {
                 let set = checkpoint::prepare_fresh(dir, *force)?;

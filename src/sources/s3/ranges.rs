@@ -56,6 +56,11 @@ impl End {
     }
 }
 
+/// True if `key` is in the range of the keys after `after` (`None`: from the start) up to `end`.
+pub fn contains(after: Option<&[u8]>, end: &End, key: &[u8]) -> bool {
+    after.is_none_or(|a| key > a) && end.admits(key)
+}
+
 /// Longest split point we produce: S3 keys (and so useful `StartAfter` values) are at most 1024 bytes.
 pub const MAX_KEY: usize = 1024;
 

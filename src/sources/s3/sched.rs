@@ -11,7 +11,7 @@
 //! mutex) covers it, and a split point is always above `pos`; so a split never takes a key already
 //! written, and never leaves one out.
 
-use super::checkpoint::{CheckpointSettings, Snapshot};
+use super::checkpoint::{CheckpointSettings, SavedRange, Snapshot};
 use super::listxml::Page;
 use super::ranges::{self, End};
 use crate::error::Result;
@@ -64,8 +64,14 @@ impl Slot {
     pub(super) fn lo<'a>(&'a self, prefix: &'a [u8]) -> &'a [u8] {
         self.pos.as_deref().or(self.after.as_deref()).map_or(prefix, |k| k.max(prefix))
     }
-    pub(super) fn contains(&self, key: &[u8]) -> bool {
-        self.after.as_deref().is_none_or(|a| key > a) && self.end.admits(key)
+    /// A range of an interrupted run, continuing after the last key its chunks hold.
+    pub(super) fn resumed(r: SavedRange) -> Slot {
+        let mut s = Slot::new(r.after, r.end);
+        s.pos = r.pos;
+        if r.done {
+            s.state = St::Done;
+        }
+        s
     }
 }
 
@@ -156,7 +162,8 @@ impl Sched {
     pub(super) fn snapshot(&mut self) -> Result<Option<Snapshot>> {
         let Some(settings) = &self.checkpoint else { return Ok(None) };
         self.version += 1;
-        Snapshot::of(settings, &self.slots, self.version).map(Some)
+        let ranges = self.slots.iter().map(|s| (s.after.as_deref(), &s.end, s.state == St::Done));
+        Snapshot::of(settings, ranges, self.version).map(Some)
     }
 
     /// MaxKeys of range `i`'s next page, and whether it is the range's one trimmed page (see
