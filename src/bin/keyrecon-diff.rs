@@ -3,7 +3,7 @@ use anyhow::Context;
 use clap::Parser;
 use keyrecon::cli::{main_with, report, FormatArgs, MemArgs};
 use keyrecon::input::InputSpec;
-use keyrecon::job::{self, DiffConfig, Engine, Side};
+use keyrecon::job::{self, DiffConfig, Engine, Field, Side};
 use std::path::PathBuf;
 
 /// Compare two sets of keys and write what is missing on each side and what differs.
@@ -57,10 +57,10 @@ struct Args {
     /// Output directory (created if missing; outcome files in it are replaced).
     #[arg(long, short = 'o', value_name = "DIR")]
     out: PathBuf,
-    /// Metadata fields to compare for keys on both sides: any of size, etag, mtime (comma separated).
-    /// Default: size when both sides carry it. mtime "differs" when the source was written after the target.
-    #[arg(long, value_delimiter = ',', value_name = "FIELDS")]
-    compare: Option<Vec<String>>,
+    /// Metadata fields to compare for keys on both sides (comma separated). Default: size when both
+    /// sides carry it. mtime "differs" when the source was written after the target.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "FIELDS")]
+    compare: Option<Vec<Field>>,
     /// Also write match.txt with the keys that are on both sides and equal.
     #[arg(long = "match")]
     write_match: bool,

@@ -10,7 +10,7 @@
 
 use keyrecon_engine::chunk::set::Producer;
 use keyrecon_engine::chunk::{ChunkSetWriter, ChunkSets};
-use keyrecon_engine::job::{self, DiffConfig, Engine, Side};
+use keyrecon_engine::job::{self, DiffConfig, Engine, Field, Side};
 use keyrecon_engine::record::{Meta, Schema};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -326,7 +326,7 @@ fn run(
         source: Side::ChunkSets(ChunkSets::open(&[src.to_path_buf()]).unwrap()),
         target: Side::ChunkSets(ChunkSets::open(&[tgt.to_path_buf()]).unwrap()),
         out_dir: out.to_path_buf(),
-        compare: Some(vec!["size".into(), "etag".into(), "mtime".into()]),
+        compare: Some(vec![Field::Size, Field::Etag, Field::Mtime]),
         write_match: true,
         combined: true,
         term: b'\n',
