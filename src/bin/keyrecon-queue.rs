@@ -1,7 +1,7 @@
 //! keyrecon-queue: the fleet's shared repair queue on Redis Streams — fill it, watch it, report on it.
 //! The consumers are keyrecon-repair and keyrecon-verify with `--queue`.
 use clap::{Parser, Subcommand};
-use keyrecon::cli::{main_with, parse_secs, parse_size, report, KeysArgs};
+use keyrecon::cli::{main_with, parse_secs, report, KeysArgs, MemArgs};
 use keyrecon::queue::produce::{self, EnqueueConfig};
 use keyrecon::queue::{report as fleet, status, QueueUrl};
 use std::path::PathBuf;
@@ -85,9 +85,9 @@ enum Cmd {
         /// Directory for the outcome files and summary.json.
         #[arg(long, short = 'o', value_name = "DIR")]
         out: PathBuf,
-        /// Memory for sorting the outcomes (they are sorted by key on disk beyond this).
-        #[arg(long, default_value = "256M", value_parser = parse_size)]
-        mem: usize,
+        /// The outcomes are sorted by key within --mem, spilling to --tmp beyond it.
+        #[command(flatten)]
+        mem: MemArgs,
     },
 }
 
@@ -130,8 +130,8 @@ fn main() {
                 let cfg = fleet::ReportConfig {
                     url: queue,
                     out,
-                    mem,
-                    tmp: std::env::temp_dir(),
+                    mem: mem.mem,
+                    tmp: mem.tmp_dir(),
                     redis_timeout: a.redis_timeout,
                     quiet: a.quiet,
                 };
