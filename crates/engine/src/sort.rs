@@ -14,7 +14,7 @@
 //! so a sort merges at most `mem / BUF` chunks at once (at least 2). Without that bound, the
 //! merge's buffers would grow with the number of spills, that is with the input.
 //! The file-level merges every producer of chunk sets shares live here too: [`reduce`] (multi-level,
-//! one fan-in policy, [`FANIN`]), [`write_set`] (a sorted stream into a chunk set, cut into chunks of a
+//! one fan-in policy for every merge, [`fanin`] of the budget), [`write_set`] (a sorted stream into a chunk set, cut into chunks of a
 //! target size) and [`merge_into_set`] (both): keyrecon-sort, the Cassandra lister's final merge and the
 //! S3 inventory reader all end through them.
 //! The arena and entry array are allocated once and reused for every spill: first touch of fresh memory
@@ -40,6 +40,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Most sorted files one merge reads at once; more are first merged in groups ([`reduce`]), so the
 /// open files (and their read buffers) stay bounded whatever the number of inputs.
 pub const FANIN: usize = 128;
+
+/// The one fan-in policy: how many sorted files a merge within `mem` bytes reads at once. Each open
+/// file's cursor holds a read buffer of [`BUF`] bytes, so at most `mem / BUF`, never more than
+/// [`FANIN`], at least 2.
+pub fn fanin(mem: usize) -> usize {
+    (mem.max(4096) / BUF).clamp(2, FANIN)
+}
 
 /// What a file-level merge did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -126,17 +133,19 @@ pub fn write_set(src: &mut dyn SortedCursor, out: &ChunkSetWriter, chunk_bytes: 
 }
 
 /// Merges sorted chunk files (each strictly increasing; together overlapping, with duplicates) into
-/// the chunk set `out`: [`reduce`] to [`FANIN`] in `dir`, one loser-tree merge, [`write_set`]. Among
-/// equal keys the record of the earliest file in `files` wins. The inputs are left in place.
+/// the chunk set `out`: [`reduce`] to the [`fanin`] of `mem` in `dir`, one loser-tree merge,
+/// [`write_set`]. Among equal keys the record of the earliest file in `files` wins. The inputs are left
+/// in place.
 pub fn merge_into_set(
     files: Vec<PathBuf>,
     dir: &Path,
     schema: Schema,
     out: &ChunkSetWriter,
     chunk_bytes: u64,
+    mem: usize,
 ) -> Result<MergeStats> {
     let mut stats = MergeStats::default();
-    let files = reduce(files, FANIN, dir, schema, false, &mut stats)?;
+    let files = reduce(files, fanin(mem), dir, schema, false, &mut stats)?;
     let cursors = files.iter().map(|(f, _)| ChunkCursor::open(f)).collect::<Result<Vec<_>>>()?;
     let mut m = Merge::new(cursors, true);
     stats.records = write_set(&mut m, out, chunk_bytes)?;
@@ -209,7 +218,7 @@ impl Sorter {
     pub fn new(mut cfg: SortConfig) -> Self {
         // Bytes decide: 3/4 for record bytes, 1/4 for entries (~40-byte keys fill both about evenly).
         let mem = cfg.mem.max(4096);
-        cfg.fanin = cfg.fanin.min(mem / BUF).max(2);
+        cfg.fanin = cfg.fanin.min(fanin(mem));
         let entries_cap = (mem / 4 / std::mem::size_of::<Entry>()).max(16);
         let arena_cap = (mem - entries_cap * std::mem::size_of::<Entry>()).min(u32::MAX as usize);
         Sorter {

@@ -50,7 +50,7 @@ use crate::merge::Merge;
 use crate::merge::SortedCursor;
 use crate::progress::{peak_rss_bytes, Progress, Unit};
 use crate::record::{MetaRef, Schema};
-use crate::sort::{merge_into_set, reduce, MergeStats, FANIN};
+use crate::sort::{fanin, merge_into_set, reduce, MergeStats};
 use crate::summary::Summary;
 use checkpoint::{Journal, Plan, RangeState, Replay, WORK_DIR};
 use pk::{KeyCodec, KeyFormat, KeyType};
@@ -572,7 +572,7 @@ fn merge_chunks(
     let rejects: Vec<PathBuf> = flushes.iter().filter_map(|s| s.rejects.as_ref()).map(|n| work.join(n)).collect();
 
     let out = ChunkSetWriter::create(&cfg.out, schema, true)?;
-    let merged = merge_into_set(keys, work, schema, &out, cfg.chunk_bytes)?;
+    let merged = merge_into_set(keys, work, schema, &out, cfg.chunk_bytes, cfg.mem)?;
     let (records, dups) = (merged.records, merged.duplicates);
 
     let (n_rejects, unusable) = write_rejects(
@@ -580,6 +580,7 @@ fn merge_chunks(
         &format!("{}.{}", cfg.selection.keyspace, cfg.selection.table),
         rejects,
         work,
+        cfg.mem,
     )?;
     let info = serde_json::json!({
         Listing::KEY: listing(cfg),
@@ -608,9 +609,9 @@ fn merge_chunks(
 
 /// rejects.csv: `table,token,reason,key`, sorted by key. Returns how many (0: no file), and how many of
 /// them are unusable keys (reason starting with [`scan::UNUSABLE`]) rather than --key-map rejects.
-fn write_rejects(path: &Path, table: &str, chunks: Vec<PathBuf>, work: &Path) -> Result<(u64, u64)> {
+fn write_rejects(path: &Path, table: &str, chunks: Vec<PathBuf>, work: &Path, mem: usize) -> Result<(u64, u64)> {
     let mut stats = MergeStats::default();
-    let chunks = reduce(chunks, FANIN, work, scan::REJECT_SCHEMA, false, &mut stats)?;
+    let chunks = reduce(chunks, fanin(mem), work, scan::REJECT_SCHEMA, false, &mut stats)?;
     let cursors = chunks.iter().map(|(p, _)| ChunkCursor::open(p)).collect::<Result<Vec<_>>>()?;
     let mut m = Merge::new(cursors, true);
     let mut w: Option<csv::Writer<std::fs::File>> = None;

@@ -366,7 +366,7 @@ pub fn read_inventory(
 
     // Merge the files' chunks into the chunk set.
     let chunks: Vec<PathBuf> = done.iter().filter_map(|d| d.chunk.as_ref().map(|c| work.join(c))).collect();
-    let merged = merge_into_set(chunks, &work, SCHEMA, &out, cfg.chunk_bytes)?;
+    let merged = merge_into_set(chunks, &work, SCHEMA, &out, cfg.chunk_bytes, cfg.mem)?;
     let (written, duplicates) = (merged.records, merged.duplicates);
     let elapsed = started.elapsed().as_secs_f64();
     let sum_of = |f: fn(&FileDone) -> u64| done.iter().map(f).sum::<u64>();
