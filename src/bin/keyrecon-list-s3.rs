@@ -189,7 +189,7 @@ fn job(a: Args) -> Result<Job> {
             concurrency: a.concurrency,
             mem: a.mem,
             chunk_bytes: 256 << 20,
-            max_retries: a.retries,
+            retries: a.retries,
             quiet: a.quiet,
         };
         return Ok(Job::Inventory { cfg, out: a.out, force: a.force, resume: a.resume });
@@ -211,7 +211,7 @@ fn job(a: Args) -> Result<Job> {
         window,
         shard: a.shard,
         retry: RetryPolicy {
-            max_retries: a.retries,
+            retries: a.retries,
             base: Duration::from_millis(a.retry_base_ms),
             cap: Duration::from_secs(20),
         },

@@ -1,6 +1,6 @@
 //! One ListObjectsV2 page, retried: the request goes through the SDK (credentials, signing, timeouts),
 //! its body is captured and parsed by [`super::listxml`], and a page that fails is retried with
-//! backoff and jitter until [`RetryPolicy::max_retries`]. A `503 SlowDown` pauses every stream
+//! backoff and jitter until [`RetryPolicy::retries`]. A `503 SlowDown` pauses every stream
 //! ([`SharedPause`]). A page that still fails is returned as an error: the caller reports it and leaves
 //! its range unfinished. A failed page is never skipped (a skipped page would show up as "missing" keys).
 
@@ -13,11 +13,11 @@ use aws_sdk_s3::types::EncodingType;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-/// Retries of one page: up to `max_retries` more attempts, sleeping a random time in
+/// Retries of one page: up to `retries` more attempts, sleeping a random time in
 /// `[0, min(cap, base * 2^attempt))` before each ("full jitter").
 #[derive(Clone, Debug)]
 pub struct RetryPolicy {
-    pub max_retries: u32,
+    pub retries: u32,
     pub base: Duration,
     pub cap: Duration,
 }
@@ -31,7 +31,7 @@ impl RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { max_retries: 10, base: Duration::from_millis(100), cap: Duration::from_secs(20) }
+        RetryPolicy { retries: 10, base: Duration::from_millis(100), cap: Duration::from_secs(20) }
     }
 }
 
@@ -115,7 +115,7 @@ impl Pager {
                 self.slowdowns.fetch_add(1, Relaxed);
                 self.pause.slow_down();
             }
-            if !retryable || attempt >= self.retry.max_retries {
+            if !retryable || attempt >= self.retry.retries {
                 return Err(format!("after {} attempts: {msg}", attempt + 1));
             }
             let sleep = self.retry.backoff().delay(attempt);

@@ -78,7 +78,7 @@ pub struct InventoryConfig {
     pub chunk_bytes: u64,
     /// Further attempts at an `s3://` data file whose transfer failed or arrived damaged (wrong size or
     /// MD5); each attempt reads the file again from its start.
-    pub max_retries: u32,
+    pub retries: u32,
     /// No progress line on stderr.
     pub quiet: bool,
 }
@@ -324,7 +324,7 @@ pub fn read_inventory(
                 };
                 match r {
                     Ok(()) => break (d, sorter),
-                    Err(e) if e.transfer && attempt < cfg.max_retries => {
+                    Err(e) if e.transfer && attempt < cfg.retries => {
                         attempt += 1;
                         retries.fetch_add(1, Relaxed);
                         // Take back the rows this attempt reported (read_file reports whole steps).
@@ -332,7 +332,7 @@ pub fn read_inventory(
                         eprintln!(
                             "keyrecon-list-s3: inventory file {} (attempt {attempt} of {}): {}; reading it again",
                             f.key,
-                            cfg.max_retries + 1,
+                            cfg.retries + 1,
                             crate::error::chain(&e.error)
                         );
                         std::thread::sleep(BACKOFF.delay(attempt));

@@ -98,7 +98,7 @@ impl ChunkInfo {
 /// back with [`add_chunk`]; chunk ids come from an atomic counter.
 ///
 /// Two ways to order the chunks in the manifest:
-/// - [`finish`]: by id, i.e. the order the chunks were opened (a sort writing its runs one after another).
+/// - [`finish`]: by id, i.e. the order the chunks were opened (a sort writing its chunks one after another).
 /// - [`finish_key_ordered`]: by first key, for producers whose chunks hold disjoint key ranges but are
 ///   opened and finished in any order (range-partitioned listers: stream 7 may open its chunk before
 ///   stream 2). The set is then the concatenation of the chunks in key order. Nothing is renamed or
