@@ -13,11 +13,11 @@
 //! `origin` is empty when the Cassandra key is the key itself.
 
 use super::journal::{Done, KeyStates, Outcome};
-use crate::error::{Error, IoContext, Result};
+use crate::csvout::CsvOut;
+use crate::error::{Error, Result};
 use crate::merge::SortedCursor;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::Path;
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
@@ -54,28 +54,6 @@ impl Counts {
     }
 }
 
-struct Csv<'a> {
-    path: std::path::PathBuf,
-    w: csv::Writer<File>,
-    _p: std::marker::PhantomData<&'a ()>,
-}
-
-impl Csv<'_> {
-    fn create(dir: &Path, name: &str, header: &[&str]) -> Result<Self> {
-        let path = dir.join(name);
-        let f = File::create(&path).ctx(&path)?;
-        let mut w = csv::WriterBuilder::new().buffer_capacity(1 << 16).from_writer(f);
-        w.write_record(header).map_err(|e| Error::csv(&path, e))?;
-        Ok(Csv { path, w, _p: std::marker::PhantomData })
-    }
-    fn row(&mut self, fields: &[&[u8]]) -> Result<()> {
-        self.w.write_record(fields).map_err(|e| Error::csv(&self.path, e))
-    }
-    fn finish(mut self) -> Result<()> {
-        self.w.flush().ctx(&self.path)
-    }
-}
-
 fn num(v: Option<u64>) -> Vec<u8> {
     v.map(|v| v.to_string().into_bytes()).unwrap_or_default()
 }
@@ -96,10 +74,10 @@ pub fn write(dir: &Path, states: &mut KeyStates, prefix: &[u8], dry_run: bool) -
 /// caller's sorted stream), so the files are in that order too.
 pub struct Writer<'a> {
     prefix: &'a [u8],
-    ok: Csv<'a>,
-    not_found: Csv<'a>,
-    failed: Csv<'a>,
-    exists: Csv<'a>,
+    ok: CsvOut,
+    not_found: CsvOut,
+    failed: CsvOut,
+    exists: CsvOut,
     counts: Counts,
 }
 
@@ -110,14 +88,14 @@ impl<'a> Writer<'a> {
         let ok_name = if dry_run { "would-copy.csv" } else { "ok.csv" };
         Ok(Writer {
             prefix,
-            ok: Csv::create(
+            ok: CsvOut::create(
                 dir,
                 ok_name,
                 &["key", "origin", "target_key", "size", "table", "md5", "content_type", "parts", "attempts", "note"],
             )?,
-            not_found: Csv::create(dir, "not-found.csv", &["key", "origin", "tables"])?,
-            failed: Csv::create(dir, "failed.csv", &["key", "origin", "stage", "attempts", "error"])?,
-            exists: Csv::create(dir, "exists.csv", &["key", "origin", "outcome", "existing_size", "size"])?,
+            not_found: CsvOut::create(dir, "not-found.csv", &["key", "origin", "tables"])?,
+            failed: CsvOut::create(dir, "failed.csv", &["key", "origin", "stage", "attempts", "error"])?,
+            exists: CsvOut::create(dir, "exists.csv", &["key", "origin", "outcome", "existing_size", "size"])?,
             counts: Counts::default(),
         })
     }

@@ -39,6 +39,7 @@
 //! written, streaming.
 
 use crate::chunk::ChunkCursor;
+use crate::csvout::CsvOut;
 use crate::error::{Error, IoContext, Result};
 use crate::hex::encode as hex;
 use crate::input::Rejects;
@@ -515,26 +516,19 @@ fn count_comparison(summary: &mut VerifySummary, r: &Checked) {
     }
 }
 
-type CsvFile = (PathBuf, csv::Writer<std::fs::File>);
-
 /// The outcome files of a verify, written one key at a time (keys in byte order, once each).
 pub struct Writer<'a> {
     prefix: &'a [u8],
-    ok: CsvFile,
-    missing: CsvFile,
-    differ: CsvFile,
-    failed: CsvFile,
+    ok: CsvOut,
+    missing: CsvOut,
+    differ: CsvOut,
+    failed: CsvOut,
     counts: VerifyCounts,
 }
 
 impl<'a> Writer<'a> {
     pub fn create(dir: &std::path::Path, prefix: &'a [u8]) -> Result<Writer<'a>> {
-        let open = |name: &str, header: &[&str]| -> Result<CsvFile> {
-            let p = dir.join(name);
-            let mut w = csv::Writer::from_writer(std::fs::File::create(&p).ctx(&p)?);
-            w.write_record(header).map_err(|e| Error::csv(&p, e))?;
-            Ok((p, w))
-        };
+        let open = |name: &str, header: &[&str]| CsvOut::create(dir, name, header);
         Ok(Writer {
             prefix,
             ok: open("ok.csv", &["key", "origin", "target_key", "size", "etag", "comparison"])?,
@@ -554,7 +548,7 @@ impl<'a> Writer<'a> {
         let s = |v: &Option<String>| v.clone().unwrap_or_default().into_bytes();
         let origin = r.item.origin.clone().unwrap_or_default();
         let tk = [self.prefix, &r.item.key].concat();
-        let (w, row): (&mut CsvFile, Vec<Vec<u8>>) = match r.verdict {
+        let (w, row): (&mut CsvOut, Vec<Vec<u8>>) = match r.verdict {
             Verdict::Ok => {
                 self.counts.ok += 1;
                 (
@@ -604,12 +598,12 @@ impl<'a> Writer<'a> {
                 )
             }
         };
-        w.1.write_record(&row).map_err(|e| Error::csv(&w.0, e))
+        w.row(&row)
     }
 
     pub fn finish(self) -> Result<VerifyCounts> {
-        for (p, mut w) in [self.ok, self.missing, self.differ, self.failed] {
-            w.flush().ctx(&p)?;
+        for w in [self.ok, self.missing, self.differ, self.failed] {
+            w.finish()?;
         }
         Ok(self.counts)
     }

@@ -27,7 +27,8 @@
 //! worth a look (the data-safe side: a false "differ" costs a check, a false "match" loses a change);
 //! `mtime` differs when the source was written after the target (edited after copying).
 
-use crate::error::{Error, IoContext, Result};
+use crate::csvout::CsvOut;
+use crate::error::{IoContext, Result};
 use crate::merge::SortedCursor;
 use crate::record::{MetaRef, Schema};
 use serde::Serialize;
@@ -116,31 +117,6 @@ impl Out {
     fn finish(mut self) -> Result<()> {
         self.w.flush().ctx(&self.path)
     }
-}
-
-struct CsvOut {
-    path: PathBuf,
-    w: csv::Writer<File>,
-}
-
-impl CsvOut {
-    fn create(dir: &Path, name: &str, header: &[&str]) -> Result<CsvOut> {
-        let path = dir.join(name);
-        let f = File::create(&path).ctx(&path)?;
-        let mut w = csv::WriterBuilder::new().buffer_capacity(OUT_BUF).from_writer(f);
-        w.write_record(header).map_err(|e| csv_err(&path, e))?;
-        Ok(CsvOut { path, w })
-    }
-    fn row(&mut self, row: &Row) -> Result<()> {
-        self.w.write_record(row.cells()).map_err(|e| csv_err(&self.path, e))
-    }
-    fn finish(mut self) -> Result<()> {
-        self.w.flush().ctx(&self.path)
-    }
-}
-
-fn csv_err(path: &Path, e: csv::Error) -> Error {
-    Error::csv(path, e)
 }
 
 /// Receives the walk's outcomes and writes the output directory. Keys must arrive in increasing order.
@@ -288,7 +264,7 @@ impl DiffWriter {
         if let Some(csv) = csv {
             let ok = meta_row(&mut self.row, key, meta, schema);
             self.counts.bad_metadata += !ok as u64;
-            csv.row(&self.row)?;
+            csv.row(self.row.cells())?;
         }
         Ok(())
     }
@@ -333,7 +309,7 @@ impl DiffWriter {
             row.num(s.mtime);
             row.num(tm.mtime);
             row.bytes(s.origin.unwrap_or_default());
-            csv.row(row)?;
+            csv.row(row.cells())?;
         }
         Ok(())
     }

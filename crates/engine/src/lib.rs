@@ -29,6 +29,7 @@
 //! input is rejected with a reason, failures are counted and make the exit code 2).
 
 pub mod chunk;
+pub mod csvout;
 pub mod diff;
 pub mod error;
 pub mod hashdiff;
