@@ -327,6 +327,26 @@ fn a_range_that_keeps_failing_is_split_then_reported_with_exit_2() {
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(m["info"]["complete"], false);
 
+    // keyrecon-diff refuses it (the failed range's keys would show as missing), before --out exists;
+    // --allow-incomplete diffs it anyway.
+    let all = d.join("all.txt");
+    std::fs::write(&all, want_keys(n).iter().map(|k| format!("{k}\n")).collect::<String>()).unwrap();
+    let diff = |extra: &[&str], to: &str| {
+        Command::new(DIFF).arg(&out).arg(&all).arg("--out").arg(d.join(to)).arg("-q").args(extra).output().unwrap()
+    };
+    let o = diff(&[], "refused");
+    assert_eq!(o.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("incomplete listing (1 ranges failed") && stderr.contains("--allow-incomplete"),
+        "{stderr}"
+    );
+    assert!(!d.join("refused").exists());
+    let o = diff(&["--allow-incomplete"], "allowed");
+    assert_eq!(o.status.code(), Some(1));
+    let orphans = std::fs::read_to_string(d.join("allowed/missing-on-source.txt")).unwrap();
+    assert_eq!(orphans.lines().count(), want.len().abs_diff(n as usize), "the failed range's keys");
+
     // The journal is kept: once the range heals, --resume lists just the failed range.
     node.faults().clear();
     node.reset_stats();
@@ -334,6 +354,7 @@ fn a_range_that_keeps_failing_is_split_then_reported_with_exit_2() {
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(keys(&out), want_keys(n));
     assert!(node.stats().rows_served < 200, "only the failed range was listed again");
+    assert_eq!(diff(&[], "healed").status.code(), Some(0), "the resumed listing is complete");
 }
 
 #[test]

@@ -61,6 +61,10 @@ struct Args {
     /// sides carry it. mtime "differs" when the source was written after the target.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "FIELDS")]
     compare: Option<Vec<Field>>,
+    /// Diff a listing that did not complete (token ranges that failed after their retries): the keys of
+    /// those ranges then show as missing on that side. Refused by default.
+    #[arg(long)]
+    allow_incomplete: bool,
     /// Also write match.txt with the keys that are on both sides and equal.
     #[arg(long = "match")]
     write_match: bool,
@@ -88,6 +92,10 @@ fn main() {
         };
         let source = Side::open_all(specs(sources)?).context("source")?;
         let target = Side::open_all(specs(targets)?).context("target")?;
+        if !a.allow_incomplete {
+            source.check_complete().context("source")?;
+            target.check_complete().context("target")?;
+        }
         let cfg = DiffConfig {
             source,
             target,

@@ -2,7 +2,7 @@
 //! these configs and map the summary to an exit code.
 
 use crate::chunk::set::Producer;
-use crate::chunk::{ChunkSetWriter, ChunkSets};
+use crate::chunk::{ChunkSet, ChunkSetWriter, ChunkSets};
 use crate::diff::{walk, DiffOptions, DiffSummary, DiffWriter, SideInput, SideStats, Timings};
 use crate::error::{Error, Result};
 use crate::hashdiff::{hash_diff, HashDiffConfig};
@@ -49,6 +49,16 @@ impl Side {
         }
         let dirs: Vec<PathBuf> = specs.into_iter().map(|s| s.path).collect();
         Ok(Side::ChunkSets(ChunkSets::open(&dirs)?))
+    }
+
+    /// Refuses a side holding an incomplete listing ([`ChunkSet::incomplete`]).
+    pub fn check_complete(&self) -> Result<()> {
+        if let Side::ChunkSets(c) = self {
+            if let Some(why) = c.sets.iter().find_map(ChunkSet::incomplete) {
+                return Err(Error::Usage(why));
+            }
+        }
+        Ok(())
     }
 
     fn schema(&self) -> Schema {

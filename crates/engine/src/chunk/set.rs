@@ -498,6 +498,22 @@ impl ChunkSet {
         })
     }
 
+    /// Why the set does not hold the whole listing, when its lister says so (`info.complete: false`, as
+    /// keyrecon-list-cassandra writes when token ranges failed after their retries): the keys of what
+    /// was not listed would read as missing.
+    pub fn incomplete(&self) -> Option<String> {
+        let info = &self.manifest.info;
+        if info.get("complete").and_then(serde_json::Value::as_bool) != Some(false) {
+            return None;
+        }
+        let failed = info.get("failed_ranges").and_then(serde_json::Value::as_array).map_or(0, Vec::len);
+        Some(format!(
+            "{} is an incomplete listing ({failed} ranges failed; see its summary.json): its missing keys would \
+             show as differences. Resume the listing (--resume) until it completes, or pass --allow-incomplete",
+            self.dir.display()
+        ))
+    }
+
     /// What the set lists, when a lister wrote it (`info.listing`, see [`super::listing`]).
     pub fn listing(&self) -> Result<Option<Listing>> {
         Listing::from_info(&self.manifest.info, &self.dir.join(MANIFEST))
