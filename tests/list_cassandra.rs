@@ -345,7 +345,7 @@ fn a_range_that_keeps_failing_is_split_then_reported_with_exit_2() {
     let o = diff(&["--allow-incomplete"], "allowed");
     assert_eq!(o.status.code(), Some(1));
     let orphans = std::fs::read_to_string(d.join("allowed/missing-on-source.txt")).unwrap();
-    assert_eq!(orphans.lines().count(), want.len().abs_diff(n as usize), "the failed range's keys");
+    assert_eq!(orphans.lines().count(), want.len().abs_diff(n), "the failed range's keys");
 
     // The journal is kept: once the range heals, --resume lists just the failed range.
     node.faults().clear();

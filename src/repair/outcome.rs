@@ -108,7 +108,7 @@ impl<'a> Writer<'a> {
         match d.outcome {
             Outcome::Ok => {
                 let tk = [self.prefix, &d.key].concat();
-                self.ok.row(&[
+                self.ok.row([
                     &d.key,
                     &origin,
                     &tk,
@@ -121,12 +121,12 @@ impl<'a> Writer<'a> {
                     &s(&d.error),
                 ])
             }
-            Outcome::NotFound => self.not_found.row(&[&d.key, &origin, &s(&d.error)]),
+            Outcome::NotFound => self.not_found.row([&d.key, &origin, &s(&d.error)]),
             Outcome::Failed => {
-                self.failed.row(&[&d.key, &origin, &s(&d.stage), d.attempts.to_string().as_bytes(), &s(&d.error)])
+                self.failed.row([&d.key, &origin, &s(&d.stage), d.attempts.to_string().as_bytes(), &s(&d.error)])
             }
             Outcome::Exists | Outcome::Differ => {
-                self.exists.row(&[&d.key, &origin, d.outcome.name().as_bytes(), &num(d.existing), &num(d.size)])
+                self.exists.row([&d.key, &origin, d.outcome.name().as_bytes(), &num(d.existing), &num(d.size)])
             }
         }
     }
@@ -138,6 +138,27 @@ impl<'a> Writer<'a> {
         self.failed.finish()?;
         self.exists.finish()?;
         Ok(self.counts)
+    }
+}
+
+/// A fleet report's rows: the final records consumers acknowledged ([`journal::decode_final`]).
+impl crate::queue::report::Render for Writer<'_> {
+    fn row(&mut self, record: &[u8]) -> Result<()> {
+        let d = super::journal::decode_final(record)
+            .map_err(|e| Error::Internal(format!("an outcome record that does not decode: {e}")))?;
+        Writer::row(self, &d)
+    }
+    fn finish(self: Box<Self>) -> Result<(BTreeMap<String, u64>, i32)> {
+        let c = Writer::finish(*self)?;
+        let code = c.exit_code();
+        let m = [
+            ("ok", c.ok),
+            ("not_found", c.not_found),
+            ("failed", c.failed),
+            ("exists", c.exists),
+            ("differ", c.differ),
+        ];
+        Ok((m.into_iter().map(|(k, v)| (k.to_string(), v)).collect(), code))
     }
 }
 
@@ -195,26 +216,5 @@ mod tests {
         let nf = std::fs::read_to_string(dir.path().join("not-found.csv")).unwrap();
         assert_eq!(nf, "key,origin,tables\na,,\n");
         assert_eq!(std::fs::read_to_string(dir.path().join("failed.csv")).unwrap().lines().count(), 1);
-    }
-}
-
-/// A fleet report's rows: the final records consumers acknowledged ([`journal::decode_final`]).
-impl crate::queue::report::Render for Writer<'_> {
-    fn row(&mut self, record: &[u8]) -> Result<()> {
-        let d = super::journal::decode_final(record)
-            .map_err(|e| Error::Internal(format!("an outcome record that does not decode: {e}")))?;
-        Writer::row(self, &d)
-    }
-    fn finish(self: Box<Self>) -> Result<(BTreeMap<String, u64>, i32)> {
-        let c = Writer::finish(*self)?;
-        let code = c.exit_code();
-        let m = [
-            ("ok", c.ok),
-            ("not_found", c.not_found),
-            ("failed", c.failed),
-            ("exists", c.exists),
-            ("differ", c.differ),
-        ];
-        Ok((m.into_iter().map(|(k, v)| (k.to_string(), v)).collect(), code))
     }
 }

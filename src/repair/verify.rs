@@ -609,6 +609,21 @@ impl<'a> Writer<'a> {
     }
 }
 
+/// A fleet report's rows: the results consumers acknowledged (a [`Checked`] as JSON).
+impl crate::queue::report::Render for Writer<'_> {
+    fn row(&mut self, record: &[u8]) -> Result<()> {
+        let c: Checked = serde_json::from_slice(record)
+            .map_err(|e| Error::Internal(format!("an outcome record that does not decode: {e}")))?;
+        Writer::row(self, &c)
+    }
+    fn finish(self: Box<Self>) -> Result<(std::collections::BTreeMap<String, u64>, i32)> {
+        let c = Writer::finish(*self)?;
+        let code = c.exit_code();
+        let m = [("ok", c.ok), ("missing", c.missing), ("differ", c.differ), ("failed", c.failed)];
+        Ok((m.into_iter().map(|(k, v)| (k.to_string(), v)).collect(), code))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -652,20 +667,5 @@ mod tests {
             assert_eq!(got, std::fs::read(out.path().join(f)).unwrap(), "{f}: as if written from the sorted results");
             assert_eq!(got.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count(), 76, "{f}");
         }
-    }
-}
-
-/// A fleet report's rows: the results consumers acknowledged (a [`Checked`] as JSON).
-impl crate::queue::report::Render for Writer<'_> {
-    fn row(&mut self, record: &[u8]) -> Result<()> {
-        let c: Checked = serde_json::from_slice(record)
-            .map_err(|e| Error::Internal(format!("an outcome record that does not decode: {e}")))?;
-        Writer::row(self, &c)
-    }
-    fn finish(self: Box<Self>) -> Result<(std::collections::BTreeMap<String, u64>, i32)> {
-        let c = Writer::finish(*self)?;
-        let code = c.exit_code();
-        let m = [("ok", c.ok), ("missing", c.missing), ("differ", c.differ), ("failed", c.failed)];
-        Ok((m.into_iter().map(|(k, v)| (k.to_string(), v)).collect(), code))
     }
 }
