@@ -483,6 +483,7 @@ impl CassandraArgs {
             connect_timeout: CASSANDRA_CONNECT_TIMEOUT,
             tls_ca: self.tls_ca.clone(),
             keyspace: keyspace.to_string(),
+            cluster: None,
         })
     }
 }
