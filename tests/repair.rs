@@ -6,12 +6,12 @@ mod support;
 mod support_cql;
 mod support_s3;
 
-use cql_test_node::{BlockingNode, ColumnType, Fault, Row, Table, TestNode};
+use cql_test_node::{BlockingNode, ColumnType, Fault, Row, Table, TestNode, TlsCerts};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
-use support::{assert_code, csv_rows, summary, Workdir};
+use support::{assert_code, assert_secret_absent, csv_rows, summary, Workdir};
 use support_cql::{cass_key, s3_key};
 use support_s3::{garage, proxy};
 
@@ -480,4 +480,51 @@ fn rising_cassandra_latency_lowers_concurrency() {
     let s = summary(&out);
     assert!(s["throttle_events"].as_u64().unwrap() >= 1 && s["min_concurrency"].as_u64().unwrap() <= 4, "{s}");
     assert_eq!(s["outcomes"]["ok"], n as u64);
+}
+
+const USER_ENV: &str = "KEYRECON_CASSANDRA_USERNAME";
+const PASSWORD_ENV: &str = "KEYRECON_CASSANDRA_PASSWORD";
+
+/// Issue 13: repair through TLS and password authentication copies exactly; a wrong password and an
+/// untrusted CA stop it at the start with exit 2 and a message naming the user or the CA file, and no
+/// password reaches stderr or any file in --out.
+#[test]
+fn repair_through_tls_and_a_password_and_what_a_wrong_one_says() {
+    let certs = TlsCerts::generate().unwrap();
+    let n = 40;
+    let node = support_cql::secure_node(vec![("objects", rows(n, s3_key))], Some(&certs), "repairer", "s3cret-Pw");
+    let b = bucket("repair-tls");
+    let t = Workdir::new();
+    let ca = t.write("ca.pem", &certs.ca_pem);
+    let keys: Vec<String> = (0..n).map(s3_key).collect();
+    let kr: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+    let kf = write_keys(&t, &kr);
+    let run = |out: &Path, ca: &Path, password: &str| {
+        let o = repair_cmd(&node, &garage().endpoint, &b, &kf, out, &["--tls-ca", ca.to_str().unwrap(), "-q"])
+            .env(USER_ENV, "repairer")
+            .env(PASSWORD_ENV, password)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(!err.contains(password), "the password on stderr: {err}");
+        assert_secret_absent(out, password);
+        (o, err)
+    };
+    let out = t.join("r");
+    let (o, _) = run(&out, &ca, "s3cret-Pw");
+    assert_code(&o, 0);
+    assert_eq!(col(&out.join("ok.csv"), "key"), keys);
+    let objs = objects(&b);
+    assert_eq!(objs.len(), n);
+    for i in 0..n {
+        assert_eq!(objs[&s3_key(i)].0, blob(i));
+    }
+
+    let (o, err) = run(&t.join("wrong"), &ca, "guessed-Pw");
+    assert_code(&o, 2);
+    assert!(err.contains("authentication failed") && err.contains("\"repairer\""), "{err}");
+    let stranger = t.write("stranger.pem", TlsCerts::generate().unwrap().ca_pem);
+    let (o, err) = run(&t.join("untrusted"), &stranger, "s3cret-Pw");
+    assert_code(&o, 2);
+    assert!(err.contains("not trusted by the CA bundle") && err.contains(stranger.to_str().unwrap()), "{err}");
 }

@@ -75,6 +75,20 @@ pub fn keys_of(set: &[(Vec<u8>, Meta)]) -> Vec<String> {
     set.iter().map(|(k, _)| String::from_utf8(k.clone()).unwrap()).collect()
 }
 
+/// No file under `dir` (summary.json, journals, outcome files, ...) holds `secret`.
+pub fn assert_secret_absent(dir: &Path, secret: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            assert_secret_absent(&p, secret);
+        } else {
+            let data = std::fs::read(&p).unwrap();
+            assert!(!data.windows(secret.len()).any(|w| w == secret.as_bytes()), "{} holds the password", p.display());
+        }
+    }
+}
+
 /// Asserts a command's exit code, showing its stderr if not.
 #[track_caller]
 pub fn assert_code(out: &Output, code: i32) {
