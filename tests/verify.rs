@@ -248,3 +248,57 @@ fn deep_verify_through_tls_and_a_password() {
     assert_code(&o, 2);
     assert!(err.contains("not trusted by the CA bundle") && err.contains(s(&stranger)), "{err}");
 }
+
+/// Issue 13: a deep verify reads the blobs the first cluster lacks from a fallback cluster (its own
+/// password, from its own variables), and fails the keys of a cluster that is down with the reason.
+#[test]
+fn deep_verify_reads_blobs_from_a_fallback_cluster() {
+    let blob = |i: usize| format!("blob {i}").into_bytes();
+    let first = support_cql::secure_node(
+        vec![("objects", (0..10).map(|i| Row::new(format!("f{i}")).blob("blob", blob(i))).collect())],
+        None,
+        "first",
+        "first-Pw",
+    );
+    let old = support_cql::secure_node(
+        vec![("objects", (10..20).map(|i| Row::new(format!("f{i}")).blob("blob", blob(i))).collect())],
+        None,
+        "archivist",
+        "old-Pw",
+    );
+    let b = bucket("verify-cluster");
+    for i in 0..20 {
+        put(&b, &format!("f{i}"), &blob(i));
+    }
+    let t = Workdir::new();
+    let keys = t.write("keys.txt", (0..20).map(|i| format!("f{i}\n")).collect::<String>());
+    let env = [
+        ("KEYRECON_CASSANDRA_USERNAME", "first"),
+        ("KEYRECON_CASSANDRA_PASSWORD", "first-Pw"),
+        ("KEYRECON_CASSANDRA_OLD_USERNAME", "archivist"),
+        ("KEYRECON_CASSANDRA_OLD_PASSWORD", "old-Pw"),
+    ];
+    let cluster = format!("old={}", old.addr());
+    let flags = ["--cluster", &cluster, "--fallback", "old:media.objects"];
+    let out = t.join("v");
+    let o = deep(&first, &b, &keys, &out, &flags, &env);
+    assert_code(&o, 0);
+    assert_eq!(by_key(&out.join("ok.csv"), 5).len(), 20);
+    let sm = summary(&out);
+    assert_eq!(sm["tables"], serde_json::json!(["media.objects", "old:media.objects"]));
+    assert_eq!(sm["fallback_clusters"][0]["blobs"], 10, "{sm}");
+
+    old.shutdown();
+    let out = t.join("down");
+    let o = deep(&first, &b, &keys, &out, &flags, &env);
+    assert_code(&o, 2);
+    let failed = rows_of(&out.join("failed.csv"));
+    assert_eq!(failed.len(), 10);
+    for r in &failed {
+        assert!(&r[2] == "fetch" && r[4].contains("old:media.objects not asked: connecting to cluster old"), "{r:?}");
+    }
+    assert_eq!(by_key(&out.join("ok.csv"), 5).len(), 10);
+    for pw in ["first-Pw", "old-Pw"] {
+        assert_secret_absent(&out, pw);
+    }
+}
