@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
-use support::{assert_code, assert_secret_absent, csv_rows, summary, Workdir};
+use support::{assert_code, assert_secret_absent, csv_rows, run_keeping_secret, summary, Workdir};
 use support_cql::{cass_key, s3_key};
 use support_s3::{garage, proxy};
 
@@ -500,15 +500,8 @@ fn repair_through_tls_and_a_password_and_what_a_wrong_one_says() {
     let kr: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
     let kf = write_keys(&t, &kr);
     let run = |out: &Path, ca: &Path, password: &str| {
-        let o = repair_cmd(&node, &garage().endpoint, &b, &kf, out, &["--tls-ca", ca.to_str().unwrap(), "-q"])
-            .env(USER_ENV, "repairer")
-            .env(PASSWORD_ENV, password)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&o.stderr).to_string();
-        assert!(!err.contains(password), "the password on stderr: {err}");
-        assert_secret_absent(out, password);
-        (o, err)
+        let mut c = repair_cmd(&node, &garage().endpoint, &b, &kf, out, &["--tls-ca", ca.to_str().unwrap(), "-q"]);
+        run_keeping_secret(c.env(USER_ENV, "repairer").env(PASSWORD_ENV, password), out, password)
     };
     let out = t.join("r");
     let (o, _) = run(&out, &ca, "s3cret-Pw");

@@ -160,6 +160,12 @@ pub struct Manners {
     pub quiet: bool,
 }
 
+impl Manners {
+    pub fn new(tool: &'static str, concurrency: usize, retries: u32, latency_target: Duration, quiet: bool) -> Manners {
+        Manners { tool, concurrency, retries, latency_target, quiet }
+    }
+}
+
 /// One session per cluster, one prepared lookup per table.
 pub struct Fetcher {
     clusters: Vec<Cluster>,

@@ -319,13 +319,7 @@ async fn run_async(cfg: RepairConfig) -> Result<RepairSummary> {
     let read_ms = t0.elapsed().as_millis() as u64;
 
     let tc = Instant::now();
-    let manners = fetch::Manners {
-        tool: TOOL,
-        concurrency: cfg.concurrency,
-        retries: cfg.retries,
-        latency_target: cfg.latency_target,
-        quiet: cfg.quiet,
-    };
+    let manners = fetch::Manners::new(TOOL, cfg.concurrency, cfg.retries, cfg.latency_target, cfg.quiet);
     let fetcher = Fetcher::connect(&cfg.source, manners).await?;
     let client = crate::sources::s3::client::build(&cfg.s3).await?;
     let target = Target {

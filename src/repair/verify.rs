@@ -256,13 +256,7 @@ async fn run_async(cfg: VerifyConfig) -> Result<VerifySummary> {
             None
         }
     };
-    let manners = fetch::Manners {
-        tool: TOOL,
-        concurrency: cfg.concurrency,
-        retries: cfg.retries,
-        latency_target: cfg.latency_target,
-        quiet: cfg.quiet,
-    };
+    let manners = fetch::Manners::new(TOOL, cfg.concurrency, cfg.retries, cfg.latency_target, cfg.quiet);
     let fetcher = match &cfg.deep {
         Some(d) => Some(Fetcher::connect(d, manners).await?),
         None => None,

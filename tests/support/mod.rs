@@ -89,6 +89,16 @@ pub fn assert_secret_absent(dir: &Path, secret: &str) {
     }
 }
 
+/// Runs `cmd` (a tool writing into `out`) and asserts that `secret` (a password it was given) is
+/// neither on its stderr nor in any file under `out`; returns the output and the stderr.
+pub fn run_keeping_secret(cmd: &mut std::process::Command, out: &Path, secret: &str) -> (Output, String) {
+    let o = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!err.contains(secret), "the password on stderr: {err}");
+    assert_secret_absent(out, secret);
+    (o, err)
+}
+
 /// Asserts a command's exit code, showing its stderr if not.
 #[track_caller]
 pub fn assert_code(out: &Output, code: i32) {
