@@ -21,7 +21,7 @@
 use crate::error::Error;
 use crate::input::{Format, InputSpec, KeyColumn};
 #[cfg(feature = "net")]
-use crate::repair::fetch::{BlobSource, TableRef};
+use crate::repair::fetch::{BlobSource, ClusterSource, TableRef};
 #[cfg(feature = "net")]
 use crate::sources::cassandra::pk::KeyFormat;
 #[cfg(feature = "net")]
@@ -330,17 +330,26 @@ impl KeyColumnArgs {
 }
 
 /// Where blobs are fetched (keyrecon-repair; keyrecon-verify --deep): the source table, the
-/// fallbacks, the key and blob columns, the connection. Optional here so verify can go without;
+/// fallbacks, the key and blob columns, the connections. Optional here so verify can go without;
 /// repair makes --source and --key-column required with `mut_arg`.
+///
+/// Fallbacks may be on other clusters: `--cluster old=HOST:PORT,...` names one, `--fallback
+/// old:KS.TABLE` reads a table there, and `--cluster-*` flags (`NAME=VALUE`, repeatable) set what
+/// differs per cluster. What names or trusts a cluster is never inherited from the first one (contact
+/// points, DC, TLS CA, credentials: `$KEYRECON_CASSANDRA_<NAME>_USERNAME` / `_PASSWORD`); manners are
+/// (consistency, request timeout, concurrency, retries default to the tool's flags).
 #[cfg(feature = "net")]
 #[derive(clap::Args, Clone, Debug)]
 pub struct BlobArgs {
     /// Table to fetch blobs from, as KEYSPACE.TABLE.
     #[arg(long, value_name = "KS.TABLE", value_parser = TableRef::parse)]
     pub source: Option<TableRef>,
-    /// Table to try when the previous ones lack the key (repeatable, tried in order).
-    #[arg(long, value_name = "KS.TABLE", value_parser = TableRef::parse)]
-    pub fallback: Vec<TableRef>,
+    /// Table to try when the previous ones lack the key (repeatable). KS.TABLE is in the cluster of
+    /// --contact-points; NAME:KS.TABLE in the --cluster NAME. Lookup order: --source, the fallbacks of
+    /// the first cluster, then each --cluster's fallbacks (clusters in --cluster order, tables in
+    /// --fallback order).
+    #[arg(long, value_name = "[NAME:]KS.TABLE", value_parser = parse_fallback)]
+    pub fallback: Vec<(Option<String>, TableRef)>,
     #[command(flatten)]
     pub key: KeyColumnArgs,
     /// The column holding the object's bytes (in a table with clustering columns: a static column,
@@ -349,26 +358,240 @@ pub struct BlobArgs {
     pub blob_column: String,
     #[command(flatten)]
     pub cassandra: CassandraArgs,
+    #[command(flatten)]
+    pub clusters: ClusterArgs,
+}
+
+/// The `--help` section of [`ClusterArgs`].
+#[cfg(feature = "net")]
+const CLUSTERS: &str = "Fallback clusters";
+
+/// The fallback clusters' flags (see [`BlobArgs`]); every value but --cluster's is `NAME=VALUE`.
+#[cfg(feature = "net")]
+#[derive(clap::Args, Clone, Debug)]
+pub struct ClusterArgs {
+    /// Another cluster for --fallback NAME:KS.TABLE, as NAME=HOST:PORT[,HOST:PORT...] (repeatable;
+    /// NAME: lowercase letters, digits, _). It gets its own session, concurrency limit and retries.
+    /// Credentials: $KEYRECON_CASSANDRA_<NAME>_USERNAME / _PASSWORD (NAME in capitals; never the
+    /// first cluster's). A cluster that cannot be reached at the start fails the keys that need it
+    /// (stage fetch, with the reason), and the run goes on.
+    #[arg(long, help_heading = CLUSTERS, value_name = "NAME=HOST:PORT,...", value_parser = parse_cluster)]
+    pub cluster: Vec<(String, Vec<String>)>,
+    /// A fallback cluster's datacenter to read from, as NAME=DC (default: none preferred).
+    #[arg(long, help_heading = CLUSTERS, value_name = "NAME=DC", value_parser = named(|s| Ok(s.to_string())))]
+    pub cluster_local_dc: Vec<(String, String)>,
+    /// A fallback cluster's consistency level, as NAME=LEVEL (default: --consistency).
+    #[arg(long, help_heading = CLUSTERS, value_name = "NAME=LEVEL", value_parser = named(parse_consistency))]
+    pub cluster_consistency: Vec<(String, Consistency)>,
+    /// Connect to a fallback cluster with TLS, verifying its nodes against a PEM CA bundle, as
+    /// NAME=PEM (default: no TLS; --tls-ca is the first cluster's).
+    #[arg(long, help_heading = CLUSTERS, value_name = "NAME=PEM", value_parser = named(|s| Ok(PathBuf::from(s))))]
+    pub cluster_tls_ca: Vec<(String, PathBuf)>,
+    /// A fallback cluster's read timeout, as NAME=SECS (default: --request-timeout).
+    #[arg(long, help_heading = CLUSTERS, value_name = "NAME=SECS", value_parser = named(parse_secs))]
+    pub cluster_request_timeout: Vec<(String, Duration)>,
+    /// Requests in flight at most to a fallback cluster, as NAME=N (its own AIMD limit, halved on its
+    /// own timeouts and latency; default: --concurrency).
+    #[arg(long, help_heading = CLUSTERS, value_name = "NAME=N", value_parser = named(parse_concurrency))]
+    pub cluster_concurrency: Vec<(String, usize)>,
+    /// Further attempts of a failed request to a fallback cluster, as NAME=N (default: --retries).
+    #[arg(long, help_heading = CLUSTERS, value_name = "NAME=N", value_parser = named(|s| s.parse::<u32>().map_err(|e| format!("{s:?}: {e}"))))]
+    pub cluster_retries: Vec<(String, u32)>,
+}
+
+/// `--fallback [NAME:]KS.TABLE`.
+#[cfg(feature = "net")]
+fn parse_fallback(s: &str) -> Result<(Option<String>, TableRef), String> {
+    match s.split_once(':') {
+        Some((name, table)) => Ok((Some(cluster_name(name)?), TableRef::parse(table)?)),
+        None => Ok((None, TableRef::parse(s)?)),
+    }
+}
+
+/// `--cluster NAME=HOST:PORT[,HOST:PORT...]`.
+#[cfg(feature = "net")]
+fn parse_cluster(s: &str) -> Result<(String, Vec<String>), String> {
+    let (name, points) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected NAME=HOST:PORT[,HOST:PORT...]"))?;
+    let points: Vec<String> = points.split(',').map(str::trim).filter(|p| !p.is_empty()).map(String::from).collect();
+    if points.is_empty() {
+        return Err(format!("{s:?}: no contact points after {name}="));
+    }
+    Ok((cluster_name(name)?, points))
+}
+
+/// A cluster name: it becomes part of flag values and of environment variable names.
+#[cfg(feature = "net")]
+fn cluster_name(name: &str) -> Result<String, String> {
+    let ok = name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(name.to_string())
+    } else {
+        Err(format!("cluster name {name:?}: lowercase letters, digits and _, starting with a letter"))
+    }
+}
+
+/// A parser of `NAME=VALUE` for the per-cluster flags.
+#[cfg(feature = "net")]
+fn named<T>(
+    parse: impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static,
+) -> impl Fn(&str) -> Result<(String, T), String> + Clone + Send + Sync + 'static {
+    move |s: &str| {
+        let (name, value) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected NAME=VALUE"))?;
+        Ok((cluster_name(name)?, parse(value)?))
+    }
+}
+
+#[cfg(feature = "net")]
+fn parse_concurrency(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{s:?}: a concurrency is a whole number, at least 1")),
+    }
+}
+
+/// The environment variables of a fallback cluster's credentials.
+#[cfg(feature = "net")]
+pub fn cluster_credential_env(name: &str) -> [String; 2] {
+    let n = name.to_ascii_uppercase();
+    [format!("KEYRECON_CASSANDRA_{n}_USERNAME"), format!("KEYRECON_CASSANDRA_{n}_PASSWORD")]
 }
 
 #[cfg(feature = "net")]
 impl BlobArgs {
     /// The blob source, or `None` without --source.
     pub fn source(&self) -> crate::Result<Option<BlobSource>> {
+        self.source_with_env(|name| std::env::var(name).ok())
+    }
+
+    /// [`Self::source`] with the environment passed in (the tests cannot share the process's).
+    fn source_with_env(&self, env: impl Fn(&str) -> Option<String>) -> crate::Result<Option<BlobSource>> {
         let key = self.key.format()?;
         let Some(src) = &self.source else { return Ok(None) };
         let Some(key) = key else {
             return Err(Error::Usage("--source needs --key-column (the partition key columns)".into()));
         };
         let mut tables = vec![src.clone()];
-        tables.extend(self.fallback.iter().cloned());
-        Ok(Some(BlobSource {
-            connect: self.cassandra.connect(&src.keyspace)?,
+        tables.extend(self.fallback.iter().filter(|(c, _)| c.is_none()).map(|(_, t)| t.clone()));
+        let first = ClusterSource {
+            connect: self.cassandra.connect_with_env(&src.keyspace, &env)?,
             tables,
-            key,
-            blob_column: self.blob_column.clone(),
-        }))
+            concurrency: None,
+            retries: None,
+        };
+        let mut clusters = vec![first];
+        clusters.extend(self.clusters.sources(&self.cassandra, &self.fallback, &env)?);
+        Ok(Some(BlobSource { clusters, key, blob_column: self.blob_column.clone() }))
     }
+}
+
+#[cfg(feature = "net")]
+impl ClusterArgs {
+    /// The fallback clusters in --cluster order, each with its --fallback tables. Every name must be
+    /// used: a --fallback or --cluster-* naming no --cluster, and a --cluster no --fallback reads, are
+    /// refused (a typo would otherwise lose a whole cluster's lookups).
+    fn sources(
+        &self,
+        first: &CassandraArgs,
+        fallbacks: &[(Option<String>, TableRef)],
+        env: &impl Fn(&str) -> Option<String>,
+    ) -> crate::Result<Vec<ClusterSource>> {
+        let known = |name: &str| self.cluster.iter().any(|(n, _)| n == name);
+        for (name, t) in fallbacks {
+            if let Some(n) = name.as_deref().filter(|n| !known(n)) {
+                return Err(Error::Usage(format!(
+                    "--fallback {n}:{t}: no --cluster {n}=HOST:PORT,... names that cluster"
+                )));
+            }
+        }
+        let per_cluster = [
+            ("--cluster-local-dc", names(&self.cluster_local_dc)),
+            ("--cluster-consistency", names(&self.cluster_consistency)),
+            ("--cluster-tls-ca", names(&self.cluster_tls_ca)),
+            ("--cluster-request-timeout", names(&self.cluster_request_timeout)),
+            ("--cluster-concurrency", names(&self.cluster_concurrency)),
+            ("--cluster-retries", names(&self.cluster_retries)),
+        ];
+        for (flag, names) in &per_cluster {
+            for (i, n) in names.iter().enumerate() {
+                if !known(n) {
+                    return Err(Error::Usage(format!(
+                        "{flag} {n}=...: no --cluster {n}=HOST:PORT,... names that cluster"
+                    )));
+                }
+                if names[..i].contains(n) {
+                    return Err(Error::Usage(format!("{flag}: cluster {n} is given twice")));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (i, (name, points)) in self.cluster.iter().enumerate() {
+            if self.cluster[..i].iter().any(|(n, _)| n == name) {
+                return Err(Error::Usage(format!("--cluster {name}: given twice")));
+            }
+            let tables: Vec<TableRef> =
+                fallbacks.iter().filter(|(c, _)| c.as_deref() == Some(name)).map(|(_, t)| t.clone()).collect();
+            let Some(keyspace) = tables.first().map(|t| t.keyspace.clone()) else {
+                return Err(Error::Usage(format!("--cluster {name}: no --fallback {name}:KS.TABLE reads from it")));
+            };
+            let [user_env, pass_env] = cluster_credential_env(name);
+            let (username, password) = credentials(None, None, [&user_env, &pass_env], false, env)?;
+            out.push(ClusterSource {
+                connect: Connect {
+                    contact_points: points.clone(),
+                    local_dc: for_cluster(&self.cluster_local_dc, name),
+                    consistency: for_cluster(&self.cluster_consistency, name).unwrap_or(first.consistency),
+                    username,
+                    password,
+                    request_timeout: for_cluster(&self.cluster_request_timeout, name).unwrap_or(first.request_timeout),
+                    connect_timeout: CASSANDRA_CONNECT_TIMEOUT,
+                    tls_ca: for_cluster(&self.cluster_tls_ca, name),
+                    keyspace,
+                    cluster: Some(name.clone()),
+                },
+                tables,
+                concurrency: for_cluster(&self.cluster_concurrency, name),
+                retries: for_cluster(&self.cluster_retries, name),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The cluster names of a per-cluster flag's values.
+#[cfg(feature = "net")]
+fn names<T>(v: &[(String, T)]) -> Vec<&str> {
+    v.iter().map(|(n, _)| n.as_str()).collect()
+}
+
+/// The value a per-cluster flag gives cluster `name`.
+#[cfg(feature = "net")]
+fn for_cluster<T: Clone>(v: &[(String, T)], name: &str) -> Option<T> {
+    v.iter().find(|(n, _)| n == name).map(|(_, x)| x.clone())
+}
+
+/// A username and a password from the flags, else from the environment, each on its own; then both
+/// or neither must be set. `flags`: the message names --username / --password too.
+#[cfg(feature = "net")]
+fn credentials(
+    username: Option<&String>,
+    password: Option<&String>,
+    [user_env, pass_env]: [&str; 2],
+    flags: bool,
+    env: &impl Fn(&str) -> Option<String>,
+) -> crate::Result<(Option<String>, Option<String>)> {
+    let username = username.cloned().or_else(|| env(user_env));
+    let password = password.cloned().or_else(|| env(pass_env));
+    if username.is_some() != password.is_some() {
+        let (uf, pf) = if flags { ("--username / ", "--password / ") } else { ("", "") };
+        let set = |b: bool| if b { "set" } else { "not set" };
+        return Err(Error::Usage(format!(
+            "give both a username and a password (or neither): {uf}${user_env} is {}, {pf}${pass_env} is {}",
+            set(username.is_some()),
+            set(password.is_some()),
+        )));
+    }
+    Ok((username, password))
 }
 
 /// The bucket keys are written to or checked in (keyrecon-repair, keyrecon-verify).
@@ -461,15 +684,13 @@ impl CassandraArgs {
 
     /// [`Self::connect`] with the environment passed in (the tests cannot share the process's).
     fn connect_with_env(&self, keyspace: &str, env: impl Fn(&str) -> Option<String>) -> crate::Result<Connect> {
-        let username = self.username.clone().or_else(|| env(CASSANDRA_USERNAME_ENV));
-        let password = self.password.clone().or_else(|| env(CASSANDRA_PASSWORD_ENV));
-        if username.is_some() != password.is_some() {
-            return Err(Error::Usage(format!(
-                "give both a username and a password (or neither): --username / ${CASSANDRA_USERNAME_ENV} is {}, --password / ${CASSANDRA_PASSWORD_ENV} is {}",
-                if username.is_some() { "set" } else { "not set" },
-                if password.is_some() { "set" } else { "not set" },
-            )));
-        }
+        let (username, password) = credentials(
+            self.username.as_ref(),
+            self.password.as_ref(),
+            [CASSANDRA_USERNAME_ENV, CASSANDRA_PASSWORD_ENV],
+            true,
+            &env,
+        )?;
         if self.contact_points.iter().all(|p| p.trim().is_empty()) {
             return Err(Error::Usage("--contact-points is empty: name at least one node as HOST:PORT".into()));
         }
@@ -483,6 +704,7 @@ impl CassandraArgs {
             connect_timeout: CASSANDRA_CONNECT_TIMEOUT,
             tls_ca: self.tls_ca.clone(),
             keyspace: keyspace.to_string(),
+            cluster: None,
         })
     }
 }
@@ -719,6 +941,115 @@ mod net_tests {
         let a = cass(&["--contact-points", ","]).unwrap();
         let e = a.cassandra.connect_with_env("ks", no_env).unwrap_err().to_string();
         assert!(e.contains("--contact-points"), "{e}");
+    }
+
+    #[derive(Parser, Debug)]
+    struct Blobs {
+        #[command(flatten)]
+        blobs: BlobArgs,
+    }
+
+    fn blobs(args: &[&str], env: impl Fn(&str) -> Option<String>) -> crate::Result<BlobSource> {
+        let base = ["t", "--contact-points", "a:1", "--source", "ks.t", "--key-column", "id"];
+        let a = Blobs::try_parse_from(base.iter().chain(args)).map_err(|e| Error::Usage(e.to_string()))?;
+        Ok(a.blobs.source_with_env(env)?.expect("--source is given"))
+    }
+
+    #[test]
+    fn fallback_clusters_lookup_order_settings_and_credentials() {
+        let env = |name: &str| match name {
+            CASSANDRA_USERNAME_ENV => Some("first-user".to_string()),
+            CASSANDRA_PASSWORD_ENV => Some("first-pw".to_string()),
+            "KEYRECON_CASSANDRA_OLD_USERNAME" => Some("old-user".to_string()),
+            "KEYRECON_CASSANDRA_OLD_PASSWORD" => Some("old-pw".to_string()),
+            _ => None,
+        };
+        let src = blobs(
+            &[
+                "--fallback=old:media_old.objects",
+                "--fallback=ks.older",
+                "--cluster=archive=c:1",
+                "--fallback=archive:arch.t",
+                "--fallback=old:media_old.more",
+                "--cluster=old=b:1, b2:1",
+                "--cluster-local-dc=old=dc2",
+                "--cluster-consistency=old=local_one",
+                "--cluster-tls-ca=old=old-ca.pem",
+                "--cluster-request-timeout=archive=30",
+                "--cluster-concurrency=old=4",
+                "--cluster-retries=archive=1",
+                "--tls-ca=first-ca.pem",
+            ],
+            env,
+        )
+        .unwrap();
+        // The source, the first cluster's fallbacks, then the clusters in --cluster order.
+        assert_eq!(
+            src.table_names(),
+            ["ks.t", "ks.older", "archive:arch.t", "old:media_old.objects", "old:media_old.more"]
+        );
+        let [first, archive, old] = &src.clusters[..] else { panic!("three clusters: {:?}", src.clusters) };
+        assert_eq!((first.connect.cluster.as_deref(), first.connect.username.as_deref()), (None, Some("first-user")));
+        assert_eq!(archive.connect.contact_points, ["c:1"]);
+        assert_eq!(archive.connect.keyspace, "arch");
+        // What names or trusts a cluster is its own, never the first cluster's.
+        assert_eq!((archive.connect.username.as_deref(), archive.connect.password.as_deref()), (None, None));
+        assert_eq!((archive.connect.tls_ca.as_ref(), archive.connect.local_dc.as_ref()), (None, None));
+        // Manners default to the tool's flags.
+        assert_eq!(archive.connect.consistency, Consistency::LocalQuorum);
+        assert_eq!(archive.connect.request_timeout, Duration::from_secs(30));
+        assert_eq!((archive.concurrency, archive.retries), (None, Some(1)));
+        assert_eq!(old.connect.contact_points, ["b:1", "b2:1"]);
+        assert_eq!(old.connect.cluster.as_deref(), Some("old"));
+        assert_eq!(
+            (old.connect.username.as_deref(), old.connect.password.as_deref()),
+            (Some("old-user"), Some("old-pw"))
+        );
+        assert_eq!(old.connect.local_dc.as_deref(), Some("dc2"));
+        assert_eq!(old.connect.consistency, Consistency::LocalOne);
+        assert_eq!(old.connect.tls_ca, Some(PathBuf::from("old-ca.pem")));
+        assert_eq!(old.connect.request_timeout, Duration::from_secs(12));
+        assert_eq!((old.concurrency, old.retries), (Some(4), None));
+        assert_eq!(old.connect.keyspace, "media_old");
+    }
+
+    #[test]
+    fn fallback_cluster_mistakes_are_named() {
+        for (args, want) in [
+            (&["--fallback", "old:ks.t"][..], "no --cluster old=HOST:PORT"),
+            (&["--cluster", "old=h:1"], "no --fallback old:KS.TABLE"),
+            (
+                &["--cluster", "old=h:1", "--fallback", "old:ks.t", "--cluster-retries", "olf=2"],
+                "--cluster-retries olf=",
+            ),
+            (&["--cluster", "old=h:1", "--cluster", "old=i:1", "--fallback", "old:ks.t"], "given twice"),
+            (
+                &[
+                    "--cluster",
+                    "old=h:1",
+                    "--fallback",
+                    "old:ks.t",
+                    "--cluster-local-dc",
+                    "old=a",
+                    "--cluster-local-dc",
+                    "old=b",
+                ],
+                "given twice",
+            ),
+            (&["--cluster", "Old=h:1"], "lowercase letters"),
+            (&["--cluster", "old="], "no contact points"),
+            (&["--cluster", "old"], "NAME=HOST:PORT"),
+            (&["--cluster-concurrency", "old=0"], "at least 1"),
+            (&["--cluster-request-timeout", "old=0"], "positive"),
+            (&["--fallback", "old:kst"], "KEYSPACE.TABLE"),
+        ] {
+            let e = format!("{:#}", blobs(args, no_env).unwrap_err());
+            assert!(e.contains(want), "{args:?}: {e}");
+        }
+        // A fallback cluster's credentials: both or neither, named by their variables, never shown.
+        let half = |name: &str| (name == "KEYRECON_CASSANDRA_OLD_PASSWORD").then(|| "secret-pw".to_string());
+        let e = format!("{:#}", blobs(&["--cluster", "old=h:1", "--fallback", "old:ks.t"], half).unwrap_err());
+        assert!(e.contains("$KEYRECON_CASSANDRA_OLD_USERNAME is not set") && !e.contains("secret-pw"), "{e}");
     }
 
     #[test]

@@ -37,7 +37,8 @@ pub const COOLDOWN: Duration = Duration::from_millis(1000);
 
 /// AIMD limit on requests (or keys) in flight; see the module docs.
 pub struct Limiter {
-    tool: &'static str,
+    /// The log lines' prefix: the tool, or the tool and the server it limits (`keyrecon-repair: cluster old`).
+    tool: std::borrow::Cow<'static, str>,
     max: usize,
     limit: AtomicUsize,
     inflight: AtomicUsize,
@@ -76,7 +77,7 @@ impl Limiter {
     /// `tool` prefixes the log lines; `max` is the ceiling and the start (at least 1); latency above
     /// `target` (smoothed with `weight` per source in `sources`) is an overload signal.
     pub fn new(
-        tool: &'static str,
+        tool: impl Into<std::borrow::Cow<'static, str>>,
         max: usize,
         target: Duration,
         sources: &'static [&'static str],
@@ -86,7 +87,7 @@ impl Limiter {
         assert!(!sources.is_empty() && weight > 0.0 && weight <= 1.0);
         let max = max.max(1);
         Limiter {
-            tool,
+            tool: tool.into(),
             max,
             limit: AtomicUsize::new(max),
             inflight: AtomicUsize::new(0),

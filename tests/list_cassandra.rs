@@ -479,6 +479,63 @@ fn credentials_come_from_the_environment_and_are_never_written() {
     assert!(!String::from_utf8_lossy(&o.stderr).contains("nope-nope"));
 }
 
+/// Issue 13: TLS with password authentication as a production cluster has it, and every way the TLS
+/// set-up can be wrong fails with exit 2 and a message naming what to fix.
+#[test]
+fn tls_with_password_lists_exactly_and_a_bad_ca_fails_naming_the_file() {
+    let certs = cql_test_node::TlsCerts::generate().unwrap();
+    let node = TestNode::builder()
+        .table(table())
+        .rows(rows(300))
+        .credentials(cql_test_node::Credentials::new("lister", "pa55-w0rd"))
+        .tls(&certs)
+        .build()
+        .start_blocking("127.0.0.1:0")
+        .unwrap();
+    let d = Workdir::new();
+    let ca = d.write("ca.pem", &certs.ca_pem);
+    let with = |out: &str, extra: &[&str], password: &str| {
+        let o = cmd(&node, &d.join(out), extra)
+            .env("KEYRECON_CASSANDRA_USERNAME", "lister")
+            .env("KEYRECON_CASSANDRA_PASSWORD", password)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(!err.contains("pa55-w0rd") && !err.contains("guessed"), "a password on stderr: {err}");
+        (o, err)
+    };
+    let (o, _) = with("a", &["--tls-ca", ca.to_str().unwrap(), "--splits", "8"], "pa55-w0rd");
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(keys(&d.join("a")), want_keys(300));
+    for f in ["manifest.json", "summary.json"] {
+        assert!(!std::fs::read_to_string(d.join("a").join(f)).unwrap().contains("pa55-w0rd"), "{f}");
+    }
+
+    // A CA that did not sign the node's certificate, a file that holds no certificate, no file at all:
+    // each names the file.
+    let stranger = d.write("stranger.pem", cql_test_node::TlsCerts::generate().unwrap().ca_pem);
+    let junk = d.write("junk.pem", "not a certificate\n");
+    let missing = d.join("missing.pem");
+    for (path, want) in [
+        (&stranger, "TLS certificate is not trusted by the CA bundle"),
+        (&junk, "no PEM certificate in the file"),
+        (&missing, "No such file"),
+    ] {
+        let (o, err) = with("bad", &["--tls-ca", path.to_str().unwrap()], "pa55-w0rd");
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(want) && err.contains(path.to_str().unwrap()), "{}: {err}", path.display());
+        assert_eq!(err.lines().count(), 1, "one clear line: {err}");
+    }
+    // Plain text to a node that serves TLS only: the message suggests TLS.
+    let (o, err) = with("plain", &[], "pa55-w0rd");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err.contains("require TLS? --tls-ca"), "{err}");
+    // The right CA and a wrong password: the user is named, the password is not.
+    let (o, err) = with("wrong", &["--tls-ca", ca.to_str().unwrap()], "guessed-Pa55");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err.contains("authentication failed") && err.contains("\"lister\""), "{err}");
+}
+
 #[test]
 fn diff_compare_mtime_flags_rows_written_after_the_target_copy() {
     // Source: the live table. Target: a chunk set of the same keys as the migration copied them (listed

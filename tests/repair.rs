@@ -6,12 +6,12 @@ mod support;
 mod support_cql;
 mod support_s3;
 
-use cql_test_node::{BlockingNode, ColumnType, Fault, Row, Table, TestNode};
+use cql_test_node::{BlockingNode, ColumnType, Fault, Row, Table, TestNode, TlsCerts};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
-use support::{assert_code, csv_rows, summary, Workdir};
+use support::{assert_code, assert_secret_absent, csv_rows, run_keeping_secret, summary, Workdir};
 use support_cql::{cass_key, s3_key};
 use support_s3::{garage, proxy};
 
@@ -480,4 +480,225 @@ fn rising_cassandra_latency_lowers_concurrency() {
     let s = summary(&out);
     assert!(s["throttle_events"].as_u64().unwrap() >= 1 && s["min_concurrency"].as_u64().unwrap() <= 4, "{s}");
     assert_eq!(s["outcomes"]["ok"], n as u64);
+}
+
+const USER_ENV: &str = "KEYRECON_CASSANDRA_USERNAME";
+const PASSWORD_ENV: &str = "KEYRECON_CASSANDRA_PASSWORD";
+
+/// Issue 13: repair through TLS and password authentication copies exactly; a wrong password and an
+/// untrusted CA stop it at the start with exit 2 and a message naming the user or the CA file, and no
+/// password reaches stderr or any file in --out.
+#[test]
+fn repair_through_tls_and_a_password_and_what_a_wrong_one_says() {
+    let certs = TlsCerts::generate().unwrap();
+    let n = 40;
+    let node = support_cql::secure_node(vec![("objects", rows(n, s3_key))], Some(&certs), "repairer", "s3cret-Pw");
+    let b = bucket("repair-tls");
+    let t = Workdir::new();
+    let ca = t.write("ca.pem", &certs.ca_pem);
+    let keys: Vec<String> = (0..n).map(s3_key).collect();
+    let kr: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+    let kf = write_keys(&t, &kr);
+    let run = |out: &Path, ca: &Path, password: &str| {
+        let mut c = repair_cmd(&node, &garage().endpoint, &b, &kf, out, &["--tls-ca", ca.to_str().unwrap(), "-q"]);
+        run_keeping_secret(c.env(USER_ENV, "repairer").env(PASSWORD_ENV, password), out, password)
+    };
+    let out = t.join("r");
+    let (o, _) = run(&out, &ca, "s3cret-Pw");
+    assert_code(&o, 0);
+    assert_eq!(col(&out.join("ok.csv"), "key"), keys);
+    let objs = objects(&b);
+    assert_eq!(objs.len(), n);
+    for i in 0..n {
+        assert_eq!(objs[&s3_key(i)].0, blob(i));
+    }
+
+    let (o, err) = run(&t.join("wrong"), &ca, "guessed-Pw");
+    assert_code(&o, 2);
+    assert!(err.contains("authentication failed") && err.contains("\"repairer\""), "{err}");
+    let stranger = t.write("stranger.pem", TlsCerts::generate().unwrap().ca_pem);
+    let (o, err) = run(&t.join("untrusted"), &stranger, "s3cret-Pw");
+    assert_code(&o, 2);
+    assert!(err.contains("not trusted by the CA bundle") && err.contains(stranger.to_str().unwrap()), "{err}");
+}
+
+/// Keys 0..10 in the first cluster's source table, 10..15 in its fallback table media.old, 15..25
+/// only in the other cluster (which also holds a stale copy of key 0).
+fn two_clusters(old_tls: Option<&TlsCerts>) -> (BlockingNode, BlockingNode) {
+    let key = |i: usize| format!("k{i:02}");
+    let first = support_cql::secure_node(
+        vec![
+            ("objects", (0..10).map(|i| Row::new(key(i)).blob("blob", blob(i))).collect()),
+            ("old", (10..15).map(|i| Row::new(key(i)).blob("blob", blob(i))).collect()),
+        ],
+        None,
+        "first",
+        "first-Pw",
+    );
+    (first, old_cluster(old_tls, "127.0.0.1:0"))
+}
+
+/// The other cluster of [`two_clusters`], listening on `addr`.
+fn old_cluster(tls: Option<&TlsCerts>, addr: &str) -> BlockingNode {
+    let mut b = TestNode::builder().credentials(cql_test_node::Credentials::new("archivist", "old-Pw"));
+    if let Some(certs) = tls {
+        b = b.tls(certs);
+    }
+    let rows = (15..25)
+        .chain([0])
+        .map(|i| Row::new(format!("k{i:02}")).blob("blob", if i == 0 { b"stale".to_vec() } else { blob(i) }));
+    b.table(support_cql::blob_table("objects")).rows(rows).build().start_blocking(addr).expect("start the old cluster")
+}
+
+fn cluster_keys(t: &Workdir) -> std::path::PathBuf {
+    let keys: Vec<String> = (0..25).map(|i| format!("k{i:02}")).chain(["nowhere".into()]).collect();
+    let kr: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+    write_keys(t, &kr)
+}
+
+/// Issue 13: a fallback on another cluster, with its own credentials (from its own variables) and its
+/// own TLS CA, serves the keys the first cluster lacks; the lookup order is the source, the first
+/// cluster's fallbacks, then the other cluster; ok.csv says which cluster and table each blob came from.
+#[test]
+fn a_fallback_cluster_serves_the_keys_the_first_lacks() {
+    let certs = TlsCerts::generate().unwrap();
+    let (first, old) = two_clusters(Some(&certs));
+    let b = bucket("repair-cluster");
+    let t = Workdir::new();
+    let ca = t.write("old-ca.pem", &certs.ca_pem);
+    let kf = cluster_keys(&t);
+    let out = t.join("r");
+    let cluster = format!("old={}", old.addr());
+    let o = repair_cmd(&first, &garage().endpoint, &b, &kf, &out, &["--fallback", "old:media.objects", "--fallback"])
+        .args(["media.old", "--cluster", &cluster, "--cluster-tls-ca", &format!("old={}", ca.display())])
+        .args(["--cluster-concurrency", "old=2", "--cluster-retries", "old=1", "-q"])
+        .env(USER_ENV, "first")
+        .env(PASSWORD_ENV, "first-Pw")
+        .env("KEYRECON_CASSANDRA_OLD_USERNAME", "archivist")
+        .env("KEYRECON_CASSANDRA_OLD_PASSWORD", "old-Pw")
+        .output()
+        .unwrap();
+    assert_code(&o, 1); // "nowhere" is in no table
+    let from: BTreeMap<String, String> =
+        csv_rows(&out.join("ok.csv")).iter().map(|r| (r[0].to_string(), r[4].to_string())).collect();
+    assert_eq!(from.len(), 25);
+    for (k, table) in &from {
+        let i: usize = k[1..].parse().unwrap();
+        let want = match i {
+            0..10 => "media.objects",
+            10..15 => "media.old",
+            _ => "old:media.objects",
+        };
+        assert_eq!(table, want, "{k}");
+    }
+    let nf = csv_rows(&out.join("not-found.csv"));
+    assert_eq!((&nf[0][0], &nf[0][2]), ("nowhere", "not in media.objects, media.old, old:media.objects"));
+    let objs = objects(&b);
+    for i in 0..25 {
+        assert_eq!(objs[&format!("k{i:02}")].0, blob(i), "k{i:02}: the first cluster's copy wins");
+    }
+    let s = summary(&out);
+    assert_eq!(s["tables"], serde_json::json!(["media.objects", "media.old", "old:media.objects"]), "{s}");
+    assert_eq!(s["from_fallback"], 15);
+    let c = &s["fallback_clusters"][0];
+    assert_eq!((c["name"].as_str(), c["blobs"].as_u64(), c.get("not_connected")), (Some("old"), Some(10), None), "{s}");
+    for pw in ["first-Pw", "old-Pw"] {
+        assert_secret_absent(&out, pw);
+        assert!(!String::from_utf8_lossy(&o.stderr).contains(pw));
+    }
+}
+
+/// Issue 13: a fallback cluster that is down, refuses the password, or fails every read: the keys the
+/// first cluster has are repaired, the others fail (stage fetch) with the reason and after their
+/// retries, exit 2, nothing is reported not found; --resume copies them once the cluster is back.
+#[test]
+fn a_fallback_cluster_that_is_down_or_failing_fails_its_keys_with_the_reason() {
+    let (first, old) = two_clusters(None);
+    let old_addr = old.addr();
+    let t = Workdir::new();
+    let kf = cluster_keys(&t);
+    let run = |b: &str, out: &Path, old_password: &str, extra: &[&str]| {
+        let o = repair_cmd(&first, &garage().endpoint, b, &kf, out, &["--fallback", "media.old", "--fallback"])
+            .args(["old:media.objects", "--cluster", &format!("old={old_addr}"), "--retries", "0", "-q"])
+            .args(extra)
+            .env(USER_ENV, "first")
+            .env(PASSWORD_ENV, "first-Pw")
+            .env("KEYRECON_CASSANDRA_OLD_USERNAME", "archivist")
+            .env("KEYRECON_CASSANDRA_OLD_PASSWORD", old_password)
+            .output()
+            .unwrap();
+        assert!(!String::from_utf8_lossy(&o.stderr).contains(old_password));
+        assert_secret_absent(out, old_password);
+        o
+    };
+    let failed_of = |out: &Path| -> BTreeMap<String, (String, String, String)> {
+        csv_rows(&out.join("failed.csv"))
+            .iter()
+            .map(|r| (r[0].to_string(), (r[2].to_string(), r[3].to_string(), r[4].to_string())))
+            .collect()
+    };
+    let fallback_keys: Vec<String> = (15..25).map(|i| format!("k{i:02}")).chain(["nowhere".into()]).collect();
+
+    // Every read of the old cluster fails: each key is tried 1 + --cluster-retries times (its own
+    // setting, not --retries 0), then failed with the server's answer.
+    old.faults().fail_next(10_000, Fault::Unavailable);
+    let out = t.join("failing");
+    let o = run(&bucket("repair-cluster-failing"), &out, "old-Pw", &["--cluster-retries", "old=2"]);
+    assert_code(&o, 2);
+    let failed = failed_of(&out);
+    assert_eq!(failed.keys().cloned().collect::<Vec<_>>(), fallback_keys);
+    for (k, (stage, attempts, error)) in &failed {
+        assert_eq!(
+            (stage.as_str(), attempts.as_str()),
+            ("fetch", "5"),
+            "{k}: 2 first-cluster reads + 3 of the old one"
+        );
+        assert!(error.contains("old:media.objects") && error.contains("Cannot achieve consistency"), "{k}: {error}");
+    }
+    assert_eq!(csv_rows(&out.join("ok.csv")).len(), 15);
+    assert_eq!(csv_rows(&out.join("not-found.csv")).len(), 0, "never reported not found");
+    assert_eq!(summary(&out)["fallback_clusters"][0]["retries"], 22, "{}", summary(&out));
+    old.faults().clear();
+
+    // A wrong password for the old cluster: its keys fail with that reason, the password nowhere.
+    let out = t.join("wrong-password");
+    let o = run(&bucket("repair-cluster-password"), &out, "guessed-Pw", &[]);
+    assert_code(&o, 2);
+    let failed = failed_of(&out);
+    assert_eq!(failed.len(), 11);
+    assert!(
+        failed["k20"].2.contains("authentication failed") && failed["k20"].2.contains("\"archivist\""),
+        "{failed:?}"
+    );
+
+    // The old cluster down: the same, the reason says it is not connected; the run warns at the start.
+    old.shutdown();
+    let out = t.join("down");
+    let b = bucket("repair-cluster-down");
+    let o = run(&b, &out, "old-Pw", &[]);
+    assert_code(&o, 2);
+    let failed = failed_of(&out);
+    assert_eq!(failed.keys().cloned().collect::<Vec<_>>(), fallback_keys);
+    let why = &failed["k20"].2;
+    assert!(
+        why.contains("not in media.objects, media.old; old:media.objects not asked: connecting to cluster old"),
+        "{why}"
+    );
+    assert_eq!(failed["k20"].1, "2", "only the first cluster was asked");
+    assert!(summary(&out)["fallback_clusters"][0]["not_connected"].as_str().unwrap().contains("no node answered"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("cluster old was not connected"), "the summary paragraph says so: {err}");
+    assert_eq!(csv_rows(&out.join("ok.csv")).len(), 15);
+
+    // Back on the same address: --resume copies the rest, each key once in ok.csv.
+    let _back = old_cluster(None, &old_addr.to_string());
+    let o = run(&b, &out, "old-Pw", &["--resume"]);
+    assert_code(&o, 1);
+    assert_eq!(csv_rows(&out.join("ok.csv")).len(), 25);
+    assert_eq!(csv_rows(&out.join("failed.csv")).len(), 0);
+    assert_eq!(col(&out.join("not-found.csv"), "key"), ["nowhere"]);
+    let objs = objects(&b);
+    for i in 0..25 {
+        assert_eq!(objs[&format!("k{i:02}")].0, blob(i));
+    }
 }

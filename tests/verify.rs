@@ -5,11 +5,11 @@ mod support;
 mod support_cql;
 mod support_s3;
 
-use cql_test_node::{BlockingNode, Fault, Row};
+use cql_test_node::{BlockingNode, Fault, Row, TlsCerts};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Output;
-use support::{assert_code, csv_rows as rows_of, s, summary, Workdir};
+use std::process::{Command, Output};
+use support::{assert_code, assert_secret_absent, csv_rows as rows_of, run_keeping_secret, s, summary, Workdir};
 use support_s3::garage;
 
 const REPAIR: &str = env!("CARGO_BIN_EXE_keyrecon-repair");
@@ -193,4 +193,108 @@ fn keys_that_cannot_be_checked_are_failed_with_the_reason() {
     let want: &[u8] = b"\nbad\xff,,key,0,target key is not valid UTF-8";
     assert!(data.windows(want.len()).any(|w| w == want), "{text}");
     assert_eq!(by_key(&out.join("ok.csv"), 5), BTreeMap::from([("there".to_string(), "md5".to_string())]));
+}
+
+/// `keyrecon-verify --deep` of `keys` in `bucket` against `node` (media.objects) with `extra` flags and
+/// environment `env` (nothing else of the test's environment).
+fn deep(node: &BlockingNode, bucket: &str, keys: &Path, out: &Path, extra: &[&str], env: &[(&str, &str)]) -> Command {
+    let g = garage();
+    let mut c = g.command(VERIFY, &g.endpoint);
+    c.args(["--keys", s(keys), "--bucket", bucket, "--deep", "--contact-points", &node.addr().to_string()])
+        .args(["--source", "media.objects", "--key-column", "id", "--consistency", "ONE", "--out", s(out), "-q"])
+        .args(extra);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c
+}
+
+/// Issue 13: a deep verify through TLS and password authentication compares every object with its blob;
+/// a wrong password or an untrusted CA fails with exit 2 and a clear message, no password anywhere.
+#[test]
+fn deep_verify_through_tls_and_a_password() {
+    let certs = TlsCerts::generate().unwrap();
+    let blobs: Vec<(String, Vec<u8>)> = (0..30).map(|i| (format!("v{i:02}"), vec![i as u8; 10 + i])).collect();
+    let rows = blobs.iter().map(|(k, b)| Row::new(k.clone()).blob("blob", b.clone())).collect();
+    let node = support_cql::secure_node(vec![("objects", rows)], Some(&certs), "checker", "ch3ck-Pw");
+    let b = bucket("verify-tls");
+    for (k, body) in &blobs {
+        put(&b, k, if k == "v07" { b"other bytes" } else { body });
+    }
+    let t = Workdir::new();
+    let ca = t.write("ca.pem", &certs.ca_pem);
+    let keys = t.write("keys.txt", blobs.iter().map(|(k, _)| format!("{k}\n")).collect::<String>());
+    let run = |out: &Path, ca: &Path, password: &str| {
+        let env = [("KEYRECON_CASSANDRA_USERNAME", "checker"), ("KEYRECON_CASSANDRA_PASSWORD", password)];
+        run_keeping_secret(&mut deep(&node, &b, &keys, out, &["--tls-ca", s(ca)], &env), out, password)
+    };
+    let out = t.join("v");
+    let (o, _) = run(&out, &ca, "ch3ck-Pw");
+    assert_code(&o, 1);
+    let ok = by_key(&out.join("ok.csv"), 5);
+    assert_eq!(ok.len(), 29);
+    assert!(ok.values().all(|c| c == "md5"), "{ok:?}");
+    assert_eq!(rows_of(&out.join("differ.csv")).iter().map(|r| r[0].to_string()).collect::<Vec<_>>(), ["v07"]);
+
+    let (o, err) = run(&t.join("wrong"), &ca, "guessed-Pw");
+    assert_code(&o, 2);
+    assert!(err.contains("authentication failed") && err.contains("\"checker\""), "{err}");
+    let stranger = t.write("stranger.pem", TlsCerts::generate().unwrap().ca_pem);
+    let (o, err) = run(&t.join("untrusted"), &stranger, "ch3ck-Pw");
+    assert_code(&o, 2);
+    assert!(err.contains("not trusted by the CA bundle") && err.contains(s(&stranger)), "{err}");
+}
+
+/// Issue 13: a deep verify reads the blobs the first cluster lacks from a fallback cluster (its own
+/// password, from its own variables), and fails the keys of a cluster that is down with the reason.
+#[test]
+fn deep_verify_reads_blobs_from_a_fallback_cluster() {
+    let blob = |i: usize| format!("blob {i}").into_bytes();
+    let first = support_cql::secure_node(
+        vec![("objects", (0..10).map(|i| Row::new(format!("f{i}")).blob("blob", blob(i))).collect())],
+        None,
+        "first",
+        "first-Pw",
+    );
+    let old = support_cql::secure_node(
+        vec![("objects", (10..20).map(|i| Row::new(format!("f{i}")).blob("blob", blob(i))).collect())],
+        None,
+        "archivist",
+        "old-Pw",
+    );
+    let b = bucket("verify-cluster");
+    for i in 0..20 {
+        put(&b, &format!("f{i}"), &blob(i));
+    }
+    let t = Workdir::new();
+    let keys = t.write("keys.txt", (0..20).map(|i| format!("f{i}\n")).collect::<String>());
+    let env = [
+        ("KEYRECON_CASSANDRA_USERNAME", "first"),
+        ("KEYRECON_CASSANDRA_PASSWORD", "first-Pw"),
+        ("KEYRECON_CASSANDRA_OLD_USERNAME", "archivist"),
+        ("KEYRECON_CASSANDRA_OLD_PASSWORD", "old-Pw"),
+    ];
+    let cluster = format!("old={}", old.addr());
+    let flags = ["--cluster", &cluster, "--fallback", "old:media.objects"];
+    let out = t.join("v");
+    let o = deep(&first, &b, &keys, &out, &flags, &env).output().unwrap();
+    assert_code(&o, 0);
+    assert_eq!(by_key(&out.join("ok.csv"), 5).len(), 20);
+    let sm = summary(&out);
+    assert_eq!(sm["tables"], serde_json::json!(["media.objects", "old:media.objects"]));
+    assert_eq!(sm["fallback_clusters"][0]["blobs"], 10, "{sm}");
+
+    old.shutdown();
+    let out = t.join("down");
+    let o = deep(&first, &b, &keys, &out, &flags, &env).output().unwrap();
+    assert_code(&o, 2);
+    let failed = rows_of(&out.join("failed.csv"));
+    assert_eq!(failed.len(), 10);
+    for r in &failed {
+        assert!(&r[2] == "fetch" && r[4].contains("old:media.objects not asked: connecting to cluster old"), "{r:?}");
+    }
+    assert_eq!(by_key(&out.join("ok.csv"), 5).len(), 10);
+    for pw in ["first-Pw", "old-Pw"] {
+        assert_secret_absent(&out, pw);
+    }
 }

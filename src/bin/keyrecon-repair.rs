@@ -40,8 +40,18 @@ use std::path::PathBuf;
 /// Exit status: 0 every key ok or exists; 1 some not found or existing with another size (differ);
 /// 2 some failed, input rows were rejected, or the run could not start.
 ///
-/// Credentials: Cassandra from KEYRECON_CASSANDRA_USERNAME / KEYRECON_CASSANDRA_PASSWORD (or flags);
-/// S3 from the AWS chain (environment, ~/.aws, --profile, SSO, instance role).
+/// Fallbacks on another cluster: --cluster NAME=HOST:PORT,... names it and --fallback NAME:KS.TABLE
+/// reads a table there. Lookup order: --source, the plain --fallback tables, then each --cluster's
+/// tables (clusters in --cluster order). Each cluster has its own session, its own concurrency limit
+/// (--cluster-concurrency NAME=N) and retries (--cluster-retries NAME=N); its DC, TLS CA, consistency
+/// and timeout are --cluster-local-dc, --cluster-tls-ca, --cluster-consistency,
+/// --cluster-request-timeout (NAME=VALUE each). A fallback cluster that cannot be reached does not stop
+/// the run: the keys that need it fail (stage fetch) with the reason; --resume retries them. ok.csv's
+/// table column says NAME:KS.TABLE for a blob from there.
+///
+/// Credentials: Cassandra from KEYRECON_CASSANDRA_USERNAME / KEYRECON_CASSANDRA_PASSWORD (or flags),
+/// a fallback cluster's from KEYRECON_CASSANDRA_<NAME>_USERNAME / _PASSWORD (NAME in capitals);
+/// S3 from the AWS chain (environment, ~/.aws, --profile, SSO, instance role). TLS: --tls-ca PEM.
 ///
 /// Example (list both sides, diff, repair; keyrecon-diff exits 1 when it found keys to repair, hence
 /// `test $? -le 1` rather than `&&`):
@@ -53,6 +63,12 @@ use std::path::PathBuf;
 ///     --source media.objects --fallback media_old.objects --key-column id --blob-column data \
 ///     --bucket photos --concurrency 32 --out repair/
 ///   # dry run first: add --dry-run (prints what would be copied, writes nothing to S3)
+///
+///   # blobs the cluster lacks from the old cluster over TLS (its credentials in
+///   # KEYRECON_CASSANDRA_OLD_USERNAME / _PASSWORD):
+///   keyrecon-repair --keys diff/missing-on-target.csv --contact-points 10.0.0.1:9042 \
+///     --source media.objects --cluster old=10.8.0.1:9042,10.8.0.2:9042 --cluster-tls-ca old=old-ca.pem \
+///     --fallback old:media_old.objects --key-column id --blob-column data --bucket photos --out repair/
 ///
 ///   # a table keyed by (service, id), listed with --key-template '{service}:{id}' (PHOTO:12345):
 ///   keyrecon-repair --keys diff/missing-on-target.csv --contact-points 10.0.0.1:9042 \

@@ -26,6 +26,11 @@ use std::path::PathBuf;
 /// its columns to fetch exactly that row; a key that does not parse is failed (stage key) with the
 /// reason.
 ///
+/// --deep reads blobs like keyrecon-repair: the same Cassandra flags, --fallback tables, and fallback
+/// clusters (--cluster NAME=HOST:PORT,... with --fallback NAME:KS.TABLE and the --cluster-* flags;
+/// credentials from KEYRECON_CASSANDRA_<NAME>_USERNAME / _PASSWORD). A key that needs a cluster that
+/// cannot be reached fails (stage fetch) with the reason.
+///
 /// Example (after a repair):
 ///   keyrecon-verify --keys repair/ok.csv --bucket photos --deep --contact-points 10.0.0.1:9042 \
 ///     --source media.objects --key-column id --blob-column data --out verify/

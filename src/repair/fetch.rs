@@ -1,6 +1,22 @@
 //! Fetching blobs from Cassandra: `SELECT blob FROM ks.t WHERE a = ? AND b = ?`, prepared once per
 //! table, for `--source` and then each `--fallback` in order.
 //!
+//! The tables may be on several clusters ([`ClusterSource`]): the first is the one of
+//! `--contact-points` (the source table and its plain `--fallback KS.TABLE`s), then each `--cluster
+//! NAME=...` in the order given, with its `--fallback NAME:KS.TABLE`s. [`Fetcher::fetch`] asks the
+//! tables in that order (the lookup order) and stops at the first that has the blob. Every cluster has
+//! its own session; a fallback cluster also has its own AIMD limit on requests in flight
+//! (`--cluster-concurrency`, fed by its own latency and load signals, never slowing the first cluster)
+//! and its own attempts (`--cluster-retries`); the first cluster's requests go through the tool's
+//! throttle and `--retries` as before.
+//!
+//! The first cluster must connect (else the run does not start). A fallback cluster that cannot be
+//! reached at the start is reported (stderr, summary.json) and the run goes on: a key found before it
+//! in the lookup order is unaffected, a key that would be asked of it fails at the "fetch" stage with
+//! the reason (never `not found`, and never taken from a cluster after it: the lookup order decides
+//! which copy of a blob wins). A rerun (`--resume`) tries those keys again. A cluster that fails during
+//! the run fails its keys the same way, after its retries.
+//!
 //! Each table's schema is checked first (`--key-column` is its partition key, in order; in a table
 //! with clustering columns the blob column must be static, the partition's one value, and the lookup
 //! reads one row: `LIMIT 1`). The key is parsed back into its columns' values by the lister's own
@@ -13,8 +29,10 @@
 //! One call is one request: retries, backoff and throttling belong to the caller (`repair::mod`),
 //! which gets a [`RequestError`] saying whether the error is worth retrying and whether it signals load.
 
-use super::retry::RequestError;
+use super::retry::{Own, RequestError, Retry};
+use super::throttle::Side;
 use crate::error::{Error, Result};
+use crate::limit::Limiter;
 use crate::sources::cassandra::pk::{KeyCodec, KeyFormat, KeyType};
 use crate::sources::cassandra::session::{self, ident, Connect};
 use crate::sources::cassandra::table::{Kind, TableDef};
@@ -26,16 +44,52 @@ use scylla::serialize::value::SerializeValue;
 use scylla::serialize::writers::{CellWriter, WrittenCellProof};
 use scylla::serialize::SerializationError;
 use scylla::statement::prepared::PreparedStatement;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
-/// Where blobs come from: the source table first, then the fallbacks, in lookup order.
+/// Where blobs come from: the clusters and their tables, in lookup order.
 #[derive(Clone, Debug)]
 pub struct BlobSource {
-    pub connect: Connect,
-    pub tables: Vec<TableRef>,
+    /// `clusters[0]` is the cluster of `--contact-points`, its `tables[0]` the source table.
+    pub clusters: Vec<ClusterSource>,
     /// The partition key columns and how keys write them.
     pub key: KeyFormat,
     /// The column holding the object's bytes.
     pub blob_column: String,
+}
+
+/// One cluster's connection and the tables read from it, in lookup order.
+#[derive(Clone, Debug)]
+pub struct ClusterSource {
+    /// `connect.cluster`: `None` for the first cluster, else the `--cluster` name.
+    pub connect: Connect,
+    pub tables: Vec<TableRef>,
+    /// A fallback cluster's requests in flight at most (`--cluster-concurrency`; default the tool's
+    /// `--concurrency`). Not used for the first cluster, whose requests the tool's throttle limits.
+    pub concurrency: Option<usize>,
+    /// A fallback cluster's further attempts of a failed request (`--cluster-retries`; default the
+    /// tool's `--retries`). Not used for the first cluster.
+    pub retries: Option<u32>,
+}
+
+impl BlobSource {
+    /// Every table's name in lookup order (`media.objects`, `old:media.objects`).
+    pub fn table_names(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        for c in &self.clusters {
+            v.extend(c.tables.iter().map(|t| table_name(c.connect.cluster.as_deref(), t)));
+        }
+        v
+    }
+}
+
+/// How outcome files and messages name a table: `KS.TABLE` in the first cluster, `NAME:KS.TABLE` in
+/// the fallback cluster NAME (as `--fallback` takes it).
+pub fn table_name(cluster: Option<&str>, t: &TableRef) -> String {
+    match cluster {
+        Some(c) => format!("{c}:{t}"),
+        None => t.to_string(),
+    }
 }
 
 /// `keyspace.table` as given on the command line.
@@ -75,16 +129,47 @@ impl SerializeValue for Raw<'_> {
     }
 }
 
+/// One table's prepared lookup.
 struct Source {
-    table: TableRef,
+    /// Index into [`Fetcher::clusters`].
+    cluster: usize,
     name: String,
-    stmt: PreparedStatement,
-    key: KeyCodec,
+    /// `None` while the cluster is not connected.
+    lookup: Option<(PreparedStatement, KeyCodec)>,
+    /// Blobs found here.
+    found: AtomicU64,
 }
 
-/// One connection pool, one prepared lookup per table.
+/// One cluster as the fetcher holds it.
+struct Cluster {
+    /// `Err`: the fallback cluster could not be reached at the start, and why.
+    session: std::result::Result<Session, String>,
+    /// A fallback cluster's own limit and attempts (`None` for the first cluster).
+    own: Option<(Limiter, u32)>,
+    retries: AtomicU64,
+}
+
+/// What the tool's flags say about load, for the fallback clusters' own limits.
+#[derive(Clone, Copy, Debug)]
+pub struct Manners {
+    pub tool: &'static str,
+    /// The tool's `--concurrency` and `--retries`: a fallback cluster's defaults.
+    pub concurrency: usize,
+    pub retries: u32,
+    pub latency_target: Duration,
+    pub quiet: bool,
+}
+
+impl Manners {
+    pub fn new(tool: &'static str, concurrency: usize, retries: u32, latency_target: Duration, quiet: bool) -> Manners {
+        Manners { tool, concurrency, retries, latency_target, quiet }
+    }
+}
+
+/// One session per cluster, one prepared lookup per table.
 pub struct Fetcher {
-    session: Session,
+    clusters: Vec<Cluster>,
+    /// Every table, in lookup order.
     sources: Vec<Source>,
 }
 
@@ -101,18 +186,83 @@ pub enum Lookup {
     Unparsable(String),
 }
 
+/// What the lookup order said about one key.
+#[derive(Debug)]
+pub enum Fetched {
+    /// The blob, from the table [`Fetcher::name`]`(from)`; `from > 0` is a fallback.
+    Found { blob: Vec<u8>, from: usize },
+    /// In no table: `not in media.objects, old:media.objects (why)`.
+    NotFound(String),
+    /// No answer: `stage` is "key" (the key names no row) or "fetch" (a request failed for good, or a
+    /// cluster is not connected); `reason` says which table or cluster and why.
+    Failed { stage: &'static str, reason: String },
+}
+
+/// A fallback cluster's part of a summary.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct ClusterSummary {
+    pub name: String,
+    pub contact_points: Vec<String>,
+    pub tables: Vec<String>,
+    /// Not connected at the start: why (its keys failed at the "fetch" stage).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_connected: Option<String>,
+    /// Blobs found in its tables.
+    pub blobs: u64,
+    pub retries: u64,
+    pub throttle_events: u64,
+    pub min_concurrency: usize,
+}
+
 impl Fetcher {
-    /// Connects, checks every table's schema and prepares its lookup (`tables[0]` is the source).
-    pub async fn connect(src: &BlobSource) -> Result<Fetcher> {
-        let session = session::connect(&src.connect).await?;
+    /// Connects to every cluster at once, checks every table's schema and prepares its lookup. The
+    /// first cluster must connect; a fallback cluster that cannot is reported on stderr (unless quiet)
+    /// and fails the keys that reach it. A table that is not what the flags say stops the run.
+    pub async fn connect(src: &BlobSource, m: Manners) -> Result<Fetcher> {
+        let sessions = futures::future::join_all(src.clusters.iter().map(|c| session::connect(&c.connect))).await;
+        let mut clusters = Vec::new();
         let mut sources = Vec::new();
-        for t in &src.tables {
-            sources.push(Self::prepare(&session, src, t).await?);
+        for (i, (c, session)) in src.clusters.iter().zip(sessions).enumerate() {
+            let label = c.connect.label();
+            let session = match session {
+                Ok(s) => Ok(s),
+                Err(e) if i == 0 => return Err(e),
+                Err(e) => {
+                    let why = crate::error::chain(&e);
+                    if !m.quiet {
+                        eprintln!(
+                            "{}: {why}; the keys not found before it in the lookup order fail (stage fetch) with this reason",
+                            m.tool
+                        );
+                    }
+                    Err(why)
+                }
+            };
+            let own = (i > 0).then(|| {
+                let limit = Limiter::new(
+                    format!("{}: {label}", m.tool),
+                    c.concurrency.unwrap_or(m.concurrency),
+                    m.latency_target,
+                    &["cassandra"],
+                    super::throttle::EWMA_WEIGHT,
+                    m.quiet,
+                );
+                (limit, c.retries.unwrap_or(m.retries) + 1)
+            });
+            for t in &c.tables {
+                let lookup = match &session {
+                    Ok(s) => Some(Self::prepare(s, src, t).await?),
+                    Err(_) => None,
+                };
+                let name = table_name(c.connect.cluster.as_deref(), t);
+                sources.push(Source { cluster: i, name, lookup, found: AtomicU64::new(0) });
+            }
+            clusters.push(Cluster { session, own, retries: AtomicU64::new(0) });
         }
-        Ok(Fetcher { session, sources })
+        Ok(Fetcher { clusters, sources })
     }
 
-    async fn prepare(session: &Session, src: &BlobSource, t: &TableRef) -> Result<Source> {
+    async fn prepare(session: &Session, src: &BlobSource, t: &TableRef) -> Result<(PreparedStatement, KeyCodec)> {
         let def = TableDef::describe(session, &t.keyspace, &t.table).await?;
         def.check_key(src.key.columns())?;
         let blob = &src.blob_column;
@@ -156,36 +306,83 @@ impl Fetcher {
                     .map_err(|e| Error::Schema { table: t.to_string(), msg: format!("{c}: {e}") })?,
             );
         }
-        Ok(Source { name: t.to_string(), table: t.clone(), stmt, key: KeyCodec::new(src.key.clone(), types) })
+        Ok((stmt, KeyCodec::new(src.key.clone(), types)))
     }
 
-    pub fn tables(&self) -> impl Iterator<Item = &TableRef> {
-        self.sources.iter().map(|s| &s.table)
-    }
-
+    /// Table `i`'s name, as outcome files show it.
     pub fn name(&self, i: usize) -> &str {
         &self.sources[i].name
     }
 
-    pub fn len(&self) -> usize {
-        self.sources.len()
+    /// Looks `key` up in each table in lookup order until one has it. The first cluster's requests go
+    /// through `retry` as they are; a fallback cluster's wait for a slot of its own limit and are tried
+    /// its own number of times. `attempts` counts the requests made.
+    pub async fn fetch(&self, retry: &Retry<'_>, attempts: &mut u32, key: &[u8]) -> Fetched {
+        let mut tried = Vec::new();
+        let shown = || String::from_utf8_lossy(key);
+        for (i, s) in self.sources.iter().enumerate() {
+            let c = &self.clusters[s.cluster];
+            if let Err(why) = &c.session {
+                let before = if tried.is_empty() { String::new() } else { format!("not in {}; ", tried.join(", ")) };
+                let reason = format!("key {:?}: {before}{} not asked: {why}", shown(), s.name);
+                return Fetched::Failed { stage: "fetch", reason };
+            }
+            let r = match &c.own {
+                None => retry.run(Side::Cassandra, attempts, || self.get(i, key)).await,
+                Some((limit, max_attempts)) => {
+                    let _slot = limit.acquire().await;
+                    let own = Own { limit, max_attempts: *max_attempts, retries: &c.retries };
+                    retry.run_own(Side::Cassandra, &own, attempts, || self.get(i, key)).await
+                }
+            };
+            match r {
+                Ok(Lookup::Found(blob)) => {
+                    s.found.fetch_add(1, Relaxed);
+                    return Fetched::Found { blob, from: i };
+                }
+                Ok(Lookup::Absent) => tried.push(s.name.clone()),
+                Ok(Lookup::NotAKey(why)) => tried.push(format!("{} ({why})", s.name)),
+                Ok(Lookup::Unparsable(why)) => return Fetched::Failed { stage: "key", reason: why },
+                Err(e) => return Fetched::Failed { stage: "fetch", reason: format!("key {:?}: {}", shown(), e.msg) },
+            }
+        }
+        Fetched::NotFound(format!("not in {}", tried.join(", ")))
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.sources.is_empty()
+    /// The fallback clusters' part of a summary (empty with one cluster).
+    pub fn fallback_clusters(&self, src: &BlobSource) -> Vec<ClusterSummary> {
+        let mut v = Vec::new();
+        for (i, (c, cs)) in self.clusters.iter().zip(&src.clusters).enumerate().skip(1) {
+            let mine = self.sources.iter().filter(|s| s.cluster == i);
+            let (limit, _) = c.own.as_ref().expect("a fallback cluster has its own limit");
+            v.push(ClusterSummary {
+                name: cs.connect.cluster.clone().unwrap_or_default(),
+                contact_points: cs.connect.contact_points.clone(),
+                tables: mine.clone().map(|s| s.name.clone()).collect(),
+                not_connected: c.session.as_ref().err().cloned(),
+                blobs: mine.map(|s| s.found.load(Relaxed)).sum(),
+                retries: c.retries.load(Relaxed),
+                throttle_events: limit.events.load(Relaxed),
+                min_concurrency: limit.min_limit.load(Relaxed),
+            });
+        }
+        v
     }
 
-    /// Looks `key` up in table `i` (one request).
-    pub async fn get(&self, i: usize, key: &[u8]) -> std::result::Result<Lookup, RequestError> {
+    /// Looks `key` up in table `i` (one request; its cluster is connected).
+    async fn get(&self, i: usize, key: &[u8]) -> std::result::Result<Lookup, RequestError> {
         let s = &self.sources[i];
-        let bound = match s.key.parse(key) {
+        let (Ok(session), Some((stmt, codec))) = (&self.clusters[s.cluster].session, &s.lookup) else {
+            return Err(RequestError::new(format!("{}: not connected", s.name), false, false));
+        };
+        let bound = match codec.parse(key) {
             Ok(b) => b,
-            Err(why) if s.key.format().is_raw() => return Ok(Lookup::NotAKey(why)),
+            Err(why) if codec.format().is_raw() => return Ok(Lookup::NotAKey(why)),
             Err(why) => return Ok(Lookup::Unparsable(why)),
         };
         let bound: Vec<Raw> = bound.iter().map(|b| Raw(b)).collect();
         let fatal = |e: &dyn std::fmt::Display| RequestError::new(format!("{}: {e}", s.name), false, false);
-        let res = match self.session.execute_unpaged(&s.stmt, &bound).await {
+        let res = match session.execute_unpaged(stmt, &bound).await {
             Ok(r) => r,
             Err(e) => {
                 let (retry, load) = classify(&e);

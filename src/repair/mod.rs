@@ -58,7 +58,7 @@ use crate::sort::ScratchDir;
 use crate::sources::s3::client::ClientOptions;
 use crate::summary::Summary;
 use bytes::Bytes;
-use fetch::{BlobSource, Fetcher, Lookup};
+use fetch::{BlobSource, ClusterSummary, Fetched, Fetcher};
 use journal::{Done, Journal, Outcome};
 use keys::{KeySource, Keys};
 use live::Live;
@@ -114,7 +114,11 @@ pub struct RepairSummary {
     /// The output directory.
     pub out: String,
     pub bucket: String,
+    /// The tables in lookup order (`KS.TABLE`, or `NAME:KS.TABLE` in the fallback cluster NAME).
     pub tables: Vec<String>,
+    /// The fallback clusters (`--cluster`): connected or why not, blobs found, retries, throttling.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fallback_clusters: Vec<ClusterSummary>,
     pub dry_run: bool,
     pub resumed: bool,
     /// Keys read from the input (after dropping duplicates).
@@ -204,7 +208,21 @@ impl Summary for RepairSummary {
             self.throttle_events,
             self.min_concurrency,
             self.out
-        ) + &self.queue.as_ref().map(queue_paragraph).unwrap_or_default()
+        ) + &clusters_paragraph(&self.fallback_clusters, "rerun with --resume")
+            + &self.queue.as_ref().map(queue_paragraph).unwrap_or_default()
+    }
+}
+
+/// The fallback clusters that could not be reached, for a summary paragraph; `rerun` says how to try
+/// their keys again.
+pub(crate) fn clusters_paragraph(clusters: &[ClusterSummary], rerun: &str) -> String {
+    let down: Vec<&str> = clusters.iter().filter(|c| c.not_connected.is_some()).map(|c| c.name.as_str()).collect();
+    match &down[..] {
+        [] => String::new(),
+        names => format!(
+            "; cluster {} was not connected: the keys that needed it failed (failed.csv; {rerun} when it is back)",
+            names.join(", ")
+        ),
     }
 }
 
@@ -288,7 +306,7 @@ async fn run_async(cfg: RepairConfig) -> Result<RepairSummary> {
     let mut summary = RepairSummary {
         out: cfg.out.display().to_string(),
         bucket: cfg.bucket.clone(),
-        tables: cfg.source.tables.iter().map(|t| t.to_string()).collect(),
+        tables: cfg.source.table_names(),
         dry_run: cfg.dry_run,
         resumed: cfg.resume,
         journal_torn_tail_dropped: journal.torn_tail(),
@@ -316,7 +334,8 @@ async fn run_async(cfg: RepairConfig) -> Result<RepairSummary> {
     let read_ms = t0.elapsed().as_millis() as u64;
 
     let tc = Instant::now();
-    let fetcher = Fetcher::connect(&cfg.source).await?;
+    let manners = fetch::Manners::new(TOOL, cfg.concurrency, cfg.retries, cfg.latency_target, cfg.quiet);
+    let fetcher = Fetcher::connect(&cfg.source, manners).await?;
     let client = crate::sources::s3::client::build(&cfg.s3).await?;
     let target = Target {
         client,
@@ -394,6 +413,7 @@ async fn run_async(cfg: RepairConfig) -> Result<RepairSummary> {
         put_mean_ms: mean(&c.put_us, &c.puts),
     };
     summary.queue = sh.queue.as_ref().map(|q| q.stats());
+    summary.fallback_clusters = sh.fetcher.fallback_clusters(&sh.cfg.source);
     summary.peak_rss_bytes = crate::progress::peak_rss_bytes();
     crate::summary::write_json(&sh.cfg.out, &summary)?;
     Ok(summary)
@@ -561,26 +581,16 @@ async fn repair_permitted(sh: &Shared, it: &Item, mut d: Done, tk: &str) -> Done
     let retry =
         Retry { throttle: &sh.throttle, max_attempts: cfg.retries + 1, retries: [&c.retries[0], &c.retries[1]] };
 
-    // Fetch: the source, then each fallback.
+    // Fetch: the source, then each fallback, in lookup order.
     let tf = Instant::now();
-    let mut tried = Vec::new();
-    let mut found = None;
-    for i in 0..sh.fetcher.len() {
-        match retry.run(Side::Cassandra, &mut d.attempts, || sh.fetcher.get(i, it.origin())).await {
-            Ok(Lookup::Found(b)) => {
-                found = Some((i, b));
-                break;
-            }
-            Ok(Lookup::Absent) => tried.push(sh.fetcher.name(i).to_string()),
-            Ok(Lookup::NotAKey(why)) => tried.push(format!("{} ({why})", sh.fetcher.name(i))),
-            Ok(Lookup::Unparsable(why)) => return fail(d, "key", why),
-            Err(e) => return fail(d, "fetch", format!("key {:?}: {}", String::from_utf8_lossy(it.origin()), e.msg)),
+    let (ti, blob) = match sh.fetcher.fetch(&retry, &mut d.attempts, it.origin()).await {
+        Fetched::Found { blob, from } => (from, blob),
+        Fetched::NotFound(tried) => {
+            d.outcome = Outcome::NotFound;
+            d.error = Some(tried);
+            return d;
         }
-    }
-    let Some((ti, blob)) = found else {
-        d.outcome = Outcome::NotFound;
-        d.error = Some(format!("not in {}", tried.join(", ")));
-        return d;
+        Fetched::Failed { stage, reason } => return fail(d, stage, reason),
     };
     c.fetch_us.fetch_add(tf.elapsed().as_micros() as u64, Relaxed);
     c.fetches.fetch_add(1, Relaxed);

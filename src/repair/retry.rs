@@ -7,10 +7,14 @@
 //! `max_attempts` attempts in all. Bodies are in memory (`bytes::Bytes`), so an attempt never resends a
 //! half-consumed stream.
 //!
+//! A server with limits of its own (a fallback cluster: `--cluster-concurrency`, `--cluster-retries`)
+//! goes through [`Retry::run_own`]: its signals feed its own [`Limiter`] instead of the throttle, and it
+//! has its own number of attempts.
+//!
 //! [`RequestError`] is the one error of a failed request of repair/verify, to Cassandra or to S3.
 
 use super::throttle::{Side, Throttle};
-use crate::limit::Backoff;
+use crate::limit::{Backoff, Limiter};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -72,6 +76,15 @@ pub struct Retry<'a> {
     pub retries: [&'a AtomicU64; 2],
 }
 
+/// A server with its own limit and attempts (a fallback cluster), for [`Retry::run_own`].
+pub struct Own<'a> {
+    /// Its AIMD limit: latency and load signals go here, not to the tool's throttle.
+    pub limit: &'a Limiter,
+    pub max_attempts: u32,
+    /// Its retries (also counted in the tool's per-side count).
+    pub retries: &'a AtomicU64,
+}
+
 /// Sleep before another attempt of a repair/verify request: the first retry waits 50..100 ms.
 pub const BACKOFF: Backoff =
     Backoff { base: Duration::from_millis(100), cap: Duration::from_secs(10), max_doublings: 7, jitter: [0.5, 1.0] };
@@ -84,12 +97,39 @@ pub fn backoff(attempt: u32) -> Duration {
 impl Retry<'_> {
     /// Runs `f` until it succeeds, fails for good, or `max_attempts` are used. `attempts` counts the
     /// requests made (for the outcome record).
-    pub async fn run<T, E, F, Fut>(&self, side: Side, attempts: &mut u32, mut f: F) -> Result<T, E>
+    pub async fn run<T, E, F, Fut>(&self, side: Side, attempts: &mut u32, f: F) -> Result<T, E>
     where
         E: Transient,
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        self.run_as(side, None, attempts, f).await
+    }
+
+    /// [`Self::run`] against a server with limits of its own: `own`'s limit gets the signals and its
+    /// `max_attempts` bounds the attempts.
+    pub async fn run_own<T, E, F, Fut>(&self, side: Side, own: &Own<'_>, attempts: &mut u32, f: F) -> Result<T, E>
+    where
+        E: Transient,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.run_as(side, Some(own), attempts, f).await
+    }
+
+    async fn run_as<T, E, F, Fut>(
+        &self,
+        side: Side,
+        own: Option<&Own<'_>>,
+        attempts: &mut u32,
+        mut f: F,
+    ) -> Result<T, E>
+    where
+        E: Transient,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let max_attempts = own.map_or(self.max_attempts, |o| o.max_attempts);
         let mut n = 0;
         loop {
             n += 1;
@@ -97,21 +137,23 @@ impl Retry<'_> {
             let t0 = Instant::now();
             let r = f().await;
             let latency = t0.elapsed();
+            let overload = r.as_ref().err().filter(|e| e.load()).map(|e| e.describe());
+            match (own, overload) {
+                (None, None) => self.throttle.on_latency(side, latency),
+                (None, Some(why)) => self.throttle.on_overload(side, &why),
+                (Some(o), None) => o.limit.observe(0, latency),
+                (Some(o), Some(why)) => o.limit.overload(&why),
+            }
             match r {
-                Ok(v) => {
-                    self.throttle.on_latency(side, latency);
-                    return Ok(v);
-                }
+                Ok(v) => return Ok(v),
                 Err(e) => {
-                    if e.load() {
-                        self.throttle.on_overload(side, &e.describe());
-                    } else {
-                        self.throttle.on_latency(side, latency);
-                    }
-                    if !e.retry() || n >= self.max_attempts {
+                    if !e.retry() || n >= max_attempts {
                         return Err(e);
                     }
                     self.retries[side as usize].fetch_add(1, Relaxed);
+                    if let Some(o) = own {
+                        o.retries.fetch_add(1, Relaxed);
+                    }
                     tokio::time::sleep(backoff(n)).await;
                 }
             }
@@ -171,6 +213,15 @@ mod tests {
             })
             .await;
         assert_eq!((res.ok(), att, a.load(Relaxed)), (Some(7), 2, 1));
+        // A server with its own limit: its attempts, its signals; the tool's throttle is left alone.
+        let limit = Limiter::new("test: cluster old", 8, Duration::from_secs(1), &["cassandra"], 0.1, true);
+        let mine = AtomicU64::new(0);
+        let own = Own { limit: &limit, max_attempts: 4, retries: &mine };
+        let (before, mut att) = (t.limit(), 0);
+        let res: Result<(), E> = r.run_own(Side::Cassandra, &own, &mut att, || async { Err(E(true)) }).await;
+        assert!(res.is_err());
+        assert_eq!((att, mine.load(Relaxed), a.load(Relaxed)), (4, 3, 4), "its retries, also counted per side");
+        assert_eq!((limit.limit(), t.limit()), (4, before), "the overload halved its limit only");
         for n in 1..20 {
             assert!(backoff(n) <= Duration::from_secs(10) && backoff(n) >= Duration::from_millis(50));
         }

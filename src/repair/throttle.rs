@@ -28,7 +28,7 @@ impl Side {
 /// Latency sources of the limiter, indexed by [`Side`].
 const SOURCES: &[&str] = &["cassandra", "s3"];
 /// Weight of a new latency sample: smooth, because one key's latency varies with its blob size.
-const EWMA_WEIGHT: f64 = 0.1;
+pub(crate) const EWMA_WEIGHT: f64 = 0.1;
 
 pub struct Throttle {
     aimd: Limiter,

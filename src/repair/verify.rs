@@ -48,7 +48,7 @@ use crate::merge::SortedCursor;
 use crate::pool::{self, Flow};
 use crate::queue::consume::{Consumer, ConsumerStats, Delivery};
 use crate::record::{show_key, Schema};
-use crate::repair::fetch::{BlobSource, Fetcher, Lookup};
+use crate::repair::fetch::{self, BlobSource, ClusterSummary, Fetched, Fetcher};
 use crate::repair::keys::{self, KeySource, Keys};
 use crate::repair::live::{self, Live};
 use crate::repair::put::{self, Head, Target};
@@ -143,6 +143,12 @@ pub struct VerifySummary {
     pub out: String,
     pub bucket: String,
     pub deep: bool,
+    /// With --deep: the tables blobs are read from, in lookup order (`KS.TABLE`, `NAME:KS.TABLE`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<String>,
+    /// With --deep: the fallback clusters (`--cluster`), connected or why not, blobs read, retries.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fallback_clusters: Vec<ClusterSummary>,
     pub keys_input: u64,
     pub duplicate_keys_in_input: u64,
     /// Input rows that could not be used (in rejects.csv): exit status 2.
@@ -201,7 +207,8 @@ impl Summary for VerifySummary {
             },
             self.objects_per_sec,
             self.out
-        ) + &self.queue.as_ref().map(crate::repair::queue_paragraph).unwrap_or_default()
+        ) + &crate::repair::clusters_paragraph(&self.fallback_clusters, "run the verify again")
+            + &self.queue.as_ref().map(crate::repair::queue_paragraph).unwrap_or_default()
     }
 }
 
@@ -231,6 +238,7 @@ async fn run_async(cfg: VerifyConfig) -> Result<VerifySummary> {
         out: cfg.out.display().to_string(),
         bucket: cfg.bucket.clone(),
         deep: cfg.deep.is_some(),
+        tables: cfg.deep.as_ref().map(BlobSource::table_names).unwrap_or_default(),
         mem_budget_bytes: cfg.mem as u64,
         ..Default::default()
     };
@@ -250,8 +258,9 @@ async fn run_async(cfg: VerifyConfig) -> Result<VerifySummary> {
             Keys::Queue(q.clone())
         }
     };
+    let manners = fetch::Manners::new(TOOL, cfg.concurrency, cfg.retries, cfg.latency_target, cfg.quiet);
     let fetcher = match &cfg.deep {
-        Some(d) => Some(Fetcher::connect(d).await?),
+        Some(d) => Some(Fetcher::connect(d, manners).await?),
         None => None,
     };
     let client = crate::sources::s3::client::build(&cfg.s3).await?;
@@ -304,6 +313,9 @@ async fn run_async(cfg: VerifyConfig) -> Result<VerifySummary> {
     summary.min_concurrency = sh.throttle.min_limit.load(Relaxed);
     summary.elapsed_ms = t0.elapsed().as_millis() as u64;
     summary.queue = sh.queue.as_ref().map(|q| q.stats());
+    if let (Some(f), Some(src)) = (&sh.fetcher, &sh.cfg.deep) {
+        summary.fallback_clusters = f.fallback_clusters(src);
+    }
     if summary.queue.is_some() {
         summary.keys_input =
             summary.outcomes.ok + summary.outcomes.missing + summary.outcomes.differ + summary.outcomes.failed;
@@ -411,24 +423,10 @@ async fn check(sh: &Shared, item: &Item) -> Checked {
         c.comparison = "exists".into();
         return c;
     };
-    let mut tried = Vec::new();
-    let mut blob = None;
-    for i in 0..fetcher.len() {
-        match retry.run(Side::Cassandra, &mut c.attempts, || fetcher.get(i, item.origin())).await {
-            Ok(Lookup::Found(b)) => {
-                blob = Some(b);
-                break;
-            }
-            Ok(Lookup::Absent) => tried.push(fetcher.name(i).to_string()),
-            Ok(Lookup::NotAKey(why)) => tried.push(format!("{} ({why})", fetcher.name(i))),
-            Ok(Lookup::Unparsable(why)) => return failed(c, "key", why),
-            Err(e) => {
-                return failed(c, "fetch", format!("key {:?}: {}", String::from_utf8_lossy(item.origin()), e.msg))
-            }
-        }
-    }
-    let Some(blob) = blob else {
-        return failed(c, "fetch", format!("not in {}: nothing to compare the object with", tried.join(", ")));
+    let blob = match fetcher.fetch(&retry, &mut c.attempts, item.origin()).await {
+        Fetched::Found { blob, .. } => blob,
+        Fetched::NotFound(tried) => return failed(c, "fetch", format!("{tried}: nothing to compare the object with")),
+        Fetched::Failed { stage, reason } => return failed(c, stage, reason),
     };
     sh.live.bytes.fetch_add(blob.len() as u64, Relaxed);
     let md5 = hex(&put::md5(&blob));

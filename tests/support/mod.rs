@@ -75,6 +75,30 @@ pub fn keys_of(set: &[(Vec<u8>, Meta)]) -> Vec<String> {
     set.iter().map(|(k, _)| String::from_utf8(k.clone()).unwrap()).collect()
 }
 
+/// No file under `dir` (summary.json, journals, outcome files, ...) holds `secret`.
+pub fn assert_secret_absent(dir: &Path, secret: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            assert_secret_absent(&p, secret);
+        } else {
+            let data = std::fs::read(&p).unwrap();
+            assert!(!data.windows(secret.len()).any(|w| w == secret.as_bytes()), "{} holds the password", p.display());
+        }
+    }
+}
+
+/// Runs `cmd` (a tool writing into `out`) and asserts that `secret` (a password it was given) is
+/// neither on its stderr nor in any file under `out`; returns the output and the stderr.
+pub fn run_keeping_secret(cmd: &mut std::process::Command, out: &Path, secret: &str) -> (Output, String) {
+    let o = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!err.contains(secret), "the password on stderr: {err}");
+    assert_secret_absent(out, secret);
+    (o, err)
+}
+
 /// Asserts a command's exit code, showing its stderr if not.
 #[track_caller]
 pub fn assert_code(out: &Output, code: i32) {

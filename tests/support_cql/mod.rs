@@ -6,7 +6,7 @@
 //! [`cass_key`] and [`s3_key`] of the same row, and [`KEY_MAP`] turns one into the other.
 #![allow(dead_code)]
 
-use cql_test_node::{BlockingNode, ColumnType, Row, Table, TestNode};
+use cql_test_node::{BlockingNode, ColumnType, Credentials, Row, Table, TestNode, TlsCerts};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -38,6 +38,18 @@ pub fn blob_rows(n: usize, key: fn(usize) -> String, blob: impl Fn(usize) -> Vec
 /// A node on a free port of 127.0.0.1 serving the blob tables `media.NAME` with their rows.
 pub fn node(tables: Vec<(&str, Vec<Row>)>) -> BlockingNode {
     let mut b = TestNode::builder();
+    for (name, rows) in tables {
+        b = b.table(blob_table(name)).rows(rows);
+    }
+    b.build().start_blocking("127.0.0.1:0").expect("start CQL test node")
+}
+
+/// [`node`] that asks for `user` and `password` (PasswordAuthenticator) and, with `tls`, serves TLS only.
+pub fn secure_node(tables: Vec<(&str, Vec<Row>)>, tls: Option<&TlsCerts>, user: &str, password: &str) -> BlockingNode {
+    let mut b = TestNode::builder().credentials(Credentials::new(user, password));
+    if let Some(certs) = tls {
+        b = b.tls(certs);
+    }
     for (name, rows) in tables {
         b = b.table(blob_table(name)).rows(rows);
     }

@@ -3,6 +3,11 @@
 //!
 //! Credentials are held only in [`Connect`] and handed to the driver; they never reach logs, summaries
 //! or manifests (see `redacted_args`).
+//!
+//! A session that cannot be opened says what to act on, once (the driver's error repeats its causes):
+//! a node certificate the `--tls-ca` bundle does not trust (naming the file), a CA file without a
+//! certificate, refused credentials (naming the user, never the password), or a node that closed the
+//! connection during the handshake (perhaps it requires TLS).
 
 use crate::error::{Error, Result};
 use scylla::client::execution_profile::ExecutionProfile;
@@ -28,6 +33,20 @@ pub struct Connect {
     pub tls_ca: Option<std::path::PathBuf>,
     /// Keyspace whose replication the driver should read (for the ring).
     pub keyspace: String,
+    /// The name of a fallback cluster (`--cluster NAME=...` of repair and verify), for messages; `None`
+    /// for the cluster of `--contact-points`.
+    pub cluster: Option<String>,
+}
+
+impl Connect {
+    /// How messages name the cluster: `127.0.0.1:9042`, or `cluster old (10.1.0.1:9042)`.
+    pub fn label(&self) -> String {
+        let points = self.contact_points.join(",");
+        match &self.cluster {
+            Some(name) => format!("cluster {name} ({points})"),
+            None => points,
+        }
+    }
 }
 
 impl std::fmt::Debug for Connect {
@@ -38,6 +57,8 @@ impl std::fmt::Debug for Connect {
             .field("consistency", &self.consistency)
             .field("username", &self.username.as_ref().map(|_| "<set>"))
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("tls_ca", &self.tls_ca)
+            .field("cluster", &self.cluster)
             .finish_non_exhaustive()
     }
 }
@@ -81,17 +102,52 @@ pub async fn connect(c: &Connect) -> Result<Session> {
     if let Some(ca) = &c.tls_ca {
         b = tls(b, ca)?;
     }
-    b.build().await.map_err(|e| Error::remote(format!("connecting to {}", c.contact_points.join(",")), e))
+    b.build().await.map_err(|e| connect_error(c, &e))
+}
+
+/// A failed connect as one clear line: what to act on, then the innermost cause the driver gave.
+fn connect_error(c: &Connect, e: &(dyn std::error::Error + 'static)) -> Error {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    let said = crate::error::chain(e);
+    let tls = if c.tls_ca.is_some() { " with TLS" } else { "" };
+    let what = if said.contains("invalid peer certificate") {
+        match &c.tls_ca {
+            Some(ca) => format!("the node's TLS certificate is not trusted by the CA bundle {}", ca.display()),
+            None => "the node's TLS certificate is not trusted".to_string(),
+        }
+    } else if said.contains("Authentication") || said.contains("bad credentials") {
+        match &c.username {
+            Some(u) => format!("authentication failed: the cluster refused user {u:?} with the password given"),
+            None => "authentication failed: the cluster requires a username and a password".to_string(),
+        }
+    } else if ["Connection refused", "timed out", "No route to host"].iter().any(|w| said.contains(w)) {
+        "no node answered (are the nodes up, and are the contact points right?)".to_string()
+    } else if c.tls_ca.is_none()
+        && said.contains("Failed to perform a connection setup request")
+        && said.contains("eof")
+    {
+        "the node closed the connection during the handshake (does the cluster require TLS? --tls-ca)".to_string()
+    } else {
+        "could not open a session".to_string()
+    };
+    Error::remote(format!("connecting to {}{tls}: {what}", c.label()), cause.to_string())
 }
 
 fn tls(b: SessionBuilder, ca: &std::path::Path) -> Result<SessionBuilder> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
     let mut roots = rustls::RootCertStore::empty();
-    let bad_ca = |e: &dyn std::fmt::Display| Error::Usage(format!("--tls-ca {}: {e}", ca.display()));
+    let bad_ca = |e: &dyn std::fmt::Display| Error::Usage(format!("TLS CA bundle {}: {e}", ca.display()));
     for cert in CertificateDer::pem_file_iter(ca).map_err(|e| bad_ca(&e))? {
         let cert = cert.map_err(|e| bad_ca(&e))?;
         roots.add(cert).map_err(|e| bad_ca(&e))?;
+    }
+    if roots.is_empty() {
+        // Else every node would fail its handshake with "UnknownIssuer", far from the cause.
+        return Err(bad_ca(&"no PEM certificate in the file (expected -----BEGIN CERTIFICATE-----)"));
     }
     // The aws-lc provider explicitly: the process may hold more than one, and then `builder()` cannot choose.
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -213,7 +269,9 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             tls_ca: None,
             keyspace: "ks".into(),
+            cluster: Some("old".into()),
         };
+        assert_eq!(c.label(), "cluster old (h:1)");
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 }
