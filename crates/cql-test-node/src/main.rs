@@ -52,7 +52,7 @@ struct Args {
     /// Ring tokens (vnodes) the node owns.
     #[arg(long, default_value_t = 16)]
     num_tokens: usize,
-    /// Cassandra version to report and behave like (5.0 and later serve
+    /// Cassandra version to report and behave like (6.0 and later serve
     /// octet_length).
     #[arg(long, default_value = cql_test_node::Version::DEFAULT)]
     release_version: String,

@@ -99,7 +99,7 @@ async fn composite_clustered_tables_and_a_release_version() {
         "--rows",
         "25",
         "--release-version",
-        "5.0.2",
+        "6.0.0",
     ]);
     assert_eq!(count(&addr, "SELECT bucket, id, c FROM bench.parts").await, 100);
     assert_eq!(count(&addr, "SELECT DISTINCT bucket, id FROM bench.parts").await, 25);
