@@ -8,6 +8,10 @@
 //! - keys that would not split back into their columns are rejected, never listed under a key that
 //!   could name another row; a template that cannot split back and a --key-column that is not the
 //!   partition key are refused at start with the real key.
+//!
+//! Item 3: `--size-of` is measured by the server (`octet_length`) where it has it, with no blob moved,
+//! and elsewhere fetched, with one loud warning and the bytes moved in summary.json; the sizes are the
+//! same either way.
 
 mod support;
 mod support_s3;
@@ -125,7 +129,13 @@ const N_COMPOSITE: usize = 60;
 const N_PARTS: usize = 30;
 
 fn node() -> BlockingNode {
+    node_playing(cql_test_node::Version::DEFAULT)
+}
+
+/// The fixture node, behaving like Cassandra `version`.
+fn node_playing(version: &str) -> BlockingNode {
     TestNode::builder()
+        .release_version(version)
         .table(composite_table())
         .rows(composite_rows(N_COMPOSITE))
         .table(parts_table())
@@ -462,4 +472,81 @@ fn clustered_tables_are_listed_a_partition_at_a_time_and_repaired_from_the_stati
         run(REPAIR, &node, &[&["--keys", s(&missing), "--bucket", &b, "--out", s(&t.join("r2"))][..], &src].concat());
     assert_code(&o, 2);
     assert!(stderr(&o).contains("--blob-column chunk: the table has clustering columns (part)"), "{}", stderr(&o));
+}
+
+/// Issue 13, item 3: sizes without moving blobs.
+#[test]
+fn size_of_is_measured_by_the_server_where_it_has_octet_length_and_fetched_loudly_where_not() {
+    let t = Workdir::new();
+    // A partition without a blob: size 0 either way (octet_length of a null is null).
+    let (service, id, day, sig) = composite_values(N_COMPOSITE);
+    let no_blob = Row::partition([Value::Text(service), Value::Bigint(id), Value::Timestamp(day), Value::Blob(sig)]);
+    let mut composite: BTreeMap<String, u64> =
+        (0..N_COMPOSITE).map(|i| (composite_key(i), blob(i).len() as u64)).collect();
+    composite.insert(composite_key(N_COMPOSITE), 0);
+    // The clustered table's size is its static blob's, read once per partition (SELECT DISTINCT).
+    let parts: BTreeMap<String, u64> = (0..N_PARTS).map(|i| (parts_key(i), blob(i).len() as u64)).collect();
+    let composite_args = ["--key-column", COMPOSITE_KEY, "--size-of", "blob"];
+    let parts_args = ["--key-column", "bucket,id", "--key-template", "{bucket}:{id}", "--size-of", "blob"];
+
+    // Cassandra 4.0 and 5.0 have no octet_length (it came with 6.0); the node answers as they do.
+    for (version, method) in [("4.0.7", "fetch"), ("5.0.2", "fetch"), ("6.0.0", "octet_length")] {
+        let node = node_playing(version);
+        node.insert("media.composite", no_blob.clone()).unwrap();
+        for (table, args, want) in [("composite", &composite_args[..], &composite), ("parts", &parts_args, &parts)] {
+            let ctx = format!("Cassandra {version}, media.{table}");
+            let blob_bytes: u64 = want.values().sum();
+            // What the node serves to list the keys alone, and with the sizes.
+            let served = || node.stats().reads.values().map(|r| r.bytes).sum::<u64>();
+            node.reset_stats();
+            assert_code(&list(&node, table, &t.join(format!("{version}-{table}-keys")), &args[..args.len() - 2]), 0);
+            let keys_only = served();
+            node.reset_stats();
+            let out = t.join(format!("{version}-{table}"));
+            let o = list(&node, table, &out, args);
+            assert_code(&o, 0);
+            let with_sizes = served();
+            let sizes: BTreeMap<String, u64> =
+                read_set(&out).into_iter().map(|(k, m)| (String::from_utf8(k).unwrap(), m.size.unwrap())).collect();
+            assert_eq!(&sizes, want, "{ctx}: exact to the blob lengths");
+
+            let size = &summary(&out)["size"];
+            assert_eq!((size["column"].as_str(), size["method"].as_str()), (Some("blob"), Some(method)), "{ctx}");
+            let manifest: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+            assert_eq!(manifest["info"]["size_method"], method, "{ctx}");
+            let err = stderr(&o);
+            let warnings: Vec<&str> = err.lines().filter(|l| l.contains("WARNING")).collect();
+            if method == "fetch" {
+                assert_eq!(size["blob_bytes_moved"].as_u64(), Some(blob_bytes), "{ctx}");
+                let refused = size["octet_length_refused"].as_str().unwrap_or_default();
+                assert!(refused.contains("Unknown function 'octet_length'"), "{ctx}: {size}");
+                assert!(
+                    with_sizes >= keys_only + blob_bytes,
+                    "{ctx}: {with_sizes} bytes served, {keys_only} for the keys"
+                );
+                // One line, even with -q: what it costs, and the cheap way.
+                assert_eq!(warnings.len(), 1, "{ctx}: {err}");
+                assert!(
+                    warnings[0].contains("--size-of blob fetches every value of blob")
+                        && warnings[0].contains("blob_bytes_moved")
+                        && warnings[0].contains("--size-column"),
+                    "{ctx}: {err}"
+                );
+            } else {
+                assert_eq!(size["blob_bytes_moved"].as_u64(), Some(0), "{ctx}");
+                assert!(size.get("octet_length_refused").is_none(), "{ctx}: {size}");
+                assert!(warnings.is_empty(), "{ctx}: {err}");
+                // The node measured: beyond the keys it served one int per partition (a 4-byte length and
+                // 4 bytes), no blob.
+                let rows = want.len() as u64;
+                assert!(
+                    with_sizes <= keys_only + 8 * rows,
+                    "{ctx}: {with_sizes} bytes served, {keys_only} for the keys"
+                );
+                let st = node.stats();
+                assert!(st.statements.keys().any(|q| q.contains("octet_length(blob)")), "{ctx}: {:?}", st.statements);
+            }
+        }
+    }
 }

@@ -105,9 +105,12 @@ struct Args {
     #[arg(long, default_value_t = 3)]
     split_depth: u32,
 
-    /// Record each key's size as the byte length of this blob/text column. COSTS: every blob is
-    /// transferred from Cassandra to be measured (the scan moves the whole table's data); use
-    /// --size-column when a length column exists. With clustering columns: a static column only.
+    /// Record each key's size as the byte length of this column's value. Measured by the server,
+    /// octet_length(COL), where it has it (Cassandra 6.0 on): no blob moves. Elsewhere (Cassandra
+    /// 4.x/5.0, ScyllaDB) COSTS: every value is transferred to be measured (the scan moves the
+    /// column's whole data), with a warning; summary.json size.method and size.blob_bytes_moved say
+    /// which it was. Probed once at start. --size-column is cheap on any server. With clustering
+    /// columns: a static column only.
     #[arg(long, value_name = "COL", conflicts_with = "size_column")]
     size_of: Option<String>,
     /// Record each key's size from this integer column (cheap: no blob is fetched). With clustering

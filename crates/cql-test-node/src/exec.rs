@@ -28,8 +28,8 @@
 //!   columns and `token(..)` (and all key columns for a range). Anything else
 //!   is an InvalidRequest with Cassandra's message, or one saying the test node
 //!   does not support it (IN, slices, filtering).
-//! - Functions exist per the version the node plays: `octet_length` from 5.0
-//!   on, otherwise "Unknown function 'octet_length'" like Cassandra 4.
+//! - Functions exist per the version the node plays: `octet_length` from 6.0
+//!   on, otherwise "Unknown function 'octet_length'" like Cassandra 4 and 5.
 //! - The paging state is opaque to clients: `KT`, a version byte, the kind, the
 //!   resume position (last token and key plus the last row's clustering order
 //!   key, or a row offset for system tables) and the remaining LIMIT. A paging
@@ -1622,11 +1622,12 @@ mod tests {
     }
 
     #[test]
-    fn octet_length_exists_from_cassandra_5() {
+    fn octet_length_exists_from_cassandra_6() {
         let q = "SELECT c, octet_length(v), octet_length(a), octet_length(s), writetime(s), ttl(s) FROM ks.c WHERE a = 'p3' AND b = 3 AND c = 0";
-        let old = engine_playing("4.0.7");
-        assert_eq!(err(&old, q).message, "Unknown function 'octet_length'");
-        let new = engine_playing("5.0.2");
+        for old in ["4.0.7", "5.0.2"] {
+            assert_eq!(err(&engine_playing(old), q).message, "Unknown function 'octet_length'", "{old}");
+        }
+        let new = engine_playing("6.0.0");
         let rows = rows_of(&exec(&new, q, vec![], None, None).frame);
         assert_eq!(rows.len(), 3);
         for r in &rows {

@@ -12,7 +12,7 @@
 //! partitions, via QUERY or PREPARE/EXECUTE. Tables have composite partition
 //! keys, clustering columns (ASC or DESC) and static columns of ten types;
 //! selectors are columns, `token(..)`, `writetime(..)`, `ttl(..)`, and
-//! `octet_length(..)` when the node plays Cassandra 5.0 or later
+//! `octet_length(..)` when the node plays Cassandra 6.0 or later
 //! ([`TestNodeBuilder::release_version`]). Tests can inject faults and read
 //! request statistics, including rows and partitions read per kind of read
 //! ([`Stats::reads`]), at runtime.
@@ -59,7 +59,7 @@
 //!             .clustering([Value::Int(p)])
 //!             .blob("data", vec![0; 100])
 //!     }))
-//!     .release_version("5.0.2") // serves octet_length(data)
+//!     .release_version("6.0.0") // serves octet_length(data)
 //!     .tls(&certs) // clients trust certs.ca_pem, e.g. via certs.client_config()
 //!     .build()
 //!     .start("127.0.0.1:0")
@@ -209,8 +209,8 @@ impl TestNodeBuilder {
     }
 
     /// The Cassandra version the node reports (`system.local.release_version`)
-    /// and behaves like where versions differ: `"4.0.7"` answers
-    /// `octet_length(col)` with "Unknown function 'octet_length'", `"5.0.2"`
+    /// and behaves like where versions differ: `"4.0.7"` and `"5.0.2"` answer
+    /// `octet_length(col)` with "Unknown function 'octet_length'", `"6.0.0"`
     /// serves it. Default [`Version::DEFAULT`] (4.1.0). An unparsable version
     /// fails `start`.
     pub fn release_version(mut self, version: &str) -> Self {

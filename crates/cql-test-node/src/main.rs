@@ -5,12 +5,15 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use cql_test_node::{fixtures, ColumnType, Credentials, Table, TestNode, TlsCerts};
+use cql_test_node::{fixtures, ColumnType, Credentials, ReadKind, Stats, Table, TestNode, TlsCerts};
 
 /// TEST NODE ONLY, not Cassandra: serve a fixture table over CQL native protocol v4
 /// for keyrecon's tests, benchmarks and manual runs.
 ///
-/// Prints `listening on ADDR` once ready, then serves until killed.
+/// Prints `listening on ADDR` once ready, then serves until killed. On SIGUSR1 it prints one line of
+/// what page requests read since the last one (`stats page_requests=N rows=N partitions=N bytes=N
+/// range_rows=N distinct_rows=N lookup_rows=N`) and counts anew, so a benchmark can say how many rows
+/// each client made the node read.
 #[derive(Parser, Debug)]
 #[command(name = "cql-test-node", version)]
 struct Args {
@@ -52,7 +55,7 @@ struct Args {
     /// Ring tokens (vnodes) the node owns.
     #[arg(long, default_value_t = 16)]
     num_tokens: usize,
-    /// Cassandra version to report and behave like (5.0 and later serve
+    /// Cassandra version to report and behave like (6.0 and later serve
     /// octet_length).
     #[arg(long, default_value = cql_test_node::Version::DEFAULT)]
     release_version: String,
@@ -120,10 +123,38 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .start(&args.listen)
         .await
         .context("start test node")?;
+    // Before "listening on": a SIGUSR1 sent as soon as the node is up must not kill it.
+    let mut usr1 =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()).context("listen for SIGUSR1")?;
     println!("listening on {}", node.addr());
-    tokio::signal::ctrl_c().await.context("wait for ctrl-c")?;
+    loop {
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => {
+                r.context("wait for ctrl-c")?;
+                break;
+            }
+            _ = usr1.recv() => {
+                println!("{}", stats_line(&node.stats()));
+                node.reset_stats();
+            }
+        }
+    }
     node.shutdown().await;
     Ok(())
+}
+
+/// The SIGUSR1 line: what page requests read, in all and per kind of read.
+fn stats_line(s: &Stats) -> String {
+    format!(
+        "stats page_requests={} rows={} partitions={} bytes={} range_rows={} distinct_rows={} lookup_rows={}",
+        s.page_requests,
+        s.rows_served,
+        s.partitions_served,
+        s.reads.values().map(|r| r.bytes).sum::<u64>(),
+        s.reads(ReadKind::Range).rows,
+        s.reads(ReadKind::DistinctRange).rows,
+        s.reads(ReadKind::Lookup).rows,
+    )
 }
 
 fn main() -> std::process::ExitCode {

@@ -629,10 +629,11 @@ impl Version {
         Some(Version { major, minor, patch })
     }
 
-    /// `octet_length(col)` came with Cassandra 5.0 (CASSANDRA-18340); 4.x
-    /// answers "Unknown function 'octet_length'".
+    /// `octet_length(col)` came with Cassandra 6.0 (CASSANDRA-20102, not
+    /// backported to 4.x or 5.0); older versions answer "Unknown function
+    /// 'octet_length'".
     pub fn has_octet_length(self) -> bool {
-        self.major >= 5
+        self.major >= 6
     }
 }
 
@@ -1129,7 +1130,8 @@ mod tests {
         }
         assert!(!v(Version::DEFAULT).unwrap().has_octet_length());
         assert!(!v("4.0.7").unwrap().has_octet_length());
-        assert!(v("5.0.2").unwrap().has_octet_length());
+        assert!(!v("5.0.2").unwrap().has_octet_length());
+        assert!(v("6.0.0").unwrap().has_octet_length());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! including composite keys, clustering rows, a release version and TLS.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 
 use scylla::client::session_builder::SessionBuilder;
 
@@ -17,6 +17,12 @@ impl Drop for Killed {
 }
 
 fn spawn(args: &[&str]) -> (Killed, String) {
+    let (child, addr, _) = spawn_reading(args);
+    (child, addr)
+}
+
+/// Spawns the node; its address and the rest of its stdout.
+fn spawn_reading(args: &[&str]) -> (Killed, String, BufReader<ChildStdout>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cql-test-node"))
         .args(args)
         .stdout(Stdio::piped())
@@ -26,13 +32,14 @@ fn spawn(args: &[&str]) -> (Killed, String) {
     let stdout = child.stdout.take().unwrap();
     let child = Killed(child);
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let mut out = BufReader::new(stdout);
+    out.read_line(&mut line).unwrap();
     let addr = line
         .trim()
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_string();
-    (child, addr)
+    (child, addr, out)
 }
 
 async fn count(addr: &str, q: &str) -> usize {
@@ -99,7 +106,7 @@ async fn composite_clustered_tables_and_a_release_version() {
         "--rows",
         "25",
         "--release-version",
-        "5.0.2",
+        "6.0.0",
     ]);
     assert_eq!(count(&addr, "SELECT bucket, id, c FROM bench.parts").await, 100);
     assert_eq!(count(&addr, "SELECT DISTINCT bucket, id FROM bench.parts").await, 25);
@@ -128,4 +135,27 @@ async fn tls_with_the_ca_written_for_clients() {
     let n = s.query_unpaged("SELECT k FROM ks.t", ()).await.unwrap().into_rows_result().unwrap().rows_num();
     assert_eq!(n, 7);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// SIGUSR1: one line of what was read since the last one, for benchmarks that compare clients.
+#[tokio::test]
+async fn sigusr1_prints_the_rows_read_since_the_last_one() {
+    let args = ["--listen", "127.0.0.1:0", "--table", "bench.parts", "--pk", "k:text", "--clustering", "10"];
+    let (child, addr, mut out) = spawn_reading(&[&args[..], &["--rows", "30"]].concat());
+    let mut stats = || {
+        let ok = Command::new("kill").args(["-USR1", &child.0.id().to_string()]).status().unwrap().success();
+        assert!(ok, "kill -USR1");
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        line
+    };
+    assert_eq!(count(&addr, "SELECT DISTINCT k FROM bench.parts").await, 30);
+    let s = stats();
+    assert!(
+        s.starts_with("stats page_requests=1 rows=30 partitions=30 ") && s.contains(" range_rows=0 distinct_rows=30 "),
+        "{s}"
+    );
+    assert_eq!(count(&addr, "SELECT k, c FROM bench.parts").await, 300);
+    let s = stats();
+    assert!(s.contains(" rows=300 partitions=30 ") && s.contains(" range_rows=300 distinct_rows=0 "), "{s}");
 }

@@ -883,7 +883,9 @@ async fn every_key_type_in_a_composite_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn octet_length_follows_the_release_version() {
-    for (version, has) in [("4.0.7", false), (cql_test_node::Version::DEFAULT, false), ("5.0.2", true)] {
+    // octet_length came with Cassandra 6.0 (CASSANDRA-20102); 5.0 does not have it.
+    let versions = [("4.0.7", false), (cql_test_node::Version::DEFAULT, false), ("5.0.2", false), ("6.0.0", true)];
+    for (version, has) in versions {
         let node = TestNode::builder()
             .table(objects_table())
             .rows(objects(10, 3))

@@ -21,7 +21,9 @@
 //! The manifest's `info.listing` and summary.json say what was listed ([`Listing`]: table, key map,
 //! writetime window, shard), so keyrecon-diff can check that it was given every shard exactly once.
 //!
-//! Records: key = the (mapped) key; meta per [`Schema`]: `size` (`--size-of`/`--size-column`),
+//! Records: key = the (mapped) key; meta per [`Schema`]: `size` (`--size-of`, measured by the server
+//! where it has `octet_length`, else fetched and measured here, see [`session::prepare_scan`]; or
+//! `--size-column`; summary.json `size` says which and the blob bytes it moved),
 //! `mtime` = writetime in microseconds (`--writetime-of`), `origin` = the Cassandra key when
 //! `--key-map` is given (always present then, even when the mapping left the key unchanged).
 //!
@@ -122,6 +124,9 @@ pub struct ListSummary {
     pub unusable_keys: u64,
     /// Each partition was read once (`SELECT DISTINCT`): the table has clustering columns.
     pub distinct: bool,
+    /// How sizes were obtained and what that moved (absent without --size-of/--size-column).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<SizeReport>,
     pub outside_window: u64,
     pub no_writetime: u64,
     pub pages: u64,
@@ -136,6 +141,69 @@ pub struct ListSummary {
     pub resumed: bool,
     pub timings: Timings,
     pub peak_rss_bytes: u64,
+}
+
+/// summary.json `size`: how each key's size was obtained, decided once at start.
+#[derive(Debug, Serialize)]
+pub struct SizeReport {
+    /// The column measured (`--size-of`) or read (`--size-column`).
+    pub column: String,
+    pub method: SizeMethod,
+    /// Bytes of values transferred only to be measured, in this run (0 unless `fetch`).
+    pub blob_bytes_moved: u64,
+    /// The server's answer to `octet_length(column)`, when it refused it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub octet_length_refused: Option<String>,
+}
+
+/// How the sizes were obtained (summary.json and the manifest's `size_method`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SizeMethod {
+    /// The server measured each value (`octet_length`): no blob moved.
+    OctetLength,
+    /// The server has no octet_length: every value was transferred and measured here.
+    Fetch,
+    /// Read from the integer column (`--size-column`).
+    Column,
+}
+
+impl SizeReport {
+    fn new(size: &SizeSource, measure: session::Measure, refused: Option<String>) -> SizeReport {
+        let (column, method) = match (size, measure) {
+            (SizeSource::BlobLength(c), session::Measure::OctetLength) => (c, SizeMethod::OctetLength),
+            (SizeSource::BlobLength(c), session::Measure::Fetch) => (c, SizeMethod::Fetch),
+            (SizeSource::Column(c), _) => (c, SizeMethod::Column),
+        };
+        SizeReport { column: column.clone(), method, blob_bytes_moved: 0, octet_length_refused: refused }
+    }
+
+    /// The one line that says a listing will move every blob, and what to do instead.
+    fn warning(&self) -> Option<String> {
+        (self.method == SizeMethod::Fetch).then(|| {
+            format!(
+                "WARNING: --size-of {c} fetches every value of {c} to measure it: the scan moves the column's \
+                 whole data over the network (summary.json size.blob_bytes_moved says how much), because this \
+                 server has no octet_length() (it answered: {}; Cassandra has it from 6.0). The cheap way is \
+                 --size-column with a length column.",
+                self.octet_length_refused.as_deref().unwrap_or("nothing"),
+                c = self.column
+            )
+        })
+    }
+
+    /// For the summary paragraph.
+    fn describe(&self) -> String {
+        match self.method {
+            SizeMethod::OctetLength => format!(" Sizes: octet_length({}) on the server, no blob moved.", self.column),
+            SizeMethod::Fetch => format!(
+                " Sizes: every {} value fetched and measured, {} moved (the server has no octet_length).",
+                self.column,
+                crate::progress::bytes(self.blob_bytes_moved as f64)
+            ),
+            SizeMethod::Column => String::new(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -186,7 +254,7 @@ impl Summary for ListSummary {
             )
         };
         format!(
-            "{}.{}{shard}: {} {} read in {} pages over {} ranges{}; {} records in {} ({} duplicates, {} rejected, {} outside the writetime window); {} retries, {} ranges split, {} throttle events (lowest concurrency {}); scan {:.2}s ({}), merge {:.2}s, peak RSS {} MiB.{}{unusable}",
+            "{}.{}{shard}: {} {} read in {} pages over {} ranges{}; {} records in {} ({} duplicates, {} rejected, {} outside the writetime window); {} retries, {} ranges split, {} throttle events (lowest concurrency {}); scan {:.2}s ({}), merge {:.2}s, peak RSS {} MiB.{}{}{unusable}",
             self.keyspace,
             self.table,
             self.rows_read,
@@ -211,6 +279,7 @@ impl Summary for ListSummary {
             crate::progress::rate(self.timings.rows_per_sec, "rows"),
             self.timings.merge_ms as f64 / 1000.0,
             self.peak_rss_bytes >> 20,
+            self.size.as_ref().map(SizeReport::describe).unwrap_or_default(),
             failed
         )
     }
@@ -371,8 +440,12 @@ async fn scan_all(cfg: &ListConfig, schema: Schema, work: &Path, sum: &mut ListS
         None => {}
     }
     sum.distinct = table.is_wide();
-    let cql = sel.cql(sum.distinct);
-    let mut stmt = session.prepare(cql.as_str()).await.map_err(|e| Error::remote(format!("preparing {cql:?}"), e))?;
+    let session::Prepared { mut stmt, measure, refused } = session::prepare_scan(&session, sel, sum.distinct).await?;
+    sum.size = sel.size.as_ref().map(|s| SizeReport::new(s, measure, refused));
+    if let Some(warning) = sum.size.as_ref().and_then(SizeReport::warning) {
+        // Loud even with -q: it is what the listing costs the cluster, not progress.
+        eprintln!("{TOOL}: {warning}");
+    }
     stmt.set_page_size(cfg.page_size);
     // A token-range read changes nothing: safe to retry anywhere.
     stmt.set_is_idempotent(true);
@@ -389,10 +462,9 @@ async fn scan_all(cfg: &ListConfig, schema: Schema, work: &Path, sum: &mut ListS
     let size_idx = wt_idx + cfg.selection.writetime_of.is_some() as usize;
     let size_kind = match &cfg.selection.size {
         None => None,
-        Some(s) => Some(
-            scan::size_kind(specs.get_by_index(size_idx).unwrap().typ(), matches!(s, SizeSource::BlobLength(_)))
-                .map_err(Error::Usage)?,
-        ),
+        Some(s) => {
+            Some(scan::size_kind(specs.get_by_index(size_idx).unwrap().typ(), s, measure).map_err(Error::Usage)?)
+        }
     };
     let connect_ms = t0.elapsed().as_millis() as u64;
 
@@ -508,6 +580,9 @@ async fn scan_all(cfg: &ListConfig, schema: Schema, work: &Path, sum: &mut ListS
     sum.rejects = c.rejects.load(Relaxed);
     sum.outside_window = c.outside_window.load(Relaxed);
     sum.no_writetime = c.no_writetime.load(Relaxed);
+    if let Some(s) = &mut sum.size {
+        s.blob_bytes_moved = c.measured_bytes.load(Relaxed);
+    }
     sum.pages = c.pages.load(Relaxed);
     sum.empty_pages = c.empty_pages.load(Relaxed);
     sum.retries = c.retries.load(Relaxed);
@@ -592,6 +667,7 @@ fn merge_chunks(
         "distinct": sum.distinct,
         "writetime_of": cfg.selection.writetime_of,
         "size": cfg.selection.size,
+        "size_method": sum.size.as_ref().map(|s| s.method),
         "key_map": cfg.keymap.as_ref().map(|k| k.source()),
         "written_after": cfg.written_after,
         "written_before": cfg.written_before,

@@ -24,6 +24,7 @@
 use super::checkpoint::{Event, Flush, Journal};
 use super::pk::{be_int, KeyCodec, Rendered};
 use super::ring::TokenRange;
+use super::session::{Measure, SizeSource};
 use crate::chunk::ChunkWriter;
 use crate::error::{Error, Result};
 use crate::keymap::KeyMap;
@@ -45,22 +46,31 @@ use std::time::{Duration, Instant};
 /// How the size column becomes a size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SizeKind {
-    /// Byte length of the value (blob/text); null = 0.
+    /// Byte length of the fetched value (blob/text); null = 0. The bytes count as moved.
     Length,
+    /// The server's `octet_length(col)`; null (a null value) = 0, as for [`SizeKind::Length`].
+    OctetLength,
     /// Big-endian integer value (bigint/int/...); null = no size.
     Int,
 }
 
-pub fn size_kind(t: &ColumnType, measure: bool) -> std::result::Result<SizeKind, String> {
-    match (t, measure) {
-        (_, true) => Ok(SizeKind::Length),
-        (
-            ColumnType::Native(
-                NativeType::BigInt | NativeType::Int | NativeType::SmallInt | NativeType::TinyInt | NativeType::Varint,
-            ),
-            false,
-        ) => Ok(SizeKind::Int),
-        (o, false) => Err(format!("--size-column must be an integer column, not {o:?}")),
+/// The size kind of a size source selected as `measure` says, checked against the type the server
+/// gave the selected column.
+pub fn size_kind(t: &ColumnType, size: &SizeSource, measure: Measure) -> std::result::Result<SizeKind, String> {
+    let int = matches!(
+        t,
+        ColumnType::Native(
+            NativeType::BigInt | NativeType::Int | NativeType::SmallInt | NativeType::TinyInt | NativeType::Varint,
+        )
+    );
+    match (size, measure) {
+        (SizeSource::BlobLength(_), Measure::Fetch) => Ok(SizeKind::Length),
+        (SizeSource::BlobLength(_), Measure::OctetLength) if int => Ok(SizeKind::OctetLength),
+        (SizeSource::BlobLength(c), Measure::OctetLength) => {
+            Err(format!("octet_length({c}) is a {t:?}, not an integer"))
+        }
+        (SizeSource::Column(_), _) if int => Ok(SizeKind::Int),
+        (SizeSource::Column(_), _) => Err(format!("--size-column must be an integer column, not {t:?}")),
     }
 }
 
@@ -119,6 +129,8 @@ pub struct Counters {
     pub unusable: AtomicU64,
     pub outside_window: AtomicU64,
     pub no_writetime: AtomicU64,
+    /// Bytes of values fetched only to be measured (`--size-of` without octet_length).
+    pub measured_bytes: AtomicU64,
     pub ranges_done: AtomicU64,
     pub ranges_split: AtomicU64,
     pub chunks: AtomicU64,
@@ -247,12 +259,14 @@ async fn scan_range(sh: &Scan, task: Task, buf: &mut RunBuffer) -> std::result::
                 if n == 0 {
                     sh.counters.empty_pages.fetch_add(1, Relaxed);
                 }
+                let mut measured = 0u64;
                 for row in rows.rows::<ColumnIterator>().map_err(|e| fatal(&e))? {
                     let cols = row.map_err(|e| fatal(&e))?;
-                    let t = sh.add_row(cols, buf, &mut scratch).map_err(|e| fatal(&e))?;
+                    let t = sh.add_row(cols, buf, &mut scratch, &mut measured).map_err(|e| fatal(&e))?;
                     last_token = Some(t);
                 }
                 sh.counters.rows.fetch_add(n as u64, Relaxed);
+                sh.counters.measured_bytes.fetch_add(measured, Relaxed);
                 sh.progress.fetch_add(n as u64, Relaxed);
                 if let Some(t) = last_token {
                     sh.ring.fetch_add(ring_units(covered, t), Relaxed);
@@ -307,13 +321,15 @@ fn resume_point(lo: i64, last: Option<i64>) -> i64 {
 }
 
 impl Scan {
-    /// Decodes one row into `buf`; returns its token.
+    /// Decodes one row into `buf`; returns its token. `measured` grows by the bytes of a value fetched
+    /// only to be measured.
     #[inline]
     fn add_row(
         &self,
         mut cols: ColumnIterator<'_, '_>,
         buf: &mut RunBuffer,
         scratch: &mut Rendered,
+        measured: &mut u64,
     ) -> std::result::Result<i64, String> {
         let mut next = || {
             cols.next()
@@ -335,7 +351,12 @@ impl Scan {
         let wt = if self.has_writetime { next()?.map(be_int).transpose()? } else { None };
         let size = match self.size_kind {
             None => None,
-            Some(SizeKind::Length) => Some(next()?.map_or(0, |b| b.len() as u64)),
+            Some(SizeKind::Length) => {
+                let n = next()?.map_or(0, |b| b.len() as u64);
+                *measured += n;
+                Some(n)
+            }
+            Some(SizeKind::OctetLength) => Some(next()?.map(be_int).transpose()?.map_or(0, |v| v.max(0) as u64)),
             Some(SizeKind::Int) => next()?.map(be_int).transpose()?.map(|v| v.max(0) as u64),
         };
         if self.written_after.is_some() || self.written_before.is_some() {

@@ -1,6 +1,11 @@
 //! Connecting the way Cassandra operators expect: contact points, local datacenter, consistency level,
 //! PasswordAuthenticator credentials, TLS, request timeout; and building the scan statement.
 //!
+//! `--size-of COL` asks for a value's byte length. The server measures it where it can (`octet_length`,
+//! Cassandra 6.0 on; not Cassandra 4.x/5.0 nor ScyllaDB), and only there is no blob moved: the probe
+//! is preparing the scan with `octet_length(COL)` once at start ([`prepare_scan`]), so the answer is
+//! the server's own, whatever version it reports (ScyllaDB reports 3.0.8).
+//!
 //! Credentials are held only in [`Connect`] and handed to the driver; they never reach logs, summaries
 //! or manifests (see `redacted_args`).
 //!
@@ -13,8 +18,10 @@ use crate::error::{Error, Result};
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
+use scylla::errors::{DbError, PrepareError, RequestAttemptError};
 use scylla::policies::load_balancing::DefaultPolicy;
 use scylla::policies::retry::FallthroughRetryPolicy;
+use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::Consistency;
 use std::sync::Arc;
 use std::time::Duration;
@@ -193,16 +200,25 @@ fn comma_list<S: serde::Serializer>(v: &[String], s: S) -> std::result::Result<S
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum SizeSource {
-    /// Fetch the blob and measure it (costs transferring every blob).
+    /// The byte length of a column's value (`--size-of`), measured as [`Measure`] says.
     BlobLength(String),
     /// An integer column that holds the length.
     Column(String),
 }
 
+/// How a [`SizeSource::BlobLength`] is measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Measure {
+    /// The server's `octet_length(col)`: an int per row, no blob moves.
+    OctetLength,
+    /// The value itself is fetched and measured here: every blob crosses the network.
+    Fetch,
+}
+
 impl Selection {
     /// The scan statement. `distinct`: the table has clustering columns, so each partition is read once
-    /// (`SELECT DISTINCT`) instead of row by row.
-    pub fn cql(&self, distinct: bool) -> String {
+    /// (`SELECT DISTINCT`) instead of row by row. `measure`: how `--size-of` is selected.
+    pub fn cql(&self, distinct: bool, measure: Measure) -> String {
         let key: Vec<String> = self.key_columns.iter().map(|c| ident(c)).collect();
         let token = format!("token({})", key.join(", "));
         let mut cols = key.clone();
@@ -210,9 +226,10 @@ impl Selection {
         if let Some(w) = &self.writetime_of {
             cols.push(format!("writetime({})", ident(w)));
         }
-        match &self.size {
-            Some(SizeSource::BlobLength(c)) | Some(SizeSource::Column(c)) => cols.push(ident(c)),
-            None => {}
+        match (&self.size, measure) {
+            (Some(SizeSource::BlobLength(c)), Measure::OctetLength) => cols.push(format!("octet_length({})", ident(c))),
+            (Some(SizeSource::BlobLength(c)) | Some(SizeSource::Column(c)), _) => cols.push(ident(c)),
+            (None, _) => {}
         }
         format!(
             "SELECT {}{} FROM {}.{} WHERE {token} > ? AND {token} <= ?",
@@ -222,6 +239,38 @@ impl Selection {
             ident(&self.table)
         )
     }
+}
+
+/// The prepared scan, and how `--size-of` will be measured by it.
+pub struct Prepared {
+    pub stmt: PreparedStatement,
+    pub measure: Measure,
+    /// The server's answer to `octet_length`, when it refused it (and the blobs are fetched).
+    pub refused: Option<String>,
+}
+
+/// Prepares the scan statement; with `--size-of`, this is the probe: `octet_length(col)` first, and a
+/// server that refuses it as a request (invalid or a syntax error: "Unknown function 'octet_length'")
+/// gets the statement that fetches the value. Any other failure (the network, auth) is an error, as is
+/// a refusal of the fetching statement too (then the column or table is what is wrong).
+pub async fn prepare_scan(session: &Session, sel: &Selection, distinct: bool) -> Result<Prepared> {
+    let prepare =
+        |cql: String| async move { session.prepare(cql.as_str()).await.map_err(|e| (format!("preparing {cql:?}"), e)) };
+    let mut refused = None;
+    if matches!(sel.size, Some(SizeSource::BlobLength(_))) {
+        match prepare(sel.cql(distinct, Measure::OctetLength)).await {
+            Ok(stmt) => return Ok(Prepared { stmt, measure: Measure::OctetLength, refused }),
+            Err((
+                _,
+                PrepareError::AllAttemptsFailed {
+                    first_attempt: RequestAttemptError::DbError(DbError::Invalid | DbError::SyntaxError, msg),
+                },
+            )) => refused = Some(msg),
+            Err((what, e)) => return Err(Error::remote(what, e)),
+        }
+    }
+    let stmt = prepare(sel.cql(distinct, Measure::Fetch)).await.map_err(|(what, e)| Error::remote(what, e))?;
+    Ok(Prepared { stmt, measure: Measure::Fetch, refused })
 }
 
 #[cfg(test)]
@@ -238,8 +287,18 @@ mod tests {
             size: Some(SizeSource::BlobLength("blob".into())),
         };
         assert_eq!(
-            s.cql(false),
+            s.cql(false, Measure::Fetch),
             "SELECT k, token(k), writetime(blob), blob FROM ks.\"Objects\" WHERE token(k) > ? AND token(k) <= ?"
+        );
+        assert_eq!(
+            s.cql(true, Measure::OctetLength),
+            "SELECT DISTINCT k, token(k), writetime(blob), octet_length(blob) FROM ks.\"Objects\" \
+             WHERE token(k) > ? AND token(k) <= ?"
+        );
+        let column = Selection { size: Some(SizeSource::Column("Len".into())), ..s.clone() };
+        assert!(
+            column.cql(false, Measure::OctetLength).contains("writetime(blob), \"Len\" FROM"),
+            "a length column is read as is"
         );
         assert_eq!(serde_json::to_value(&s).unwrap()["key_column"], "k", "journals of older runs still resume");
         let wide = Selection {
@@ -250,7 +309,7 @@ mod tests {
             ..s
         };
         assert_eq!(
-            wide.cql(true),
+            wide.cql(true, Measure::OctetLength),
             "SELECT DISTINCT bucket, \"Id\", token(bucket, \"Id\") FROM ks.\"Objects\" \
              WHERE token(bucket, \"Id\") > ? AND token(bucket, \"Id\") <= ?"
         );
