@@ -9,6 +9,7 @@ mod support_s3;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{assert_code, Workdir};
@@ -112,6 +113,36 @@ metrics = "{metrics}"
     )
 }
 
+/// Sets `line` (`key = value`) in `[section]` of the recon.toml at `cfg`: replaces the key's line there,
+/// or adds it under the section's header.
+fn set(cfg: &Path, section: &str, line: &str) {
+    let text = std::fs::read_to_string(cfg).unwrap();
+    let key = line.split('=').next().unwrap().trim();
+    let mut out: Vec<String> = Vec::new();
+    let (mut here, mut done) = (false, false);
+    for l in text.lines() {
+        if l.starts_with('[') {
+            if here && !done {
+                out.push(line.to_string());
+                done = true;
+            }
+            here = l == format!("[{section}]");
+        }
+        if here && !done && l.split('=').next().unwrap().trim() == key {
+            out.push(line.to_string());
+            done = true;
+            continue;
+        }
+        out.push(l.to_string());
+    }
+    if here && !done {
+        out.push(line.to_string());
+        done = true;
+    }
+    assert!(done, "no [{section}] in {}", cfg.display());
+    std::fs::write(cfg, out.join("\n") + "\n").unwrap();
+}
+
 /// keyrecon-reconcile with Garage's credentials in a clean environment, as cron would run it.
 fn reconcile(cfg: &Path, args: &[&str]) -> Command {
     let g = garage();
@@ -162,6 +193,9 @@ fn three_nights_new_losses_then_resolved_and_the_report_in_chromium() {
     let bucket = "nightly-three";
     let node = migration(bucket, &[3, 50, 77]);
     let cfg = config(&w, &node, bucket, &garage().endpoint, "");
+    // Every night that is not clean notifies, with its report.md.
+    let notified = w.join("notified.txt");
+    set(&cfg, "report", &format!("notify-cmd = \"sh -c 'echo \\\"$0\\\" >> {}'\"", notified.display()));
 
     // Night 1: three keys lost by the migration; repaired.
     let (o, s1) = night(&cfg, &["-q"]);
@@ -196,12 +230,68 @@ fn three_nights_new_losses_then_resolved_and_the_report_in_chromium() {
     let hist = lines(&w.join("runs/history.jsonl"));
     assert_eq!(hist.len(), 3);
     let prom = std::fs::read_to_string(w.join("metrics/keyrecon.prom")).unwrap();
-    assert!(prom.contains("keyrecon_missing_on_target{job=\"recon\"} 0\n"), "{prom}");
-    assert!(prom.contains("keyrecon_resolved{job=\"recon\"} 2\n"), "{prom}");
-    assert!(prom.contains("keyrecon_last_success_timestamp_seconds{job=\"recon\"}"), "{prom}");
+    let samples = prometheus_samples(&prom);
+    let sample = |name: &str| samples.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
+    assert_eq!(sample("keyrecon_missing_on_target{job=\"recon\"}"), Some(0.0), "{prom}");
+    assert_eq!(sample("keyrecon_resolved{job=\"recon\"}"), Some(2.0), "{prom}");
+    assert_eq!(sample("keyrecon_repair_outcomes{job=\"recon\",outcome=\"ok\"}"), Some(0.0), "{prom}");
+    assert!(sample("keyrecon_stage_duration_seconds{job=\"recon\",stage=\"list-source\"}").is_some(), "{prom}");
+    assert_eq!(
+        sample("keyrecon_last_success_timestamp_seconds{job=\"recon\"}"),
+        Some((s3["finished_unix_ms"].as_u64().unwrap() / 1000) as f64),
+        "the last success is night 3's end: {prom}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(w.join("metrics")).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(leftovers, ["keyrecon.prom"], "written under a temporary name and renamed");
     assert!(std::fs::read_to_string(run2.join("report.md")).unwrap().contains("| new since"));
+    // Nights 1 and 2 found differences and notified; night 3 was clean and did not.
+    let runs: Vec<String> = hist
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["dir"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(lines(&notified), [format!("{}/report.md", runs[0]), format!("{}/report.md", runs[1])]);
 
     check_report_in_chromium(&run2, &s2);
+}
+
+/// The samples of a Prometheus text exposition as (name{labels}, value), checking the format's rules
+/// on the way (node_exporter's textfile collector drops a whole file that breaks one): every sample's
+/// family has its `# HELP` and `# TYPE` before it, names and label names are valid, label values are
+/// quoted, values parse, and the text ends with a newline.
+fn prometheus_samples(text: &str) -> Vec<(String, f64)> {
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && !n.starts_with(|c: char| c.is_ascii_digit())
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    };
+    assert!(text.ends_with('\n'), "a text exposition ends with a newline");
+    let (mut helped, mut typed) = (Vec::new(), Vec::new());
+    let mut out = Vec::new();
+    for l in text.lines() {
+        if let Some(rest) = l.strip_prefix("# HELP ") {
+            helped.push(rest.split(' ').next().unwrap().to_string());
+        } else if let Some(rest) = l.strip_prefix("# TYPE ") {
+            let (n, t) = rest.split_once(' ').unwrap();
+            assert!(["counter", "gauge", "histogram", "summary", "untyped"].contains(&t), "{l}");
+            assert!(!typed.contains(&n.to_string()), "one TYPE per family: {l}");
+            typed.push(n.to_string());
+        } else {
+            assert!(!l.starts_with('#') && !l.is_empty(), "{l:?}");
+            let (series, value) = l.rsplit_once(' ').unwrap();
+            let name = series.split('{').next().unwrap();
+            assert!(name_ok(name), "metric name {name:?}");
+            assert!(helped.iter().any(|h| h == name) && typed.iter().any(|t| t == name), "HELP and TYPE before {l}");
+            if let Some(labels) = series.strip_prefix(name).filter(|x| !x.is_empty()) {
+                let inner = labels.strip_prefix('{').and_then(|x| x.strip_suffix('}')).expect("labels in braces");
+                for pair in inner.split(',') {
+                    let (k, v) = pair.split_once('=').unwrap();
+                    assert!(name_ok(k) && v.starts_with('"') && v.ends_with('"') && v.len() >= 2, "label {pair}");
+                }
+            }
+            out.push((series.to_string(), value.parse::<f64>().unwrap_or_else(|e| panic!("{l}: {e}"))));
+        }
+    }
+    out
 }
 
 /// Opens report.html in headless Chromium, reads the rendered numbers by their ids and checks them
@@ -268,7 +358,7 @@ fn a_listing_that_lost_keys_trips_the_brake_and_copies_nothing() {
     let g = garage();
     // Night 1, through Garage: one key missing, repaired.
     let cfg = config(&w, &node, bucket, &g.endpoint, "");
-    let (o, _) = night(&cfg, &["-q"]);
+    let (o, s1) = night(&cfg, &["-q"]);
     assert_code(&o, 1);
     delete(bucket, &[6]);
     // Night 2, through a proxy that cuts every listing page short and says it is the last: the lister
@@ -305,11 +395,156 @@ fn a_listing_that_lost_keys_trips_the_brake_and_copies_nothing() {
     assert!(std::fs::read_to_string(run.join("report.html")).unwrap().contains("id=\"brake\""));
     let mail = std::fs::read_to_string(&notified).expect("--notify-cmd ran with the report's path");
     assert!(mail.contains("**Brake:**") && mail.contains("repair did not start"), "{mail}");
-    // After a look, --accept-large lets the repair run (through Garage: the proxy is only for listing).
+    // The next night lists through Garage again. It compares with night 1, not with the braked night
+    // (whose missing set was the broken listing's): key 6 is a new loss, key 5 was resolved.
     let cfg = config(&w, &node, bucket, &g.endpoint, "");
-    let (o, s) = night(&cfg, &["--accept-large", "-q"]);
+    let (o, s3) = night(&cfg, &["-q"]);
     assert_code(&o, 1);
-    assert_eq!(s["repair"]["ok"].as_u64(), Some(1));
+    assert_eq!(s3["changes"]["previous"], s1["run"], "the braked night is not the baseline");
+    let run3 = latest_run(&w.join("runs"));
+    assert_eq!(lines(&run3.join("changes/new.txt")), [s3_key(6)]);
+    assert_eq!(lines(&run3.join("changes/resolved.txt")), [s3_key(5)]);
+    assert_eq!((s3["brake"]["tripped"].as_bool(), s3["repair"]["ok"].as_u64()), (Some(false), Some(1)));
+}
+
+#[test]
+fn a_listing_that_lost_one_page_trips_the_brake_by_the_drop_alone() {
+    let w = Workdir::new();
+    let bucket = "nightly-page";
+    let node = migration(bucket, &[]);
+    let g = garage();
+    // The missing-fraction check is off (1.0): only the listing drop can hold repair back. One stream
+    // and pages of 100 keys, so a lost page is a quarter of the bucket.
+    let cfg = config(&w, &node, bucket, &g.endpoint, "");
+    let tune = |cfg: &Path| {
+        set(cfg, "brake", "max-missing-fraction = 1.0");
+        set(cfg, "target", "concurrency = 1");
+        set(cfg, "target", "page-size = 100");
+    };
+    tune(&cfg);
+    let (o, s1) = night(&cfg, &["-q"]);
+    assert_code(&o, 0);
+    assert_eq!(s1["target_keys"].as_u64(), Some(ROWS as u64));
+    // Night 2, through a proxy that empties the second page of the listing (its keys gone, its
+    // continuation token kept): the listing goes on and ends normally, a page short.
+    let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let l = lost.clone();
+    let p = support_s3::proxy::start_rewriting(
+        &g.endpoint,
+        Arc::new(move |line: &str, _, body: Vec<u8>| {
+            if !line.contains("list-type=2") || !line.contains("continuation-token") || l.swap(true, SeqCst) {
+                return body;
+            }
+            let text = String::from_utf8(body).unwrap();
+            let (head, rest) = text.split_once("<Contents>").expect("a page with keys");
+            let tail = &rest[rest.rfind("</Contents>").unwrap() + "</Contents>".len()..];
+            format!("{head}{tail}").into_bytes()
+        }),
+    );
+    let cfg = config(&w, &node, bucket, &p.endpoint, "");
+    tune(&cfg);
+    let (o, s2) = night(&cfg, &[]);
+    assert_code(&o, 2);
+    assert!(lost.load(SeqCst), "the proxy emptied a page");
+    assert_eq!(s2["target_keys"].as_u64(), Some(ROWS as u64 - 100), "{s2}");
+    let reasons = s2["brake"]["reasons"].to_string();
+    assert!(reasons.contains("the target listed 300 keys against 400"), "{reasons}");
+    assert!(!reasons.contains("max-missing-fraction"), "the drop alone tripped it: {reasons}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("BRAKE") && err.contains("max-listing-drop"), "the run says why: {err}");
+    assert!(!latest_run(&w.join("runs")).join("repair").exists(), "repair did not start");
+    assert_eq!(object_count(bucket), ROWS, "nothing was copied");
+    let prom = std::fs::read_to_string(w.join("metrics/keyrecon.prom")).unwrap();
+    assert!(prometheus_samples(&prom).contains(&("keyrecon_brake_tripped{job=\"recon\"}".into(), 1.0)), "{prom}");
+}
+
+#[test]
+fn a_real_mass_loss_waits_for_a_look_then_resume_accept_large_repairs_that_run() {
+    let w = Workdir::new();
+    let bucket = "nightly-accept";
+    let node = migration(bucket, &[]);
+    let cfg = config(&w, &node, bucket, &garage().endpoint, "");
+    let (o, _) = night(&cfg, &["-q"]);
+    assert_code(&o, 0);
+    // A tenth of the bucket is really lost: above max-missing-fraction (5%), the brake holds.
+    let gone: Vec<usize> = (0..ROWS).step_by(10).collect();
+    delete(bucket, &gone);
+    let (o, s) = night(&cfg, &["-q"]);
+    assert_code(&o, 2);
+    assert_eq!((s["brake"]["tripped"].as_bool(), s["missing_on_target"].as_u64()), (Some(true), Some(40)));
+    assert_eq!(object_count(bucket), ROWS - 40, "nothing copied before a look");
+    let run = latest_run(&w.join("runs"));
+    // --resume alone does not go past the brake, and says how to.
+    let o = reconcile(&cfg, &["--resume"]).output().unwrap();
+    assert_code(&o, 2);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("stopped at the brake") && err.contains("--resume --accept-large"), "{err}");
+    // After a look: the same run continues with repair, without listing again.
+    let (o, s) = night(&cfg, &["--resume", "--accept-large", "-q"]);
+    assert_code(&o, 1);
+    assert_eq!(latest_run(&w.join("runs")), run, "the braked run continued");
+    assert_eq!((s["brake"]["accepted"].as_bool(), s["repair"]["ok"].as_u64()), (Some(true), Some(40)), "{s}");
+    assert_eq!(object_count(bucket), ROWS);
+    let stages: Vec<&str> = s["stages"].as_array().unwrap().iter().map(|t| t["stage"].as_str().unwrap()).collect();
+    assert_eq!(stages, ["list-source", "list-target", "diff", "repair"], "the earlier attempt's stages are reported");
+    let journal = std::fs::read_to_string(run.join("stages.jsonl")).unwrap();
+    assert_eq!(journal.matches(r#""stage":"list-source","state":"started""#).count(), 1, "listed once: {journal}");
+    // One history line per run: the braked night's line is replaced by its continuation's.
+    let hist = lines(&w.join("runs/history.jsonl"));
+    assert_eq!(hist.len(), 2);
+    let last: serde_json::Value = serde_json::from_str(&hist[1]).unwrap();
+    assert_eq!((last["run"].clone(), last["exit_code"].as_i64()), (s["run"].clone(), Some(1)));
+    let o = reconcile(&cfg, &["--resume", "--accept-large"]).output().unwrap();
+    assert_code(&o, 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("finished"));
+}
+
+#[test]
+fn a_sharded_night_diffs_like_an_unsharded_one() {
+    let w = Workdir::new();
+    let bucket = "nightly-shards";
+    let node = migration(bucket, &[0, 3, 50, 77, 399]);
+    // Orphans spread over the key space, so each target shard lists some keys; one object differs.
+    let g = garage();
+    let orphans: Vec<String> =
+        ["0orphan", "Aorphan", "Morphan", "aorphan", "zorphan", "~orphan"].map(String::from).into();
+    g.put(bucket, &orphans);
+    g.put_object(bucket, &s3_key(20), b"not the blob");
+    let cfg = config(&w, &node, bucket, &g.endpoint, "");
+    set(&cfg, "repair", "mode = \"off\"");
+    let (o, plain) = night(&cfg, &["-q"]);
+    assert_code(&o, 1);
+    let plain_run = latest_run(&w.join("runs"));
+    set(&cfg, "source", "shards = 3");
+    set(&cfg, "target", "shards = 2");
+    let o = reconcile(&cfg, &["--print-commands"]).output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    for shard in ["--shard 1/3", "--shard 2/3", "--shard 3/3", "--shard 1/2", "--shard 2/2"] {
+        assert_eq!(text.matches(shard).count(), 1, "{shard} in {text}");
+    }
+    let (o, sharded) = night(&cfg, &["-q"]);
+    assert_code(&o, 1);
+    let run = latest_run(&w.join("runs"));
+    assert_ne!(run, plain_run);
+    for (side, n, key) in [("source", 3, "records"), ("target", 2, "keys_listed")] {
+        for i in 1..=n {
+            let listed = support::summary(&run.join(format!("{side}/shard-{i}")))[key].as_u64().unwrap();
+            assert!(listed > 0, "{side} shard {i}/{n} listed keys");
+        }
+    }
+    for k in ["source_keys", "target_keys", "missing_on_target", "missing_on_source", "differ"] {
+        assert_eq!(sharded[k], plain[k], "{k}");
+    }
+    assert_eq!(
+        (plain["missing_on_target"].as_u64(), plain["missing_on_source"].as_u64(), plain["differ"].as_u64()),
+        (Some(5), Some(6), Some(1))
+    );
+    for f in ["missing-on-target.txt", "missing-on-source.txt", "differ.txt", "missing-on-target.csv"] {
+        let (a, b) =
+            (std::fs::read(plain_run.join("diff").join(f)).unwrap(), std::fs::read(run.join("diff").join(f)).unwrap());
+        assert!(a == b, "diff/{f}: sharded and unsharded differ");
+    }
+    assert_eq!((sharded["changes"]["new"].as_u64(), sharded["changes"]["still"].as_u64()), (Some(0), Some(5)));
 }
 
 #[test]

@@ -22,7 +22,11 @@ use std::path::PathBuf;
 /// The brake: when more than max-missing-fraction (default 1%) of the source's keys are missing, or
 /// a side listed more than max-listing-drop (default 10%) fewer keys than the previous run, repair
 /// does not start and the run exits 2 with the reason (a half-failed listing must never trigger a
-/// mass copy). Look, then rerun with --accept-large.
+/// mass copy). Look, then continue that run with --resume --accept-large (repair of what you looked
+/// at, without listing again), or start a new run with --accept-large.
+///
+/// New / still / resolved compare tonight's missing keys with the last run whose listings are
+/// trusted: a run the brake held, or whose listing or diff failed, is skipped.
 ///
 /// Exit status: 0 in sync, 1 differences found (repaired as configured), 2 trouble (a stage failed,
 /// or the brake held). The notify-cmd of [report] runs (with report.md's path) whenever the status is not 0.
@@ -38,7 +42,8 @@ struct Args {
     /// Continue the last run from its first unfinished stage.
     #[arg(long)]
     resume: bool,
-    /// Repair even when the brake would hold it back (after you looked at the numbers).
+    /// Repair even when the brake would hold it back (after you looked at the numbers); with --resume,
+    /// continues the last run if it stopped at the brake.
     #[arg(long)]
     accept_large: bool,
     /// Print the commands a run executes, and exit.

@@ -67,6 +67,11 @@ pub enum VerifyMode {
     Deep,
 }
 
+/// A mode as recon.toml spells it (`dry-run`).
+pub fn mode_name(m: impl serde::Serialize) -> String {
+    serde_json::to_value(m).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
 /// A stage's flags, sorted by name, as `(flag, value)`: `None` for a flag without a value.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Flags(pub Vec<(String, Option<String>)>);
@@ -322,6 +327,7 @@ max-missing-fraction = 0.02
         );
         assert_eq!((c.target_shards, c.source_shards), (3, 1));
         assert_eq!(c.repair_mode, RepairMode::DryRun);
+        assert_eq!((mode_name(c.repair_mode), mode_name(VerifyMode::Deep)), ("dry-run".into(), "deep".into()));
         assert_eq!(c.repair.args(), ["--fallback", "a.b", "--fallback", "c.d", "--no-recheck"]);
         assert_eq!((c.max_missing_fraction, c.max_listing_drop), (0.02, 0.10));
         assert_eq!(c.verify_mode, VerifyMode::Off);

@@ -141,7 +141,7 @@ impl Summary for RunSummary {
                 if self.brake.accepted {
                     " (accepted with --accept-large)"
                 } else {
-                    ": repair did not start (--accept-large after a look)"
+                    ": repair did not start (after a look, --resume --accept-large continues this run)"
                 }
             ));
         }
@@ -375,15 +375,15 @@ pub fn run(cfg: &Config, opts: &Options) -> Result<RunSummary> {
     let _lock = runs::Lock::take(&cfg.runs)?;
     let bins = Bins::find(opts)?;
     let history = runs::history(&cfg.runs)?;
-    let mut run = if opts.resume { Run::resume(&cfg.runs)? } else { Run::create(&cfg.runs)? };
+    let mut run = if opts.resume { Run::resume(&cfg.runs, opts.accept_large)? } else { Run::create(&cfg.runs)? };
     let dir = run.dir.clone();
     let mut sum = RunSummary {
         run: run.name.clone(),
         dir: s(&dir),
         started: run.name.clone(),
         resumed: opts.resume,
-        repair_mode: format!("{:?}", cfg.repair_mode).to_lowercase(),
-        verify_mode: format!("{:?}", cfg.verify_mode).to_lowercase(),
+        repair_mode: config::mode_name(cfg.repair_mode),
+        verify_mode: config::mode_name(cfg.verify_mode),
         settings: cfg.describe(),
         ..Default::default()
     };
@@ -401,8 +401,9 @@ pub fn run(cfg: &Config, opts: &Options) -> Result<RunSummary> {
                  steps: Vec<Step>,
                  ok: &dyn Fn(i32) -> bool|
      -> Result<bool> {
-        if run.is_done(name) {
+        if let Some(e) = run.done_event(name) {
             say(format!("{name}: done by the earlier attempt"));
+            sum.stages.push(StageTime { stage: name.into(), ms: e.ms.unwrap_or(0), exit: e.exit, per_sec: None });
             return Ok(true);
         }
         run.record(&StageEvent { stage: name.into(), state: "started".into(), ms: None, exit: None, note: None })?;
@@ -464,7 +465,7 @@ pub fn run(cfg: &Config, opts: &Options) -> Result<RunSummary> {
             missing_on_source: num(&d, &["missing_on_source"]),
             differ: num(&d, &["differ"]),
         };
-        let previous = history.iter().rev().find(|h| h.get("run").and_then(|r| r.as_str()) != Some(run.name.as_str()));
+        let previous = baseline(&history, &run.name);
         sum.changes = changes(&cfg.runs, &dir, previous, &mut run, opts.quiet)?;
         sum.prefixes = report::prefixes(&dir.join("diff/missing-on-target.txt"), 10)?;
         sum.brake = brake(cfg, &sum.diff, previous, opts.accept_large);
@@ -513,12 +514,13 @@ pub fn run(cfg: &Config, opts: &Options) -> Result<RunSummary> {
     if let Some(m) = &cfg.metrics {
         metrics::write(m, &cfg.path, &sum, &history)?;
     }
+    let held = sum.brake.tripped && !sum.brake.accepted;
     run.record(&StageEvent {
         stage: "finish".into(),
         state: "done".into(),
         ms: None,
         exit: Some(sum.exit_code),
-        note: None,
+        note: held.then(|| runs::BRAKED.to_string()),
     })?;
     if sum.exit_code != 0 {
         if let Some(cmd) = &cfg.notify_cmd {
@@ -595,6 +597,19 @@ fn changes(
     Ok(Changes { new: s.missing_on_source, still: s.matched, resolved: s.missing_on_target, previous: prev_run })
 }
 
+/// The run tonight is compared with: the last one in the history (not this run) whose listings can be
+/// trusted. A run the brake held back, or whose listing or diff failed, is skipped: its missing set
+/// may be a half-failed listing's, and a key lost since would hide in it as "still missing".
+fn baseline<'h>(history: &'h [serde_json::Value], this: &str) -> Option<&'h serde_json::Value> {
+    history.iter().rev().find(|h| {
+        let str_at = |k: &str| h.get(k).and_then(|v| v.as_str());
+        let flag = |k: &str| h.get("brake").and_then(|b| b.get(k)).and_then(|v| v.as_bool()).unwrap_or(false);
+        let held = flag("tripped") && !flag("accepted");
+        let unlisted = str_at("failed_stage").is_some_and(|f| ["list-", "diff"].iter().any(|p| f.starts_with(p)));
+        str_at("run") != Some(this) && !held && !unlisted
+    })
+}
+
 /// Should repair start? Too many keys missing, or a side listed far fewer keys than last night (a
 /// half-failed listing must never trigger a mass copy).
 fn brake(cfg: &Config, d: &DiffCounts, previous: Option<&serde_json::Value>, accept: bool) -> Brake {
@@ -634,4 +649,30 @@ fn notify(cmd: &str, report: &Path, quiet: bool) {
         Err(e) => eprintln!("{TOOL}: --notify-cmd {full:?}: {e}"),
     }
     let _ = quiet;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_baseline_skips_runs_whose_listings_are_not_trusted() {
+        let h: Vec<serde_json::Value> = [
+            r#"{"run":"n1","brake":{"tripped":false,"accepted":false}}"#,
+            r#"{"run":"n2","brake":{"tripped":true,"accepted":true}}"#,
+            r#"{"run":"n3","brake":{"tripped":false,"accepted":false},"failed_stage":"repair (exit status 2)"}"#,
+            r#"{"run":"n4","brake":{"tripped":false,"accepted":false},"failed_stage":"list-target (exit status 2)"}"#,
+            r#"{"run":"n5","brake":{"tripped":false,"accepted":false},"failed_stage":"diff (exit status 2)"}"#,
+            r#"{"run":"n6","brake":{"tripped":true,"accepted":false}}"#,
+            r#"{"run":"n7","brake":{"tripped":false,"accepted":false}}"#,
+        ]
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+        let at = |this: &str, upto: usize| baseline(&h[..upto], this).map(|v| v["run"].as_str().unwrap().to_string());
+        assert_eq!(at("n8", 7).as_deref(), Some("n7"));
+        assert_eq!(at("n7", 7).as_deref(), Some("n3"), "a run is not its own baseline; held and unlisted are skipped");
+        assert_eq!(at("n3", 2).as_deref(), Some("n2"), "a brake accepted after a look is trusted");
+        assert_eq!(at("n1", 1), None);
+    }
 }

@@ -14,14 +14,16 @@ use std::path::Path;
 /// Runs the chart shows.
 pub const CHART_RUNS: usize = 30;
 
-/// Where missing keys cluster: counts by prefix (up to the second `/` when keys are paths, else the
-/// first 6 bytes), the `top` largest, most first.
+/// Where missing keys cluster: counts by prefix (up to the second `/` when keys are paths, the first
+/// when there is one, else the first 6 bytes), the `top` largest, most first.
 pub fn prefixes(missing: &Path, top: usize) -> Result<Vec<(String, u64)>> {
     let Ok(f) = std::fs::File::open(missing) else { return Ok(Vec::new()) };
     let mut counts: HashMap<Vec<u8>, u64> = HashMap::new();
     for line in std::io::BufReader::with_capacity(1 << 20, f).split(b'\n') {
         let key = line.ctx(missing)?;
-        let cut = key.iter().enumerate().filter(|(_, b)| **b == b'/').nth(1).map(|(i, _)| i + 1);
+        let mut slashes = key.iter().enumerate().filter(|(_, b)| **b == b'/').map(|(i, _)| i + 1);
+        let first = slashes.next();
+        let cut = slashes.next().or(first);
         let p = &key[..cut.unwrap_or(key.len().min(6))];
         // A map of prefixes, not of keys: bounded by the prefixes present, which are few.
         if let Some(c) = counts.get_mut(p) {
@@ -138,7 +140,7 @@ td {{ text-align: right; font-variant-numeric: tabular-nums; }}
             if s.brake.accepted {
                 "(accepted with --accept-large: repair ran)"
             } else {
-                "(repair did not start; rerun with --accept-large after a look)"
+                "(repair did not start; after a look, <code>--resume --accept-large</code> continues this run)"
             }
         );
     }
@@ -208,7 +210,11 @@ td {{ text-align: right; font-variant-numeric: tabular-nums; }}
             md,
             "**Brake:** {}{}\n",
             s.brake.reasons.join("; "),
-            if s.brake.accepted { " (accepted)" } else { " — repair did not start" }
+            if s.brake.accepted {
+                " (accepted)"
+            } else {
+                " — repair did not start (after a look, `--resume --accept-large` continues this run)"
+            }
         );
     }
     let _ = writeln!(
@@ -252,10 +258,15 @@ mod tests {
     fn prefixes_of_paths_and_of_flat_keys() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("m.txt");
-        std::fs::write(&p, "img/2024/a\nimg/2024/b\nimg/2025/c\nt01abcdef\nt01abcxyz\n").unwrap();
+        std::fs::write(&p, "img/2024/a\nimg/2024/b\nimg/2025/c\nt01abcdef\nt01abcxyz\nthumbs/1\n").unwrap();
         assert_eq!(
             prefixes(&p, 10).unwrap(),
-            vec![("img/2024/".to_string(), 2), ("t01abc".to_string(), 2), ("img/2025/".to_string(), 1)]
+            vec![
+                ("img/2024/".to_string(), 2),
+                ("t01abc".to_string(), 2),
+                ("img/2025/".to_string(), 1),
+                ("thumbs/".to_string(), 1)
+            ]
         );
         assert!(prefixes(&d.path().join("none"), 3).unwrap().is_empty());
     }

@@ -24,6 +24,8 @@ use std::path::{Path, PathBuf};
 pub const HISTORY: &str = "history.jsonl";
 pub const STAGES: &str = "stages.jsonl";
 const LOCK: &str = ".lock";
+/// The note of a `finish` event when the brake held repair back (such a run can be resumed past it).
+pub const BRAKED: &str = "brake held";
 
 /// The lock on RUNS, held while the value lives (the kernel drops it when the process dies).
 pub struct Lock {
@@ -102,17 +104,24 @@ impl Run {
         Run::open_dir(dir, name)
     }
 
-    /// The newest run directory, to continue it (`--resume`); an error when it had finished.
-    pub fn resume(runs: &Path) -> Result<Run> {
+    /// The newest run directory, to continue it (`--resume`); an error when it had finished, unless
+    /// it finished at the brake and `past_brake` (`--accept-large`): then it continues with repair,
+    /// after a person looked at exactly that run's numbers, without listing both stores again.
+    pub fn resume(runs: &Path, past_brake: bool) -> Result<Run> {
         let last = list(runs)?.pop().ok_or_else(|| Error::Usage(format!("--resume: no run in {}", runs.display())))?;
         let r = Run::open_dir(runs.join(&last), last)?;
-        if r.finished() {
-            return Err(Error::Usage(format!(
+        match (r.finished(), r.braked(), past_brake) {
+            (false, _, _) | (true, true, true) => Ok(r),
+            (true, true, false) => Err(Error::Usage(format!(
+                "--resume: the last run ({}) stopped at the brake; after a look, `--resume --accept-large` \
+                 continues it with repair, or start a new run without --resume",
+                r.dir.display()
+            ))),
+            (true, false, _) => Err(Error::Usage(format!(
                 "--resume: the last run ({}) finished; start a new one without --resume",
                 r.dir.display()
-            )));
+            ))),
         }
-        Ok(r)
     }
 
     fn open_dir(dir: PathBuf, name: String) -> Result<Run> {
@@ -144,8 +153,18 @@ impl Run {
         self.done.iter().any(|e| e.stage == stage)
     }
 
+    /// The journal's event of a stage an earlier attempt finished.
+    pub fn done_event(&self, stage: &str) -> Option<&StageEvent> {
+        self.done.iter().rev().find(|e| e.stage == stage)
+    }
+
     pub fn finished(&self) -> bool {
         self.is_done("finish")
+    }
+
+    /// Did the run's last attempt finish with the brake holding repair back?
+    pub fn braked(&self) -> bool {
+        self.done_event("finish").is_some_and(|e| e.note.as_deref() == Some(BRAKED))
     }
 
     /// Appends an event (one write, synced: a kill -9 right after must not lose a `done`).
@@ -199,9 +218,25 @@ pub fn history(runs: &Path) -> Result<Vec<serde_json::Value>> {
         .collect()
 }
 
-/// Appends a run's line to the history.
+/// Appends a run's line to the history, or replaces the line of the same run in its place (a braked
+/// run continued with `--resume --accept-large` finishes twice; the history keeps one line per run).
 pub fn append_history(runs: &Path, line: &serde_json::Value) -> Result<()> {
     let p = runs.join(HISTORY);
+    let name = line.get("run").and_then(|r| r.as_str());
+    let old = history(runs)?;
+    if name.is_some() && old.iter().any(|h| h.get("run").and_then(|r| r.as_str()) == name) {
+        // Rewritten under a temporary name and renamed: a kill leaves the old history or the new one.
+        let tmp = runs.join(format!("{HISTORY}.tmp"));
+        let mut b = Vec::new();
+        for h in old.iter().map(|h| if h.get("run").and_then(|r| r.as_str()) == name { line } else { h }) {
+            serde_json::to_writer(&mut b, h).map_err(|e| Error::json(&p, e))?;
+            b.push(b'\n');
+        }
+        let mut f = std::fs::File::create(&tmp).ctx(&tmp)?;
+        f.write_all(&b).ctx(&tmp)?;
+        f.sync_data().ctx(&tmp)?;
+        return std::fs::rename(&tmp, &p).ctx(&p);
+    }
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&p).ctx(&p)?;
     let mut b = serde_json::to_vec(line).map_err(|e| Error::json(&p, e))?;
     b.push(b'\n');
@@ -256,11 +291,47 @@ mod tests {
         let mut t = std::fs::read(&p).unwrap();
         t.extend_from_slice(b"{\"stage\":\"list-tar");
         std::fs::write(&p, t).unwrap();
-        let r = Run::resume(d.path()).unwrap();
+        let r = Run::resume(d.path(), false).unwrap();
         assert!(r.is_done("list-source") && !r.is_done("list-target") && !r.finished());
         let mut r = r;
         r.record(&StageEvent { stage: "finish".into(), state: "done".into(), ms: None, exit: None, note: None })
             .unwrap();
-        assert!(Run::resume(d.path()).err().unwrap().to_string().contains("finished"));
+        for past_brake in [false, true] {
+            assert!(Run::resume(d.path(), past_brake).err().unwrap().to_string().contains("finished"));
+        }
+    }
+
+    #[test]
+    fn a_run_that_stopped_at_the_brake_resumes_only_past_it() {
+        let d = tempfile::tempdir().unwrap();
+        let mut r = Run::create(d.path()).unwrap();
+        let finish = |note: Option<&str>| StageEvent {
+            stage: "finish".into(),
+            state: "done".into(),
+            ms: None,
+            exit: Some(2),
+            note: note.map(str::to_string),
+        };
+        r.record(&finish(Some(BRAKED))).unwrap();
+        drop(r);
+        let e = Run::resume(d.path(), false).err().unwrap().to_string();
+        assert!(e.contains("stopped at the brake") && e.contains("--accept-large"), "{e}");
+        let mut r = Run::resume(d.path(), true).unwrap();
+        assert!(r.braked());
+        // Continued past the brake, it finishes again; then it is done for good.
+        r.record(&finish(None)).unwrap();
+        drop(r);
+        assert!(Run::resume(d.path(), true).err().unwrap().to_string().contains("finished"));
+    }
+
+    #[test]
+    fn history_keeps_one_line_per_run_its_last() {
+        let d = tempfile::tempdir().unwrap();
+        let line = |run: &str, exit: i32| serde_json::json!({"run": run, "exit_code": exit});
+        for l in [line("a", 1), line("b", 2), line("c", 0), line("b", 1)] {
+            append_history(d.path(), &l).unwrap();
+        }
+        assert_eq!(history(d.path()).unwrap(), [line("a", 1), line("b", 1), line("c", 0)]);
+        assert!(!d.path().join("history.jsonl.tmp").exists());
     }
 }
