@@ -3,11 +3,13 @@
 //! workers.
 
 use crate::error::Result;
-use crate::input::InputSpec;
-use crate::keys::Item;
+use crate::input::{InputSpec, Rejects};
+use crate::keys::{Item, SortedKeys};
 use crate::pool::{self, Feeder, Flow};
 use crate::queue::consume::{self, Consumer, Delivery};
+use serde::Serialize;
 use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 
 /// Where a run's keys come from.
@@ -20,11 +22,79 @@ pub enum KeySource {
     Queue(crate::queue::consume::ConsumerConfig),
 }
 
+/// What a run's summary.json says of its keys, the same in repair's and verify's.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct KeysIn {
+    /// The key input (`<stdin>` for `-`), or the queue's URL.
+    pub keys_file: String,
+    /// Keys read from the input (after dropping duplicates); from a queue, keys with an outcome.
+    pub keys_input: u64,
+    pub duplicate_keys_in_input: u64,
+    /// Input rows that could not be used (in rejects.csv): exit status 2.
+    pub keys_rejected: u64,
+}
+
+impl KeysIn {
+    /// The tool's exit status: 2 when input rows were rejected, else what its outcomes say.
+    pub fn exit_code(&self, outcomes: i32) -> i32 {
+        if self.keys_rejected > 0 {
+            2
+        } else {
+            outcomes
+        }
+    }
+
+    /// `, N input rows rejected (rejects.csv)` for the summary paragraph, or nothing.
+    pub fn rejected_note(&self) -> String {
+        if self.keys_rejected > 0 {
+            format!(", {} input rows rejected (rejects.csv)", self.keys_rejected)
+        } else {
+            String::new()
+        }
+    }
+}
+
+/// Reads a run's keys: an input is sorted into `scratch` (each key once; rows it cannot use go to
+/// `out/rejects.csv`); a queue is only named here and joined later ([`Keys::open`]).
+pub(crate) fn read(
+    source: &KeySource,
+    out: &Path,
+    mem: usize,
+    tmp: &Path,
+    scratch: &Path,
+) -> Result<(Keys<SortedKeys, crate::queue::consume::ConsumerConfig>, KeysIn)> {
+    Ok(match source {
+        KeySource::Input(spec) => {
+            let rejects = Rejects::new(Some(out.join("rejects.csv")));
+            let keys = crate::keys::sort(spec, &rejects, mem, tmp, scratch)?;
+            rejects.flush()?;
+            let read = KeysIn {
+                keys_file: keys.source.clone(),
+                keys_input: keys.count,
+                duplicate_keys_in_input: keys.duplicates,
+                keys_rejected: keys.input.rejected,
+            };
+            (Keys::Sorted(keys), read)
+        }
+        KeySource::Queue(q) => (Keys::Queue(q.clone()), KeysIn { keys_file: q.url.shown.clone(), ..KeysIn::default() }),
+    })
+}
+
 /// A run's keys: the sorted keys of an input (`S`), or a fleet's queue (`Q`: its settings, then the
 /// consumer once opened, [`Keys::open`]).
 pub(crate) enum Keys<S, Q> {
     Sorted(S),
     Queue(Q),
+}
+
+impl<S, Q> Keys<S, Q> {
+    /// The same keys with the sorted input turned into `T` (the queue as it is).
+    pub(crate) fn map_sorted<T>(self, f: impl FnOnce(S) -> Result<T>) -> Result<Keys<T, Q>> {
+        Ok(match self {
+            Keys::Sorted(s) => Keys::Sorted(f(s)?),
+            Keys::Queue(q) => Keys::Queue(q),
+        })
+    }
 }
 
 impl<S> Keys<S, crate::queue::consume::ConsumerConfig> {

@@ -49,8 +49,7 @@ pub mod verify;
 
 use crate::chunk::ChunkCursor;
 use crate::error::{Error, IoContext, Result};
-use crate::input::Rejects;
-use crate::keys::{self as sorted_keys, Item, SortedKeys};
+use crate::keys::{Item, SortedKeys};
 use crate::merge::Concat;
 use crate::pool::{self, Flow};
 use crate::queue::consume::{self, Consumer, ConsumerStats, Delivery};
@@ -60,7 +59,7 @@ use crate::summary::Summary;
 use bytes::Bytes;
 use fetch::{BlobSource, ClusterSummary, Fetched, Fetcher};
 use journal::{Done, Journal, Outcome};
-use keys::{KeySource, Keys};
+use keys::{KeySource, KeysIn};
 use live::Live;
 use put::Target;
 use resume::Todo;
@@ -110,7 +109,8 @@ pub struct RepairConfig {
 
 #[derive(Debug, Default, Serialize)]
 pub struct RepairSummary {
-    pub keys_file: String,
+    #[serde(flatten)]
+    pub keys: KeysIn,
     /// The output directory.
     pub out: String,
     pub bucket: String,
@@ -121,11 +121,6 @@ pub struct RepairSummary {
     pub fallback_clusters: Vec<ClusterSummary>,
     pub dry_run: bool,
     pub resumed: bool,
-    /// Keys read from the input (after dropping duplicates).
-    pub keys_input: u64,
-    pub duplicate_keys_in_input: u64,
-    /// Input rows that could not be used (in rejects.csv): exit status 2.
-    pub keys_rejected: u64,
     /// Keys skipped because the journal of an earlier run has their final outcome.
     pub skipped_done_earlier: u64,
     /// Keys processed by this run.
@@ -173,18 +168,14 @@ pub struct Timings {
 
 impl Summary for RepairSummary {
     fn exit_code(&self) -> i32 {
-        if self.keys_rejected > 0 {
-            2
-        } else {
-            self.outcomes.exit_code()
-        }
+        self.keys.exit_code(self.outcomes.exit_code())
     }
 
     fn paragraph(&self) -> String {
         let o = &self.outcomes;
         format!(
             "{} keys{}: {} ok, {} not found, {} failed, {} exist, {} differ{}{}; this run: {} keys, {:.1} MB at {:.0} objects/s ({:.1} MB/s), {} from fallbacks, {} multipart; retries {} cassandra / {} s3; {} throttle events (lowest concurrency {}); see {}",
-            self.keys_input,
+            self.keys.keys_input,
             if self.skipped_done_earlier > 0 {
                 format!(" ({} done by an earlier run)", self.skipped_done_earlier)
             } else {
@@ -196,7 +187,7 @@ impl Summary for RepairSummary {
             o.exists,
             o.differ,
             if self.dry_run { " (dry run: nothing written)" } else { "" },
-            if self.keys_rejected > 0 { format!(", {} input rows rejected (rejects.csv)", self.keys_rejected) } else { String::new() },
+            self.keys.rejected_note(),
             self.processed,
             self.bytes_copied as f64 / 1e6,
             self.objects_per_sec,
@@ -313,24 +304,10 @@ async fn run_async(cfg: RepairConfig) -> Result<RepairSummary> {
         mem_budget_bytes: cfg.mem as u64,
         ..Default::default()
     };
-    let keys = match &cfg.keys {
-        KeySource::Input(spec) => {
-            let rejects = Rejects::new(Some(cfg.out.join("rejects.csv")));
-            let keys = sorted_keys::sort(spec, &rejects, cfg.mem, &cfg.tmp_dir, scratch.path())?;
-            rejects.flush()?;
-            let input = Input::new(keys, cfg.resume.then_some(&journal), &cfg, scratch.path())?;
-            summary.keys_file = input.keys.source.clone();
-            summary.keys_input = input.keys.count;
-            summary.duplicate_keys_in_input = input.keys.duplicates;
-            summary.keys_rejected = input.keys.input.rejected;
-            summary.skipped_done_earlier = input.skipped;
-            Keys::Sorted(input)
-        }
-        KeySource::Queue(q) => {
-            summary.keys_file = q.url.shown.clone();
-            Keys::Queue(q.clone())
-        }
-    };
+    let (keys, keys_in) = keys::read(&cfg.keys, &cfg.out, cfg.mem, &cfg.tmp_dir, scratch.path())?;
+    summary.keys = keys_in;
+    let keys = keys.map_sorted(|sorted| Input::new(sorted, cfg.resume.then_some(&journal), &cfg, scratch.path()))?;
+    summary.skipped_done_earlier = keys.sorted().map_or(0, |i| i.skipped);
     let read_ms = t0.elapsed().as_millis() as u64;
 
     let tc = Instant::now();

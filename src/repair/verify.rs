@@ -42,14 +42,13 @@ use crate::chunk::ChunkCursor;
 use crate::csvout::CsvOut;
 use crate::error::{Error, IoContext, Result};
 use crate::hex::encode as hex;
-use crate::input::Rejects;
-use crate::keys::{self as sorted_keys, Item};
+use crate::keys::Item;
 use crate::merge::SortedCursor;
 use crate::pool::{self, Flow};
 use crate::queue::consume::{Consumer, ConsumerStats, Delivery};
 use crate::record::{show_key, Schema};
 use crate::repair::fetch::{self, BlobSource, ClusterSummary, Fetched, Fetcher};
-use crate::repair::keys::{self, KeySource, Keys};
+use crate::repair::keys::{self, KeySource, KeysIn};
 use crate::repair::live::{self, Live};
 use crate::repair::put::{self, Head, Target};
 use crate::repair::resume::Todo;
@@ -138,7 +137,8 @@ impl VerifyCounts {
 
 #[derive(Debug, Default, Serialize)]
 pub struct VerifySummary {
-    pub keys_file: String,
+    #[serde(flatten)]
+    pub keys: KeysIn,
     /// The output directory.
     pub out: String,
     pub bucket: String,
@@ -149,10 +149,6 @@ pub struct VerifySummary {
     /// With --deep: the fallback clusters (`--cluster`), connected or why not, blobs read, retries.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fallback_clusters: Vec<ClusterSummary>,
-    pub keys_input: u64,
-    pub duplicate_keys_in_input: u64,
-    /// Input rows that could not be used (in rejects.csv): exit status 2.
-    pub keys_rejected: u64,
     pub outcomes: VerifyCounts,
     /// ok/differ keys by the comparison made.
     pub compared_md5: u64,
@@ -176,18 +172,14 @@ pub struct VerifySummary {
 
 impl Summary for VerifySummary {
     fn exit_code(&self) -> i32 {
-        if self.keys_rejected > 0 {
-            2
-        } else {
-            self.outcomes.exit_code()
-        }
+        self.keys.exit_code(self.outcomes.exit_code())
     }
 
     fn paragraph(&self) -> String {
         let o = &self.outcomes;
         format!(
             "{} keys: {} ok, {} missing, {} differ, {} failed{}{}; {:.0} keys/s; see {}",
-            self.keys_input,
+            self.keys.keys_input,
             o.ok,
             o.missing,
             o.differ,
@@ -200,11 +192,7 @@ impl Summary for VerifySummary {
             } else {
                 " (existence only; --deep compares content)".to_string()
             },
-            if self.keys_rejected > 0 {
-                format!(", {} input rows rejected (rejects.csv)", self.keys_rejected)
-            } else {
-                String::new()
-            },
+            self.keys.rejected_note(),
             self.objects_per_sec,
             self.out
         ) + &crate::repair::clusters_paragraph(&self.fallback_clusters, "run the verify again")
@@ -242,22 +230,8 @@ async fn run_async(cfg: VerifyConfig) -> Result<VerifySummary> {
         mem_budget_bytes: cfg.mem as u64,
         ..Default::default()
     };
-    let keys = match &cfg.keys {
-        KeySource::Input(spec) => {
-            let rejects = Rejects::new(Some(cfg.out.join("rejects.csv")));
-            let keys = sorted_keys::sort(spec, &rejects, cfg.mem, &cfg.tmp_dir, scratch.path())?;
-            rejects.flush()?;
-            summary.keys_file = keys.source.clone();
-            summary.keys_input = keys.count;
-            summary.duplicate_keys_in_input = keys.duplicates;
-            summary.keys_rejected = keys.input.rejected;
-            Keys::Sorted(keys)
-        }
-        KeySource::Queue(q) => {
-            summary.keys_file = q.url.shown.clone();
-            Keys::Queue(q.clone())
-        }
-    };
+    let (keys, keys_in) = keys::read(&cfg.keys, &cfg.out, cfg.mem, &cfg.tmp_dir, scratch.path())?;
+    summary.keys = keys_in;
     let manners = fetch::Manners::new(TOOL, cfg.concurrency, cfg.retries, cfg.latency_target, cfg.quiet);
     let fetcher = match &cfg.deep {
         Some(d) => Some(Fetcher::connect(d, manners).await?),
@@ -317,7 +291,7 @@ async fn run_async(cfg: VerifyConfig) -> Result<VerifySummary> {
         summary.fallback_clusters = f.fallback_clusters(src);
     }
     if summary.queue.is_some() {
-        summary.keys_input =
+        summary.keys.keys_input =
             summary.outcomes.ok + summary.outcomes.missing + summary.outcomes.differ + summary.outcomes.failed;
     }
     summary.peak_rss_bytes = crate::progress::peak_rss_bytes();
