@@ -7,22 +7,23 @@
 //!  input ──► sort ──────────► chunk (chunk files, chunk sets) ◄── listers (keyrecon crate)
 //!   │                              │
 //!   │                              ▼
-//!   └──────► hashdiff        merge (k-way, dedup, merge_into_set)
+//!   └──────► hashdiff        merge (k-way, dedup)
 //!               │                  │
 //!               └──────► diff (two-sided walk, outcome files, summary) ──► job (keyrecon-diff, -sort)
 //! ```
 //! - [`record`]: key bytes + optional metadata and their one encoding.
 //! - [`chunk`]: the on-disk sorted chunk format and chunk sets (manifest).
 //! - [`input`]: key files (lines, NUL, CSV) into records; rejects.
-//! - [`sort`]: memory-budgeted parallel external sort into chunk sets.
-//! - [`merge`]: loser-tree k-way merge of sorted cursors, with deduplication; multi-level merge of
-//!   chunk files into a chunk set.
+//! - [`sort`]: memory-budgeted parallel external sort into chunk sets; the file-level merges every
+//!   producer of chunk sets shares (`reduce`, `merge_into_set`) and their one fan-in policy (`fanin`).
+//! - [`merge`]: loser-tree k-way merge of sorted cursors, with deduplication.
 //! - [`diff`]: the two-sided walk over sorted streams and the outcome sinks.
 //! - [`hashdiff`]: diff of unsorted inputs by hash partitioning and a hash join (no full sort).
 //! - [`keymap`]: the key mapping rule language (source key -> comparison key).
 //! - [`job`]: keyrecon-diff and keyrecon-sort as library calls (config in, summary out).
 //! - [`progress`]: progress lines, counters, peak RSS.
 //! - [`summary`]: what every tool's summary shares: the paragraph on stderr, the exit code, summary.json.
+//! - [`csvout`]: the one CSV output file (diff sets with metadata; repair's and verify's outcome files).
 //! - [`hex`]: the one hex encoding of key bytes in manifests, journals and checkpoints.
 //!
 //! Invariants: keys are bytes and compare in byte order everywhere; nothing is dropped silently (bad
