@@ -239,7 +239,11 @@ async fn scan_range(sh: &Scan, task: Task, buf: &mut RunBuffer) -> std::result::
     // Where this range's share of the ring was counted up to.
     let mut covered = lo;
     let mut scratch = Rendered::default();
-    let fatal = |e: &dyn std::fmt::Display| Fail::Fatal(Error::remote(format!("range ({lo}, {hi}]"), e.to_string()));
+    // The driver's errors and our own (a chunk that cannot be written) stop the scan with their cause
+    // chain, named by the range.
+    let range = || format!("range ({lo}, {hi}]");
+    let fatal = |e: ExecutionError| Fail::Fatal(Error::remote(range(), e));
+    let ours = |e: Error| Fail::Fatal(Error::context(range(), e));
     loop {
         if sh.stop.load(Relaxed) {
             return Err(Fail::Fatal(Error::Internal("stopped".into())));
@@ -252,7 +256,7 @@ async fn scan_range(sh: &Scan, task: Task, buf: &mut RunBuffer) -> std::result::
         match r {
             Ok((res, next)) => {
                 attempts = 0;
-                let rows = res.into_rows_result().map_err(|e| fatal(&e))?;
+                let rows = res.into_rows_result().map_err(|e| Fail::Fatal(Error::remote(range(), e)))?;
                 let n = rows.rows_num();
                 sh.throttle.on_page(latency, n);
                 sh.counters.pages.fetch_add(1, Relaxed);
@@ -260,9 +264,12 @@ async fn scan_range(sh: &Scan, task: Task, buf: &mut RunBuffer) -> std::result::
                     sh.counters.empty_pages.fetch_add(1, Relaxed);
                 }
                 let mut measured = 0u64;
-                for row in rows.rows::<ColumnIterator>().map_err(|e| fatal(&e))? {
-                    let cols = row.map_err(|e| fatal(&e))?;
-                    let t = sh.add_row(cols, buf, &mut scratch, &mut measured).map_err(|e| fatal(&e))?;
+                for row in rows.rows::<ColumnIterator>().map_err(|e| Fail::Fatal(Error::remote(range(), e)))? {
+                    let cols = row.map_err(|e| Fail::Fatal(Error::remote(range(), e)))?;
+                    // A row that does not decode: what the server sent is not what was asked for.
+                    let t = sh
+                        .add_row(cols, buf, &mut scratch, &mut measured)
+                        .map_err(|e| Fail::Fatal(Error::remote(range(), e)))?;
                     last_token = Some(t);
                 }
                 sh.counters.rows.fetch_add(n as u64, Relaxed);
@@ -276,25 +283,25 @@ async fn scan_range(sh: &Scan, task: Task, buf: &mut RunBuffer) -> std::result::
                     // Only the server's "no more pages" ends a range: a page may be short or empty.
                     ControlFlow::Break(()) => {
                         sh.ring.fetch_add(ring_units(covered, hi), Relaxed);
-                        sh.flush(task, hi, buf).map_err(|e| fatal(&e))?;
+                        sh.flush(task, hi, buf).map_err(ours)?;
                         return Ok(());
                     }
                     ControlFlow::Continue(ps) => state = ps,
                 }
                 if buf.bytes() >= sh.buf_bytes {
                     let next = resume_point(lo, last_token);
-                    sh.flush(task, next, buf).map_err(|e| fatal(&e))?;
+                    sh.flush(task, next, buf).map_err(ours)?;
                 }
             }
             Err(e) => {
-                let Some(load) = classify(&e) else { return Err(fatal(&e)) };
+                let Some(load) = classify(&e) else { return Err(fatal(e)) };
                 attempts += 1;
                 sh.counters.retries.fetch_add(1, Relaxed);
                 sh.throttle.on_error(load, &e);
                 if attempts > sh.retries {
                     // Keep what was listed; the caller decides about the rest.
                     let next = resume_point(lo, last_token);
-                    sh.flush(task, next, buf).map_err(|e| fatal(&e))?;
+                    sh.flush(task, next, buf).map_err(ours)?;
                     return Err(Fail::Transient { next, error: e.to_string() });
                 }
                 tokio::time::sleep(BACKOFF.delay(attempts - 1)).await;
