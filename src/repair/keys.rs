@@ -123,6 +123,14 @@ impl<S, Q: Clone> Keys<S, Q> {
     }
 }
 
+/// Workers for `total` keys (`None`: from a queue, unknown): `concurrency`, but no more than keys.
+pub(crate) fn workers(concurrency: usize, total: Option<u64>) -> usize {
+    match total {
+        Some(n) => concurrency.min(n as usize).max(1),
+        None => concurrency,
+    }
+}
+
 /// Runs a run's keys through `workers` workers sharing `sh`: a sorted input's items (`produce` turns
 /// the input into a feed) through `item`, or the queue's deliveries through `delivery` (which
 /// acknowledges them).

@@ -327,10 +327,7 @@ async fn run_async(cfg: RepairConfig) -> Result<RepairSummary> {
     let throttle = Throttle::new(TOOL, cfg.concurrency, cfg.rate, cfg.bandwidth, cfg.latency_target, cfg.quiet);
     let live = Arc::new(Live::default());
     let total = keys.sorted().map(Input::left);
-    let workers = match total {
-        Some(n) => cfg.concurrency.min(n as usize).max(1),
-        None => cfg.concurrency,
-    };
+    let workers = keys::workers(cfg.concurrency, total);
     let sh = Arc::new(Shared {
         cfg,
         fetcher,

@@ -242,10 +242,7 @@ async fn run_async(cfg: VerifyConfig) -> Result<VerifySummary> {
     let keys = keys.open().await?;
     let queue = keys.queue();
     let total = keys.sorted().map(|k| k.count);
-    let workers = match total {
-        Some(n) => cfg.concurrency.min(n as usize).max(1),
-        None => cfg.concurrency,
-    };
+    let workers = keys::workers(cfg.concurrency, total);
     let live = Arc::new(Live::default());
     let results = Sorter::new(SortConfig::new(cfg.mem, &cfg.tmp_dir, Schema::OPAQUE));
     let sh = Arc::new(Shared {
