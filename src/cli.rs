@@ -25,7 +25,7 @@ use crate::repair::fetch::{BlobSource, ClusterSource, TableRef};
 #[cfg(feature = "net")]
 use crate::sources::cassandra::pk::KeyFormat;
 #[cfg(feature = "net")]
-use crate::sources::cassandra::session::{parse_consistency, Connect};
+use crate::sources::cassandra::session::{parse_consistency, Connect, Level};
 #[cfg(feature = "net")]
 use crate::sources::s3::client::ClientOptions;
 use crate::summary::Summary;
@@ -540,7 +540,7 @@ impl ClusterArgs {
                 connect: Connect {
                     contact_points: points.clone(),
                     local_dc: for_cluster(&self.cluster_local_dc, name),
-                    consistency: for_cluster(&self.cluster_consistency, name).unwrap_or(first.consistency),
+                    consistency: for_cluster(&self.cluster_consistency, name).unwrap_or(first.consistency.into()),
                     username,
                     password,
                     request_timeout: for_cluster(&self.cluster_request_timeout, name).unwrap_or(first.request_timeout),
@@ -641,8 +641,8 @@ pub struct CassandraArgs {
     #[arg(long, value_name = "DC")]
     pub local_dc: Option<String>,
     /// Consistency level of the reads.
-    #[arg(long, default_value = "LOCAL_QUORUM", value_parser = parse_consistency)]
-    pub consistency: Consistency,
+    #[arg(long, value_enum, ignore_case = true, default_value = "LOCAL_QUORUM")]
+    pub consistency: Level,
     /// Username (default: $KEYRECON_CASSANDRA_USERNAME).
     #[arg(long)]
     pub username: Option<String>,
@@ -697,7 +697,7 @@ impl CassandraArgs {
         Ok(Connect {
             contact_points: self.contact_points.clone(),
             local_dc: self.local_dc.clone(),
-            consistency: self.consistency,
+            consistency: self.consistency.into(),
             username,
             password,
             request_timeout: self.request_timeout,
@@ -927,9 +927,11 @@ mod net_tests {
     #[test]
     fn cassandra_bad_values() {
         assert!(cass(&[]).is_err(), "--contact-points is required");
+        let e = cass(&["--contact-points", "h:1", "--consistency", "MOST"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::InvalidValue, "{e}");
+        assert!(e.to_string().contains("LOCAL_QUORUM"), "the levels are listed: {e}");
         for bad in [
-            &["--contact-points", "h:1", "--consistency", "MOST"][..],
-            &["--contact-points", "h:1", "--request-timeout", "0"],
+            &["--contact-points", "h:1", "--request-timeout", "0"][..],
             &["--contact-points", "h:1", "--request-timeout=-1"],
             &["--contact-points", "h:1", "--request-timeout", "inf"],
             &["--contact-points", "h:1", "--request-timeout", "NaN"],
@@ -1091,7 +1093,7 @@ mod net_tests {
     #[test]
     fn a_binary_can_override_defaults_and_keep_an_old_name() {
         let a = ListCass::try_parse_from(["t", "--contact-points", "h:1"]).unwrap();
-        assert_eq!(a.cassandra.consistency, Consistency::LocalOne);
+        assert_eq!(a.cassandra.consistency, Level::LocalOne);
         assert_eq!(a.cassandra.request_timeout, Duration::from_secs(30));
         let a = ListS3::try_parse_from(["t"]).unwrap();
         assert_eq!(a.s3.s3_timeout, Duration::from_secs(120));

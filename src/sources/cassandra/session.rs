@@ -70,19 +70,52 @@ impl std::fmt::Debug for Connect {
     }
 }
 
-/// Parses a consistency level name as cqlsh spells it (`LOCAL_ONE`, `quorum`, ...).
+/// A consistency level as the flags take it: cqlsh's spelling, in any case (`LOCAL_ONE`, `quorum`,
+/// `local-one`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[value(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Level {
+    Any,
+    One,
+    Two,
+    Three,
+    Quorum,
+    All,
+    #[value(alias = "local-quorum")]
+    LocalQuorum,
+    #[value(alias = "each-quorum")]
+    EachQuorum,
+    #[value(alias = "local-one")]
+    LocalOne,
+}
+
+impl From<Level> for Consistency {
+    fn from(l: Level) -> Consistency {
+        match l {
+            Level::Any => Consistency::Any,
+            Level::One => Consistency::One,
+            Level::Two => Consistency::Two,
+            Level::Three => Consistency::Three,
+            Level::Quorum => Consistency::Quorum,
+            Level::All => Consistency::All,
+            Level::LocalQuorum => Consistency::LocalQuorum,
+            Level::EachQuorum => Consistency::EachQuorum,
+            Level::LocalOne => Consistency::LocalOne,
+        }
+    }
+}
+
+/// Parses a consistency level ([`Level`]), for flags that carry one inside another value
+/// (`--cluster-consistency NAME=LEVEL`).
 pub fn parse_consistency(s: &str) -> std::result::Result<Consistency, String> {
-    Ok(match s.to_ascii_uppercase().replace('-', "_").as_str() {
-        "ANY" => Consistency::Any,
-        "ONE" => Consistency::One,
-        "TWO" => Consistency::Two,
-        "THREE" => Consistency::Three,
-        "QUORUM" => Consistency::Quorum,
-        "ALL" => Consistency::All,
-        "LOCAL_QUORUM" => Consistency::LocalQuorum,
-        "EACH_QUORUM" => Consistency::EachQuorum,
-        "LOCAL_ONE" => Consistency::LocalOne,
-        o => return Err(format!("unknown consistency level {o:?} (ONE, LOCAL_ONE, QUORUM, LOCAL_QUORUM, ALL, ...)")),
+    use clap::ValueEnum;
+    Level::from_str(s, true).map(Into::into).map_err(|_| {
+        let all: Vec<String> = Level::value_variants()
+            .iter()
+            .filter_map(|l| l.to_possible_value())
+            .map(|v| v.get_name().to_string())
+            .collect();
+        format!("unknown consistency level {s:?} (one of {})", all.join(", "))
     })
 }
 
