@@ -118,7 +118,10 @@ fn parallel_listing_equals_serial_listing_on_awkward_keys() {
         );
         let sum = summary(&dir);
         assert_eq!(sum["keys_listed"], keys.len() as u64, "no key listed twice: {sum}");
-        if j != "1" {
+        // With 37-key pages there are ~90 pages to share: idle streams always split a busy range. With
+        // 1000-key pages the first page may come back with the whole listing 3 pages wide before another
+        // stream asks for work (a loaded machine), so no split is owed there.
+        if page == "37" {
             assert!(sum["splits"].as_u64().unwrap() > 0, "work stealing split ranges: {sum}");
         }
     }
@@ -133,8 +136,7 @@ fn lines_output_streams_plain_keys() {
     let text = String::from_utf8(o.stdout).unwrap();
     let got: Vec<&str> = text.lines().collect();
     assert_eq!(got, keys.iter().map(String::as_str).collect::<Vec<_>>(), "one stream: sorted keys");
-    let o =
-        g.list(&["--bucket", bucket, "--out", "-", "--format", "lines", "-z", "-j", "6", "--page-size", "100", "-q"]);
+    let o = g.list(&["--bucket", bucket, "--out", "-", "-z", "-j", "6", "--page-size", "100", "-q"]);
     assert_code(&o, 0);
     let mut got: Vec<&[u8]> = o.stdout.split(|&b| b == 0).filter(|k| !k.is_empty()).collect();
     got.sort();

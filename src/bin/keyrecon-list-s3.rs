@@ -16,15 +16,6 @@ use keyrecon::sources::s3::{
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Output of a listing.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum Output {
-    /// A chunk set (directory) for keyrecon-diff.
-    Chunks,
-    /// Keys, one per line, on stdout (--out -).
-    Lines,
-}
-
 /// List an S3 bucket with many parallel streams over disjoint key ranges (no dependence on prefixes),
 /// or read an S3 Inventory report, into a chunk set that keyrecon-diff reads directly.
 ///
@@ -86,10 +77,7 @@ struct Args {
     /// Output: a chunk set directory, or `-` for plain keys on stdout.
     #[arg(long, short)]
     out: PathBuf,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Output::Chunks)]
-    format: Output,
-    /// With lines output: NUL-terminate keys instead of newline (keys may contain newlines).
+    /// With --out -: NUL-terminate keys instead of newline (keys may contain newlines).
     #[arg(short = 'z', long = "null-data")]
     null: bool,
     /// List streams at once (ranges are split dynamically to keep them all busy); with --inventory,
@@ -167,8 +155,7 @@ fn job(a: Args) -> Result<Job> {
         modified_since: a.modified_since,
         modified_before: a.modified_before,
     };
-    let to_stdout = a.out.as_os_str() == "-";
-    let lines = to_stdout || a.format == Output::Lines;
+    let lines = a.out.as_os_str() == "-";
     if let Some(manifest) = a.inventory {
         if let Some(s) = a.shard {
             bail!(
@@ -178,7 +165,7 @@ fn job(a: Args) -> Result<Job> {
             );
         }
         if lines {
-            bail!("--inventory writes a chunk set: --out must be a directory, without --format lines");
+            bail!("--inventory writes a chunk set: --out must be a directory, not -");
         }
         let cfg = InventoryConfig {
             manifest,
@@ -197,9 +184,6 @@ fn job(a: Args) -> Result<Job> {
     let Some(bucket) = a.bucket else { bail!("--bucket is required (or --inventory)") };
     if lines && a.resume {
         bail!("--resume needs a chunk-set --out (lines output cannot be resumed)");
-    }
-    if lines && !to_stdout {
-        bail!("--format lines writes to stdout: use --out -");
     }
     let cfg = ListConfig {
         bucket,
