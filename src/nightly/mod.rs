@@ -79,6 +79,21 @@ pub struct Brake {
     pub reasons: Vec<String>,
 }
 
+impl Brake {
+    /// Why the brake tripped and what became of it, for the summary paragraph and report.md.
+    pub fn verdict(&self) -> String {
+        format!(
+            "{}{}",
+            self.reasons.join("; "),
+            if self.accepted {
+                " (accepted with --accept-large)"
+            } else {
+                ": repair did not start (after a look, --resume --accept-large continues this run)"
+            }
+        )
+    }
+}
+
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct StageTime {
     pub stage: String,
@@ -135,15 +150,7 @@ impl Summary for RunSummary {
             s.push_str(&format!("; STAGE {st} FAILED"));
         }
         if self.brake.tripped {
-            s.push_str(&format!(
-                "; BRAKE: {}{}",
-                self.brake.reasons.join("; "),
-                if self.brake.accepted {
-                    " (accepted with --accept-large)"
-                } else {
-                    ": repair did not start (after a look, --resume --accept-large continues this run)"
-                }
-            ));
+            s.push_str(&format!("; BRAKE: {}", self.brake.verdict()));
         }
         if let Some(ok) = self.repair.get("ok") {
             s.push_str(&format!("; repair ({}): {} ok", self.repair_mode, ok));

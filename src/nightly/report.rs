@@ -206,16 +206,7 @@ td {{ text-align: right; font-variant-numeric: tabular-nums; }}
         let _ = writeln!(md, "**Stage failed: {f}**\n");
     }
     if s.brake.tripped {
-        let _ = writeln!(
-            md,
-            "**Brake:** {}{}\n",
-            s.brake.reasons.join("; "),
-            if s.brake.accepted {
-                " (accepted)"
-            } else {
-                " — repair did not start (after a look, `--resume --accept-large` continues this run)"
-            }
-        );
+        let _ = writeln!(md, "**Brake:** {}\n", s.brake.verdict());
     }
     let _ = writeln!(
         md,
