@@ -202,6 +202,66 @@ fn prefix8(key: &[u8]) -> u64 {
     u64::from_be_bytes(b)
 }
 
+/// Runs shorter than this are finished with a comparison sort of their key bytes.
+const SETTLE_SMALL: usize = 16;
+/// Key depth after which runs (long shared prefixes, many copies of one long key) are finished with a
+/// comparison sort instead of more levels.
+const SETTLE_MAX_DEPTH: usize = 64;
+/// Slices at least this long are split or sorted on several threads.
+const SETTLE_PAR: usize = 1 << 16;
+
+/// `es` is ordered by `prefix`, which holds key bytes `d..d + 8` of keys whose first `d` bytes are
+/// equal within each run of equal prefixes. Puts every run in key order, ties by arena offset (push
+/// order). Large slices are split at a run boundary and settled on two threads.
+fn settle_runs(es: &mut [Entry], arena: &[u8], d: usize) {
+    if es.len() >= SETTLE_PAR {
+        let mid = es.len() / 2;
+        let cut = (mid..es.len())
+            .find(|&i| es[i].prefix != es[i - 1].prefix)
+            .or_else(|| (1..mid).rev().find(|&i| es[i].prefix != es[i - 1].prefix));
+        match cut {
+            Some(cut) => {
+                let (a, b) = es.split_at_mut(cut);
+                rayon::join(|| settle_runs(a, arena, d), || settle_runs(b, arena, d));
+            }
+            None => settle(es, arena, d),
+        }
+        return;
+    }
+    let mut start = 0;
+    while start < es.len() {
+        let p = es[start].prefix;
+        let end = start + es[start..].iter().position(|e| e.prefix != p).unwrap_or(es.len() - start);
+        if end - start > 1 {
+            settle(&mut es[start..end], arena, d);
+        }
+        start = end;
+    }
+}
+
+/// Sorts `run`, whose keys all have the same first `d` bytes (and are at least `d` long) and the same
+/// `prefix` (bytes `d..d + 8`, zero padded), into key order, ties by arena offset.
+fn settle(run: &mut [Entry], arena: &[u8], d: usize) {
+    let tail = |e: &Entry| &arena[e.off as usize + d..e.off as usize + e.klen as usize];
+    if run.len() < SETTLE_SMALL || d >= SETTLE_MAX_DEPTH || run.iter().any(|e| (e.klen as usize) < d + 8) {
+        // Some key ends within these 8 bytes (its zero padding may tie with real zero bytes), or the
+        // run is small or deep: compare the rest of the keys.
+        run.sort_unstable_by(|a, b| tail(a).cmp(tail(b)).then(a.off.cmp(&b.off)));
+        return;
+    }
+    // All keys are at least d + 8 long and agree on bytes d..d + 8: go 8 bytes deeper.
+    let d = d + 8;
+    let load = |e: &mut Entry| e.prefix = prefix8(&arena[e.off as usize + d..e.off as usize + e.klen as usize]);
+    if run.len() >= SETTLE_PAR {
+        run.par_iter_mut().for_each(load);
+        run.par_sort_unstable_by_key(|e| e.prefix);
+    } else {
+        run.iter_mut().for_each(load);
+        run.sort_unstable_by_key(|e| e.prefix);
+    }
+    settle_runs(run, arena, d);
+}
+
 pub struct Sorter {
     cfg: SortConfig,
     arena: Vec<u8>,
@@ -263,14 +323,19 @@ impl Sorter {
     }
 
     /// Sorts the buffer and drops duplicates (first pushed wins). Leaves `entries` sorted and unique.
+    ///
+    /// Comparing whole keys costs two cache misses into the arena per comparison, and a comparison
+    /// sort makes log2(n) of them per entry wherever 8-byte prefixes tie (date paths, `t01` ids,
+    /// duplicates). So the entries are sorted by prefix alone first, and each run of equal prefixes is
+    /// then settled by [`settle`]: the prefix reloaded from the next 8 key bytes (one miss per entry
+    /// and level) and the run sorted by it, level by level, like an MSD radix sort on 8-byte digits.
     fn sort_buffer(&mut self) {
         let arena = &self.arena[..];
+        self.entries.par_sort_unstable_by_key(|e| e.prefix);
+        settle_runs(&mut self.entries, arena, 0);
         let key = |e: &Entry| &arena[e.off as usize..e.off as usize + e.klen as usize];
-        // Stable order among equal keys: offsets grow with push order, so ties break by offset.
-        self.entries.par_sort_unstable_by(|a, b| {
-            a.prefix.cmp(&b.prefix).then_with(|| key(a).cmp(key(b))).then(a.off.cmp(&b.off))
-        });
         let before = self.entries.len();
+        // Equal keys went down the same runs, so their prefixes were loaded from the same depth.
         self.entries.dedup_by(|b, a| a.prefix == b.prefix && a.klen == b.klen && key(a) == key(b));
         self.stats.duplicates += (before - self.entries.len()) as u64;
     }
@@ -543,6 +608,46 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// The prefix-by-prefix sort ([`settle`]) on buffers large enough to split across threads: keys that
+    /// tie on 8, 16, .. 80 bytes, keys that end inside a prefix (zero padding vs real zero bytes), many
+    /// copies of one long key; in memory and spilled, against sort + dedup, first pushed wins.
+    #[test]
+    fn settle_levels_against_sort_dedup_on_large_buffers() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(15);
+        let long = vec![b'p'; 75];
+        let keys: Vec<Vec<u8>> = (0..300_000)
+            .map(|i| {
+                let mut k = match i % 5 {
+                    0 => b"images/2024/01/01/".to_vec(),
+                    1 => long.clone(),
+                    2 => vec![0u8; rng.gen_range(0..12)],
+                    3 => b"t01".to_vec(),
+                    _ => Vec::new(),
+                };
+                let tail = rng.gen_range(0..if i % 7 == 0 { 3 } else { 14 });
+                k.extend((0..tail).map(|_| *b"\x00\x01ab\xff".get(rng.gen_range(0..5)).unwrap()));
+                k
+            })
+            .collect();
+        let mut want: Vec<(Vec<u8>, u32)> = keys.iter().cloned().zip(0..).collect();
+        want.sort_by(|a, b| a.0.cmp(&b.0));
+        want.dedup_by(|b, a| a.0 == b.0);
+        for mem in [1 << 30, 1 << 22] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut s = Sorter::new(SortConfig::new(mem, dir.path(), Schema(Schema::SIZE)));
+            for (i, k) in keys.iter().enumerate() {
+                s.push(k, &(i as u32).to_le_bytes()).unwrap();
+            }
+            let mut out = s.finish().unwrap();
+            let mut got = Vec::new();
+            while out.advance().unwrap() {
+                got.push((out.key().to_vec(), u32::from_le_bytes(out.meta().try_into().unwrap())));
+            }
+            assert_eq!(got.len(), want.len(), "mem {mem}");
+            assert!(got == want, "mem {mem}: sorted output or first-pushed metadata differs");
         }
     }
 
