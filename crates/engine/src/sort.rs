@@ -262,6 +262,29 @@ fn settle(run: &mut [Entry], arena: &[u8], d: usize) {
     settle_runs(run, arena, d);
 }
 
+/// How many entries ahead of the one being written its record is fetched into cache ([`prefetch`]).
+const PREFETCH: usize = 16;
+
+/// Asks the CPU to fetch `e`'s record (key and the start of its metadata) into cache. Entries are
+/// read in sorted order, records sit in the arena in push order: without this, every record read
+/// is a cache miss that stalls the writer (a third of keyrecon-sort's samples on 10M keys, in the
+/// chunk writer's first look at the key).
+#[inline(always)]
+fn prefetch(arena: &[u8], e: &Entry) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let p = arena.as_ptr().wrapping_add(e.off as usize);
+        // SAFETY: a prefetch is a hint that never faults, whatever the address; nothing is read here.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(p as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(e.klen as usize) as *const i8);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (arena, e);
+}
+
 pub struct Sorter {
     cfg: SortConfig,
     arena: Vec<u8>,
@@ -368,7 +391,10 @@ impl Sorter {
         }
         self.sort_buffer();
         let mut w = self.new_spill()?;
-        for e in &self.entries {
+        for (i, e) in self.entries.iter().enumerate() {
+            if let Some(ahead) = self.entries.get(i + PREFETCH) {
+                prefetch(&self.arena, ahead);
+            }
             let k = &self.arena[e.off as usize..e.off as usize + e.klen as usize];
             w.push(k, self.meta_of(e))?;
         }
@@ -487,6 +513,9 @@ impl SortedCursor for SortedOutput {
         match &mut self.inner {
             Inner::Mem { sorter, at } => {
                 *at = at.wrapping_add(1);
+                if let Some(ahead) = sorter.entries.get(at.wrapping_add(PREFETCH)) {
+                    prefetch(&sorter.arena, ahead);
+                }
                 Ok(*at < sorter.entries.len())
             }
             Inner::Merge(m) => m.advance(),
