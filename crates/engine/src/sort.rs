@@ -210,15 +210,14 @@ const SETTLE_MAX_DEPTH: usize = 64;
 /// Slices at least this long are split or sorted on several threads.
 const SETTLE_PAR: usize = 1 << 16;
 
-/// `es` is ordered by `prefix`, which holds key bytes `d..d + 8` of keys whose first `d` bytes are
-/// equal within each run of equal prefixes. Puts every run in key order, ties by arena offset (push
-/// order). Large slices are split at a run boundary and settled on two threads.
+/// `es` is ordered by `prefix`, which holds key bytes `d..d + 8` (zero padded) of keys whose first `d`
+/// bytes are equal within each run of equal prefixes. Puts every run in key order, ties by arena
+/// offset (push order). Large slices are split at a run boundary and settled on two threads.
 fn settle_runs(es: &mut [Entry], arena: &[u8], d: usize) {
     if es.len() >= SETTLE_PAR {
         let mid = es.len() / 2;
-        let cut = (mid..es.len())
-            .find(|&i| es[i].prefix != es[i - 1].prefix)
-            .or_else(|| (1..mid).rev().find(|&i| es[i].prefix != es[i - 1].prefix));
+        let differs = |i: usize| es[i].prefix != es[i - 1].prefix;
+        let cut = (mid..es.len()).find(|&i| differs(i)).or_else(|| (1..mid).rev().find(|&i| differs(i)));
         match cut {
             Some(cut) => {
                 let (a, b) = es.split_at_mut(cut);
@@ -242,14 +241,38 @@ fn settle_runs(es: &mut [Entry], arena: &[u8], d: usize) {
 /// Sorts `run`, whose keys all have the same first `d` bytes (and are at least `d` long) and the same
 /// `prefix` (bytes `d..d + 8`, zero padded), into key order, ties by arena offset.
 fn settle(run: &mut [Entry], arena: &[u8], d: usize) {
-    let tail = |e: &Entry| &arena[e.off as usize + d..e.off as usize + e.klen as usize];
-    if run.len() < SETTLE_SMALL || d >= SETTLE_MAX_DEPTH || run.iter().any(|e| (e.klen as usize) < d + 8) {
-        // Some key ends within these 8 bytes (its zero padding may tie with real zero bytes), or the
-        // run is small or deep: compare the rest of the keys.
-        run.sort_unstable_by(|a, b| tail(a).cmp(tail(b)).then(a.off.cmp(&b.off)));
+    let window = |e: &Entry| (e.klen as usize - d).min(8);
+    if run.iter().any(|e| window(e) < 8) {
+        // Some keys end inside the window. With equal padded bytes, fewer real bytes come first (the
+        // key is a prefix of the longer one, or that one goes on with zero bytes); keys that end at the
+        // same place inside the window are equal. Only the full-window group goes deeper.
+        run.sort_unstable_by_key(|e| window(e));
+        let full = run.iter().position(|e| window(e) == 8).unwrap_or(run.len());
+        let (short, long) = run.split_at_mut(full);
+        for group in short.chunk_by_mut(|a, b| window(a) == window(b)) {
+            group.sort_unstable_by_key(|e| e.off);
+        }
+        if long.len() > 1 {
+            deeper(long, arena, d);
+        }
         return;
     }
-    // All keys are at least d + 8 long and agree on bytes d..d + 8: go 8 bytes deeper.
+    deeper(run, arena, d);
+}
+
+/// Sorts `run`, whose keys all agree on their first `d + 8` bytes, by what follows.
+fn deeper(run: &mut [Entry], arena: &[u8], d: usize) {
+    if run.len() < SETTLE_SMALL || d + 8 >= SETTLE_MAX_DEPTH {
+        // Small or deep (long shared prefixes, many copies of a long key): compare the rest of the keys.
+        let tail = |e: &Entry| &arena[e.off as usize + d..e.off as usize + e.klen as usize];
+        let cmp = |a: &Entry, b: &Entry| tail(a).cmp(tail(b)).then(a.off.cmp(&b.off));
+        if run.len() >= SETTLE_PAR {
+            run.par_sort_unstable_by(cmp);
+        } else {
+            run.sort_unstable_by(cmp);
+        }
+        return;
+    }
     let d = d + 8;
     let load = |e: &mut Entry| e.prefix = prefix8(&arena[e.off as usize + d..e.off as usize + e.klen as usize]);
     if run.len() >= SETTLE_PAR {
