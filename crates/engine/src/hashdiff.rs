@@ -3,11 +3,13 @@
 //! A set difference does not need byte order, only equality. So instead of sorting 2 x N keys we:
 //! ```text
 //!  phase 1 (one thread per side)               phase 2 (rayon, one partition per task)
-//!  key ─► h = xxh3_64(key) ─► partition h>>s    load both sides of partition p (spill file + tail)
-//!          append to fixed buffer of (side,p)    source side ─► open-addressing table (first wins)
-//!          full ─► append to spill file          target side streams through it: only-target,
-//!                                                both (metadata compared), and what is left of the
-//!                                                table is only-source ─► outcome collectors
+//!  key ─► h = xxh3_64(key) ─► partition h>>s    load both sides of partition p (spill file + tail),
+//!          append to fixed buffer of (side,p)    each record copied into sub-partition (h<<s)>>t
+//!          full ─► append to spill file          per sub-partition (sized to stay in L2):
+//!                                                  source side ─► open-addressing table (first wins)
+//!                                                  target side streams through it: only-target,
+//!                                                  both (metadata compared), and what is left of
+//!                                                  the table is only-source ─► outcome collectors
 //!  end: the outcome collectors (external sorters; outcomes are few next to the inputs) are sorted into
 //!       byte order and replayed through the DiffWriter in one ordered pass, so the output files equal
 //!       the sorted walk's byte for byte.
@@ -19,8 +21,8 @@
 //!
 //! Memory: the phase-1 buffers are allocated once at a fixed size (first touch of fresh memory is slow
 //! on our VMs; large buffers are advised to use huge pages), and the partition count is chosen from the
-//! input sizes so that one partition of both sides fits in a worker's share of `--mem` and its tables
-//! stay in cache. When the inputs fit in memory nothing is spilled at all. A partition that still
+//! input sizes so that one partition of both sides fits in a worker's share of `--mem`; its
+//! sub-partitions keep the join's tables and keys in cache. When the inputs fit in memory nothing is spilled at all. A partition that still
 //! exceeds its share (unknown input sizes, or one key repeated millions of times) is diffed by the
 //! external sorter and the sorted walk instead (`diff_partition_by_sorting`), which spills.
 
@@ -44,6 +46,9 @@ pub struct HashDiffConfig {
     pub tmp_dir: PathBuf,
     /// Force a partition count (power of two); `None` chooses from input sizes.
     pub partitions: Option<usize>,
+    /// Keys per side a sub-partition aims at; `None` is [`Split::KEYS`]. Tests set it small so that
+    /// small inputs are split too.
+    pub sub_keys: Option<usize>,
 }
 
 /// Per-side results.
@@ -61,6 +66,8 @@ pub struct HashDiffStats {
     pub partitions: usize,
     pub spilled_bytes: u64,
     pub oversized_partitions: u64,
+    /// Sub-partitions joined (over all partitions).
+    pub sub_partitions: u64,
     pub read_ms: u64,
     pub match_ms: u64,
     pub output_ms: u64,
@@ -164,22 +171,20 @@ impl<'a> Partitioner<'a> {
 #[derive(Clone, Copy)]
 struct Ent {
     h: u64,
-    /// Offset of the key in the loaded partition bytes.
+    /// Offset of the key in its sub-partition's bytes (the record's metadata follows the key).
     off: u32,
     klen: u32,
 }
 
-/// One side of one partition, loaded.
+/// One side of one sub-partition: its records (key, then metadata if any) and an entry per record, in
+/// input order.
 #[derive(Default)]
-struct Loaded {
+struct Sub {
     bytes: Vec<u8>,
-    /// Records in `bytes` (counted in phase 1): sizes the join tables.
-    records: usize,
-    /// Source side: unique keys in input order. Target side: keys that must be reported.
     ents: Vec<Ent>,
 }
 
-impl Loaded {
+impl Sub {
     #[inline]
     fn key(&self, e: &Ent) -> &[u8] {
         &self.bytes[e.off as usize..e.off as usize + e.klen as usize]
@@ -192,6 +197,40 @@ impl Loaded {
         let mut rest = &self.bytes[e.off as usize + e.klen as usize..];
         let n = get_varint(&mut rest).unwrap_or(0) as usize;
         &rest[..n]
+    }
+}
+
+/// One side of one partition, loaded and split into sub-partitions (reused across partitions).
+#[derive(Default)]
+struct Loaded {
+    subs: Vec<Sub>,
+    /// Read buffer for the spill file.
+    block: Vec<u8>,
+}
+
+/// Which sub-partition a hash belongs to: the `bits` bits below the partition's `pbits` top bits (the
+/// join tables index by the low bits, so the three uses of the hash are independent).
+#[derive(Clone, Copy)]
+struct Split {
+    pbits: u32,
+    bits: u32,
+}
+
+impl Split {
+    /// Keys per side a sub-partition aims at: its records, entries and join table (~80 B a key) stay
+    /// inside a core's L2 cache (1 MiB on our EPYC VMs, 256 KiB-2 MiB elsewhere).
+    const KEYS: usize = 8192;
+
+    fn for_records(pbits: u32, records: usize, keys: usize) -> Split {
+        let bits = (records / keys.max(1)).next_power_of_two().trailing_zeros().min(10).min(64 - pbits);
+        Split { pbits, bits }
+    }
+    fn count(self) -> usize {
+        1 << self.bits
+    }
+    #[inline(always)]
+    fn of(self, h: u64) -> usize {
+        (h << self.pbits).checked_shr(64 - self.bits).unwrap_or(0) as usize
     }
 }
 
@@ -228,10 +267,11 @@ struct Workspace {
     b: Loaded,
     out: LocalOut,
     scratch: Vec<u8>,
-    /// Hash join tables (reused across partitions): source keys, target-only keys.
+    /// Hash join tables (reused across sub-partitions): source keys, target-only keys.
     table: Vec<u64>,
     btable: Vec<u64>,
-    matched: Vec<bool>,
+    /// Per source entry of the sub-partition: a later duplicate, unmatched, or matched.
+    state: Vec<u8>,
 }
 
 /// Runs the diff. `w` receives every outcome in key byte order.
@@ -311,6 +351,9 @@ pub fn hash_diff(
     let oversized = AtomicU64::new(0);
     let totals = Mutex::new(LocalOut::default());
     let limit = per_worker;
+    let pbits = nparts.trailing_zeros();
+    let sub_keys = cfg.sub_keys.unwrap_or(Split::KEYS);
+    let subs = AtomicU64::new(0);
     parts
         .into_par_iter()
         .enumerate()
@@ -322,10 +365,14 @@ pub fn hash_diff(
                 oversized.fetch_add(1, Ordering::Relaxed);
                 diff_partition_by_sorting(a, &ap, b, &bp, sm, tm, cfg, limit, &coll, &cmp, ws)?;
             } else {
-                load(&mut ws.a, a, &ap)?;
-                load(&mut ws.b, b, &bp)?;
-                join_partition(ws, sm, tm, &cmp, coll.matched.is_some())?;
-                emit_partition(ws, sm, tm, &coll)?;
+                let split = Split::for_records(pbits, a.records.max(b.records) as usize, sub_keys);
+                subs.fetch_add(split.count() as u64, Ordering::Relaxed);
+                load(&mut ws.a, a, &ap, sm, split)?;
+                load(&mut ws.b, b, &bp, tm, split)?;
+                for s in 0..split.count() {
+                    join_sub(ws, s, sm, tm, &cmp, coll.matched.is_some());
+                    emit_sub(ws, s, sm, tm, &coll)?;
+                }
             }
             let mut t = totals.lock().unwrap();
             add_local(&mut t, &ws.out);
@@ -334,6 +381,7 @@ pub fn hash_diff(
         })
         .collect::<Result<()>>()?;
     stats.oversized_partitions = oversized.into_inner();
+    stats.sub_partitions = subs.into_inner();
     stats.match_ms = t1.elapsed().as_millis() as u64;
     let t2 = std::time::Instant::now();
 
@@ -365,10 +413,14 @@ fn add_local(t: &mut LocalOut, o: &LocalOut) {
     t.matched_n += o.matched_n;
 }
 
-/// Brings one side of a partition into `l.bytes`: spilled bytes first (input order), then the tail.
-fn load(l: &mut Loaded, mut part: Part, path: &Path) -> Result<()> {
-    l.bytes.clear();
-    l.records = part.records as usize;
+/// Bytes read from a spill file at a time while loading it.
+/// (Small in unit tests, so that their spill files straddle blocks.)
+const LOAD_BLOCK: usize = if cfg!(test) { 4 << 10 } else { 256 << 10 };
+
+/// Brings one side of a partition into memory, split into sub-partitions by hash: spilled records first
+/// (input order), then the tail. Each record is hashed once here and copied into its sub-partition, so
+/// the join that follows works on a few hundred KiB at a time instead of missing cache on every probe.
+fn load(l: &mut Loaded, mut part: Part, path: &Path, with_meta: bool, split: Split) -> Result<()> {
     let total = part.spilled as usize + part.buf.len();
     if total > u32::MAX as usize {
         return Err(Error::Usage(format!(
@@ -376,99 +428,184 @@ fn load(l: &mut Loaded, mut part: Part, path: &Path) -> Result<()> {
             path.display()
         )));
     }
+    let n = split.count();
+    if l.subs.len() < n {
+        l.subs.resize_with(n, Sub::default);
+    }
+    let subs = &mut l.subs[..n];
+    for s in subs.iter_mut() {
+        s.bytes.clear();
+        s.ents.clear();
+    }
+    if n == 1 {
+        // One sub-partition (the partition fits in cache as it is): read the records in place.
+        return load_whole(&mut subs[0], part, path, with_meta);
+    }
     if let Some(mut f) = part.file.take() {
         use std::io::Seek;
         f.seek(std::io::SeekFrom::Start(0)).ctx(path)?;
-        if l.bytes.capacity() < total {
-            l.bytes = huge_vec(total.next_power_of_two());
+        if l.block.len() < LOAD_BLOCK {
+            l.block.resize(LOAD_BLOCK, 0);
         }
-        l.bytes.resize(part.spilled as usize, 0);
-        f.read_exact(&mut l.bytes[..]).ctx(path)?;
+        // block[..have]: bytes read and not yet routed (the start of a record cut by the read).
+        let mut have = 0;
+        let mut routed = 0u64;
+        loop {
+            if have == l.block.len() {
+                // One record larger than the block.
+                l.block.resize(l.block.len() * 2, 0);
+            }
+            let got = match f.read(&mut l.block[have..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io(path, e)),
+            };
+            if got == 0 {
+                break;
+            }
+            have += got;
+            let used = route(subs, &l.block[..have], with_meta, split);
+            l.block.copy_within(used..have, 0);
+            have -= used;
+            routed += used as u64;
+        }
+        if have != 0 || routed != part.spilled {
+            return Err(Error::corrupt(path, routed, "spill file ends inside a record or is not as long as written"));
+        }
         drop(f);
         std::fs::remove_file(path).ctx(path)?;
-        l.bytes.extend_from_slice(&part.buf);
-    } else {
-        // Nothing spilled: take the phase-1 buffer itself, no copy.
-        std::mem::swap(&mut l.bytes, &mut part.buf);
+    }
+    if route(subs, &part.buf, with_meta, split) != part.buf.len() {
+        return Err(Error::Internal(format!("{}: corrupt partition buffer", path.display())));
     }
     Ok(())
 }
 
-/// Diffs one partition by a hash join: the source side goes into an open-addressing table in input
-/// order (a duplicate is found on insert, so the first occurrence wins, like `sort -u`), then the target
-/// side streams through it in input order. Only the table and the source key are random accesses, and a
-/// partition is sized to stay in cache. Nothing is sorted here: outcomes are sorted at the end, and they
-/// are few. (This replaced a sort-by-hash + merge walk that spent most of its time sorting and in
-/// cache-missing `memcmp`s.)
-fn join_partition(ws: &mut Workspace, sm: bool, tm: bool, cmp: &Comparator, want_matches: bool) -> Result<()> {
-    let Workspace { a, b, out, table, matched, btable, .. } = ws;
-    // Source side: parse and insert.
-    a.ents.clear();
-    table.clear();
-    table.resize((a.records * 2).next_power_of_two().max(64), 0);
-    let abytes = &a.bytes[..];
-    let mut pos = 0usize;
-    while pos < abytes.len() {
-        let (koff, klen, end) = next_record(abytes, pos, sm)?;
-        let key = &abytes[koff..koff + klen];
-        let h = xxh3_64(key);
-        match probe(table, h, key, &a.ents, abytes) {
-            Ok(_) => out.dup_a += 1,
-            Err(slot) => {
-                table[slot] = slot_value(h, a.ents.len());
-                a.ents.push(Ent { h, off: koff as u32, klen: klen as u32 });
-            }
-        }
+/// `load` into one sub-partition: the spill file and the tail go into its bytes as they are, and the
+/// entries point at the keys inside the records.
+fn load_whole(s: &mut Sub, mut part: Part, path: &Path, with_meta: bool) -> Result<()> {
+    if let Some(mut f) = part.file.take() {
+        use std::io::Seek;
+        f.seek(std::io::SeekFrom::Start(0)).ctx(path)?;
+        s.bytes.resize(part.spilled as usize, 0);
+        f.read_exact(&mut s.bytes).ctx(path)?;
+        drop(f);
+        std::fs::remove_file(path).ctx(path)?;
+    }
+    s.bytes.extend_from_slice(&part.buf);
+    let mut pos = 0;
+    while let Some((koff, klen, end)) = whole_record(&s.bytes, pos, with_meta) {
+        let h = xxh3_64(&s.bytes[koff..koff + klen]);
+        s.ents.push(Ent { h, off: koff as u32, klen: klen as u32 });
         pos = end;
     }
-    out.unique_a += a.ents.len() as u64;
-    matched.clear();
-    matched.resize(a.ents.len(), false);
-    // Target side: stream and probe; target-only keys are deduplicated in a second table.
-    b.ents.clear();
+    if pos != s.bytes.len() {
+        return Err(Error::corrupt(path, pos as u64, "partition ends inside a record"));
+    }
+    Ok(())
+}
+
+/// Appends every whole record at the front of `bytes` to its sub-partition; returns the bytes used.
+#[inline]
+fn route(subs: &mut [Sub], bytes: &[u8], with_meta: bool, split: Split) -> usize {
+    let mut pos = 0;
+    while let Some((koff, klen, end)) = whole_record(bytes, pos, with_meta) {
+        let h = xxh3_64(&bytes[koff..koff + klen]);
+        let s = &mut subs[split.of(h)];
+        s.ents.push(Ent { h, off: s.bytes.len() as u32, klen: klen as u32 });
+        s.bytes.extend_from_slice(&bytes[koff..end]);
+        pos = end;
+    }
+    pos
+}
+
+/// The record at `pos` if all of it is in `bytes`: (key offset, key length, end of record).
+#[inline(always)]
+fn whole_record(bytes: &[u8], pos: usize, with_meta: bool) -> Option<(usize, usize, usize)> {
+    let mut rest = &bytes[pos..];
+    let klen = get_varint(&mut rest)? as usize;
+    let koff = bytes.len() - rest.len();
+    let mut end = koff.checked_add(klen)?;
+    if end > bytes.len() {
+        return None;
+    }
+    if with_meta {
+        let mut r = &bytes[end..];
+        let mlen = get_varint(&mut r)? as usize;
+        end = (bytes.len() - r.len()).checked_add(mlen)?;
+        if end > bytes.len() {
+            return None;
+        }
+    }
+    Some((koff, klen, end))
+}
+
+const DUPLICATE: u8 = 0;
+const UNMATCHED: u8 = 1;
+const MATCHED: u8 = 2;
+
+/// Diffs sub-partition `s` of the loaded partition by a hash join: the source side goes into an
+/// open-addressing table in input order (a duplicate is found on insert, so the first occurrence wins,
+/// like `sort -u`), then the target side streams through it in input order. A sub-partition is sized to
+/// stay in cache. Nothing is sorted here: outcomes are sorted at the end, and they are few. (This
+/// replaced a sort-by-hash + merge walk that spent most of its time sorting and in cache-missing
+/// `memcmp`s; joining whole partitions missed cache too once they outgrew L2, at 50M keys a side.)
+fn join_sub(ws: &mut Workspace, s: usize, sm: bool, tm: bool, cmp: &Comparator, want_matches: bool) {
+    let Workspace { a, b, out, table, btable, state, .. } = ws;
+    let (a, b) = (&a.subs[s], &b.subs[s]);
+    // The probes below read source keys in table order. The sub-partition was written while the whole
+    // partition was loaded, so its bytes have left the cache since; fetch them back in one sequential
+    // sweep, which the memory system streams, instead of one miss per key (half the join's time).
+    prefetch_all(&a.bytes);
+    table.clear();
+    table.resize((a.ents.len() * 2).next_power_of_two().max(64), 0);
+    state.clear();
+    state.resize(a.ents.len(), DUPLICATE);
+    for (i, e) in a.ents.iter().enumerate() {
+        match probe(table, e.h, a.key(e), &a.ents, &a.bytes) {
+            Ok(_) => out.dup_a += 1,
+            Err(slot) => {
+                table[slot] = slot_value(e.h, i);
+                state[i] = UNMATCHED;
+                out.unique_a += 1;
+            }
+        }
+    }
+    // Target side: probe; target-only keys are deduplicated in a second table.
     btable.clear();
-    btable.resize((b.records * 2).next_power_of_two().max(64), 0);
-    let bbytes = &b.bytes[..];
-    let mut pos = 0usize;
-    while pos < bbytes.len() {
-        let (koff, klen, end) = next_record(bbytes, pos, tm)?;
-        let key = &bbytes[koff..koff + klen];
-        let h = xxh3_64(key);
-        let this = Ent { h, off: koff as u32, klen: klen as u32 };
-        match probe(table, h, key, &a.ents, abytes) {
-            Ok(j) if matched[j] => out.dup_b += 1,
-            Ok(j) => {
-                matched[j] = true;
+    btable.resize((b.ents.len() * 2).next_power_of_two().max(64), 0);
+    for (j, e) in b.ents.iter().enumerate() {
+        let key = b.key(e);
+        match probe(table, e.h, key, &a.ents, &a.bytes) {
+            Ok(i) if state[i] == MATCHED => out.dup_b += 1,
+            Ok(i) => {
+                state[i] = MATCHED;
                 out.unique_b += 1;
-                let bits = cmp.differs(a.meta(&a.ents[j], sm), b.meta(&this, tm), &mut out.counts);
+                let bits = cmp.differs(a.meta(&a.ents[i], sm), b.meta(e, tm), &mut out.counts);
                 if bits != 0 {
-                    out.differ.push((j as u32, b.ents.len() as u32, bits));
-                    b.ents.push(this);
+                    out.differ.push((i as u32, j as u32, bits));
                 } else {
                     out.matched_n += 1;
                     if want_matches {
-                        out.matched.push(j as u32);
+                        out.matched.push(i as u32);
                     }
                 }
             }
-            Err(_) => match probe(btable, h, key, &b.ents, bbytes) {
+            Err(_) => match probe(btable, e.h, key, &b.ents, &b.bytes) {
                 Ok(_) => out.dup_b += 1,
                 Err(slot) => {
-                    btable[slot] = slot_value(h, b.ents.len());
-                    out.mos.push(b.ents.len() as u32);
+                    btable[slot] = slot_value(e.h, j);
+                    out.mos.push(j as u32);
                     out.unique_b += 1;
-                    b.ents.push(this);
                 }
             },
         }
-        pos = end;
     }
-    for (j, m) in matched.iter().enumerate() {
-        if !m {
-            out.mot.push(j as u32);
+    for (i, st) in state.iter().enumerate() {
+        if *st == UNMATCHED {
+            out.mot.push(i as u32);
         }
     }
-    Ok(())
 }
 
 /// Looks up `key` (hash `h`) in an open-addressing table of indices into `ents` (whose keys live in
@@ -488,7 +625,7 @@ fn probe(table: &[u64], h: u64, key: &[u8], ents: &[Ent], bytes: &[u8]) -> std::
         if (v >> 32) as u32 == tag {
             let j = (v & 0xffff_ffff) as usize;
             let e = &ents[j];
-            if e.h == h && &bytes[e.off as usize..e.off as usize + e.klen as usize] == key {
+            if e.h == h && same_key(&bytes[e.off as usize..e.off as usize + e.klen as usize], key) {
                 return Ok(j);
             }
         }
@@ -496,60 +633,79 @@ fn probe(table: &[u64], h: u64, key: &[u8], ents: &[Ent], bytes: &[u8]) -> std::
     }
 }
 
+/// Asks the CPU to bring all of `bytes` into cache (L2), one hint per cache line.
+#[inline]
+fn prefetch_all(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        for i in (0..bytes.len()).step_by(64) {
+            // SAFETY: a prefetch is a hint that never faults; the address is inside `bytes` anyway.
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(bytes.as_ptr().add(i) as *const i8) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
+}
+
+/// `a == b`, inlined: keys are short, and a call to `memcmp` cost more than the comparison.
+#[inline(always)]
+fn same_key(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().unwrap());
+    if n < 8 {
+        return a == b;
+    }
+    let mut i = 0;
+    while i + 8 < n {
+        if word(a, i) != word(b, i) {
+            return false;
+        }
+        i += 8;
+    }
+    // The last word, overlapping the one before when n is not a multiple of 8.
+    word(a, n - 8) == word(b, n - 8)
+}
+
 #[inline(always)]
 fn slot_value(h: u64, index: usize) -> u64 {
     ((((h >> 32) as u32) | 1) as u64) << 32 | index as u64
 }
 
-/// Decodes the record at `pos`: (key offset, key length, end of record).
-#[inline(always)]
-fn next_record(bytes: &[u8], pos: usize, with_meta: bool) -> Result<(usize, usize, usize)> {
-    let mut rest = &bytes[pos..];
-    let klen = get_varint(&mut rest).ok_or_else(|| Error::Internal("corrupt partition record".into()))? as usize;
-    let koff = bytes.len() - rest.len();
-    let mut end = koff + klen;
-    if end > bytes.len() {
-        return Err(Error::Internal("corrupt partition record".into()));
-    }
-    if with_meta {
-        let mut r = &bytes[end..];
-        let mlen = get_varint(&mut r).ok_or_else(|| Error::Internal("corrupt partition record".into()))? as usize;
-        end = bytes.len() - r.len() + mlen;
-    }
-    Ok((koff, klen, end))
-}
-
-/// Pushes a partition's outcomes to the shared collectors.
-fn emit_partition(ws: &mut Workspace, sm: bool, tm: bool, coll: &Collectors) -> Result<()> {
-    let (a, b, out) = (&ws.a, &ws.b, &mut ws.out);
+/// Pushes sub-partition `s`'s outcomes to the shared collectors.
+fn emit_sub(ws: &mut Workspace, s: usize, sm: bool, tm: bool, coll: &Collectors) -> Result<()> {
+    let (a, b, out) = (&ws.a.subs[s], &ws.b.subs[s], &mut ws.out);
     if !out.mot.is_empty() {
-        let mut s = coll.mot.lock().unwrap();
+        let mut c = coll.mot.lock().unwrap();
         for &i in &out.mot {
             let e = &a.ents[i as usize];
-            s.push(a.key(e), a.meta(e, sm))?;
+            c.push(a.key(e), a.meta(e, sm))?;
         }
     }
     if !out.mos.is_empty() {
-        let mut s = coll.mos.lock().unwrap();
+        let mut c = coll.mos.lock().unwrap();
         for &j in &out.mos {
             let e = &b.ents[j as usize];
-            s.push(b.key(e), b.meta(e, tm))?;
+            c.push(b.key(e), b.meta(e, tm))?;
         }
     }
     if !out.differ.is_empty() {
-        let mut s = coll.differ.lock().unwrap();
+        let mut c = coll.differ.lock().unwrap();
         for &(i, j, bits) in &out.differ {
             let (x, y) = (&a.ents[i as usize], &b.ents[j as usize]);
             ws.scratch.clear();
             encode_differ(&mut ws.scratch, bits, a.meta(x, sm), b.meta(y, tm));
-            s.push(a.key(x), &ws.scratch)?;
+            c.push(a.key(x), &ws.scratch)?;
         }
     }
     if let Some(m) = &coll.matched {
         if !out.matched.is_empty() {
-            let mut s = m.lock().unwrap();
+            let mut c = m.lock().unwrap();
             for &i in &out.matched {
-                s.push(a.key(&a.ents[i as usize]), b"")?;
+                c.push(a.key(&a.ents[i as usize]), b"")?;
             }
         }
     }
@@ -715,22 +871,10 @@ fn diff_partition_by_sorting(
 /// Length of the longest prefix of `buf` made of whole encoded records.
 fn complete_prefix(buf: &[u8], with_meta: bool) -> usize {
     let mut pos = 0;
-    loop {
-        let mut rest = &buf[pos..];
-        let Some(klen) = get_varint(&mut rest) else { return pos };
-        if rest.len() < klen as usize {
-            return pos;
-        }
-        rest = &rest[klen as usize..];
-        if with_meta {
-            let Some(mlen) = get_varint(&mut rest) else { return pos };
-            if rest.len() < mlen as usize {
-                return pos;
-            }
-            rest = &rest[mlen as usize..];
-        }
-        pos = buf.len() - rest.len();
+    while let Some((_, _, end)) = whole_record(buf, pos, with_meta) {
+        pos = end;
     }
+    pos
 }
 
 struct DirGuard(PathBuf);
@@ -780,7 +924,8 @@ mod tests {
         let out = dir.path().join("out");
         let src = Recs { recs: vec![(b"a".to_vec(), vec![]), (b"b".to_vec(), vec![])], hint: true };
         let tgt = Recs { recs: vec![(b"b".to_vec(), vec![]), (b"c".to_vec(), vec![])], hint: true };
-        let cfg = HashDiffConfig { mem: 64 << 20, tmp_dir: dir.path().to_path_buf(), partitions: Some(1) };
+        let cfg =
+            HashDiffConfig { mem: 64 << 20, tmp_dir: dir.path().to_path_buf(), partitions: Some(1), sub_keys: None };
         let mut w = cases::writer(&out, 0);
         let (_, _, stats) = hash_diff(&src, &tgt, &cfg, &mut w, &AtomicU64::new(0)).unwrap();
         let c = w.finish().unwrap();
@@ -804,7 +949,8 @@ mod tests {
         // ~1.8 MB against ~0.4 KB, in a budget of 64 MiB.
         let (big, small) = (recs(0..50_000, 1), recs(0..10, 7));
         for (src, tgt, side) in [(&big, &small, "source"), (&small, &big, "target")] {
-            let cfg = HashDiffConfig { mem: 64 << 20, tmp_dir: dir.path().to_path_buf(), partitions: None };
+            let cfg =
+                HashDiffConfig { mem: 64 << 20, tmp_dir: dir.path().to_path_buf(), partitions: None, sub_keys: None };
             let mut w = cases::writer(&out, SIZE_ETAG_MTIME);
             let (_, _, stats) = hash_diff(src, tgt, &cfg, &mut w, &AtomicU64::new(0)).unwrap();
             assert_eq!(w.finish().unwrap().matched, 10);
@@ -828,6 +974,10 @@ mod tests {
         /// What the run must have done: spill partitions to disk; diff an oversized partition by sorting.
         spills: bool,
         oversized: bool,
+        /// Keys per sub-partition to aim at (`None`: the default, so small cases are not split), and the
+        /// fewest sub-partitions the run must have joined.
+        sub_keys: Option<usize>,
+        min_subs: u64,
     }
 
     const IN_MEMORY: Run = Run {
@@ -839,16 +989,21 @@ mod tests {
         filler_in_source: true,
         spills: false,
         oversized: false,
+        sub_keys: None,
+        min_subs: 0,
     };
 
     /// Run with 2 workers (`hash_diff` sizes partitions by the worker count). With `--mem` at its 1 MiB
     /// floor and no size hint, a partition buffer holds 64 KiB before it spills, and a partition is
     /// joined while its estimated load (2 x its bytes) stays under 1.5 x a worker's 200 KiB share:
     /// 4,000 filler records (~240 KiB) in 2 partitions spill and are still joined, in 1 partition they
-    /// take the sorting fallback.
-    const RUNS: [Run; 6] = [
+    /// take the sorting fallback. The spilling runs aim at 64 keys a sub-partition: ~2,000 records a
+    /// partition make 32 sub-partitions, loaded from spill files read in 4 KiB blocks (records straddle
+    /// the blocks).
+    const RUNS: [Run; 7] = [
         Run { name: "partitions chosen from sizes", ..IN_MEMORY },
         Run { name: "1 partition", partitions: Some(1), ..IN_MEMORY },
+        Run { name: "1 partition, about a key a sub-partition", partitions: Some(1), sub_keys: Some(1), ..IN_MEMORY },
         Run { name: "16 partitions", partitions: Some(16), ..IN_MEMORY },
         Run {
             name: "source spills",
@@ -857,6 +1012,8 @@ mod tests {
             hint: false,
             filler: 4_000,
             spills: true,
+            sub_keys: Some(64),
+            min_subs: 64,
             ..IN_MEMORY
         },
         Run {
@@ -867,6 +1024,8 @@ mod tests {
             filler: 4_000,
             filler_in_source: false,
             spills: true,
+            sub_keys: Some(64),
+            min_subs: 64,
             ..IN_MEMORY
         },
         Run {
@@ -910,7 +1069,12 @@ mod tests {
         let tgt = Recs { recs: side(&order(&case.tgt), tf), hint: run.hint };
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
-        let cfg = HashDiffConfig { mem: run.mem, tmp_dir: dir.path().to_path_buf(), partitions: run.partitions };
+        let cfg = HashDiffConfig {
+            mem: run.mem,
+            tmp_dir: dir.path().to_path_buf(),
+            partitions: run.partitions,
+            sub_keys: run.sub_keys,
+        };
         let mut w = cases::writer(&out, case.compare);
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
         let (a, b, stats) = pool.install(|| hash_diff(&src, &tgt, &cfg, &mut w, &AtomicU64::new(0))).unwrap();
@@ -925,6 +1089,10 @@ mod tests {
         assert_eq!((a.duplicates, b.duplicates), case.duplicates, "{ctx}: duplicates");
         assert_eq!(stats.spilled_bytes > 0, run.spills, "{ctx}: spilled? {stats:?}");
         assert_eq!(stats.oversized_partitions > 0, run.oversized, "{ctx}: sorting fallback? {stats:?}");
+        assert!(stats.sub_partitions >= run.min_subs, "{ctx}: sub-partitions? {stats:?}");
+        if run.sub_keys == Some(1) && case.src.len().max(case.tgt.len()) >= 4 {
+            assert!(stats.sub_partitions >= 4, "{ctx}: sub-partitions? {stats:?}");
+        }
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "{ctx}: spill files left behind");
     }
 
@@ -1020,7 +1188,12 @@ mod tests {
             let (sf, tf) = if run.filler_in_source { (run.filler, 0) } else { (0, run.filler) };
             let dir = tempfile::tempdir().unwrap();
             let out = dir.path().join("out");
-            let cfg = HashDiffConfig { mem: run.mem, tmp_dir: dir.path().to_path_buf(), partitions: run.partitions };
+            let cfg = HashDiffConfig {
+                mem: run.mem,
+                tmp_dir: dir.path().to_path_buf(),
+                partitions: run.partitions,
+                sub_keys: run.sub_keys,
+            };
             let mut w = cases::writer(&out, SIZE_ETAG_MTIME);
             let (s, t) = (Recs { recs: side(&src, sf), hint: run.hint }, Recs { recs: side(&tgt, tf), hint: run.hint });
             hash_diff(&s, &t, &cfg, &mut w, &AtomicU64::new(0)).unwrap();

@@ -211,7 +211,7 @@ pub fn diff(cfg: DiffConfig) -> Result<DiffSummary> {
         Engine::Hash => {
             summary.engine = "hash".into();
             let (fs, ft) = (file_source(&cfg.source, &rejects), file_source(&cfg.target, &rejects));
-            let hc = HashDiffConfig { mem: cfg.mem, tmp_dir: cfg.tmp_dir.clone(), partitions: None };
+            let hc = HashDiffConfig { mem: cfg.mem, tmp_dir: cfg.tmp_dir.clone(), partitions: None, sub_keys: None };
             let (a, b, hs) =
                 hash_diff(as_source(&cfg.source, &fs), as_source(&cfg.target, &ft), &hc, &mut w, &progress.counter)?;
             fill(&mut summary.source, &a.source.input, a.unique, a.duplicates);

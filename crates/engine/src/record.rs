@@ -239,13 +239,19 @@ pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 }
 
 /// Reads an unsigned LEB128 varint from the front of `buf`, advancing it. `None` if truncated or > 10 bytes.
-#[inline]
+#[inline(always)]
 pub fn get_varint(buf: &mut &[u8]) -> Option<u64> {
     let b0 = *buf.first()?;
     if b0 < 0x80 {
         *buf = &buf[1..];
         return Some(b0 as u64);
     }
+    get_long_varint(buf)
+}
+
+/// `get_varint` of two or more bytes, kept out of line so the one-byte case inlines into hot loops.
+#[inline(never)]
+fn get_long_varint(buf: &mut &[u8]) -> Option<u64> {
     let mut v = 0u64;
     let mut shift = 0;
     for (i, &b) in buf.iter().enumerate().take(10) {
