@@ -17,7 +17,7 @@ if [ ! -s "$src" ] || [ ! -s "$tgt" ]; then
   python3 scripts/gen-keys.py --n "$n" --seed "$n" --out "$data/$label"
 fi
 python3 -c "import duckdb" 2>/dev/null || pip install -q duckdb
-cargo build --release --quiet --bins
+cargo build --release --quiet --bin keyrecon-diff
 export LC_ALL=C
 cat "$src" "$tgt" > /dev/null   # page cache
 gb=$(echo "$mem" | sed 's/M$//;s/G$/*1024/' | bc 2>/dev/null || echo 256)
