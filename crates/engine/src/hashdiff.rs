@@ -292,9 +292,10 @@ pub fn hash_diff(
     let total_est = known.unwrap_or(64 << 30) as usize;
     // Loaded partition: record bytes (about input bytes) + 16 B entries (about half again for ~35 B keys).
     let load_factor = 2;
-    // Enough partitions that one partition fits a worker's memory share, and that its join tables
-    // (~32K keys a side, assuming ~32-byte keys) stay in L2 cache; but not so many that phase-1 buffers
-    // drop under 64 KiB (small writes) within their 40% of the budget.
+    // Enough partitions that one partition fits a worker's memory share, and small ones (~32K keys a
+    // side, assuming ~32-byte keys: a few sub-partitions at most) while there are keys enough; but not
+    // so many that phase-1 buffers drop under 64 KiB (small writes) within their 40% of the budget.
+    // Larger partitions (at 50M keys a side, ~100K) are joined in sub-partitions (`Split`).
     let by_mem = total_est * load_factor / per_worker.max(1);
     let by_cache = total_est / 32 / 2 / 32_768;
     let max_by_buffers = (mem * 2 / 5 / (2 * (64 << 10))).max(16);
