@@ -33,8 +33,8 @@ use crate::chunk::writer::ChunkStats;
 use crate::chunk::ChunkCursor;
 use crate::chunk::{ChunkSetWriter, ChunkWriter};
 use crate::error::{Error, IoContext, Result};
-use crate::merge::Merge;
 use crate::merge::SortedCursor;
+use crate::merge::{prefix8, Merge};
 use crate::record::{get_varint, put_varint, Schema};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
@@ -195,14 +195,6 @@ struct Entry {
     /// Offset of the record in the arena: key bytes, then (if schema) varint meta length + meta.
     off: u32,
     klen: u32,
-}
-
-#[inline]
-fn prefix8(key: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    let n = key.len().min(8);
-    b[..n].copy_from_slice(&key[..n]);
-    u64::from_be_bytes(b)
 }
 
 /// Runs shorter than this are finished with a comparison sort of their key bytes.
