@@ -304,16 +304,54 @@ fn prefetch(arena: &[u8], e: &Entry) {
 }
 
 /// One buffer of records: their bytes in push order (key, then varint meta length + meta unless the
-/// schema is keys-only) and one entry per record.
+/// schema is keys-only) and one 16-byte entry per record, sorted by prefix settling and written as one
+/// chunk. The [`Sorter`]'s buffers, and the Cassandra lister's per-worker runs. Records must stay
+/// below 4 GiB in all (offsets are 32-bit).
 #[derive(Default)]
-struct Buffer {
+pub struct RecordBuffer {
     arena: Vec<u8>,
     entries: Vec<Entry>,
 }
 
-impl Buffer {
-    fn is_empty(&self) -> bool {
+type Buffer = RecordBuffer;
+
+impl RecordBuffer {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Bytes held: record bytes and entries.
+    pub fn bytes(&self) -> usize {
+        self.arena.len() + self.entries.len() * std::mem::size_of::<Entry>()
+    }
+
+    /// Appends a record (`meta` is dropped for a keys-only `schema`).
+    #[inline]
+    pub fn push(&mut self, key: &[u8], meta: &[u8], schema: Schema) {
+        let off = u32::try_from(self.arena.len()).expect("a record buffer holds less than 4 GiB");
+        self.arena.extend_from_slice(key);
+        if !schema.is_keys_only() {
+            put_varint(&mut self.arena, meta.len() as u64);
+            self.arena.extend_from_slice(meta);
+        }
+        self.entries.push(Entry { prefix: prefix8(key), off, klen: key.len() as u32 });
+    }
+
+    /// Sorts (first pushed wins among equal keys) and writes the records into the chunk `path`;
+    /// `None` when there are none. Returns the chunk's stats and the duplicates dropped, and leaves the
+    /// buffer empty.
+    pub fn sort_into_chunk(&mut self, path: &Path, schema: Schema) -> Result<Option<(ChunkStats, u64)>> {
+        if self.is_empty() {
+            return Ok(None);
+        }
+        let dups = self.sort();
+        let st = self.write(path, schema)?;
+        self.clear();
+        Ok(Some((st, dups)))
     }
 
     fn key(&self, e: &Entry) -> &[u8] {
@@ -359,7 +397,7 @@ impl Buffer {
         Ok(w.finish()?.expect("a spill is never empty"))
     }
 
-    fn clear(&mut self) {
+    pub fn clear(&mut self) {
         self.arena.clear();
         self.entries.clear();
     }
@@ -443,13 +481,7 @@ impl Sorter {
             b.arena.reserve_exact(self.arena_cap);
             b.entries.reserve_exact(self.entries_cap);
         }
-        let off = b.arena.len() as u32;
-        b.arena.extend_from_slice(key);
-        if !self.cfg.schema.is_keys_only() {
-            put_varint(&mut b.arena, meta.len() as u64);
-            b.arena.extend_from_slice(meta);
-        }
-        b.entries.push(Entry { prefix: prefix8(key), off, klen: key.len() as u32 });
+        b.push(key, meta, self.cfg.schema);
         self.stats.records_in += 1;
         Ok(())
     }
