@@ -313,8 +313,6 @@ pub struct RecordBuffer {
     entries: Vec<Entry>,
 }
 
-type Buffer = RecordBuffer;
-
 impl RecordBuffer {
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -407,7 +405,7 @@ impl RecordBuffer {
 /// hands the buffer back (emptied) with the duplicates it dropped and the chunk's stats.
 struct Spilling {
     path: PathBuf,
-    job: std::thread::JoinHandle<Result<(Buffer, u64, ChunkStats)>>,
+    job: std::thread::JoinHandle<Result<(RecordBuffer, u64, ChunkStats)>>,
 }
 
 /// The external sort. The budget is split between two buffers of half of it each, so that reading and
@@ -424,9 +422,9 @@ struct Spilling {
 pub struct Sorter {
     cfg: SortConfig,
     /// The buffer being filled.
-    buf: Buffer,
+    buf: RecordBuffer,
     /// The other buffer's memory, back from its spill (or not yet allocated).
-    spare: Buffer,
+    spare: RecordBuffer,
     spilling: Option<Spilling>,
     /// Capacity of each buffer's arena (bytes) and entries.
     arena_cap: usize,
@@ -448,8 +446,8 @@ impl Sorter {
         let arena_cap = (half - entries_cap * std::mem::size_of::<Entry>()).min(u32::MAX as usize);
         Sorter {
             cfg,
-            buf: Buffer::default(),
-            spare: Buffer::default(),
+            buf: RecordBuffer::default(),
+            spare: RecordBuffer::default(),
             spilling: None,
             arena_cap,
             entries_cap,
@@ -559,7 +557,7 @@ impl Sorter {
         if self.spilled.is_empty() && self.spilling.is_none() {
             self.stats.duplicates += self.buf.sort();
             self.stats.unique = self.buf.entries.len() as u64;
-            self.spare = Buffer::default();
+            self.spare = RecordBuffer::default();
             let stats = self.stats.clone();
             return Ok(SortedOutput {
                 inner: Inner::Mem { sorter: Box::new(self), at: usize::MAX },
@@ -584,8 +582,8 @@ impl Sorter {
         }
         // The buffers' work is done: give their memory back before the merge's cursors take theirs, so
         // the two never add up past the budget.
-        self.buf = Buffer::default();
-        self.spare = Buffer::default();
+        self.buf = RecordBuffer::default();
+        self.spare = RecordBuffer::default();
         self.reduce_spilled()?;
         let cursors = self.spilled.iter().map(ChunkCursor::open).collect::<Result<Vec<_>>>()?;
         let stats = self.stats.clone();
