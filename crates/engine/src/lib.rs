@@ -14,7 +14,8 @@
 //! - [`record`]: key bytes + optional metadata and their one encoding.
 //! - [`chunk`]: the on-disk sorted chunk format and chunk sets (manifest).
 //! - [`input`]: key files (lines, NUL, CSV) into records; rejects.
-//! - [`sort`]: memory-budgeted parallel external sort into chunk sets; the file-level merges every
+//! - [`sort`]: memory-budgeted parallel external sort into chunk sets; its `RecordBuffer` (a run of
+//!   records sorted into one chunk, also each Cassandra lister worker's); the file-level merges every
 //!   producer of chunk sets shares (`reduce`, `merge_into_set`) and their one fan-in policy (`fanin`).
 //! - [`merge`]: loser-tree k-way merge of sorted cursors, with deduplication.
 //! - [`diff`]: the two-sided walk over sorted streams and the outcome sinks.

@@ -13,8 +13,28 @@
 //! each comparison looks at one new key (a heap would look at two). Ties are broken by cursor index, so
 //! among equal keys the record of the lowest-indexed input wins and the others count as duplicates: the
 //! result is deterministic whatever the chunk sizes were.
+//!
+//! Each cursor's first 8 key bytes are cached next to the tree as a big-endian integer ([`prefix8`],
+//! zero padded), read once when the cursor advances: a match between keys that differ in their first
+//! 8 bytes is settled by one integer comparison, without reaching into the cursors' buffers; only
+//! equal prefixes compare whole keys. The duplicate check uses the last key's prefix the same way.
 
 use crate::error::Result;
+use std::cmp::Ordering;
+
+/// First 8 bytes of `key`, big endian, zero padded: where two of these differ, they order as the keys
+/// do (a key that ends inside the 8 bytes is a prefix of the other, or the other goes on with a
+/// larger byte); where they are equal, only the whole keys can tell.
+#[inline]
+pub fn prefix8(key: &[u8]) -> u64 {
+    if let Some(b) = key.first_chunk::<8>() {
+        return u64::from_be_bytes(*b);
+    }
+    let mut b = [0u8; 8];
+    let n = key.len().min(8);
+    b[..n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(b)
+}
 
 /// A sorted stream of records. Implemented by chunk cursors, merges, sorter outputs and in-memory runs.
 pub trait SortedCursor {
@@ -24,15 +44,23 @@ pub trait SortedCursor {
     fn key(&self) -> &[u8];
     /// The current record's encoded metadata (empty for keys-only).
     fn meta(&self) -> &[u8];
+    /// [`prefix8`] of the current key (a cursor that has it at hand returns it without reading the key).
+    #[inline]
+    fn prefix(&self) -> u64 {
+        prefix8(self.key())
+    }
 }
 
 pub struct Merge<C: SortedCursor> {
     cursors: Vec<C>,
     live: Vec<bool>,
+    /// [`prefix8`] of each live cursor's key.
+    prefix: Vec<u64>,
     tree: Vec<usize>,
     started: bool,
     dedup: bool,
     last: Vec<u8>,
+    last_prefix: u64,
     has_last: bool,
     duplicates: u64,
     records: u64,
@@ -48,11 +76,13 @@ impl<C: SortedCursor> Merge<C> {
         let k = cursors.len();
         Merge {
             live: vec![false; k],
+            prefix: vec![0; k],
             cursors,
             tree: vec![EMPTY; k.max(1)],
             started: false,
             dedup,
             last: Vec::new(),
+            last_prefix: 0,
             has_last: false,
             duplicates: 0,
             records: 0,
@@ -81,18 +111,24 @@ impl<C: SortedCursor> Merge<C> {
         match (self.live[a], self.live[b]) {
             (false, _) => false,
             (true, false) => true,
-            (true, true) => match self.cursors[a].key().cmp(self.cursors[b].key()) {
-                std::cmp::Ordering::Less => true,
-                std::cmp::Ordering::Greater => false,
-                std::cmp::Ordering::Equal => a < b,
-            },
+            (true, true) => {
+                let (pa, pb) = (self.prefix[a], self.prefix[b]);
+                if pa != pb {
+                    return pa < pb;
+                }
+                match self.cursors[a].key().cmp(self.cursors[b].key()) {
+                    Ordering::Less => true,
+                    Ordering::Greater => false,
+                    Ordering::Equal => a < b,
+                }
+            }
         }
     }
 
     fn init(&mut self) -> Result<()> {
         let k = self.cursors.len();
         for i in 0..k {
-            self.live[i] = self.cursors[i].advance()?;
+            self.step(i)?;
         }
         for i in 0..k {
             let mut winner = i;
@@ -134,6 +170,16 @@ impl<C: SortedCursor> Merge<C> {
         self.tree[0] = winner;
     }
 
+    /// Advances cursor `i` and caches its key's prefix.
+    #[inline]
+    fn step(&mut self, i: usize) -> Result<()> {
+        self.live[i] = self.cursors[i].advance()?;
+        if self.live[i] {
+            self.prefix[i] = self.cursors[i].prefix();
+        }
+        Ok(())
+    }
+
     #[inline]
     fn winner(&self) -> usize {
         self.tree[0]
@@ -154,9 +200,10 @@ impl<C: SortedCursor> SortedCursor for Merge<C> {
             if self.dedup {
                 self.last.clear();
                 self.last.extend_from_slice(self.cursors[w].key());
+                self.last_prefix = self.prefix[w];
                 self.has_last = true;
             }
-            self.live[w] = self.cursors[w].advance()?;
+            self.step(w)?;
             self.replay(w);
         }
         loop {
@@ -164,9 +211,13 @@ impl<C: SortedCursor> SortedCursor for Merge<C> {
             if !self.live[w] {
                 return Ok(false);
             }
-            if self.dedup && self.has_last && self.cursors[w].key() == &self.last[..] {
+            if self.dedup
+                && self.has_last
+                && self.prefix[w] == self.last_prefix
+                && self.cursors[w].key() == &self.last[..]
+            {
                 self.duplicates += 1;
-                self.live[w] = self.cursors[w].advance()?;
+                self.step(w)?;
                 self.replay(w);
                 continue;
             }
@@ -182,6 +233,10 @@ impl<C: SortedCursor> SortedCursor for Merge<C> {
     #[inline]
     fn meta(&self) -> &[u8] {
         self.cursors[self.winner()].meta()
+    }
+    #[inline]
+    fn prefix(&self) -> u64 {
+        self.prefix[self.winner()]
     }
 }
 
@@ -214,6 +269,10 @@ impl<C: SortedCursor> SortedCursor for Concat<C> {
     #[inline]
     fn meta(&self) -> &[u8] {
         self.cursors[self.at].meta()
+    }
+    #[inline]
+    fn prefix(&self) -> u64 {
+        self.cursors[self.at].prefix()
     }
 }
 
@@ -251,6 +310,9 @@ impl SortedCursor for Box<dyn SortedCursor + Send> {
     }
     fn meta(&self) -> &[u8] {
         (**self).meta()
+    }
+    fn prefix(&self) -> u64 {
+        (**self).prefix()
     }
 }
 
@@ -312,8 +374,14 @@ mod tests {
             let inputs: Vec<Vec<Vec<u8>>> = (0..k)
                 .map(|_| {
                     let n = rng.gen_range(0..200);
+                    // Short keys (zero bytes against the prefix's zero padding) and keys that tie on
+                    // their first 8 bytes or more (the cached prefixes cannot settle those).
                     let mut v: Vec<Vec<u8>> = (0..n)
-                        .map(|_| (0..rng.gen_range(0..4)).map(|_| rng.gen_range(0..3u8) * 127).collect())
+                        .map(|i| {
+                            let mut key = if i % 2 == 0 { b"images/2024/".to_vec() } else { vec![] };
+                            key.extend((0..rng.gen_range(0..4)).map(|_| rng.gen_range(0..3u8) * 127));
+                            key
+                        })
                         .collect();
                     v.sort();
                     v.dedup();

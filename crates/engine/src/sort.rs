@@ -2,10 +2,11 @@
 //!
 //! ```text
 //!  push(key, meta) ──► buffer (one arena of record bytes + one array of 16-byte entries)
-//!                         │ full (bytes, not records, decide: --mem)
+//!                         │ full (bytes, not records, decide: half of --mem)
 //!                         ▼
-//!                      sort entries in parallel (rayon) by cached 8-byte prefix, then key bytes;
-//!                      drop duplicates ──► spill-NNNNNN.krc, a chunk in the spill directory
+//!                      on the spill thread, while push fills the other buffer: sort entries in
+//!                      parallel (rayon) by cached 8-byte prefix, then key bytes; drop duplicates
+//!                      ──► spill-NNNNNN.krc, a chunk in the spill directory
 //!  finish() ──► no spill: the buffer itself is the sorted result
 //!           └─► spills: k-way merge (loser tree) of the spilled chunks; more than `fanin` are first
 //!               merged in groups (multi-level merge, [`reduce`]) so open files stay bounded
@@ -17,8 +18,10 @@
 //! one fan-in policy for every merge, [`fanin`] of the budget), [`write_set`] (a sorted stream into a chunk set, cut into chunks of a
 //! target size) and [`merge_into_set`] (both): keyrecon-sort, the Cassandra lister's final merge and the
 //! S3 inventory reader all end through them.
-//! The arena and entry array are allocated once and reused for every spill: first touch of fresh memory
-//! is slow on the VMs we run on, and the budget is then an honest ceiling on resident memory.
+//! The budget holds two buffers of half of it each ([`Sorter`]), so reading and pushing go on while the
+//! previous buffer is sorted and written. Their arenas and entry arrays are allocated once and reused
+//! for every spill: first touch of fresh memory is slow on the VMs we run on, and the budget is then an
+//! honest ceiling on resident memory.
 //! Ties among equal keys keep the first record pushed (spilled chunks are merged with ties broken by spill order),
 //! so `sort -u`-like "first wins" holds for metadata as well. A caller that must keep every record of a
 //! key (repair's journal, where the last one wins) sorts by [`push_seq_key`] instead.
@@ -30,8 +33,8 @@ use crate::chunk::writer::ChunkStats;
 use crate::chunk::ChunkCursor;
 use crate::chunk::{ChunkSetWriter, ChunkWriter};
 use crate::error::{Error, IoContext, Result};
-use crate::merge::Merge;
 use crate::merge::SortedCursor;
+use crate::merge::{prefix8, Merge};
 use crate::record::{get_varint, put_varint, Schema};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
@@ -194,14 +197,6 @@ struct Entry {
     klen: u32,
 }
 
-#[inline]
-fn prefix8(key: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    let n = key.len().min(8);
-    b[..n].copy_from_slice(&key[..n]);
-    u64::from_be_bytes(b)
-}
-
 /// Runs shorter than this are finished with a comparison sort of their key bytes.
 const SETTLE_SMALL: usize = 16;
 /// Key depth after which runs (long shared prefixes, many copies of one long key) are finished with a
@@ -308,10 +303,130 @@ fn prefetch(arena: &[u8], e: &Entry) {
     let _ = (arena, e);
 }
 
-pub struct Sorter {
-    cfg: SortConfig,
+/// One buffer of records: their bytes in push order (key, then varint meta length + meta unless the
+/// schema is keys-only) and one 16-byte entry per record, sorted by prefix settling and written as one
+/// chunk. The [`Sorter`]'s buffers, and the Cassandra lister's per-worker runs. Records must stay
+/// below 4 GiB in all (offsets are 32-bit).
+#[derive(Default)]
+pub struct RecordBuffer {
     arena: Vec<u8>,
     entries: Vec<Entry>,
+}
+
+impl RecordBuffer {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes held: record bytes and entries.
+    pub fn bytes(&self) -> usize {
+        self.arena.len() + self.entries.len() * std::mem::size_of::<Entry>()
+    }
+
+    /// Appends a record (`meta` is dropped for a keys-only `schema`).
+    #[inline]
+    pub fn push(&mut self, key: &[u8], meta: &[u8], schema: Schema) {
+        let off = u32::try_from(self.arena.len()).expect("a record buffer holds less than 4 GiB");
+        self.arena.extend_from_slice(key);
+        if !schema.is_keys_only() {
+            put_varint(&mut self.arena, meta.len() as u64);
+            self.arena.extend_from_slice(meta);
+        }
+        self.entries.push(Entry { prefix: prefix8(key), off, klen: key.len() as u32 });
+    }
+
+    /// Sorts (first pushed wins among equal keys) and writes the records into the chunk `path`;
+    /// `None` when there are none. Returns the chunk's stats and the duplicates dropped, and leaves the
+    /// buffer empty.
+    pub fn sort_into_chunk(&mut self, path: &Path, schema: Schema) -> Result<Option<(ChunkStats, u64)>> {
+        if self.is_empty() {
+            return Ok(None);
+        }
+        let dups = self.sort();
+        let st = self.write(path, schema)?;
+        self.clear();
+        Ok(Some((st, dups)))
+    }
+
+    fn key(&self, e: &Entry) -> &[u8] {
+        &self.arena[e.off as usize..e.off as usize + e.klen as usize]
+    }
+
+    fn meta(&self, e: &Entry, schema: Schema) -> &[u8] {
+        if schema.is_keys_only() {
+            return &[];
+        }
+        let mut rest = &self.arena[e.off as usize + e.klen as usize..];
+        let n = get_varint(&mut rest).expect("arena holds what push wrote") as usize;
+        &rest[..n]
+    }
+
+    /// Sorts the entries and drops duplicates (first pushed wins); returns how many were dropped.
+    ///
+    /// Comparing whole keys costs two cache misses into the arena per comparison, and a comparison
+    /// sort makes log2(n) of them per entry wherever 8-byte prefixes tie (date paths, `t01` ids,
+    /// duplicates). So the entries are sorted by prefix alone first, and each run of equal prefixes is
+    /// then settled by [`settle`]: the prefix reloaded from the next 8 key bytes (one miss per entry
+    /// and level) and the run sorted by it, level by level, like an MSD radix sort on 8-byte digits.
+    fn sort(&mut self) -> u64 {
+        let arena = &self.arena[..];
+        self.entries.par_sort_unstable_by_key(|e| e.prefix);
+        settle_runs(&mut self.entries, arena, 0);
+        let key = |e: &Entry| &arena[e.off as usize..e.off as usize + e.klen as usize];
+        let before = self.entries.len();
+        // Equal keys went down the same runs, so their prefixes were loaded from the same depth.
+        self.entries.dedup_by(|b, a| a.prefix == b.prefix && a.klen == b.klen && key(a) == key(b));
+        (before - self.entries.len()) as u64
+    }
+
+    /// Writes the sorted entries' records into the chunk `path`.
+    fn write(&self, path: &Path, schema: Schema) -> Result<ChunkStats> {
+        let mut w = ChunkWriter::create(path, schema)?;
+        for (i, e) in self.entries.iter().enumerate() {
+            if let Some(ahead) = self.entries.get(i + PREFETCH) {
+                prefetch(&self.arena, ahead);
+            }
+            w.push(self.key(e), self.meta(e, schema))?;
+        }
+        Ok(w.finish()?.expect("a spill is never empty"))
+    }
+
+    pub fn clear(&mut self) {
+        self.arena.clear();
+        self.entries.clear();
+    }
+}
+
+/// A full buffer being sorted and written into the spill `path` on a thread of its own; the thread
+/// hands the buffer back (emptied) with the duplicates it dropped and the chunk's stats.
+struct Spilling {
+    path: PathBuf,
+    job: std::thread::JoinHandle<Result<(RecordBuffer, u64, ChunkStats)>>,
+}
+
+/// The external sort. The budget is split between two buffers of half of it each, so that reading and
+/// pushing never waits for a spill:
+/// ```text
+///  push ──► buffer A (filling)           buffer B: sorted (rayon) and written to spill N on the
+///              │ full                              spill thread, then handed back empty
+///              ▼
+///           wait for B's spill; A goes to the spill thread as spill N+1; push fills B
+/// ```
+/// One spill is in flight at a time and spills are numbered when they are handed over, so the
+/// spilled chunks stay in push order and the merge's ties by input order still keep the first
+/// pushed record. A spill's error comes back at the next spill or at [`finish`](Self::finish).
+pub struct Sorter {
+    cfg: SortConfig,
+    /// The buffer being filled.
+    buf: RecordBuffer,
+    /// The other buffer's memory, back from its spill (or not yet allocated).
+    spare: RecordBuffer,
+    spilling: Option<Spilling>,
+    /// Capacity of each buffer's arena (bytes) and entries.
     arena_cap: usize,
     entries_cap: usize,
     spill_dir: Option<ScratchDir>,
@@ -322,15 +437,18 @@ pub struct Sorter {
 
 impl Sorter {
     pub fn new(mut cfg: SortConfig) -> Self {
-        // Bytes decide: 3/4 for record bytes, 1/4 for entries (~40-byte keys fill both about evenly).
+        // Bytes decide: two buffers of half the budget each; in each, 3/4 for record bytes, 1/4 for
+        // entries (~40-byte keys fill both about evenly).
         let mem = cfg.mem.max(4096);
         cfg.fanin = cfg.fanin.min(fanin(mem));
-        let entries_cap = (mem / 4 / std::mem::size_of::<Entry>()).max(16);
-        let arena_cap = (mem - entries_cap * std::mem::size_of::<Entry>()).min(u32::MAX as usize);
+        let half = mem / 2;
+        let entries_cap = (half / 4 / std::mem::size_of::<Entry>()).max(16);
+        let arena_cap = (half - entries_cap * std::mem::size_of::<Entry>()).min(u32::MAX as usize);
         Sorter {
             cfg,
-            arena: Vec::new(),
-            entries: Vec::new(),
+            buf: RecordBuffer::default(),
+            spare: RecordBuffer::default(),
+            spilling: None,
             arena_cap,
             entries_cap,
             spill_dir: None,
@@ -347,52 +465,23 @@ impl Sorter {
     #[inline]
     pub fn push(&mut self, key: &[u8], meta: &[u8]) -> Result<()> {
         let need = key.len() + if self.cfg.schema.is_keys_only() { 0 } else { meta.len() + 10 };
-        if self.arena.len() + need > self.arena_cap || self.entries.len() >= self.entries_cap {
+        if self.buf.arena.len() + need > self.arena_cap || self.buf.entries.len() >= self.entries_cap {
             if need > self.arena_cap {
-                return Err(Error::Usage(format!("a record of {need} bytes does not fit in --mem {}", self.cfg.mem)));
+                return Err(Error::Usage(format!(
+                    "a record of {need} bytes does not fit in half of --mem {} (one of its two buffers)",
+                    self.cfg.mem
+                )));
             }
             self.spill()?;
         }
-        if self.arena.capacity() == 0 {
-            self.arena.reserve_exact(self.arena_cap);
-            self.entries.reserve_exact(self.entries_cap);
+        let b = &mut self.buf;
+        if b.arena.capacity() == 0 {
+            b.arena.reserve_exact(self.arena_cap);
+            b.entries.reserve_exact(self.entries_cap);
         }
-        let off = self.arena.len() as u32;
-        self.arena.extend_from_slice(key);
-        if !self.cfg.schema.is_keys_only() {
-            put_varint(&mut self.arena, meta.len() as u64);
-            self.arena.extend_from_slice(meta);
-        }
-        self.entries.push(Entry { prefix: prefix8(key), off, klen: key.len() as u32 });
+        b.push(key, meta, self.cfg.schema);
         self.stats.records_in += 1;
         Ok(())
-    }
-
-    /// Sorts the buffer and drops duplicates (first pushed wins). Leaves `entries` sorted and unique.
-    ///
-    /// Comparing whole keys costs two cache misses into the arena per comparison, and a comparison
-    /// sort makes log2(n) of them per entry wherever 8-byte prefixes tie (date paths, `t01` ids,
-    /// duplicates). So the entries are sorted by prefix alone first, and each run of equal prefixes is
-    /// then settled by [`settle`]: the prefix reloaded from the next 8 key bytes (one miss per entry
-    /// and level) and the run sorted by it, level by level, like an MSD radix sort on 8-byte digits.
-    fn sort_buffer(&mut self) {
-        let arena = &self.arena[..];
-        self.entries.par_sort_unstable_by_key(|e| e.prefix);
-        settle_runs(&mut self.entries, arena, 0);
-        let key = |e: &Entry| &arena[e.off as usize..e.off as usize + e.klen as usize];
-        let before = self.entries.len();
-        // Equal keys went down the same runs, so their prefixes were loaded from the same depth.
-        self.entries.dedup_by(|b, a| a.prefix == b.prefix && a.klen == b.klen && key(a) == key(b));
-        self.stats.duplicates += (before - self.entries.len()) as u64;
-    }
-
-    fn meta_of(&self, e: &Entry) -> &[u8] {
-        if self.cfg.schema.is_keys_only() {
-            return &[];
-        }
-        let mut rest = &self.arena[e.off as usize + e.klen as usize..];
-        let n = get_varint(&mut rest).expect("arena holds what push wrote") as usize;
-        &rest[..n]
     }
 
     fn spill_dir(&mut self) -> Result<PathBuf> {
@@ -402,33 +491,52 @@ impl Sorter {
         Ok(self.spill_dir.as_ref().expect("just created").path().to_path_buf())
     }
 
-    fn new_spill(&mut self) -> Result<ChunkWriter> {
+    fn next_spill_path(&mut self) -> Result<PathBuf> {
         let dir = self.spill_dir()?;
         self.next_spill += 1;
-        ChunkWriter::create(dir.join(format!("spill-{:06}.krc", self.next_spill)), self.cfg.schema)
+        Ok(dir.join(format!("spill-{:06}.krc", self.next_spill)))
     }
 
+    /// Hands the full buffer to the spill thread (after the spill before it is done) and goes on
+    /// with the other one.
     fn spill(&mut self) -> Result<()> {
-        if self.entries.is_empty() {
+        if self.buf.is_empty() {
             return Ok(());
         }
-        self.sort_buffer();
-        let mut w = self.new_spill()?;
-        for (i, e) in self.entries.iter().enumerate() {
-            if let Some(ahead) = self.entries.get(i + PREFETCH) {
-                prefetch(&self.arena, ahead);
-            }
-            let k = &self.arena[e.off as usize..e.off as usize + e.klen as usize];
-            w.push(k, self.meta_of(e))?;
-        }
-        let path = w.path().to_path_buf();
-        let st = w.finish()?.expect("a spill is never empty");
+        self.wait_spill()?;
+        let path = self.next_spill_path()?;
+        let mut full = std::mem::replace(&mut self.buf, std::mem::take(&mut self.spare));
+        let schema = self.cfg.schema;
+        let to = path.clone();
+        let job = std::thread::Builder::new()
+            .name("keyrecon-spill".into())
+            .spawn(move || {
+                let dups = full.sort();
+                let st = full.write(&to, schema)?;
+                full.clear();
+                Ok((full, dups, st))
+            })
+            .ctx(&path)?;
+        self.spilling = Some(Spilling { path, job });
+        Ok(())
+    }
+
+    /// Waits for the spill in flight, if any, and takes its buffer back as the spare.
+    fn wait_spill(&mut self) -> Result<()> {
+        let Some(Spilling { path, job }) = self.spilling.take() else {
+            return Ok(());
+        };
+        let (buf, dups, st) = job.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        self.spare = buf;
+        self.spilled(path, dups, &st);
+        Ok(())
+    }
+
+    fn spilled(&mut self, path: PathBuf, dups: u64, st: &ChunkStats) {
+        self.stats.duplicates += dups;
         self.stats.chunks_spilled += 1;
         self.stats.bytes_spilled += st.data_len;
         self.spilled.push(path);
-        self.arena.clear();
-        self.entries.clear();
-        Ok(())
     }
 
     /// Merges the spilled chunks level by level ([`reduce`]) until one merge can take them all. They stay in push
@@ -446,22 +554,36 @@ impl Sorter {
     /// Ends input and returns the sorted, duplicate-free records as a cursor. Spill files are removed
     /// when the cursor is dropped.
     pub fn finish(mut self) -> Result<SortedOutput> {
-        if self.spilled.is_empty() {
-            self.sort_buffer();
-            self.stats.unique = self.entries.len() as u64;
+        if self.spilled.is_empty() && self.spilling.is_none() {
+            self.stats.duplicates += self.buf.sort();
+            self.stats.unique = self.buf.entries.len() as u64;
+            self.spare = RecordBuffer::default();
             let stats = self.stats.clone();
             return Ok(SortedOutput {
-                inner: Inner::Mem { sorter: self, at: usize::MAX },
+                inner: Inner::Mem { sorter: Box::new(self), at: usize::MAX },
                 stats,
                 dup_base: 0,
                 _spill: None,
             });
         }
-        self.spill()?;
-        // The buffer's work is done: give its memory back before the merge's cursors take theirs, so
+        // The last buffer is sorted and written here while the spill thread finishes the one before;
+        // its chunk goes after that one's.
+        let last = if self.buf.is_empty() {
+            None
+        } else {
+            let path = self.next_spill_path()?;
+            let dups = self.buf.sort();
+            let st = self.buf.write(&path, self.cfg.schema)?;
+            Some((path, dups, st))
+        };
+        self.wait_spill()?;
+        if let Some((path, dups, st)) = last {
+            self.spilled(path, dups, &st);
+        }
+        // The buffers' work is done: give their memory back before the merge's cursors take theirs, so
         // the two never add up past the budget.
-        self.arena = Vec::new();
-        self.entries = Vec::new();
+        self.buf = RecordBuffer::default();
+        self.spare = RecordBuffer::default();
         self.reduce_spilled()?;
         let cursors = self.spilled.iter().map(ChunkCursor::open).collect::<Result<Vec<_>>>()?;
         let stats = self.stats.clone();
@@ -478,6 +600,16 @@ impl Sorter {
         let mut sorted = self.finish()?;
         write_set(&mut sorted, out, chunk_bytes)?;
         Ok(sorted.stats())
+    }
+}
+
+impl Drop for Sorter {
+    /// A sorter dropped with a spill in flight (an error upstream) waits for it, so that the spill
+    /// directory is removed after its last file is written, not before.
+    fn drop(&mut self) {
+        if let Some(s) = self.spilling.take() {
+            let _ = s.job.join();
+        }
     }
 }
 
@@ -505,7 +637,7 @@ impl Drop for ScratchDir {
 }
 
 enum Inner {
-    Mem { sorter: Sorter, at: usize },
+    Mem { sorter: Box<Sorter>, at: usize },
     Merge(Merge<ChunkCursor>),
 }
 
@@ -536,10 +668,11 @@ impl SortedCursor for SortedOutput {
         match &mut self.inner {
             Inner::Mem { sorter, at } => {
                 *at = at.wrapping_add(1);
-                if let Some(ahead) = sorter.entries.get(at.wrapping_add(PREFETCH)) {
-                    prefetch(&sorter.arena, ahead);
+                let b = &sorter.buf;
+                if let Some(ahead) = b.entries.get(at.wrapping_add(PREFETCH)) {
+                    prefetch(&b.arena, ahead);
                 }
-                Ok(*at < sorter.entries.len())
+                Ok(*at < b.entries.len())
             }
             Inner::Merge(m) => m.advance(),
         }
@@ -547,17 +680,14 @@ impl SortedCursor for SortedOutput {
     #[inline]
     fn key(&self) -> &[u8] {
         match &self.inner {
-            Inner::Mem { sorter, at } => {
-                let e = &sorter.entries[*at];
-                &sorter.arena[e.off as usize..e.off as usize + e.klen as usize]
-            }
+            Inner::Mem { sorter, at } => sorter.buf.key(&sorter.buf.entries[*at]),
             Inner::Merge(m) => m.key(),
         }
     }
     #[inline]
     fn meta(&self) -> &[u8] {
         match &self.inner {
-            Inner::Mem { sorter, at } => sorter.meta_of(&sorter.entries[*at]),
+            Inner::Mem { sorter, at } => sorter.buf.meta(&sorter.buf.entries[*at], sorter.cfg.schema),
             Inner::Merge(m) => m.meta(),
         }
     }
@@ -700,6 +830,55 @@ mod tests {
             }
             assert_eq!(got.len(), want.len(), "mem {mem}");
             assert!(got == want, "mem {mem}: sorted output or first-pushed metadata differs");
+        }
+    }
+
+    /// Issue 15: the two buffers (one filling while the other is sorted and written on the spill thread)
+    /// at budgets that force many spills and multi-level merges, with keys that share long prefixes
+    /// (18, 28 and 70 bytes) and duplicates pushed far apart, so that copies of a key land in both
+    /// buffers and in many spills: against sort + dedup, the first pushed record's metadata winning.
+    #[test]
+    fn overlapped_spills_keep_the_first_pushed_record_across_multi_level_merges() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1515);
+        for round in 0..6 {
+            let distinct = rng.gen_range(300..2500);
+            let base: Vec<Vec<u8>> = (0..distinct)
+                .map(|i| {
+                    let mut k = match i % 4 {
+                        0 => b"images/2024/01/01/0000000000".to_vec(),
+                        1 => vec![b'p'; 70],
+                        2 => b"t01".to_vec(),
+                        _ => b"images/2024/01/01/".to_vec(),
+                    };
+                    k.extend((0..rng.gen_range(0..7)).map(|_| *b"\x00\x01ab\xff".get(rng.gen_range(0..5)).unwrap()));
+                    k
+                })
+                .collect();
+            let n = distinct * rng.gen_range(2..5);
+            let keys: Vec<&Vec<u8>> = (0..n).map(|_| &base[rng.gen_range(0..base.len())]).collect();
+            let mut want = std::collections::BTreeMap::new();
+            for (i, k) in keys.iter().enumerate() {
+                want.entry(k.to_vec()).or_insert(i as u32);
+            }
+            for mem in [4096, 1 << 13, 1 << 15] {
+                let dir = tempfile::tempdir().unwrap();
+                let mut s = Sorter::new(SortConfig::new(mem, dir.path(), Schema(Schema::SIZE)));
+                for (i, k) in keys.iter().enumerate() {
+                    s.push(k, &(i as u32).to_le_bytes()).unwrap();
+                }
+                let mut out = s.finish().unwrap();
+                let mut got = std::collections::BTreeMap::new();
+                let mut prev: Option<Vec<u8>> = None;
+                while out.advance().unwrap() {
+                    assert!(prev.as_deref() < Some(out.key()), "round {round} mem {mem}: out of order");
+                    prev = Some(out.key().to_vec());
+                    got.insert(out.key().to_vec(), u32::from_le_bytes(out.meta().try_into().unwrap()));
+                }
+                let st = out.stats();
+                assert!(got == want, "round {round} mem {mem}: keys or first-pushed metadata differ");
+                assert_eq!(st.unique + st.duplicates, n as u64, "round {round} mem {mem}");
+                assert!(st.chunks_spilled > 4 && st.merge_passes > 1, "round {round} mem {mem}: {st:?}");
+            }
         }
     }
 

@@ -25,11 +25,11 @@ use super::checkpoint::{Event, Flush, Journal};
 use super::pk::{be_int, KeyCodec, Rendered};
 use super::ring::TokenRange;
 use super::session::{Measure, SizeSource};
-use crate::chunk::ChunkWriter;
 use crate::error::{Error, Result};
 use crate::keymap::KeyMap;
 use crate::limit::{Backoff, Bucket, Limiter, Permit};
 use crate::record::{MetaRef, Schema};
+use crate::sort::RecordBuffer;
 use scylla::client::session::Session;
 use scylla::deserialize::row::ColumnIterator;
 use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
@@ -439,85 +439,56 @@ impl Scan {
 /// Schema of reject chunks: key = the original key, mtime = its token, class = the reason.
 pub const REJECT_SCHEMA: Schema = Schema(Schema::MTIME | Schema::CLASS);
 
-/// One worker's records between flushes: an arena of `key | meta` and an index, both reused.
+/// One worker's records between flushes: the keys and the rejects, each a [`RecordBuffer`] (the
+/// sorter's: sorted by prefix settling, first pushed wins), reused.
 #[derive(Default)]
 pub struct RunBuffer {
-    data: Vec<u8>,
-    idx: Vec<(u32, u32, u32)>,
-    rej: Vec<u8>,
-    rej_idx: Vec<(u32, u32, u32)>,
+    data: RecordBuffer,
+    rej: RecordBuffer,
+    /// One record's encoded metadata.
+    meta: Vec<u8>,
     mapped: Vec<u8>,
     rows: u64,
 }
 
 impl RunBuffer {
     fn bytes(&self) -> usize {
-        self.data.len() + self.rej.len() + 12 * (self.idx.len() + self.rej_idx.len())
+        self.data.bytes() + self.rej.bytes()
     }
     fn clear(&mut self) {
         self.data.clear();
-        self.idx.clear();
         self.rej.clear();
-        self.rej_idx.clear();
         self.rows = 0;
     }
 
     #[inline]
     fn push(&mut self, key: &[u8], schema: Schema, size: Option<u64>, mtime: Option<i64>, origin: Option<&[u8]>) {
-        let off = self.data.len() as u32;
-        self.data.extend_from_slice(key);
+        self.meta.clear();
         if !schema.is_keys_only() {
-            let mstart = self.data.len();
-            MetaRef { size, mtime, origin, ..Default::default() }.only(schema).encode(&mut self.data);
-            self.idx.push((off, key.len() as u32, (self.data.len() - mstart) as u32));
-        } else {
-            self.idx.push((off, key.len() as u32, 0));
+            MetaRef { size, mtime, origin, ..Default::default() }.only(schema).encode(&mut self.meta);
         }
+        self.data.push(key, &self.meta, schema);
         self.rows += 1;
     }
 
     fn reject(&mut self, key: &[u8], token: i64, reason: &str) {
-        let off = self.rej.len() as u32;
-        self.rej.extend_from_slice(key);
-        let mstart = self.rej.len();
-        MetaRef { mtime: Some(token), class: Some(reason.as_bytes()), ..Default::default() }.encode(&mut self.rej);
-        self.rej_idx.push((off, key.len() as u32, (self.rej.len() - mstart) as u32));
+        self.meta.clear();
+        MetaRef { mtime: Some(token), class: Some(reason.as_bytes()), ..Default::default() }.encode(&mut self.meta);
+        self.rej.push(key, &self.meta, REJECT_SCHEMA);
         self.rows += 1;
     }
 
     fn write_keys(&mut self, path: &std::path::Path, schema: Schema) -> Result<Option<String>> {
-        write_sorted(&self.data, &mut self.idx, path, schema)
+        write_sorted(&mut self.data, path, schema)
     }
     fn write_rejects(&mut self, path: &std::path::Path) -> Result<Option<String>> {
-        write_sorted(&self.rej, &mut self.rej_idx, path, REJECT_SCHEMA)
+        write_sorted(&mut self.rej, path, REJECT_SCHEMA)
     }
 }
 
-/// Sorts `idx` by key (ties: first pushed wins) and writes a chunk; `None` if empty.
-fn write_sorted(
-    data: &[u8],
-    idx: &mut [(u32, u32, u32)],
-    path: &std::path::Path,
-    schema: Schema,
-) -> Result<Option<String>> {
-    if idx.is_empty() {
-        return Ok(None);
-    }
-    let key = |e: &(u32, u32, u32)| &data[e.0 as usize..(e.0 + e.1) as usize];
-    idx.sort_unstable_by(|a, b| key(a).cmp(key(b)).then(a.0.cmp(&b.0)));
-    let mut w = ChunkWriter::create(path, schema)?;
-    let mut prev: Option<&[u8]> = None;
-    for e in idx.iter() {
-        let k = key(e);
-        if prev == Some(k) {
-            continue;
-        }
-        let m0 = (e.0 + e.1) as usize;
-        w.push(k, &data[m0..m0 + e.2 as usize])?;
-        prev = Some(k);
-    }
-    w.finish()?;
-    Ok(Some(path.file_name().unwrap().to_string_lossy().into_owned()))
+/// Sorts `buf` by key (ties: first pushed wins) and writes a chunk; `None` if empty.
+fn write_sorted(buf: &mut RecordBuffer, path: &std::path::Path, schema: Schema) -> Result<Option<String>> {
+    Ok(buf.sort_into_chunk(path, schema)?.map(|_| path.file_name().unwrap().to_string_lossy().into_owned()))
 }
 
 /// Concurrency limit (the crate's AIMD [`Limiter`] over pages in flight, one "page" latency source

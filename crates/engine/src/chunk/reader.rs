@@ -11,7 +11,7 @@
 
 use super::{FOOTER_LEN, FOOTER_MAGIC, HEADER_LEN, HEADER_MAGIC, VERSION};
 use crate::error::{Error, IoContext, Result};
-use crate::merge::SortedCursor;
+use crate::merge::{prefix8, SortedCursor};
 use crate::record::{get_varint, show_key, Schema};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -39,6 +39,8 @@ pub struct ChunkCursor {
     records: u64,
     /// The current record's key and metadata in `buf`.
     cur_key: (usize, usize),
+    /// [`prefix8`] of the current key: most order checks are settled by it.
+    cur_prefix: u64,
     cur_meta: (usize, usize),
     hasher: Xxh3,
     done: bool,
@@ -106,6 +108,7 @@ impl ChunkCursor {
             expect_checksum: checksum,
             records: 0,
             cur_key: (0, 0),
+            cur_prefix: 0,
             cur_meta: (0, 0),
             hasher: Xxh3::new(),
             done: false,
@@ -262,10 +265,12 @@ impl SortedCursor for ChunkCursor {
             }
         };
         let (kstart, klen, mstart, mlen, end) = rec;
-        if self.records > 0 {
+        let prefix = prefix8(&self.buf[kstart..kstart + klen]);
+        // A larger prefix settles it; an equal one needs the whole keys.
+        if self.records > 0 && prefix <= self.cur_prefix {
             let prev = &self.buf[self.cur_key.0..self.cur_key.0 + self.cur_key.1];
             let key = &self.buf[kstart..kstart + klen];
-            if key <= prev {
+            if prefix < self.cur_prefix || key <= prev {
                 return Err(Error::Order {
                     path: self.path.clone(),
                     offset: self.buf_off + self.pos as u64,
@@ -274,6 +279,7 @@ impl SortedCursor for ChunkCursor {
             }
         }
         self.cur_key = (kstart, klen);
+        self.cur_prefix = prefix;
         self.cur_meta = (mstart, mlen);
         self.pos = end;
         self.records += 1;
@@ -287,5 +293,9 @@ impl SortedCursor for ChunkCursor {
     #[inline]
     fn meta(&self) -> &[u8] {
         &self.buf[self.cur_meta.0..self.cur_meta.0 + self.cur_meta.1]
+    }
+    #[inline]
+    fn prefix(&self) -> u64 {
+        self.cur_prefix
     }
 }

@@ -3,6 +3,7 @@
 
 use super::{FOOTER_MAGIC, HEADER_LEN, HEADER_MAGIC, VERSION, WRITE_BUF};
 use crate::error::{Error, IoContext, Result};
+use crate::merge::prefix8;
 use crate::record::{put_varint, show_key, Schema};
 use std::fs::File;
 use std::io::Write;
@@ -32,6 +33,8 @@ pub struct ChunkWriter {
     data_len: u64,
     first_key: Vec<u8>,
     last_key: Vec<u8>,
+    /// [`prefix8`] of `last_key`: most order checks are settled by it.
+    last_prefix: u64,
 }
 
 impl ChunkWriter {
@@ -66,6 +69,7 @@ impl ChunkWriter {
             data_len: 0,
             first_key: Vec::new(),
             last_key: Vec::new(),
+            last_prefix: 0,
         })
     }
 
@@ -87,13 +91,16 @@ impl ChunkWriter {
     /// sorts and merges that already deduplicated, so an out-of-order key is a bug upstream and an error.
     #[inline]
     pub fn push(&mut self, key: &[u8], meta: &[u8]) -> Result<()> {
-        if self.records > 0 && key <= &self.last_key[..] {
+        let prefix = prefix8(key);
+        // A larger prefix settles it; an equal one needs the whole keys.
+        if self.records > 0 && (prefix < self.last_prefix || prefix == self.last_prefix && key <= &self.last_key[..]) {
             return Err(Error::Order {
                 path: self.final_path.clone(),
                 offset: self.data_len + self.buf.len() as u64,
                 msg: format!("writer got {:?} after {:?}", show_key(key), show_key(&self.last_key)),
             });
         }
+        self.last_prefix = prefix;
         if self.records == 0 {
             self.first_key.clear();
             self.first_key.extend_from_slice(key);
@@ -160,6 +167,63 @@ impl Drop for ChunkWriter {
         // An abandoned writer (error path) leaves no temporary file behind.
         if self.file.take().is_some() {
             let _ = std::fs::remove_file(&self.tmp_path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk::ChunkCursor;
+    use crate::merge::SortedCursor;
+
+    /// Pairs (earlier key, later key) that are not strictly increasing, whether their first 8 bytes
+    /// differ, tie, or one key ends inside them (zero padding against a real zero byte).
+    const NOT_INCREASING: [(&[u8], &[u8]); 6] = [
+        (b"b", b"a"),
+        (b"abcdefgh", b"abcdefgh"),
+        (b"abcdefgh2", b"abcdefgh1"),
+        (b"ab\x00", b"ab"),
+        (b"images/2024/01/01/b", b"images/2024/01/01/a"),
+        (b"abcdefgh\x00", b"abcdefgh"),
+    ];
+
+    #[test]
+    fn writer_refuses_keys_that_do_not_increase() {
+        let dir = tempfile::tempdir().unwrap();
+        for (a, b) in NOT_INCREASING {
+            let mut w = ChunkWriter::create(dir.path().join("c.krc"), Schema::KEYS_ONLY).unwrap();
+            w.push(a, b"").unwrap();
+            assert!(matches!(w.push(b, b""), Err(Error::Order { .. })), "{a:?} then {b:?}");
+            w.push(&[a, b"\x00"].concat(), b"").unwrap();
+        }
+    }
+
+    /// A chunk whose records do not increase (written by hand, footer and checksum right) is refused
+    /// by the reader at the second record.
+    #[test]
+    fn reader_refuses_keys_that_do_not_increase() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bad.krc");
+        for (a, b) in NOT_INCREASING {
+            let mut data = Vec::new();
+            for k in [a, b] {
+                put_varint(&mut data, k.len() as u64);
+                data.extend_from_slice(k);
+            }
+            let mut file = Vec::new();
+            file.extend_from_slice(HEADER_MAGIC);
+            file.extend_from_slice(&[VERSION, Schema::KEYS_ONLY.0, 0, 0, 0, 0, 0, 0]);
+            file.extend_from_slice(&data);
+            file.extend_from_slice(&2u64.to_le_bytes());
+            file.extend_from_slice(&(data.len() as u64).to_le_bytes());
+            file.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&data).to_le_bytes());
+            file.extend_from_slice(&[Schema::KEYS_ONLY.0, 0, 0, 0, 0, 0, 0, 0]);
+            file.extend_from_slice(FOOTER_MAGIC);
+            std::fs::write(&p, &file).unwrap();
+            let mut c = ChunkCursor::open(&p).unwrap();
+            assert!(c.advance().unwrap());
+            assert!(matches!(c.advance(), Err(Error::Order { .. })), "{a:?} then {b:?}");
         }
     }
 }
