@@ -505,8 +505,19 @@ impl Sorter {
         }
         self.wait_spill()?;
         let path = self.next_spill_path()?;
-        let mut full = std::mem::replace(&mut self.buf, std::mem::take(&mut self.spare));
         let schema = self.cfg.schema;
+        if rayon::current_thread_index().is_some() {
+            // Pushed from a rayon worker (the hash diff's outcome collectors, its sorting fallback):
+            // spill here. A spill thread sorts on the global rayon pool, and waiting for it from a
+            // worker can leave no worker to sort: the 2 x 50M hash diff hung with one worker waiting
+            // for a spill and the other for the collector's lock. Sorting here, the worker takes part.
+            let dups = self.buf.sort();
+            let st = self.buf.write(&path, schema)?;
+            self.buf.clear();
+            self.spilled(path, dups, &st);
+            return Ok(());
+        }
+        let mut full = std::mem::replace(&mut self.buf, std::mem::take(&mut self.spare));
         let to = path.clone();
         let job = std::thread::Builder::new()
             .name("keyrecon-spill".into())
@@ -741,6 +752,43 @@ pub fn split_seq_key(b: &[u8], key: &mut Vec<u8>) -> Option<u64> {
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
+
+    /// Regression: sorters pushed from rayon workers (the hash diff's outcome collectors) handed full
+    /// buffers to a spill thread whose sort runs on the global pool, and waited for it at the next
+    /// spill; with every worker busy or waiting, nothing sorted (the 2 x 50M hash diff hung). Here every
+    /// worker of the global pool pushes into a sorter of its own until it spills several times, and no
+    /// worker returns to the pool before all are done: without spilling in place, that hangs.
+    #[test]
+    fn sorters_pushed_from_every_rayon_worker_spill_without_hanging() {
+        const N: u64 = 400_000;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let dir = tempfile::tempdir().unwrap();
+            let done = std::sync::Barrier::new(rayon::current_num_threads());
+            let counts = rayon::broadcast(|ctx| {
+                // Buffers of 8 MiB (as the collectors of a 256M diff have): sorts large enough for rayon
+                // to split them (small ones it sorts on the calling thread).
+                let mut s = Sorter::new(SortConfig::new(16 << 20, dir.path(), Schema::KEYS_ONLY));
+                for i in 0..N {
+                    s.push(format!("{}/2024/01/{:020}", ctx.index(), (i * 7919) % N).as_bytes(), b"").unwrap();
+                }
+                let spilled = s.stats().chunks_spilled;
+                let mut out = s.finish().unwrap();
+                let mut n = 0u64;
+                while out.advance().unwrap() {
+                    n += 1;
+                }
+                done.wait();
+                (spilled, n)
+            });
+            tx.send(counts).unwrap();
+        });
+        let counts = rx.recv_timeout(std::time::Duration::from_secs(120)).expect("sorters on rayon workers hung");
+        for (spilled, n) in counts {
+            assert!(spilled >= 3, "each sorter must spill several times ({spilled})");
+            assert_eq!(n, N);
+        }
+    }
 
     fn sorted(keys: &[Vec<u8>], mem: usize, fanin: usize) -> (Vec<Vec<u8>>, SortStats) {
         let dir = tempfile::tempdir().unwrap();
