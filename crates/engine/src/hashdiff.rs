@@ -22,8 +22,8 @@
 //! Memory: the phase-1 buffers are allocated once at a fixed size (first touch of fresh memory is slow
 //! on our VMs; large buffers are advised to use huge pages), and the partition count is chosen from the
 //! input sizes so that one partition of both sides fits in a worker's share of `--mem`; its
-//! sub-partitions keep the join's tables and keys in cache. When the inputs fit in memory nothing is spilled at all. A partition that still
-//! exceeds its share (unknown input sizes, or one key repeated millions of times) is diffed by the
+//! sub-partitions keep the join's tables and keys in cache. When the inputs fit in memory nothing is
+//! spilled at all. A partition that still exceeds its share (unknown input sizes, or one key repeated millions of times) is diffed by the
 //! external sorter and the sorted walk instead (`diff_partition_by_sorting`), which spills.
 
 use crate::diff::{Comparator, Counts, DiffWriter};
@@ -421,7 +421,7 @@ const LOAD_BLOCK: usize = if cfg!(test) { 4 << 10 } else { 256 << 10 };
 /// Brings one side of a partition into memory, split into sub-partitions by hash: spilled records first
 /// (input order), then the tail. Each record is hashed once here and copied into its sub-partition, so
 /// the join that follows works on a few hundred KiB at a time instead of missing cache on every probe.
-fn load(l: &mut Loaded, mut part: Part, path: &Path, with_meta: bool, split: Split) -> Result<()> {
+fn load(l: &mut Loaded, part: Part, path: &Path, with_meta: bool, split: Split) -> Result<()> {
     let total = part.spilled as usize + part.buf.len();
     if total > u32::MAX as usize {
         return Err(Error::Usage(format!(
@@ -442,21 +442,33 @@ fn load(l: &mut Loaded, mut part: Part, path: &Path, with_meta: bool, split: Spl
         // One sub-partition (the partition fits in cache as it is): read the records in place.
         return load_whole(&mut subs[0], part, path, with_meta);
     }
+    read_part(part, path, &mut l.block, |bytes| Ok(route(subs, bytes, with_meta, split)))
+}
+
+/// Streams one side of a partition through `feed` in input order: its spill file (read in blocks into
+/// `block`, then removed), then its tail. `feed` takes the whole records at the front of the bytes it
+/// is given and returns how many bytes they were; the rest is given again with the next block.
+fn read_part(
+    mut part: Part,
+    path: &Path,
+    block: &mut Vec<u8>,
+    mut feed: impl FnMut(&[u8]) -> Result<usize>,
+) -> Result<()> {
     if let Some(mut f) = part.file.take() {
         use std::io::Seek;
         f.seek(std::io::SeekFrom::Start(0)).ctx(path)?;
-        if l.block.len() < LOAD_BLOCK {
-            l.block.resize(LOAD_BLOCK, 0);
+        if block.len() < LOAD_BLOCK {
+            block.resize(LOAD_BLOCK, 0);
         }
-        // block[..have]: bytes read and not yet routed (the start of a record cut by the read).
+        // block[..have]: bytes read and not yet fed (the start of a record cut by the read).
         let mut have = 0;
-        let mut routed = 0u64;
+        let mut fed = 0u64;
         loop {
-            if have == l.block.len() {
+            if have == block.len() {
                 // One record larger than the block.
-                l.block.resize(l.block.len() * 2, 0);
+                block.resize(block.len() * 2, 0);
             }
-            let got = match f.read(&mut l.block[have..]) {
+            let got = match f.read(&mut block[have..]) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(Error::io(path, e)),
@@ -465,18 +477,18 @@ fn load(l: &mut Loaded, mut part: Part, path: &Path, with_meta: bool, split: Spl
                 break;
             }
             have += got;
-            let used = route(subs, &l.block[..have], with_meta, split);
-            l.block.copy_within(used..have, 0);
+            let used = feed(&block[..have])?;
+            block.copy_within(used..have, 0);
             have -= used;
-            routed += used as u64;
+            fed += used as u64;
         }
-        if have != 0 || routed != part.spilled {
-            return Err(Error::corrupt(path, routed, "spill file ends inside a record or is not as long as written"));
+        if have != 0 || fed != part.spilled {
+            return Err(Error::corrupt(path, fed, "spill file ends inside a record or is not as long as written"));
         }
         drop(f);
         std::fs::remove_file(path).ctx(path)?;
     }
-    if route(subs, &part.buf, with_meta, split) != part.buf.len() {
+    if feed(&part.buf)? != part.buf.len() {
         return Err(Error::Internal(format!("{}: corrupt partition buffer", path.display())));
     }
     Ok(())
@@ -495,7 +507,7 @@ fn load_whole(s: &mut Sub, mut part: Part, path: &Path, with_meta: bool) -> Resu
     }
     s.bytes.extend_from_slice(&part.buf);
     let mut pos = 0;
-    while let Some((koff, klen, end)) = whole_record(&s.bytes, pos, with_meta) {
+    while let Some(Rec { koff, klen, end, .. }) = whole_record(&s.bytes, pos, with_meta) {
         let h = xxh3_64(&s.bytes[koff..koff + klen]);
         s.ents.push(Ent { h, off: koff as u32, klen: klen as u32 });
         pos = end;
@@ -510,7 +522,7 @@ fn load_whole(s: &mut Sub, mut part: Part, path: &Path, with_meta: bool) -> Resu
 #[inline]
 fn route(subs: &mut [Sub], bytes: &[u8], with_meta: bool, split: Split) -> usize {
     let mut pos = 0;
-    while let Some((koff, klen, end)) = whole_record(bytes, pos, with_meta) {
+    while let Some(Rec { koff, klen, end, .. }) = whole_record(bytes, pos, with_meta) {
         let h = xxh3_64(&bytes[koff..koff + klen]);
         let s = &mut subs[split.of(h)];
         s.ents.push(Ent { h, off: s.bytes.len() as u32, klen: klen as u32 });
@@ -520,9 +532,18 @@ fn route(subs: &mut [Sub], bytes: &[u8], with_meta: bool, split: Split) -> usize
     pos
 }
 
-/// The record at `pos` if all of it is in `bytes`: (key offset, key length, end of record).
+/// Where a record's parts are in its bytes: the key at `koff..koff + klen`, the metadata at
+/// `moff..end` (empty without metadata).
+struct Rec {
+    koff: usize,
+    klen: usize,
+    moff: usize,
+    end: usize,
+}
+
+/// The record at `pos` if all of it is in `bytes`.
 #[inline(always)]
-fn whole_record(bytes: &[u8], pos: usize, with_meta: bool) -> Option<(usize, usize, usize)> {
+fn whole_record(bytes: &[u8], pos: usize, with_meta: bool) -> Option<Rec> {
     let mut rest = &bytes[pos..];
     let klen = get_varint(&mut rest)? as usize;
     let koff = bytes.len() - rest.len();
@@ -530,15 +551,17 @@ fn whole_record(bytes: &[u8], pos: usize, with_meta: bool) -> Option<(usize, usi
     if end > bytes.len() {
         return None;
     }
+    let mut moff = end;
     if with_meta {
         let mut r = &bytes[end..];
         let mlen = get_varint(&mut r)? as usize;
-        end = (bytes.len() - r.len()).checked_add(mlen)?;
+        moff = bytes.len() - r.len();
+        end = moff.checked_add(mlen)?;
         if end > bytes.len() {
             return None;
         }
     }
-    Some((koff, klen, end))
+    Some(Rec { koff, klen, moff, end })
 }
 
 const DUPLICATE: u8 = 0;
@@ -774,55 +797,21 @@ fn diff_partition_by_sorting(
     cmp: &Comparator,
     ws: &mut Workspace,
 ) -> Result<()> {
-    let sort_side = |part: Part, path: &Path, with_meta: bool| -> Result<SortedOutput> {
+    let sort_side = |part: Part, path: &Path, with_meta: bool, block: &mut Vec<u8>| -> Result<SortedOutput> {
         let schema = if with_meta { Schema(Schema::ALL) } else { Schema::KEYS_ONLY };
         let mut s = Sorter::new(SortConfig::new(limit / 2, &cfg.tmp_dir, schema));
-        let mut feed = |bytes: &[u8]| -> Result<()> {
-            let mut rest = bytes;
-            while !rest.is_empty() {
-                let klen =
-                    get_varint(&mut rest).ok_or_else(|| Error::Internal("corrupt spill record".into()))? as usize;
-                let (key, r) = rest.split_at(klen);
-                rest = r;
-                let mut meta: &[u8] = &[];
-                if with_meta {
-                    let mlen =
-                        get_varint(&mut rest).ok_or_else(|| Error::Internal("corrupt spill record".into()))? as usize;
-                    let (m, r) = rest.split_at(mlen);
-                    meta = m;
-                    rest = r;
-                }
-                s.push(key, meta)?;
+        read_part(part, path, block, |bytes| {
+            let mut pos = 0;
+            while let Some(r) = whole_record(bytes, pos, with_meta) {
+                s.push(&bytes[r.koff..r.koff + r.klen], &bytes[r.moff..r.end])?;
+                pos = r.end;
             }
-            Ok(())
-        };
-        if let Some(f) = part.file {
-            // Stream the spill file in blocks; records may straddle blocks, so carry the remainder.
-            let mut r = std::io::BufReader::with_capacity(4 << 20, f);
-            use std::io::{Seek, SeekFrom};
-            r.seek(SeekFrom::Start(0)).ctx(path)?;
-            let mut carry: Vec<u8> = Vec::new();
-            let mut block = vec![0u8; 4 << 20];
-            loop {
-                let n = r.read(&mut block).ctx(path)?;
-                if n == 0 {
-                    break;
-                }
-                carry.extend_from_slice(&block[..n]);
-                let complete = complete_prefix(&carry, with_meta);
-                feed(&carry[..complete])?;
-                carry.drain(..complete);
-            }
-            if !carry.is_empty() {
-                return Err(Error::corrupt(path, 0, "spill file ends inside a record"));
-            }
-            std::fs::remove_file(path).ctx(path)?;
-        }
-        feed(&part.buf)?;
+            Ok(pos)
+        })?;
         s.finish()
     };
-    let mut sa = sort_side(a, ap, sm)?;
-    let mut sb = sort_side(b, bp, tm)?;
+    let mut sa = sort_side(a, ap, sm, &mut ws.a.block)?;
+    let mut sb = sort_side(b, bp, tm, &mut ws.b.block)?;
     let out = &mut ws.out;
     let (mut ha, mut hb) = (sa.advance()?, sb.advance()?);
     let mut mot = coll.mot.lock().unwrap();
@@ -867,15 +856,6 @@ fn diff_partition_by_sorting(
     out.dup_a += xa.duplicates;
     out.dup_b += xb.duplicates;
     Ok(())
-}
-
-/// Length of the longest prefix of `buf` made of whole encoded records.
-fn complete_prefix(buf: &[u8], with_meta: bool) -> usize {
-    let mut pos = 0;
-    while let Some((_, _, end)) = whole_record(buf, pos, with_meta) {
-        pos = end;
-    }
-    pos
 }
 
 struct DirGuard(PathBuf);
