@@ -511,9 +511,7 @@ impl Sorter {
             // spill here. A spill thread sorts on the global rayon pool, and waiting for it from a
             // worker can leave no worker to sort: the 2 x 50M hash diff hung with one worker waiting
             // for a spill and the other for the collector's lock. Sorting here, the worker takes part.
-            let dups = self.buf.sort();
-            let st = self.buf.write(&path, schema)?;
-            self.buf.clear();
+            let (st, dups) = self.buf.sort_into_chunk(&path, schema)?.expect("a full buffer");
             self.spilled(path, dups, &st);
             return Ok(());
         }
@@ -522,9 +520,7 @@ impl Sorter {
         let job = std::thread::Builder::new()
             .name("keyrecon-spill".into())
             .spawn(move || {
-                let dups = full.sort();
-                let st = full.write(&to, schema)?;
-                full.clear();
+                let (st, dups) = full.sort_into_chunk(&to, schema)?.expect("a full buffer");
                 Ok((full, dups, st))
             })
             .ctx(&path)?;
@@ -583,8 +579,7 @@ impl Sorter {
             None
         } else {
             let path = self.next_spill_path()?;
-            let dups = self.buf.sort();
-            let st = self.buf.write(&path, self.cfg.schema)?;
+            let (st, dups) = self.buf.sort_into_chunk(&path, self.cfg.schema)?.expect("not empty");
             Some((path, dups, st))
         };
         self.wait_spill()?;
