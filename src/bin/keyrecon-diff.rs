@@ -25,6 +25,10 @@ use std::path::PathBuf;
 /// *.csv with metadata when the inputs carry it, rejects.csv, and summary.json.
 /// Every key file is sorted in byte order (like LC_ALL=C sort) with one key per line.
 ///
+/// Two chunk sets are walked in key ranges on every core (cut where chunks start; RAYON_NUM_THREADS=N
+/// to use fewer), each range into a part of --out that is appended in order: the files are the same as
+/// one walk's. Key files are partitioned by hash on every core.
+///
 /// Exit status: 0 no differences, 1 differences found, 2 trouble (an error, or inputs rejected).
 ///
 /// Example:
@@ -108,6 +112,7 @@ fn main() {
             tmp_dir: a.sort.tmp_dir(),
             engine: a.engine,
             quiet: a.quiet,
+            merge_ranges: None,
         };
         Ok(report("keyrecon-diff", &job::diff(cfg)?, a.quiet))
     })

@@ -588,6 +588,7 @@ fn changes(
         tmp_dir: std::env::temp_dir(),
         engine: Engine::Auto,
         quiet,
+        merge_ranges: None,
     })?;
     for (from, to) in
         [("missing-on-source.txt", "new.txt"), ("match.txt", "still.txt"), ("missing-on-target.txt", "resolved.txt")]

@@ -16,11 +16,31 @@ pub struct CsvOut {
 impl CsvOut {
     /// Creates (or replaces) `dir/name` and writes `header`.
     pub fn create(dir: &Path, name: &str, header: &[&str]) -> Result<CsvOut> {
+        Self::create_with(dir, name, Some(header))
+    }
+
+    /// [`create`](Self::create), without a header when `header` is `None`: a part of a file that is
+    /// appended to a whole one ([`append`](Self::append)).
+    pub fn create_with(dir: &Path, name: &str, header: Option<&[&str]>) -> Result<CsvOut> {
         let path = dir.join(name);
         let f = File::create(&path).ctx(&path)?;
         let mut w = csv::WriterBuilder::new().buffer_capacity(BUF).from_writer(f);
-        w.write_record(header).map_err(|e| Error::csv(&path, e))?;
+        if let Some(header) = header {
+            w.write_record(header).map_err(|e| Error::csv(&path, e))?;
+        }
         Ok(CsvOut { path, w })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends the bytes of the file at `part` (rows written by another, headerless `CsvOut`).
+    pub fn append(&mut self, part: &Path) -> Result<()> {
+        self.w.flush().ctx(&self.path)?;
+        let mut from = File::open(part).ctx(part)?;
+        std::io::copy(&mut from, &mut self.w.get_ref()).ctx(&self.path)?;
+        Ok(())
     }
 
     /// One row; cells are bytes (keys need not be UTF-8) and are quoted as CSV requires.

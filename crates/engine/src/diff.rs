@@ -122,6 +122,13 @@ impl Out {
     fn finish(mut self) -> Result<()> {
         self.w.flush().ctx(&self.path)
     }
+    /// Appends the bytes of the file at `part`.
+    fn append(&mut self, part: &Path) -> Result<()> {
+        self.w.flush().ctx(&self.path)?;
+        let mut from = File::open(part).ctx(part)?;
+        std::io::copy(&mut from, self.w.get_mut()).ctx(&self.path)?;
+        Ok(())
+    }
 }
 
 /// Receives the walk's outcomes and writes the output directory. Keys must arrive in increasing order.
@@ -179,24 +186,65 @@ pub const FILES: [&str; 5] =
 
 impl DiffWriter {
     pub fn create(opt: DiffOptions) -> Result<Self> {
+        Self::create_with(opt, true)
+    }
+
+    /// A writer for the outcomes of one key range of a walk split into ranges: the same files, without
+    /// CSV headers, in `OUT/.part-NNNNN/`, to be [`append`](Self::append)ed in range order.
+    pub fn part(opt: &DiffOptions, index: usize) -> Result<Self> {
+        let out_dir = opt.out_dir.join(format!(".part-{index:05}"));
+        Self::create_with(DiffOptions { out_dir, ..opt.clone() }, false)
+    }
+
+    pub fn options(&self) -> &DiffOptions {
+        &self.opt
+    }
+
+    /// Finishes `part` ([`part`](Self::part)), appends its files to this writer's and adds its counts;
+    /// the part's directory is removed.
+    pub fn append(&mut self, part: DiffWriter) -> Result<()> {
+        let dir = part.opt.out_dir.clone();
+        let counts = part.finish()?;
+        self.counts.add(&counts);
+        for out in [
+            Some(&mut self.mot),
+            Some(&mut self.mos),
+            Some(&mut self.differ),
+            self.matched.as_mut(),
+            self.combined.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let name = out.path.file_name().expect("outcome files have names").to_owned();
+            out.append(&dir.join(name))?;
+        }
+        for csv in [&mut self.mot_csv, &mut self.mos_csv, &mut self.differ_csv].into_iter().flatten() {
+            let name = csv.path().file_name().expect("outcome files have names").to_owned();
+            csv.append(&dir.join(name))?;
+        }
+        std::fs::remove_dir_all(&dir).ctx(&dir)
+    }
+
+    fn create_with(opt: DiffOptions, headers: bool) -> Result<Self> {
         let d = opt.out_dir.clone();
         std::fs::create_dir_all(&d).ctx(&d)?;
         let fields = |s: Schema| -> Vec<&'static str> { std::iter::once("key").chain(s.names()).collect() };
+        let csv = |name: &str, header: &[&str]| CsvOut::create_with(&d, name, headers.then_some(header));
         let mot_csv = if opt.source_schema.is_keys_only() {
             None
         } else {
-            Some(CsvOut::create(&d, "missing-on-target.csv", &fields(opt.source_schema))?)
+            Some(csv("missing-on-target.csv", &fields(opt.source_schema))?)
         };
         let mos_csv = if opt.target_schema.is_keys_only() {
             None
         } else {
-            Some(CsvOut::create(&d, "missing-on-source.csv", &fields(opt.target_schema))?)
+            Some(csv("missing-on-source.csv", &fields(opt.target_schema))?)
         };
         let differ_csv = if opt.compare == 0 {
             None
         } else {
-            Some(CsvOut::create(
-                &d,
+            Some(csv(
                 "differ.csv",
                 &[
                     "key",
@@ -417,6 +465,16 @@ impl Comparator {
 }
 
 impl Counts {
+    /// Adds every counter of `o`.
+    pub fn add(&mut self, o: &Counts) {
+        self.missing_on_target += o.missing_on_target;
+        self.missing_on_source += o.missing_on_source;
+        self.differ += o.differ;
+        self.matched += o.matched;
+        self.unwritable_keys += o.unwritable_keys;
+        self.add_comparisons(o);
+    }
+
     /// Adds the per-field comparison counters of `o` (gathered by parallel workers).
     pub fn add_comparisons(&mut self, o: &Counts) {
         self.differ_size += o.differ_size;

@@ -334,6 +334,7 @@ fn run(
         tmp_dir: tmp.to_path_buf(),
         engine,
         quiet: true,
+        merge_ranges: None,
     };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
     pool.install(|| job::diff(cfg)).unwrap()

@@ -25,11 +25,13 @@
 //! `.NAME.tmp` and renamed when complete, so a crash never leaves a file that looks finished.
 
 pub mod listing;
+pub mod range;
 pub mod reader;
 pub mod set;
 pub mod writer;
 
 pub use listing::{Listing, Shard};
+pub use range::{KeyRange, RangeStream};
 pub use reader::ChunkCursor;
 pub use set::{ChunkInfo, ChunkSet, ChunkSetWriter, ChunkSets, Manifest};
 pub use writer::ChunkWriter;

@@ -425,10 +425,17 @@ impl ChunkSet {
 
     /// Opens a cursor per chunk, in manifest order, checking each chunk agrees with the manifest.
     pub fn cursors(&self) -> Result<Vec<ChunkCursor>> {
+        self.cursors_where(|_| true)
+    }
+
+    /// [`cursors`](Self::cursors) of the chunks whose manifest index `keep` accepts.
+    pub(super) fn cursors_where(&self, keep: impl Fn(usize) -> bool) -> Result<Vec<ChunkCursor>> {
         self.manifest
             .chunks
             .iter()
-            .map(|c| {
+            .enumerate()
+            .filter(|(i, _)| keep(*i))
+            .map(|(_, c)| {
                 let p = self.dir.join(&c.file);
                 let cur = ChunkCursor::open(&p)?;
                 if cur.expected_records() != c.records || cur.schema() != self.schema {
@@ -482,6 +489,14 @@ impl crate::merge::SortedCursor for SetStream {
             SetStream::Concat(c) => c.meta(),
             SetStream::Merge(m) => m.meta(),
             SetStream::Union(m) => m.meta(),
+        }
+    }
+    #[inline]
+    fn prefix(&self) -> u64 {
+        match self {
+            SetStream::Concat(c) => c.prefix(),
+            SetStream::Merge(m) => m.prefix(),
+            SetStream::Union(m) => m.prefix(),
         }
     }
 }
