@@ -248,6 +248,12 @@ fn stdin_csv_and_exit_codes() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains(needle), "{args:?}: {err}");
     }
+    // A run that cannot start leaves no output directory behind.
+    let never = w.join("never");
+    let o =
+        Command::new(DIFF).args(["/nonexistent/x", t.to_str().unwrap(), "-q", "--out"]).arg(&never).output().unwrap();
+    assert_eq!(code(&o), 2);
+    assert!(!never.exists(), "--out was created for a run whose input does not exist");
 }
 
 #[test]

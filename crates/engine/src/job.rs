@@ -29,6 +29,10 @@ impl Side {
         if !spec.is_stdin() && spec.path.is_dir() {
             return Ok(Side::ChunkSets(ChunkSets::open(std::slice::from_ref(&spec.path))?));
         }
+        // Checked here, before the job creates its output directory for a run that cannot start.
+        if !spec.is_stdin() {
+            std::fs::metadata(&spec.path).map_err(|e| Error::io(&spec.path, e))?;
+        }
         Ok(Side::File(spec))
     }
 
