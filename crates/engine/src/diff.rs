@@ -192,8 +192,12 @@ impl DiffWriter {
     /// A writer for the outcomes of one key range of a walk split into ranges: the same files, without
     /// CSV headers, in `OUT/.part-NNNNN/`, to be [`append`](Self::append)ed in range order.
     pub fn part(opt: &DiffOptions, index: usize) -> Result<Self> {
-        let out_dir = opt.out_dir.join(format!(".part-{index:05}"));
-        Self::create_with(DiffOptions { out_dir, ..opt.clone() }, false)
+        Self::create_with(DiffOptions { out_dir: Self::part_dir(&opt.out_dir, index), ..opt.clone() }, false)
+    }
+
+    /// Where [`part`](Self::part) `index` writes.
+    pub fn part_dir(out_dir: &Path, index: usize) -> PathBuf {
+        out_dir.join(format!(".part-{index:05}"))
     }
 
     pub fn options(&self) -> &DiffOptions {

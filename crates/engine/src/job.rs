@@ -315,9 +315,9 @@ fn merge_sets(
     // Twice the threads, so that a range that runs long on a busy core is balanced by the others; none
     // smaller than 32 MiB of records, where a thread's start and the output parts cost more than they win.
     const MIN_RANGE: u64 = 32 << 20;
-    let want = ranges.unwrap_or_else(|| {
-        let by_size = ((a.data_len() + b.data_len()) / MIN_RANGE) as usize;
-        (rayon::current_num_threads() * 2).min(by_size)
+    let want = ranges.unwrap_or_else(|| match rayon::current_num_threads() {
+        1 => 1,
+        threads => (threads * 2).min(((a.data_len() + b.data_len()) / MIN_RANGE) as usize),
     });
     let cuts = crate::chunk::range::plan_cuts(&[a, b], want, ranges.is_some())?;
     let ranges = KeyRange::between(&cuts);
@@ -362,7 +362,7 @@ fn merge_sets(
     if let Some(e) = failed {
         // Parts of ranges that ran are still on disk; the run failed, so the output is not whole anyway.
         for i in 1..ranges.len() {
-            let _ = std::fs::remove_dir_all(opt.out_dir.join(format!(".part-{i:05}")));
+            let _ = std::fs::remove_dir_all(DiffWriter::part_dir(&opt.out_dir, i));
         }
         return Err(e);
     }
@@ -768,6 +768,52 @@ mod tests {
             if round % 3 != 0 {
                 assert!(one.source.duplicates > 0, "round {round}: overlapping chunks drop duplicates");
             }
+        }
+    }
+
+    /// A damaged chunk fails a walk in key ranges as it fails one walk, naming the chunk, and the
+    /// ranges' parts of the output are removed.
+    #[test]
+    fn a_damaged_chunk_fails_a_walk_in_ranges_and_leaves_no_parts() {
+        let t = tempfile::tempdir().unwrap();
+        let p = |n: &str| t.path().join(n);
+        let keys: BTreeMap<Vec<u8>, u64> = (0..5000).map(|i| (format!("k{i:06}").into_bytes(), 1)).collect();
+        let src = write_set(&p("source"), &keys, 1000);
+        let tgt = write_set(&p("target"), &keys, 700);
+        // The first key of the source's third chunk, "k002000", becomes "k00200/": still in order, so
+        // only the chunk's checksum tells, and a cut inside it leaves its first keys to a range that
+        // passes over them.
+        let chunk = src.join("chunk-000002.krc");
+        let mut bytes = std::fs::read(&chunk).unwrap();
+        let at = bytes.windows(7).position(|w| w == b"k002000").unwrap();
+        bytes[at + 6] = b'/';
+        std::fs::write(&chunk, bytes).unwrap();
+        let side = |d: &PathBuf| Side::open(InputSpec::new(d, crate::input::Format::Lines)).unwrap();
+        for ranges in [1, 3, 8] {
+            let out = p(&format!("out-{ranges}"));
+            let e = diff(DiffConfig {
+                source: side(&src),
+                target: side(&tgt),
+                out_dir: out.clone(),
+                compare: None,
+                write_match: true,
+                combined: true,
+                term: b'\n',
+                mem: 1 << 20,
+                tmp_dir: t.path().to_path_buf(),
+                engine: Engine::Auto,
+                quiet: true,
+                merge_ranges: Some(ranges),
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("checksum") && e.contains("chunk-000002.krc"), "{ranges} ranges: {e}");
+            let left: Vec<_> = std::fs::read_dir(&out)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .filter(|n| n.to_string_lossy().starts_with(".part"))
+                .collect();
+            assert!(left.is_empty(), "{ranges} ranges: parts left behind: {left:?}");
         }
     }
 }
