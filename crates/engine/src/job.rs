@@ -13,6 +13,7 @@ use crate::record::Schema;
 use crate::sort::{SortConfig, SortStats, Sorter};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// One side of a diff: one or more chunk sets (merged into one stream), or a key file / stdin.
@@ -240,7 +241,7 @@ pub fn diff(cfg: DiffConfig) -> Result<DiffSummary> {
                 unreachable!("both_sets")
             };
             let t1 = Instant::now();
-            let (sa, sb, ranges) = merge_sets(a, b, cfg.merge_ranges, &mut w)?;
+            let (sa, sb, ranges) = merge_sets(a, b, cfg.merge_ranges, &mut w, &progress.counter)?;
             summary.timings.diff_ms = t1.elapsed().as_millis() as u64;
             summary.engine_stats = serde_json::json!({ "ranges": ranges });
             fill(&mut summary.source, &sa.0, sa.1, sa.2);
@@ -310,6 +311,7 @@ fn merge_sets(
     b: &ChunkSets,
     ranges: Option<usize>,
     w: &mut DiffWriter,
+    progress: &Arc<AtomicU64>,
 ) -> Result<(SideCounts, SideCounts, usize)> {
     use rayon::prelude::*;
     // Twice the threads, so that a range that runs long on a busy core is balanced by the others; none
@@ -322,12 +324,18 @@ fn merge_sets(
     let cuts = crate::chunk::range::plan_cuts(&[a, b], want, ranges.is_some())?;
     let ranges = KeyRange::between(&cuts);
     let opt = w.options().clone();
+    // Parts a killed run left behind (its outcome files are replaced anyway).
+    for e in std::fs::read_dir(&opt.out_dir).map_err(|e| Error::io(&opt.out_dir, e))?.flatten() {
+        if e.file_name().to_string_lossy().starts_with(".part-") {
+            std::fs::remove_dir_all(e.path()).map_err(|err| Error::io(e.path(), err))?;
+        }
+    }
     let first = std::sync::Mutex::new(Some(&mut *w));
     let walked: Vec<Result<(Option<DiffWriter>, [u64; 4])>> = ranges
         .par_iter()
         .enumerate()
         .map(|(i, range)| {
-            let (mut sa, mut sb) = (a.range(range)?, b.range(range)?);
+            let (mut sa, mut sb) = (side_range(a, range, progress)?, side_range(b, range, progress)?);
             let part = if i == 0 {
                 let w = first.lock().expect("no walk panics holding it").take().expect("one first range");
                 walk(&mut sa, &mut sb, w)?;
@@ -370,6 +378,11 @@ fn merge_sets(
         (InputStats { records_read: unique + dups, bytes: data_len, ..Default::default() }, unique, dups)
     };
     Ok((side(a.data_len(), n[0], n[1]), side(b.data_len(), n[2], n[3]), ranges.len()))
+}
+
+/// A side's records in `range`, counted into `progress`.
+fn side_range(side: &ChunkSets, range: &KeyRange, progress: &Arc<AtomicU64>) -> Result<RangeStream> {
+    Ok(side.range(range)?.with_progress(progress.clone(), side.bytes_per_record()))
 }
 
 /// A side as one sorted, duplicate-free stream, with its statistics.
@@ -423,10 +436,12 @@ fn sorted_side(
     mem: usize,
     tmp: &std::path::Path,
     rejects: &Rejects,
-    progress: &AtomicU64,
+    progress: &Arc<AtomicU64>,
 ) -> Result<SortedSide> {
     match side {
-        Side::ChunkSets(c) => Ok(SortedSide::Set { stream: c.range(&KeyRange::default())?, data_len: c.data_len() }),
+        Side::ChunkSets(c) => {
+            Ok(SortedSide::Set { stream: side_range(c, &KeyRange::default(), progress)?, data_len: c.data_len() })
+        }
         Side::File(spec) => {
             let mut sorter = Sorter::new(SortConfig::new(mem, tmp, Schema::KEYS_ONLY));
             let input = crate::input::for_each_key(spec, rejects, progress, |k, _| sorter.push(k, b""))?;
@@ -750,6 +765,8 @@ mod tests {
             assert_eq!(one.engine_stats["ranges"], 1);
             for n in [2, 3, 5, 9] {
                 let out = p(&format!("ranges-{n}"));
+                // A part a killed run left behind is cleared away.
+                std::fs::create_dir_all(out.join(".part-00042")).unwrap();
                 let s =
                     pool.install(|| run_ranges(src.clone(), vec![tgt.clone()], Engine::Auto, &out, t.path(), Some(n)));
                 let ranges = s.engine_stats["ranges"].as_u64().unwrap();

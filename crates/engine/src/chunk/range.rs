@@ -21,6 +21,8 @@
 use super::set::{ChunkSet, ChunkSets, SetStream};
 use crate::error::Result;
 use crate::merge::{prefix8, Concat, Merge, SortedCursor};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// A half-open key range: `lo <= key < hi`, `None` unbounded.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -174,12 +176,35 @@ pub struct RangeStream {
     dup_end: u64,
     /// Records handed out.
     records: u64,
+    /// Records handed out and not yet added to `progress`.
+    pending: u64,
+    /// Where progress goes, and the side's mean bytes a record.
+    progress: Option<(Arc<AtomicU64>, u64)>,
 }
 
 impl RangeStream {
     pub fn new(inner: SetStream, range: KeyRange) -> Self {
         let hi_prefix = range.hi.as_deref().map_or(u64::MAX, prefix8);
-        RangeStream { inner, range, hi_prefix, started: false, done: false, dup_base: 0, dup_end: 0, records: 0 }
+        RangeStream {
+            inner,
+            range,
+            hi_prefix,
+            started: false,
+            done: false,
+            dup_base: 0,
+            dup_end: 0,
+            records: 0,
+            pending: 0,
+            progress: None,
+        }
+    }
+
+    /// Adds the bytes of the records handed out to `counter`, for a progress line: `bytes_per_record`
+    /// each ([`ChunkSets::bytes_per_record`]: the records' own lengths would cost two more calls into the
+    /// side's stream a record), every 64K records.
+    pub fn with_progress(mut self, counter: Arc<AtomicU64>, bytes_per_record: u64) -> Self {
+        self.progress = Some((counter, bytes_per_record));
+        self
     }
 
     /// Records handed out: the range's unique keys, once the stream has ended.
@@ -199,7 +224,14 @@ impl RangeStream {
     fn end(&mut self) -> Result<bool> {
         self.done = true;
         self.dup_end = self.inner.duplicates();
+        self.report();
         Ok(false)
+    }
+
+    fn report(&mut self) {
+        if let Some((p, per)) = &self.progress {
+            p.fetch_add(std::mem::take(&mut self.pending) * per, Ordering::Relaxed);
+        }
     }
 }
 
@@ -232,6 +264,10 @@ impl SortedCursor for RangeStream {
             return self.end();
         }
         self.records += 1;
+        self.pending += 1;
+        if self.pending >= 1 << 16 {
+            self.report();
+        }
         Ok(true)
     }
     #[inline]
@@ -266,6 +302,12 @@ impl ChunkSet {
 }
 
 impl ChunkSets {
+    /// Mean bytes a record takes in the side's chunks (for progress in bytes).
+    pub fn bytes_per_record(&self) -> u64 {
+        let records: u64 = self.sets.iter().map(ChunkSet::records).sum();
+        self.data_len() / records.max(1)
+    }
+
     /// The side's records in `range` ([`RangeStream`]); the unbounded range is the whole side.
     pub fn range(&self, range: &KeyRange) -> Result<RangeStream> {
         let inner = if let [one] = &self.sets[..] {
@@ -311,6 +353,22 @@ mod tests {
             v.push(String::from_utf8(st.key().to_vec()).unwrap());
         }
         Ok(v)
+    }
+
+    /// A progress line counts the records handed out in bytes: a whole set of keys of one length adds up
+    /// to its data length, over ranges as over one stream.
+    #[test]
+    fn ranges_report_progress_in_bytes() {
+        let t = tempfile::tempdir().unwrap();
+        let s = set(t.path(), &keys(3000, 1), 700);
+        for cuts in [vec![], vec![b"key/00001234".to_vec(), b"key/00002100".to_vec()]] {
+            let counter = Arc::new(AtomicU64::new(0));
+            for r in KeyRange::between(&cuts) {
+                let mut st = s.range(&r).unwrap().with_progress(counter.clone(), s.bytes_per_record());
+                while st.advance().unwrap() {}
+            }
+            assert_eq!(counter.load(Ordering::Relaxed), s.data_len(), "cuts {cuts:?}");
+        }
     }
 
     #[test]
