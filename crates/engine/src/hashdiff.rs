@@ -339,9 +339,8 @@ pub fn hash_diff(
         _ => (mem * 2 / 5 / (2 * nparts)).max(64 << 10),
     };
     let (cap_a, cap_b) = (cap(src.size_hint()), cap(tgt.size_hint()));
-    let spill_dir = cfg.tmp_dir.join(format!("keyrecon-diff-{}-{:x}", std::process::id(), rand::random::<u32>()));
-    std::fs::create_dir_all(&spill_dir).ctx(&spill_dir)?;
-    let _guard = DirGuard(spill_dir.clone());
+    let scratch = crate::scratch::ScratchDir::create(&cfg.tmp_dir, "diff")?;
+    let spill_dir = scratch.path().to_path_buf();
 
     // Phase 1: both sides at once, one thread each.
     let (ra, rb) = std::thread::scope(|s| {
@@ -869,13 +868,6 @@ fn diff_partition_by_sorting(
     out.dup_a += xa.duplicates;
     out.dup_b += xb.duplicates;
     Ok(())
-}
-
-struct DirGuard(PathBuf);
-impl Drop for DirGuard {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,8 @@
 //!               └──────► diff (two-sided walk, outcome files, summary) ──► job (keyrecon-diff, -sort)
 //! ```
 //! - [`record`]: key bytes + optional metadata and their one encoding.
-//! - [`chunk`]: the on-disk sorted chunk format and chunk sets (manifest).
+//! - [`chunk`]: the on-disk sorted chunk format and chunk sets (manifest); key ranges of chunk sets
+//!   (`chunk::range`) for walks on every core.
 //! - [`input`]: key files (lines, NUL, CSV) into records; rejects.
 //! - [`sort`]: memory-budgeted parallel external sort into chunk sets; its `RecordBuffer` (a run of
 //!   records sorted into one chunk, also each Cassandra lister worker's); the file-level merges every
@@ -26,6 +27,7 @@
 //! - [`summary`]: what every tool's summary shares: the paragraph on stderr, the exit code, summary.json.
 //! - [`csvout`]: the one CSV output file (diff sets with metadata; repair's and verify's outcome files).
 //! - [`hex`]: the one hex encoding of key bytes in manifests, journals and checkpoints.
+//! - [`scratch`]: private directories for intermediate files, and the sweep of those of killed runs.
 //!
 //! Invariants: keys are bytes and compare in byte order everywhere; nothing is dropped silently (bad
 //! input is rejected with a reason, failures are counted and make the exit code 2).
@@ -42,6 +44,7 @@ pub mod keymap;
 pub mod merge;
 pub mod progress;
 pub mod record;
+pub mod scratch;
 pub mod sort;
 pub mod summary;
 

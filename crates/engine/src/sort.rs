@@ -619,28 +619,7 @@ impl Drop for Sorter {
     }
 }
 
-/// A private directory of a run's intermediate files (a sort's spills, repair's sorted keys), under
-/// a parent such as `--tmp`: `keyrecon-TAG-PID-RANDOM`, removed with its contents when dropped.
-pub struct ScratchDir {
-    path: PathBuf,
-}
-
-impl ScratchDir {
-    pub fn create(parent: &Path, tag: &str) -> Result<ScratchDir> {
-        let path = parent.join(format!("keyrecon-{tag}-{}-{:x}", std::process::id(), rand::random::<u32>()));
-        std::fs::create_dir_all(&path).ctx(&path)?;
-        Ok(ScratchDir { path })
-    }
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
-}
+pub use crate::scratch::ScratchDir;
 
 enum Inner {
     Mem { sorter: Box<Sorter>, at: usize },
