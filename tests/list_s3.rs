@@ -346,13 +346,35 @@ fn a_range_that_always_fails_exits_2_and_resume_completes_it() {
     );
     let t = Workdir::new();
     let dir = t.join("s3.chunks");
-    let args = ["--bucket", bucket.as_str(), "--out", s(&dir), "-j", "4", "--page-size", "100", "--chunk-keys", "250"];
+    // With an age window: the resume comes later, so its own window would be another (every object here
+    // is minutes old, inside both).
+    let args = [
+        "--bucket",
+        bucket.as_str(),
+        "--out",
+        s(&dir),
+        "-j",
+        "4",
+        "--page-size",
+        "100",
+        "--chunk-keys",
+        "250",
+        "--max-age",
+        "1h",
+    ];
     let mut a = args.to_vec();
     a.extend(["--retries", "2", "--retry-base-ms", "1"]);
     let o = g.list_via(&p.endpoint, &a);
     assert_code(&o, 2);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("page failed") && err.contains("--resume"), "failure reported: {err}");
+    let window = |dir: &std::path::Path| {
+        let cp: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("checkpoint.json")).unwrap()).unwrap();
+        (cp["settings"]["min_mtime_us"].as_i64().unwrap(), cp["settings"]["filters"]["max_age_ms"].clone())
+    };
+    let (first_window, flags) = window(&dir);
+    assert_eq!(flags, 3_600_000, "the checkpoint records --max-age as given");
     assert!(!dir.join("manifest.json").exists(), "an incomplete listing is not a chunk set");
     let sum = summary(&dir);
     assert!(sum["errors"].as_u64().unwrap() > 0 && sum["complete"] == false, "{sum}");
@@ -364,8 +386,21 @@ fn a_range_that_always_fails_exits_2_and_resume_completes_it() {
     let first_run = sum["keys_listed"].as_u64().unwrap();
     assert!(first_run > 0 && first_run < keys.len() as u64, "{sum}");
 
-    // A plain rerun refuses to clobber the unfinished listing; --resume continues it directly.
+    // A plain rerun refuses to clobber the unfinished listing; a resume that asks for another window is
+    // refused; --resume continues it directly, with the first run's window.
     assert_code(&g.list(&args), 2);
+    let mut other = args.to_vec();
+    *other.last_mut().unwrap() = "2h";
+    other.push("--resume");
+    let o = g.list(&other);
+    assert_code(&o, 2);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("max_age_ms: Some(7200000)"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(window(&dir).0, first_window, "a refused resume leaves the checkpoint alone");
+    std::thread::sleep(std::time::Duration::from_millis(20));
     let mut a = args.to_vec();
     a.push("--resume");
     let o = g.list(&a);

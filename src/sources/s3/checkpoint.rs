@@ -10,10 +10,14 @@
 //! It is rewritten (temporary file + rename) on every change of the range set: a split, a finished
 //! range. On `--resume` the chunks already in `OUT` are verified once ([`ChunkSetWriter::resume`]) and
 //! each unfinished range continues after the last key of the chunks it holds. The settings must equal
-//! the resumed run's, or `--resume` refuses.
+//! the resumed run's, or `--resume` refuses. An age window (`--max-age`, `--min-age`) is compared as
+//! the flags were given (`filters`), and the resumed run keeps the first run's absolute window
+//! (`min_mtime_us`, `max_mtime_us`), so that both parts of the listing hold the same objects however
+//! late the resume comes. (Checkpoints written before `filters` existed compare the absolute window.)
 
 use super::ranges::{self, End};
 use super::SCHEMA;
+use crate::chunk::listing::Filters;
 use crate::chunk::{ChunkSetWriter, Shard};
 use crate::error::{Error, IoContext, Result};
 use crate::hex;
@@ -37,6 +41,27 @@ pub struct CheckpointSettings {
     /// `--shard I/N`; absent (and so absent in checkpoints written before sharding) for a whole listing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<Shard>,
+    /// The filter flags as given; absent in checkpoints written before they were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filters: Option<Filters>,
+}
+
+impl CheckpointSettings {
+    /// Does a resumed run asking for `now` continue this listing? With the flags recorded, the absolute
+    /// window is not compared (it moves with the clock); without them it is.
+    fn continued_by(&self, now: &CheckpointSettings) -> bool {
+        match self.filters {
+            Some(_) => {
+                *self
+                    == CheckpointSettings {
+                        min_mtime_us: self.min_mtime_us,
+                        max_mtime_us: self.max_mtime_us,
+                        ..now.clone()
+                    }
+            }
+            None => *self == CheckpointSettings { filters: None, ..now.clone() },
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -171,8 +196,12 @@ pub(super) struct SavedRange {
 }
 
 /// Rebuilds the ranges of an interrupted run: done ranges stay done, the others continue after the last
-/// key of the chunks they hold. Returns the reopened chunk-set writer and the ranges.
-pub(super) fn load_resume(dir: &Path, settings: &CheckpointSettings) -> Result<(ChunkSetWriter, Vec<SavedRange>)> {
+/// key of the chunks they hold. Returns the reopened chunk-set writer, the ranges, and the settings to
+/// go on with (the checkpoint's, whose window is the first run's).
+pub(super) fn load_resume(
+    dir: &Path,
+    settings: &CheckpointSettings,
+) -> Result<(ChunkSetWriter, Vec<SavedRange>, CheckpointSettings)> {
     let cp_path = dir.join(CHECKPOINT);
     let body = std::fs::read(&cp_path).ctx(&cp_path).map_err(|e| {
         Error::context(format!("--resume: nothing to resume in {} (no {CHECKPOINT})", dir.display()), e)
@@ -188,7 +217,7 @@ pub(super) fn load_resume(dir: &Path, settings: &CheckpointSettings) -> Result<(
             show(settings.shard)
         )));
     }
-    if cp.settings != *settings {
+    if !cp.settings.continued_by(settings) {
         return Err(Error::Usage(format!(
             "--resume: {} was written for {:?}, this run asks for {:?}",
             cp_path.display(),
@@ -220,5 +249,5 @@ pub(super) fn load_resume(dir: &Path, settings: &CheckpointSettings) -> Result<(
             s.pos = Some(last);
         }
     }
-    Ok((set, slots))
+    Ok((set, slots, cp.settings))
 }

@@ -308,8 +308,8 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
     if cfg.concurrency == 0 {
         return Err(Error::Usage("--concurrency must be at least 1".into()));
     }
-    let cutoff = cfg.window.cutoff(super::now_us());
-    let settings = CheckpointSettings {
+    let mut cutoff = cfg.window.cutoff(super::now_us());
+    let mut settings = CheckpointSettings {
         bucket: cfg.bucket.clone(),
         prefix: cfg.prefix.clone(),
         start_after: cfg.start_after.clone(),
@@ -317,6 +317,7 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
         min_mtime_us: cutoff.min_mtime_us,
         max_mtime_us: cutoff.max_mtime_us,
         shard: cfg.shard,
+        filters: Some(listing(&cfg).filters),
     };
     // The whole listing (shard 1/1), or the shard's part of it.
     let s = cfg.shard.unwrap_or(Shard::WHOLE);
@@ -341,7 +342,10 @@ pub async fn list(client: aws_sdk_s3::Client, cfg: ListConfig, sink: Sink) -> Re
         Sink::ChunkSet { dir, force, resume } => {
             let cp_path = dir.join(CHECKPOINT);
             if *resume {
-                let (set, saved) = checkpoint::load_resume(dir, &settings)?;
+                let (set, saved, first_run) = checkpoint::load_resume(dir, &settings)?;
+                // The first run's window: both parts of the listing hold the same objects.
+                cutoff = super::Cutoff { min_mtime_us: first_run.min_mtime_us, max_mtime_us: first_run.max_mtime_us };
+                settings = first_run;
                 let slots = saved.into_iter().map(Slot::resumed).collect();
                 (Out::Chunks(set.with_write_buffer(CHUNK_WRITE_BUF)), slots, Some(cp_path), true)
             } else {
