@@ -62,6 +62,38 @@ impl CheckpointSettings {
             None => *self == CheckpointSettings { filters: None, ..now.clone() },
         }
     }
+
+    /// What differs, one `name: checkpoint -> this run` each (filters by flag; the absolute window only
+    /// when the checkpoint has no flags to compare).
+    fn differences(&self, now: &CheckpointSettings) -> Vec<String> {
+        let flat = |s: &CheckpointSettings| {
+            let mut v = serde_json::to_value(s).unwrap_or_default();
+            let mut fields: Vec<(String, serde_json::Value)> = Vec::new();
+            if let Some(m) = v.as_object_mut() {
+                if let Some(serde_json::Value::Object(f)) = m.remove("filters") {
+                    fields.extend(f);
+                }
+                if self.filters.is_some() {
+                    m.remove("min_mtime_us");
+                    m.remove("max_mtime_us");
+                }
+                fields.extend(m.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            fields
+        };
+        let (was, asked) = (flat(self), flat(now));
+        let get = |f: &[(String, serde_json::Value)], k: &str| {
+            f.iter().find(|(n, _)| n == k).map_or(serde_json::Value::Null, |(_, v)| v.clone())
+        };
+        let mut names: Vec<&String> = was.iter().chain(&asked).map(|(k, _)| k).collect();
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .filter(|k| get(&was, k) != get(&asked, k))
+            .map(|k| format!("{k}: {} -> {}", get(&was, k), get(&asked, k)))
+            .collect()
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -219,10 +251,10 @@ pub(super) fn load_resume(
     }
     if !cp.settings.continued_by(settings) {
         return Err(Error::Usage(format!(
-            "--resume: {} was written for {:?}, this run asks for {:?}",
+            "--resume: {} was written for another listing ({}); resume it with the same flags, or list into \
+             another --out",
             cp_path.display(),
-            cp.settings,
-            settings
+            cp.settings.differences(settings).join(", ")
         )));
     }
     let bad = |msg: String| Error::Manifest { path: cp_path.clone(), msg };
