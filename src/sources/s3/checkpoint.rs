@@ -70,8 +70,10 @@ impl CheckpointSettings {
             let mut v = serde_json::to_value(s).unwrap_or_default();
             let mut fields: Vec<(String, serde_json::Value)> = Vec::new();
             if let Some(m) = v.as_object_mut() {
-                if let Some(serde_json::Value::Object(f)) = m.remove("filters") {
-                    fields.extend(f);
+                // Compared as `continued_by` compares: by flag when the checkpoint has them, else by window.
+                match m.remove("filters") {
+                    Some(serde_json::Value::Object(f)) if self.filters.is_some() => fields.extend(f),
+                    _ => {}
                 }
                 if self.filters.is_some() {
                     m.remove("min_mtime_us");
