@@ -20,7 +20,7 @@
 
 use super::set::{ChunkSet, ChunkSets, SetStream};
 use crate::error::Result;
-use crate::merge::{prefix8, Concat, Merge, SortedCursor};
+use crate::merge::{prefix8, SortedCursor};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -40,8 +40,13 @@ impl KeyRange {
         bounds.windows(2).map(|w| KeyRange { lo: w[0].clone(), hi: w[1].clone() }).collect()
     }
 
+    /// The range of every key.
+    pub fn is_whole(&self) -> bool {
+        self.lo.is_none() && self.hi.is_none()
+    }
+
     /// Does a chunk holding `first..=last` hold keys of this range?
-    fn meets(&self, first: &[u8], last: &[u8]) -> bool {
+    pub fn meets(&self, first: &[u8], last: &[u8]) -> bool {
         self.lo.as_deref().is_none_or(|lo| last >= lo) && self.hi.as_deref().is_none_or(|hi| first < hi)
     }
 }
@@ -89,8 +94,13 @@ impl SetSpans {
                 return (0.0, 0.0);
             }
             let s = &self.spans[n - 1];
-            let part = if s.last.as_slice() < k { s.bytes as f64 } else { straddle(s) };
-            (self.below[n - 1] as f64 + part, part * (s.last.as_slice() >= k) as u8 as f64)
+            let (part, skip) = if s.last.as_slice() < k {
+                (s.bytes as f64, 0.0)
+            } else {
+                let p = straddle(s);
+                (p, p)
+            };
+            (self.below[n - 1] as f64 + part, skip)
         } else {
             let (mut below, mut skip) = (0.0, 0.0);
             for s in &self.spans {
@@ -284,23 +294,6 @@ impl SortedCursor for RangeStream {
     }
 }
 
-impl ChunkSet {
-    /// The set's records in `range` as one sorted stream over only the chunks that meet it (plus any
-    /// empty chunk, in the first range, so that it is still checked once).
-    fn range_stream(&self, range: &KeyRange) -> Result<SetStream> {
-        let mut keep = Vec::with_capacity(self.manifest.chunks.len());
-        for c in &self.manifest.chunks {
-            keep.push(if c.records == 0 { range.lo.is_none() } else { range.meets(&c.first_key()?, &c.last_key()?) });
-        }
-        let cursors = self.cursors_where(|i| keep[i])?;
-        Ok(if self.manifest.disjoint {
-            SetStream::Concat(Concat::new(cursors))
-        } else {
-            SetStream::Merge(Merge::new(cursors, true))
-        })
-    }
-}
-
 impl ChunkSets {
     /// Mean bytes a record takes in the side's chunks (for progress in bytes).
     pub fn bytes_per_record(&self) -> u64 {
@@ -310,13 +303,7 @@ impl ChunkSets {
 
     /// The side's records in `range` ([`RangeStream`]); the unbounded range is the whole side.
     pub fn range(&self, range: &KeyRange) -> Result<RangeStream> {
-        let inner = if let [one] = &self.sets[..] {
-            one.range_stream(range)?
-        } else {
-            let streams = self.sets.iter().map(|s| s.range_stream(range)).collect::<Result<Vec<_>>>()?;
-            SetStream::Union(Box::new(Merge::new(streams, true)))
-        };
-        Ok(RangeStream::new(inner, range.clone()))
+        Ok(RangeStream::new(self.stream_in(range)?, range.clone()))
     }
 }
 

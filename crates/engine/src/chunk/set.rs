@@ -17,6 +17,7 @@
 //! duplicates.
 
 use super::listing::{check_side, Listing};
+use super::range::KeyRange;
 use super::reader::ChunkCursor;
 use super::writer::{ChunkStats, ChunkWriter};
 use crate::error::{Error, IoContext, Result};
@@ -429,7 +430,7 @@ impl ChunkSet {
     }
 
     /// [`cursors`](Self::cursors) of the chunks whose manifest index `keep` accepts.
-    pub(super) fn cursors_where(&self, keep: impl Fn(usize) -> bool) -> Result<Vec<ChunkCursor>> {
+    fn cursors_where(&self, keep: impl Fn(usize) -> bool) -> Result<Vec<ChunkCursor>> {
         self.manifest
             .chunks
             .iter()
@@ -505,7 +506,21 @@ impl ChunkSet {
     /// The whole set as one sorted stream. Overlapping sets with more chunks than the process may keep
     /// open should be compacted first (keyrecon-sort does); we open them all here.
     pub fn stream(&self) -> Result<SetStream> {
-        let cursors = self.cursors()?;
+        self.stream_in(&KeyRange::default())
+    }
+
+    /// [`stream`](Self::stream) over only the chunks whose keys meet `range` (plus any empty chunk, in
+    /// the range that starts at the first key, so that it is still checked once); the stream still
+    /// holds their keys outside the range ([`RangeStream`](super::RangeStream) cuts them off).
+    pub fn stream_in(&self, range: &KeyRange) -> Result<SetStream> {
+        let mut keep = Vec::with_capacity(self.manifest.chunks.len());
+        for c in &self.manifest.chunks {
+            keep.push(
+                range.is_whole()
+                    || if c.records == 0 { range.lo.is_none() } else { range.meets(&c.first_key()?, &c.last_key()?) },
+            );
+        }
+        let cursors = self.cursors_where(|i| keep[i])?;
         Ok(if self.manifest.disjoint {
             SetStream::Concat(crate::merge::Concat::new(cursors))
         } else {
@@ -595,10 +610,15 @@ impl ChunkSets {
 
     /// The union as one sorted, duplicate-free stream (one set: its own stream, no merge).
     pub fn stream(&self) -> Result<SetStream> {
+        self.stream_in(&KeyRange::default())
+    }
+
+    /// [`stream`](Self::stream) over only the chunks whose keys meet `range` ([`ChunkSet::stream_in`]).
+    pub fn stream_in(&self, range: &KeyRange) -> Result<SetStream> {
         if let [one] = &self.sets[..] {
-            return one.stream();
+            return one.stream_in(range);
         }
-        let streams = self.sets.iter().map(ChunkSet::stream).collect::<Result<Vec<_>>>()?;
+        let streams = self.sets.iter().map(|s| s.stream_in(range)).collect::<Result<Vec<_>>>()?;
         Ok(SetStream::Union(Box::new(crate::merge::Merge::new(streams, true))))
     }
 }
