@@ -38,9 +38,7 @@ impl CsvOut {
     /// Appends the bytes of the file at `part` (rows written by another, headerless `CsvOut`).
     pub fn append(&mut self, part: &Path) -> Result<()> {
         self.w.flush().ctx(&self.path)?;
-        let mut from = File::open(part).ctx(part)?;
-        std::io::copy(&mut from, &mut self.w.get_ref()).ctx(&self.path)?;
-        Ok(())
+        append_file(self.w.get_ref(), &self.path, part)
     }
 
     /// One row; cells are bytes (keys need not be UTF-8) and are quoted as CSV requires.
@@ -55,4 +53,12 @@ impl CsvOut {
     pub fn finish(mut self) -> Result<()> {
         self.w.flush().ctx(&self.path)
     }
+}
+
+/// Appends the bytes of the file at `part` to `to` (the file at `path`, its writer flushed): in the
+/// kernel on Linux (`io::copy` between files is `copy_file_range`).
+pub fn append_file(mut to: &File, path: &Path, part: &Path) -> Result<()> {
+    let mut from = File::open(part).ctx(part)?;
+    std::io::copy(&mut from, &mut to).ctx(path)?;
+    Ok(())
 }

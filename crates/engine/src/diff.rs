@@ -125,9 +125,7 @@ impl Out {
     /// Appends the bytes of the file at `part`.
     fn append(&mut self, part: &Path) -> Result<()> {
         self.w.flush().ctx(&self.path)?;
-        let mut from = File::open(part).ctx(part)?;
-        std::io::copy(&mut from, self.w.get_mut()).ctx(&self.path)?;
-        Ok(())
+        crate::csvout::append_file(self.w.get_ref(), &self.path, part)
     }
 }
 
@@ -181,6 +179,9 @@ impl Row {
     }
 }
 
+/// Name prefix of the part directories of a walk in key ranges ([`DiffWriter::part`]).
+const PART: &str = ".part-";
+
 pub const FILES: [&str; 5] =
     ["missing-on-target.txt", "missing-on-source.txt", "differ.txt", "match.txt", "combined.txt"];
 
@@ -192,12 +193,18 @@ impl DiffWriter {
     /// A writer for the outcomes of one key range of a walk split into ranges: the same files, without
     /// CSV headers, in `OUT/.part-NNNNN/`, to be [`append`](Self::append)ed in range order.
     pub fn part(opt: &DiffOptions, index: usize) -> Result<Self> {
-        Self::create_with(DiffOptions { out_dir: Self::part_dir(&opt.out_dir, index), ..opt.clone() }, false)
+        let out_dir = opt.out_dir.join(format!("{PART}{index:05}"));
+        Self::create_with(DiffOptions { out_dir, ..opt.clone() }, false)
     }
 
-    /// Where [`part`](Self::part) `index` writes.
-    pub fn part_dir(out_dir: &Path, index: usize) -> PathBuf {
-        out_dir.join(format!(".part-{index:05}"))
+    /// Removes every part directory in `out_dir` (of a failed or killed run).
+    pub fn remove_parts(out_dir: &Path) -> Result<()> {
+        for e in std::fs::read_dir(out_dir).ctx(out_dir)?.flatten() {
+            if e.file_name().to_string_lossy().starts_with(PART) {
+                std::fs::remove_dir_all(e.path()).ctx(e.path())?;
+            }
+        }
+        Ok(())
     }
 
     pub fn options(&self) -> &DiffOptions {

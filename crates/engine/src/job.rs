@@ -325,11 +325,7 @@ fn merge_sets(
     let ranges = KeyRange::between(&cuts);
     let opt = w.options().clone();
     // Parts a killed run left behind (its outcome files are replaced anyway).
-    for e in std::fs::read_dir(&opt.out_dir).map_err(|e| Error::io(&opt.out_dir, e))?.flatten() {
-        if e.file_name().to_string_lossy().starts_with(".part-") {
-            std::fs::remove_dir_all(e.path()).map_err(|err| Error::io(e.path(), err))?;
-        }
-    }
+    DiffWriter::remove_parts(&opt.out_dir)?;
     let first = std::sync::Mutex::new(Some(&mut *w));
     let walked: Vec<Result<(Option<DiffWriter>, [u64; 4])>> = ranges
         .par_iter()
@@ -369,15 +365,15 @@ fn merge_sets(
     }
     if let Some(e) = failed {
         // Parts of ranges that ran are still on disk; the run failed, so the output is not whole anyway.
-        for i in 1..ranges.len() {
-            let _ = std::fs::remove_dir_all(DiffWriter::part_dir(&opt.out_dir, i));
-        }
+        let _ = DiffWriter::remove_parts(&opt.out_dir);
         return Err(e);
     }
-    let side = |data_len: u64, unique: u64, dups: u64| {
-        (InputStats { records_read: unique + dups, bytes: data_len, ..Default::default() }, unique, dups)
-    };
-    Ok((side(a.data_len(), n[0], n[1]), side(b.data_len(), n[2], n[3]), ranges.len()))
+    Ok((set_counts(a.data_len(), n[0], n[1]), set_counts(b.data_len(), n[2], n[3]), ranges.len()))
+}
+
+/// A chunk-set side's counts: `unique` records handed out and `dups` dropped, of `data_len` bytes.
+fn set_counts(data_len: u64, unique: u64, dups: u64) -> SideCounts {
+    (InputStats { records_read: unique + dups, bytes: data_len, ..Default::default() }, unique, dups)
 }
 
 /// A side's records in `range`, counted into `progress`.
@@ -395,10 +391,7 @@ impl SortedSide {
     /// (input statistics, unique keys, duplicates); final once the stream is exhausted.
     fn stats(&self) -> (InputStats, u64, u64) {
         match self {
-            SortedSide::Set { stream, data_len } => {
-                let (u, d) = (stream.records(), stream.duplicates());
-                (InputStats { records_read: u + d, bytes: *data_len, ..Default::default() }, u, d)
-            }
+            SortedSide::Set { stream, data_len } => set_counts(*data_len, stream.records(), stream.duplicates()),
             SortedSide::Sorted { out, input } => {
                 let st = out.stats();
                 (input.clone(), st.unique, st.duplicates)
