@@ -33,7 +33,7 @@
 //! input is rejected with a reason, failures are counted and make the exit code 2).
 
 pub use keyrecon_engine::{
-    chunk, csvout, diff, error, hashdiff, hex, input, job, keymap, merge, progress, record, sort, summary,
+    chunk, csvout, diff, error, hashdiff, hex, input, job, keymap, merge, progress, record, scratch, sort, summary,
 };
 pub use keyrecon_engine::{Error, Result};
 

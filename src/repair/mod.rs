@@ -53,7 +53,7 @@ use crate::keys::{Item, SortedKeys};
 use crate::merge::Concat;
 use crate::pool::{self, Flow};
 use crate::queue::consume::{self, Consumer, ConsumerStats, Delivery};
-use crate::sort::ScratchDir;
+use crate::scratch::ScratchDir;
 use crate::sources::s3::client::ClientOptions;
 use crate::summary::Summary;
 use bytes::Bytes;

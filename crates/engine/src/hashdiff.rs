@@ -31,6 +31,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::input::{RecordSource, SourceStats};
 use crate::merge::SortedCursor;
 use crate::record::{get_varint, put_varint, Schema};
+use crate::scratch::ScratchDir;
 use crate::sort::{SortConfig, SortedOutput, Sorter};
 use rayon::prelude::*;
 use std::fs::File;
@@ -104,8 +105,18 @@ struct Part {
     /// Where the partition's flushed buffers are in its side's [`Spill`] file: (offset, length), in
     /// input order; each holds whole records.
     extents: Vec<(u64, usize)>,
-    spilled: u64,
     records: u64,
+}
+
+impl Part {
+    /// Bytes in the spill file.
+    fn spilled(&self) -> usize {
+        self.extents.iter().map(|&(_, len)| len).sum()
+    }
+    /// Bytes held: spilled, then in `buf`.
+    fn len(&self) -> usize {
+        self.spilled() + self.buf.len()
+    }
 }
 
 /// One side's spill file: the partitions' buffers appended as they fill. One file a side, not one a
@@ -153,8 +164,7 @@ struct Partitioner {
 
 impl Partitioner {
     fn new(nparts: usize, cap: usize, with_meta: bool, dir: &Path, side: char) -> Self {
-        let parts =
-            (0..nparts).map(|_| Part { buf: Vec::new(), extents: Vec::new(), spilled: 0, records: 0 }).collect();
+        let parts = (0..nparts).map(|_| Part { buf: Vec::new(), extents: Vec::new(), records: 0 }).collect();
         let spill = Spill { path: dir.join(format!("{side}.spill")), file: None, len: 0 };
         Partitioner { parts, cap, shift: 64 - nparts.trailing_zeros(), with_meta, spill }
     }
@@ -188,7 +198,6 @@ impl Partitioner {
 
     fn flush(part: &mut Part, spill: &mut Spill) -> Result<()> {
         part.extents.push(spill.append(&part.buf)?);
-        part.spilled += part.buf.len() as u64;
         part.buf.clear();
         Ok(())
     }
@@ -339,7 +348,7 @@ pub fn hash_diff(
         _ => (mem * 2 / 5 / (2 * nparts)).max(64 << 10),
     };
     let (cap_a, cap_b) = (cap(src.size_hint()), cap(tgt.size_hint()));
-    let scratch = crate::scratch::ScratchDir::create(&cfg.tmp_dir, "diff")?;
+    let scratch = ScratchDir::create(&cfg.tmp_dir, "diff")?;
     let spill_dir = scratch.path().to_path_buf();
 
     // Phase 1: both sides at once, one thread each.
@@ -385,7 +394,7 @@ pub fn hash_diff(
     parts
         .into_par_iter()
         .map_init(Workspace::default, |ws, (a, b)| -> Result<()> {
-            let size = a.spilled as usize + a.buf.len() + b.spilled as usize + b.buf.len();
+            let size = a.len() + b.len();
             let est_load = size * load_factor;
             if est_load > limit * 3 / 2 {
                 oversized.fetch_add(1, Ordering::Relaxed);
@@ -447,7 +456,7 @@ const LOAD_BLOCK: usize = if cfg!(test) { 4 << 10 } else { 256 << 10 };
 /// (input order), then the tail. Each record is hashed once here and copied into its sub-partition, so
 /// the join that follows works on a few hundred KiB at a time instead of missing cache on every probe.
 fn load(l: &mut Loaded, part: Part, spill: &Spill, with_meta: bool, split: Split) -> Result<()> {
-    let total = part.spilled as usize + part.buf.len();
+    let total = part.len();
     if total > u32::MAX as usize {
         return Err(Error::Usage(format!(
             "{}: a hash partition of {total} bytes exceeds the 4 GiB a partition may hold; use a smaller --mem or --engine sort",
@@ -511,7 +520,7 @@ fn read_part(
 /// `load` into one sub-partition: the spilled extents and the tail go into its bytes as they are, and
 /// the entries point at the keys inside the records.
 fn load_whole(s: &mut Sub, part: Part, spill: &Spill, with_meta: bool) -> Result<()> {
-    s.bytes.resize(part.spilled as usize, 0);
+    s.bytes.resize(part.spilled(), 0);
     let mut at = 0;
     for &(offset, len) in &part.extents {
         spill.read_at(&mut s.bytes[at..at + len], offset)?;
@@ -525,7 +534,10 @@ fn load_whole(s: &mut Sub, part: Part, spill: &Spill, with_meta: bool) -> Result
         pos = end;
     }
     if pos != s.bytes.len() {
-        return Err(Error::corrupt(&spill.path, pos as u64, "partition ends inside a record"));
+        return Err(Error::Internal(format!(
+            "{}: a partition ends inside a record, {pos} bytes into it",
+            spill.path.display()
+        )));
     }
     Ok(())
 }

@@ -36,6 +36,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::merge::SortedCursor;
 use crate::merge::{prefix8, Merge};
 use crate::record::{get_varint, put_varint, Schema};
+use crate::scratch::ScratchDir;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -618,8 +619,6 @@ impl Drop for Sorter {
         }
     }
 }
-
-pub use crate::scratch::ScratchDir;
 
 enum Inner {
     Mem { sorter: Box<Sorter>, at: usize },
